@@ -1,0 +1,512 @@
+/*
+ * DESIGN
+ * A `struct proxy` lives in the request's arena and walks the route plan one attempt at a
+ * time. Nothing reaches the client until an attempt has produced a usable answer: for a
+ * stream, the first complete SSE event of a 2xx response; otherwise the whole 2xx body
+ * (checked to be JSON). Until then every retryable failure — connect error, timeout, 429,
+ * 5xx, a broken or garbled response — moves on to the next target. Once bytes have been
+ * sent, a failure can only end the stream with an SSE error event, never silently.
+ *
+ * Usage: streams are asked for include_usage upstream; the usage chunk is read for the log
+ * and dropped from the client's stream unless the client asked for it.
+ */
+#include "api/proxy.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "http/server.h"
+#include "http/sse.h"
+#include "obs/log.h"
+#include "providers/provider.h"
+#include "route/router.h"
+#include "util/arena.h"
+#include "util/clock.h"
+
+#define MAX_RESPONSE_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
+#define MAX_ERROR_BODY (64u << 10)     /* we keep this much of an upstream error body */
+#define MAX_ATTEMPTS_LOGGED 16
+
+struct attempt {
+    const char *backend;
+    const char *model;
+    long status;
+    char error[160];
+    bool timeout;
+};
+
+struct proxy {
+    struct app *app;
+    struct http_request *req;
+    const struct model_conf *model;
+    enum openai_endpoint endpoint;
+    json_t *body; /* the client's request; owned (cleanup on the arena) */
+    bool stream;
+    bool client_wants_usage;
+    struct route_plan plan;
+    size_t attempt;  /* index into plan.order of the current attempt */
+    struct attempt attempts[MAX_ATTEMPTS_LOGGED];
+    size_t n_attempts;
+    struct upstream_call *call;
+    struct backend *backend;
+    const struct target_conf *target;
+    uint64_t attempt_start_ns;
+    struct evbuffer *resp; /* non-stream answer or error body; owned */
+    struct sse_parser sse;
+    bool committed;      /* the response head went to the client */
+    bool saw_done;       /* upstream sent data: [DONE] */
+    bool stream_failed;  /* we aborted the upstream mid-stream */
+    char stream_error[200];
+    uint64_t first_byte_ns;
+    long long prompt_tokens, completion_tokens, total_tokens;
+    bool finished;
+};
+
+static void next_attempt(struct proxy *p);
+static const struct upstream_callbacks callbacks;
+
+/* ---- logging ------------------------------------------------------------------------ */
+
+static double ms_since(uint64_t start_ns, uint64_t now_ns)
+{
+    return (double)(now_ns - start_ns) / 1e6;
+}
+
+static void log_request(const struct http_request *req, int status, const char *model,
+                        const struct proxy *p, const char *error)
+{
+    struct log_line l;
+    uint64_t now = clock_now_ns();
+    log_begin(&l, status >= 500 ? "warn" : "info", "request");
+    log_str(&l, "id", req->request_id);
+    log_str(&l, "method", req->method);
+    log_str(&l, "path", req->path);
+    log_str(&l, "model", model);
+    log_str(&l, "backend", p && p->backend ? p->backend->conf->name : NULL);
+    log_str(&l, "target_model", p && p->target ? p->target->model : NULL);
+    log_int(&l, "status", status);
+    log_bool(&l, "stream", p ? p->stream : false);
+    log_ms(&l, "latency_ms", ms_since(req->start_ns, now));
+    log_ms(&l, "ttfb_ms", p && p->first_byte_ns ? ms_since(req->start_ns, p->first_byte_ns) : -1);
+    if (p && p->total_tokens >= 0) {
+        log_int(&l, "prompt_tokens", p->prompt_tokens);
+        log_int(&l, "completion_tokens", p->completion_tokens);
+        log_int(&l, "total_tokens", p->total_tokens);
+    } else {
+        log_null(&l, "prompt_tokens");
+        log_null(&l, "completion_tokens");
+        log_null(&l, "total_tokens");
+    }
+    log_int(&l, "attempts", p ? (long long)p->n_attempts : 0);
+    log_str(&l, "error", error);
+    log_end(&l);
+}
+
+void proxy_log_simple(const struct http_request *req, int status, const char *model,
+                      const char *error)
+{
+    struct app *unused = NULL;
+    (void)unused;
+    log_request(req, status, model, NULL, error);
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static void read_usage(struct proxy *p, const json_t *usage)
+{
+    if (!json_is_object(usage)) return;
+    const json_t *pt = json_object_get(usage, "prompt_tokens");
+    const json_t *ct = json_object_get(usage, "completion_tokens");
+    const json_t *tt = json_object_get(usage, "total_tokens");
+    if (json_is_integer(pt)) p->prompt_tokens = json_integer_value(pt);
+    if (json_is_integer(ct)) p->completion_tokens = json_integer_value(ct);
+    if (json_is_integer(tt)) p->total_tokens = json_integer_value(tt);
+    else if (json_is_integer(pt)) p->total_tokens = p->prompt_tokens + p->completion_tokens;
+}
+
+static void add_target_headers(struct proxy *p)
+{
+    http_add_header(p->req, "x-stratus-backend", p->backend->conf->name);
+    http_add_header(p->req, "x-stratus-model", p->target->model);
+    http_add_header(p->req, "x-stratus-route", p->plan.policy);
+}
+
+static void finish(struct proxy *p, int status, const char *error)
+{
+    p->finished = true;
+    log_request(p->req, status, p->model->name, p, error);
+}
+
+static struct attempt *current_attempt(struct proxy *p)
+{
+    size_t i = p->n_attempts ? p->n_attempts - 1 : 0;
+    return &p->attempts[i < MAX_ATTEMPTS_LOGGED ? i : MAX_ATTEMPTS_LOGGED - 1];
+}
+
+/* Records why the current attempt failed and moves on. */
+static void attempt_failed(struct proxy *p, long status, bool timeout, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void attempt_failed(struct proxy *p, long status, bool timeout, const char *fmt, ...)
+{
+    struct attempt *a = current_attempt(p);
+    a->status = status;
+    a->timeout = timeout;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->error, sizeof a->error, fmt, ap);
+    va_end(ap);
+    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_FAILED, 0);
+    p->call = NULL;
+    p->attempt++;
+    next_attempt(p);
+}
+
+static void respond_all_failed(struct proxy *p)
+{
+    bool timeout = p->n_attempts > 0 && current_attempt(p)->timeout;
+    int status = timeout ? 504 : 502;
+    json_t *attempts = json_array();
+    char summary[400];
+    size_t n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ",
+                                p->n_attempts, p->n_attempts == 1 ? "" : "s");
+    for (size_t i = 0; i < p->n_attempts && i < MAX_ATTEMPTS_LOGGED; i++) {
+        const struct attempt *a = &p->attempts[i];
+        json_t *o = json_pack("{s:s, s:s, s:s}", "backend", a->backend, "model", a->model,
+                              "error", a->error);
+        if (a->status) json_object_set_new(o, "status", json_integer(a->status));
+        else json_object_set_new(o, "status", json_null());
+        json_array_append_new(attempts, o);
+        if (n < sizeof summary)
+            n += (size_t)snprintf(summary + n, sizeof summary - n, "%s%s: %s", i ? "; " : "",
+                                  a->backend, a->error);
+    }
+    json_t *doc = json_pack("{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", summary, "type",
+                            "upstream_error", "code",
+                            timeout ? "upstream_timeout" : "upstream_failed", "param",
+                            "attempts", attempts);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    finish(p, status, summary);
+    if (s == NULL) {
+        struct err e;
+        err_set(&e, status, "upstream_error", "upstream_failed", "%s", summary);
+        http_respond_error(p->req, &e);
+        return;
+    }
+    http_respond(p->req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+/* ---- streaming ---------------------------------------------------------------------- */
+
+static void commit_stream(struct proxy *p)
+{
+    if (p->committed) return;
+    p->committed = true;
+    p->first_byte_ns = clock_now_ns();
+    add_target_headers(p);
+    http_stream_start(p->req, 200, "text/event-stream");
+}
+
+static int forward(struct proxy *p, const char *ev, size_t len)
+{
+    commit_stream(p);
+    return http_stream_write2(p->req, ev, len, "\n\n", 2);
+}
+
+/* One upstream SSE event. Returns 0/1 (1: client is slow) or -1 to stop. */
+static int on_event(void *ud, const char *ev, size_t len)
+{
+    struct proxy *p = ud;
+    const char *data;
+    size_t dlen;
+    int lines = sse_event_data(&p->sse, ev, len, &data, &dlen);
+    if (lines < 0) return -1;
+    if (lines == 0) return 0; /* comments and keep-alives carry nothing for the client */
+    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        p->saw_done = true;
+        return forward(p, "data: [DONE]", 12) < 0 ? -1 : 0;
+    }
+    /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
+    if (memmem(data, dlen, "\"usage\"", 7) != NULL) {
+        json_t *chunk = json_loadb(data, dlen, 0, NULL);
+        const json_t *usage = json_object_get(chunk, "usage");
+        bool is_usage_chunk = json_is_object(usage);
+        if (is_usage_chunk) read_usage(p, usage);
+        const json_t *choices = json_object_get(chunk, "choices");
+        bool drop = is_usage_chunk && !p->client_wants_usage && json_array_size(choices) == 0;
+        json_decref(chunk);
+        if (drop) return 0;
+    }
+    return forward(p, ev, len);
+}
+
+struct feed_state {
+    struct proxy *p;
+    int slow;
+};
+
+static int on_event_collect(void *ud, const char *ev, size_t len)
+{
+    struct feed_state *fs = ud;
+    int rc = on_event(fs->p, ev, len);
+    if (rc < 0) return -1;
+    fs->slow |= rc;
+    return 0;
+}
+
+static void end_stream_with_error(struct proxy *p, const char *message)
+{
+    char esc[400], line[600];
+    json_escape(esc, sizeof esc, message, strlen(message));
+    int n = snprintf(line, sizeof line,
+                     "data: {\"error\":{\"message\":\"%s\",\"type\":\"upstream_error\","
+                     "\"code\":\"stream_interrupted\",\"param\":null}}\n\n",
+                     esc);
+    http_stream_write(p->req, line, (size_t)n);
+    http_stream_end(p->req);
+    finish(p, 200, message);
+}
+
+/* ---- upstream callbacks ------------------------------------------------------------- */
+
+static int on_data(struct upstream_call *call, const char *data, size_t n, void *ud)
+{
+    struct proxy *p = ud;
+    long status = upstream_call_status(call);
+    if (status < 200 || status >= 300 || !p->stream) {
+        size_t cap = status >= 200 && status < 300 ? MAX_RESPONSE_BYTES : MAX_ERROR_BODY;
+        if (evbuffer_get_length(p->resp) + n > cap) {
+            if (status >= 200 && status < 300) {
+                snprintf(p->stream_error, sizeof p->stream_error,
+                         "upstream response exceeds %u bytes", MAX_RESPONSE_BYTES);
+                return -1;
+            }
+            return 0; /* error bodies: keep the head, drop the rest */
+        }
+        evbuffer_add(p->resp, data, n);
+        return 0;
+    }
+    struct feed_state fs = {p, 0};
+    struct err e;
+    err_clear(&e);
+    if (sse_parser_feed(&p->sse, data, n, on_event_collect, &fs, &e) != 0) {
+        snprintf(p->stream_error, sizeof p->stream_error, "%s",
+                 e.msg[0] ? e.msg : "client went away");
+        return -1;
+    }
+    return fs.slow ? 1 : 0;
+}
+
+static void on_client_drain(struct http_request *req, void *ud)
+{
+    struct proxy *p = ud;
+    (void)req;
+    if (p->call) upstream_resume(p->call);
+}
+
+static void on_client_abort(struct http_request *req, void *ud)
+{
+    struct proxy *p = ud;
+    (void)req;
+    if (p->call) {
+        upstream_cancel(p->call);
+        p->call = NULL;
+    }
+    if (!p->finished) finish(p, 499, "client closed the connection");
+}
+
+static void deliver_json(struct proxy *p, long status)
+{
+    size_t len = evbuffer_get_length(p->resp);
+    const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+    json_t *doc = json_loadb(bytes, len, 0, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        attempt_failed(p, status, false, "HTTP %ld with a body that is not a JSON object", status);
+        return;
+    }
+    read_usage(p, json_object_get(doc, "usage"));
+    json_decref(doc);
+    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_OK,
+                  (clock_now_ns() - p->attempt_start_ns) / 1000);
+    p->first_byte_ns = clock_now_ns();
+    add_target_headers(p);
+    finish(p, (int)status, NULL);
+    http_respond(p->req, (int)status, "application/json", bytes, len);
+}
+
+/* A 4xx other than 429: the request itself is wrong; every target would say the same. */
+static void pass_through_error(struct proxy *p, long status)
+{
+    size_t len = evbuffer_get_length(p->resp);
+    const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+    json_t *doc = json_loadb(bytes, len, 0, NULL);
+    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_REJECTED, 0);
+    add_target_headers(p);
+    if (json_is_object(json_object_get(doc, "error"))) {
+        const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"),
+                                                            "message"));
+        finish(p, (int)status, msg ? msg : "upstream rejected the request");
+        http_respond(p->req, (int)status, "application/json", bytes, len);
+    } else {
+        struct err e;
+        err_set(&e, (int)status, "invalid_request_error", "upstream_rejected",
+                "backend '%s' rejected the request with HTTP %ld", p->backend->conf->name, status);
+        finish(p, (int)status, e.msg);
+        http_respond_error(p->req, &e);
+    }
+    json_decref(doc);
+}
+
+static void on_done(enum upstream_result result, long status, long retry_after,
+                    const char *message, void *ud)
+{
+    struct proxy *p = ud;
+    p->call = NULL;
+    if (p->committed) {
+        /* Mid-stream: the client already has a 200; end it truthfully. */
+        if (result == UPSTREAM_OK && p->saw_done && sse_parser_pending(&p->sse) == 0) {
+            router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_OK, 0);
+            http_stream_end(p->req);
+            finish(p, 200, NULL);
+            return;
+        }
+        char why[300];
+        if (result == UPSTREAM_OK)
+            snprintf(why, sizeof why, "upstream '%s' ended the stream before [DONE]",
+                     p->backend->conf->name);
+        else if (result == UPSTREAM_ABORTED)
+            snprintf(why, sizeof why, "stream from '%s' aborted: %s", p->backend->conf->name,
+                     p->stream_error);
+        else
+            snprintf(why, sizeof why, "stream from '%s' broke: %s", p->backend->conf->name,
+                     message);
+        router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_FAILED, 0);
+        end_stream_with_error(p, why);
+        return;
+    }
+    switch (result) {
+    case UPSTREAM_CONNECT: attempt_failed(p, 0, false, "connect failed: %s", message); return;
+    case UPSTREAM_TIMEOUT:
+        attempt_failed(p, status, true, "timed out after %ld ms", p->backend->conf->timeout_ms);
+        return;
+    case UPSTREAM_BROKEN: attempt_failed(p, status, false, "connection broke: %s", message); return;
+    case UPSTREAM_ABORTED: attempt_failed(p, status, false, "%s", p->stream_error); return;
+    case UPSTREAM_OK: break;
+    }
+    if (status == 429) {
+        if (retry_after >= 0)
+            attempt_failed(p, status, false, "HTTP 429 (rate limited, retry after %ld s)",
+                           retry_after);
+        else
+            attempt_failed(p, status, false, "HTTP 429 (rate limited)");
+        return;
+    }
+    if (status >= 500 || status < 200) {
+        attempt_failed(p, status, false, "HTTP %ld", status);
+        return;
+    }
+    if (status >= 300) {
+        pass_through_error(p, status);
+        return;
+    }
+    if (!p->stream) {
+        deliver_json(p, status);
+        return;
+    }
+    /* A 2xx stream that ended before any complete event: nothing was sent, so fail over. */
+    attempt_failed(p, status, false, "stream ended before any event%s",
+                   sse_parser_pending(&p->sse) ? " (garbled data)" : "");
+}
+
+static const struct upstream_callbacks callbacks = {
+    .on_data = on_data,
+    .on_done = on_done,
+};
+
+/* ---- attempts ----------------------------------------------------------------------- */
+
+static void next_attempt(struct proxy *p)
+{
+    while (p->attempt < p->plan.n) {
+        struct err e;
+        err_clear(&e);
+        const struct target_conf *t = &p->model->targets[p->plan.order[p->attempt]];
+        p->target = t;
+        p->backend = app_backend(p->app, t->backend_index);
+        if (p->n_attempts < MAX_ATTEMPTS_LOGGED) {
+            p->attempts[p->n_attempts] = (struct attempt){
+                .backend = p->backend->conf->name, .model = t->model};
+        }
+        p->n_attempts++;
+        evbuffer_drain(p->resp, evbuffer_get_length(p->resp));
+        sse_parser_reset(&p->sse);
+        p->saw_done = false;
+        p->stream_error[0] = '\0';
+        struct provider_request pr = {
+            .endpoint = openai_endpoint_path(p->endpoint),
+            .body = p->body,
+            .target_model = t->model,
+            .stream = p->stream,
+        };
+        struct upstream_request ur;
+        p->attempt_start_ns = clock_now_ns();
+        if (p->backend->ops->build(p->backend, &pr, p->req->arena, &ur, &e) == 0 &&
+            (p->call = upstream_start(p->app->upstream, &ur, &callbacks, p, &e)) != NULL)
+            return;
+        struct attempt *a = current_attempt(p);
+        snprintf(a->error, sizeof a->error, "%s", e.msg);
+        p->attempt++;
+    }
+    respond_all_failed(p);
+}
+
+static void release_proxy(void *ud)
+{
+    struct proxy *p = ud;
+    if (p->call) upstream_cancel(p->call);
+    json_decref(p->body);
+    if (p->resp) evbuffer_free(p->resp);
+    sse_parser_free(&p->sse);
+}
+
+void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
+                 enum openai_endpoint endpoint, json_t *body)
+{
+    struct arena *a = req->arena;
+    struct proxy *p = arena_calloc(a, 1, sizeof *p);
+    size_t *order = arena_calloc(a, model->n_targets, sizeof *order);
+    struct evbuffer *resp = evbuffer_new();
+    struct err e;
+    err_clear(&e);
+    if (p == NULL || order == NULL || resp == NULL || arena_on_free(a, release_proxy, p) != 0) {
+        if (resp) evbuffer_free(resp);
+        json_decref(body);
+        err_oom(&e);
+        proxy_log_simple(req, 500, model->name, e.msg);
+        http_respond_error(req, &e);
+        return;
+    }
+    p->app = app;
+    p->req = req;
+    p->model = model;
+    p->endpoint = endpoint;
+    p->body = body;
+    p->resp = resp;
+    p->prompt_tokens = p->completion_tokens = p->total_tokens = -1;
+    sse_parser_init(&p->sse, 0);
+    p->stream = json_is_true(json_object_get(body, "stream"));
+    const json_t *so = json_object_get(body, "stream_options");
+    p->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+    p->plan.order = order;
+    http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
+    if (router_plan(app->router, model, &p->plan, &e) != 0) {
+        finish(p, e.status, e.msg);
+        http_respond_error(req, &e);
+        return;
+    }
+    next_attempt(p);
+}

@@ -1,0 +1,292 @@
+/*
+ * DESIGN
+ * Start-up order: backends (provider init, secrets already resolved by config), upstream
+ * client, router, then the listener last so nothing is served half-built. Shutdown is the
+ * reverse, driven by a periodic check: on SIGTERM/SIGINT the server stops accepting and
+ * closes idle connections; the loop keeps running until no request is in flight or the
+ * grace period ends, then everything is freed so ASan/valgrind see zero leaks.
+ *
+ * Readiness of remote backends is a TCP (+TLS) connect probe every few seconds: cheap,
+ * needs no credentials, and tells "unreachable" apart from "reachable".
+ */
+#include "app.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/openai.h"
+#include "http/server.h"
+#include "obs/log.h"
+#include "providers/provider.h"
+#include "providers/upstream.h"
+#include "route/router.h"
+#include "util/clock.h"
+
+#define PROBE_INTERVAL_MS 5000
+#define STOP_CHECK_MS 20
+
+struct probe {
+    struct app *app;
+    struct backend *backend;
+};
+
+struct backend *app_backend(struct app *app, size_t backend_index)
+{
+    return &app->backends[backend_index];
+}
+
+static void on_probe_done(enum upstream_result result, long status, long retry_after,
+                          const char *message, void *ud)
+{
+    struct probe *pr = ud;
+    struct backend *b = pr->backend;
+    (void)status;
+    (void)retry_after;
+    bool was = b->ready, first = !b->probed;
+    b->probed = true;
+    b->ready = result == UPSTREAM_OK;
+    if (!b->ready)
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "unreachable: %s", message);
+    else
+        b->not_ready_reason[0] = '\0';
+    if (first || was != b->ready) {
+        struct log_line l;
+        log_begin(&l, b->ready ? "info" : "warn", "backend_health");
+        log_str(&l, "backend", b->conf->name);
+        log_bool(&l, "ready", b->ready);
+        log_str(&l, "reason", b->ready ? NULL : b->not_ready_reason);
+        log_end(&l);
+    }
+    pr->app->probes_running--;
+    free(pr);
+}
+
+static int on_probe_data(struct upstream_call *call, const char *p, size_t n, void *ud)
+{
+    (void)call;
+    (void)p;
+    (void)n;
+    (void)ud;
+    return 0;
+}
+
+static const struct upstream_callbacks probe_callbacks = {
+    .on_data = on_probe_data,
+    .on_done = on_probe_done,
+};
+
+static void probe_all(struct app *app)
+{
+    if (app->probes_running > 0 || app->stopping) return; /* previous round still out */
+    for (size_t i = 0; i < app->n_backends; i++) {
+        struct backend *b = &app->backends[i];
+        struct probe *pr = malloc(sizeof *pr);
+        if (pr == NULL) continue;
+        pr->app = app;
+        pr->backend = b;
+        struct upstream_request r = {
+            .url = b->conf->base_url,
+            .headers = NULL,
+            .connect_timeout_ms = b->conf->connect_timeout_ms,
+            .timeout_ms = b->conf->connect_timeout_ms,
+            .connect_only = true,
+        };
+        struct err e;
+        err_clear(&e);
+        if (upstream_start(app->upstream, &r, &probe_callbacks, pr, &e) == NULL) {
+            free(pr);
+            continue;
+        }
+        app->probes_running++;
+    }
+}
+
+static void on_probe_timer(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    probe_all(ud);
+}
+
+static void on_stop_check(evutil_socket_t fd, short what, void *ud)
+{
+    struct app *app = ud;
+    (void)fd;
+    (void)what;
+    size_t active = http_server_active_requests(app->server);
+    if (active == 0 || clock_now_ns() >= app->stop_deadline_ns) {
+        if (active > 0)
+            log_msg("warn", "shutdown", "grace period over; aborting %zu request(s)", active);
+        event_base_loopbreak(app->loop);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *ud)
+{
+    struct app *app = ud;
+    (void)what;
+    if (app->stopping) {
+        log_msg("warn", "shutdown", "second signal: stopping now");
+        event_base_loopbreak(app->loop);
+        return;
+    }
+    app->stopping = true;
+    app->stop_deadline_ns = clock_now_ns() + (uint64_t)app->cfg->shutdown_grace_ms * 1000000u;
+    struct log_line l;
+    log_begin(&l, "info", "shutdown");
+    log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_int(&l, "in_flight", (long long)http_server_active_requests(app->server));
+    log_int(&l, "grace_ms", app->cfg->shutdown_grace_ms);
+    log_end(&l);
+    http_server_drain(app->server);
+    evtimer_del(app->probe_timer);
+    struct timeval tv = {0, STOP_CHECK_MS * 1000};
+    event_add(app->stop_timer, &tv);
+}
+
+static void log_banner(const struct app *app)
+{
+    struct log_line l;
+    char list[1024];
+    log_begin(&l, "info", "start");
+    log_str(&l, "version", STRATUS_VERSION);
+    log_str(&l, "config", app->cfg->path);
+    size_t n = 0;
+    n += (size_t)snprintf(list + n, sizeof list - n, "[");
+    for (size_t i = 0; i < app->cfg->n_backends && n < sizeof list - 80; i++) {
+        char esc[200];
+        json_escape(esc, sizeof esc, app->cfg->backends[i].name, strlen(app->cfg->backends[i].name));
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? "," : "", esc);
+    }
+    snprintf(list + n, sizeof list - n, "]");
+    log_raw(&l, "backends", list);
+    n = (size_t)snprintf(list, sizeof list, "[");
+    for (size_t i = 0; i < app->cfg->n_models && n < sizeof list - 80; i++) {
+        char esc[200];
+        json_escape(esc, sizeof esc, app->cfg->models[i].name, strlen(app->cfg->models[i].name));
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? "," : "", esc);
+    }
+    snprintf(list + n, sizeof list - n, "]");
+    log_raw(&l, "models", list);
+    log_end(&l);
+    for (size_t i = 0; i < app->cfg->n_backends; i++) {
+        const struct backend_conf *b = &app->cfg->backends[i];
+        log_begin(&l, "info", "backend");
+        log_str(&l, "name", b->name);
+        log_str(&l, "type", "openai");
+        log_str(&l, "base_url", b->base_url);
+        log_str(&l, "api_key", b->api_key.ref); /* the reference, never the value */
+        log_end(&l);
+    }
+}
+
+static void app_teardown(struct app *app)
+{
+    http_server_free(app->server);
+    upstream_free(app->upstream);
+    router_free(app->router);
+    for (size_t i = 0; i < app->n_backends; i++) backend_destroy(&app->backends[i]);
+    free(app->backends);
+    if (app->probe_timer) event_free(app->probe_timer);
+    if (app->stop_timer) event_free(app->stop_timer);
+    if (app->sig_term) event_free(app->sig_term);
+    if (app->sig_int) event_free(app->sig_int);
+    if (app->loop) event_base_free(app->loop);
+    config_free(app->cfg);
+    curl_global_cleanup();
+#if LIBEVENT_VERSION_NUMBER >= 0x02010000
+    libevent_global_shutdown();
+#endif
+}
+
+int app_run(struct config *cfg, const char *listen)
+{
+    struct app app_storage, *app = &app_storage;
+    memset(app, 0, sizeof *app);
+    app->cfg = cfg;
+    struct err e;
+    err_clear(&e);
+    int rc = 1;
+    char *host = NULL;
+    int port = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        log_msg("error", "start_failed", "cannot initialise libcurl");
+        goto out;
+    }
+    app->loop = event_base_new();
+    if (app->loop == NULL) {
+        log_msg("error", "start_failed", "cannot create the event loop");
+        goto out;
+    }
+    log_banner(app);
+
+    app->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *app->backends);
+    if (app->backends == NULL) goto oom;
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        if (backend_init(&app->backends[i], &cfg->backends[i], &e) != 0) {
+            log_msg("error", "start_failed", "%s", e.msg);
+            goto out;
+        }
+        app->n_backends++;
+    }
+    if ((app->upstream = upstream_new(app->loop, &e)) == NULL ||
+        (app->router = router_new(cfg, &e)) == NULL) {
+        log_msg("error", "start_failed", "%s", e.msg);
+        goto out;
+    }
+
+    const char *why = NULL;
+    if (listen) {
+        if (config_parse_listen(listen, &host, &port, &why) != 0) {
+            log_msg("error", "start_failed", "--listen %s: %s", listen, why);
+            goto out;
+        }
+    }
+    struct http_server_opts opts = {
+        .max_body_bytes = cfg->limits.max_body_bytes,
+        .max_header_bytes = cfg->limits.max_header_bytes,
+        .header_timeout_ms = cfg->limits.header_timeout_ms,
+        .body_timeout_ms = cfg->limits.body_timeout_ms,
+        .idle_timeout_ms = cfg->limits.idle_timeout_ms,
+        .max_connections = cfg->limits.max_connections,
+    };
+    app->server = http_server_new(app->loop, host ? host : cfg->listen_host,
+                                  host ? port : cfg->listen_port, opts, api_handle, app, &e);
+    if (app->server == NULL) {
+        log_msg("error", "start_failed", "%s", e.msg);
+        goto out;
+    }
+    app->probe_timer = event_new(app->loop, -1, EV_PERSIST, on_probe_timer, app);
+    app->stop_timer = event_new(app->loop, -1, EV_PERSIST, on_stop_check, app);
+    app->sig_term = evsignal_new(app->loop, SIGTERM, on_signal, app);
+    app->sig_int = evsignal_new(app->loop, SIGINT, on_signal, app);
+    if (!app->probe_timer || !app->stop_timer || !app->sig_term || !app->sig_int) goto oom;
+    event_add(app->sig_term, NULL);
+    event_add(app->sig_int, NULL);
+    struct timeval ptv = {PROBE_INTERVAL_MS / 1000, 0};
+    event_add(app->probe_timer, &ptv);
+    probe_all(app);
+
+    struct log_line l;
+    log_begin(&l, "info", "listening");
+    log_str(&l, "address", http_server_address(app->server));
+    log_end(&l);
+
+    event_base_dispatch(app->loop);
+    log_msg("info", "stopped", "bye");
+    rc = 0;
+    goto out;
+oom:
+    log_msg("error", "start_failed", "out of memory");
+out:
+    free(host);
+    app_teardown(app);
+    return rc;
+}

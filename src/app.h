@@ -1,0 +1,48 @@
+/*
+ * app — the daemon's context: the event loop and everything hanging off it. main() builds
+ * one and passes it explicitly; nothing in stratus is global.
+ * Thread: the event-loop thread owns everything here.
+ */
+#ifndef STRATUS_APP_H
+#define STRATUS_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct event_base;
+struct event;
+struct http_server;
+struct upstream;
+struct router;
+struct backend;
+
+struct app {
+    struct event_base *loop;     /* owned */
+    struct config *cfg;          /* owned; immutable while serving */
+    struct http_server *server;  /* owned */
+    struct upstream *upstream;   /* owned */
+    struct router *router;       /* owned */
+    struct backend *backends;    /* owned array, parallel to cfg->backends */
+    size_t n_backends;
+    struct event *probe_timer;   /* owned: periodic reachability probes */
+    struct event *sig_term, *sig_int; /* owned */
+    struct event *stop_timer;    /* owned: checks drain progress / grace deadline */
+    bool stopping;
+    uint64_t stop_deadline_ns;
+    size_t probes_running;
+};
+
+/**
+ * Runs the gateway until SIGTERM/SIGINT and the drain finish. Takes ownership of `cfg`
+ * (also on failure). `listen` overrides cfg's listen address when not NULL.
+ * @return process exit code: 0 after a clean shutdown, 1 when start-up failed.
+ */
+int app_run(struct config *cfg, const char *listen);
+
+/** The runtime backend for a target (by the target's backend index). Borrowed. */
+struct backend *app_backend(struct app *app, size_t backend_index);
+
+#endif

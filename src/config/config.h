@@ -1,0 +1,112 @@
+/*
+ * config — the YAML configuration, parsed with libyaml into typed structs.
+ *
+ * Contract (see README "Configuration"): unknown keys are errors, so typos are caught;
+ * every error carries the file, line and column of the offending node and renders as
+ * `FILE:LINE:COL: message`. Secrets (`api_key`) are only accepted as references
+ * (`env:NAME` or `file:PATH`) and are resolved by config_load(); the resolved value lives in
+ * `secret.value` and must never be logged — log `secret.ref` instead.
+ *
+ * Ownership: config_load() returns an *owned* tree freed with config_free(); every string in
+ * it is owned by the tree. A loaded config is immutable, so any thread may read it.
+ */
+#ifndef STRATUS_CONFIG_H
+#define STRATUS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Where a config error happened; line and column are 1-based, 0 when unknown. */
+struct config_error {
+    char file[256];
+    int line;
+    int col;
+    char msg[512];
+};
+
+struct secret {
+    char *ref;   /* as written: "env:UP_KEY" or "file:/run/secrets/key"; NULL when absent */
+    char *value; /* resolved at load; trailing newline of a file stripped; NULL when absent */
+};
+
+enum backend_type { BACKEND_OPENAI = 0 };
+
+struct backend_conf {
+    char *name;               /* unique among backends */
+    enum backend_type type;   /* "openai": any OpenAI-compatible server */
+    char *base_url;           /* e.g. http://127.0.0.1:9001/v1, no trailing slash */
+    struct secret api_key;    /* optional; sent as "Authorization: Bearer <value>" */
+    long timeout_ms;          /* whole upstream call; default 60000 */
+    long connect_timeout_ms;  /* TCP+TLS connect; default 5000 */
+    int line, col;            /* position of the backend's mapping, for later diagnostics */
+};
+
+struct price {
+    bool set;
+    double input;  /* USD per 1M input tokens */
+    double output; /* USD per 1M output tokens */
+};
+
+struct target_conf {
+    char *backend;  /* name of a backend_conf; checked to exist */
+    size_t backend_index; /* index into config.backends, filled by the loader */
+    char *model;    /* model name sent upstream; default: the model group's name */
+    int weight;     /* for route: weighted (later); default 1 */
+    struct price price;
+};
+
+enum route_policy { ROUTE_PRIORITY = 0 };
+
+struct model_conf {
+    char *name;               /* the name clients send as "model"; unique */
+    enum route_policy route;  /* default priority */
+    struct target_conf *targets;
+    size_t n_targets;         /* >= 1 */
+};
+
+struct limits_conf {
+    size_t max_body_bytes;      /* default 10 MiB; larger request bodies get 413 */
+    size_t max_header_bytes;    /* default 64 KiB; request line + headers; larger get 431 */
+    long header_timeout_ms;     /* default 10000: whole request head must arrive by then */
+    long body_timeout_ms;       /* default 30000: whole body must arrive by then */
+    long idle_timeout_ms;       /* default 60000: keep-alive connection with no request */
+    int max_connections;        /* default 10000; beyond, new connections are refused */
+};
+
+struct config {
+    char *path;               /* the file it was loaded from */
+    char *listen_host;        /* default "127.0.0.1" */
+    int listen_port;          /* default 8080 */
+    long shutdown_grace_ms;   /* default 10000 */
+    bool log_requests;        /* default true: one JSON line per request on stderr */
+    struct limits_conf limits;
+    struct backend_conf *backends;
+    size_t n_backends;
+    struct model_conf *models;
+    size_t n_models;
+};
+
+/**
+ * Parses and validates `path`, resolving secret references.
+ * @return an *owned* config (free with config_free), or NULL with `error` filled.
+ */
+struct config *config_load(const char *path, struct config_error *error);
+
+/** Same as config_load but from a string; `name` is used as the file name in errors. */
+struct config *config_load_string(const char *yaml, size_t len, const char *name,
+                                  struct config_error *error);
+
+/** Formats `error` as "FILE:LINE:COL: message" into buf. Returns buf. */
+const char *config_error_format(const struct config_error *error, char *buf, size_t size);
+
+/** Splits "HOST:PORT" ("[::1]:80" for IPv6). @return 0, or -1 with `why` set (static). */
+int config_parse_listen(const char *s, char **host, int *port, const char **why);
+
+/** Finds a model group by client-facing name; NULL if none. Borrowed from `cfg`. */
+const struct model_conf *config_find_model(const struct config *cfg, const char *name);
+
+/** NULL-safe. */
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,828 @@
+/*
+ * DESIGN
+ * One `struct http_conn` per accepted socket, driven by a bufferevent. Input is fed to
+ * http-parser; the parser is paused at the end of each message so exactly one request per
+ * connection is in the handler at a time (pipelined bytes wait in the input buffer, which is
+ * capped by a read high-water mark).
+ *
+ * A per-connection timer enforces the phase deadlines: idle keep-alive, complete head,
+ * complete body. A client trickling bytes (slowloris) therefore cannot hold a connection or
+ * its memory past header_timeout_ms, whatever its rate.
+ *
+ * Finishing a response never frees anything in place: the handler may be deep inside a
+ * libcurl callback when it answers, so the request is released from a deferred event
+ * ("resume"), which then parses the next pipelined request, if any.
+ */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "obs/log.h"
+#include "util/arena.h"
+#include "util/clock.h"
+
+#define OUTPUT_HIGH_WATER (256 * 1024)
+#define OUTPUT_LOW_WATER (64 * 1024)
+#define INPUT_HIGH_WATER (64 * 1024)
+
+enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_CLOSING };
+
+struct strbuf {
+    char *p;
+    size_t len, cap;
+};
+
+struct http_server {
+    struct event_base *loop;
+    struct evconnlistener *listener;
+    struct http_server_opts opts;
+    http_handler_cb handler;
+    void *ud;
+    char address[80];
+    size_t n_conns;
+    size_t n_active;
+    bool draining;
+    struct http_conn *conns; /* doubly linked, for drain and free */
+    uint64_t id_state;
+};
+
+struct http_conn {
+    struct http_server *srv;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct event *resume;
+    http_parser parser;
+    enum conn_state state;
+    struct http_request *req; /* being parsed or handled; owned */
+    size_t head_bytes;
+    size_t body_bytes;
+    struct strbuf url, field, value;
+    bool value_pending; /* a header value was seen and not yet stored */
+    int fail_status;    /* set by a parser callback that rejects the request */
+    bool keep_alive;
+    bool http10;
+    bool waiting_drain;
+    bool in_process;
+    struct http_conn *prev, *next;
+};
+
+static const http_parser_settings *parser_settings(void);
+static void process_input(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+static void request_finish(struct http_request *req);
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int strbuf_append(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static uint64_t next_random(struct http_server *s)
+{
+    /* xorshift64*: request ids need to be unique, not secret. */
+    uint64_t x = s->id_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->id_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static bool request_id_acceptable(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '_' || ch == '.' || ch == ':';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static void timer_set(struct http_conn *c, long ms)
+{
+    if (ms <= 0) {
+        evtimer_del(c->timer);
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* ---- request objects --------------------------------------------------------------- */
+
+static void request_free(struct http_request *req)
+{
+    if (req == NULL) return;
+    evbuffer_free(req->body);
+    arena_free(req->arena);
+}
+
+static struct http_request *request_new(struct http_conn *c)
+{
+    struct arena *a = arena_new(4096);
+    if (a == NULL) return NULL;
+    struct http_request *req = arena_calloc(a, 1, sizeof *req);
+    struct evbuffer *body = evbuffer_new();
+    if (req == NULL || body == NULL) {
+        if (body) evbuffer_free(body);
+        arena_free(a);
+        return NULL;
+    }
+    req->arena = a;
+    req->body = body;
+    req->_conn = c;
+    req->start_ns = clock_now_ns();
+    return req;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    return NULL;
+}
+
+int http_add_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->_n_resp_headers == req->_cap_resp_headers) {
+        size_t cap = req->_cap_resp_headers ? req->_cap_resp_headers * 2 : 8;
+        struct http_header *h = arena_alloc(req->arena, cap * sizeof *h);
+        if (h == NULL) return -1;
+        if (req->_n_resp_headers)
+            memcpy(h, req->_resp_headers, req->_n_resp_headers * sizeof *h);
+        req->_resp_headers = h;
+        req->_cap_resp_headers = cap;
+    }
+    char *n = arena_strdup(req->arena, name), *v = arena_strdup(req->arena, value);
+    if (n == NULL || v == NULL) return -1;
+    /* Header injection guard: values never carry CR/LF onto the wire. */
+    for (char *p = v; *p; p++)
+        if (*p == '\r' || *p == '\n') *p = ' ';
+    req->_resp_headers[req->_n_resp_headers++] = (struct http_header){n, v};
+    return 0;
+}
+
+void http_request_set_callbacks(struct http_request *req, http_abort_cb abort, http_drain_cb drain,
+                                void *ud)
+{
+    req->_abort_cb = abort;
+    req->_drain_cb = drain;
+    req->_cb_ud = ud;
+}
+
+size_t http_request_pending_output(const struct http_request *req)
+{
+    struct http_conn *c = req->_conn;
+    if (c == NULL || c->bev == NULL) return 0;
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* ---- writing ----------------------------------------------------------------------- */
+
+static void write_head(struct http_request *req, int status, const char *content_type,
+                       long long content_length)
+{
+    struct http_conn *c = req->_conn;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool close_after = !c->keep_alive || c->srv->draining || c->fail_status != 0;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", c->http10 ? 0 : 1, status,
+                        reason_phrase(status));
+    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    if (content_length >= 0) {
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
+    } else if (!c->http10) {
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        req->_stream_chunked = true;
+    } else {
+        close_after = true; /* HTTP/1.0 stream: the end is the close */
+    }
+    evbuffer_add_printf(out, "x-request-id: %s\r\n", req->request_id);
+    for (size_t i = 0; i < req->_n_resp_headers; i++)
+        evbuffer_add_printf(out, "%s: %s\r\n", req->_resp_headers[i].name,
+                            req->_resp_headers[i].value);
+    if (close_after) {
+        c->keep_alive = false;
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    } else if (c->http10) {
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    req->head_sent = true;
+    req->_status = status;
+}
+
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    if (req->done || req->head_sent) return;
+    write_head(req, status, content_type, (long long)len);
+    if (len) evbuffer_add(bufferevent_get_output(req->_conn->bev), body, len);
+    request_finish(req);
+}
+
+void http_respond_error(struct http_request *req, const struct err *e)
+{
+    char msg[1100], body[1600];
+    json_escape(msg, sizeof msg, e->msg, strlen(e->msg));
+    int status = e->status ? e->status : 500;
+    int n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":",
+                     msg, e->type ? e->type : "server_error");
+    if (e->code)
+        n += snprintf(body + n, sizeof body - (size_t)n, "\"%s\"", e->code);
+    else
+        n += snprintf(body + n, sizeof body - (size_t)n, "null");
+    if (e->param)
+        n += snprintf(body + n, sizeof body - (size_t)n, ",\"param\":\"%s\"}}", e->param);
+    else
+        n += snprintf(body + n, sizeof body - (size_t)n, ",\"param\":null}}");
+    if (n >= (int)sizeof body) n = (int)sizeof body - 1;
+    http_respond(req, status, "application/json", body, (size_t)n);
+}
+
+void http_stream_start(struct http_request *req, int status, const char *content_type)
+{
+    if (req->done || req->head_sent) return;
+    http_add_header(req, "Cache-Control", "no-cache");
+    write_head(req, status, content_type, -1);
+}
+
+int http_stream_write2(struct http_request *req, const char *a, size_t alen, const char *b,
+                       size_t blen)
+{
+    struct http_conn *c = req->_conn;
+    if (req->done || c == NULL || c->bev == NULL) return -1;
+    size_t len = alen + blen;
+    if (len == 0) return 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (req->_stream_chunked) {
+        char head[24];
+        int n = snprintf(head, sizeof head, "%zx\r\n", len);
+        evbuffer_add(out, head, (size_t)n);
+    }
+    if (alen) evbuffer_add(out, a, alen);
+    if (blen) evbuffer_add(out, b, blen);
+    if (req->_stream_chunked) evbuffer_add(out, "\r\n", 2);
+    if (evbuffer_get_length(out) > OUTPUT_HIGH_WATER) {
+        c->waiting_drain = true;
+        bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
+        return 1;
+    }
+    return 0;
+}
+
+int http_stream_write(struct http_request *req, const char *data, size_t len)
+{
+    return http_stream_write2(req, data, len, NULL, 0);
+}
+
+void http_stream_end(struct http_request *req)
+{
+    if (req->done) return;
+    if (req->_stream_chunked) evbuffer_add(bufferevent_get_output(req->_conn->bev), "0\r\n\r\n", 5);
+    request_finish(req);
+}
+
+/* Marks the response complete; the request is released from the resume event so a handler
+ * answering from inside a callback never has its state freed under it. */
+static void request_finish(struct http_request *req)
+{
+    struct http_conn *c = req->_conn;
+    req->done = true;
+    c->srv->n_active--;
+    c->state = c->keep_alive ? CONN_IDLE : CONN_CLOSING;
+    event_active(c->resume, EV_TIMEOUT, 0);
+}
+
+/* Answers an error the server found itself (limits, parse errors, timeouts), then closes. */
+static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
+{
+    struct err e;
+    err_clear(&e);
+    e.status = status;
+    e.type = "invalid_request_error";
+    e.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    va_end(ap);
+    if (c->req == NULL) c->req = request_new(c);
+    if (c->req == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (c->req->request_id[0] == '\0')
+        snprintf(c->req->request_id, sizeof c->req->request_id, "req_%016llx",
+                 (unsigned long long)next_random(c->srv));
+    c->keep_alive = false;
+    c->fail_status = status;
+    c->srv->n_active++; /* request_finish() balances this */
+    evtimer_del(c->timer);
+    bufferevent_disable(c->bev, EV_READ);
+    http_respond_error(c->req, &e);
+}
+
+/* ---- parser callbacks -------------------------------------------------------------- */
+
+static int head_budget(struct http_conn *c, size_t n)
+{
+    c->head_bytes += n;
+    if (c->head_bytes > c->srv->opts.max_header_bytes) {
+        c->fail_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    if (c->req == NULL) c->req = request_new(c);
+    if (c->req == NULL) {
+        c->fail_status = 500;
+        return -1;
+    }
+    c->head_bytes = 0;
+    c->body_bytes = 0;
+    c->url.len = c->field.len = c->value.len = 0;
+    c->value_pending = false;
+    c->state = CONN_HEAD;
+    timer_set(c, c->srv->opts.header_timeout_ms);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (head_budget(c, n)) return -1;
+    return strbuf_append(&c->url, at, n);
+}
+
+static int store_header(struct http_conn *c)
+{
+    struct http_request *req = c->req;
+    if (req->n_headers % 16 == 0) {
+        struct http_header *h = arena_alloc(req->arena, (req->n_headers + 16) * sizeof *h);
+        if (h == NULL) return -1;
+        if (req->n_headers) memcpy(h, req->headers, req->n_headers * sizeof *h);
+        req->headers = h;
+    }
+    char *name = arena_strndup(req->arena, c->field.p ? c->field.p : "", c->field.len);
+    char *value = arena_strndup(req->arena, c->value.p ? c->value.p : "", c->value.len);
+    if (name == NULL || value == NULL) return -1;
+    for (char *q = name; *q; q++)
+        if (*q >= 'A' && *q <= 'Z') *q = (char)(*q - 'A' + 'a');
+    req->headers[req->n_headers++] = (struct http_header){name, value};
+    c->field.len = c->value.len = 0;
+    c->value_pending = false;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (head_budget(c, n + 4)) return -1; /* +4: ": " and CRLF count towards the limit */
+    if (c->value_pending && store_header(c)) return -1;
+    return strbuf_append(&c->field, at, n);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (head_budget(c, n)) return -1;
+    c->value_pending = true;
+    return strbuf_append(&c->value, at, n);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = c->req;
+    if (c->value_pending && store_header(c)) return -1;
+    const char *url = c->url.p ? c->url.p : "/";
+    const char *q = strchr(url, '?');
+    req->path = q ? arena_strndup(req->arena, url, (size_t)(q - url)) : arena_strdup(req->arena, url);
+    req->query = q ? arena_strdup(req->arena, q + 1) : NULL;
+    req->method = http_method_str((enum http_method)p->method);
+    if (req->path == NULL) return -1;
+    c->http10 = p->http_major == 1 && p->http_minor == 0;
+    c->keep_alive = http_should_keep_alive(p) != 0;
+
+    const char *rid = http_request_header(req, "x-request-id");
+    if (rid && request_id_acceptable(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        snprintf(req->request_id, sizeof req->request_id, "req_%016llx",
+                 (unsigned long long)next_random(c->srv));
+
+    /* Refuse an announced oversized body before reading any of it. */
+    if ((p->flags & F_CHUNKED) == 0 && p->content_length != ULLONG_MAX &&
+        p->content_length > c->srv->opts.max_body_bytes) {
+        c->fail_status = 413;
+        return -1;
+    }
+    const char *expect = http_request_header(req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->state = CONN_BODY;
+    timer_set(c, c->srv->opts.body_timeout_ms);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    c->body_bytes += n;
+    if (c->body_bytes > c->srv->opts.max_body_bytes) {
+        c->fail_status = 413;
+        return -1;
+    }
+    return evbuffer_add(c->req->body, at, n);
+}
+
+static int on_message_complete(http_parser *p)
+{
+    http_parser_pause(p, 1); /* one request at a time; process_input dispatches it */
+    return 0;
+}
+
+static const http_parser_settings *parser_settings(void)
+{
+    static const http_parser_settings settings = {
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+    };
+    return &settings;
+}
+
+/* ---- connection driving ------------------------------------------------------------ */
+
+static void dispatch(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    c->state = CONN_HANDLING;
+    evtimer_del(c->timer);
+    s->n_active++;
+    s->handler(c->req, s->ud);
+}
+
+static void fail_from_parser(struct http_conn *c)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    size_t max_body = c->srv->opts.max_body_bytes, max_head = c->srv->opts.max_header_bytes;
+    if (c->fail_status == 413)
+        conn_fail(c, 413, "body_too_large", "request body exceeds the limit of %zu bytes", max_body);
+    else if (c->fail_status == 431 || e == HPE_HEADER_OVERFLOW)
+        conn_fail(c, 431, "headers_too_large",
+                  "request line and headers exceed the limit of %zu bytes", max_head);
+    else if (c->fail_status == 500)
+        conn_fail(c, 500, "out_of_memory", "out of memory");
+    else
+        conn_fail(c, 400, "bad_request", "malformed HTTP request: %s", http_errno_description(e));
+}
+
+static void process_input(struct http_conn *c)
+{
+    if (c->in_process) return;
+    c->in_process = true;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->state != CONN_HANDLING && c->state != CONN_CLOSING && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t used = http_parser_execute(&c->parser, parser_settings(), v.iov_base, v.iov_len);
+        evbuffer_drain(in, used);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            dispatch(c);
+            break;
+        }
+        if (e != HPE_OK) {
+            fail_from_parser(c);
+            break;
+        }
+    }
+    c->in_process = false;
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *ud)
+{
+    struct http_conn *c = ud;
+    (void)fd;
+    (void)what;
+    if (c->req && c->req->done) {
+        request_free(c->req);
+        c->req = NULL;
+        c->waiting_drain = false;
+        if (c->state == CONN_CLOSING) {
+            bufferevent_disable(c->bev, EV_READ);
+            bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c);
+            return; /* else on_write closes once flushed */
+        }
+        if (c->srv->draining) {
+            c->state = CONN_CLOSING;
+            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c);
+            return;
+        }
+        c->state = CONN_IDLE;
+        timer_set(c, c->srv->opts.idle_timeout_ms);
+        bufferevent_enable(c->bev, EV_READ);
+        process_input(c);
+    }
+}
+
+static void on_read(struct bufferevent *bev, void *ud)
+{
+    struct http_conn *c = ud;
+    (void)bev;
+    process_input(c);
+}
+
+static void on_write(struct bufferevent *bev, void *ud)
+{
+    struct http_conn *c = ud;
+    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->state == CONN_CLOSING && c->req == NULL && pending == 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->waiting_drain && pending <= OUTPUT_LOW_WATER && c->req && !c->req->done) {
+        c->waiting_drain = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        if (c->req->_drain_cb) c->req->_drain_cb(c->req, c->req->_cb_ud);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *ud)
+{
+    struct http_conn *c = ud;
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) conn_close(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *ud)
+{
+    struct http_conn *c = ud;
+    (void)fd;
+    (void)what;
+    switch (c->state) {
+    case CONN_IDLE: conn_close(c); break;
+    case CONN_HEAD:
+        conn_fail(c, 408, "request_timeout", "request head not received within %ld ms",
+                  c->srv->opts.header_timeout_ms);
+        break;
+    case CONN_BODY:
+        conn_fail(c, 408, "request_timeout", "request body not received within %ld ms",
+                  c->srv->opts.body_timeout_ms);
+        break;
+    default: break;
+    }
+}
+
+static void conn_close(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    struct http_request *req = c->req;
+    if (req && c->state == CONN_HANDLING && !req->done) {
+        /* Client gone mid-request: let the handler cancel its work, then release it. */
+        req->done = true;
+        s->n_active--;
+        if (req->_abort_cb) req->_abort_cb(req, req->_cb_ud);
+    } else if (req && c->fail_status && !req->done) {
+        s->n_active--;
+    }
+    request_free(req);
+    c->req = NULL;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->n_conns--;
+    event_free(c->timer);
+    event_free(c->resume);
+    bufferevent_free(c->bev);
+    free(c->url.p);
+    free(c->field.p);
+    free(c->value.p);
+    free(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len,
+                      void *ud)
+{
+    struct http_server *s = ud;
+    (void)l;
+    (void)addr;
+    (void)len;
+    if (s->n_conns >= (size_t)s->opts.max_connections || s->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->srv = s;
+    c->bev = bufferevent_socket_new(s->loop, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(s->loop, on_timer, c);
+    c->resume = event_new(s->loop, -1, 0, on_resume, c);
+    if (c->bev == NULL || c->timer == NULL || c->resume == NULL) {
+        if (c->bev) bufferevent_free(c->bev);
+        else evutil_closesocket(fd);
+        if (c->timer) event_free(c->timer);
+        if (c->resume) event_free(c->resume);
+        free(c);
+        return;
+    }
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->state = CONN_IDLE;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH_WATER);
+    /* Write timeout only counts while output is pending: a client that stops reading a
+     * stream is dropped after the idle timeout instead of pinning the stream forever. */
+    long wt = s->opts.idle_timeout_ms;
+    struct timeval wtv = {wt / 1000, (wt % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    timer_set(c, s->opts.idle_timeout_ms);
+}
+
+/* ---- server ------------------------------------------------------------------------ */
+
+struct http_server *http_server_new(struct event_base *loop, const char *host, int port,
+                                    struct http_server_opts opts, http_handler_cb handler,
+                                    void *ud, struct err *err)
+{
+    struct http_server *s = calloc(1, sizeof *s);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[16];
+    if (s == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    s->loop = loop;
+    s->opts = opts;
+    s->handler = handler;
+    s->ud = ud;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = clock_now_ns();
+    s->id_state = seed | 1;
+    /* http-parser's own head limit is global; keep it above ours so ours decides. */
+    http_parser_set_max_header_size((uint32_t)(opts.max_header_bytes + 8192));
+
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res);
+    if (gai != 0) {
+        err_set(err, 500, "server_error", NULL, "cannot resolve listen address %s: %s", host,
+                gai_strerror(gai));
+        free(s);
+        return NULL;
+    }
+    s->listener = evconnlistener_new_bind(loop, on_accept, s,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+                                          res->ai_addr, (int)res->ai_addrlen);
+    if (s->listener == NULL) {
+        err_set(err, 500, "server_error", NULL, "cannot listen on %s:%d: %s", host, port,
+                strerror(errno));
+        freeaddrinfo(res);
+        free(s);
+        return NULL;
+    }
+    freeaddrinfo(res);
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int bound = port;
+    if (getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof ip);
+            bound = ntohs(a6->sin6_port);
+            snprintf(s->address, sizeof s->address, "[%s]:%d", ip, bound);
+        } else {
+            struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof ip);
+            bound = ntohs(a4->sin_port);
+            snprintf(s->address, sizeof s->address, "%s:%d", ip, bound);
+        }
+    }
+    return s;
+}
+
+const char *http_server_address(const struct http_server *s)
+{
+    return s->address;
+}
+
+void http_server_drain(struct http_server *s)
+{
+    if (s->draining) return;
+    s->draining = true;
+    if (s->listener) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
+    }
+    struct http_conn *c = s->conns;
+    while (c) {
+        struct http_conn *next = c->next;
+        if (c->state == CONN_IDLE && c->req == NULL &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            conn_close(c);
+        c = next;
+    }
+}
+
+size_t http_server_active_requests(const struct http_server *s)
+{
+    return s->n_active;
+}
+
+size_t http_server_connections(const struct http_server *s)
+{
+    return s->n_conns;
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (s == NULL) return;
+    while (s->conns) conn_close(s->conns);
+    if (s->listener) evconnlistener_free(s->listener);
+    free(s);
+}

@@ -1,0 +1,46 @@
+/*
+ * log — structured logs: one JSON object per line on stderr.
+ *
+ * A line is built in a fixed stack buffer (struct log_line) and written with one write(2),
+ * so lines from different threads never interleave and nothing is allocated. Values are
+ * JSON-escaped here; callers never format JSON by hand. Secrets must never be passed in.
+ * Thread: any (each line is its own buffer).
+ */
+#ifndef STRATUS_LOG_H
+#define STRATUS_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct log_line {
+    char buf[4096];
+    size_t len;
+    bool truncated;
+};
+
+/** Starts a line with "ts", "level" and "event". */
+void log_begin(struct log_line *l, const char *level, const char *event);
+/** Adds "key": "value" (value NULL → null). */
+void log_str(struct log_line *l, const char *key, const char *value);
+/** Adds "key": "value" for a non-terminated value of n bytes. */
+void log_strn(struct log_line *l, const char *key, const char *value, size_t n);
+void log_int(struct log_line *l, const char *key, long long value);
+/** Adds "key": value with 3 decimals; negative → null (unknown). */
+void log_ms(struct log_line *l, const char *key, double value);
+void log_bool(struct log_line *l, const char *key, bool value);
+void log_null(struct log_line *l, const char *key);
+/** Adds "key": raw JSON text (caller guarantees validity). */
+void log_raw(struct log_line *l, const char *key, const char *json);
+/** Closes the object and writes the line to stderr in one write. */
+void log_end(struct log_line *l);
+
+/** Convenience: {"level":level,"event":event,"message":fmt...} in one call. */
+void log_msg(const char *level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Appends `s` (n bytes) JSON-escaped, without quotes, to buf (cap bytes, NUL-terminated).
+ *  @return bytes that would have been written (like snprintf). */
+size_t json_escape(char *buf, size_t cap, const char *s, size_t n);
+
+#endif

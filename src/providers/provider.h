@@ -1,0 +1,73 @@
+/*
+ * provider — the runtime side of a configured backend and the interface every provider
+ * type implements. A provider only translates formats: it turns the client's request into
+ * an upstream HTTP request (URL, headers, body). Retries, timeouts, failover and accounting
+ * live once, in api/proxy.c and route/, so a new provider is one file plus a line in
+ * registry.c.
+ *
+ * Thread: event-loop thread only.
+ */
+#ifndef STRATUS_PROVIDER_H
+#define STRATUS_PROVIDER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+#include "providers/upstream.h"
+#include "util/err.h"
+
+struct arena;
+struct curl_slist;
+
+/* A configured backend as it runs. */
+struct backend {
+    const struct backend_conf *conf; /* borrowed from the config, which outlives backends */
+    const struct provider_ops *ops;
+    struct curl_slist *headers;      /* owned: the headers every call sends */
+    bool ready;                      /* last reachability probe succeeded */
+    bool probed;                     /* at least one probe finished */
+    char not_ready_reason[160];
+    void *state;                     /* provider-private, owned through ops->destroy */
+};
+
+/* What the API layer asks a provider to send. */
+struct provider_request {
+    const char *endpoint;     /* OpenAI path below /v1: "chat/completions", "embeddings", ... */
+    json_t *body;             /* the client's JSON body, borrowed; providers may modify it */
+    const char *target_model; /* the model name the target wants */
+    bool stream;              /* the client asked for a stream */
+};
+
+struct provider_ops {
+    const char *type; /* the config's `type` value */
+    /** Prepares `b` (headers from its key). Required. @return 0, or -1 with `err`. */
+    int (*init)(struct backend *b, struct err *err);
+    /** Builds the upstream request; strings go into `arena`. Required. */
+    int (*build)(struct backend *b, const struct provider_request *pr, struct arena *arena,
+                 struct upstream_request *out, struct err *err);
+    /** Frees `b->state`. May be NULL. */
+    void (*destroy)(struct backend *b);
+};
+
+/** The provider for a backend type; NULL if this build has none. */
+const struct provider_ops *provider_for(enum backend_type type);
+
+/** Sets up a backend from its config. @return 0, or -1 with `err`. */
+int backend_init(struct backend *b, const struct backend_conf *conf, struct err *err);
+
+/** Releases what backend_init acquired. NULL-safe. */
+void backend_destroy(struct backend *b);
+
+/**
+ * OpenAI wire format: serialises `body` for a target — "model" set to `target_model`, and,
+ * for streams, stream_options.include_usage=true so the gateway always learns usage.
+ * @return a string in `arena`, its length in *len; NULL with `err` on failure.
+ */
+char *openai_body_for_target(json_t *body, const char *target_model, bool stream,
+                             struct arena *arena, size_t *len, struct err *err);
+
+extern const struct provider_ops provider_openai;
+
+#endif

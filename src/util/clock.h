@@ -1,0 +1,16 @@
+/* clock — monotonic and wall time helpers. Thread: any. */
+#ifndef STRATUS_CLOCK_H
+#define STRATUS_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/** Monotonic nanoseconds, for latencies. */
+static inline uint64_t clock_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#endif

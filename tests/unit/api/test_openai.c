@@ -1,0 +1,102 @@
+/* Unit tests for src/api/openai.c: request body validation. */
+#include "unit/cmocka_all.h"
+
+#include <string.h>
+
+#include "api/openai.h"
+
+static json_t *parse(enum openai_endpoint ep, const char *body, struct err *e)
+{
+    err_clear(e);
+    return openai_parse_request(ep, body, strlen(body), e);
+}
+
+static void expect_400(enum openai_endpoint ep, const char *body, const char *code,
+                       const char *param, const char *msg_part)
+{
+    struct err e;
+    json_t *j = parse(ep, body, &e);
+    assert_null(j);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.code, code);
+    if (param) assert_string_equal(e.param, param);
+    else assert_null(e.param);
+    if (strstr(e.msg, msg_part) == NULL) fail_msg("message '%s' lacks '%s'", e.msg, msg_part);
+}
+
+static void test_openai_parse_request_accepts_valid_chat(void **state)
+{
+    (void)state;
+    struct err e;
+    json_t *j = parse(OPENAI_CHAT,
+                      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                      "\"stream\":true,\"temperature\":0,\"max_tokens\":5,\"x_unknown\":[1]}",
+                      &e);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "m");
+    assert_non_null(json_object_get(j, "x_unknown")); /* unknown fields pass through */
+    json_decref(j);
+}
+
+static void test_openai_parse_request_rejects_malformed_json(void **state)
+{
+    (void)state;
+    expect_400(OPENAI_CHAT, "{\"model\": ", "invalid_json", NULL, "not valid JSON");
+    expect_400(OPENAI_CHAT, "", "invalid_json", NULL, "empty");
+    expect_400(OPENAI_CHAT, "[1,2]", "invalid_json", NULL, "must be a JSON object");
+}
+
+static void test_openai_parse_request_names_wrong_typed_field(void **state)
+{
+    (void)state;
+    expect_400(OPENAI_CHAT, "{\"model\":5,\"messages\":[]}", "invalid_type", "model",
+               "\"model\" must be a string, got integer");
+    expect_400(OPENAI_CHAT, "{\"model\":\"m\",\"messages\":\"hi\"}", "invalid_type", "messages",
+               "\"messages\" must be an array, got string");
+    expect_400(OPENAI_CHAT,
+               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"stream\":\"yes\"}",
+               "invalid_type", "stream", "\"stream\" must be a boolean");
+    expect_400(OPENAI_CHAT,
+               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"max_tokens\":1.5}",
+               "invalid_type", "max_tokens", "must be an integer");
+    expect_400(OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[7]}", "invalid_type", "messages",
+               "messages[0]");
+    expect_400(OPENAI_CHAT,
+               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
+               "\"stream_options\":{\"include_usage\":1}}",
+               "invalid_type", "stream_options", "include_usage");
+}
+
+static void test_openai_parse_request_reports_missing_fields(void **state)
+{
+    (void)state;
+    expect_400(OPENAI_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "missing_field", "model",
+               "\"model\"");
+    expect_400(OPENAI_CHAT, "{\"model\":\"m\"}", "missing_field", "messages", "\"messages\"");
+    expect_400(OPENAI_EMBEDDINGS, "{\"model\":\"m\"}", "missing_field", "input", "\"input\"");
+    expect_400(OPENAI_COMPLETIONS, "{\"model\":\"m\"}", "missing_field", "prompt", "\"prompt\"");
+}
+
+static void test_openai_parse_request_accepts_embeddings_and_completions(void **state)
+{
+    (void)state;
+    struct err e;
+    json_t *j = parse(OPENAI_EMBEDDINGS, "{\"model\":\"m\",\"input\":[\"a\",\"b\"]}", &e);
+    assert_non_null(j);
+    json_decref(j);
+    j = parse(OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":false}", &e);
+    assert_non_null(j);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_openai_parse_request_accepts_valid_chat),
+        cmocka_unit_test(test_openai_parse_request_rejects_malformed_json),
+        cmocka_unit_test(test_openai_parse_request_names_wrong_typed_field),
+        cmocka_unit_test(test_openai_parse_request_reports_missing_fields),
+        cmocka_unit_test(test_openai_parse_request_accepts_embeddings_and_completions),
+    };
+    return cmocka_run_group_tests_name("src/api/openai.c", tests, NULL, NULL);
+}
