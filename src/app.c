@@ -256,6 +256,7 @@ int app_run(struct config *cfg, const char *listen)
         .body_timeout_ms = cfg->limits.body_timeout_ms,
         .idle_timeout_ms = cfg->limits.idle_timeout_ms,
         .max_connections = cfg->limits.max_connections,
+        .log_requests = cfg->log_requests,
     };
     app->server = http_server_new(app->loop, host ? host : cfg->listen_host,
                                   host ? port : cfg->listen_port, opts, api_handle, app, &e);

@@ -77,6 +77,7 @@ static double ms_since(uint64_t start_ns, uint64_t now_ns)
 static void log_request(const struct http_request *req, int status, const char *model,
                         const struct proxy *p, const char *error)
 {
+    if (!req->log) return;
     struct log_line l;
     uint64_t now = clock_now_ns();
     log_begin(&l, status >= 500 ? "warn" : "info", "request");
@@ -107,8 +108,6 @@ static void log_request(const struct http_request *req, int status, const char *
 void proxy_log_simple(const struct http_request *req, int status, const char *model,
                       const char *error)
 {
-    struct app *unused = NULL;
-    (void)unused;
     log_request(req, status, model, NULL, error);
 }
 

@@ -192,6 +192,7 @@ static struct http_request *request_new(struct http_conn *c)
     req->body = body;
     req->_conn = c;
     req->start_ns = clock_now_ns();
+    req->log = c->srv->opts.log_requests;
     return req;
 }
 

@@ -53,6 +53,7 @@ struct http_request {
     char request_id[72];        /* the client's x-request-id if sane, else generated */
     bool head_sent;             /* status line and headers are written */
     bool done;                  /* the response is complete */
+    bool log;                   /* write the per-request log line (config log.requests) */
     struct http_conn *_conn;
     http_abort_cb _abort_cb;
     http_drain_cb _drain_cb;
@@ -70,6 +71,7 @@ struct http_server_opts {
     long body_timeout_ms;
     long idle_timeout_ms;
     int max_connections;
+    bool log_requests;
 };
 
 /**

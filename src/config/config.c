@@ -1,0 +1,606 @@
+/*
+ * DESIGN
+ * libyaml's document API gives a node tree with start marks, so every error can point at
+ * the exact line and column. Parsing is a walk over that tree with one small function per
+ * section; each knows its allowed keys, so an unknown key (a typo) is always an error,
+ * with a "did you mean" hint when a known key is close. Security-relevant sections that
+ * this build does not implement yet (auth, store) are refused, never silently ignored.
+ */
+#include "config/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+struct loader {
+    yaml_document_t *doc;
+    struct config_error *error;
+    struct config *cfg;
+};
+
+static int fail_at(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_at(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
+{
+    if (ld->error->msg[0]) return -1; /* keep the first error */
+    ld->error->line = node ? (int)node->start_mark.line + 1 : 0;
+    ld->error->col = node ? (int)node->start_mark.column + 1 : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->error->msg, sizeof ld->error->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) return 99;
+    size_t d[41][41];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+/* Checks every key of a mapping against `allowed` (NULL-terminated); also rejects
+ * duplicates and non-scalar keys. */
+static int check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed,
+                      const char *where)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key);
+        const char *k = scalar(kn);
+        if (k == NULL) return fail_at(ld, kn, "keys in %s must be plain strings", where);
+        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+            const char *k2 = scalar(yaml_document_get_node(ld->doc, q->key));
+            if (k2 && strcmp(k, k2) == 0) return fail_at(ld, kn, "duplicate key '%s' in %s", k, where);
+        }
+        bool ok = false;
+        const char *best = NULL;
+        size_t best_d = 3;
+        for (const char *const *a = allowed; *a; a++) {
+            if (strcmp(*a, k) == 0) {
+                ok = true;
+                break;
+            }
+            size_t dist = edit_distance(*a, k);
+            if (dist < best_d) {
+                best_d = dist;
+                best = *a;
+            }
+        }
+        if (ok) continue;
+        if (best) return fail_at(ld, kn, "unknown key '%s' in %s (did you mean '%s'?)", k, where, best);
+        return fail_at(ld, kn, "unknown key '%s' in %s", k, where);
+    }
+    return 0;
+}
+
+static const yaml_node_t *get(struct loader *ld, const yaml_node_t *map, const char *key)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        const char *k = scalar(yaml_document_get_node(ld->doc, p->key));
+        if (k && strcmp(k, key) == 0) return yaml_document_get_node(ld->doc, p->value);
+    }
+    return NULL;
+}
+
+static int want_mapping(struct loader *ld, const yaml_node_t *n, const char *what)
+{
+    if (n->type != YAML_MAPPING_NODE) return fail_at(ld, n, "%s must be a mapping", what);
+    return 0;
+}
+
+static int get_string(struct loader *ld, const yaml_node_t *map, const char *key, char **out,
+                      bool required, const char *where)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) {
+        if (required) return fail_at(ld, map, "%s: missing required key '%s'", where, key);
+        return 0;
+    }
+    const char *s = scalar(n);
+    if (s == NULL || s[0] == '\0') return fail_at(ld, n, "%s must be a non-empty string", key);
+    free(*out);
+    *out = strdup(s);
+    return *out ? 0 : fail_at(ld, n, "out of memory");
+}
+
+static int get_long(struct loader *ld, const yaml_node_t *map, const char *key, long *out,
+                    long min, long max)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *s = scalar(n);
+    char *end = NULL;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (s == NULL || s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+        if (min > 0) return fail_at(ld, n, "%s must be a positive integer (at most %ld)", key, max);
+        return fail_at(ld, n, "%s must be an integer between %ld and %ld", key, min, max);
+    }
+    *out = v;
+    return 0;
+}
+
+static int get_bool(struct loader *ld, const yaml_node_t *map, const char *key, bool *out)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *s = scalar(n);
+    if (s && strcmp(s, "true") == 0) *out = true;
+    else if (s && strcmp(s, "false") == 0) *out = false;
+    else return fail_at(ld, n, "%s must be true or false", key);
+    return 0;
+}
+
+static int get_price(struct loader *ld, const yaml_node_t *n, const char *key, double *out)
+{
+    const char *s = scalar(n);
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : -1;
+    if (s == NULL || s[0] == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
+        return fail_at(ld, n, "price.%s must be a non-negative number (USD per 1M tokens)", key);
+    *out = v;
+    return 0;
+}
+
+int config_parse_listen(const char *s, char **host, int *port, const char **why)
+{
+    const char *colon;
+    size_t hlen;
+    const char *h = s;
+    if (s == NULL || s[0] == '\0') {
+        *why = "expected HOST:PORT";
+        return -1;
+    }
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            *why = "expected [IPv6]:PORT";
+            return -1;
+        }
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || colon == s) {
+            *why = "expected HOST:PORT";
+            return -1;
+        }
+        hlen = (size_t)(colon - s);
+    }
+    char *end = NULL;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
+        *why = "port must be a number from 0 to 65535";
+        return -1;
+    }
+    char *hc = strndup(h, hlen);
+    if (hc == NULL) {
+        *why = "out of memory";
+        return -1;
+    }
+    *host = hc;
+    *port = (int)p;
+    return 0;
+}
+
+static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret *sec,
+                          const char *key, const char *owner)
+{
+    const char *ref = scalar(n);
+    if (ref == NULL || ref[0] == '\0') return fail_at(ld, n, "%s must be a secret reference", key);
+    if (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0)
+        return fail_at(ld, n,
+                       "%s must be a secret reference (env:NAME or file:PATH), not a literal key",
+                       key);
+    sec->ref = strdup(ref);
+    if (sec->ref == NULL) return fail_at(ld, n, "out of memory");
+    if (ref[0] == 'e') {
+        const char *name = ref + 4;
+        const char *v = name[0] ? getenv(name) : NULL;
+        if (name[0] == '\0') return fail_at(ld, n, "%s: env: needs a variable name", key);
+        if (v == NULL || v[0] == '\0')
+            return fail_at(ld, n, "environment variable %s (%s of %s) is not set", name, key, owner);
+        sec->value = strdup(v);
+    } else {
+        const char *path = ref + 5;
+        FILE *f = path[0] ? fopen(path, "rb") : NULL;
+        if (f == NULL)
+            return fail_at(ld, n, "%s of %s: cannot read %s: %s", key, owner, path,
+                           path[0] ? strerror(errno) : "empty path");
+        char buf[8192];
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
+        if (len == 0) return fail_at(ld, n, "%s of %s: %s is empty", key, owner, path);
+        sec->value = strdup(buf);
+        memset(buf, 0, sizeof buf);
+    }
+    return sec->value ? 0 : fail_at(ld, n, "out of memory");
+}
+
+static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
+                         struct backend_conf *b)
+{
+    static const char *const keys[] = {"name", "type", "base_url", "api_key", "timeout_ms",
+                                       "connect_timeout_ms", NULL};
+    char where[64];
+    snprintf(where, sizeof where, "backends[%zu]", idx);
+    b->timeout_ms = 60000;
+    b->connect_timeout_ms = 5000;
+    b->line = (int)n->start_mark.line + 1;
+    b->col = (int)n->start_mark.column + 1;
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
+    if (get_string(ld, n, "name", &b->name, true, where)) return -1;
+    const yaml_node_t *t = get(ld, n, "type");
+    const char *type = scalar(t);
+    if (t == NULL) return fail_at(ld, n, "backend '%s': missing required key 'type'", b->name);
+    if (type && strcmp(type, "openai") == 0) {
+        b->type = BACKEND_OPENAI;
+    } else if (type && (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
+                        strcmp(type, "local") == 0)) {
+        return fail_at(ld, t, "backend type '%s' is not supported by this build (supported: openai)",
+                       type);
+    } else {
+        return fail_at(ld, t, "unknown backend type '%s' (supported: openai)", type ? type : "?");
+    }
+    if (get_string(ld, n, "base_url", &b->base_url, true, where)) return -1;
+    const yaml_node_t *u = get(ld, n, "base_url");
+    if (strncmp(b->base_url, "http://", 7) != 0 && strncmp(b->base_url, "https://", 8) != 0)
+        return fail_at(ld, u, "base_url must start with http:// or https://");
+    size_t ul = strlen(b->base_url);
+    if (ul > 0 && b->base_url[ul - 1] == '/') b->base_url[ul - 1] = '\0';
+    const yaml_node_t *k = get(ld, n, "api_key");
+    char owner[160];
+    snprintf(owner, sizeof owner, "backend '%s'", b->name);
+    if (k && resolve_secret(ld, k, &b->api_key, "api_key", owner)) return -1;
+    if (get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, 86400000) ||
+        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000))
+        return -1;
+    return 0;
+}
+
+static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_conf *m, size_t idx,
+                        struct target_conf *t)
+{
+    static const char *const keys[] = {"backend", "model", "weight", "price", NULL};
+    static const char *const price_keys[] = {"input", "output", NULL};
+    char where[200];
+    snprintf(where, sizeof where, "model '%s' target %zu", m->name, idx + 1);
+    t->weight = 1;
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
+    if (get_string(ld, n, "backend", &t->backend, true, where)) return -1;
+    if (get_string(ld, n, "model", &t->model, false, where)) return -1;
+    if (t->model == NULL && (t->model = strdup(m->name)) == NULL) return fail_at(ld, n, "out of memory");
+    long w = 1;
+    if (get_long(ld, n, "weight", &w, 0, 1000000)) return -1;
+    t->weight = (int)w;
+    bool found = false;
+    for (size_t i = 0; i < ld->cfg->n_backends; i++)
+        if (strcmp(ld->cfg->backends[i].name, t->backend) == 0) {
+            t->backend_index = i;
+            found = true;
+        }
+    if (!found)
+        return fail_at(ld, get(ld, n, "backend"), "%s: unknown backend '%s'", where, t->backend);
+    const yaml_node_t *p = get(ld, n, "price");
+    if (p) {
+        if (want_mapping(ld, p, "price") || check_keys(ld, p, price_keys, "price")) return -1;
+        const yaml_node_t *in = get(ld, p, "input"), *out = get(ld, p, "output");
+        if ((in && get_price(ld, in, "input", &t->price.input)) ||
+            (out && get_price(ld, out, "output", &t->price.output)))
+            return -1;
+        t->price.set = true;
+    }
+    return 0;
+}
+
+static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, struct model_conf *m)
+{
+    static const char *const keys[] = {"name", "route", "targets", NULL};
+    char where[64];
+    snprintf(where, sizeof where, "models[%zu]", idx);
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
+    if (get_string(ld, n, "name", &m->name, true, where)) return -1;
+    const yaml_node_t *r = get(ld, n, "route");
+    if (r) {
+        const char *route = scalar(r);
+        if (route && strcmp(route, "priority") == 0) m->route = ROUTE_PRIORITY;
+        else if (route && (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
+                           strcmp(route, "least-busy") == 0 || strcmp(route, "cost") == 0))
+            return fail_at(ld, r, "route policy '%s' is not supported by this build (supported: priority)",
+                           route);
+        else return fail_at(ld, r, "unknown route policy '%s' (supported: priority)", route ? route : "?");
+    }
+    const yaml_node_t *ts = get(ld, n, "targets");
+    if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
+    if (ts->type != YAML_SEQUENCE_NODE || ts->data.sequence.items.top == ts->data.sequence.items.start)
+        return fail_at(ld, ts, "model '%s': targets must be a non-empty list", m->name);
+    size_t count = (size_t)(ts->data.sequence.items.top - ts->data.sequence.items.start);
+    m->targets = calloc(count, sizeof *m->targets);
+    if (m->targets == NULL) return fail_at(ld, ts, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        m->n_targets++;
+        const yaml_node_t *tn = yaml_document_get_node(ld->doc, ts->data.sequence.items.start[i]);
+        if (parse_target(ld, tn, m, i, &m->targets[i])) return -1;
+    }
+    return 0;
+}
+
+static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_conf *l)
+{
+    static const char *const keys[] = {"max_body_bytes", "max_header_bytes", "header_timeout_ms",
+                                       "body_timeout_ms", "idle_timeout_ms", "max_connections",
+                                       NULL};
+    if (want_mapping(ld, n, "limits") || check_keys(ld, n, keys, "limits")) return -1;
+    long body = (long)l->max_body_bytes, head = (long)l->max_header_bytes,
+         conns = l->max_connections;
+    if (get_long(ld, n, "max_body_bytes", &body, 1, 1L << 34) ||
+        get_long(ld, n, "max_header_bytes", &head, 256, 1L << 24) ||
+        get_long(ld, n, "header_timeout_ms", &l->header_timeout_ms, 1, 86400000) ||
+        get_long(ld, n, "body_timeout_ms", &l->body_timeout_ms, 1, 86400000) ||
+        get_long(ld, n, "idle_timeout_ms", &l->idle_timeout_ms, 1, 86400000) ||
+        get_long(ld, n, "max_connections", &conns, 1, 1000000))
+        return -1;
+    l->max_body_bytes = (size_t)body;
+    l->max_header_bytes = (size_t)head;
+    l->max_connections = (int)conns;
+    return 0;
+}
+
+static int parse_sequence(struct loader *ld, const yaml_node_t *seq, const char *what,
+                          size_t elem_size, void **items, size_t *n,
+                          int (*each)(struct loader *, const yaml_node_t *, size_t, void *))
+{
+    if (seq->type != YAML_SEQUENCE_NODE) return fail_at(ld, seq, "%s must be a list", what);
+    size_t count = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (count == 0) return 0;
+    *items = calloc(count, elem_size);
+    if (*items == NULL) return fail_at(ld, seq, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        (*n)++;
+        const yaml_node_t *it = yaml_document_get_node(ld->doc, seq->data.sequence.items.start[i]);
+        if (each(ld, it, i, (char *)*items + i * elem_size)) return -1;
+    }
+    return 0;
+}
+
+static int each_backend(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
+{
+    if (parse_backend(ld, n, i, out)) return -1;
+    struct backend_conf *b = out;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(ld->cfg->backends[j].name, b->name) == 0)
+            return fail_at(ld, get(ld, n, "name"), "duplicate backend name '%s'", b->name);
+    return 0;
+}
+
+static int each_model(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
+{
+    if (parse_model(ld, n, i, out)) return -1;
+    struct model_conf *m = out;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(ld->cfg->models[j].name, m->name) == 0)
+            return fail_at(ld, get(ld, n, "name"), "duplicate model name '%s'", m->name);
+    return 0;
+}
+
+static int parse_root(struct loader *ld, const yaml_node_t *root)
+{
+    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log", "limits", "backends",
+                                       "models", "auth", "store", NULL};
+    static const char *const log_keys[] = {"requests", NULL};
+    struct config *cfg = ld->cfg;
+    if (root == NULL) return 0; /* an empty file: all defaults */
+    if (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0') return 0;
+    if (want_mapping(ld, root, "the configuration") || check_keys(ld, root, keys, "the configuration"))
+        return -1;
+    const char *unsupported[] = {"auth", "store"};
+    for (size_t i = 0; i < 2; i++) {
+        const yaml_node_t *u = get(ld, root, unsupported[i]);
+        if (u) return fail_at(ld, u, "'%s' is not supported by this build", unsupported[i]);
+    }
+    const yaml_node_t *l = get(ld, root, "listen");
+    if (l) {
+        const char *why = NULL;
+        char *host = NULL;
+        int port = 0;
+        if (scalar(l) == NULL || config_parse_listen(scalar(l), &host, &port, &why) != 0)
+            return fail_at(ld, l, "listen: %s", why ? why : "expected HOST:PORT");
+        free(cfg->listen_host);
+        cfg->listen_host = host;
+        cfg->listen_port = port;
+    }
+    if (get_long(ld, root, "shutdown_grace_ms", &cfg->shutdown_grace_ms, 0, 86400000)) return -1;
+    const yaml_node_t *lg = get(ld, root, "log");
+    if (lg && (want_mapping(ld, lg, "log") || check_keys(ld, lg, log_keys, "log") ||
+               get_bool(ld, lg, "requests", &cfg->log_requests)))
+        return -1;
+    const yaml_node_t *lim = get(ld, root, "limits");
+    if (lim && parse_limits(ld, lim, &cfg->limits)) return -1;
+    const yaml_node_t *bs = get(ld, root, "backends");
+    if (bs && parse_sequence(ld, bs, "backends", sizeof *cfg->backends, (void **)&cfg->backends,
+                             &cfg->n_backends, each_backend))
+        return -1;
+    const yaml_node_t *ms = get(ld, root, "models");
+    if (ms && parse_sequence(ld, ms, "models", sizeof *cfg->models, (void **)&cfg->models,
+                             &cfg->n_models, each_model))
+        return -1;
+    return 0;
+}
+
+static struct config *config_defaults(const char *name)
+{
+    struct config *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL) return NULL;
+    cfg->path = strdup(name);
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->listen_port = 8080;
+    cfg->shutdown_grace_ms = 10000;
+    cfg->log_requests = true;
+    cfg->limits = (struct limits_conf){
+        .max_body_bytes = 10u << 20,
+        .max_header_bytes = 64u << 10,
+        .header_timeout_ms = 10000,
+        .body_timeout_ms = 30000,
+        .idle_timeout_ms = 60000,
+        .max_connections = 10000,
+    };
+    if (cfg->path == NULL || cfg->listen_host == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_load_string(const char *yaml, size_t len, const char *name,
+                                  struct config_error *error)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    memset(error, 0, sizeof *error);
+    snprintf(error->file, sizeof error->file, "%s", name);
+    struct config *cfg = config_defaults(name);
+    if (cfg == NULL) {
+        snprintf(error->msg, sizeof error->msg, "out of memory");
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(error->msg, sizeof error->msg, "cannot initialise the YAML parser");
+        config_free(cfg);
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        error->line = (int)parser.problem_mark.line + 1;
+        error->col = (int)parser.problem_mark.column + 1;
+        snprintf(error->msg, sizeof error->msg, "YAML syntax error: %s%s%s",
+                 parser.problem ? parser.problem : "invalid document",
+                 parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        config_free(cfg);
+        return NULL;
+    }
+    struct loader ld = {.doc = &doc, .error = error, .cfg = cfg};
+    int rc = parse_root(&ld, yaml_document_get_root_node(&doc));
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc != 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+struct config *config_load(const char *path, struct config_error *error)
+{
+    memset(error, 0, sizeof *error);
+    snprintf(error->file, sizeof error->file, "%s", path);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(error->msg, sizeof error->msg, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                snprintf(error->msg, sizeof error->msg, "out of memory");
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) break;
+        if (len > (1u << 22)) {
+            free(buf);
+            fclose(f);
+            snprintf(error->msg, sizeof error->msg, "file is larger than 4 MiB");
+            return NULL;
+        }
+    }
+    bool read_error = ferror(f) != 0;
+    fclose(f);
+    if (read_error) {
+        free(buf);
+        snprintf(error->msg, sizeof error->msg, "cannot read: %s", strerror(errno));
+        return NULL;
+    }
+    struct config *cfg = config_load_string(buf ? buf : "", len, path, error);
+    free(buf);
+    return cfg;
+}
+
+const char *config_error_format(const struct config_error *error, char *buf, size_t size)
+{
+    if (error->line > 0)
+        snprintf(buf, size, "%s:%d:%d: %s", error->file, error->line, error->col, error->msg);
+    else
+        snprintf(buf, size, "%s: %s", error->file, error->msg);
+    return buf;
+}
+
+const struct model_conf *config_find_model(const struct config *cfg, const char *name)
+{
+    if (name == NULL) return NULL;
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (strcmp(cfg->models[i].name, name) == 0) return &cfg->models[i];
+    return NULL;
+}
+
+static void secret_free(struct secret *s)
+{
+    if (s->value) memset(s->value, 0, strlen(s->value));
+    free(s->value);
+    free(s->ref);
+}
+
+void config_free(struct config *cfg)
+{
+    if (cfg == NULL) return;
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        struct backend_conf *b = &cfg->backends[i];
+        free(b->name);
+        free(b->base_url);
+        secret_free(&b->api_key);
+    }
+    free(cfg->backends);
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        struct model_conf *m = &cfg->models[i];
+        for (size_t j = 0; j < m->n_targets; j++) {
+            free(m->targets[j].backend);
+            free(m->targets[j].model);
+        }
+        free(m->targets);
+        free(m->name);
+    }
+    free(cfg->models);
+    free(cfg->listen_host);
+    free(cfg->path);
+    free(cfg);
+}
