@@ -8,13 +8,17 @@
 #include "api/openai.h"
 
 #include <event2/buffer.h>
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/proxy.h"
 #include "app.h"
 #include "http/server.h"
 #include "providers/provider.h"
+#include "util/arena.h"
 
 enum kind { K_STRING, K_BOOL, K_INT, K_NUMBER, K_ARRAY, K_OBJECT, K_STRING_OR_ARRAY,
             K_STRING_OR_OBJECT };
@@ -86,113 +90,126 @@ static const char *kind_name(enum kind k)
     return "?";
 }
 
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
-static bool kind_matches(enum kind k, const json_t *v)
+static bool kind_matches(enum kind k, const struct json_scan *s, int i)
 {
     switch (k) {
-    case K_STRING: return json_is_string(v);
-    case K_BOOL: return json_is_boolean(v);
-    case K_INT: return json_is_integer(v);
-    case K_NUMBER: return json_is_number(v);
-    case K_ARRAY: return json_is_array(v);
-    case K_OBJECT: return json_is_object(v);
-    case K_STRING_OR_ARRAY: return json_is_string(v) || json_is_array(v);
-    case K_STRING_OR_OBJECT: return json_is_string(v) || json_is_object(v);
+    case K_STRING: return json_scan_is_string(s, i);
+    case K_BOOL: return json_scan_is_bool(s, i);
+    case K_INT: return json_scan_is_integer(s, i);
+    case K_NUMBER: return json_scan_is_number(s, i);
+    case K_ARRAY: return json_scan_is_array(s, i);
+    case K_OBJECT: return json_scan_is_object(s, i);
+    case K_STRING_OR_ARRAY: return json_scan_is_string(s, i) || json_scan_is_array(s, i);
+    case K_STRING_OR_OBJECT: return json_scan_is_string(s, i) || json_scan_is_object(s, i);
     }
     return false;
 }
 
-static int check_messages(const json_t *messages, struct err *err)
+static int invalid_type(struct err *err, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int invalid_type(struct err *err, const char *param, const char *fmt, ...)
 {
-    if (json_array_size(messages) == 0)
-        return err_param(err, 400, "messages", "\"messages\" must contain at least one message");
-    size_t i;
-    const json_t *m;
-    json_array_foreach(messages, i, m)
-    {
-        if (!json_is_object(m))
-            return err_param(err, 400, "messages",
-                             "\"messages[%zu]\" must be an object, got %s", i, json_type_name(m));
-        const json_t *role = json_object_get(m, "role");
-        if (!json_is_string(role))
-            return err_param(err, 400, "messages", "\"messages[%zu].role\" must be a string", i);
+    va_list ap;
+    err_param(err, 400, param, "%s", "");
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = "invalid_type";
+    return -1;
+}
+
+static int check_messages(const struct json_scan *s, int messages, struct err *err)
+{
+    if (json_scan_size(s, messages) == 0)
+        return invalid_type(err, "messages", "\"messages\" must contain at least one message");
+    int i = messages + 1;
+    for (int k = 0; k < json_scan_size(s, messages); k++) {
+        if (!json_scan_is_object(s, i))
+            return invalid_type(err, "messages", "\"messages[%d]\" must be an object, got %s", k,
+                                json_scan_type_name(s, i));
+        if (!json_scan_is_string(s, json_scan_get(s, i, "role")))
+            return invalid_type(err, "messages", "\"messages[%d].role\" must be a string", k);
+        i = json_scan_skip(s, i);
     }
     return 0;
 }
 
-json_t *openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t len,
-                             struct err *err)
+/* The precise reason text for a body that is not JSON comes from jansson (line, column);
+ * this only runs on the error path. */
+static int malformed(const char *body, size_t len, struct err *err)
 {
     json_error_t jerr;
-    if (len == 0) {
-        err_set(err, 400, "invalid_request_error", "invalid_json",
-                "request body is empty; expected a JSON object");
-        return NULL;
+    json_t *j = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+    if (j != NULL) {
+        json_decref(j);
+        return err_set(err, 400, "invalid_request_error", "invalid_json",
+                       "request body is not valid JSON");
     }
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        err_set(err, 400, "invalid_request_error", "invalid_json",
-                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
-                jerr.column);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        err_set(err, 400, "invalid_request_error", "invalid_json",
-                "request body must be a JSON object, got %s", json_type_name(root));
-        json_decref(root);
-        return NULL;
-    }
+    return err_set(err, 400, "invalid_request_error", "invalid_json",
+                   "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
+                   jerr.column);
+}
+
+static char *string_value(const struct json_scan *s, int i, struct arena *a)
+{
+    const char *p = s->js + s->tok[i].start;
+    size_t n = (size_t)(s->tok[i].end - s->tok[i].start);
+    if (memchr(p, '\\', n) == NULL) return arena_strndup(a, p, n);
+    /* Escapes are rare in model names; let jansson decode them. */
+    json_t *j = json_loadb(p - 1, n + 2, JSON_DECODE_ANY, NULL);
+    char *out = json_is_string(j) ? arena_strdup(a, json_string_value(j)) : NULL;
+    json_decref(j);
+    return out;
+}
+
+int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t len,
+                         struct arena *arena, struct openai_request *out, struct err *err)
+{
+    struct json_scan *s = &out->scan;
+    bool oom = false;
+    memset(out, 0, sizeof *out);
+    out->endpoint = endpoint;
+    out->stream_options_tok = -1;
+    if (len == 0)
+        return err_set(err, 400, "invalid_request_error", "invalid_json",
+                       "request body is empty; expected a JSON object");
+    if (json_scan_parse(s, body, len, arena, &oom) != 0)
+        return oom ? err_oom(err) : malformed(body, len, err);
+    if (!json_scan_is_object(s, 0))
+        return err_set(err, 400, "invalid_request_error", "invalid_json",
+                       "request body must be a JSON object, got %s", json_scan_type_name(s, 0));
     const struct field_rule *rules = endpoint == OPENAI_CHAT          ? chat_rules
                                      : endpoint == OPENAI_COMPLETIONS ? completion_rules
                                                                       : embedding_rules;
     for (const struct field_rule *r = rules; r->name; r++) {
-        const json_t *v = json_object_get(root, r->name);
-        if (v == NULL || (json_is_null(v) && !r->required)) {
+        int v = json_scan_get(s, 0, r->name);
+        if (v < 0 || (json_scan_is_null(s, v) && !r->required)) {
             if (!r->required) continue;
             err_param(err, 400, r->name, "missing required field \"%s\"", r->name);
             err->code = "missing_field";
-            goto fail;
+            return -1;
         }
-        if (!kind_matches(r->kind, v)) {
-            err_param(err, 400, r->name, "\"%s\" must be %s, got %s", r->name, kind_name(r->kind),
-                      json_type_name(v));
-            err->code = "invalid_type";
-            goto fail;
-        }
+        if (!kind_matches(r->kind, s, v))
+            return invalid_type(err, r->name, "\"%s\" must be %s, got %s", r->name,
+                                kind_name(r->kind), json_scan_type_name(s, v));
     }
-    if (endpoint == OPENAI_CHAT && check_messages(json_object_get(root, "messages"), err) != 0) {
-        err->code = "invalid_type";
-        goto fail;
+    if (endpoint == OPENAI_CHAT && check_messages(s, json_scan_get(s, 0, "messages"), err) != 0)
+        return -1;
+    out->model_tok = json_scan_get(s, 0, "model");
+    out->model = string_value(s, out->model_tok, arena);
+    if (out->model == NULL) return err_oom(err);
+    out->stream = json_scan_is_true(s, json_scan_get(s, 0, "stream"));
+    int so = json_scan_get(s, 0, "stream_options");
+    out->stream_options_tok = so;
+    if (json_scan_is_object(s, so)) {
+        int iu = json_scan_get(s, so, "include_usage");
+        if (iu >= 0 && !json_scan_is_bool(s, iu) && !json_scan_is_null(s, iu))
+            return invalid_type(err, "stream_options",
+                                "\"stream_options.include_usage\" must be a boolean, got %s",
+                                json_scan_type_name(s, iu));
+        out->want_usage = json_scan_is_true(s, iu);
     }
-    const json_t *so = json_object_get(root, "stream_options");
-    if (json_is_object(so)) {
-        const json_t *iu = json_object_get(so, "include_usage");
-        if (iu && !json_is_boolean(iu) && !json_is_null(iu)) {
-            err_param(err, 400, "stream_options",
-                      "\"stream_options.include_usage\" must be a boolean, got %s",
-                      json_type_name(iu));
-            err->code = "invalid_type";
-            goto fail;
-        }
-    }
-    return root;
-fail:
-    json_decref(root);
-    return NULL;
+    return 0;
 }
 
 const char *openai_endpoint_path(enum openai_endpoint endpoint)
@@ -271,22 +288,25 @@ static void handle_proxy(struct app *app, struct http_request *req, enum openai_
     err_clear(&e);
     size_t len = evbuffer_get_length(req->body);
     const char *bytes = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
-    json_t *body = openai_parse_request(ep, bytes, len, &e);
-    if (body == NULL) {
+    struct openai_request *oreq = arena_alloc(req->arena, sizeof *oreq);
+    if (oreq == NULL) {
+        err_oom(&e);
         reply_error(req, &e, NULL);
         return;
     }
-    const char *name = json_string_value(json_object_get(body, "model"));
-    const struct model_conf *model = config_find_model(app->cfg, name);
-    if (model == NULL) {
-        err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
-                  name);
-        e.code = "model_not_found";
-        reply_error(req, &e, name);
-        json_decref(body);
+    if (openai_parse_request(ep, bytes, len, req->arena, oreq, &e) != 0) {
+        reply_error(req, &e, NULL);
         return;
     }
-    proxy_start(app, req, model, ep, body);
+    const struct model_conf *model = config_find_model(app->cfg, oreq->model);
+    if (model == NULL) {
+        err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
+                  oreq->model);
+        e.code = "model_not_found";
+        reply_error(req, &e, oreq->model);
+        return;
+    }
+    proxy_start(app, req, model, oreq);
 }
 
 static void handle_chat(struct app *app, struct http_request *req)

@@ -13,6 +13,8 @@
 #include "api/proxy.h"
 
 #include <event2/buffer.h>
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,8 +43,7 @@ struct proxy {
     struct app *app;
     struct http_request *req;
     const struct model_conf *model;
-    enum openai_endpoint endpoint;
-    json_t *body; /* the client's request; owned (cleanup on the arena) */
+    const struct openai_request *oreq; /* the validated client request, arena */
     bool stream;
     bool client_wants_usage;
     struct route_plan plan;
@@ -113,16 +114,23 @@ void proxy_log_simple(const struct http_request *req, int status, const char *mo
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static void read_usage(struct proxy *p, const json_t *usage)
+static void read_usage(struct proxy *p, const struct json_scan *s, int usage)
 {
-    if (!json_is_object(usage)) return;
-    const json_t *pt = json_object_get(usage, "prompt_tokens");
-    const json_t *ct = json_object_get(usage, "completion_tokens");
-    const json_t *tt = json_object_get(usage, "total_tokens");
-    if (json_is_integer(pt)) p->prompt_tokens = json_integer_value(pt);
-    if (json_is_integer(ct)) p->completion_tokens = json_integer_value(ct);
-    if (json_is_integer(tt)) p->total_tokens = json_integer_value(tt);
-    else if (json_is_integer(pt)) p->total_tokens = p->prompt_tokens + p->completion_tokens;
+    long long v;
+    if (!json_scan_is_object(s, usage)) return;
+    if (json_scan_integer(s, json_scan_get(s, usage, "prompt_tokens"), &v)) p->prompt_tokens = v;
+    if (json_scan_integer(s, json_scan_get(s, usage, "completion_tokens"), &v))
+        p->completion_tokens = v;
+    if (json_scan_integer(s, json_scan_get(s, usage, "total_tokens"), &v)) p->total_tokens = v;
+    else if (p->prompt_tokens >= 0 && p->completion_tokens >= 0)
+        p->total_tokens = p->prompt_tokens + p->completion_tokens;
+}
+
+/* Scans an upstream JSON document into the request arena. */
+static bool scan_json(struct proxy *p, const char *bytes, size_t len, struct json_scan *s)
+{
+    bool oom;
+    return json_scan_parse(s, bytes, len, p->req->arena, &oom) == 0 && json_scan_is_object(s, 0);
 }
 
 static void add_target_headers(struct proxy *p)
@@ -229,15 +237,15 @@ static int on_event(void *ud, const char *ev, size_t len)
         return forward(p, "data: [DONE]", 12) < 0 ? -1 : 0;
     }
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
-    if (memmem(data, dlen, "\"usage\"", 7) != NULL) {
-        json_t *chunk = json_loadb(data, dlen, 0, NULL);
-        const json_t *usage = json_object_get(chunk, "usage");
-        bool is_usage_chunk = json_is_object(usage);
-        if (is_usage_chunk) read_usage(p, usage);
-        const json_t *choices = json_object_get(chunk, "choices");
-        bool drop = is_usage_chunk && !p->client_wants_usage && json_array_size(choices) == 0;
-        json_decref(chunk);
-        if (drop) return 0;
+    struct json_scan chunk;
+    if (memmem(data, dlen, "\"usage\"", 7) != NULL && scan_json(p, data, dlen, &chunk)) {
+        int usage = json_scan_get(&chunk, 0, "usage");
+        if (json_scan_is_object(&chunk, usage)) {
+            read_usage(p, &chunk, usage);
+            int choices = json_scan_get(&chunk, 0, "choices");
+            bool empty = !json_scan_is_array(&chunk, choices) || json_scan_size(&chunk, choices) == 0;
+            if (empty && !p->client_wants_usage) return 0;
+        }
     }
     return forward(p, ev, len);
 }
@@ -321,14 +329,12 @@ static void deliver_json(struct proxy *p, long status)
 {
     size_t len = evbuffer_get_length(p->resp);
     const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
-    json_t *doc = json_loadb(bytes, len, 0, NULL);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
+    struct json_scan doc;
+    if (!scan_json(p, bytes, len, &doc)) {
         attempt_failed(p, status, false, "HTTP %ld with a body that is not a JSON object", status);
         return;
     }
-    read_usage(p, json_object_get(doc, "usage"));
-    json_decref(doc);
+    read_usage(p, &doc, json_scan_get(&doc, 0, "usage"));
     router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_OK,
                   (clock_now_ns() - p->attempt_start_ns) / 1000);
     p->first_byte_ns = clock_now_ns();
@@ -446,10 +452,8 @@ static void next_attempt(struct proxy *p)
         p->saw_done = false;
         p->stream_error[0] = '\0';
         struct provider_request pr = {
-            .endpoint = openai_endpoint_path(p->endpoint),
-            .body = p->body,
+            .request = p->oreq,
             .target_model = t->model,
-            .stream = p->stream,
         };
         struct upstream_request ur;
         p->attempt_start_ns = clock_now_ns();
@@ -467,13 +471,12 @@ static void release_proxy(void *ud)
 {
     struct proxy *p = ud;
     if (p->call) upstream_cancel(p->call);
-    json_decref(p->body);
     if (p->resp) evbuffer_free(p->resp);
     sse_parser_free(&p->sse);
 }
 
 void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
-                 enum openai_endpoint endpoint, json_t *body)
+                 const struct openai_request *oreq)
 {
     struct arena *a = req->arena;
     struct proxy *p = arena_calloc(a, 1, sizeof *p);
@@ -483,7 +486,6 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     err_clear(&e);
     if (p == NULL || order == NULL || resp == NULL || arena_on_free(a, release_proxy, p) != 0) {
         if (resp) evbuffer_free(resp);
-        json_decref(body);
         err_oom(&e);
         proxy_log_simple(req, 500, model->name, e.msg);
         http_respond_error(req, &e);
@@ -492,14 +494,12 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     p->app = app;
     p->req = req;
     p->model = model;
-    p->endpoint = endpoint;
-    p->body = body;
+    p->oreq = oreq;
     p->resp = resp;
     p->prompt_tokens = p->completion_tokens = p->total_tokens = -1;
     sse_parser_init(&p->sse, 0);
-    p->stream = json_is_true(json_object_get(body, "stream"));
-    const json_t *so = json_object_get(body, "stream_options");
-    p->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+    p->stream = oreq->stream;
+    p->client_wants_usage = oreq->want_usage;
     p->plan.order = order;
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
     if (router_plan(app->router, model, &p->plan, &e) != 0) {

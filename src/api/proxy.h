@@ -7,8 +7,6 @@
 #ifndef STRATUS_API_PROXY_H
 #define STRATUS_API_PROXY_H
 
-#include <jansson.h>
-
 #include "api/openai.h"
 #include "config/config.h"
 
@@ -16,11 +14,11 @@ struct app;
 struct http_request;
 
 /**
- * Starts proxying. Takes ownership of `body` (also on failure). Always answers `req`
- * eventually (or aborts quietly if the client leaves).
+ * Starts proxying `oreq` (in the request arena). Always answers `req` eventually, or stops
+ * quietly if the client leaves first.
  */
 void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
-                 enum openai_endpoint endpoint, json_t *body);
+                 const struct openai_request *oreq);
 
 /** Writes the per-request log line for a request answered without proxying. */
 void proxy_log_simple(const struct http_request *req, int status, const char *model,

@@ -9,42 +9,77 @@
 #include <string.h>
 
 #include "providers/provider.h"
+#include "obs/log.h"
 #include "util/arena.h"
 
-static void free_json_string(void *p)
-{
-    free(p);
-}
+struct edit {
+    size_t from, to;  /* replace bytes [from, to) of the original ... */
+    const char *text; /* ... with this */
+};
 
-char *openai_body_for_target(json_t *body, const char *target_model, bool stream,
+char *openai_body_for_target(const struct openai_request *request, const char *target_model,
                              struct arena *arena, size_t *len, struct err *err)
 {
-    if (json_object_set_new(body, "model", json_string(target_model)) != 0) {
-        err_oom(err);
-        return NULL;
-    }
-    if (stream) {
-        json_t *so = json_object_get(body, "stream_options");
-        if (!json_is_object(so)) {
-            so = json_object();
-            if (so == NULL || json_object_set_new(body, "stream_options", so) != 0) {
-                err_oom(err);
-                return NULL;
+    const struct json_scan *s = &request->scan;
+    struct edit edits[2];
+    size_t n_edits = 0;
+
+    /* "model": the string token's bytes exclude its quotes; replace quotes and all. */
+    size_t mlen = strlen(target_model);
+    char *quoted = arena_alloc(arena, mlen * 6 + 3);
+    if (quoted == NULL) goto oom;
+    quoted[0] = '"';
+    size_t q = json_escape(quoted + 1, mlen * 6 + 1, target_model, mlen);
+    memcpy(quoted + 1 + q, "\"", 2);
+    const jsmntok_t *mt = &s->tok[request->model_tok];
+    edits[n_edits++] = (struct edit){(size_t)mt->start - 1, (size_t)mt->end + 1, quoted};
+
+    if (request->stream) {
+        int so = request->stream_options_tok;
+        if (so < 0) {
+            size_t at = (size_t)s->tok[0].start + 1; /* right after the root '{' */
+            edits[n_edits++] = (struct edit){at, at, "\"stream_options\":{\"include_usage\":true},"};
+        } else if (!json_scan_is_object(s, so)) { /* null */
+            edits[n_edits++] = (struct edit){(size_t)s->tok[so].start, (size_t)s->tok[so].end,
+                                             "{\"include_usage\":true}"};
+        } else {
+            int iu = json_scan_get(s, so, "include_usage");
+            if (iu >= 0) {
+                edits[n_edits++] = (struct edit){(size_t)s->tok[iu].start,
+                                                 (size_t)s->tok[iu].end, "true"};
+            } else {
+                size_t at = (size_t)s->tok[so].start + 1;
+                edits[n_edits++] = (struct edit){
+                    at, at, json_scan_size(s, so) ? "\"include_usage\":true," : "\"include_usage\":true"};
             }
         }
-        if (json_object_set_new(so, "include_usage", json_true()) != 0) {
-            err_oom(err);
-            return NULL;
-        }
     }
-    char *s = json_dumps(body, JSON_COMPACT);
-    if (s == NULL || arena_on_free(arena, free_json_string, s) != 0) {
-        free(s);
-        err_oom(err);
-        return NULL;
+    if (n_edits == 2 && edits[1].from < edits[0].from) {
+        struct edit t = edits[0];
+        edits[0] = edits[1];
+        edits[1] = t;
     }
-    *len = strlen(s);
-    return s;
+    size_t total = s->len;
+    for (size_t i = 0; i < n_edits; i++) total += strlen(edits[i].text) - (edits[i].to - edits[i].from);
+    char *out = arena_alloc(arena, total + 1);
+    if (out == NULL) goto oom;
+    size_t w = 0, at = 0;
+    for (size_t i = 0; i < n_edits; i++) {
+        memcpy(out + w, s->js + at, edits[i].from - at);
+        w += edits[i].from - at;
+        size_t tl = strlen(edits[i].text);
+        memcpy(out + w, edits[i].text, tl);
+        w += tl;
+        at = edits[i].to;
+    }
+    memcpy(out + w, s->js + at, s->len - at);
+    w += s->len - at;
+    out[w] = '\0';
+    *len = w;
+    return out;
+oom:
+    err_oom(err);
+    return NULL;
 }
 
 static int openai_init(struct backend *b, struct err *err)
@@ -76,9 +111,10 @@ static int openai_build(struct backend *b, const struct provider_request *pr, st
                         struct upstream_request *out, struct err *err)
 {
     size_t len = 0;
-    char *body = openai_body_for_target(pr->body, pr->target_model, pr->stream, arena, &len, err);
+    char *body = openai_body_for_target(pr->request, pr->target_model, arena, &len, err);
     if (body == NULL) return -1;
-    char *url = arena_printf(arena, "%s/%s", b->conf->base_url, pr->endpoint);
+    char *url = arena_printf(arena, "%s/%s", b->conf->base_url,
+                             openai_endpoint_path(pr->request->endpoint));
     if (url == NULL) return err_oom(err);
     *out = (struct upstream_request){
         .url = url,

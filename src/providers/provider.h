@@ -10,10 +10,10 @@
 #ifndef STRATUS_PROVIDER_H
 #define STRATUS_PROVIDER_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "api/openai.h"
 #include "config/config.h"
 #include "providers/upstream.h"
 #include "util/err.h"
@@ -34,10 +34,8 @@ struct backend {
 
 /* What the API layer asks a provider to send. */
 struct provider_request {
-    const char *endpoint;     /* OpenAI path below /v1: "chat/completions", "embeddings", ... */
-    json_t *body;             /* the client's JSON body, borrowed; providers may modify it */
-    const char *target_model; /* the model name the target wants */
-    bool stream;              /* the client asked for a stream */
+    const struct openai_request *request; /* the validated client request, borrowed */
+    const char *target_model;             /* the model name the target wants */
 };
 
 struct provider_ops {
@@ -61,11 +59,12 @@ int backend_init(struct backend *b, const struct backend_conf *conf, struct err 
 void backend_destroy(struct backend *b);
 
 /**
- * OpenAI wire format: serialises `body` for a target — "model" set to `target_model`, and,
- * for streams, stream_options.include_usage=true so the gateway always learns usage.
- * @return a string in `arena`, its length in *len; NULL with `err` on failure.
+ * OpenAI wire format: the client's body for a target, edited in place as text — "model"
+ * set to `target_model` and, for streams, stream_options.include_usage=true so the gateway
+ * always learns usage. Every other byte passes through unchanged.
+ * @return the body in `arena`, its length in *len; NULL with `err` on failure.
  */
-char *openai_body_for_target(json_t *body, const char *target_model, bool stream,
+char *openai_body_for_target(const struct openai_request *request, const char *target_model,
                              struct arena *arena, size_t *len, struct err *err);
 
 extern const struct provider_ops provider_openai;

@@ -13,6 +13,8 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,8 @@ struct upstream {
     size_t pool_len;
     struct upstream_call *cancelled; /* queued while in_curl */
     struct upstream_call *calls;     /* all live calls, for upstream_free */
+    char proxy[512];                 /* from the environment at start, read once */
+    char no_proxy[512];
 };
 
 struct upstream_call {
@@ -41,23 +45,45 @@ struct upstream_call {
     bool paused;
     bool cancelled;
     bool stopped_by_owner; /* on_data returned -1 */
+    bool one_off;          /* not returned to the pool (probes set unusual options) */
     char errbuf[CURL_ERROR_SIZE];
     struct upstream_call *next_cancelled;
     struct upstream_call *prev, *next;
 };
 
 struct sock_watch {
-    struct event *ev;
+    struct event ev; /* embedded: re-armed in place, never reallocated per change */
+    short kind;      /* what ev watches now */
+    bool added;
 };
 
 static void check_done(struct upstream *u);
+static size_t on_body(char *p, size_t size, size_t n, void *ud);
+static size_t on_header(char *p, size_t size, size_t n, void *ud);
+
+/* Options that never change are set once per easy handle; a pooled handle keeps them, so
+ * starting a call only sets what differs per request. */
+static CURL *easy_new(struct upstream *u)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL) return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    if (u->proxy[0]) curl_easy_setopt(e, CURLOPT_PROXY, u->proxy);
+    else curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no per-request proxy env lookups */
+    if (u->no_proxy[0]) curl_easy_setopt(e, CURLOPT_NOPROXY, u->no_proxy);
+    return e;
+}
 
 static void call_release(struct upstream_call *c)
 {
     struct upstream *u = c->u;
     curl_multi_remove_handle(u->multi, c->easy);
-    if (u->pool_len < POOL_MAX) {
-        curl_easy_reset(c->easy);
+    if (u->pool_len < POOL_MAX && !c->one_off && !c->paused) {
         u->pool[u->pool_len++] = c->easy;
     } else {
         curl_easy_cleanup(c->easy);
@@ -103,7 +129,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
         if (w) {
-            event_free(w->ev);
+            if (w->added) event_del(&w->ev);
             free(w);
             curl_multi_assign(u->multi, fd, NULL);
         }
@@ -114,13 +140,15 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void
         w = calloc(1, sizeof *w);
         if (w == NULL) return -1;
         curl_multi_assign(u->multi, fd, w);
-    } else {
-        event_free(w->ev);
+    } else if (w->added && w->kind == kind) {
+        return 0; /* unchanged: no epoll_ctl */
+    } else if (w->added) {
+        event_del(&w->ev);
     }
-    w->ev = event_new(u->loop, fd, kind, on_socket_event, u);
-    if (w->ev == NULL) return -1;
-    event_add(w->ev, NULL);
-    return 0;
+    event_assign(&w->ev, u->loop, fd, kind, on_socket_event, u);
+    w->kind = kind;
+    w->added = event_add(&w->ev, NULL) == 0;
+    return w->added ? 0 : -1;
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *ud)
@@ -218,6 +246,15 @@ struct upstream *upstream_new(struct event_base *loop, struct err *err)
         return NULL;
     }
     u->loop = loop;
+    /* libcurl would consult the proxy variables on every request; read them once. */
+    const char *envs[] = {"https_proxy", "HTTPS_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0] && !u->proxy[0]; i++) {
+        const char *v = getenv(envs[i]);
+        if (v && *v) snprintf(u->proxy, sizeof u->proxy, "%s", v);
+    }
+    const char *np = getenv("no_proxy");
+    if (np == NULL || *np == '\0') np = getenv("NO_PROXY");
+    if (np && *np) snprintf(u->no_proxy, sizeof u->no_proxy, "%s", np);
     u->multi = curl_multi_init();
     u->timer = evtimer_new(loop, on_timer, u);
     if (u->multi == NULL || u->timer == NULL) {
@@ -253,7 +290,8 @@ struct upstream_call *upstream_start(struct upstream *u, const struct upstream_r
         err_oom(err);
         return NULL;
     }
-    c->easy = u->pool_len ? u->pool[--u->pool_len] : curl_easy_init();
+    c->one_off = r->connect_only;
+    c->easy = !c->one_off && u->pool_len ? u->pool[--u->pool_len] : easy_new(u);
     if (c->easy == NULL) {
         free(c);
         err_set(err, 500, "server_error", NULL, "cannot create an upstream request");
@@ -267,22 +305,16 @@ struct upstream_call *upstream_start(struct upstream *u, const struct upstream_r
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     if (r->connect_only) {
         curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-    } else if (r->body) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
     }
     CURLMcode mc = curl_multi_add_handle(u->multi, e);
     if (mc != CURLM_OK) {

@@ -26,7 +26,7 @@ struct upstream_call;
 struct upstream_request {
     const char *url;                 /* borrowed until upstream_start returns */
     const struct curl_slist *headers; /* borrowed for the call's lifetime */
-    const char *body;                /* borrowed for the call's lifetime; NULL → GET */
+    const char *body;                /* POSTed; borrowed for the call's lifetime */
     size_t body_len;
     long timeout_ms;                 /* whole transfer; 0 = none */
     long connect_timeout_ms;

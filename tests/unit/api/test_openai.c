@@ -4,19 +4,37 @@
 #include <string.h>
 
 #include "api/openai.h"
+#include "util/arena.h"
 
-static json_t *parse(enum openai_endpoint ep, const char *body, struct err *e)
+static struct arena *arena;
+static struct openai_request req;
+
+static int setup(void **state)
+{
+    (void)state;
+    arena = arena_new(4096);
+    return arena ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    arena_free(arena);
+    return 0;
+}
+
+/* Returns &req on success, NULL on a validation error (e filled). */
+static struct openai_request *parse(enum openai_endpoint ep, const char *body, struct err *e)
 {
     err_clear(e);
-    return openai_parse_request(ep, body, strlen(body), e);
+    return openai_parse_request(ep, body, strlen(body), arena, &req, e) == 0 ? &req : NULL;
 }
 
 static void expect_400(enum openai_endpoint ep, const char *body, const char *code,
                        const char *param, const char *msg_part)
 {
     struct err e;
-    json_t *j = parse(ep, body, &e);
-    assert_null(j);
+    assert_null(parse(ep, body, &e));
     assert_int_equal(e.status, 400);
     assert_string_equal(e.code, code);
     if (param) assert_string_equal(e.param, param);
@@ -28,14 +46,22 @@ static void test_openai_parse_request_accepts_valid_chat(void **state)
 {
     (void)state;
     struct err e;
-    json_t *j = parse(OPENAI_CHAT,
-                      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                      "\"stream\":true,\"temperature\":0,\"max_tokens\":5,\"x_unknown\":[1]}",
-                      &e);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "model")), "m");
-    assert_non_null(json_object_get(j, "x_unknown")); /* unknown fields pass through */
-    json_decref(j);
+    struct openai_request *r =
+        parse(OPENAI_CHAT,
+              "{\"model\":\"m\\u00e9\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+              "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"temperature\":0,"
+              "\"max_tokens\":5,\"x_unknown\":[1]}",
+              &e);
+    assert_non_null(r);
+    assert_string_equal(r->model, "m\xc3\xa9"); /* escapes decoded */
+    assert_true(r->stream);
+    assert_true(r->want_usage);
+    assert_true(r->stream_options_tok > 0);
+    r = parse(OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", &e);
+    assert_non_null(r);
+    assert_false(r->stream);
+    assert_false(r->want_usage);
+    assert_int_equal(r->stream_options_tok, -1);
 }
 
 static void test_openai_parse_request_rejects_malformed_json(void **state)
@@ -44,6 +70,8 @@ static void test_openai_parse_request_rejects_malformed_json(void **state)
     expect_400(OPENAI_CHAT, "{\"model\": ", "invalid_json", NULL, "not valid JSON");
     expect_400(OPENAI_CHAT, "", "invalid_json", NULL, "empty");
     expect_400(OPENAI_CHAT, "[1,2]", "invalid_json", NULL, "must be a JSON object");
+    expect_400(OPENAI_CHAT, "{\"model\":\"m\"} {}", "invalid_json", NULL, "not valid JSON");
+    expect_400(OPENAI_CHAT, "{\"model\":tru}", "invalid_json", NULL, "line 1");
 }
 
 static void test_openai_parse_request_names_wrong_typed_field(void **state)
@@ -81,12 +109,9 @@ static void test_openai_parse_request_accepts_embeddings_and_completions(void **
 {
     (void)state;
     struct err e;
-    json_t *j = parse(OPENAI_EMBEDDINGS, "{\"model\":\"m\",\"input\":[\"a\",\"b\"]}", &e);
-    assert_non_null(j);
-    json_decref(j);
-    j = parse(OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":false}", &e);
-    assert_non_null(j);
-    json_decref(j);
+    assert_non_null(parse(OPENAI_EMBEDDINGS, "{\"model\":\"m\",\"input\":[\"a\",\"b\"]}", &e));
+    assert_non_null(
+        parse(OPENAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":false}", &e));
 }
 
 int main(void)
@@ -98,5 +123,5 @@ int main(void)
         cmocka_unit_test(test_openai_parse_request_reports_missing_fields),
         cmocka_unit_test(test_openai_parse_request_accepts_embeddings_and_completions),
     };
-    return cmocka_run_group_tests_name("src/api/openai.c", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("src/api/openai.c", tests, setup, teardown);
 }
