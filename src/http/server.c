@@ -1,7 +1,9 @@
 /*
  * DESIGN
- * One `struct http_conn` per accepted socket, driven by a bufferevent. Input is fed to
- * http-parser; the parser is paused at the end of each message so exactly one request per
+ * One `struct http_conn` per accepted socket with its own read/write events and input/output
+ * evbuffers (not a bufferevent: reading with recv() into reserved space skips libevent's
+ * FIONREAD ioctl, and writing directly — registering for EV_WRITE only when the socket
+ * would block — skips two epoll_ctl calls per response). Input is fed to http-parser; the parser is paused at the end of each message so exactly one request per
  * connection is in the handler at a time (pipelined bytes wait in the input buffer, which is
  * capped by a read high-water mark).
  *
@@ -20,7 +22,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event_struct.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <http_parser.h>
@@ -66,7 +68,12 @@ struct http_server {
 
 struct http_conn {
     struct http_server *srv;
-    struct bufferevent *bev;
+    evutil_socket_t fd;
+    struct event read_ev;  /* EV_READ|EV_PERSIST while we want input */
+    struct event write_ev; /* EV_WRITE|EV_PERSIST only while output would block */
+    struct event flush_ev; /* activated when output was added: one writev per loop turn */
+    struct evbuffer *in, *out;
+    bool reading, writing, flush_pending;
     struct event *timer;
     struct event *resume;
     http_parser parser;
@@ -88,6 +95,8 @@ static const http_parser_settings *parser_settings(void);
 static void process_input(struct http_conn *c);
 static void conn_close(struct http_conn *c);
 static void request_finish(struct http_request *req);
+static void schedule_flush(struct http_conn *c);
+static void set_reading(struct http_conn *c, bool on);
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -168,6 +177,21 @@ static const char *reason_phrase(int status)
     }
 }
 
+static void schedule_flush(struct http_conn *c)
+{
+    if (c->flush_pending) return;
+    c->flush_pending = true;
+    event_active(&c->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void set_reading(struct http_conn *c, bool on)
+{
+    if (on == c->reading) return;
+    if (on) event_add(&c->read_ev, NULL);
+    else event_del(&c->read_ev);
+    c->reading = on;
+}
+
 /* ---- request objects --------------------------------------------------------------- */
 
 static void request_free(struct http_request *req)
@@ -234,8 +258,8 @@ void http_request_set_callbacks(struct http_request *req, http_abort_cb abort, h
 size_t http_request_pending_output(const struct http_request *req)
 {
     struct http_conn *c = req->_conn;
-    if (c == NULL || c->bev == NULL) return 0;
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c == NULL) return 0;
+    return evbuffer_get_length(c->out);
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -244,7 +268,8 @@ static void write_head(struct http_request *req, int status, const char *content
                        long long content_length)
 {
     struct http_conn *c = req->_conn;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
+    schedule_flush(c);
     bool close_after = !c->keep_alive || c->srv->draining || c->fail_status != 0;
     evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", c->http10 ? 0 : 1, status,
                         reason_phrase(status));
@@ -277,7 +302,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
 {
     if (req->done || req->head_sent) return;
     write_head(req, status, content_type, (long long)len);
-    if (len) evbuffer_add(bufferevent_get_output(req->_conn->bev), body, len);
+    if (len) evbuffer_add(req->_conn->out, body, len);
     request_finish(req);
 }
 
@@ -311,10 +336,11 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
                        size_t blen)
 {
     struct http_conn *c = req->_conn;
-    if (req->done || c == NULL || c->bev == NULL) return -1;
+    if (req->done || c == NULL) return -1;
     size_t len = alen + blen;
     if (len == 0) return 0;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
+    schedule_flush(c);
     if (req->_stream_chunked) {
         char head[24];
         int n = snprintf(head, sizeof head, "%zx\r\n", len);
@@ -325,7 +351,6 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
     if (req->_stream_chunked) evbuffer_add(out, "\r\n", 2);
     if (evbuffer_get_length(out) > OUTPUT_HIGH_WATER) {
         c->waiting_drain = true;
-        bufferevent_setwatermark(c->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
         return 1;
     }
     return 0;
@@ -339,7 +364,8 @@ int http_stream_write(struct http_request *req, const char *data, size_t len)
 void http_stream_end(struct http_request *req)
 {
     if (req->done) return;
-    if (req->_stream_chunked) evbuffer_add(bufferevent_get_output(req->_conn->bev), "0\r\n\r\n", 5);
+    if (req->_stream_chunked) evbuffer_add(req->_conn->out, "0\r\n\r\n", 5);
+    schedule_flush(req->_conn);
     request_finish(req);
 }
 
@@ -380,7 +406,7 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
     c->fail_status = status;
     c->srv->n_active++; /* request_finish() balances this */
     evtimer_del(c->timer);
-    bufferevent_disable(c->bev, EV_READ);
+    set_reading(c, false);
     http_respond_error(c->req, &e);
 }
 
@@ -485,7 +511,10 @@ static int on_headers_complete(http_parser *p)
     }
     const char *expect = http_request_header(req, "expect");
     if (expect && strcasecmp(expect, "100-continue") == 0)
-        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    {
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        schedule_flush(c);
+    }
     c->state = CONN_BODY;
     timer_set(c, c->srv->opts.body_timeout_ms);
     return 0;
@@ -552,7 +581,7 @@ static void process_input(struct http_conn *c)
 {
     if (c->in_process) return;
     c->in_process = true;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
     while (c->state != CONN_HANDLING && c->state != CONN_CLOSING && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
@@ -581,51 +610,90 @@ static void on_resume(evutil_socket_t fd, short what, void *ud)
         request_free(c->req);
         c->req = NULL;
         c->waiting_drain = false;
-        if (c->state == CONN_CLOSING) {
-            bufferevent_disable(c->bev, EV_READ);
-            bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c);
-            return; /* else on_write closes once flushed */
-        }
-        if (c->srv->draining) {
+        if (c->state == CONN_CLOSING || c->srv->draining) {
             c->state = CONN_CLOSING;
-            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c);
-            return;
+            set_reading(c, false);
+            if (evbuffer_get_length(c->out) == 0 && !c->flush_pending) conn_close(c);
+            return; /* else the flush closes it once everything is written */
         }
         c->state = CONN_IDLE;
         timer_set(c, c->srv->opts.idle_timeout_ms);
-        bufferevent_enable(c->bev, EV_READ);
+        set_reading(c, evbuffer_get_length(c->in) < INPUT_HIGH_WATER);
         process_input(c);
     }
 }
 
-static void on_read(struct bufferevent *bev, void *ud)
+static void on_readable(evutil_socket_t fd, short what, void *ud)
 {
     struct http_conn *c = ud;
-    (void)bev;
+    (void)what;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(c->in, 16384, &v, 1) < 1) {
+        conn_close(c);
+        return;
+    }
+    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        conn_close(c); /* EOF or error: the client is gone */
+        return;
+    }
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(c->in, &v, 1);
+    /* Pipelined bytes beyond the cap wait in the kernel until this request is answered. */
+    if (evbuffer_get_length(c->in) >= INPUT_HIGH_WATER) set_reading(c, false);
     process_input(c);
 }
 
-static void on_write(struct bufferevent *bev, void *ud)
+/* Writes what is pending; registers for EV_WRITE only if the socket would block. */
+static void flush_output(struct http_conn *c)
 {
-    struct http_conn *c = ud;
-    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
-    if (c->state == CONN_CLOSING && c->req == NULL && pending == 0) {
+    c->flush_pending = false;
+    if (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            conn_close(c);
+            return;
+        }
+    }
+    size_t pending = evbuffer_get_length(c->out);
+    if (pending > 0 && !c->writing) {
+        /* The write timeout only runs while output is stuck: a client that stops reading a
+         * stream is dropped after idle_timeout_ms instead of pinning it forever. */
+        long wt = c->srv->opts.idle_timeout_ms;
+        struct timeval tv = {wt / 1000, (wt % 1000) * 1000};
+        event_add(&c->write_ev, &tv);
+        c->writing = true;
+    } else if (pending == 0 && c->writing) {
+        event_del(&c->write_ev);
+        c->writing = false;
+    }
+    if (pending == 0 && c->state == CONN_CLOSING && c->req == NULL) {
         conn_close(c);
         return;
     }
     if (c->waiting_drain && pending <= OUTPUT_LOW_WATER && c->req && !c->req->done) {
         c->waiting_drain = false;
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
         if (c->req->_drain_cb) c->req->_drain_cb(c->req, c->req->_cb_ud);
     }
 }
 
-static void on_event(struct bufferevent *bev, short what, void *ud)
+static void on_flush(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    flush_output(ud);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *ud)
 {
     struct http_conn *c = ud;
-    (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) conn_close(c);
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        conn_close(c);
+        return;
+    }
+    flush_output(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *ud)
@@ -667,7 +735,12 @@ static void conn_close(struct http_conn *c)
     s->n_conns--;
     event_free(c->timer);
     event_free(c->resume);
-    bufferevent_free(c->bev);
+    event_del(&c->read_ev);
+    event_del(&c->write_ev);
+    event_del(&c->flush_ev);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    evutil_closesocket(c->fd);
     free(c->url.p);
     free(c->field.p);
     free(c->value.p);
@@ -693,17 +766,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->srv = s;
-    c->bev = bufferevent_socket_new(s->loop, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->fd = fd;
+    evutil_make_socket_nonblocking(fd);
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
     c->timer = evtimer_new(s->loop, on_timer, c);
     c->resume = event_new(s->loop, -1, 0, on_resume, c);
-    if (c->bev == NULL || c->timer == NULL || c->resume == NULL) {
-        if (c->bev) bufferevent_free(c->bev);
-        else evutil_closesocket(fd);
+    if (c->in == NULL || c->out == NULL || c->timer == NULL || c->resume == NULL) {
+        if (c->in) evbuffer_free(c->in);
+        if (c->out) evbuffer_free(c->out);
         if (c->timer) event_free(c->timer);
         if (c->resume) event_free(c->resume);
+        evutil_closesocket(fd);
         free(c);
         return;
     }
+    event_assign(&c->read_ev, s->loop, fd, EV_READ | EV_PERSIST, on_readable, c);
+    event_assign(&c->write_ev, s->loop, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    event_assign(&c->flush_ev, s->loop, -1, 0, on_flush, c);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->state = CONN_IDLE;
@@ -711,14 +791,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH_WATER);
-    /* Write timeout only counts while output is pending: a client that stops reading a
-     * stream is dropped after the idle timeout instead of pinning the stream forever. */
-    long wt = s->opts.idle_timeout_ms;
-    struct timeval wtv = {wt / 1000, (wt % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    set_reading(c, true);
     timer_set(c, s->opts.idle_timeout_ms);
 }
 
@@ -803,8 +876,7 @@ void http_server_drain(struct http_server *s)
     struct http_conn *c = s->conns;
     while (c) {
         struct http_conn *next = c->next;
-        if (c->state == CONN_IDLE && c->req == NULL &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        if (c->state == CONN_IDLE && c->req == NULL && evbuffer_get_length(c->in) == 0)
             conn_close(c);
         c = next;
     }
