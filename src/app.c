@@ -28,7 +28,7 @@
 #include "util/clock.h"
 
 #define PROBE_INTERVAL_MS 5000
-#define STOP_CHECK_MS 20
+#define STOP_CHECK_MS     20
 
 struct probe {
     struct app *app;
@@ -160,7 +160,8 @@ static void log_banner(const struct app *app)
     n += (size_t)snprintf(list + n, sizeof list - n, "[");
     for (size_t i = 0; i < app->cfg->n_backends && n < sizeof list - 80; i++) {
         char esc[200];
-        json_escape(esc, sizeof esc, app->cfg->backends[i].name, strlen(app->cfg->backends[i].name));
+        json_escape(esc, sizeof esc, app->cfg->backends[i].name,
+                    strlen(app->cfg->backends[i].name));
         n += (size_t)snprintf(list + n, sizeof list - n, "%s\"%s\"", i ? "," : "", esc);
     }
     snprintf(list + n, sizeof list - n, "]");
@@ -187,6 +188,7 @@ static void log_banner(const struct app *app)
 
 static void app_teardown(struct app *app)
 {
+    log_batch_stop();
     http_server_free(app->server);
     upstream_free(app->upstream);
     router_free(app->router);
@@ -226,6 +228,7 @@ int app_run(struct config *cfg, const char *listen)
         goto out;
     }
     log_banner(app);
+    log_batch_start(app->loop); /* after this, request lines leave once per loop turn */
 
     app->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *app->backends);
     if (app->backends == NULL) goto oom;

@@ -20,16 +20,16 @@ struct router;
 struct backend;
 
 struct app {
-    struct event_base *loop;     /* owned */
-    struct config *cfg;          /* owned; immutable while serving */
-    struct http_server *server;  /* owned */
-    struct upstream *upstream;   /* owned */
-    struct router *router;       /* owned */
-    struct backend *backends;    /* owned array, parallel to cfg->backends */
+    struct event_base *loop;    /* owned */
+    struct config *cfg;         /* owned; immutable while serving */
+    struct http_server *server; /* owned */
+    struct upstream *upstream;  /* owned */
+    struct router *router;      /* owned */
+    struct backend *backends;   /* owned array, parallel to cfg->backends */
     size_t n_backends;
-    struct event *probe_timer;   /* owned: periodic reachability probes */
+    struct event *probe_timer;        /* owned: periodic reachability probes */
     struct event *sig_term, *sig_int; /* owned */
-    struct event *stop_timer;    /* owned: checks drain progress / grace deadline */
+    struct event *stop_timer;         /* owned: checks drain progress / grace deadline */
     bool stopping;
     uint64_t stop_deadline_ns;
     size_t probes_running;

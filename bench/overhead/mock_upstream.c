@@ -56,27 +56,36 @@ static void prepare(void)
     for (int with_usage = 0; with_usage < 2; with_usage++) {
         size_t n = 0;
         const char *u = with_usage ? ",\"usage\":null" : "";
-        n += (size_t)snprintf(body + n, sizeof body - n,
-                              "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-                              "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
-                              "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]%s}\n\n", u);
+        n += (size_t)snprintf(
+            body + n, sizeof body - n,
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+            "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+            "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]%s}\n\n",
+            u);
         for (int i = 0; i < 5; i++)
-            n += (size_t)snprintf(body + n, sizeof body - n,
-                                  "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-                                  "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{"
-                                  "\"content\":\"token%d \"},\"finish_reason\":null}]%s}\n\n", i, u);
-        n += (size_t)snprintf(body + n, sizeof body - n,
-                              "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-                              "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{},"
-                              "\"finish_reason\":\"stop\"}]%s}\n\n", u);
+            n += (size_t)snprintf(
+                body + n, sizeof body - n,
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+                "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{"
+                "\"content\":\"token%d \"},\"finish_reason\":null}]%s}\n\n",
+                i, u);
+        n += (size_t)snprintf(
+            body + n, sizeof body - n,
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+            "\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{},"
+            "\"finish_reason\":\"stop\"}]%s}\n\n",
+            u);
         if (with_usage)
-            n += (size_t)snprintf(body + n, sizeof body - n,
-                                  "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-                                  "\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
-                                  "260,\"completion_tokens\":5,\"total_tokens\":265}}\n\n");
+            n += (size_t)snprintf(
+                body + n, sizeof body - n,
+                "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+                "\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                "260,\"completion_tokens\":5,\"total_tokens\":265}}\n\n");
         snprintf(body + n, sizeof body - n, "data: [DONE]\n\n");
-        if (with_usage) sse_usage_len = build(sse_usage_resp, sizeof sse_usage_resp, "text/event-stream", body);
-        else sse_len = build(sse_resp, sizeof sse_resp, "text/event-stream", body);
+        if (with_usage)
+            sse_usage_len = build(sse_usage_resp, sizeof sse_usage_resp, "text/event-stream", body);
+        else
+            sse_len = build(sse_resp, sizeof sse_resp, "text/event-stream", body);
     }
 }
 
@@ -97,7 +106,8 @@ static int serve(struct conn *c)
         const char *body = c->in + at + head_len;
         const char *resp = json_resp;
         size_t rlen = json_len;
-        if (memmem(body, body_len, "\"stream\":true", 13) || memmem(body, body_len, "\"stream\": true", 14)) {
+        if (memmem(body, body_len, "\"stream\":true", 13) ||
+            memmem(body, body_len, "\"stream\": true", 14)) {
             bool usage = memmem(body, body_len, "\"include_usage\":true", 20) != NULL;
             resp = usage ? sse_usage_resp : sse_resp;
             rlen = usage ? sse_usage_len : sse_len;
@@ -129,7 +139,8 @@ int main(int argc, char **argv)
     prepare();
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(argv[1])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 4096)) {
         perror("mock_upstream: bind/listen");

@@ -20,8 +20,16 @@
 #include "providers/provider.h"
 #include "util/arena.h"
 
-enum kind { K_STRING, K_BOOL, K_INT, K_NUMBER, K_ARRAY, K_OBJECT, K_STRING_OR_ARRAY,
-            K_STRING_OR_OBJECT };
+enum kind {
+    K_STRING,
+    K_BOOL,
+    K_INT,
+    K_NUMBER,
+    K_ARRAY,
+    K_OBJECT,
+    K_STRING_OR_ARRAY,
+    K_STRING_OR_OBJECT
+};
 
 struct field_rule {
     const char *name;
@@ -52,18 +60,12 @@ static const struct field_rule chat_rules[] = {
 };
 
 static const struct field_rule completion_rules[] = {
-    {"model", K_STRING, true},
-    {"prompt", K_STRING_OR_ARRAY, true},
-    {"stream", K_BOOL, false},
-    {"stream_options", K_OBJECT, false},
-    {"max_tokens", K_INT, false},
-    {"n", K_INT, false},
-    {"seed", K_INT, false},
-    {"temperature", K_NUMBER, false},
-    {"top_p", K_NUMBER, false},
-    {"stop", K_STRING_OR_ARRAY, false},
-    {"user", K_STRING, false},
-    {NULL, 0, false},
+    {"model", K_STRING, true},    {"prompt", K_STRING_OR_ARRAY, true},
+    {"stream", K_BOOL, false},    {"stream_options", K_OBJECT, false},
+    {"max_tokens", K_INT, false}, {"n", K_INT, false},
+    {"seed", K_INT, false},       {"temperature", K_NUMBER, false},
+    {"top_p", K_NUMBER, false},   {"stop", K_STRING_OR_ARRAY, false},
+    {"user", K_STRING, false},    {NULL, 0, false},
 };
 
 static const struct field_rule embedding_rules[] = {
@@ -78,14 +80,22 @@ static const struct field_rule embedding_rules[] = {
 static const char *kind_name(enum kind k)
 {
     switch (k) {
-    case K_STRING: return "a string";
-    case K_BOOL: return "a boolean";
-    case K_INT: return "an integer";
-    case K_NUMBER: return "a number";
-    case K_ARRAY: return "an array";
-    case K_OBJECT: return "an object";
-    case K_STRING_OR_ARRAY: return "a string or an array";
-    case K_STRING_OR_OBJECT: return "a string or an object";
+    case K_STRING:
+        return "a string";
+    case K_BOOL:
+        return "a boolean";
+    case K_INT:
+        return "an integer";
+    case K_NUMBER:
+        return "a number";
+    case K_ARRAY:
+        return "an array";
+    case K_OBJECT:
+        return "an object";
+    case K_STRING_OR_ARRAY:
+        return "a string or an array";
+    case K_STRING_OR_OBJECT:
+        return "a string or an object";
     }
     return "?";
 }
@@ -93,14 +103,22 @@ static const char *kind_name(enum kind k)
 static bool kind_matches(enum kind k, const struct json_scan *s, int i)
 {
     switch (k) {
-    case K_STRING: return json_scan_is_string(s, i);
-    case K_BOOL: return json_scan_is_bool(s, i);
-    case K_INT: return json_scan_is_integer(s, i);
-    case K_NUMBER: return json_scan_is_number(s, i);
-    case K_ARRAY: return json_scan_is_array(s, i);
-    case K_OBJECT: return json_scan_is_object(s, i);
-    case K_STRING_OR_ARRAY: return json_scan_is_string(s, i) || json_scan_is_array(s, i);
-    case K_STRING_OR_OBJECT: return json_scan_is_string(s, i) || json_scan_is_object(s, i);
+    case K_STRING:
+        return json_scan_is_string(s, i);
+    case K_BOOL:
+        return json_scan_is_bool(s, i);
+    case K_INT:
+        return json_scan_is_integer(s, i);
+    case K_NUMBER:
+        return json_scan_is_number(s, i);
+    case K_ARRAY:
+        return json_scan_is_array(s, i);
+    case K_OBJECT:
+        return json_scan_is_object(s, i);
+    case K_STRING_OR_ARRAY:
+        return json_scan_is_string(s, i) || json_scan_is_array(s, i);
+    case K_STRING_OR_OBJECT:
+        return json_scan_is_string(s, i) || json_scan_is_object(s, i);
     }
     return false;
 }
@@ -215,9 +233,12 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
 const char *openai_endpoint_path(enum openai_endpoint endpoint)
 {
     switch (endpoint) {
-    case OPENAI_CHAT: return "chat/completions";
-    case OPENAI_COMPLETIONS: return "completions";
-    case OPENAI_EMBEDDINGS: return "embeddings";
+    case OPENAI_CHAT:
+        return "chat/completions";
+    case OPENAI_COMPLETIONS:
+        return "completions";
+    case OPENAI_EMBEDDINGS:
+        return "embeddings";
     }
     return "?";
 }
@@ -270,9 +291,9 @@ static void handle_models(struct app *app, struct http_request *req)
 {
     json_t *data = json_array();
     for (size_t i = 0; i < app->cfg->n_models; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
-                                              app->cfg->models[i].name, "object", "model",
-                                              "created", 0, "owned_by", "stratus"));
+        json_array_append_new(data,
+                              json_pack("{s:s, s:s, s:i, s:s}", "id", app->cfg->models[i].name,
+                                        "object", "model", "created", 0, "owned_by", "stratus"));
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 

@@ -26,11 +26,11 @@ enum openai_endpoint { OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS };
 struct openai_request {
     enum openai_endpoint endpoint;
     struct json_scan scan;
-    char *model;             /* unescaped "model" */
-    int model_tok;           /* token of the "model" value */
-    int stream_options_tok;  /* token of "stream_options", -1 when absent */
-    bool stream;             /* "stream": true */
-    bool want_usage;         /* "stream_options": {"include_usage": true} */
+    char *model;            /* unescaped "model" */
+    int model_tok;          /* token of the "model" value */
+    int stream_options_tok; /* token of "stream_options", -1 when absent */
+    bool stream;            /* "stream": true */
+    bool want_usage;        /* "stream_options": {"include_usage": true} */
 };
 
 /** The http_handler_cb for the whole server; `ud` is the struct app. */

@@ -27,8 +27,8 @@
 #include "util/arena.h"
 #include "util/clock.h"
 
-#define MAX_RESPONSE_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
-#define MAX_ERROR_BODY (64u << 10)     /* we keep this much of an upstream error body */
+#define MAX_RESPONSE_BYTES  (64u << 20) /* a non-stream answer larger than this is refused */
+#define MAX_ERROR_BODY      (64u << 10) /* we keep this much of an upstream error body */
 #define MAX_ATTEMPTS_LOGGED 16
 
 struct attempt {
@@ -47,7 +47,7 @@ struct proxy {
     bool stream;
     bool client_wants_usage;
     struct route_plan plan;
-    size_t attempt;  /* index into plan.order of the current attempt */
+    size_t attempt; /* index into plan.order of the current attempt */
     struct attempt attempts[MAX_ATTEMPTS_LOGGED];
     size_t n_attempts;
     struct upstream_call *call;
@@ -56,9 +56,9 @@ struct proxy {
     uint64_t attempt_start_ns;
     struct evbuffer *resp; /* non-stream answer or error body; owned */
     struct sse_parser sse;
-    bool committed;      /* the response head went to the client */
-    bool saw_done;       /* upstream sent data: [DONE] */
-    bool stream_failed;  /* we aborted the upstream mid-stream */
+    bool committed;     /* the response head went to the client */
+    bool saw_done;      /* upstream sent data: [DONE] */
+    bool stream_failed; /* we aborted the upstream mid-stream */
     char stream_error[200];
     uint64_t first_byte_ns;
     long long prompt_tokens, completion_tokens, total_tokens;
@@ -121,7 +121,8 @@ static void read_usage(struct proxy *p, const struct json_scan *s, int usage)
     if (json_scan_integer(s, json_scan_get(s, usage, "prompt_tokens"), &v)) p->prompt_tokens = v;
     if (json_scan_integer(s, json_scan_get(s, usage, "completion_tokens"), &v))
         p->completion_tokens = v;
-    if (json_scan_integer(s, json_scan_get(s, usage, "total_tokens"), &v)) p->total_tokens = v;
+    if (json_scan_integer(s, json_scan_get(s, usage, "total_tokens"), &v))
+        p->total_tokens = v;
     else if (p->prompt_tokens >= 0 && p->completion_tokens >= 0)
         p->total_tokens = p->prompt_tokens + p->completion_tokens;
 }
@@ -176,23 +177,24 @@ static void respond_all_failed(struct proxy *p)
     int status = timeout ? 504 : 502;
     json_t *attempts = json_array();
     char summary[400];
-    size_t n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ",
-                                p->n_attempts, p->n_attempts == 1 ? "" : "s");
+    size_t n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ", p->n_attempts,
+                                p->n_attempts == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_attempts && i < MAX_ATTEMPTS_LOGGED; i++) {
         const struct attempt *a = &p->attempts[i];
-        json_t *o = json_pack("{s:s, s:s, s:s}", "backend", a->backend, "model", a->model,
-                              "error", a->error);
-        if (a->status) json_object_set_new(o, "status", json_integer(a->status));
-        else json_object_set_new(o, "status", json_null());
+        json_t *o = json_pack("{s:s, s:s, s:s}", "backend", a->backend, "model", a->model, "error",
+                              a->error);
+        if (a->status)
+            json_object_set_new(o, "status", json_integer(a->status));
+        else
+            json_object_set_new(o, "status", json_null());
         json_array_append_new(attempts, o);
         if (n < sizeof summary)
             n += (size_t)snprintf(summary + n, sizeof summary - n, "%s%s: %s", i ? "; " : "",
                                   a->backend, a->error);
     }
-    json_t *doc = json_pack("{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", summary, "type",
-                            "upstream_error", "code",
-                            timeout ? "upstream_timeout" : "upstream_failed", "param",
-                            "attempts", attempts);
+    json_t *doc = json_pack(
+        "{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", summary, "type", "upstream_error",
+        "code", timeout ? "upstream_timeout" : "upstream_failed", "param", "attempts", attempts);
     char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     finish(p, status, summary);
@@ -223,6 +225,19 @@ static int forward(struct proxy *p, const char *ev, size_t len)
     return http_stream_write2(p->req, ev, len, "\n\n", 2);
 }
 
+/* Whether a chunk carries a usage *object*. With include_usage every chunk says
+ * "usage":null; only the final one has numbers, and only that one is worth parsing. */
+static bool has_usage_object(const char *data, size_t len)
+{
+    const char *end = data + len, *p = data;
+    while ((p = memmem(p, (size_t)(end - p), "\"usage\"", 7)) != NULL) {
+        p += 7;
+        while (p < end && (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+        if (p < end && *p == '{') return true;
+    }
+    return false;
+}
+
 /* One upstream SSE event. Returns 0/1 (1: client is slow) or -1 to stop. */
 static int on_event(void *ud, const char *ev, size_t len)
 {
@@ -238,12 +253,13 @@ static int on_event(void *ud, const char *ev, size_t len)
     }
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
     struct json_scan chunk;
-    if (memmem(data, dlen, "\"usage\"", 7) != NULL && scan_json(p, data, dlen, &chunk)) {
+    if (has_usage_object(data, dlen) && scan_json(p, data, dlen, &chunk)) {
         int usage = json_scan_get(&chunk, 0, "usage");
         if (json_scan_is_object(&chunk, usage)) {
             read_usage(p, &chunk, usage);
             int choices = json_scan_get(&chunk, 0, "choices");
-            bool empty = !json_scan_is_array(&chunk, choices) || json_scan_size(&chunk, choices) == 0;
+            bool empty =
+                !json_scan_is_array(&chunk, choices) || json_scan_size(&chunk, choices) == 0;
             if (empty && !p->client_wants_usage) return 0;
         }
     }
@@ -352,8 +368,8 @@ static void pass_through_error(struct proxy *p, long status)
     router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_REJECTED, 0);
     add_target_headers(p);
     if (json_is_object(json_object_get(doc, "error"))) {
-        const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"),
-                                                            "message"));
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
         finish(p, (int)status, msg ? msg : "upstream rejected the request");
         http_respond(p->req, (int)status, "application/json", bytes, len);
     } else {
@@ -366,8 +382,8 @@ static void pass_through_error(struct proxy *p, long status)
     json_decref(doc);
 }
 
-static void on_done(enum upstream_result result, long status, long retry_after,
-                    const char *message, void *ud)
+static void on_done(enum upstream_result result, long status, long retry_after, const char *message,
+                    void *ud)
 {
     struct proxy *p = ud;
     p->call = NULL;
@@ -394,13 +410,20 @@ static void on_done(enum upstream_result result, long status, long retry_after,
         return;
     }
     switch (result) {
-    case UPSTREAM_CONNECT: attempt_failed(p, 0, false, "connect failed: %s", message); return;
+    case UPSTREAM_CONNECT:
+        attempt_failed(p, 0, false, "connect failed: %s", message);
+        return;
     case UPSTREAM_TIMEOUT:
         attempt_failed(p, status, true, "timed out after %ld ms", p->backend->conf->timeout_ms);
         return;
-    case UPSTREAM_BROKEN: attempt_failed(p, status, false, "connection broke: %s", message); return;
-    case UPSTREAM_ABORTED: attempt_failed(p, status, false, "%s", p->stream_error); return;
-    case UPSTREAM_OK: break;
+    case UPSTREAM_BROKEN:
+        attempt_failed(p, status, false, "connection broke: %s", message);
+        return;
+    case UPSTREAM_ABORTED:
+        attempt_failed(p, status, false, "%s", p->stream_error);
+        return;
+    case UPSTREAM_OK:
+        break;
     }
     if (status == 429) {
         if (retry_after >= 0)
@@ -443,8 +466,8 @@ static void next_attempt(struct proxy *p)
         p->target = t;
         p->backend = app_backend(p->app, t->backend_index);
         if (p->n_attempts < MAX_ATTEMPTS_LOGGED) {
-            p->attempts[p->n_attempts] = (struct attempt){
-                .backend = p->backend->conf->name, .model = t->model};
+            p->attempts[p->n_attempts] =
+                (struct attempt){.backend = p->backend->conf->name, .model = t->model};
         }
         p->n_attempts++;
         evbuffer_drain(p->resp, evbuffer_get_length(p->resp));

@@ -61,13 +61,15 @@ static size_t edit_distance(const char *a, const char *b)
 static int check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed,
                       const char *where)
 {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         const yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key);
         const char *k = scalar(kn);
         if (k == NULL) return fail_at(ld, kn, "keys in %s must be plain strings", where);
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             const char *k2 = scalar(yaml_document_get_node(ld->doc, q->key));
-            if (k2 && strcmp(k, k2) == 0) return fail_at(ld, kn, "duplicate key '%s' in %s", k, where);
+            if (k2 && strcmp(k, k2) == 0)
+                return fail_at(ld, kn, "duplicate key '%s' in %s", k, where);
         }
         bool ok = false;
         const char *best = NULL;
@@ -84,7 +86,8 @@ static int check_keys(struct loader *ld, const yaml_node_t *map, const char *con
             }
         }
         if (ok) continue;
-        if (best) return fail_at(ld, kn, "unknown key '%s' in %s (did you mean '%s'?)", k, where, best);
+        if (best)
+            return fail_at(ld, kn, "unknown key '%s' in %s (did you mean '%s'?)", k, where, best);
         return fail_at(ld, kn, "unknown key '%s' in %s", k, where);
     }
     return 0;
@@ -92,7 +95,8 @@ static int check_keys(struct loader *ld, const yaml_node_t *map, const char *con
 
 static const yaml_node_t *get(struct loader *ld, const yaml_node_t *map, const char *key)
 {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         const char *k = scalar(yaml_document_get_node(ld->doc, p->key));
         if (k && strcmp(k, key) == 0) return yaml_document_get_node(ld->doc, p->value);
     }
@@ -120,8 +124,8 @@ static int get_string(struct loader *ld, const yaml_node_t *map, const char *key
     return *out ? 0 : fail_at(ld, n, "out of memory");
 }
 
-static int get_long(struct loader *ld, const yaml_node_t *map, const char *key, long *out,
-                    long min, long max)
+static int get_long(struct loader *ld, const yaml_node_t *map, const char *key, long *out, long min,
+                    long max)
 {
     const yaml_node_t *n = get(ld, map, key);
     if (n == NULL) return 0;
@@ -142,9 +146,12 @@ static int get_bool(struct loader *ld, const yaml_node_t *map, const char *key, 
     const yaml_node_t *n = get(ld, map, key);
     if (n == NULL) return 0;
     const char *s = scalar(n);
-    if (s && strcmp(s, "true") == 0) *out = true;
-    else if (s && strcmp(s, "false") == 0) *out = false;
-    else return fail_at(ld, n, "%s must be true or false", key);
+    if (s && strcmp(s, "true") == 0)
+        *out = true;
+    else if (s && strcmp(s, "false") == 0)
+        *out = false;
+    else
+        return fail_at(ld, n, "%s must be true or false", key);
     return 0;
 }
 
@@ -208,9 +215,8 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
     const char *ref = scalar(n);
     if (ref == NULL || ref[0] == '\0') return fail_at(ld, n, "%s must be a secret reference", key);
     if (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0)
-        return fail_at(ld, n,
-                       "%s must be a secret reference (env:NAME or file:PATH), not a literal key",
-                       key);
+        return fail_at(
+            ld, n, "%s must be a secret reference (env:NAME or file:PATH), not a literal key", key);
     sec->ref = strdup(ref);
     if (sec->ref == NULL) return fail_at(ld, n, "out of memory");
     if (ref[0] == 'e') {
@@ -218,7 +224,8 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
         const char *v = name[0] ? getenv(name) : NULL;
         if (name[0] == '\0') return fail_at(ld, n, "%s: env: needs a variable name", key);
         if (v == NULL || v[0] == '\0')
-            return fail_at(ld, n, "environment variable %s (%s of %s) is not set", name, key, owner);
+            return fail_at(ld, n, "environment variable %s (%s of %s) is not set", name, key,
+                           owner);
         sec->value = strdup(v);
     } else {
         const char *path = ref + 5;
@@ -241,8 +248,8 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
 static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
                          struct backend_conf *b)
 {
-    static const char *const keys[] = {"name", "type", "base_url", "api_key", "timeout_ms",
-                                       "connect_timeout_ms", NULL};
+    static const char *const keys[] = {
+        "name", "type", "base_url", "api_key", "timeout_ms", "connect_timeout_ms", NULL};
     char where[64];
     snprintf(where, sizeof where, "backends[%zu]", idx);
     b->timeout_ms = 60000;
@@ -258,8 +265,8 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
         b->type = BACKEND_OPENAI;
     } else if (type && (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
                         strcmp(type, "local") == 0)) {
-        return fail_at(ld, t, "backend type '%s' is not supported by this build (supported: openai)",
-                       type);
+        return fail_at(
+            ld, t, "backend type '%s' is not supported by this build (supported: openai)", type);
     } else {
         return fail_at(ld, t, "unknown backend type '%s' (supported: openai)", type ? type : "?");
     }
@@ -290,7 +297,8 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
     if (get_string(ld, n, "backend", &t->backend, true, where)) return -1;
     if (get_string(ld, n, "model", &t->model, false, where)) return -1;
-    if (t->model == NULL && (t->model = strdup(m->name)) == NULL) return fail_at(ld, n, "out of memory");
+    if (t->model == NULL && (t->model = strdup(m->name)) == NULL)
+        return fail_at(ld, n, "out of memory");
     long w = 1;
     if (get_long(ld, n, "weight", &w, 0, 1000000)) return -1;
     t->weight = (int)w;
@@ -324,16 +332,21 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     const yaml_node_t *r = get(ld, n, "route");
     if (r) {
         const char *route = scalar(r);
-        if (route && strcmp(route, "priority") == 0) m->route = ROUTE_PRIORITY;
+        if (route && strcmp(route, "priority") == 0)
+            m->route = ROUTE_PRIORITY;
         else if (route && (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
                            strcmp(route, "least-busy") == 0 || strcmp(route, "cost") == 0))
-            return fail_at(ld, r, "route policy '%s' is not supported by this build (supported: priority)",
+            return fail_at(ld, r,
+                           "route policy '%s' is not supported by this build (supported: priority)",
                            route);
-        else return fail_at(ld, r, "unknown route policy '%s' (supported: priority)", route ? route : "?");
+        else
+            return fail_at(ld, r, "unknown route policy '%s' (supported: priority)",
+                           route ? route : "?");
     }
     const yaml_node_t *ts = get(ld, n, "targets");
     if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
-    if (ts->type != YAML_SEQUENCE_NODE || ts->data.sequence.items.top == ts->data.sequence.items.start)
+    if (ts->type != YAML_SEQUENCE_NODE ||
+        ts->data.sequence.items.top == ts->data.sequence.items.start)
         return fail_at(ld, ts, "model '%s': targets must be a non-empty list", m->name);
     size_t count = (size_t)(ts->data.sequence.items.top - ts->data.sequence.items.start);
     m->targets = calloc(count, sizeof *m->targets);
@@ -348,8 +361,12 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
 
 static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_conf *l)
 {
-    static const char *const keys[] = {"max_body_bytes", "max_header_bytes", "header_timeout_ms",
-                                       "body_timeout_ms", "idle_timeout_ms", "max_connections",
+    static const char *const keys[] = {"max_body_bytes",
+                                       "max_header_bytes",
+                                       "header_timeout_ms",
+                                       "body_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "max_connections",
                                        NULL};
     if (want_mapping(ld, n, "limits") || check_keys(ld, n, keys, "limits")) return -1;
     long body = (long)l->max_body_bytes, head = (long)l->max_header_bytes,
@@ -406,13 +423,15 @@ static int each_model(struct loader *ld, const yaml_node_t *n, size_t i, void *o
 
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log", "limits", "backends",
-                                       "models", "auth", "store", NULL};
+    static const char *const keys[] = {
+        "listen", "shutdown_grace_ms", "log", "limits", "backends", "models", "auth", "store",
+        NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
     if (root == NULL) return 0; /* an empty file: all defaults */
     if (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0') return 0;
-    if (want_mapping(ld, root, "the configuration") || check_keys(ld, root, keys, "the configuration"))
+    if (want_mapping(ld, root, "the configuration") ||
+        check_keys(ld, root, keys, "the configuration"))
         return -1;
     const char *unsupported[] = {"auth", "store"};
     for (size_t i = 0; i < 2; i++) {
@@ -494,8 +513,8 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
         error->line = (int)parser.problem_mark.line + 1;
         error->col = (int)parser.problem_mark.column + 1;
         snprintf(error->msg, sizeof error->msg, "YAML syntax error: %s%s%s",
-                 parser.problem ? parser.problem : "invalid document",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
+                 parser.problem ? parser.problem : "invalid document", parser.context ? " " : "",
+                 parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         config_free(cfg);
         return NULL;

@@ -33,13 +33,13 @@ struct secret {
 enum backend_type { BACKEND_OPENAI = 0 };
 
 struct backend_conf {
-    char *name;               /* unique among backends */
-    enum backend_type type;   /* "openai": any OpenAI-compatible server */
-    char *base_url;           /* e.g. http://127.0.0.1:9001/v1, no trailing slash */
-    struct secret api_key;    /* optional; sent as "Authorization: Bearer <value>" */
-    long timeout_ms;          /* whole upstream call; default 60000 */
-    long connect_timeout_ms;  /* TCP+TLS connect; default 5000 */
-    int line, col;            /* position of the backend's mapping, for later diagnostics */
+    char *name;              /* unique among backends */
+    enum backend_type type;  /* "openai": any OpenAI-compatible server */
+    char *base_url;          /* e.g. http://127.0.0.1:9001/v1, no trailing slash */
+    struct secret api_key;   /* optional; sent as "Authorization: Bearer <value>" */
+    long timeout_ms;         /* whole upstream call; default 60000 */
+    long connect_timeout_ms; /* TCP+TLS connect; default 5000 */
+    int line, col;           /* position of the backend's mapping, for later diagnostics */
 };
 
 struct price {
@@ -49,37 +49,37 @@ struct price {
 };
 
 struct target_conf {
-    char *backend;  /* name of a backend_conf; checked to exist */
+    char *backend;        /* name of a backend_conf; checked to exist */
     size_t backend_index; /* index into config.backends, filled by the loader */
-    char *model;    /* model name sent upstream; default: the model group's name */
-    int weight;     /* for route: weighted (later); default 1 */
+    char *model;          /* model name sent upstream; default: the model group's name */
+    int weight;           /* for route: weighted (later); default 1 */
     struct price price;
 };
 
 enum route_policy { ROUTE_PRIORITY = 0 };
 
 struct model_conf {
-    char *name;               /* the name clients send as "model"; unique */
-    enum route_policy route;  /* default priority */
+    char *name;              /* the name clients send as "model"; unique */
+    enum route_policy route; /* default priority */
     struct target_conf *targets;
-    size_t n_targets;         /* >= 1 */
+    size_t n_targets; /* >= 1 */
 };
 
 struct limits_conf {
-    size_t max_body_bytes;      /* default 10 MiB; larger request bodies get 413 */
-    size_t max_header_bytes;    /* default 64 KiB; request line + headers; larger get 431 */
-    long header_timeout_ms;     /* default 10000: whole request head must arrive by then */
-    long body_timeout_ms;       /* default 30000: whole body must arrive by then */
-    long idle_timeout_ms;       /* default 60000: keep-alive connection with no request */
-    int max_connections;        /* default 10000; beyond, new connections are refused */
+    size_t max_body_bytes;   /* default 10 MiB; larger request bodies get 413 */
+    size_t max_header_bytes; /* default 64 KiB; request line + headers; larger get 431 */
+    long header_timeout_ms;  /* default 10000: whole request head must arrive by then */
+    long body_timeout_ms;    /* default 30000: whole body must arrive by then */
+    long idle_timeout_ms;    /* default 60000: keep-alive connection with no request */
+    int max_connections;     /* default 10000; beyond, new connections are refused */
 };
 
 struct config {
-    char *path;               /* the file it was loaded from */
-    char *listen_host;        /* default "127.0.0.1" */
-    int listen_port;          /* default 8080 */
-    long shutdown_grace_ms;   /* default 10000 */
-    bool log_requests;        /* default true: one JSON line per request on stderr */
+    char *path;             /* the file it was loaded from */
+    char *listen_host;      /* default "127.0.0.1" */
+    int listen_port;        /* default 8080 */
+    long shutdown_grace_ms; /* default 10000 */
+    bool log_requests;      /* default true: one JSON line per request on stderr */
     struct limits_conf limits;
     struct backend_conf *backends;
     size_t n_backends;

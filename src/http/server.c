@@ -3,9 +3,9 @@
  * One `struct http_conn` per accepted socket with its own read/write events and input/output
  * evbuffers (not a bufferevent: reading with recv() into reserved space skips libevent's
  * FIONREAD ioctl, and writing directly — registering for EV_WRITE only when the socket
- * would block — skips two epoll_ctl calls per response). Input is fed to http-parser; the parser is paused at the end of each message so exactly one request per
- * connection is in the handler at a time (pipelined bytes wait in the input buffer, which is
- * capped by a read high-water mark).
+ * would block — skips two epoll_ctl calls per response). Input is fed to http-parser; the parser is
+ * paused at the end of each message so exactly one request per connection is in the handler at a
+ * time (pipelined bytes wait in the input buffer, which is capped by a read high-water mark).
  *
  * A per-connection timer enforces the phase deadlines: idle keep-alive, complete head,
  * complete body. A client trickling bytes (slowloris) therefore cannot hold a connection or
@@ -42,8 +42,8 @@
 #include "util/clock.h"
 
 #define OUTPUT_HIGH_WATER (256 * 1024)
-#define OUTPUT_LOW_WATER (64 * 1024)
-#define INPUT_HIGH_WATER (64 * 1024)
+#define OUTPUT_LOW_WATER  (64 * 1024)
+#define INPUT_HIGH_WATER  (64 * 1024)
 
 enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_CLOSING };
 
@@ -127,14 +127,23 @@ static uint64_t next_random(struct http_server *s)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* "req_" and 16 hex digits. */
+static void make_request_id(struct http_server *s, char *out)
+{
+    uint64_t r = next_random(s);
+    memcpy(out, "req_", 4);
+    for (int i = 0; i < 16; i++) out[4 + i] = "0123456789abcdef"[(r >> (60 - 4 * i)) & 15];
+    out[20] = '\0';
+}
+
 static bool request_id_acceptable(const char *v)
 {
     size_t n = strlen(v);
     if (n == 0 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char ch = v[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '-' || ch == '_' || ch == '.' || ch == ':';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == ':';
         if (!ok) return false;
     }
     return true;
@@ -153,27 +162,48 @@ static void timer_set(struct http_conn *c, long ms)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -187,8 +217,10 @@ static void schedule_flush(struct http_conn *c)
 static void set_reading(struct http_conn *c, bool on)
 {
     if (on == c->reading) return;
-    if (on) event_add(&c->read_ev, NULL);
-    else event_del(&c->read_ev);
+    if (on)
+        event_add(&c->read_ev, NULL);
+    else
+        event_del(&c->read_ev);
     c->reading = on;
 }
 
@@ -233,8 +265,7 @@ int http_add_header(struct http_request *req, const char *name, const char *valu
         size_t cap = req->_cap_resp_headers ? req->_cap_resp_headers * 2 : 8;
         struct http_header *h = arena_alloc(req->arena, cap * sizeof *h);
         if (h == NULL) return -1;
-        if (req->_n_resp_headers)
-            memcpy(h, req->_resp_headers, req->_n_resp_headers * sizeof *h);
+        if (req->_n_resp_headers) memcpy(h, req->_resp_headers, req->_n_resp_headers * sizeof *h);
         req->_resp_headers = h;
         req->_cap_resp_headers = cap;
     }
@@ -264,35 +295,98 @@ size_t http_request_pending_output(const struct http_request *req)
 
 /* ---- writing ----------------------------------------------------------------------- */
 
+/* Appends to a fixed head buffer; the head is built in one piece and added to the output
+ * with one evbuffer_add (no printf on the hot path). */
+struct head_buf {
+    char b[8192];
+    size_t n;
+    bool overflow;
+};
+
+static void head_add(struct head_buf *h, const char *s, size_t n)
+{
+    if (h->n + n > sizeof h->b) {
+        h->overflow = true;
+        return;
+    }
+    memcpy(h->b + h->n, s, n);
+    h->n += n;
+}
+
+static void head_str(struct head_buf *h, const char *s)
+{
+    head_add(h, s, strlen(s));
+}
+
+static size_t format_uint(char *out, unsigned long long v, unsigned base)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static void write_head(struct http_request *req, int status, const char *content_type,
                        long long content_length)
 {
     struct http_conn *c = req->_conn;
-    struct evbuffer *out = c->out;
+    struct head_buf h;
+    char num[24];
+    h.n = 0;
+    h.overflow = false;
     schedule_flush(c);
     bool close_after = !c->keep_alive || c->srv->draining || c->fail_status != 0;
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", c->http10 ? 0 : 1, status,
-                        reason_phrase(status));
-    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    head_str(&h, c->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    head_add(&h, num, format_uint(num, (unsigned)status, 10));
+    head_str(&h, " ");
+    head_str(&h, reason_phrase(status));
+    head_str(&h, "\r\n");
+    if (content_type) {
+        head_str(&h, "Content-Type: ");
+        head_str(&h, content_type);
+        head_str(&h, "\r\n");
+    }
     if (content_length >= 0) {
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
+        head_str(&h, "Content-Length: ");
+        head_add(&h, num, format_uint(num, (unsigned long long)content_length, 10));
+        head_str(&h, "\r\n");
     } else if (!c->http10) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        head_str(&h, "Transfer-Encoding: chunked\r\n");
         req->_stream_chunked = true;
     } else {
         close_after = true; /* HTTP/1.0 stream: the end is the close */
     }
-    evbuffer_add_printf(out, "x-request-id: %s\r\n", req->request_id);
-    for (size_t i = 0; i < req->_n_resp_headers; i++)
-        evbuffer_add_printf(out, "%s: %s\r\n", req->_resp_headers[i].name,
-                            req->_resp_headers[i].value);
+    head_str(&h, "x-request-id: ");
+    head_str(&h, req->request_id);
+    head_str(&h, "\r\n");
+    for (size_t i = 0; i < req->_n_resp_headers; i++) {
+        head_str(&h, req->_resp_headers[i].name);
+        head_str(&h, ": ");
+        head_str(&h, req->_resp_headers[i].value);
+        head_str(&h, "\r\n");
+    }
     if (close_after) {
         c->keep_alive = false;
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        head_str(&h, "Connection: close\r\n");
     } else if (c->http10) {
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+        head_str(&h, "Connection: keep-alive\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    head_str(&h, "\r\n");
+    if (h.overflow) {
+        /* Only absurd header values get here; drop the extras rather than corrupt the head. */
+        h.n = 0;
+        h.overflow = false;
+        head_str(
+            &h,
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        c->keep_alive = false;
+        req->_stream_chunked = false;
+    }
+    evbuffer_add(c->out, h.b, h.n);
     req->head_sent = true;
     req->_status = status;
 }
@@ -311,8 +405,9 @@ void http_respond_error(struct http_request *req, const struct err *e)
     char msg[1100], body[1600];
     json_escape(msg, sizeof msg, e->msg, strlen(e->msg));
     int status = e->status ? e->status : 500;
-    int n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":",
-                     msg, e->type ? e->type : "server_error");
+    int n =
+        snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":", msg,
+                 e->type ? e->type : "server_error");
     if (e->code)
         n += snprintf(body + n, sizeof body - (size_t)n, "\"%s\"", e->code);
     else
@@ -343,8 +438,10 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
     schedule_flush(c);
     if (req->_stream_chunked) {
         char head[24];
-        int n = snprintf(head, sizeof head, "%zx\r\n", len);
-        evbuffer_add(out, head, (size_t)n);
+        size_t n = format_uint(head, len, 16);
+        head[n++] = '\r';
+        head[n++] = '\n';
+        evbuffer_add(out, head, n);
     }
     if (alen) evbuffer_add(out, a, alen);
     if (blen) evbuffer_add(out, b, blen);
@@ -399,9 +496,7 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
         conn_close(c);
         return;
     }
-    if (c->req->request_id[0] == '\0')
-        snprintf(c->req->request_id, sizeof c->req->request_id, "req_%016llx",
-                 (unsigned long long)next_random(c->srv));
+    if (c->req->request_id[0] == '\0') make_request_id(c->srv, c->req->request_id);
     c->keep_alive = false;
     c->fail_status = status;
     c->srv->n_active++; /* request_finish() balances this */
@@ -489,7 +584,8 @@ static int on_headers_complete(http_parser *p)
     if (c->value_pending && store_header(c)) return -1;
     const char *url = c->url.p ? c->url.p : "/";
     const char *q = strchr(url, '?');
-    req->path = q ? arena_strndup(req->arena, url, (size_t)(q - url)) : arena_strdup(req->arena, url);
+    req->path =
+        q ? arena_strndup(req->arena, url, (size_t)(q - url)) : arena_strdup(req->arena, url);
     req->query = q ? arena_strdup(req->arena, q + 1) : NULL;
     req->method = http_method_str((enum http_method)p->method);
     if (req->path == NULL) return -1;
@@ -500,8 +596,7 @@ static int on_headers_complete(http_parser *p)
     if (rid && request_id_acceptable(rid))
         snprintf(req->request_id, sizeof req->request_id, "%s", rid);
     else
-        snprintf(req->request_id, sizeof req->request_id, "req_%016llx",
-                 (unsigned long long)next_random(c->srv));
+        make_request_id(c->srv, req->request_id);
 
     /* Refuse an announced oversized body before reading any of it. */
     if ((p->flags & F_CHUNKED) == 0 && p->content_length != ULLONG_MAX &&
@@ -510,8 +605,7 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     const char *expect = http_request_header(req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0)
-    {
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
         evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         schedule_flush(c);
     }
@@ -567,7 +661,8 @@ static void fail_from_parser(struct http_conn *c)
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     size_t max_body = c->srv->opts.max_body_bytes, max_head = c->srv->opts.max_header_bytes;
     if (c->fail_status == 413)
-        conn_fail(c, 413, "body_too_large", "request body exceeds the limit of %zu bytes", max_body);
+        conn_fail(c, 413, "body_too_large", "request body exceeds the limit of %zu bytes",
+                  max_body);
     else if (c->fail_status == 431 || e == HPE_HEADER_OVERFLOW)
         conn_fail(c, 431, "headers_too_large",
                   "request line and headers exceed the limit of %zu bytes", max_head);
@@ -702,7 +797,9 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     switch (c->state) {
-    case CONN_IDLE: conn_close(c); break;
+    case CONN_IDLE:
+        conn_close(c);
+        break;
     case CONN_HEAD:
         conn_fail(c, 408, "request_timeout", "request head not received within %ld ms",
                   c->srv->opts.header_timeout_ms);
@@ -711,7 +808,8 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
         conn_fail(c, 408, "request_timeout", "request body not received within %ld ms",
                   c->srv->opts.body_timeout_ms);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -729,8 +827,10 @@ static void conn_close(struct http_conn *c)
     }
     request_free(req);
     c->req = NULL;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
     event_free(c->timer);
@@ -798,11 +898,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 /* ---- server ------------------------------------------------------------------------ */
 
 struct http_server *http_server_new(struct event_base *loop, const char *host, int port,
-                                    struct http_server_opts opts, http_handler_cb handler,
-                                    void *ud, struct err *err)
+                                    struct http_server_opts opts, http_handler_cb handler, void *ud,
+                                    struct err *err)
 {
     struct http_server *s = calloc(1, sizeof *s);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char portstr[16];
@@ -828,9 +929,9 @@ struct http_server *http_server_new(struct event_base *loop, const char *host, i
         free(s);
         return NULL;
     }
-    s->listener = evconnlistener_new_bind(loop, on_accept, s,
-                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-                                          res->ai_addr, (int)res->ai_addrlen);
+    s->listener =
+        evconnlistener_new_bind(loop, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+                                res->ai_addr, (int)res->ai_addrlen);
     if (s->listener == NULL) {
         err_set(err, 500, "server_error", NULL, "cannot listen on %s:%d: %s", host, port,
                 strerror(errno));

@@ -42,18 +42,18 @@ typedef void (*http_abort_cb)(struct http_request *req, void *ud);
 typedef void (*http_drain_cb)(struct http_request *req, void *ud);
 
 struct http_request {
-    struct arena *arena;        /* owned by the request; freed with it */
-    const char *method;         /* "GET", "POST", ... */
-    const char *path;           /* without the query string */
-    const char *query;          /* after '?', or NULL */
+    struct arena *arena; /* owned by the request; freed with it */
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* without the query string */
+    const char *query;   /* after '?', or NULL */
     struct http_header *headers;
     size_t n_headers;
-    struct evbuffer *body;      /* complete request body; owned by the request */
-    uint64_t start_ns;          /* monotonic time the first byte of the request arrived */
-    char request_id[72];        /* the client's x-request-id if sane, else generated */
-    bool head_sent;             /* status line and headers are written */
-    bool done;                  /* the response is complete */
-    bool log;                   /* write the per-request log line (config log.requests) */
+    struct evbuffer *body; /* complete request body; owned by the request */
+    uint64_t start_ns;     /* monotonic time the first byte of the request arrived */
+    char request_id[72];   /* the client's x-request-id if sane, else generated */
+    bool head_sent;        /* status line and headers are written */
+    bool done;             /* the response is complete */
+    bool log;              /* write the per-request log line (config log.requests) */
     struct http_conn *_conn;
     http_abort_cb _abort_cb;
     http_drain_cb _drain_cb;
@@ -79,8 +79,8 @@ struct http_server_opts {
  * @return an *owned* server (free with http_server_free), or NULL with `err` filled.
  */
 struct http_server *http_server_new(struct event_base *loop, const char *host, int port,
-                                    struct http_server_opts opts, http_handler_cb handler,
-                                    void *ud, struct err *err);
+                                    struct http_server_opts opts, http_handler_cb handler, void *ud,
+                                    struct err *err);
 
 /** The address actually bound ("127.0.0.1:PORT"), borrowed from the server. */
 const char *http_server_address(const struct http_server *s);

@@ -185,8 +185,7 @@ int sse_event_data(struct sse_parser *p, const char *ev, size_t len, const char 
     return count;
 }
 
-int sse_event_field(const char *ev, size_t len, const char *field, const char **value,
-                    size_t *vlen)
+int sse_event_field(const char *ev, size_t len, const char *field, const char **value, size_t *vlen)
 {
     size_t pos = 0, llen = 0, flen = strlen(field);
     const char *line;

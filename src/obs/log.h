@@ -39,6 +39,19 @@ void log_end(struct log_line *l);
 void log_msg(const char *level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+struct event_base;
+
+/**
+ * Batches this thread's lines: from now on log_end() appends to a buffer that is written
+ * with one write(2) at the end of the current event-loop turn (or when 64 KiB are pending),
+ * instead of one write per line. Call on the loop thread; pair with log_batch_stop().
+ * @return 0, or -1 when it cannot (lines are then written one by one, as before).
+ */
+int log_batch_start(struct event_base *loop);
+
+/** Writes what is pending and returns to one write per line. */
+void log_batch_stop(void);
+
 /** Appends `s` (n bytes) JSON-escaped, without quotes, to buf (cap bytes, NUL-terminated).
  *  @return bytes that would have been written (like snprintf). */
 size_t json_escape(char *buf, size_t cap, const char *s, size_t n);

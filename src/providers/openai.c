@@ -38,19 +38,21 @@ char *openai_body_for_target(const struct openai_request *request, const char *t
         int so = request->stream_options_tok;
         if (so < 0) {
             size_t at = (size_t)s->tok[0].start + 1; /* right after the root '{' */
-            edits[n_edits++] = (struct edit){at, at, "\"stream_options\":{\"include_usage\":true},"};
+            edits[n_edits++] =
+                (struct edit){at, at, "\"stream_options\":{\"include_usage\":true},"};
         } else if (!json_scan_is_object(s, so)) { /* null */
             edits[n_edits++] = (struct edit){(size_t)s->tok[so].start, (size_t)s->tok[so].end,
                                              "{\"include_usage\":true}"};
         } else {
             int iu = json_scan_get(s, so, "include_usage");
             if (iu >= 0) {
-                edits[n_edits++] = (struct edit){(size_t)s->tok[iu].start,
-                                                 (size_t)s->tok[iu].end, "true"};
+                edits[n_edits++] =
+                    (struct edit){(size_t)s->tok[iu].start, (size_t)s->tok[iu].end, "true"};
             } else {
                 size_t at = (size_t)s->tok[so].start + 1;
-                edits[n_edits++] = (struct edit){
-                    at, at, json_scan_size(s, so) ? "\"include_usage\":true," : "\"include_usage\":true"};
+                edits[n_edits++] = (struct edit){at, at,
+                                                 json_scan_size(s, so) ? "\"include_usage\":true,"
+                                                                       : "\"include_usage\":true"};
             }
         }
     }
@@ -60,7 +62,8 @@ char *openai_body_for_target(const struct openai_request *request, const char *t
         edits[1] = t;
     }
     size_t total = s->len;
-    for (size_t i = 0; i < n_edits; i++) total += strlen(edits[i].text) - (edits[i].to - edits[i].from);
+    for (size_t i = 0; i < n_edits; i++)
+        total += strlen(edits[i].text) - (edits[i].to - edits[i].from);
     char *out = arena_alloc(arena, total + 1);
     if (out == NULL) goto oom;
     size_t w = 0, at = 0;
@@ -87,8 +90,10 @@ static int openai_init(struct backend *b, struct err *err)
     struct curl_slist *h = NULL, *t;
     h = curl_slist_append(h, "Content-Type: application/json");
     /* No "Expect: 100-continue" round trip for large bodies. */
-    if (h && (t = curl_slist_append(h, "Expect:"))) h = t;
-    else goto oom;
+    if (h && (t = curl_slist_append(h, "Expect:")))
+        h = t;
+    else
+        goto oom;
     if (b->conf->api_key.value) {
         size_t n = strlen(b->conf->api_key.value) + 32;
         char *line = malloc(n);

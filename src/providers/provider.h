@@ -25,11 +25,11 @@ struct curl_slist;
 struct backend {
     const struct backend_conf *conf; /* borrowed from the config, which outlives backends */
     const struct provider_ops *ops;
-    struct curl_slist *headers;      /* owned: the headers every call sends */
-    bool ready;                      /* last reachability probe succeeded */
-    bool probed;                     /* at least one probe finished */
+    struct curl_slist *headers; /* owned: the headers every call sends */
+    bool ready;                 /* last reachability probe succeeded */
+    bool probed;                /* at least one probe finished */
     char not_ready_reason[160];
-    void *state;                     /* provider-private, owned through ops->destroy */
+    void *state; /* provider-private, owned through ops->destroy */
 };
 
 /* What the API layer asks a provider to send. */

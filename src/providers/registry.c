@@ -10,7 +10,8 @@
 const struct provider_ops *provider_for(enum backend_type type)
 {
     switch (type) {
-    case BACKEND_OPENAI: return &provider_openai;
+    case BACKEND_OPENAI:
+        return &provider_openai;
     }
     return NULL;
 }

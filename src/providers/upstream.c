@@ -25,9 +25,9 @@ struct upstream {
     CURLM *multi;
     struct event *timer;
     int running;
-    bool in_curl;          /* inside curl_multi_socket_action */
+    bool in_curl; /* inside curl_multi_socket_action */
     size_t active;
-    CURL *pool[POOL_MAX];  /* idle easy handles, reused to save their setup */
+    CURL *pool[POOL_MAX]; /* idle easy handles, reused to save their setup */
     size_t pool_len;
     struct upstream_call *cancelled; /* queued while in_curl */
     struct upstream_call *calls;     /* all live calls, for upstream_free */
@@ -73,8 +73,10 @@ static CURL *easy_new(struct upstream *u)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    if (u->proxy[0]) curl_easy_setopt(e, CURLOPT_PROXY, u->proxy);
-    else curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no per-request proxy env lookups */
+    if (u->proxy[0])
+        curl_easy_setopt(e, CURLOPT_PROXY, u->proxy);
+    else
+        curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no per-request proxy env lookups */
     if (u->no_proxy[0]) curl_easy_setopt(e, CURLOPT_NOPROXY, u->no_proxy);
     return e;
 }
@@ -88,8 +90,10 @@ static void call_release(struct upstream_call *c)
     } else {
         curl_easy_cleanup(c->easy);
     }
-    if (c->prev) c->prev->next = c->next;
-    else u->calls = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        u->calls = c->next;
     if (c->next) c->next->prev = c->prev;
     u->active--;
     free(c);
@@ -135,7 +139,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void
         }
         return 0;
     }
-    short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    short kind =
+        EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     if (w == NULL) {
         w = calloc(1, sizeof *w);
         if (w == NULL) return -1;
@@ -164,14 +169,19 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *ud)
 static enum upstream_result classify(CURLcode rc, const struct upstream_call *c)
 {
     switch (rc) {
-    case CURLE_OK: return UPSTREAM_OK;
+    case CURLE_OK:
+        return UPSTREAM_OK;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_SSL_CONNECT_ERROR: return UPSTREAM_CONNECT;
-    case CURLE_OPERATION_TIMEDOUT: return UPSTREAM_TIMEOUT;
-    case CURLE_WRITE_ERROR: return c->stopped_by_owner ? UPSTREAM_ABORTED : UPSTREAM_BROKEN;
-    default: return UPSTREAM_BROKEN;
+    case CURLE_SSL_CONNECT_ERROR:
+        return UPSTREAM_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return UPSTREAM_TIMEOUT;
+    case CURLE_WRITE_ERROR:
+        return c->stopped_by_owner ? UPSTREAM_ABORTED : UPSTREAM_BROKEN;
+    default:
+        return UPSTREAM_BROKEN;
     }
 }
 
@@ -282,8 +292,7 @@ void upstream_free(struct upstream *u)
 }
 
 struct upstream_call *upstream_start(struct upstream *u, const struct upstream_request *r,
-                                     const struct upstream_callbacks *cb, void *ud,
-                                     struct err *err)
+                                     const struct upstream_callbacks *cb, void *ud, struct err *err)
 {
     struct upstream_call *c = calloc(1, sizeof *c);
     if (c == NULL) {

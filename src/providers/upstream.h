@@ -24,22 +24,22 @@ struct upstream;
 struct upstream_call;
 
 struct upstream_request {
-    const char *url;                 /* borrowed until upstream_start returns */
+    const char *url;                  /* borrowed until upstream_start returns */
     const struct curl_slist *headers; /* borrowed for the call's lifetime */
-    const char *body;                /* POSTed; borrowed for the call's lifetime */
+    const char *body;                 /* POSTed; borrowed for the call's lifetime */
     size_t body_len;
-    long timeout_ms;                 /* whole transfer; 0 = none */
+    long timeout_ms; /* whole transfer; 0 = none */
     long connect_timeout_ms;
-    bool connect_only;               /* TCP (+TLS) connect then done: reachability probes */
+    bool connect_only; /* TCP (+TLS) connect then done: reachability probes */
 };
 
 /* Why a call ended. */
 enum upstream_result {
-    UPSTREAM_OK = 0,        /* transfer complete (any HTTP status) */
-    UPSTREAM_CONNECT,       /* could not connect / resolve */
-    UPSTREAM_TIMEOUT,       /* timeout_ms or connect_timeout_ms elapsed */
-    UPSTREAM_BROKEN,        /* connection reset, truncated response, protocol error */
-    UPSTREAM_ABORTED,       /* on_data asked to stop */
+    UPSTREAM_OK = 0,  /* transfer complete (any HTTP status) */
+    UPSTREAM_CONNECT, /* could not connect / resolve */
+    UPSTREAM_TIMEOUT, /* timeout_ms or connect_timeout_ms elapsed */
+    UPSTREAM_BROKEN,  /* connection reset, truncated response, protocol error */
+    UPSTREAM_ABORTED, /* on_data asked to stop */
 };
 
 struct upstream_callbacks {
@@ -50,8 +50,8 @@ struct upstream_callbacks {
     /** The call ended with HTTP `status` (0 if none arrived); `message` is a short human
      *  description (borrowed for the call). The call is already released: a failover may
      *  start the next call from here. */
-    void (*on_done)(enum upstream_result result, long status, long retry_after,
-                    const char *message, void *ud);
+    void (*on_done)(enum upstream_result result, long status, long retry_after, const char *message,
+                    void *ud);
 };
 
 /** @return an *owned* upstream client (free with upstream_free), or NULL with `err`. */

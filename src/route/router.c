@@ -28,7 +28,8 @@ static int plan_priority(struct router *r, const struct model_conf *m, struct ro
 static policy_plan_fn policy_for(enum route_policy p)
 {
     switch (p) {
-    case ROUTE_PRIORITY: return plan_priority;
+    case ROUTE_PRIORITY:
+        return plan_priority;
     }
     return NULL;
 }

@@ -21,9 +21,9 @@
 struct router;
 
 enum route_outcome {
-    ROUTE_OK,        /* the target answered */
-    ROUTE_FAILED,    /* retryable failure: connect, 5xx, 429, timeout */
-    ROUTE_REJECTED,  /* the target rejected the request (4xx): not its health's fault */
+    ROUTE_OK,       /* the target answered */
+    ROUTE_FAILED,   /* retryable failure: connect, 5xx, 429, timeout */
+    ROUTE_REJECTED, /* the target rejected the request (4xx): not its health's fault */
 };
 
 struct route_plan {

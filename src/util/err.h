@@ -13,11 +13,11 @@
 #define STRATUS_AGAIN (-2) /* parsers: need more bytes */
 
 struct err {
-    int status;       /* HTTP status to send: 400, 404, 413, 502 ... (0 = unset) */
-    const char *type; /* OpenAI error.type, static string */
-    const char *code; /* OpenAI error.code, static string or NULL */
+    int status;        /* HTTP status to send: 400, 404, 413, 502 ... (0 = unset) */
+    const char *type;  /* OpenAI error.type, static string */
+    const char *code;  /* OpenAI error.code, static string or NULL */
     const char *param; /* OpenAI error.param (offending field), static or NULL */
-    char msg[512];    /* user-facing text */
+    char msg[512];     /* user-facing text */
 };
 
 /** Fills `e` (may be NULL) and returns -1, so callers can `return err_set(...)`. */

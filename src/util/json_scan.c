@@ -23,10 +23,12 @@ static bool primitive_valid(const char *p, size_t n)
     size_t i = 0;
     if (i < n && p[i] == '-') i++;
     if (i >= n) return false;
-    if (p[i] == '0') i++;
+    if (p[i] == '0')
+        i++;
     else if (p[i] >= '1' && p[i] <= '9')
         while (i < n && p[i] >= '0' && p[i] <= '9') i++;
-    else return false;
+    else
+        return false;
     if (i < n && p[i] == '.') {
         i++;
         size_t d = i;
@@ -43,8 +45,7 @@ static bool primitive_valid(const char *p, size_t n)
     return i == n;
 }
 
-int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct arena *arena,
-                    bool *oom)
+int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct arena *arena, bool *oom)
 {
     jsmn_parser p;
     unsigned cap = 128;
@@ -187,13 +188,17 @@ const char *json_scan_type_name(const struct json_scan *s, int i)
 {
     if (!valid(s, i)) return "nothing";
     switch (s->tok[i].type) {
-    case JSMN_OBJECT: return "object";
-    case JSMN_ARRAY: return "array";
-    case JSMN_STRING: return "string";
+    case JSMN_OBJECT:
+        return "object";
+    case JSMN_ARRAY:
+        return "array";
+    case JSMN_STRING:
+        return "string";
     case JSMN_PRIMITIVE:
         if (json_scan_is_bool(s, i)) return "boolean";
         if (json_scan_is_null(s, i)) return "null";
         return json_scan_is_integer(s, i) ? "integer" : "number";
-    default: return "?";
+    default:
+        return "?";
     }
 }

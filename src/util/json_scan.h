@@ -23,10 +23,10 @@
 struct arena;
 
 struct json_scan {
-    const char *js;  /* the scanned text, borrowed */
+    const char *js; /* the scanned text, borrowed */
     size_t len;
-    jsmntok_t *tok;  /* tok[0] is the root value; arena */
-    int n;           /* tokens */
+    jsmntok_t *tok; /* tok[0] is the root value; arena */
+    int n;          /* tokens */
 };
 
 /**

@@ -37,8 +37,10 @@ static void expect_400(enum openai_endpoint ep, const char *body, const char *co
     assert_null(parse(ep, body, &e));
     assert_int_equal(e.status, 400);
     assert_string_equal(e.code, code);
-    if (param) assert_string_equal(e.param, param);
-    else assert_null(e.param);
+    if (param)
+        assert_string_equal(e.param, param);
+    else
+        assert_null(e.param);
     if (strstr(e.msg, msg_part) == NULL) fail_msg("message '%s' lacks '%s'", e.msg, msg_part);
 }
 

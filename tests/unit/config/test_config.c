@@ -32,30 +32,31 @@ static void test_config_load_string_full_config(void **state)
 {
     (void)state;
     setenv("CFG_TEST_KEY", "sk-123", 1);
-    const char *yaml = "listen: 0.0.0.0:9000\n"
-                       "shutdown_grace_ms: 1500\n"
-                       "log: { requests: false }\n"
-                       "limits:\n"
-                       "  max_body_bytes: 1024\n"
-                       "  max_header_bytes: 2048\n"
-                       "  header_timeout_ms: 11\n"
-                       "  body_timeout_ms: 12\n"
-                       "  idle_timeout_ms: 13\n"
-                       "  max_connections: 14\n"
-                       "backends:\n"
-                       "  - name: up\n"
-                       "    type: openai\n"
-                       "    base_url: http://127.0.0.1:9001/v1/\n"
-                       "    api_key: env:CFG_TEST_KEY\n"
-                       "    timeout_ms: 5000\n"
-                       "    connect_timeout_ms: 100\n"
-                       "  - { name: other, type: openai, base_url: \"https://x.example/v1\" }\n"
-                       "models:\n"
-                       "  - name: chat\n"
-                       "    route: priority\n"
-                       "    targets:\n"
-                       "      - { backend: other, model: m1, weight: 3, price: { input: 0.15, output: 0.6 } }\n"
-                       "      - { backend: up }\n";
+    const char *yaml =
+        "listen: 0.0.0.0:9000\n"
+        "shutdown_grace_ms: 1500\n"
+        "log: { requests: false }\n"
+        "limits:\n"
+        "  max_body_bytes: 1024\n"
+        "  max_header_bytes: 2048\n"
+        "  header_timeout_ms: 11\n"
+        "  body_timeout_ms: 12\n"
+        "  idle_timeout_ms: 13\n"
+        "  max_connections: 14\n"
+        "backends:\n"
+        "  - name: up\n"
+        "    type: openai\n"
+        "    base_url: http://127.0.0.1:9001/v1/\n"
+        "    api_key: env:CFG_TEST_KEY\n"
+        "    timeout_ms: 5000\n"
+        "    connect_timeout_ms: 100\n"
+        "  - { name: other, type: openai, base_url: \"https://x.example/v1\" }\n"
+        "models:\n"
+        "  - name: chat\n"
+        "    route: priority\n"
+        "    targets:\n"
+        "      - { backend: other, model: m1, weight: 3, price: { input: 0.15, output: 0.6 } }\n"
+        "      - { backend: up }\n";
     struct config_error e;
     struct config *c = load(yaml, &e);
     if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
@@ -112,9 +113,11 @@ static void test_config_load_string_defaults_for_empty_file(void **state)
 static void test_config_load_string_unknown_keys(void **state)
 {
     (void)state;
-    expect_error("listne: 1.2.3.4:5\n", 1, 1, "unknown key 'listne' in the configuration (did you mean 'listen'?)");
-    expect_error("backends:\n  - name: a\n    type: openai\n    base_url: http://x\n    colour: red\n", 5, 5,
-                 "unknown key 'colour' in backends[0]");
+    expect_error("listne: 1.2.3.4:5\n", 1, 1,
+                 "unknown key 'listne' in the configuration (did you mean 'listen'?)");
+    expect_error(
+        "backends:\n  - name: a\n    type: openai\n    base_url: http://x\n    colour: red\n", 5, 5,
+        "unknown key 'colour' in backends[0]");
     expect_error("limits:\n  max_body_byts: 5\n", 2, 3, "did you mean 'max_body_bytes'?");
     expect_error("log: { request: true }\n", 1, 8, "did you mean 'requests'?");
 }
@@ -122,8 +125,10 @@ static void test_config_load_string_unknown_keys(void **state)
 static void test_config_load_string_wrong_types(void **state)
 {
     (void)state;
-    expect_error("limits:\n  max_body_bytes: 10MB\n", 2, 19, "max_body_bytes must be a positive integer");
-    expect_error("limits:\n  idle_timeout_ms: -5\n", 2, 20, "idle_timeout_ms must be a positive integer");
+    expect_error("limits:\n  max_body_bytes: 10MB\n", 2, 19,
+                 "max_body_bytes must be a positive integer");
+    expect_error("limits:\n  idle_timeout_ms: -5\n", 2, 20,
+                 "idle_timeout_ms must be a positive integer");
     expect_error("shutdown_grace_ms: 1.5\n", 1, 20, "shutdown_grace_ms must be an integer");
     expect_error("log:\n  requests: yes please\n", 2, 13, "requests must be true or false");
     expect_error("backends: {}\n", 1, 11, "backends must be a list");
@@ -150,11 +155,13 @@ static void test_config_load_string_duplicates_and_references(void **state)
                  "  - { name: a, type: openai, base_url: \"http://y\" }\n",
                  3, 13, "duplicate backend name 'a'");
     expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\" }\nmodels:\n"
-                 "  - { name: m, targets: [ { backend: a } ] }\n  - { name: m, targets: [ { backend: a } ] }\n",
+                 "  - { name: m, targets: [ { backend: a } ] }\n  - { name: m, targets: [ { "
+                 "backend: a } ] }\n",
                  5, 13, "duplicate model name 'm'");
     expect_error("models:\n  - name: m\n    targets:\n      - { backend: ghost }\n", 4, 20,
                  "model 'm' target 1: unknown backend 'ghost'");
-    expect_error("models:\n  - name: m\n    targets: []\n", 3, 14, "targets must be a non-empty list");
+    expect_error("models:\n  - name: m\n    targets: []\n", 3, 14,
+                 "targets must be a non-empty list");
     expect_error("models:\n  - name: m\n", 2, 5, "missing required key 'targets'");
 }
 
@@ -169,7 +176,8 @@ static void test_config_load_string_unsupported_features_are_errors(void **state
                  "  - { name: m, route: weighted, targets: [ { backend: a } ] }\n",
                  4, 23, "route policy 'weighted' is not supported by this build");
     expect_error("auth:\n  master_key: env:X\n", 2, 3, "'auth' is not supported by this build");
-    expect_error("store: { url: \"sqlite://x.db\" }\n", 1, 8, "'store' is not supported by this build");
+    expect_error("store: { url: \"sqlite://x.db\" }\n", 1, 8,
+                 "'store' is not supported by this build");
     expect_error("backends:\n  - { name: a, type: openai, base_url: \"ftp://x\" }\n", 2, 40,
                  "base_url must start with http:// or https://");
 }
@@ -179,14 +187,17 @@ static void test_config_load_string_secret_references(void **state)
     (void)state;
     struct config_error e;
     /* A literal key is refused and never echoed. */
-    const char *literal = "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: sk-LEAKME }\n";
+    const char *literal =
+        "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: sk-LEAKME }\n";
     assert_null(load(literal, &e));
     assert_non_null(strstr(e.msg, "must be a secret reference (env:NAME or file:PATH)"));
     assert_null(strstr(e.msg, "LEAKME"));
 
     unsetenv("CFG_TEST_MISSING");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: env:CFG_TEST_MISSING }\n",
-                 2, 61, "environment variable CFG_TEST_MISSING (api_key of backend 'a') is not set");
+    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: "
+                 "env:CFG_TEST_MISSING }\n",
+                 2, 61,
+                 "environment variable CFG_TEST_MISSING (api_key of backend 'a') is not set");
 
     char path[] = "/tmp/stratus-secret-XXXXXX";
     int fd = mkstemp(path);
@@ -194,8 +205,10 @@ static void test_config_load_string_secret_references(void **state)
     assert_int_equal(write(fd, "sk-from-file\r\n", 14), 14);
     close(fd);
     char yaml[512];
-    snprintf(yaml, sizeof yaml,
-             "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: \"file:%s\" }\n", path);
+    snprintf(
+        yaml, sizeof yaml,
+        "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: \"file:%s\" }\n",
+        path);
     struct config *c = load(yaml, &e);
     if (c == NULL) fail_msg("%s", e.msg);
     assert_string_equal(c->backends[0].api_key.value, "sk-from-file");

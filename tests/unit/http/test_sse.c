@@ -108,8 +108,8 @@ static void test_sse_parser_feed_callback_can_stop(void **state)
     struct err e;
     int calls = 0;
     sse_parser_init(&p, 0);
-    assert_int_equal(sse_parser_feed(&p, "data: 1\n\ndata: 2\n\n", 18, stop_after_first, &calls, &e),
-                     -1);
+    assert_int_equal(
+        sse_parser_feed(&p, "data: 1\n\ndata: 2\n\n", 18, stop_after_first, &calls, &e), -1);
     assert_int_equal(calls, 1);
     sse_parser_free(&p);
 }

@@ -31,8 +31,9 @@ static void test_openai_body_for_target_rewrites_model_only(void **state)
 {
     (void)state;
     char text[1024];
-    const char *in = "{ \"model\" : \"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"é \\\"q\\\"\"}],"
-                     "\"vendor_field\":{\"a\":[1,2.50]}}";
+    const char *in =
+        "{ \"model\" : \"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"é \\\"q\\\"\"}],"
+        "\"vendor_field\":{\"a\":[1,2.50]}}";
     json_t *out = rewrite(in, "gpt-4o-mini", text, sizeof text);
     assert_string_equal(json_string_value(json_object_get(out, "model")), "gpt-4o-mini");
     assert_null(json_object_get(out, "stream_options"));
@@ -60,10 +61,14 @@ static void test_openai_body_for_target_asks_for_stream_usage(void **state)
     const char *cases[] = {
         /* absent, null, empty object, object without the flag, explicit false */
         "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true}",
-        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":null}",
-        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":{}}",
-        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":{\"x\":1}}",
-        "{\"stream_options\":{\"include_usage\":false},\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],"
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":"
+        "null}",
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":{}"
+        "}",
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,\"stream_options\":{"
+        "\"x\":1}}",
+        "{\"stream_options\":{\"include_usage\":false},\"model\":\"c\",\"messages\":[{\"role\":"
+        "\"user\"}],"
         "\"stream\":true}",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -9,8 +9,8 @@ static void test_router_plan_priority_keeps_configured_order(void **state)
 {
     (void)state;
     struct target_conf targets[3] = {{.model = "a"}, {.model = "b"}, {.model = "c"}};
-    struct model_conf m = {.name = "chat", .route = ROUTE_PRIORITY, .targets = targets,
-                           .n_targets = 3};
+    struct model_conf m = {
+        .name = "chat", .route = ROUTE_PRIORITY, .targets = targets, .n_targets = 3};
     struct config cfg = {.models = &m, .n_models = 1};
     struct err e;
     struct router *r = router_new(&cfg, &e);
@@ -33,8 +33,8 @@ static void test_router_plan_priority_keeps_configured_order(void **state)
 static void test_router_plan_fails_without_targets(void **state)
 {
     (void)state;
-    struct model_conf m = {.name = "empty", .route = ROUTE_PRIORITY, .targets = NULL,
-                           .n_targets = 0};
+    struct model_conf m = {
+        .name = "empty", .route = ROUTE_PRIORITY, .targets = NULL, .n_targets = 0};
     struct config cfg = {.models = &m, .n_models = 1};
     struct err e;
     struct router *r = router_new(&cfg, &e);

@@ -61,8 +61,9 @@ static void test_json_scan_parse_rejects_invalid_json(void **state)
     (void)state;
     struct arena *a = arena_new(1024);
     struct json_scan s;
-    const char *bad[] = {"", "{", "{\"a\":tru}", "{\"a\":1.2.3}", "{\"a\":01}", "{} {}", "[1,]x",
-                         "{\"a\":\"unterminated}", "{\"a\":-}", "nul"};
+    const char *bad[] = {"",           "{",     "{\"a\":tru}", "{\"a\":1.2.3}",
+                         "{\"a\":01}", "{} {}", "[1,]x",       "{\"a\":\"unterminated}",
+                         "{\"a\":-}",  "nul"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (scan(a, bad[i], &s) == 0) fail_msg("accepted invalid JSON: %s", bad[i]);
     arena_free(a);
