@@ -16,9 +16,9 @@ wrk.body = '{"model":"bench","messages":[{"role":"system","content":"You are a c
 
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d errors=%d non2xx=%d body_bytes=%d\n",
+    + summary.errors.status
+  io.write(string.format("RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d errors=%d non2xx=%d timeouts=%d body_bytes=%d\n",
     summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    errors, summary.errors.status, #wrk.body))
+    errors, summary.errors.status, summary.errors.timeout, #wrk.body))
 end

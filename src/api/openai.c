@@ -77,6 +77,15 @@ static const struct field_rule embedding_rules[] = {
     {NULL, 0, false},
 };
 
+#define MAX_RULES 32
+
+static int value_of(const struct field_rule *rules, const int *values, const char *name)
+{
+    for (size_t k = 0; rules[k].name; k++)
+        if (strcmp(rules[k].name, name) == 0) return values[k];
+    return -1;
+}
+
 static const char *kind_name(enum kind k)
 {
     switch (k) {
@@ -199,8 +208,15 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
     const struct field_rule *rules = endpoint == OPENAI_CHAT          ? chat_rules
                                      : endpoint == OPENAI_COMPLETIONS ? completion_rules
                                                                       : embedding_rules;
-    for (const struct field_rule *r = rules; r->name; r++) {
-        int v = json_scan_get(s, 0, r->name);
+    /* One pass over the body's members finds every field the rules name. */
+    const char *names[MAX_RULES];
+    int values[MAX_RULES];
+    size_t n_rules = 0;
+    for (const struct field_rule *r = rules; r->name; r++) names[n_rules++] = r->name;
+    json_scan_members(s, 0, names, n_rules, values);
+    for (size_t k = 0; k < n_rules; k++) {
+        const struct field_rule *r = &rules[k];
+        int v = values[k];
         if (v < 0 || (json_scan_is_null(s, v) && !r->required)) {
             if (!r->required) continue;
             err_param(err, 400, r->name, "missing required field \"%s\"", r->name);
@@ -211,13 +227,13 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
             return invalid_type(err, r->name, "\"%s\" must be %s, got %s", r->name,
                                 kind_name(r->kind), json_scan_type_name(s, v));
     }
-    if (endpoint == OPENAI_CHAT && check_messages(s, json_scan_get(s, 0, "messages"), err) != 0)
-        return -1;
-    out->model_tok = json_scan_get(s, 0, "model");
+    /* Every rule table starts with model, then the endpoint's required input. */
+    if (endpoint == OPENAI_CHAT && check_messages(s, values[1], err) != 0) return -1;
+    out->model_tok = values[0];
     out->model = string_value(s, out->model_tok, arena);
     if (out->model == NULL) return err_oom(err);
-    out->stream = json_scan_is_true(s, json_scan_get(s, 0, "stream"));
-    int so = json_scan_get(s, 0, "stream_options");
+    out->stream = json_scan_is_true(s, value_of(rules, values, "stream"));
+    int so = value_of(rules, values, "stream_options");
     out->stream_options_tok = so;
     if (json_scan_is_object(s, so)) {
         int iu = json_scan_get(s, so, "include_usage");

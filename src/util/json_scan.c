@@ -106,6 +106,24 @@ int json_scan_get(const struct json_scan *s, int obj, const char *key)
     return -1;
 }
 
+void json_scan_members(const struct json_scan *s, int obj, const char *const *keys, size_t n,
+                       int *out)
+{
+    for (size_t k = 0; k < n; k++) out[k] = -1;
+    if (obj < 0 || obj >= s->n || s->tok[obj].type != JSMN_OBJECT) return;
+    int i = obj + 1;
+    for (int m = 0; m < s->tok[obj].size && i < s->n; m++) {
+        const jsmntok_t *t = &s->tok[i];
+        size_t len = (size_t)(t->end - t->start);
+        for (size_t k = 0; k < n; k++)
+            if (out[k] < 0 && strncmp(keys[k], s->js + t->start, len) == 0 && keys[k][len] == '\0') {
+                out[k] = i + 1;
+                break;
+            }
+        i = json_scan_skip(s, i + 1);
+    }
+}
+
 static bool valid(const struct json_scan *s, int i)
 {
     return i >= 0 && i < s->n;

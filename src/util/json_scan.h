@@ -43,6 +43,11 @@ int json_scan_skip(const struct json_scan *s, int i);
  *  keys with backslashes never match, which is fine for the ASCII names we look up). */
 int json_scan_get(const struct json_scan *s, int obj, const char *key);
 
+/** One pass over object `obj`: out[k] = value token of member keys[k], or -1 (n keys). Use
+ *  it instead of several json_scan_get calls, which each walk the object. */
+void json_scan_members(const struct json_scan *s, int obj, const char *const *keys, size_t n,
+                       int *out);
+
 bool json_scan_is_object(const struct json_scan *s, int i);
 bool json_scan_is_array(const struct json_scan *s, int i);
 bool json_scan_is_string(const struct json_scan *s, int i);
