@@ -5,6 +5,15 @@
  * section; each knows its allowed keys, so an unknown key (a typo) is always an error,
  * with a "did you mean" hint when a known key is close. Security-relevant sections that
  * this build does not implement yet (auth, store) are refused, never silently ignored.
+ *
+ * Typing follows YAML, not guesswork: numbers and booleans must be plain (unquoted) scalars,
+ * so `timeout_ms: "10s"` or `requests: "yes"` fail loudly instead of meaning something odd.
+ * Every string we keep is free of control characters because names, models and keys end up
+ * in HTTP headers and log lines, where a CR/LF would be an injection.
+ *
+ * Memory: the tree is built in place inside `struct config`; counters (n_backends, n_targets)
+ * are bumped before an element is parsed, so config_free() releases a half-built element on
+ * any error path and the loader never needs its own cleanup code.
  */
 #include "config/config.h"
 
@@ -14,6 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+
+#define SECRET_MAX 8192           /* bytes in a secret file; keys are far smaller */
+#define CONFIG_MAX (4u << 20)     /* a config file beyond 4 MiB is a mistake */
+#define MS_MAX     86400000L      /* one day, the ceiling for every timeout */
 
 struct loader {
     yaml_document_t *doc;
@@ -40,6 +53,27 @@ static const char *scalar(const yaml_node_t *n)
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+/* A scalar YAML would read as a number or boolean, i.e. not quoted and not a block. */
+static const char *plain(const yaml_node_t *n)
+{
+    return scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? scalar(n) : NULL;
+}
+
+/* `key:` with nothing after it, or ~ / null: treated as if the key were absent. */
+static bool is_null(const yaml_node_t *n)
+{
+    const char *s = plain(n);
+    return s && (s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+                 strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
+}
+
+static bool has_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return true;
+    return false;
+}
+
 static size_t edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -57,7 +91,7 @@ static size_t edit_distance(const char *a, const char *b)
 }
 
 /* Checks every key of a mapping against `allowed` (NULL-terminated); also rejects
- * duplicates and non-scalar keys. */
+ * duplicates and non-scalar keys. Errors point at the key, in document order. */
 static int check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed,
                       const char *where)
 {
@@ -73,7 +107,7 @@ static int check_keys(struct loader *ld, const yaml_node_t *map, const char *con
         }
         bool ok = false;
         const char *best = NULL;
-        size_t best_d = 3;
+        size_t best_d = 3; /* a hint only for edit distance <= 2 */
         for (const char *const *a = allowed; *a; a++) {
             if (strcmp(*a, k) == 0) {
                 ok = true;
@@ -103,12 +137,21 @@ static const yaml_node_t *get(struct loader *ld, const yaml_node_t *map, const c
     return NULL;
 }
 
+/* Like get(), but a null value counts as absent (for optional sections). */
+static const yaml_node_t *get_section(struct loader *ld, const yaml_node_t *map, const char *key)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    return n && !is_null(n) ? n : NULL;
+}
+
 static int want_mapping(struct loader *ld, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_MAPPING_NODE) return fail_at(ld, n, "%s must be a mapping", what);
     return 0;
 }
 
+/* Copies the string at `key` into *out (owned by the tree). `where` names the mapping
+ * for the "missing required key" message. */
 static int get_string(struct loader *ld, const yaml_node_t *map, const char *key, char **out,
                       bool required, const char *where)
 {
@@ -119,9 +162,25 @@ static int get_string(struct loader *ld, const yaml_node_t *map, const char *key
     }
     const char *s = scalar(n);
     if (s == NULL || s[0] == '\0') return fail_at(ld, n, "%s must be a non-empty string", key);
+    if (has_control(s, n->data.scalar.length))
+        return fail_at(ld, n, "%s must not contain control characters", key);
     free(*out);
     *out = strdup(s);
     return *out ? 0 : fail_at(ld, n, "out of memory");
+}
+
+/* Plain decimal only: no sign but a leading '-', no spaces, no units, no hex. */
+static bool parse_decimal(const char *s, long *out)
+{
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (d[0] == '\0') return false;
+    for (const char *c = d; *c; c++)
+        if (*c < '0' || *c > '9') return false;
+    errno = 0;
+    long v = strtol(s, NULL, 10);
+    if (errno != 0) return false;
+    *out = v;
+    return true;
 }
 
 static int get_long(struct loader *ld, const yaml_node_t *map, const char *key, long *out, long min,
@@ -129,23 +188,23 @@ static int get_long(struct loader *ld, const yaml_node_t *map, const char *key, 
 {
     const yaml_node_t *n = get(ld, map, key);
     if (n == NULL) return 0;
-    const char *s = scalar(n);
-    char *end = NULL;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (s == NULL || s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
-        if (min > 0) return fail_at(ld, n, "%s must be a positive integer (at most %ld)", key, max);
-        return fail_at(ld, n, "%s must be an integer between %ld and %ld", key, min, max);
+    const char *s = plain(n);
+    long v = 0;
+    if (s && parse_decimal(s, &v) && v >= min && v <= max) {
+        *out = v;
+        return 0;
     }
-    *out = v;
-    return 0;
+    if (min == 1) return fail_at(ld, n, "%s must be a positive integer (at most %ld)", key, max);
+    if (min == 0)
+        return fail_at(ld, n, "%s must be a non-negative integer (at most %ld)", key, max);
+    return fail_at(ld, n, "%s must be an integer from %ld to %ld", key, min, max);
 }
 
 static int get_bool(struct loader *ld, const yaml_node_t *map, const char *key, bool *out)
 {
     const yaml_node_t *n = get(ld, map, key);
     if (n == NULL) return 0;
-    const char *s = scalar(n);
+    const char *s = plain(n);
     if (s && strcmp(s, "true") == 0)
         *out = true;
     else if (s && strcmp(s, "false") == 0)
@@ -157,92 +216,124 @@ static int get_bool(struct loader *ld, const yaml_node_t *map, const char *key, 
 
 static int get_price(struct loader *ld, const yaml_node_t *n, const char *key, double *out)
 {
-    const char *s = scalar(n);
+    const char *s = plain(n);
+    bool ok = s && s[0] != '\0' && s[0] != '-' && strspn(s, "0123456789.eE+-") == strlen(s);
     char *end = NULL;
-    double v = s ? strtod(s, &end) : -1;
-    if (s == NULL || s[0] == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
+    double v = ok ? strtod(s, &end) : -1;
+    if (!ok || *end != '\0' || !(v >= 0) || v > 1e9)
         return fail_at(ld, n, "price.%s must be a non-negative number (USD per 1M tokens)", key);
     *out = v;
     return 0;
 }
 
+static int listen_fail(const char **why, const char *msg)
+{
+    if (why) *why = msg;
+    return -1;
+}
+
 int config_parse_listen(const char *s, char **host, int *port, const char **why)
 {
-    const char *colon;
+    const char *h = s, *colon;
     size_t hlen;
-    const char *h = s;
-    if (s == NULL || s[0] == '\0') {
-        *why = "expected HOST:PORT";
-        return -1;
-    }
+    if (s == NULL || s[0] == '\0') return listen_fail(why, "expected HOST:PORT");
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':') {
-            *why = "expected [IPv6]:PORT";
-            return -1;
-        }
+        if (close == NULL || close[1] != ':') return listen_fail(why, "expected [IPv6]:PORT");
         h = s + 1;
         hlen = (size_t)(close - h);
         colon = close + 1;
     } else {
         colon = strrchr(s, ':');
-        if (colon == NULL || colon == s) {
-            *why = "expected HOST:PORT";
-            return -1;
-        }
+        if (colon == NULL) return listen_fail(why, "expected HOST:PORT");
         hlen = (size_t)(colon - s);
+        if (memchr(s, ':', hlen)) /* "::1:80" is ambiguous; demand brackets */
+            return listen_fail(why, "an IPv6 address needs brackets, as in [::1]:8080");
     }
-    char *end = NULL;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno || p < 0 || p > 65535) {
-        *why = "port must be a number from 0 to 65535";
-        return -1;
-    }
+    if (hlen == 0) return listen_fail(why, "expected HOST:PORT (the host is empty)");
+    if (memchr(h, '[', hlen) || memchr(h, ']', hlen) || has_control(h, hlen))
+        return listen_fail(why, "the host has invalid characters");
+    const char *ps = colon + 1;
+    size_t plen = strlen(ps);
+    long p = 0;
+    if (plen == 0 || plen > 5 || ps[0] == '-' || !parse_decimal(ps, &p) || p > 65535)
+        return listen_fail(why, "port must be a number from 0 to 65535");
     char *hc = strndup(h, hlen);
-    if (hc == NULL) {
-        *why = "out of memory";
-        return -1;
-    }
+    if (hc == NULL) return listen_fail(why, "out of memory");
     *host = hc;
     *port = (int)p;
     return 0;
 }
 
+/* Reads a one-line secret file into *value (owned). The stack copy is wiped on every path so
+ * the key does not linger in freed stack memory. */
+static int read_secret_file(struct loader *ld, const yaml_node_t *n, const char *path,
+                            const char *what, char **value)
+{
+    int rc = -1;
+    char buf[SECRET_MAX + 1];
+    size_t len = 0;
+    FILE *f = path[0] ? fopen(path, "rb") : NULL;
+    if (f == NULL) {
+        fail_at(ld, n, "%s: cannot read %s: %s", what, path[0] ? path : "''",
+                path[0] ? strerror(errno) : "empty path");
+        goto out;
+    }
+    len = fread(buf, 1, sizeof buf, f);
+    if (ferror(f)) {
+        fail_at(ld, n, "%s: cannot read %s: %s", what, path, strerror(errno));
+        goto out;
+    }
+    if (len > SECRET_MAX) {
+        fail_at(ld, n, "%s: %s is larger than %d bytes", what, path, SECRET_MAX);
+        goto out;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
+    if (len == 0) {
+        fail_at(ld, n, "%s: %s is empty", what, path);
+        goto out;
+    }
+    if (has_control(buf, len)) {
+        fail_at(ld, n, "%s: %s must hold one line without control characters", what, path);
+        goto out;
+    }
+    if ((*value = strndup(buf, len)) == NULL) {
+        fail_at(ld, n, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (f) fclose(f);
+    explicit_bzero(buf, sizeof buf);
+    return rc;
+}
+
+/* Fills `sec` from a reference (env:NAME or file:PATH). Error messages name the reference,
+ * never the literal or the resolved value. */
 static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret *sec,
                           const char *key, const char *owner)
 {
+    char what[256];
     const char *ref = scalar(n);
-    if (ref == NULL || ref[0] == '\0') return fail_at(ld, n, "%s must be a secret reference", key);
-    if (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0)
+    bool is_env = ref && strncmp(ref, "env:", 4) == 0;
+    bool is_file = ref && strncmp(ref, "file:", 5) == 0;
+    if (!is_env && !is_file)
         return fail_at(
             ld, n, "%s must be a secret reference (env:NAME or file:PATH), not a literal key", key);
-    sec->ref = strdup(ref);
-    if (sec->ref == NULL) return fail_at(ld, n, "out of memory");
-    if (ref[0] == 'e') {
-        const char *name = ref + 4;
-        const char *v = name[0] ? getenv(name) : NULL;
-        if (name[0] == '\0') return fail_at(ld, n, "%s: env: needs a variable name", key);
-        if (v == NULL || v[0] == '\0')
-            return fail_at(ld, n, "environment variable %s (%s of %s) is not set", name, key,
-                           owner);
-        sec->value = strdup(v);
-    } else {
-        const char *path = ref + 5;
-        FILE *f = path[0] ? fopen(path, "rb") : NULL;
-        if (f == NULL)
-            return fail_at(ld, n, "%s of %s: cannot read %s: %s", key, owner, path,
-                           path[0] ? strerror(errno) : "empty path");
-        char buf[8192];
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
-        if (len == 0) return fail_at(ld, n, "%s of %s: %s is empty", key, owner, path);
-        sec->value = strdup(buf);
-        memset(buf, 0, sizeof buf);
-    }
-    return sec->value ? 0 : fail_at(ld, n, "out of memory");
+    if (has_control(ref, n->data.scalar.length))
+        return fail_at(ld, n, "%s must not contain control characters", key);
+    if ((sec->ref = strdup(ref)) == NULL) return fail_at(ld, n, "out of memory");
+    snprintf(what, sizeof what, "%s of %s", key, owner);
+    if (is_file) return read_secret_file(ld, n, ref + 5, what, &sec->value);
+    const char *name = ref + 4;
+    if (name[0] == '\0') return fail_at(ld, n, "%s: env: needs a variable name", what);
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return fail_at(ld, n, "environment variable %s (%s) is not set", name, what);
+    if (has_control(v, strlen(v)))
+        return fail_at(ld, n, "environment variable %s (%s) contains control characters", name,
+                       what);
+    return (sec->value = strdup(v)) ? 0 : fail_at(ld, n, "out of memory");
 }
 
 static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
@@ -250,7 +341,7 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
 {
     static const char *const keys[] = {
         "name", "type", "base_url", "api_key", "timeout_ms", "connect_timeout_ms", NULL};
-    char where[64];
+    char where[64], owner[160];
     snprintf(where, sizeof where, "backends[%zu]", idx);
     b->timeout_ms = 60000;
     b->connect_timeout_ms = 5000;
@@ -258,31 +349,52 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
     b->col = (int)n->start_mark.column + 1;
     if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
     if (get_string(ld, n, "name", &b->name, true, where)) return -1;
+    snprintf(owner, sizeof owner, "backend '%s'", b->name);
+
     const yaml_node_t *t = get(ld, n, "type");
     const char *type = scalar(t);
-    if (t == NULL) return fail_at(ld, n, "backend '%s': missing required key 'type'", b->name);
-    if (type && strcmp(type, "openai") == 0) {
+    if (t == NULL) return fail_at(ld, n, "%s: missing required key 'type'", owner);
+    if (type == NULL) return fail_at(ld, t, "type must be a string (supported: openai)");
+    if (strcmp(type, "openai") == 0)
         b->type = BACKEND_OPENAI;
-    } else if (type && (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
-                        strcmp(type, "local") == 0)) {
+    else if (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
+             strcmp(type, "local") == 0)
         return fail_at(
             ld, t, "backend type '%s' is not supported by this build (supported: openai)", type);
-    } else {
-        return fail_at(ld, t, "unknown backend type '%s' (supported: openai)", type ? type : "?");
-    }
-    if (get_string(ld, n, "base_url", &b->base_url, true, where)) return -1;
-    const yaml_node_t *u = get(ld, n, "base_url");
-    if (strncmp(b->base_url, "http://", 7) != 0 && strncmp(b->base_url, "https://", 8) != 0)
-        return fail_at(ld, u, "base_url must start with http:// or https://");
+    else
+        return fail_at(ld, t, "unknown backend type '%s' (supported: openai)", type);
+
+    if (get_string(ld, n, "base_url", &b->base_url, true, owner)) return -1;
+    const char *u = b->base_url;
+    size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+    if (skip == 0 || u[skip] == '\0' || u[skip] == '/' || strpbrk(u, " \t") != NULL)
+        return fail_at(ld, get(ld, n, "base_url"),
+                       "base_url must start with http:// or https:// and name a host");
     size_t ul = strlen(b->base_url);
-    if (ul > 0 && b->base_url[ul - 1] == '/') b->base_url[ul - 1] = '\0';
+    if (b->base_url[ul - 1] == '/') b->base_url[ul - 1] = '\0'; /* paths are appended */
+
     const yaml_node_t *k = get(ld, n, "api_key");
-    char owner[160];
-    snprintf(owner, sizeof owner, "backend '%s'", b->name);
     if (k && resolve_secret(ld, k, &b->api_key, "api_key", owner)) return -1;
-    if (get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, 86400000) ||
+    if (get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
         get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000))
         return -1;
+    return 0;
+}
+
+static int parse_price(struct loader *ld, const yaml_node_t *p, const char *where,
+                       struct price *price)
+{
+    static const char *const keys[] = {"input", "output", NULL};
+    char pwhere[240];
+    snprintf(pwhere, sizeof pwhere, "%s price", where);
+    if (want_mapping(ld, p, "price") || check_keys(ld, p, keys, pwhere)) return -1;
+    const yaml_node_t *in = get(ld, p, "input"), *out = get(ld, p, "output");
+    /* Both are required: a missing one would silently make those tokens free. */
+    if (in == NULL || out == NULL)
+        return fail_at(ld, p, "%s: price needs both 'input' and 'output'", where);
+    if (get_price(ld, in, "input", &price->input) || get_price(ld, out, "output", &price->output))
+        return -1;
+    price->set = true;
     return 0;
 }
 
@@ -290,7 +402,6 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
                         struct target_conf *t)
 {
     static const char *const keys[] = {"backend", "model", "weight", "price", NULL};
-    static const char *const price_keys[] = {"input", "output", NULL};
     char where[200];
     snprintf(where, sizeof where, "model '%s' target %zu", m->name, idx + 1);
     t->weight = 1;
@@ -303,7 +414,7 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     if (get_long(ld, n, "weight", &w, 0, 1000000)) return -1;
     t->weight = (int)w;
     bool found = false;
-    for (size_t i = 0; i < ld->cfg->n_backends; i++)
+    for (size_t i = 0; i < ld->cfg->n_backends && !found; i++)
         if (strcmp(ld->cfg->backends[i].name, t->backend) == 0) {
             t->backend_index = i;
             found = true;
@@ -311,15 +422,7 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     if (!found)
         return fail_at(ld, get(ld, n, "backend"), "%s: unknown backend '%s'", where, t->backend);
     const yaml_node_t *p = get(ld, n, "price");
-    if (p) {
-        if (want_mapping(ld, p, "price") || check_keys(ld, p, price_keys, "price")) return -1;
-        const yaml_node_t *in = get(ld, p, "input"), *out = get(ld, p, "output");
-        if ((in && get_price(ld, in, "input", &t->price.input)) ||
-            (out && get_price(ld, out, "output", &t->price.output)))
-            return -1;
-        t->price.set = true;
-    }
-    return 0;
+    return p ? parse_price(ld, p, where, &t->price) : 0;
 }
 
 static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, struct model_conf *m)
@@ -332,16 +435,17 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     const yaml_node_t *r = get(ld, n, "route");
     if (r) {
         const char *route = scalar(r);
-        if (route && strcmp(route, "priority") == 0)
+        if (route == NULL)
+            return fail_at(ld, r, "route must be a string (supported: priority)");
+        if (strcmp(route, "priority") == 0)
             m->route = ROUTE_PRIORITY;
-        else if (route && (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
-                           strcmp(route, "least-busy") == 0 || strcmp(route, "cost") == 0))
+        else if (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
+                 strcmp(route, "least-busy") == 0 || strcmp(route, "cost") == 0)
             return fail_at(ld, r,
                            "route policy '%s' is not supported by this build (supported: priority)",
                            route);
         else
-            return fail_at(ld, r, "unknown route policy '%s' (supported: priority)",
-                           route ? route : "?");
+            return fail_at(ld, r, "unknown route policy '%s' (supported: priority)", route);
     }
     const yaml_node_t *ts = get(ld, n, "targets");
     if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
@@ -352,7 +456,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     m->targets = calloc(count, sizeof *m->targets);
     if (m->targets == NULL) return fail_at(ld, ts, "out of memory");
     for (size_t i = 0; i < count; i++) {
-        m->n_targets++;
+        m->n_targets++; /* before parsing: config_free() releases a half-built target */
         const yaml_node_t *tn = yaml_document_get_node(ld->doc, ts->data.sequence.items.start[i]);
         if (parse_target(ld, tn, m, i, &m->targets[i])) return -1;
     }
@@ -373,9 +477,9 @@ static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_c
          conns = l->max_connections;
     if (get_long(ld, n, "max_body_bytes", &body, 1, 1L << 34) ||
         get_long(ld, n, "max_header_bytes", &head, 256, 1L << 24) ||
-        get_long(ld, n, "header_timeout_ms", &l->header_timeout_ms, 1, 86400000) ||
-        get_long(ld, n, "body_timeout_ms", &l->body_timeout_ms, 1, 86400000) ||
-        get_long(ld, n, "idle_timeout_ms", &l->idle_timeout_ms, 1, 86400000) ||
+        get_long(ld, n, "header_timeout_ms", &l->header_timeout_ms, 1, MS_MAX) ||
+        get_long(ld, n, "body_timeout_ms", &l->body_timeout_ms, 1, MS_MAX) ||
+        get_long(ld, n, "idle_timeout_ms", &l->idle_timeout_ms, 1, MS_MAX) ||
         get_long(ld, n, "max_connections", &conns, 1, 1000000))
         return -1;
     l->max_body_bytes = (size_t)body;
@@ -394,7 +498,7 @@ static int parse_sequence(struct loader *ld, const yaml_node_t *seq, const char 
     *items = calloc(count, elem_size);
     if (*items == NULL) return fail_at(ld, seq, "out of memory");
     for (size_t i = 0; i < count; i++) {
-        (*n)++;
+        (*n)++; /* before parsing: config_free() releases a half-built element */
         const yaml_node_t *it = yaml_document_get_node(ld->doc, seq->data.sequence.items.start[i]);
         if (each(ld, it, i, (char *)*items + i * elem_size)) return -1;
     }
@@ -421,46 +525,55 @@ static int each_model(struct loader *ld, const yaml_node_t *n, size_t i, void *o
     return 0;
 }
 
+static int parse_listen(struct loader *ld, const yaml_node_t *l)
+{
+    const char *why = NULL;
+    char *host = NULL;
+    int port = 0;
+    if (scalar(l) == NULL)
+        return fail_at(ld, l, "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\")");
+    if (config_parse_listen(scalar(l), &host, &port, &why) != 0)
+        return fail_at(ld, l, "listen: %s", why);
+    free(ld->cfg->listen_host);
+    ld->cfg->listen_host = host;
+    ld->cfg->listen_port = port;
+    return 0;
+}
+
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log", "limits", "backends", "models", "auth", "store",
-        NULL};
+        "listen", "shutdown_grace_ms", "log", "limits", "backends", "models", NULL};
+    /* Planned sections: refused by name so that, say, an auth block is never ignored. */
+    static const char *const later[] = {"auth", "store", NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
-    if (root == NULL) return 0; /* an empty file: all defaults */
-    if (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0') return 0;
-    if (want_mapping(ld, root, "the configuration") ||
-        check_keys(ld, root, keys, "the configuration"))
-        return -1;
-    const char *unsupported[] = {"auth", "store"};
-    for (size_t i = 0; i < 2; i++) {
-        const yaml_node_t *u = get(ld, root, unsupported[i]);
-        if (u) return fail_at(ld, u, "'%s' is not supported by this build", unsupported[i]);
+    if (root == NULL || is_null(root)) return 0; /* an empty file: all defaults */
+    if (want_mapping(ld, root, "the configuration")) return -1;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key);
+        for (const char *const *k = later; scalar(kn) && *k; k++)
+            if (strcmp(scalar(kn), *k) == 0)
+                return fail_at(ld, kn, "'%s' is not supported by this build", *k);
     }
+    if (check_keys(ld, root, keys, "the configuration")) return -1;
+
     const yaml_node_t *l = get(ld, root, "listen");
-    if (l) {
-        const char *why = NULL;
-        char *host = NULL;
-        int port = 0;
-        if (scalar(l) == NULL || config_parse_listen(scalar(l), &host, &port, &why) != 0)
-            return fail_at(ld, l, "listen: %s", why ? why : "expected HOST:PORT");
-        free(cfg->listen_host);
-        cfg->listen_host = host;
-        cfg->listen_port = port;
-    }
-    if (get_long(ld, root, "shutdown_grace_ms", &cfg->shutdown_grace_ms, 0, 86400000)) return -1;
-    const yaml_node_t *lg = get(ld, root, "log");
+    if (l && parse_listen(ld, l)) return -1;
+    if (get_long(ld, root, "shutdown_grace_ms", &cfg->shutdown_grace_ms, 0, MS_MAX)) return -1;
+    const yaml_node_t *lg = get_section(ld, root, "log");
     if (lg && (want_mapping(ld, lg, "log") || check_keys(ld, lg, log_keys, "log") ||
                get_bool(ld, lg, "requests", &cfg->log_requests)))
         return -1;
-    const yaml_node_t *lim = get(ld, root, "limits");
+    const yaml_node_t *lim = get_section(ld, root, "limits");
     if (lim && parse_limits(ld, lim, &cfg->limits)) return -1;
-    const yaml_node_t *bs = get(ld, root, "backends");
+    /* Backends first, whatever the key order: targets refer to them by name. */
+    const yaml_node_t *bs = get_section(ld, root, "backends");
     if (bs && parse_sequence(ld, bs, "backends", sizeof *cfg->backends, (void **)&cfg->backends,
                              &cfg->n_backends, each_backend))
         return -1;
-    const yaml_node_t *ms = get(ld, root, "models");
+    const yaml_node_t *ms = get_section(ld, root, "models");
     if (ms && parse_sequence(ld, ms, "models", sizeof *cfg->models, (void **)&cfg->models,
                              &cfg->n_models, each_model))
         return -1;
@@ -491,92 +604,138 @@ static struct config *config_defaults(const char *name)
     return cfg;
 }
 
+/* Fills `error` from a libyaml failure. Reader errors (bad UTF-8, NUL bytes) carry a byte
+ * offset instead of a mark, so the line and column are computed from the input. */
+static void syntax_error(const yaml_parser_t *parser, const char *yaml, size_t len,
+                         struct config_error *error)
+{
+    if (parser->error == YAML_MEMORY_ERROR) {
+        snprintf(error->msg, sizeof error->msg, "out of memory");
+        return;
+    }
+    if (parser->error == YAML_READER_ERROR) {
+        size_t off = parser->problem_offset < len ? parser->problem_offset : len;
+        error->line = 1;
+        error->col = 1;
+        for (size_t i = 0; i < off; i++) {
+            if (yaml[i] == '\n') {
+                error->line++;
+                error->col = 1;
+            } else {
+                error->col++;
+            }
+        }
+        snprintf(error->msg, sizeof error->msg, "YAML syntax error: %s",
+                 parser->problem ? parser->problem : "cannot read the input");
+        return;
+    }
+    error->line = (int)parser->problem_mark.line + 1;
+    error->col = (int)parser->problem_mark.column + 1;
+    snprintf(error->msg, sizeof error->msg, "YAML syntax error: %s%s%s",
+             parser->problem ? parser->problem : "invalid document", parser->context ? " " : "",
+             parser->context ? parser->context : "");
+}
+
 struct config *config_load_string(const char *yaml, size_t len, const char *name,
                                   struct config_error *error)
 {
+    struct config_error scratch;
+    struct config *cfg = NULL;
     yaml_parser_t parser;
-    yaml_document_t doc;
+    yaml_document_t doc, extra;
+    bool parser_ok = false, doc_ok = false, extra_ok = false;
+    if (error == NULL) error = &scratch;
+    struct loader ld = {.doc = &doc, .error = error};
+    if (name == NULL) name = "<string>";
     memset(error, 0, sizeof *error);
     snprintf(error->file, sizeof error->file, "%s", name);
-    struct config *cfg = config_defaults(name);
-    if (cfg == NULL) {
+
+    if ((cfg = config_defaults(name)) == NULL) {
         snprintf(error->msg, sizeof error->msg, "out of memory");
-        return NULL;
+        goto fail;
     }
-    if (!yaml_parser_initialize(&parser)) {
+    if (!(parser_ok = yaml_parser_initialize(&parser))) {
         snprintf(error->msg, sizeof error->msg, "cannot initialise the YAML parser");
-        config_free(cfg);
-        return NULL;
+        goto fail;
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        error->line = (int)parser.problem_mark.line + 1;
-        error->col = (int)parser.problem_mark.column + 1;
-        snprintf(error->msg, sizeof error->msg, "YAML syntax error: %s%s%s",
-                 parser.problem ? parser.problem : "invalid document", parser.context ? " " : "",
-                 parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        config_free(cfg);
-        return NULL;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""),
+                                 yaml ? len : 0);
+    if (!(doc_ok = yaml_parser_load(&parser, &doc))) {
+        syntax_error(&parser, yaml, yaml ? len : 0, error);
+        goto fail;
     }
-    struct loader ld = {.doc = &doc, .error = error, .cfg = cfg};
-    int rc = parse_root(&ld, yaml_document_get_root_node(&doc));
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    if (rc != 0) {
-        config_free(cfg);
-        return NULL;
+    ld.cfg = cfg;
+    if (parse_root(&ld, yaml_document_get_root_node(&doc)) != 0) goto fail;
+    /* A second document would be silently ignored by the loader; refuse it instead. */
+    if (!(extra_ok = yaml_parser_load(&parser, &extra))) {
+        syntax_error(&parser, yaml, yaml ? len : 0, error);
+        goto fail;
     }
+    if (yaml_document_get_root_node(&extra) != NULL) {
+        error->line = (int)extra.start_mark.line + 1;
+        error->col = (int)extra.start_mark.column + 1;
+        snprintf(error->msg, sizeof error->msg, "only one YAML document is allowed");
+        goto fail;
+    }
+    goto out;
+fail:
+    config_free(cfg);
+    cfg = NULL;
+out:
+    if (extra_ok) yaml_document_delete(&extra);
+    if (doc_ok) yaml_document_delete(&doc);
+    if (parser_ok) yaml_parser_delete(&parser);
     return cfg;
 }
 
 struct config *config_load(const char *path, struct config_error *error)
 {
-    memset(error, 0, sizeof *error);
-    snprintf(error->file, sizeof error->file, "%s", path);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(error->msg, sizeof error->msg, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
+    struct config_error scratch;
+    struct config *cfg = NULL;
     char *buf = NULL;
     size_t len = 0, cap = 0;
+    FILE *f = NULL;
+    if (error == NULL) error = &scratch;
+    memset(error, 0, sizeof *error);
+    snprintf(error->file, sizeof error->file, "%s", path ? path : "");
+    if (path == NULL || (f = fopen(path, "rb")) == NULL) {
+        snprintf(error->msg, sizeof error->msg, "cannot open: %s",
+                 path ? strerror(errno) : "no path");
+        goto out;
+    }
     for (;;) {
-        if (len + 4096 > cap) {
+        if (len == cap) {
             cap = cap ? cap * 2 : 8192;
             char *nb = realloc(buf, cap);
             if (nb == NULL) {
-                free(buf);
-                fclose(f);
                 snprintf(error->msg, sizeof error->msg, "out of memory");
-                return NULL;
+                goto out;
             }
             buf = nb;
         }
         size_t r = fread(buf + len, 1, cap - len, f);
         len += r;
-        if (r == 0) break;
-        if (len > (1u << 22)) {
-            free(buf);
-            fclose(f);
-            snprintf(error->msg, sizeof error->msg, "file is larger than 4 MiB");
-            return NULL;
+        if (len > CONFIG_MAX) {
+            snprintf(error->msg, sizeof error->msg, "file is larger than %u MiB",
+                     CONFIG_MAX >> 20);
+            goto out;
         }
+        if (r == 0) break;
     }
-    bool read_error = ferror(f) != 0;
-    fclose(f);
-    if (read_error) {
-        free(buf);
+    if (ferror(f)) {
         snprintf(error->msg, sizeof error->msg, "cannot read: %s", strerror(errno));
-        return NULL;
+        goto out;
     }
-    struct config *cfg = config_load_string(buf ? buf : "", len, path, error);
+    cfg = config_load_string(buf ? buf : "", len, path, error);
+out:
+    if (f) fclose(f);
     free(buf);
     return cfg;
 }
 
 const char *config_error_format(const struct config_error *error, char *buf, size_t size)
 {
+    if (buf == NULL || size == 0) return buf;
     if (error->line > 0)
         snprintf(buf, size, "%s:%d:%d: %s", error->file, error->line, error->col, error->msg);
     else
@@ -586,7 +745,7 @@ const char *config_error_format(const struct config_error *error, char *buf, siz
 
 const struct model_conf *config_find_model(const struct config *cfg, const char *name)
 {
-    if (name == NULL) return NULL;
+    if (cfg == NULL || name == NULL) return NULL;
     for (size_t i = 0; i < cfg->n_models; i++)
         if (strcmp(cfg->models[i].name, name) == 0) return &cfg->models[i];
     return NULL;
@@ -594,7 +753,7 @@ const struct model_conf *config_find_model(const struct config *cfg, const char 
 
 static void secret_free(struct secret *s)
 {
-    if (s->value) memset(s->value, 0, strlen(s->value));
+    if (s->value) explicit_bzero(s->value, strlen(s->value));
     free(s->value);
     free(s->ref);
 }
