@@ -12,6 +12,8 @@
 //   reset-mid-stream         sends 2 chunks, then destroys the socket
 //   garbled                  200 with a body that is not JSON (stream: garbage, then close)
 //   slow-stream              one chunk every 50 ms for 60 s (client-disconnect tests)
+//   big-stream               20000 chunks of ~1 KB (20 MB) as fast as the socket takes them;
+//                            rec.progress counts the chunks written so far
 // Every request is recorded in `requests` ({method, path, headers, body, closedEarly}).
 import http from 'node:http';
 
@@ -113,6 +115,19 @@ export async function startFake({ port = 0 } = {}) {
       await sleep(10);
       res.destroy();
       return;
+    }
+    if (model === 'big-stream') {
+      const pad = 'x'.repeat(1000);
+      rec.progress = 0;
+      for (let i = 0; i < 20000; i++) {
+        if (res.destroyed) return;
+        const ok = res.write(`data: ${JSON.stringify(chunk(id, model, `${i}:${pad}`))}\n\n`);
+        rec.progress = i + 1;
+        if (!ok) await new Promise((r) => res.once('drain', r));
+      }
+      sse(res, '[DONE]');
+      res.end();
+      return finish();
     }
     const m = /^stream-(\d+)$/.exec(model);
     const n = model === 'slow-stream' ? 1200 : m ? Number(m[1]) : 3;

@@ -14,6 +14,7 @@ before(async () => {
     models: [
       { name: 'twenty', targets: [{ backend: 'up', model: 'stream-20' }] },
       { name: 'slow', targets: [{ backend: 'up', model: 'slow-stream' }] },
+      { name: 'big', targets: [{ backend: 'up', model: 'big-stream' }] },
       { name: 'garbled-then-ok', targets: [{ backend: 'up', model: 'garbled' }, { backend: 'up', model: 'stream-2' }] },
     ],
   }));
@@ -91,4 +92,28 @@ test('a garbled stream before any event fails over to the next target', async ()
   assert.equal(r.status, 200);
   assert.match(r.text, /tok0 /);
   assert.match(r.text, /data: \[DONE\]\n\n$/);
+});
+
+test('a client that reads slowly pauses the upstream instead of buffering it all', async () => {
+  const net = await import('node:net');
+  const before = fake.requests.length;
+  const sock = net.connect(gw.port, '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.pause(); // read nothing for now
+  const body = JSON.stringify({ model: 'big', stream: true, messages: [{ role: 'user', content: 'x' }] });
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  const up = await waitFor(() => fake.requests.slice(before).find((r) => r.body?.model === 'big-stream'), { what: 'upstream request' });
+  // While the client reads nothing, the gateway must stop reading the upstream once its
+  // output buffer is full: the 20 MB stream cannot get far (socket buffers hold a few MB).
+  await waitFor(() => up.progress > 0, { what: 'the stream to start' });
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.ok(up.progress < 20000, `upstream wrote all ${up.progress} chunks to a gateway whose client reads nothing`);
+  let text = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (d) => { text += d; });
+  sock.resume();
+  await waitFor(() => text.includes('data: [DONE]'), { timeout: 30000, what: 'the whole stream' });
+  sock.destroy();
+  for (const i of [0, 9999, 19999]) assert.ok(text.includes(`"content":"${i}:x`), `chunk ${i} arrived`);
+  assert.equal((text.match(/"content":"\d+:x/g) || []).length, 20000);
 });

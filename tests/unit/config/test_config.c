@@ -1,12 +1,22 @@
-/* Unit tests for src/config/config.c: parsing, defaults, secrets and every error class. */
-#include "unit/cmocka_all.h"
+/* Unit tests for src/config/config.c: parsing, defaults, secrets and every error class.
+ * Positions are asserted exactly (1-based line:col of the offending node), because
+ * `stratus check` prints them and users jump to them from their editor. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config/config.h"
+
+/* One backend `up` that every model below can target. */
+#define UP "backends:\n  - { name: up, type: openai, base_url: \"http://h\" }\n"
 
 static struct config *load(const char *yaml, struct config_error *e)
 {
@@ -28,7 +38,26 @@ static void expect_error(const char *yaml, int line, int col, const char *part)
     assert_string_equal(e.file, "t.yaml");
 }
 
-static void test_config_load_string_full_config(void **state)
+/* Asserts the whole message, not just a part. */
+static void expect_exact(const char *yaml, int line, int col, const char *msg)
+{
+    expect_error(yaml, line, col, msg);
+    struct config_error e;
+    assert_null(load(yaml, &e));
+    assert_string_equal(e.msg, msg);
+}
+
+/* Writes `data` to a new temp file; `path` receives its name (caller unlinks). */
+static void write_temp(char *path, const char *data, size_t len)
+{
+    strcpy(path, "/tmp/stratus-cfgtest-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void test_config_load_string_parses_full_config(void **state)
 {
     (void)state;
     setenv("CFG_TEST_KEY", "sk-123", 1);
@@ -56,10 +85,13 @@ static void test_config_load_string_full_config(void **state)
         "    route: priority\n"
         "    targets:\n"
         "      - { backend: other, model: m1, weight: 3, price: { input: 0.15, output: 0.6 } }\n"
-        "      - { backend: up }\n";
+        "      - { backend: up, weight: 0 }\n"
+        "  - name: embed\n"
+        "    targets: [ { backend: up, model: e5 } ]\n";
     struct config_error e;
     struct config *c = load(yaml, &e);
     if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    assert_string_equal(c->path, "t.yaml");
     assert_string_equal(c->listen_host, "0.0.0.0");
     assert_int_equal(c->listen_port, 9000);
     assert_int_equal(c->shutdown_grace_ms, 1500);
@@ -70,153 +102,542 @@ static void test_config_load_string_full_config(void **state)
     assert_int_equal(c->limits.body_timeout_ms, 12);
     assert_int_equal(c->limits.idle_timeout_ms, 13);
     assert_int_equal(c->limits.max_connections, 14);
+
     assert_int_equal(c->n_backends, 2);
-    assert_string_equal(c->backends[0].base_url, "http://127.0.0.1:9001/v1"); /* '/' trimmed */
-    assert_string_equal(c->backends[0].api_key.ref, "env:CFG_TEST_KEY");
-    assert_string_equal(c->backends[0].api_key.value, "sk-123");
-    assert_int_equal(c->backends[0].timeout_ms, 5000);
-    assert_int_equal(c->backends[0].connect_timeout_ms, 100);
-    assert_null(c->backends[1].api_key.value);
-    assert_int_equal(c->backends[1].timeout_ms, 60000); /* defaults */
-    assert_int_equal(c->backends[1].connect_timeout_ms, 5000);
-    assert_int_equal(c->n_models, 1);
-    const struct model_conf *m = config_find_model(c, "chat");
-    assert_non_null(m);
+    const struct backend_conf *b = &c->backends[0];
+    assert_string_equal(b->name, "up");
+    assert_int_equal(b->type, BACKEND_OPENAI);
+    assert_string_equal(b->base_url, "http://127.0.0.1:9001/v1"); /* '/' trimmed */
+    assert_string_equal(b->api_key.ref, "env:CFG_TEST_KEY");
+    assert_string_equal(b->api_key.value, "sk-123");
+    assert_int_equal(b->timeout_ms, 5000);
+    assert_int_equal(b->connect_timeout_ms, 100);
+    assert_int_equal(b->line, 12);
+    assert_int_equal(b->col, 5);
+    b = &c->backends[1];
+    assert_string_equal(b->name, "other");
+    assert_string_equal(b->base_url, "https://x.example/v1");
+    assert_null(b->api_key.ref);
+    assert_null(b->api_key.value);
+    assert_int_equal(b->timeout_ms, 60000); /* defaults */
+    assert_int_equal(b->connect_timeout_ms, 5000);
+    assert_int_equal(b->line, 18);
+    assert_int_equal(b->col, 5);
+
+    assert_int_equal(c->n_models, 2);
+    const struct model_conf *m = &c->models[0];
+    assert_string_equal(m->name, "chat");
+    assert_int_equal(m->route, ROUTE_PRIORITY);
     assert_int_equal(m->n_targets, 2);
+    assert_string_equal(m->targets[0].backend, "other");
     assert_int_equal(m->targets[0].backend_index, 1);
     assert_string_equal(m->targets[0].model, "m1");
     assert_int_equal(m->targets[0].weight, 3);
     assert_true(m->targets[0].price.set);
-    assert_true(m->targets[0].price.output > 0.59 && m->targets[0].price.output < 0.61);
-    assert_string_equal(m->targets[1].model, "chat"); /* defaults to the group's name */
+    assert_true(m->targets[0].price.input > 0.149 && m->targets[0].price.input < 0.151);
+    assert_true(m->targets[0].price.output > 0.599 && m->targets[0].price.output < 0.601);
+    assert_string_equal(m->targets[1].backend, "up");
     assert_int_equal(m->targets[1].backend_index, 0);
-    assert_null(config_find_model(c, "nope"));
+    assert_string_equal(m->targets[1].model, "chat"); /* defaults to the group's name */
+    assert_int_equal(m->targets[1].weight, 0);
+    assert_false(m->targets[1].price.set);
+    m = &c->models[1];
+    assert_string_equal(m->name, "embed");
+    assert_int_equal(m->n_targets, 1);
+    assert_string_equal(m->targets[0].model, "e5");
     config_free(c);
+    unsetenv("CFG_TEST_KEY");
 }
 
-static void test_config_load_string_defaults_for_empty_file(void **state)
+static void test_config_load_string_applies_defaults(void **state)
 {
     (void)state;
+    const char *inputs[] = {"", "# only a comment\n", "---\n", "~\n"};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        struct config_error e;
+        struct config *c = load(inputs[i], &e);
+        if (c == NULL) fail_msg("input %zu: %s", i, e.msg);
+        assert_string_equal(c->listen_host, "127.0.0.1");
+        assert_int_equal(c->listen_port, 8080);
+        assert_int_equal(c->shutdown_grace_ms, 10000);
+        assert_true(c->log_requests);
+        assert_int_equal(c->limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_int_equal(c->limits.max_header_bytes, 64 * 1024);
+        assert_int_equal(c->limits.header_timeout_ms, 10000);
+        assert_int_equal(c->limits.body_timeout_ms, 30000);
+        assert_int_equal(c->limits.idle_timeout_ms, 60000);
+        assert_int_equal(c->limits.max_connections, 10000);
+        assert_int_equal(c->n_backends, 0);
+        assert_null(c->backends);
+        assert_int_equal(c->n_models, 0);
+        assert_null(c->models);
+        config_free(c);
+    }
+    /* A partial section keeps the defaults of the keys it leaves out. */
     struct config_error e;
-    struct config *c = load("", &e);
+    struct config *c = load("limits: { max_connections: 5 }\nlog: {}\n", &e);
     assert_non_null(c);
-    assert_string_equal(c->listen_host, "127.0.0.1");
-    assert_int_equal(c->listen_port, 8080);
+    assert_int_equal(c->limits.max_connections, 5);
     assert_int_equal(c->limits.max_body_bytes, 10 * 1024 * 1024);
-    assert_int_equal(c->limits.max_header_bytes, 64 * 1024);
-    assert_int_equal(c->shutdown_grace_ms, 10000);
+    assert_int_equal(c->limits.idle_timeout_ms, 60000);
     assert_true(c->log_requests);
-    assert_int_equal(c->n_backends, 0);
     config_free(c);
 }
 
-static void test_config_load_string_unknown_keys(void **state)
+static void test_config_load_string_allows_empty_lists(void **state)
 {
     (void)state;
-    expect_error("listne: 1.2.3.4:5\n", 1, 1,
-                 "unknown key 'listne' in the configuration (did you mean 'listen'?)");
-    expect_error(
-        "backends:\n  - name: a\n    type: openai\n    base_url: http://x\n    colour: red\n", 5, 5,
-        "unknown key 'colour' in backends[0]");
-    expect_error("limits:\n  max_body_byts: 5\n", 2, 3, "did you mean 'max_body_bytes'?");
-    expect_error("log: { request: true }\n", 1, 8, "did you mean 'requests'?");
+    const char *inputs[] = {"backends: []\nmodels: []\n", "backends:\nmodels:\n",
+                            UP "models: []\n"};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        struct config_error e;
+        struct config *c = load(inputs[i], &e);
+        if (c == NULL) fail_msg("input %zu: %s", i, e.msg);
+        assert_int_equal(c->n_models, 0);
+        config_free(c);
+    }
 }
 
-static void test_config_load_string_wrong_types(void **state)
+static void test_config_load_string_rejects_unknown_keys(void **state)
 {
     (void)state;
-    expect_error("limits:\n  max_body_bytes: 10MB\n", 2, 19,
-                 "max_body_bytes must be a positive integer");
+    expect_exact("listne: 1.2.3.4:5\n", 1, 1,
+                 "unknown key 'listne' in the configuration (did you mean 'listen'?)");
+    expect_exact("backends:\n  - name: a\n    type: openai\n    base_url: http://x\n"
+                 "    colour: red\n",
+                 5, 5, "unknown key 'colour' in backends[0]");
+    expect_exact("backends:\n  - name: up\n    type: openai\n    base_ulr: http://x/v1\n", 4, 5,
+                 "unknown key 'base_ulr' in backends[0] (did you mean 'base_url'?)");
+    expect_exact("limits:\n  max_body_byts: 5\n", 2, 3,
+                 "unknown key 'max_body_byts' in limits (did you mean 'max_body_bytes'?)");
+    expect_exact("log: { request: true }\n", 1, 8,
+                 "unknown key 'request' in log (did you mean 'requests'?)");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, modle: x } ] }\n", 4, 43,
+                 "unknown key 'modle' in model 'm' target 1 (did you mean 'model'?)");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n"
+                    "      - { backend: up, price: { input: 1, output: 2, cached: 3 } }\n",
+                 6, 54, "unknown key 'cached' in model 'm' target 1 price");
+    expect_exact(UP "models:\n  - { name: m, rout: priority, targets: [ { backend: up } ] }\n", 4,
+                 16, "unknown key 'rout' in models[0] (did you mean 'route'?)");
+    expect_exact("tls: { cert: x }\n", 1, 1, "unknown key 'tls' in the configuration");
+    expect_exact("[1, 2]: x\n", 1, 1, "keys in the configuration must be plain strings");
+}
+
+static void test_config_load_string_rejects_wrong_types(void **state)
+{
+    (void)state;
+    expect_exact("limits:\n  max_body_bytes: 10MB\n", 2, 19,
+                 "max_body_bytes must be a positive integer (at most 17179869184)");
     expect_error("limits:\n  idle_timeout_ms: -5\n", 2, 20,
                  "idle_timeout_ms must be a positive integer");
-    expect_error("shutdown_grace_ms: 1.5\n", 1, 20, "shutdown_grace_ms must be an integer");
-    expect_error("log:\n  requests: yes please\n", 2, 13, "requests must be true or false");
-    expect_error("backends: {}\n", 1, 11, "backends must be a list");
-    expect_error("limits: 5\n", 1, 9, "limits must be a mapping");
-    expect_error("listen: nowhere\n", 1, 9, "listen: expected HOST:PORT");
-    expect_error("listen: 1.2.3.4:99999\n", 1, 9, "port must be a number from 0 to 65535");
+    expect_error("limits:\n  body_timeout_ms: 0\n", 2, 20,
+                 "body_timeout_ms must be a positive integer");
+    expect_error("limits:\n  header_timeout_ms: 1e3\n", 2, 22,
+                 "header_timeout_ms must be a positive integer");
+    expect_error("limits:\n  max_connections: \"100\"\n", 2, 20,
+                 "max_connections must be a positive integer");
+    expect_error("limits:\n  max_connections: 0x10\n", 2, 20,
+                 "max_connections must be a positive integer");
+    expect_error("limits:\n  max_connections: 99999999999999999999999\n", 2, 20,
+                 "max_connections must be a positive integer");
+    expect_exact("limits:\n  max_header_bytes: 100\n", 2, 21,
+                 "max_header_bytes must be an integer from 256 to 16777216");
+    expect_exact("shutdown_grace_ms: 1.5\n", 1, 20,
+                 "shutdown_grace_ms must be a non-negative integer (at most 86400000)");
+    expect_error("shutdown_grace_ms: 10s\n", 1, 20, "shutdown_grace_ms must be a non-negative");
+    expect_error("shutdown_grace_ms: [1]\n", 1, 20, "shutdown_grace_ms must be a non-negative");
+    expect_exact("log:\n  requests: yes\n", 2, 13, "requests must be true or false");
+    expect_error("log:\n  requests: \"true\"\n", 2, 13, "requests must be true or false");
+    expect_error("log:\n  requests: 1\n", 2, 13, "requests must be true or false");
+    expect_exact("backends: {}\n", 1, 11, "backends must be a list");
+    expect_exact("models: chat\n", 1, 9, "models must be a list");
+    expect_exact("limits: 5\n", 1, 9, "limits must be a mapping");
+    expect_exact("log: [true]\n", 1, 6, "log must be a mapping");
+    expect_exact("- listen\n", 1, 1, "the configuration must be a mapping");
+    expect_exact("backends:\n  - up\n", 2, 5, "backends[0] must be a mapping");
+    expect_exact("backends:\n  - { name: [a], type: openai, base_url: \"http://h\" }\n", 2, 13,
+                 "name must be a non-empty string");
+    expect_exact("backends:\n  - { name: \"\", type: openai, base_url: \"http://h\" }\n", 2, 13,
+                 "name must be a non-empty string");
+    expect_exact("backends:\n  - { name: a, type: [openai], base_url: \"http://h\" }\n", 2, 22,
+                 "type must be a string (supported: openai)");
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://h\", timeout_ms: 10s }\n",
+                 2, 62, "timeout_ms must be a positive integer (at most 86400000)");
+    expect_exact(
+        "backends:\n  - { name: a, type: openai, base_url: \"http://h\", connect_timeout_ms: -1 }\n",
+        2, 70, "connect_timeout_ms must be a positive integer (at most 600000)");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: -1 } ] }\n", 4, 51,
+                 "weight must be a non-negative integer (at most 1000000)");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: 1.5 } ] }\n", 4, 51,
+                 "weight must be a non-negative integer (at most 1000000)");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n"
+                    "      - { backend: up, price: { input: -1, output: 2 } }\n",
+                 6, 39, "price.input must be a non-negative number (USD per 1M tokens)");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n"
+                    "      - { backend: up, price: { input: 1, output: cheap } }\n",
+                 6, 50, "price.output must be a non-negative number (USD per 1M tokens)");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n"
+                    "      - { backend: up, price: { input: .nan, output: 1 } }\n",
+                 6, 39, "price.input must be a non-negative number (USD per 1M tokens)");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n"
+                    "      - { backend: up, price: { input: 1 } }\n",
+                 6, 30, "model 'm' target 1: price needs both 'input' and 'output'");
+    expect_exact(UP "models:\n  - name: m\n    targets:\n      - { backend: up, price: 3 }\n", 6,
+                 30, "price must be a mapping");
+    expect_exact(UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n",
+                 4, 23, "route must be a string (supported: priority)");
 }
 
-static void test_config_load_string_yaml_syntax_error(void **state)
+static void test_config_load_string_rejects_bad_listen(void **state)
 {
     (void)state;
+    expect_exact("listen: nowhere\n", 1, 9, "listen: expected HOST:PORT");
+    expect_exact("listen: 1.2.3.4:99999\n", 1, 9, "listen: port must be a number from 0 to 65535");
+    expect_exact("listen: \"::1:80\"\n", 1, 9,
+                 "listen: an IPv6 address needs brackets, as in [::1]:8080");
+    expect_exact("listen: [a, b]\n", 1, 9,
+                 "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\")");
     struct config_error e;
-    struct config *c = load("backends:\n  - name: [unclosed\n", &e);
-    assert_null(c);
-    assert_non_null(strstr(e.msg, "YAML syntax error"));
-    assert_true(e.line >= 2);
+    struct config *c = load("listen: \"[::1]:80\"\n", &e);
+    assert_non_null(c);
+    assert_string_equal(c->listen_host, "::1");
+    assert_int_equal(c->listen_port, 80);
+    config_free(c);
 }
 
-static void test_config_load_string_duplicates_and_references(void **state)
+static void test_config_load_string_rejects_duplicate_keys(void **state)
 {
     (void)state;
-    expect_error("listen: a:1\nlisten: b:2\n", 2, 1, "duplicate key 'listen'");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\" }\n"
+    expect_exact("listen: a:1\nlisten: b:2\n", 2, 1, "duplicate key 'listen' in the configuration");
+    expect_exact("backends:\n  - name: a\n    type: openai\n    name: b\n", 4, 5,
+                 "duplicate key 'name' in backends[0]");
+    expect_exact("limits: { max_connections: 1, max_connections: 2 }\n", 1, 31,
+                 "duplicate key 'max_connections' in limits");
+}
+
+static void test_config_load_string_rejects_duplicate_names(void **state)
+{
+    (void)state;
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\" }\n"
                  "  - { name: a, type: openai, base_url: \"http://y\" }\n",
                  3, 13, "duplicate backend name 'a'");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\" }\nmodels:\n"
-                 "  - { name: m, targets: [ { backend: a } ] }\n  - { name: m, targets: [ { "
-                 "backend: a } ] }\n",
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up } ] }\n"
+                    "  - { name: m, targets: [ { backend: up } ] }\n",
                  5, 13, "duplicate model name 'm'");
-    expect_error("models:\n  - name: m\n    targets:\n      - { backend: ghost }\n", 4, 20,
+}
+
+static void test_config_load_string_rejects_unknown_target_backend(void **state)
+{
+    (void)state;
+    expect_exact("models:\n  - name: m\n    targets:\n      - { backend: ghost }\n", 4, 20,
                  "model 'm' target 1: unknown backend 'ghost'");
-    expect_error("models:\n  - name: m\n    targets: []\n", 3, 14,
-                 "targets must be a non-empty list");
-    expect_error("models:\n  - name: m\n", 2, 5, "missing required key 'targets'");
+    expect_exact(UP "models:\n  - name: chat\n    targets:\n      - { backend: up }\n"
+                    "      - { backend: x, model: y }\n",
+                 7, 20, "model 'chat' target 2: unknown backend 'x'");
 }
 
-static void test_config_load_string_unsupported_features_are_errors(void **state)
+static void test_config_load_string_rejects_bad_targets(void **state)
 {
     (void)state;
-    expect_error("backends:\n  - { name: c, type: anthropic }\n", 2, 22,
-                 "backend type 'anthropic' is not supported by this build (supported: openai)");
-    expect_error("backends:\n  - { name: c, type: gopher, base_url: \"http://x\" }\n", 2, 22,
-                 "unknown backend type 'gopher'");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\" }\nmodels:\n"
-                 "  - { name: m, route: weighted, targets: [ { backend: a } ] }\n",
-                 4, 23, "route policy 'weighted' is not supported by this build");
-    expect_error("auth:\n  master_key: env:X\n", 2, 3, "'auth' is not supported by this build");
-    expect_error("store: { url: \"sqlite://x.db\" }\n", 1, 8,
+    expect_exact("models:\n  - name: m\n    targets: []\n", 3, 14,
+                 "model 'm': targets must be a non-empty list");
+    expect_exact("models:\n  - name: m\n    targets: up\n", 3, 14,
+                 "model 'm': targets must be a non-empty list");
+    expect_exact("models:\n  - name: m\n", 2, 5, "model 'm': missing required key 'targets'");
+    expect_exact(UP "models:\n  - { name: m, targets: [ up ] }\n", 4, 27,
+                 "model 'm' target 1 must be a mapping");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { model: x } ] }\n", 4, 27,
+                 "model 'm' target 1: missing required key 'backend'");
+    expect_exact(UP "models:\n  - { targets: [ { backend: up } ] }\n", 4, 5,
+                 "models[0]: missing required key 'name'");
+}
+
+static void test_config_load_string_rejects_missing_backend_keys(void **state)
+{
+    (void)state;
+    expect_exact("backends:\n  - { type: openai, base_url: \"http://h\" }\n", 2, 5,
+                 "backends[0]: missing required key 'name'");
+    expect_exact("backends:\n  - { name: a, base_url: \"http://h\" }\n", 2, 5,
+                 "backend 'a': missing required key 'type'");
+    expect_exact("backends:\n  - { name: a, type: openai }\n", 2, 5,
+                 "backend 'a': missing required key 'base_url'");
+}
+
+static void test_config_load_string_rejects_unsupported_backend_types(void **state)
+{
+    (void)state;
+    const char *later[] = {"anthropic", "bedrock", "local"};
+    for (size_t i = 0; i < 3; i++) {
+        char yaml[128], msg[128];
+        snprintf(yaml, sizeof yaml, "backends:\n  - { name: c, type: %s }\n", later[i]);
+        snprintf(msg, sizeof msg,
+                 "backend type '%s' is not supported by this build (supported: openai)", later[i]);
+        expect_exact(yaml, 2, 22, msg);
+    }
+    expect_exact("backends:\n  - { name: c, type: gopher, base_url: \"http://x\" }\n", 2, 22,
+                 "unknown backend type 'gopher' (supported: openai)");
+    expect_exact("backends:\n  - { name: c, type: OpenAI, base_url: \"http://x\" }\n", 2, 22,
+                 "unknown backend type 'OpenAI' (supported: openai)");
+}
+
+static void test_config_load_string_rejects_unsupported_route_policies(void **state)
+{
+    (void)state;
+    const char *later[] = {"weighted", "latency", "least-busy", "cost"};
+    for (size_t i = 0; i < 4; i++) {
+        char yaml[256], msg[128];
+        snprintf(yaml, sizeof yaml,
+                 UP "models:\n  - { name: m, route: %s, targets: [ { backend: up } ] }\n", later[i]);
+        snprintf(msg, sizeof msg,
+                 "route policy '%s' is not supported by this build (supported: priority)",
+                 later[i]);
+        expect_exact(yaml, 4, 23, msg);
+    }
+    expect_exact(UP "models:\n  - { name: m, route: random, targets: [ { backend: up } ] }\n", 4,
+                 23, "unknown route policy 'random' (supported: priority)");
+}
+
+static void test_config_load_string_refuses_later_sections(void **state)
+{
+    (void)state;
+    expect_exact("auth:\n  master_key: env:X\n", 1, 1, "'auth' is not supported by this build");
+    expect_exact("listen: 127.0.0.1:1\nstore: { url: \"sqlite://x.db\" }\n", 2, 1,
                  "'store' is not supported by this build");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"ftp://x\" }\n", 2, 40,
-                 "base_url must start with http:// or https://");
+    /* Even empty: a present-but-null auth block must not be mistaken for "no auth". */
+    expect_exact("auth:\n", 1, 1, "'auth' is not supported by this build");
 }
 
-static void test_config_load_string_secret_references(void **state)
+static void test_config_load_string_checks_base_url(void **state)
 {
     (void)state;
+    const char *msg = "base_url must start with http:// or https:// and name a host";
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"ftp://x\" }\n", 2, 40, msg);
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://\" }\n", 2, 40, msg);
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: 127.0.0.1:9001 }\n", 2, 40,
+                 msg);
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://a b\" }\n", 2, 40,
+                 msg);
     struct config_error e;
-    /* A literal key is refused and never echoed. */
-    const char *literal =
-        "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: sk-LEAKME }\n";
-    assert_null(load(literal, &e));
-    assert_non_null(strstr(e.msg, "must be a secret reference (env:NAME or file:PATH)"));
-    assert_null(strstr(e.msg, "LEAKME"));
+    struct config *c =
+        load("backends:\n  - { name: a, type: openai, base_url: \"https://h/v1//\" }\n", &e);
+    assert_non_null(c);
+    assert_string_equal(c->backends[0].base_url, "https://h/v1/"); /* only one '/' stripped */
+    config_free(c);
+}
 
-    unsetenv("CFG_TEST_MISSING");
-    expect_error("backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: "
-                 "env:CFG_TEST_MISSING }\n",
-                 2, 61,
-                 "environment variable CFG_TEST_MISSING (api_key of backend 'a') is not set");
+static void test_config_load_string_rejects_control_characters(void **state)
+{
+    (void)state;
+    expect_exact("backends:\n  - { name: \"a\\r\\nX-Evil: 1\", type: openai, base_url: \"http://h\" }\n",
+                 2, 13, "name must not contain control characters");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, model: \"x\\u0000y\" } ] }\n",
+                 4, 44, "model must not contain control characters");
+}
 
-    char path[] = "/tmp/stratus-secret-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, "sk-from-file\r\n", 14), 14);
-    close(fd);
-    char yaml[512];
-    snprintf(
-        yaml, sizeof yaml,
-        "backends:\n  - { name: a, type: openai, base_url: \"http://x\", api_key: \"file:%s\" }\n",
-        path);
-    struct config *c = load(yaml, &e);
+static void test_config_load_string_resolves_env_secret(void **state)
+{
+    (void)state;
+    setenv("CFG_TEST_ENV_KEY", "sk-env-value", 1);
+    struct config_error e;
+    struct config *c = load("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                            "api_key: env:CFG_TEST_ENV_KEY }\n",
+                            &e);
     if (c == NULL) fail_msg("%s", e.msg);
-    assert_string_equal(c->backends[0].api_key.value, "sk-from-file");
+    assert_string_equal(c->backends[0].api_key.ref, "env:CFG_TEST_ENV_KEY");
+    assert_string_equal(c->backends[0].api_key.value, "sk-env-value");
+    config_free(c);
+    unsetenv("CFG_TEST_ENV_KEY");
+}
+
+static void test_config_load_string_rejects_missing_env_secret(void **state)
+{
+    (void)state;
+    const char *yaml = "backends:\n  - { name: up, type: openai, base_url: \"http://x\", "
+                       "api_key: env:CFG_TEST_MISSING }\n";
+    const char *msg = "environment variable CFG_TEST_MISSING (api_key of backend 'up') is not set";
+    unsetenv("CFG_TEST_MISSING");
+    expect_exact(yaml, 2, 62, msg);
+    setenv("CFG_TEST_MISSING", "", 1); /* empty counts as unset */
+    expect_exact(yaml, 2, 62, msg);
+    setenv("CFG_TEST_MISSING", "sk-bad\nX-Injected: 1", 1);
+    expect_exact(yaml, 2, 62,
+                 "environment variable CFG_TEST_MISSING (api_key of backend 'up') contains "
+                 "control characters");
+    unsetenv("CFG_TEST_MISSING");
+    expect_exact("backends:\n  - { name: up, type: openai, base_url: \"http://x\", api_key: "
+                 "\"env:\" }\n",
+                 2, 62, "api_key of backend 'up': env: needs a variable name");
+}
+
+static void test_config_load_string_rejects_literal_key(void **state)
+{
+    (void)state;
+    const char *msg =
+        "api_key must be a secret reference (env:NAME or file:PATH), not a literal key";
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                 "api_key: sk-LEAKME }\n",
+                 2, 61, msg);
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                 "api_key: \"ENV:LEAKME\" }\n",
+                 2, 61, msg);
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                 "api_key: [LEAKME] }\n",
+                 2, 61, msg);
+    struct config_error e;
+    char buf[1024];
+    assert_null(load("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                     "api_key: sk-LEAKME }\n",
+                     &e));
+    assert_null(strstr(config_error_format(&e, buf, sizeof buf), "LEAKME"));
+}
+
+static void test_config_load_string_resolves_file_secret(void **state)
+{
+    (void)state;
+    const char *contents[] = {"sk-from-file\r\n", "sk-from-file\n\n", "sk-from-file"};
+    for (size_t i = 0; i < 3; i++) {
+        char path[64], yaml[512];
+        write_temp(path, contents[i], strlen(contents[i]));
+        snprintf(yaml, sizeof yaml,
+                 "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                 "api_key: \"file:%s\" }\n",
+                 path);
+        struct config_error e;
+        struct config *c = load(yaml, &e);
+        if (c == NULL) fail_msg("%s", e.msg);
+        char ref[80];
+        snprintf(ref, sizeof ref, "file:%s", path);
+        assert_string_equal(c->backends[0].api_key.ref, ref);
+        assert_string_equal(c->backends[0].api_key.value, "sk-from-file");
+        config_free(c);
+        unlink(path);
+    }
+}
+
+static void test_config_load_string_rejects_bad_secret_file(void **state)
+{
+    (void)state;
+    char path[64], yaml[512], msg[256];
+    struct config_error e;
+    /* Unreadable (missing): the message names the path and the reason. */
+    write_temp(path, "x", 1);
+    unlink(path);
+    snprintf(yaml, sizeof yaml,
+             "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+             "api_key: \"file:%s\" }\n",
+             path);
+    snprintf(msg, sizeof msg, "api_key of backend 'a': cannot read %s: %s", path,
+             strerror(ENOENT));
+    expect_exact(yaml, 2, 61, msg);
+
+    /* A directory opens but cannot be read. */
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+                 "api_key: \"file:/tmp\" }\n",
+                 2, 61, "api_key of backend 'a': cannot read /tmp: Is a directory");
+
+    /* Empty once the newline is stripped. */
+    write_temp(path, "\r\n", 2);
+    snprintf(yaml, sizeof yaml,
+             "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+             "api_key: \"file:%s\" }\n",
+             path);
+    snprintf(msg, sizeof msg, "api_key of backend 'a': %s is empty", path);
+    expect_exact(yaml, 2, 61, msg);
+    unlink(path);
+
+    /* Two lines would inject a header; the value must not appear in the message. */
+    write_temp(path, "sk-SECRET1\nsk-SECRET2\n", 22);
+    snprintf(yaml, sizeof yaml,
+             "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+             "api_key: \"file:%s\" }\n",
+             path);
+    snprintf(msg, sizeof msg,
+             "api_key of backend 'a': %s must hold one line without control characters", path);
+    expect_exact(yaml, 2, 61, msg);
+    assert_null(load(yaml, &e));
+    assert_null(strstr(e.msg, "SECRET"));
+    unlink(path);
+
+    /* Too large to be a key. */
+    static char big[9000];
+    memset(big, 'k', sizeof big);
+    write_temp(path, big, sizeof big);
+    snprintf(yaml, sizeof yaml,
+             "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
+             "api_key: \"file:%s\" }\n",
+             path);
+    snprintf(msg, sizeof msg, "api_key of backend 'a': %s is larger than 8192 bytes", path);
+    expect_exact(yaml, 2, 61, msg);
+    unlink(path);
+}
+
+static void test_config_load_string_reports_yaml_syntax_errors(void **state)
+{
+    (void)state;
+    expect_exact("backends:\n  - name: [unclosed\n", 3, 1,
+                 "YAML syntax error: did not find expected ',' or ']' while parsing a flow "
+                 "sequence");
+    expect_exact("listen: a:1\n  bad: indent\n", 2, 6,
+                 "YAML syntax error: mapping values are not allowed in this context");
+    expect_exact("models: *nowhere\n", 1, 9, "YAML syntax error: found undefined alias");
+    expect_exact("listen: a:1\nlog: \"\xff\"\n", 2, 7,
+                 "YAML syntax error: invalid leading UTF-8 octet");
+}
+
+static void test_config_load_string_rejects_second_document(void **state)
+{
+    (void)state;
+    expect_exact("listen: a:1\n---\nlisten: b:2\n", 2, 1, "only one YAML document is allowed");
+    expect_error("listen: a:1\n---\n[\n", 4, 1, "YAML syntax error");
+    struct config_error e;
+    struct config *c = load("listen: a:1\n...\n", &e); /* an explicit end is fine */
+    assert_non_null(c);
+    config_free(c);
+}
+
+static void test_config_load_string_uses_length_not_nul(void **state)
+{
+    (void)state;
+    const char yaml[] = "listen: a:1\nlisten: b:2\n";
+    struct config_error e;
+    struct config *c = config_load_string(yaml, 12, "n.yaml", &e); /* first line only */
+    assert_non_null(c);
+    assert_string_equal(c->listen_host, "a");
+    config_free(c);
+}
+
+static void test_config_load_reads_file(void **state)
+{
+    (void)state;
+    char path[64];
+    const char *yaml = "listen: 127.0.0.1:0\n" UP "models: [ { name: m, targets: [ { backend: "
+                       "up } ] } ]\n";
+    write_temp(path, yaml, strlen(yaml));
+    struct config_error e;
+    struct config *c = config_load(path, &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_string_equal(c->path, path);
+    assert_int_equal(c->listen_port, 0);
+    assert_int_equal(c->n_backends, 1);
+    assert_int_equal(c->models[0].targets[0].backend_index, 0);
     config_free(c);
     unlink(path);
-    assert_null(load(yaml, &e)); /* now missing */
-    assert_non_null(strstr(e.msg, "cannot read"));
-    assert_non_null(strstr(e.msg, path));
+}
+
+static void test_config_load_reports_path_and_position(void **state)
+{
+    (void)state;
+    char path[64], want[256], buf[1024];
+    const char *yaml = "listen: 127.0.0.1:0\nbackends:\n  - name: up\n    type: openai\n"
+                       "    base_ulr: http://x/v1\n";
+    write_temp(path, yaml, strlen(yaml));
+    struct config_error e;
+    assert_null(config_load(path, &e));
+    assert_string_equal(e.file, path);
+    snprintf(want, sizeof want,
+             "%s:5:5: unknown key 'base_ulr' in backends[0] (did you mean 'base_url'?)", path);
+    assert_string_equal(config_error_format(&e, buf, sizeof buf), want);
+    unlink(path);
 }
 
 static void test_config_load_missing_file(void **state)
@@ -225,9 +646,21 @@ static void test_config_load_missing_file(void **state)
     struct config_error e;
     char buf[600];
     assert_null(config_load("/nonexistent/stratus.yaml", &e));
+    assert_string_equal(e.file, "/nonexistent/stratus.yaml");
     assert_int_equal(e.line, 0);
+    assert_int_equal(e.col, 0);
+    assert_string_equal(e.msg, "cannot open: No such file or directory");
     assert_string_equal(config_error_format(&e, buf, sizeof buf),
                         "/nonexistent/stratus.yaml: cannot open: No such file or directory");
+}
+
+static void test_config_load_directory(void **state)
+{
+    (void)state;
+    struct config_error e;
+    assert_null(config_load("/tmp", &e));
+    assert_int_equal(e.line, 0);
+    assert_string_equal(e.msg, "cannot read: Is a directory");
 }
 
 static void test_config_error_format_with_position(void **state)
@@ -240,41 +673,139 @@ static void test_config_error_format_with_position(void **state)
     assert_string_equal(config_error_format(&e, buf, sizeof buf), "a.yaml:3:7: boom");
 }
 
-static void test_config_parse_listen_forms(void **state)
+static void test_config_error_format_without_position(void **state)
 {
     (void)state;
+    struct config_error e = {.line = 0};
+    char buf[600], small[8];
+    snprintf(e.file, sizeof e.file, "a.yaml");
+    snprintf(e.msg, sizeof e.msg, "cannot open: denied");
+    assert_string_equal(config_error_format(&e, buf, sizeof buf), "a.yaml: cannot open: denied");
+    assert_string_equal(config_error_format(&e, small, sizeof small), "a.yaml:"); /* truncated */
+}
+
+static void test_config_parse_listen_accepts_forms(void **state)
+{
+    (void)state;
+    struct {
+        const char *in, *host;
+        int port;
+    } ok[] = {
+        {"127.0.0.1:8080", "127.0.0.1", 8080},
+        {"[::1]:8080", "::1", 8080},
+        {"localhost:0", "localhost", 0},
+        {"0.0.0.0:65535", "0.0.0.0", 65535},
+        {"[fe80::1%eth0]:443", "fe80::1%eth0", 443},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char *host = NULL;
+        int port = -1;
+        const char *why = NULL;
+        if (config_parse_listen(ok[i].in, &host, &port, &why) != 0)
+            fail_msg("'%s': %s", ok[i].in, why);
+        assert_string_equal(host, ok[i].host);
+        assert_int_equal(port, ok[i].port);
+        free(host);
+    }
+}
+
+static void test_config_parse_listen_rejects_bad_input(void **state)
+{
+    (void)state;
+    struct {
+        const char *in, *why;
+    } bad[] = {
+        {"", "expected HOST:PORT"},
+        {"localhost", "expected HOST:PORT"},
+        {"localhost:", "port must be a number from 0 to 65535"},
+        {":80", "expected HOST:PORT (the host is empty)"},
+        {"[]:80", "expected HOST:PORT (the host is empty)"},
+        {"[::1]80", "expected [IPv6]:PORT"},
+        {"[::1", "expected [IPv6]:PORT"},
+        {"::1:80", "an IPv6 address needs brackets, as in [::1]:8080"},
+        {"h:70000", "port must be a number from 0 to 65535"},
+        {"h:-1", "port must be a number from 0 to 65535"},
+        {"h:+80", "port must be a number from 0 to 65535"},
+        {"h: 80", "port must be a number from 0 to 65535"},
+        {"h:80x", "port must be a number from 0 to 65535"},
+        {"h:0000080", "port must be a number from 0 to 65535"},
+        {"a]b:80", "the host has invalid characters"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *host = (char *)"untouched";
+        int port = -7;
+        const char *why = NULL;
+        if (config_parse_listen(bad[i].in, &host, &port, &why) != -1)
+            fail_msg("'%s' was accepted", bad[i].in);
+        assert_non_null(why);
+        if (strcmp(why, bad[i].why) != 0) fail_msg("'%s': '%s'", bad[i].in, why);
+        assert_string_equal(host, "untouched"); /* outputs untouched on failure */
+        assert_int_equal(port, -7);
+    }
     char *host = NULL;
-    int port = -1;
-    const char *why = NULL;
-    assert_int_equal(config_parse_listen("127.0.0.1:8080", &host, &port, &why), 0);
-    assert_string_equal(host, "127.0.0.1");
-    assert_int_equal(port, 8080);
-    free(host);
-    assert_int_equal(config_parse_listen("[::1]:0", &host, &port, &why), 0);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 0);
-    free(host);
-    assert_int_equal(config_parse_listen("localhost:", &host, &port, &why), -1);
-    assert_int_equal(config_parse_listen(":80", &host, &port, &why), -1);
-    assert_int_equal(config_parse_listen("[::1]80", &host, &port, &why), -1);
-    assert_int_equal(config_parse_listen("h:70000", &host, &port, &why), -1);
-    assert_non_null(why);
+    int port = 0;
+    assert_int_equal(config_parse_listen(NULL, &host, &port, NULL), -1); /* why may be NULL */
+}
+
+static void test_config_find_model_by_name(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c = load(UP "models:\n  - { name: a, targets: [ { backend: up } ] }\n"
+                               "  - { name: b, targets: [ { backend: up } ] }\n",
+                            &e);
+    assert_non_null(c);
+    assert_ptr_equal(config_find_model(c, "b"), &c->models[1]);
+    assert_ptr_equal(config_find_model(c, "a"), &c->models[0]);
+    assert_null(config_find_model(c, "B"));
+    assert_null(config_find_model(c, NULL));
+    assert_null(config_find_model(NULL, "a"));
+    config_free(c);
+}
+
+static void test_config_free_accepts_null(void **state)
+{
+    (void)state;
+    config_free(NULL);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_load_string_full_config),
-        cmocka_unit_test(test_config_load_string_defaults_for_empty_file),
-        cmocka_unit_test(test_config_load_string_unknown_keys),
-        cmocka_unit_test(test_config_load_string_wrong_types),
-        cmocka_unit_test(test_config_load_string_yaml_syntax_error),
-        cmocka_unit_test(test_config_load_string_duplicates_and_references),
-        cmocka_unit_test(test_config_load_string_unsupported_features_are_errors),
-        cmocka_unit_test(test_config_load_string_secret_references),
+        cmocka_unit_test(test_config_load_string_parses_full_config),
+        cmocka_unit_test(test_config_load_string_applies_defaults),
+        cmocka_unit_test(test_config_load_string_allows_empty_lists),
+        cmocka_unit_test(test_config_load_string_rejects_unknown_keys),
+        cmocka_unit_test(test_config_load_string_rejects_wrong_types),
+        cmocka_unit_test(test_config_load_string_rejects_bad_listen),
+        cmocka_unit_test(test_config_load_string_rejects_duplicate_keys),
+        cmocka_unit_test(test_config_load_string_rejects_duplicate_names),
+        cmocka_unit_test(test_config_load_string_rejects_unknown_target_backend),
+        cmocka_unit_test(test_config_load_string_rejects_bad_targets),
+        cmocka_unit_test(test_config_load_string_rejects_missing_backend_keys),
+        cmocka_unit_test(test_config_load_string_rejects_unsupported_backend_types),
+        cmocka_unit_test(test_config_load_string_rejects_unsupported_route_policies),
+        cmocka_unit_test(test_config_load_string_refuses_later_sections),
+        cmocka_unit_test(test_config_load_string_checks_base_url),
+        cmocka_unit_test(test_config_load_string_rejects_control_characters),
+        cmocka_unit_test(test_config_load_string_resolves_env_secret),
+        cmocka_unit_test(test_config_load_string_rejects_missing_env_secret),
+        cmocka_unit_test(test_config_load_string_rejects_literal_key),
+        cmocka_unit_test(test_config_load_string_resolves_file_secret),
+        cmocka_unit_test(test_config_load_string_rejects_bad_secret_file),
+        cmocka_unit_test(test_config_load_string_reports_yaml_syntax_errors),
+        cmocka_unit_test(test_config_load_string_rejects_second_document),
+        cmocka_unit_test(test_config_load_string_uses_length_not_nul),
+        cmocka_unit_test(test_config_load_reads_file),
+        cmocka_unit_test(test_config_load_reports_path_and_position),
         cmocka_unit_test(test_config_load_missing_file),
+        cmocka_unit_test(test_config_load_directory),
         cmocka_unit_test(test_config_error_format_with_position),
-        cmocka_unit_test(test_config_parse_listen_forms),
+        cmocka_unit_test(test_config_error_format_without_position),
+        cmocka_unit_test(test_config_parse_listen_accepts_forms),
+        cmocka_unit_test(test_config_parse_listen_rejects_bad_input),
+        cmocka_unit_test(test_config_find_model_by_name),
+        cmocka_unit_test(test_config_free_accepts_null),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
