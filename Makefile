@@ -38,7 +38,7 @@ UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 HDR_SRC  := $(shell find src -name '*.h' | sort)
 
-.PHONY: all debug asan run test test-unit test-integration test-asan deps clean format bench check-format headers
+.PHONY: fuzz all debug asan run test test-unit test-integration test-asan deps clean format bench check-format headers
 .DEFAULT_GOAL := all
 
 all: $(OUT)/stratus
@@ -66,6 +66,20 @@ headers:
 	    printf '#include "%s"\n' "$${h#src/}" > $(OUT)/headers/one.c; \
 	    $(CC) $(BASE_CFLAGS) -fsyntax-only $(OUT)/headers/one.c || exit 1; \
 	done
+
+# libFuzzer targets (clang): build/fuzz/<name>; scripts/run-tests fuzz runs each briefly.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIB := src/http/sse.c src/util/err.c src/util/arena.c src/util/json_scan.c src/api/openai.c \
+            src/providers/openai.c src/obs/log.c src/api/proxy.c src/http/server.c src/route/router.c \
+            src/providers/registry.c src/providers/upstream.c src/config/config.c src/app.c
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ $@"
+	@clang -std=c11 -D_GNU_SOURCE -DSTRATUS_VERSION='"$(VERSION)"' -Isrc -g -O1 \
+	    -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS)) -o $@ $< $(FUZZ_LIB) \
+	    $(BASE_LIBS)
+fuzz: $(FUZZ_BIN)
 
 debug:
 	$(MAKE) MODE=debug all

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <yaml.h>
 
-#define SECRET_MAX 8192           /* bytes in a secret file; keys are far smaller */
-#define CONFIG_MAX (4u << 20)     /* a config file beyond 4 MiB is a mistake */
-#define MS_MAX     86400000L      /* one day, the ceiling for every timeout */
+#define SECRET_MAX 8192       /* bytes in a secret file; keys are far smaller */
+#define CONFIG_MAX (4u << 20) /* a config file beyond 4 MiB is a mistake */
+#define MS_MAX     86400000L  /* one day, the ceiling for every timeout */
 
 struct loader {
     yaml_document_t *doc;
@@ -435,8 +435,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     const yaml_node_t *r = get(ld, n, "route");
     if (r) {
         const char *route = scalar(r);
-        if (route == NULL)
-            return fail_at(ld, r, "route must be a string (supported: priority)");
+        if (route == NULL) return fail_at(ld, r, "route must be a string (supported: priority)");
         if (strcmp(route, "priority") == 0)
             m->route = ROUTE_PRIORITY;
         else if (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
@@ -716,8 +715,7 @@ struct config *config_load(const char *path, struct config_error *error)
         size_t r = fread(buf + len, 1, cap - len, f);
         len += r;
         if (len > CONFIG_MAX) {
-            snprintf(error->msg, sizeof error->msg, "file is larger than %u MiB",
-                     CONFIG_MAX >> 20);
+            snprintf(error->msg, sizeof error->msg, "file is larger than %u MiB", CONFIG_MAX >> 20);
             goto out;
         }
         if (r == 0) break;

@@ -212,7 +212,7 @@ static void test_config_load_string_rejects_unknown_keys(void **state)
                  "unknown key 'max_body_byts' in limits (did you mean 'max_body_bytes'?)");
     expect_exact("log: { request: true }\n", 1, 8,
                  "unknown key 'request' in log (did you mean 'requests'?)");
-    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, modle: x } ] }\n", 4, 43,
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, modle: x } ] }\n", 4, 42,
                  "unknown key 'modle' in model 'm' target 1 (did you mean 'model'?)");
     expect_exact(UP "models:\n  - name: m\n    targets:\n"
                     "      - { backend: up, price: { input: 1, output: 2, cached: 3 } }\n",
@@ -261,29 +261,30 @@ static void test_config_load_string_rejects_wrong_types(void **state)
                  "name must be a non-empty string");
     expect_exact("backends:\n  - { name: a, type: [openai], base_url: \"http://h\" }\n", 2, 22,
                  "type must be a string (supported: openai)");
-    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://h\", timeout_ms: 10s }\n",
-                 2, 62, "timeout_ms must be a positive integer (at most 86400000)");
     expect_exact(
-        "backends:\n  - { name: a, type: openai, base_url: \"http://h\", connect_timeout_ms: -1 }\n",
-        2, 70, "connect_timeout_ms must be a positive integer (at most 600000)");
-    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: -1 } ] }\n", 4, 51,
+        "backends:\n  - { name: a, type: openai, base_url: \"http://h\", timeout_ms: 10s }\n", 2,
+        64, "timeout_ms must be a positive integer (at most 86400000)");
+    expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://h\", "
+                 "connect_timeout_ms: -1 }\n",
+                 2, 72, "connect_timeout_ms must be a positive integer (at most 600000)");
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: -1 } ] }\n", 4, 50,
                  "weight must be a non-negative integer (at most 1000000)");
-    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: 1.5 } ] }\n", 4, 51,
+    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, weight: 1.5 } ] }\n", 4, 50,
                  "weight must be a non-negative integer (at most 1000000)");
     expect_exact(UP "models:\n  - name: m\n    targets:\n"
                     "      - { backend: up, price: { input: -1, output: 2 } }\n",
-                 6, 39, "price.input must be a non-negative number (USD per 1M tokens)");
+                 6, 40, "price.input must be a non-negative number (USD per 1M tokens)");
     expect_exact(UP "models:\n  - name: m\n    targets:\n"
                     "      - { backend: up, price: { input: 1, output: cheap } }\n",
-                 6, 50, "price.output must be a non-negative number (USD per 1M tokens)");
+                 6, 51, "price.output must be a non-negative number (USD per 1M tokens)");
     expect_exact(UP "models:\n  - name: m\n    targets:\n"
                     "      - { backend: up, price: { input: .nan, output: 1 } }\n",
-                 6, 39, "price.input must be a non-negative number (USD per 1M tokens)");
+                 6, 40, "price.input must be a non-negative number (USD per 1M tokens)");
     expect_exact(UP "models:\n  - name: m\n    targets:\n"
                     "      - { backend: up, price: { input: 1 } }\n",
-                 6, 30, "model 'm' target 1: price needs both 'input' and 'output'");
+                 6, 31, "model 'm' target 1: price needs both 'input' and 'output'");
     expect_exact(UP "models:\n  - name: m\n    targets:\n      - { backend: up, price: 3 }\n", 6,
-                 30, "price must be a mapping");
+                 31, "price must be a mapping");
     expect_exact(UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n",
                  4, 23, "route must be a string (supported: priority)");
 }
@@ -387,7 +388,8 @@ static void test_config_load_string_rejects_unsupported_route_policies(void **st
     for (size_t i = 0; i < 4; i++) {
         char yaml[256], msg[128];
         snprintf(yaml, sizeof yaml,
-                 UP "models:\n  - { name: m, route: %s, targets: [ { backend: up } ] }\n", later[i]);
+                 UP "models:\n  - { name: m, route: %s, targets: [ { backend: up } ] }\n",
+                 later[i]);
         snprintf(msg, sizeof msg,
                  "route policy '%s' is not supported by this build (supported: priority)",
                  later[i]);
@@ -428,10 +430,12 @@ static void test_config_load_string_checks_base_url(void **state)
 static void test_config_load_string_rejects_control_characters(void **state)
 {
     (void)state;
-    expect_exact("backends:\n  - { name: \"a\\r\\nX-Evil: 1\", type: openai, base_url: \"http://h\" }\n",
-                 2, 13, "name must not contain control characters");
-    expect_exact(UP "models:\n  - { name: m, targets: [ { backend: up, model: \"x\\u0000y\" } ] }\n",
-                 4, 44, "model must not contain control characters");
+    expect_exact(
+        "backends:\n  - { name: \"a\\r\\nX-Evil: 1\", type: openai, base_url: \"http://h\" }\n", 2,
+        13, "name must not contain control characters");
+    expect_exact(UP
+                 "models:\n  - { name: m, targets: [ { backend: up, model: \"x\\u0000y\" } ] }\n",
+                 4, 49, "model must not contain control characters");
 }
 
 static void test_config_load_string_resolves_env_secret(void **state)
@@ -526,8 +530,7 @@ static void test_config_load_string_rejects_bad_secret_file(void **state)
              "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
              "api_key: \"file:%s\" }\n",
              path);
-    snprintf(msg, sizeof msg, "api_key of backend 'a': cannot read %s: %s", path,
-             strerror(ENOENT));
+    snprintf(msg, sizeof msg, "api_key of backend 'a': cannot read %s: %s", path, strerror(ENOENT));
     expect_exact(yaml, 2, 61, msg);
 
     /* A directory opens but cannot be read. */
