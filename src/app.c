@@ -118,10 +118,14 @@ static void on_stop_check(evutil_socket_t fd, short what, void *ud)
     struct app *app = ud;
     (void)fd;
     (void)what;
-    size_t active = http_server_active_requests(app->server);
-    if (active == 0 || clock_now_ns() >= app->stop_deadline_ns) {
-        if (active > 0)
-            log_msg("warn", "shutdown", "grace period over; aborting %zu request(s)", active);
+    /* Done when every connection is gone, not merely every request: a finished response may
+     * still sit in a connection's output buffer, and stopping then would cut its tail. While
+     * draining, connections close as soon as their last response is written. */
+    size_t conns = http_server_connections(app->server);
+    if (conns == 0 || clock_now_ns() >= app->stop_deadline_ns) {
+        if (conns > 0)
+            log_msg("warn", "shutdown", "grace period over; closing %zu connection(s), %zu request(s) in flight",
+                    conns, http_server_active_requests(app->server));
         event_base_loopbreak(app->loop);
     }
 }

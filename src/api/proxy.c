@@ -55,6 +55,7 @@ struct proxy {
     const struct target_conf *target;
     uint64_t attempt_start_ns;
     struct evbuffer *resp; /* non-stream answer or error body; owned */
+    struct evbuffer *out;  /* stream events framed from the current upstream read; owned */
     struct sse_parser sse;
     bool committed;     /* the response head went to the client */
     bool saw_done;      /* upstream sent data: [DONE] */
@@ -219,10 +220,12 @@ static void commit_stream(struct proxy *p)
     http_stream_start(p->req, 200, "text/event-stream");
 }
 
+/* Queues an event for the client. Events from one upstream read leave together, as one
+ * chunk, when the read has been framed (flush_events). */
 static int forward(struct proxy *p, const char *ev, size_t len)
 {
-    commit_stream(p);
-    return http_stream_write2(p->req, ev, len, "\n\n", 2);
+    if (evbuffer_add(p->out, ev, len) != 0 || evbuffer_add(p->out, "\n\n", 2) != 0) return -1;
+    return 0;
 }
 
 /* Whether a chunk carries a usage *object*. With include_usage every chunk says
@@ -238,7 +241,8 @@ static bool has_usage_object(const char *data, size_t len)
     return false;
 }
 
-/* One upstream SSE event. Returns 0/1 (1: client is slow) or -1 to stop. */
+/* One upstream SSE event: queued for the client (or read for usage and dropped).
+ * Returns 0, or -1 to stop (out of memory). */
 static int on_event(void *ud, const char *ev, size_t len)
 {
     struct proxy *p = ud;
@@ -249,7 +253,7 @@ static int on_event(void *ud, const char *ev, size_t len)
     if (lines == 0) return 0; /* comments and keep-alives carry nothing for the client */
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
         p->saw_done = true;
-        return forward(p, "data: [DONE]", 12) < 0 ? -1 : 0;
+        return forward(p, "data: [DONE]", 12);
     }
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
     struct json_scan chunk;
@@ -266,18 +270,15 @@ static int on_event(void *ud, const char *ev, size_t len)
     return forward(p, ev, len);
 }
 
-struct feed_state {
-    struct proxy *p;
-    int slow;
-};
-
-static int on_event_collect(void *ud, const char *ev, size_t len)
+/* Sends what the last upstream read produced. @return 0, 1 (client slow), -1 (gone). */
+static int flush_events(struct proxy *p)
 {
-    struct feed_state *fs = ud;
-    int rc = on_event(fs->p, ev, len);
-    if (rc < 0) return -1;
-    fs->slow |= rc;
-    return 0;
+    size_t len = evbuffer_get_length(p->out);
+    if (len == 0) return 0;
+    commit_stream(p);
+    int rc = http_stream_write(p->req, (const char *)evbuffer_pullup(p->out, -1), len);
+    evbuffer_drain(p->out, len);
+    return rc;
 }
 
 static void end_stream_with_error(struct proxy *p, const char *message)
@@ -312,15 +313,15 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
         evbuffer_add(p->resp, data, n);
         return 0;
     }
-    struct feed_state fs = {p, 0};
     struct err e;
     err_clear(&e);
-    if (sse_parser_feed(&p->sse, data, n, on_event_collect, &fs, &e) != 0) {
-        snprintf(p->stream_error, sizeof p->stream_error, "%s",
-                 e.msg[0] ? e.msg : "client went away");
+    int rc = sse_parser_feed(&p->sse, data, n, on_event, p, &e);
+    int sent = flush_events(p); /* what was framed before a failure still goes out */
+    if (rc != 0) {
+        snprintf(p->stream_error, sizeof p->stream_error, "%s", e.msg[0] ? e.msg : "out of memory");
         return -1;
     }
-    return fs.slow ? 1 : 0;
+    return sent < 0 ? -1 : sent;
 }
 
 static void on_client_drain(struct http_request *req, void *ud)
@@ -471,6 +472,7 @@ static void next_attempt(struct proxy *p)
         }
         p->n_attempts++;
         evbuffer_drain(p->resp, evbuffer_get_length(p->resp));
+        evbuffer_drain(p->out, evbuffer_get_length(p->out));
         sse_parser_reset(&p->sse);
         p->saw_done = false;
         p->stream_error[0] = '\0';
@@ -495,6 +497,7 @@ static void release_proxy(void *ud)
     struct proxy *p = ud;
     if (p->call) upstream_cancel(p->call);
     if (p->resp) evbuffer_free(p->resp);
+    if (p->out) evbuffer_free(p->out);
     sse_parser_free(&p->sse);
 }
 
@@ -504,11 +507,13 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     struct arena *a = req->arena;
     struct proxy *p = arena_calloc(a, 1, sizeof *p);
     size_t *order = arena_calloc(a, model->n_targets, sizeof *order);
-    struct evbuffer *resp = evbuffer_new();
+    struct evbuffer *resp = evbuffer_new(), *out = evbuffer_new();
     struct err e;
     err_clear(&e);
-    if (p == NULL || order == NULL || resp == NULL || arena_on_free(a, release_proxy, p) != 0) {
+    if (p == NULL || order == NULL || resp == NULL || out == NULL ||
+        arena_on_free(a, release_proxy, p) != 0) {
         if (resp) evbuffer_free(resp);
+        if (out) evbuffer_free(out);
         err_oom(&e);
         proxy_log_simple(req, 500, model->name, e.msg);
         http_respond_error(req, &e);
@@ -519,6 +524,7 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     p->model = model;
     p->oreq = oreq;
     p->resp = resp;
+    p->out = out;
     p->prompt_tokens = p->completion_tokens = p->total_tokens = -1;
     sse_parser_init(&p->sse, 0);
     p->stream = oreq->stream;

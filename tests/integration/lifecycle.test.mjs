@@ -90,7 +90,7 @@ test('SIGTERM lets an in-flight stream finish, refuses new connections, exits 0'
     gw.child.kill('SIGTERM');
     await gw.waitForLog((l) => l.event === 'shutdown');
     await assert.rejects(fetch(`${gw.baseURL}/health`), 'new connections are refused while draining');
-    const text = await textPromise;
+    const text = await textPromise.catch((e) => { throw new Error(`stream cut: ${e.message}\n${gw.stderr.slice(-4000)}`); });
     assert.match(text, /tok39 /);
     assert.match(text, /data: \[DONE\]\n\n$/);
     assert.equal(await gw.exited, 0);
