@@ -3,14 +3,18 @@
 // every stderr line (JSON logs) for assertions. Processes are killed when the test process
 // exits, so a failing test leaves no orphan behind.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const SCALE = Number(process.env.TEST_TIMEOUT_SCALE || 1);
 export const BIN = process.env.STRATUS_BIN || 'build/stratus';
 const live = new Set();
-process.on('exit', () => { for (const p of live) try { p.kill('SIGKILL'); } catch {} });
+const tempDirs = [];
+process.on('exit', () => {
+  for (const p of live) try { p.kill('SIGKILL'); } catch {}
+  for (const d of tempDirs) try { rmSync(d, { recursive: true, force: true }); } catch {}
+});
 
 export async function waitFor(pred, { timeout = 5000, what = 'condition', interval = 10 } = {}) {
   const deadline = Date.now() + timeout * SCALE;
@@ -24,6 +28,7 @@ export async function waitFor(pred, { timeout = 5000, what = 'condition', interv
 
 export function writeConfig(yaml) {
   const dir = mkdtempSync(join(tmpdir(), 'stratus-test-'));
+  tempDirs.push(dir);
   const file = join(dir, 'stratus.yaml');
   writeFileSync(file, yaml);
   return file;
