@@ -109,6 +109,28 @@ static const char *kind_name(enum kind k)
     return "?";
 }
 
+static bool has_duplicate_key(const struct json_scan *s, struct err *err)
+{
+    int keys[256], n = 0;
+    int i = 1;
+    for (int m = 0; m < json_scan_size(s, 0) && i < s->n; m++) {
+        const jsmntok_t *k = &s->tok[i];
+        size_t len = (size_t)(k->end - k->start);
+        for (int j = 0; j < n; j++) {
+            const jsmntok_t *o = &s->tok[keys[j]];
+            if ((size_t)(o->end - o->start) == len && memcmp(s->js + o->start, s->js + k->start, len) == 0) {
+                err_set(err, 400, "invalid_request_error", "invalid_json",
+                        "request body has the key \"%.*s\" more than once", (int)(len > 64 ? 64 : len),
+                        s->js + k->start);
+                return true;
+            }
+        }
+        if (n < 256) keys[n++] = i;
+        i = json_scan_skip(s, i + 1);
+    }
+    return false;
+}
+
 static bool kind_matches(enum kind k, const struct json_scan *s, int i)
 {
     switch (k) {
@@ -208,6 +230,9 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
     const struct field_rule *rules = endpoint == OPENAI_CHAT          ? chat_rules
                                      : endpoint == OPENAI_COMPLETIONS ? completion_rules
                                                                       : embedding_rules;
+    /* Duplicate keys are refused: we would route on one "model" while the upstream, reading
+     * the last one, could be sent another. */
+    if (has_duplicate_key(s, err)) return -1;
     /* One pass over the body's members finds every field the rules name. */
     const char *names[MAX_RULES];
     int values[MAX_RULES];

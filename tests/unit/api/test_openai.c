@@ -74,6 +74,10 @@ static void test_openai_parse_request_rejects_malformed_json(void **state)
     expect_400(OPENAI_CHAT, "[1,2]", "invalid_json", NULL, "must be a JSON object");
     expect_400(OPENAI_CHAT, "{\"model\":\"m\"} {}", "invalid_json", NULL, "not valid JSON");
     expect_400(OPENAI_CHAT, "{\"model\":tru}", "invalid_json", NULL, "line 1");
+    /* A second "model" could reach the upstream instead of the routed one. */
+    expect_400(OPENAI_CHAT,
+               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"model\":\"other\"}",
+               "invalid_json", NULL, "key \"model\" more than once");
 }
 
 static void test_openai_parse_request_names_wrong_typed_field(void **state)
