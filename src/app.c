@@ -18,8 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/openai.h"
+#include "engine/supervisor.h"
 #include "http/server.h"
 #include "obs/log.h"
 #include "providers/provider.h"
@@ -28,6 +30,7 @@
 #include "util/clock.h"
 
 #define PROBE_INTERVAL_MS 5000
+#define PROBE_TICK_MS     250
 #define STOP_CHECK_MS     20
 
 struct probe {
@@ -49,11 +52,21 @@ static void on_probe_done(enum upstream_result result, long status, long retry_a
     (void)retry_after;
     bool was = b->ready, first = !b->probed;
     b->probed = true;
-    b->ready = result == UPSTREAM_OK;
-    if (!b->ready)
-        snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "unreachable: %s", message);
-    else
-        b->not_ready_reason[0] = '\0';
+    if (b->conf->type == BACKEND_LOCAL) {
+        /* A local worker is ready when its /health answers; until then it is loading (or
+         * restarting, in which case the supervisor already said why). */
+        b->ready = result == UPSTREAM_OK && status == 200;
+        if (b->ready)
+            b->not_ready_reason[0] = '\0';
+        else if (supervisor_running(pr->app->supervisor, b))
+            snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "loading model");
+    } else {
+        b->ready = result == UPSTREAM_OK;
+        if (!b->ready)
+            snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "unreachable: %s", message);
+        else
+            b->not_ready_reason[0] = '\0';
+    }
     if (first || was != b->ready) {
         struct log_line l;
         log_begin(&l, b->ready ? "info" : "warn", "backend_health");
@@ -80,21 +93,28 @@ static const struct upstream_callbacks probe_callbacks = {
     .on_done = on_probe_done,
 };
 
-static void probe_all(struct app *app)
+/* Remote backends are probed every PROBE_INTERVAL_MS; local workers every tick while they
+ * load or restart (so they take traffic as soon as they can), else every 4 ticks. */
+static void probe_all(struct app *app, unsigned tick)
 {
     if (app->probes_running > 0 || app->stopping) return; /* previous round still out */
     for (size_t i = 0; i < app->n_backends; i++) {
         struct backend *b = &app->backends[i];
+        bool local = b->conf->type == BACKEND_LOCAL;
+        unsigned every = local ? (b->ready ? 4 : 1) : PROBE_INTERVAL_MS / PROBE_TICK_MS;
+        if (tick % every != 0) continue;
         struct probe *pr = malloc(sizeof *pr);
         if (pr == NULL) continue;
         pr->app = app;
         pr->backend = b;
         struct upstream_request r = {
-            .url = b->conf->base_url,
+            .url = local ? "http://localhost/health" : b->conf->base_url,
             .headers = NULL,
             .connect_timeout_ms = b->conf->connect_timeout_ms,
-            .timeout_ms = b->conf->connect_timeout_ms,
-            .connect_only = true,
+            .timeout_ms = local ? 2000 : b->conf->connect_timeout_ms,
+            .connect_only = !local,
+            .get = local,
+            .unix_socket = local ? b->unix_socket : NULL,
         };
         struct err e;
         err_clear(&e);
@@ -108,9 +128,12 @@ static void probe_all(struct app *app)
 
 static void on_probe_timer(evutil_socket_t fd, short what, void *ud)
 {
+    struct app *app = ud;
     (void)fd;
     (void)what;
-    probe_all(ud);
+    probe_all(app, app->probe_tick++);
+    struct timeval tv = {0, PROBE_TICK_MS * 1000};
+    if (!app->stopping) evtimer_add(app->probe_timer, &tv);
 }
 
 static void on_stop_check(evutil_socket_t fd, short what, void *ud)
@@ -124,8 +147,9 @@ static void on_stop_check(evutil_socket_t fd, short what, void *ud)
     size_t conns = http_server_connections(app->server);
     if (conns == 0 || clock_now_ns() >= app->stop_deadline_ns) {
         if (conns > 0)
-            log_msg("warn", "shutdown", "grace period over; closing %zu connection(s), %zu request(s) in flight",
-                    conns, http_server_active_requests(app->server));
+            log_msg("warn", "shutdown",
+                    "grace period over; closing %zu connection(s), %zu request(s) in flight", conns,
+                    http_server_active_requests(app->server));
         event_base_loopbreak(app->loop);
     }
 }
@@ -194,6 +218,7 @@ static void app_teardown(struct app *app)
 {
     log_batch_stop();
     http_server_free(app->server);
+    supervisor_free(app->supervisor); /* workers stop before the backends they point at */
     upstream_free(app->upstream);
     router_free(app->router);
     for (size_t i = 0; i < app->n_backends; i++) backend_destroy(&app->backends[i]);
@@ -271,16 +296,34 @@ int app_run(struct config *cfg, const char *listen)
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }
-    app->probe_timer = event_new(app->loop, -1, EV_PERSIST, on_probe_timer, app);
+    app->probe_timer = evtimer_new(app->loop, on_probe_timer, app);
     app->stop_timer = event_new(app->loop, -1, EV_PERSIST, on_stop_check, app);
     app->sig_term = evsignal_new(app->loop, SIGTERM, on_signal, app);
     app->sig_int = evsignal_new(app->loop, SIGINT, on_signal, app);
     if (!app->probe_timer || !app->stop_timer || !app->sig_term || !app->sig_int) goto oom;
     event_add(app->sig_term, NULL);
     event_add(app->sig_int, NULL);
-    struct timeval ptv = {PROBE_INTERVAL_MS / 1000, 0};
-    event_add(app->probe_timer, &ptv);
-    probe_all(app);
+    for (size_t i = 0; i < app->n_backends; i++) {
+        if (app->backends[i].conf->type != BACKEND_LOCAL) continue;
+        if (app->supervisor == NULL) {
+            char exe[4096];
+            ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+            if (n <= 0) {
+                log_msg("error", "start_failed", "cannot find the stratus binary to run engines");
+                goto out;
+            }
+            exe[n] = '\0';
+            if ((app->supervisor = supervisor_new(app->loop, exe, &e)) == NULL) {
+                log_msg("error", "start_failed", "%s", e.msg);
+                goto out;
+            }
+        }
+        if (supervisor_add(app->supervisor, &app->backends[i], &e) != 0) {
+            log_msg("error", "start_failed", "%s", e.msg);
+            goto out;
+        }
+    }
+    on_probe_timer(-1, 0, app);
 
     struct log_line l;
     log_begin(&l, "info", "listening");

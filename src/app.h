@@ -18,6 +18,7 @@ struct http_server;
 struct upstream;
 struct router;
 struct backend;
+struct supervisor;
 
 struct app {
     struct event_base *loop;    /* owned */
@@ -25,6 +26,7 @@ struct app {
     struct http_server *server; /* owned */
     struct upstream *upstream;  /* owned */
     struct router *router;      /* owned */
+    struct supervisor *supervisor; /* owned; NULL without local backends */
     struct backend *backends;   /* owned array, parallel to cfg->backends */
     size_t n_backends;
     struct event *probe_timer;        /* owned: periodic reachability probes */
@@ -33,6 +35,7 @@ struct app {
     bool stopping;
     uint64_t stop_deadline_ns;
     size_t probes_running;
+    unsigned probe_tick;
 };
 
 /**

@@ -8,6 +8,11 @@
 
 #include "app.h"
 #include "config/config.h"
+#ifdef STRATUS_HAVE_ENGINE
+#include <stdlib.h>
+
+#include "engine/worker.h"
+#endif
 
 static void usage(FILE *f)
 {
@@ -51,6 +56,39 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+#ifdef STRATUS_HAVE_ENGINE
+    if (strcmp(cmd, "engine") == 0) {
+        /* stratus engine --model PATH --socket PATH [--name N] [--parallel N] [--threads N]
+         *                [--ctx N] [--max-queue N]   (started by the gateway) */
+        struct engine_worker_opts o = {.engine = engine_default_opts()};
+        for (int i = 2; i + 1 < argc; i += 2) {
+            const char *k = argv[i], *v = argv[i + 1];
+            if (strcmp(k, "--model") == 0)
+                o.engine.model_path = v;
+            else if (strcmp(k, "--socket") == 0)
+                o.socket_path = v;
+            else if (strcmp(k, "--name") == 0)
+                o.model_name = v;
+            else if (strcmp(k, "--parallel") == 0)
+                o.engine.parallel = atoi(v);
+            else if (strcmp(k, "--threads") == 0)
+                o.engine.threads = atoi(v);
+            else if (strcmp(k, "--ctx") == 0)
+                o.engine.ctx_per_slot = atoi(v);
+            else if (strcmp(k, "--max-queue") == 0)
+                o.engine.max_queue = atoi(v);
+            else {
+                fprintf(stderr, "stratus engine: unexpected argument '%s'\n", k);
+                return 2;
+            }
+        }
+        if (o.engine.model_path == NULL || o.socket_path == NULL) {
+            fprintf(stderr, "stratus engine: --model PATH and --socket PATH are required\n");
+            return 2;
+        }
+        return engine_worker_main(&o);
+    }
+#endif
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check") != 0) {
         fprintf(stderr, "stratus: unknown command '%s'\n\n", cmd);
         usage(stderr);

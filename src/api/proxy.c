@@ -435,7 +435,16 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         return;
     }
     if (status >= 500 || status < 200) {
-        attempt_failed(p, status, false, "HTTP %ld", status);
+        /* The upstream's own words help whoever reads the summary; bounded, JSON only. */
+        char detail[120] = "";
+        size_t len = evbuffer_get_length(p->resp);
+        json_t *doc =
+            len ? json_loadb((const char *)evbuffer_pullup(p->resp, -1), len, 0, NULL) : NULL;
+        const char *m =
+            json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+        if (m) snprintf(detail, sizeof detail, ": %s", m);
+        json_decref(doc);
+        attempt_failed(p, status, false, "HTTP %ld%s", status, detail);
         return;
     }
     if (status >= 300) {

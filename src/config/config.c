@@ -336,6 +336,37 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
     return (sec->value = strdup(v)) ? 0 : fail_at(ld, n, "out of memory");
 }
 
+#ifdef STRATUS_HAVE_ENGINE
+#define SUPPORTED_TYPES "openai, local"
+#else
+#define SUPPORTED_TYPES "openai"
+#endif
+
+static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                               const char *owner)
+{
+    static const char *const keys[] = {
+        "name",     "type",      "model_path", "parallel",           "threads",
+        "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", NULL};
+    if (check_keys(ld, n, keys, owner)) return -1;
+    if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
+    long parallel = 4, threads = 0, ctx = 4096, queue = 64;
+    if (get_long(ld, n, "parallel", &parallel, 1, 256) ||
+        get_long(ld, n, "threads", &threads, 1, 1024) ||
+        get_long(ld, n, "ctx_size", &ctx, 64, 1 << 20) ||
+        get_long(ld, n, "max_queue", &queue, 1, 100000) ||
+        get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
+        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000))
+        return -1;
+    b->parallel = (int)parallel;
+    b->threads = (int)threads;
+    b->ctx_size = (int)ctx;
+    b->max_queue = (int)queue;
+    /* The worker listens on a private UNIX socket; this URL names paths on it. */
+    b->base_url = strdup("http://localhost/v1");
+    return b->base_url ? 0 : fail_at(ld, n, "out of memory");
+}
+
 static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
                          struct backend_conf *b)
 {
@@ -347,23 +378,36 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
     b->connect_timeout_ms = 5000;
     b->line = (int)n->start_mark.line + 1;
     b->col = (int)n->start_mark.column + 1;
-    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
+    if (want_mapping(ld, n, where)) return -1;
+    const yaml_node_t *t = get(ld, n, "type");
+    const char *type = scalar(t);
+    bool local = type && strcmp(type, "local") == 0;
+#ifndef STRATUS_HAVE_ENGINE
+    local = false;
+#endif
+    if (!local && check_keys(ld, n, keys, where)) return -1;
     if (get_string(ld, n, "name", &b->name, true, where)) return -1;
     snprintf(owner, sizeof owner, "backend '%s'", b->name);
 
-    const yaml_node_t *t = get(ld, n, "type");
-    const char *type = scalar(t);
     if (t == NULL) return fail_at(ld, n, "%s: missing required key 'type'", owner);
-    if (type == NULL) return fail_at(ld, t, "type must be a string (supported: openai)");
+    if (type == NULL)
+        return fail_at(ld, t, "type must be a string (supported: " SUPPORTED_TYPES ")");
+    if (local) {
+        b->type = BACKEND_LOCAL;
+        b->timeout_ms = 600000; /* local generation can be long; streams usually are */
+        b->connect_timeout_ms = 1000;
+        return parse_local_backend(ld, n, b, owner);
+    }
     if (strcmp(type, "openai") == 0)
         b->type = BACKEND_OPENAI;
     else if (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
              strcmp(type, "local") == 0)
         return fail_at(
-            ld, t, "backend type '%s' is not supported by this build (supported: openai)", type);
+            ld, t,
+            "backend type '%s' is not supported by this build (supported: " SUPPORTED_TYPES ")",
+            type);
     else
-        return fail_at(ld, t, "unknown backend type '%s' (supported: openai)", type);
-
+        return fail_at(ld, t, "unknown backend type '%s' (supported: " SUPPORTED_TYPES ")", type);
     if (get_string(ld, n, "base_url", &b->base_url, true, owner)) return -1;
     const char *u = b->base_url;
     size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
@@ -763,6 +807,7 @@ void config_free(struct config *cfg)
         struct backend_conf *b = &cfg->backends[i];
         free(b->name);
         free(b->base_url);
+        free(b->model_path);
         secret_free(&b->api_key);
     }
     free(cfg->backends);

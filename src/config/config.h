@@ -30,7 +30,10 @@ struct secret {
     char *value; /* resolved at load; trailing newline of a file stripped; NULL when absent */
 };
 
-enum backend_type { BACKEND_OPENAI = 0 };
+enum backend_type {
+    BACKEND_OPENAI = 0, /* any OpenAI-compatible HTTP server */
+    BACKEND_LOCAL,      /* a GGUF model served by a supervised `stratus engine` worker */
+};
 
 struct backend_conf {
     char *name;              /* unique among backends */
@@ -39,6 +42,12 @@ struct backend_conf {
     struct secret api_key;   /* optional; sent as "Authorization: Bearer <value>" */
     long timeout_ms;         /* whole upstream call; default 60000 */
     long connect_timeout_ms; /* TCP+TLS connect; default 5000 */
+    /* type: local only */
+    char *model_path; /* GGUF file; checked by the worker, which names it on error */
+    int parallel;     /* sequences decoded together; default 4 */
+    int threads;      /* llama.cpp threads; default 0 = physical cores */
+    int ctx_size;     /* context tokens per sequence; default 4096 */
+    int max_queue;    /* requests waiting for a slot before 429; default 64 */
     int line, col;           /* position of the backend's mapping, for later diagnostics */
 };
 

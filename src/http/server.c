@@ -35,6 +35,8 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "obs/log.h"
@@ -958,6 +960,40 @@ struct http_server *http_server_new(struct event_base *loop, const char *host, i
             snprintf(s->address, sizeof s->address, "%s:%d", ip, bound);
         }
     }
+    return s;
+}
+
+struct http_server *http_server_new_unix(struct event_base *loop, const char *path,
+                                         struct http_server_opts opts, http_handler_cb handler,
+                                         void *ud, struct err *err)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path) {
+        err_set(err, 500, "server_error", NULL, "socket path too long: %s", path);
+        return NULL;
+    }
+    struct http_server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    s->loop = loop;
+    s->opts = opts;
+    s->handler = handler;
+    s->ud = ud;
+    s->id_state = clock_now_ns() | 1;
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    unlink(path);
+    mode_t old = umask(077); /* the socket is created owner-only */
+    s->listener = evconnlistener_new_bind(loop, on_accept, s, LEV_OPT_CLOSE_ON_FREE, 1024,
+                                          (struct sockaddr *)&sun, (int)sizeof sun);
+    umask(old);
+    if (s->listener == NULL) {
+        err_set(err, 500, "server_error", NULL, "cannot listen on %s: %s", path, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    snprintf(s->address, sizeof s->address, "unix:%.70s", path);
     return s;
 }
 

@@ -82,6 +82,14 @@ struct http_server *http_server_new(struct event_base *loop, const char *host, i
                                     struct http_server_opts opts, http_handler_cb handler, void *ud,
                                     struct err *err);
 
+/**
+ * Like http_server_new, but listens on a UNIX socket at `path` (replaced if it exists),
+ * readable and writable by the owner only: for engine workers that serve the gateway alone.
+ */
+struct http_server *http_server_new_unix(struct event_base *loop, const char *path,
+                                         struct http_server_opts opts, http_handler_cb handler,
+                                         void *ud, struct err *err);
+
 /** The address actually bound ("127.0.0.1:PORT"), borrowed from the server. */
 const char *http_server_address(const struct http_server *s);
 

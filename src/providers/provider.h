@@ -29,6 +29,7 @@ struct backend {
     bool ready;                 /* last reachability probe succeeded */
     bool probed;                /* at least one probe finished */
     char not_ready_reason[160];
+    char *unix_socket;               /* owned: where a local worker listens (type: local) */
     void *state; /* provider-private, owned through ops->destroy */
 };
 
@@ -67,6 +68,6 @@ void backend_destroy(struct backend *b);
 char *openai_body_for_target(const struct openai_request *request, const char *target_model,
                              struct arena *arena, size_t *len, struct err *err);
 
-extern const struct provider_ops provider_openai;
+extern const struct provider_ops provider_openai, provider_local;
 
 #endif

@@ -3,6 +3,7 @@
  * file plus a line here.
  */
 #include <curl/curl.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "providers/provider.h"
@@ -10,8 +11,8 @@
 const struct provider_ops *provider_for(enum backend_type type)
 {
     switch (type) {
-    case BACKEND_OPENAI:
-        return &provider_openai;
+    case BACKEND_OPENAI: return &provider_openai;
+    case BACKEND_LOCAL: return &provider_local;
     }
     return NULL;
 }
@@ -34,4 +35,6 @@ void backend_destroy(struct backend *b)
     if (b->ops->destroy) b->ops->destroy(b);
     curl_slist_free_all(b->headers);
     b->headers = NULL;
+    free(b->unix_socket);
+    b->unix_socket = NULL;
 }

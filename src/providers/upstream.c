@@ -299,7 +299,7 @@ struct upstream_call *upstream_start(struct upstream *u, const struct upstream_r
         err_oom(err);
         return NULL;
     }
-    c->one_off = r->connect_only;
+    c->one_off = r->connect_only || r->get;
     c->easy = !c->one_off && u->pool_len ? u->pool[--u->pool_len] : easy_new(u);
     if (c->easy == NULL) {
         free(c);
@@ -319,8 +319,11 @@ struct upstream_call *upstream_start(struct upstream *u, const struct upstream_r
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket); /* NULL clears a pooled one */
     if (r->connect_only) {
         curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+    } else if (r->get) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));

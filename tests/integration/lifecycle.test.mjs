@@ -59,15 +59,24 @@ test('the default config starts with nothing else running; /ready names the unre
     const ready = await waitFor(async () => {
       const r = await fetch(`${gw.baseURL}/ready`);
       const j = await r.json();
-      return j.backends.every((b) => b.reason !== 'not probed yet') ? { status: r.status, j } : null;
+      return j.backends.slice(1).every((b) => b.reason !== 'not probed yet') ? { status: r.status, j } : null;
     }, { what: 'first probes' });
     // Nothing listens on the default backends' ports in CI.
     assert.equal(ready.status, 503);
     assert.equal(ready.j.status, 'not_ready');
-    assert.deepEqual(ready.j.backends.map((b) => b.name), ['llama-server', 'ollama']);
-    assert.match(ready.j.backends[0].reason, /unreachable/);
+    assert.deepEqual(ready.j.backends.map((b) => b.name), ['demo', 'llama-server', 'ollama']);
+    assert.match(ready.j.backends[1].reason, /unreachable/);
     const models = await (await fetch(`${gw.baseURL}/v1/models`)).json();
-    assert.deepEqual(models.data.map((m) => m.id), ['local']);
+    assert.deepEqual(models.data.map((m) => m.id), ['demo', 'local']);
+    // The demo model loads and answers; "local" falls back to it when the others are down.
+    await waitFor(async () => (await (await fetch(`${gw.baseURL}/ready`)).json()).backends[0].ready,
+      { timeout: 30000, what: 'the demo model' });
+    const r = await fetch(`${gw.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'local', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-stratus-backend'), 'demo');
   } finally {
     assert.equal(await gw.stop(), 0);
   }

@@ -15,6 +15,12 @@
 
 #include "config/config.h"
 
+#ifdef STRATUS_HAVE_ENGINE
+#define SUPPORTED "openai, local"
+#else
+#define SUPPORTED "openai"
+#endif
+
 /* One backend `up` that every model below can target. */
 #define UP "backends:\n  - { name: up, type: openai, base_url: \"http://h\" }\n"
 
@@ -260,7 +266,7 @@ static void test_config_load_string_rejects_wrong_types(void **state)
     expect_exact("backends:\n  - { name: \"\", type: openai, base_url: \"http://h\" }\n", 2, 13,
                  "name must be a non-empty string");
     expect_exact("backends:\n  - { name: a, type: [openai], base_url: \"http://h\" }\n", 2, 22,
-                 "type must be a string (supported: openai)");
+                 "type must be a string (supported: " SUPPORTED ")");
     expect_exact(
         "backends:\n  - { name: a, type: openai, base_url: \"http://h\", timeout_ms: 10s }\n", 2,
         64, "timeout_ms must be a positive integer (at most 86400000)");
@@ -367,19 +373,60 @@ static void test_config_load_string_rejects_missing_backend_keys(void **state)
 static void test_config_load_string_rejects_unsupported_backend_types(void **state)
 {
     (void)state;
+#ifdef STRATUS_HAVE_ENGINE
+    const char *later[] = {"anthropic", "bedrock"};
+#else
     const char *later[] = {"anthropic", "bedrock", "local"};
-    for (size_t i = 0; i < 3; i++) {
+#endif
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         char yaml[128], msg[128];
         snprintf(yaml, sizeof yaml, "backends:\n  - { name: c, type: %s }\n", later[i]);
         snprintf(msg, sizeof msg,
-                 "backend type '%s' is not supported by this build (supported: openai)", later[i]);
+                 "backend type '%s' is not supported by this build (supported: " SUPPORTED ")",
+                 later[i]);
         expect_exact(yaml, 2, 22, msg);
     }
     expect_exact("backends:\n  - { name: c, type: gopher, base_url: \"http://x\" }\n", 2, 22,
-                 "unknown backend type 'gopher' (supported: openai)");
+                 "unknown backend type 'gopher' (supported: " SUPPORTED ")");
     expect_exact("backends:\n  - { name: c, type: OpenAI, base_url: \"http://x\" }\n", 2, 22,
-                 "unknown backend type 'OpenAI' (supported: openai)");
+                 "unknown backend type 'OpenAI' (supported: " SUPPORTED ")");
 }
+
+#ifdef STRATUS_HAVE_ENGINE
+static void test_config_load_string_local_backend(void **state)
+{
+    (void)state;
+    struct config_error e;
+    const char *yaml = "backends:\n"
+                       "  - name: l\n"
+                       "    type: local\n"
+                       "    model_path: models/m.gguf\n"
+                       "    parallel: 8\n"
+                       "    threads: 2\n"
+                       "    ctx_size: 1024\n"
+                       "    max_queue: 5\n"
+                       "  - { name: d, type: local, model_path: x.gguf }\n";
+    struct config *c = config_load_string(yaml, strlen(yaml), "t.yaml", &e);
+    if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    assert_int_equal(c->backends[0].type, BACKEND_LOCAL);
+    assert_string_equal(c->backends[0].model_path, "models/m.gguf");
+    assert_int_equal(c->backends[0].parallel, 8);
+    assert_int_equal(c->backends[0].threads, 2);
+    assert_int_equal(c->backends[0].ctx_size, 1024);
+    assert_int_equal(c->backends[0].max_queue, 5);
+    assert_int_equal(c->backends[1].parallel, 4); /* defaults */
+    assert_int_equal(c->backends[1].threads, 0);
+    assert_int_equal(c->backends[1].ctx_size, 4096);
+    assert_int_equal(c->backends[1].max_queue, 64);
+    config_free(c);
+    expect_exact("backends:\n  - { name: l, type: local }\n", 2, 5,
+                 "backend 'l': missing required key 'model_path'");
+    expect_exact("backends:\n  - { name: l, type: local, model_path: m, base_url: \"http://x\" }\n",
+                 2, 44, "unknown key 'base_url' in backend 'l'");
+    expect_exact("backends:\n  - { name: l, type: local, model_path: m, parallel: 0 }\n", 2, 54,
+                 "parallel must be a positive integer (at most 256)");
+}
+#endif
 
 static void test_config_load_string_rejects_unsupported_route_policies(void **state)
 {
@@ -788,6 +835,9 @@ int main(void)
         cmocka_unit_test(test_config_load_string_rejects_missing_backend_keys),
         cmocka_unit_test(test_config_load_string_rejects_unsupported_backend_types),
         cmocka_unit_test(test_config_load_string_rejects_unsupported_route_policies),
+#ifdef STRATUS_HAVE_ENGINE
+        cmocka_unit_test(test_config_load_string_local_backend),
+#endif
         cmocka_unit_test(test_config_load_string_refuses_later_sections),
         cmocka_unit_test(test_config_load_string_checks_base_url),
         cmocka_unit_test(test_config_load_string_rejects_control_characters),

@@ -1,0 +1,843 @@
+/*
+ * DESIGN
+ * Two threads share a small, mutex-protected surface: the queue of jobs waiting for a slot,
+ * each job's cancel flag, and an outbox of events. Everything about llama.cpp — the context,
+ * the batch, sampler chains, token buffers — belongs to the engine thread alone, so decode
+ * steps run without holding the lock. The loop thread is woken for the outbox with
+ * event_active() (libevent built with pthreads support), never by polling.
+ *
+ * A job's memory is released by the loop thread only, after the engine thread has sent its
+ * final event (DONE, FAILED, or a silent RELEASED for cancelled jobs): no job is freed while
+ * the other thread may still touch it.
+ *
+ * Each decode step first gives every generating slot its one next token, then fills the
+ * rest of the batch with pending prompt tokens, so a long prompt joining cannot stall
+ * streams that are already running.
+ */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llama.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "obs/log.h"
+#include "util/clock.h"
+
+/* Our own JSON grammar (GBNF) for response_format json_object: an object at the root,
+ * bounded whitespace so a weak model cannot wander off into spaces. */
+static const char json_grammar[] =
+    "root   ::= object\n"
+    "value  ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n"
+    "object ::= \"{\" ws ( string \":\" ws value ( \",\" ws string \":\" ws value )* )? \"}\" ws\n"
+    "array  ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\" ws\n"
+    "string ::= \"\\\"\" ( [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" "
+    "[0-9a-fA-F]{4} ) )* \"\\\"\" ws\n"
+    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? "
+    "[0-9]{1,3} )? ws\n"
+    "ws     ::= [ \\t\\n]{0,8}\n";
+
+enum msg_kind { MSG_TEXT, MSG_DONE, MSG_FAILED, MSG_RELEASED };
+
+struct msg {
+    struct msg *next;
+    struct engine_job *job;
+    enum msg_kind kind;
+    char *text; /* owned */
+    size_t len;
+    const char *finish_reason;
+    int prompt_tokens, completion_tokens;
+    double ttft_ms;
+    struct err err;
+};
+
+struct engine_job {
+    struct engine *e;
+    engine_event_cb cb;
+    void *ud;
+    struct engine_job *next; /* queue link */
+    bool cancelled;          /* under e->mu */
+    /* engine thread only: */
+    llama_token *prompt;
+    int n_prompt, n_fed, n_generated;
+    int slot;
+    llama_token last;
+    bool want_logits_now;
+    int batch_index;
+    struct llama_sampler *chain;
+    struct engine_sampling s;
+    char **stop;
+    size_t n_stop, max_stop;
+    char *pending;
+    size_t pending_len, pending_cap;
+    uint64_t submit_ns, first_token_ns;
+};
+
+struct engine {
+    struct engine_opts opts;
+    struct llama_model *model;
+    const struct llama_vocab *vocab;
+    struct llama_context *ctx;
+    struct llama_batch batch;
+    int ctx_per_slot;
+    char *template_text; /* owned copy of the model's chat template, or NULL */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    struct engine_job *queue_head, *queue_tail; /* under mu */
+    int queue_len;                              /* under mu */
+    struct msg *outbox_head, *outbox_tail;      /* under mu */
+    struct event notify;                        /* loop thread: drains the outbox */
+    struct engine_job **slots;                  /* engine thread */
+    /* stats, under mu */
+    int busy;
+    uint64_t tokens_total;
+    double ttft_avg;
+    uint64_t window_start_ns, window_tokens;
+    double tokens_per_s;
+};
+
+struct engine_opts engine_default_opts(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return (struct engine_opts){
+        .parallel = 4,
+        .threads = cores > 0 ? (int)cores : 1,
+        .ctx_per_slot = 4096,
+        .max_queue = 64,
+        .batch_size = 512,
+    };
+}
+
+struct engine_sampling engine_default_sampling(void)
+{
+    return (struct engine_sampling){.temperature = 1.0f, .top_p = 1.0f, .seed = 0xC0FFEE};
+}
+
+/* ---- loop thread: delivering events ------------------------------------------------ */
+
+static void job_free(struct engine_job *j)
+{
+    if (j == NULL) return;
+    free(j->prompt);
+    for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j->stop);
+    free(j->pending);
+    if (j->chain) llama_sampler_free(j->chain);
+    free(j);
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *ud)
+{
+    struct engine *e = ud;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&e->mu);
+    struct msg *m = e->outbox_head;
+    e->outbox_head = e->outbox_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    while (m) {
+        struct msg *next = m->next;
+        struct engine_job *j = m->job;
+        pthread_mutex_lock(&e->mu);
+        bool cancelled = j->cancelled;
+        pthread_mutex_unlock(&e->mu);
+        if (!cancelled && m->kind != MSG_RELEASED) {
+            struct engine_event ev = {
+                .kind = m->kind == MSG_TEXT   ? ENGINE_TEXT
+                        : m->kind == MSG_DONE ? ENGINE_DONE
+                                              : ENGINE_FAILED,
+                .text = m->text,
+                .len = m->len,
+                .finish_reason = m->finish_reason,
+                .prompt_tokens = m->prompt_tokens,
+                .completion_tokens = m->completion_tokens,
+                .ttft_ms = m->ttft_ms,
+                .err = m->err,
+            };
+            j->cb(j, &ev, j->ud);
+        }
+        if (m->kind != MSG_TEXT) job_free(j); /* final: the engine thread is done with it */
+        free(m->text);
+        free(m);
+        m = next;
+    }
+}
+
+/* ---- engine thread ------------------------------------------------------------------ */
+
+static void post(struct engine *e, struct msg *m)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->outbox_tail)
+        e->outbox_tail->next = m;
+    else
+        e->outbox_head = m;
+    e->outbox_tail = m;
+    pthread_mutex_unlock(&e->mu);
+    event_active(&e->notify, EV_TIMEOUT, 0);
+}
+
+static size_t utf8_complete_prefix(const char *s, size_t n)
+{
+    /* Back up over at most 3 continuation bytes to the last lead byte; keep it only if its
+     * sequence is complete. */
+    size_t i = n, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0) return back ? 0 : n;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead < 0x80             ? 1
+                  : (lead & 0xE0) == 0xC0 ? 2
+                  : (lead & 0xF0) == 0xE0 ? 3
+                  : (lead & 0xF8) == 0xF0 ? 4
+                                          : 1;
+    return back + 1 >= need ? n : i - 1;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s starts an invalid one. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80             ? 1
+                 : (s[0] & 0xE0) == 0xC0 ? 2
+                 : (s[0] & 0xF0) == 0xE0 ? 3
+                 : (s[0] & 0xF8) == 0xF0 ? 4
+                                         : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    uint32_t cp = len == 1   ? s[0]
+                  : len == 2 ? (s[0] & 0x1Fu)
+                  : len == 3 ? (s[0] & 0x0Fu)
+                             : (s[0] & 0x07u);
+    for (size_t i = 1; i < len; i++) cp = (cp << 6) | (s[i] & 0x3Fu);
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0; /* overlong, surrogate */
+    return len;
+}
+
+/* Sends the first n pending bytes as text. Tokens can carry raw bytes (byte-fallback
+ * vocabularies) that do not form valid UTF-8 together; each invalid byte becomes U+FFFD so
+ * clients always get valid UTF-8 text. */
+static void emit_text(struct engine *e, struct engine_job *j, size_t n)
+{
+    if (n == 0) return;
+    struct msg *m = calloc(1, sizeof *m);
+    char *t = malloc(n * 3);
+    if (m == NULL || t == NULL) {
+        free(m);
+        free(t);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)j->pending;
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence(p + i, n - i);
+        if (len == 0) {
+            memcpy(t + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            i++;
+        } else {
+            memcpy(t + w, p + i, len);
+            w += len;
+            i += len;
+        }
+    }
+    memmove(j->pending, j->pending + n, j->pending_len - n);
+    j->pending_len -= n;
+    m->job = j;
+    m->kind = MSG_TEXT;
+    m->text = t;
+    m->len = w;
+    post(e, m);
+}
+
+static void finish(struct engine *e, struct engine_job *j, const char *reason)
+{
+    /* Whatever is left is final text; an incomplete UTF-8 tail can never complete. */
+    emit_text(e, j, utf8_complete_prefix(j->pending, j->pending_len));
+    struct msg *m = calloc(1, sizeof *m);
+    if (m == NULL) return;
+    m->job = j;
+    m->kind = MSG_DONE;
+    m->finish_reason = reason;
+    m->prompt_tokens = j->n_prompt;
+    m->completion_tokens = j->n_generated;
+    m->ttft_ms = j->first_token_ns ? (double)(j->first_token_ns - j->submit_ns) / 1e6 : -1;
+    llama_memory_seq_rm(llama_get_memory(e->ctx), j->slot, -1, -1);
+    e->slots[j->slot] = NULL;
+    pthread_mutex_lock(&e->mu);
+    e->busy--;
+    pthread_mutex_unlock(&e->mu);
+    post(e, m);
+}
+
+/* Appends a token's text; emits what is decided; returns true when a stop string ended it. */
+static bool take_piece(struct engine *e, struct engine_job *j, const char *piece, size_t n)
+{
+    if (j->pending_len + n > j->pending_cap) {
+        size_t cap = (j->pending_len + n) * 2 + 64;
+        char *p = realloc(j->pending, cap);
+        if (p == NULL) return false;
+        j->pending = p;
+        j->pending_cap = cap;
+    }
+    memcpy(j->pending + j->pending_len, piece, n);
+    j->pending_len += n;
+    for (size_t k = 0; k < j->n_stop; k++) {
+        const char *hit = memmem(j->pending, j->pending_len, j->stop[k], strlen(j->stop[k]));
+        if (hit) {
+            j->pending_len = (size_t)(hit - j->pending);
+            return true;
+        }
+    }
+    size_t ok = utf8_complete_prefix(j->pending, j->pending_len);
+    /* Hold back a tail that could still become a stop string. */
+    size_t hold = 0;
+    for (size_t k = 0; k < j->n_stop; k++) {
+        size_t sl = strlen(j->stop[k]);
+        for (size_t h = sl - 1; h > hold; h--)
+            if (h <= ok && memcmp(j->pending + ok - h, j->stop[k], h) == 0) {
+                hold = h;
+                break;
+            }
+    }
+    emit_text(e, j, ok - hold);
+    return false;
+}
+
+static struct llama_sampler *make_chain(struct engine *e, const struct engine_sampling *s,
+                                        struct err *err)
+{
+    struct llama_sampler *c = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (c == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    if (s->json) {
+        struct llama_sampler *g = llama_sampler_init_grammar(e->vocab, json_grammar, "root");
+        if (g == NULL) {
+            llama_sampler_free(c);
+            err_set(err, 500, "server_error", NULL, "cannot build the JSON grammar");
+            return NULL;
+        }
+        llama_sampler_chain_add(c, g);
+    }
+    if (s->presence_penalty != 0 || s->frequency_penalty != 0)
+        llama_sampler_chain_add(c, llama_sampler_init_penalties(llama_vocab_n_tokens(e->vocab), 64,
+                                                                1.0f, s->frequency_penalty,
+                                                                s->presence_penalty));
+    if (s->temperature <= 0) {
+        llama_sampler_chain_add(c, llama_sampler_init_greedy());
+        return c;
+    }
+    if (s->top_k > 0) llama_sampler_chain_add(c, llama_sampler_init_top_k(s->top_k));
+    if (s->top_p > 0 && s->top_p < 1)
+        llama_sampler_chain_add(c, llama_sampler_init_top_p(s->top_p, 1));
+    if (s->min_p > 0) llama_sampler_chain_add(c, llama_sampler_init_min_p(s->min_p, 1));
+    llama_sampler_chain_add(c, llama_sampler_init_temp(s->temperature));
+    llama_sampler_chain_add(c, llama_sampler_init_dist(s->seed));
+    return c;
+}
+
+/* Moves queued jobs into free slots; releases cancelled ones. Called with mu held. */
+static void admit(struct engine *e)
+{
+    for (int i = 0; i < e->opts.parallel; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j && j->cancelled) {
+            llama_memory_seq_rm(llama_get_memory(e->ctx), i, -1, -1);
+            e->slots[i] = NULL;
+            e->busy--;
+            struct msg *m = calloc(1, sizeof *m);
+            if (m) {
+                m->job = j;
+                m->kind = MSG_RELEASED;
+                if (e->outbox_tail)
+                    e->outbox_tail->next = m;
+                else
+                    e->outbox_head = m;
+                e->outbox_tail = m;
+                event_active(&e->notify, EV_TIMEOUT, 0);
+            }
+        }
+    }
+    for (int i = 0; i < e->opts.parallel && e->queue_head; i++) {
+        if (e->slots[i]) continue;
+        struct engine_job *j = e->queue_head;
+        e->queue_head = j->next;
+        if (e->queue_head == NULL) e->queue_tail = NULL;
+        e->queue_len--;
+        j->next = NULL;
+        if (j->cancelled) {
+            struct msg *m = calloc(1, sizeof *m);
+            if (m) {
+                m->job = j;
+                m->kind = MSG_RELEASED;
+                if (e->outbox_tail)
+                    e->outbox_tail->next = m;
+                else
+                    e->outbox_head = m;
+                e->outbox_tail = m;
+                event_active(&e->notify, EV_TIMEOUT, 0);
+            }
+            i--; /* the slot is still free */
+            continue;
+        }
+        j->slot = i;
+        e->slots[i] = j;
+        e->busy++;
+    }
+}
+
+static void record_tokens(struct engine *e, int n)
+{
+    uint64_t now = clock_now_ns();
+    pthread_mutex_lock(&e->mu);
+    e->tokens_total += (uint64_t)n;
+    e->window_tokens += (uint64_t)n;
+    if (e->window_start_ns == 0) e->window_start_ns = now;
+    double secs = (double)(now - e->window_start_ns) / 1e9;
+    if (secs >= 2.0) {
+        e->tokens_per_s = (double)e->window_tokens / secs;
+        e->window_start_ns = now;
+        e->window_tokens = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void step(struct engine *e)
+{
+    struct llama_batch *b = &e->batch;
+    b->n_tokens = 0;
+    int budget = e->opts.batch_size;
+    for (int i = 0; i < e->opts.parallel; i++)
+        if (e->slots[i]) e->slots[i]->batch_index = -1; /* nothing to sample unless set below */
+    /* Generating slots first: one token each. */
+    for (int i = 0; i < e->opts.parallel && budget > 0; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j == NULL) continue;
+        if (j->chain == NULL) {
+            struct err err;
+            err_clear(&err);
+            j->chain = make_chain(e, &j->s, &err);
+            if (j->chain == NULL) {
+                struct msg *m = calloc(1, sizeof *m);
+                e->slots[i] = NULL;
+                pthread_mutex_lock(&e->mu);
+                e->busy--;
+                pthread_mutex_unlock(&e->mu);
+                if (m) {
+                    m->job = j;
+                    m->kind = MSG_FAILED;
+                    m->err = err;
+                    post(e, m);
+                }
+                continue;
+            }
+        }
+        if (j->n_fed < j->n_prompt) continue;
+        int k = b->n_tokens++;
+        b->token[k] = j->last;
+        b->pos[k] = j->n_prompt + j->n_generated - 1;
+        b->n_seq_id[k] = 1;
+        b->seq_id[k][0] = i;
+        b->logits[k] = 1;
+        j->batch_index = k;
+        budget--;
+    }
+    /* Then prompt tokens, in slot order, as the budget allows. */
+    for (int i = 0; i < e->opts.parallel && budget > 0; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j == NULL || j->n_fed >= j->n_prompt) continue;
+        while (j->n_fed < j->n_prompt && budget > 0) {
+            int k = b->n_tokens++;
+            b->token[k] = j->prompt[j->n_fed];
+            b->pos[k] = j->n_fed;
+            b->n_seq_id[k] = 1;
+            b->seq_id[k][0] = i;
+            b->logits[k] = 0;
+            j->n_fed++;
+            budget--;
+            if (j->n_fed == j->n_prompt) {
+                b->logits[k] = 1; /* the first generated token comes from here */
+                j->batch_index = k;
+            }
+        }
+    }
+    if (b->n_tokens == 0) return;
+    int rc = llama_decode(e->ctx, *b);
+    if (rc != 0) {
+        /* The KV cache is full or decoding failed: end every affected sequence honestly. */
+        for (int i = 0; i < e->opts.parallel; i++) {
+            struct engine_job *j = e->slots[i];
+            if (j && j->batch_index >= 0) finish(e, j, "length");
+        }
+        return;
+    }
+    int produced = 0;
+    for (int i = 0; i < e->opts.parallel; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j == NULL || j->batch_index < 0) continue;
+        llama_token t = llama_sampler_sample(j->chain, e->ctx, j->batch_index);
+        produced++;
+        if (j->first_token_ns == 0) {
+            j->first_token_ns = clock_now_ns();
+            double ttft = (double)(j->first_token_ns - j->submit_ns) / 1e6;
+            pthread_mutex_lock(&e->mu);
+            e->ttft_avg = e->ttft_avg == 0 ? ttft : e->ttft_avg * 0.8 + ttft * 0.2;
+            pthread_mutex_unlock(&e->mu);
+        }
+        if (llama_vocab_is_eog(e->vocab, t)) {
+            finish(e, j, "stop");
+            continue;
+        }
+        j->n_generated++;
+        j->last = t;
+        char piece[256];
+        int n = llama_token_to_piece(e->vocab, t, piece, sizeof piece, 0, false);
+        if (n > 0 && take_piece(e, j, piece, (size_t)n)) {
+            finish(e, j, "stop");
+            continue;
+        }
+        bool full = j->n_prompt + j->n_generated >= e->ctx_per_slot;
+        if ((j->s.max_tokens > 0 && j->n_generated >= j->s.max_tokens) || full)
+            finish(e, j, "length");
+    }
+    record_tokens(e, produced);
+}
+
+static void *engine_thread(void *ud)
+{
+    struct engine *e = ud;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop) {
+        admit(e);
+        if (e->busy == 0) {
+            pthread_cond_wait(&e->cv, &e->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        step(e);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---- public ------------------------------------------------------------------------- */
+
+static void on_load_progress_log(float progress, void *ud)
+{
+    int *last = ud;
+    int pct = (int)(progress * 100);
+    if (pct >= *last + 25 || (pct == 100 && *last != 100)) {
+        *last = pct;
+        struct log_line l;
+        log_begin(&l, "info", "model_loading");
+        log_int(&l, "percent", pct);
+        log_end(&l);
+    }
+}
+
+static bool on_load_progress(float progress, void *ud)
+{
+    on_load_progress_log(progress, ud);
+    return true;
+}
+
+/* llama.cpp's own chatter (tensor shapes, buffer sizes) is not for operators; its warnings
+ * and errors become our JSON log lines. */
+static void on_llama_log(enum ggml_log_level level, const char *text, void *ud)
+{
+    (void)ud;
+    if (level != GGML_LOG_LEVEL_WARN && level != GGML_LOG_LEVEL_ERROR) return;
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) n--;
+    if (n == 0) return;
+    struct log_line l;
+    log_begin(&l, level == GGML_LOG_LEVEL_ERROR ? "error" : "warn", "llama");
+    log_strn(&l, "message", text, n);
+    log_end(&l);
+}
+
+static int check_model_file(const char *path, struct err *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(err, 500, "server_error", "model_not_loadable", "model file %s: %s", path,
+                       strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, 500, "server_error", "model_not_loadable",
+                       "model file %s is not a regular file", path);
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    size_t n = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    if (n != 4 || memcmp(magic, "GGUF", 4) != 0)
+        return err_set(err, 500, "server_error", "model_not_loadable",
+                       "model file %s is not a GGUF file", path);
+    return 0;
+}
+
+struct engine *engine_new(struct event_base *loop, const struct engine_opts *opts, struct err *err)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    e->opts = *opts;
+    struct engine_opts d = engine_default_opts();
+    if (e->opts.parallel <= 0) e->opts.parallel = d.parallel;
+    if (e->opts.threads <= 0) e->opts.threads = d.threads;
+    if (e->opts.ctx_per_slot <= 0) e->opts.ctx_per_slot = d.ctx_per_slot;
+    if (e->opts.max_queue <= 0) e->opts.max_queue = d.max_queue;
+    if (e->opts.batch_size <= 0) e->opts.batch_size = d.batch_size;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    event_assign(&e->notify, loop, -1, 0, on_notify, e);
+    if (check_model_file(opts->model_path, err) != 0) goto fail;
+
+    llama_log_set(on_llama_log, NULL);
+    llama_backend_init();
+    int last = -100;
+    struct llama_model_params mp = llama_model_default_params();
+    mp.progress_callback = on_load_progress;
+    mp.progress_callback_user_data = &last;
+    e->model = llama_model_load_from_file(opts->model_path, mp);
+    if (e->model == NULL) {
+        err_set(err, 500, "server_error", "model_not_loadable",
+                "model file %s could not be loaded (corrupt or unsupported GGUF)",
+                opts->model_path);
+        goto fail;
+    }
+    e->vocab = llama_model_get_vocab(e->model);
+    const char *tmpl = llama_model_chat_template(e->model, NULL);
+    if (tmpl) e->template_text = strdup(tmpl);
+
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_seq_max = (uint32_t)e->opts.parallel;
+    cp.n_ctx = (uint32_t)(e->opts.parallel * e->opts.ctx_per_slot);
+    cp.n_batch = (uint32_t)e->opts.batch_size;
+    cp.n_ubatch = (uint32_t)e->opts.batch_size;
+    cp.n_threads = e->opts.threads;
+    cp.n_threads_batch = e->opts.threads;
+    cp.no_perf = true;
+    e->ctx = llama_init_from_model(e->model, cp);
+    if (e->ctx == NULL) {
+        err_set(err, 500, "server_error", "model_not_loadable",
+                "cannot create a context for %s (%d slots x %d tokens)", opts->model_path,
+                e->opts.parallel, e->opts.ctx_per_slot);
+        goto fail;
+    }
+    e->ctx_per_slot = (int)llama_n_ctx_seq(e->ctx);
+    e->batch = llama_batch_init(e->opts.batch_size, 0, 1);
+    e->slots = calloc((size_t)e->opts.parallel, sizeof *e->slots);
+    if (e->slots == NULL) {
+        err_oom(err);
+        goto fail;
+    }
+    if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
+        err_set(err, 500, "server_error", NULL, "cannot start the engine thread");
+        goto fail;
+    }
+    e->thread_started = true;
+    return e;
+fail:
+    engine_free(e);
+    return NULL;
+}
+
+char *engine_chat_prompt(struct engine *e, const char *const *roles, const char *const *contents,
+                         size_t n, struct err *err)
+{
+    struct llama_chat_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (msgs == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    size_t total = 64;
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].role = roles[i];
+        msgs[i].content = contents[i];
+        total += strlen(roles[i]) + strlen(contents[i]) + 32;
+    }
+    /* The model's own template, else ChatML (what most instruction-tuned GGUFs use). */
+    const char *tmpl = e->template_text ? e->template_text : "chatml";
+    char *buf = NULL;
+    int32_t need = (int32_t)(total * 2);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        free(buf);
+        buf = malloc((size_t)need + 1);
+        if (buf == NULL) break;
+        int32_t got = llama_chat_apply_template(tmpl, msgs, n, true, buf, need);
+        if (got < 0 && e->template_text) {
+            tmpl = "chatml"; /* a template llama.cpp cannot run: fall back */
+            got = llama_chat_apply_template(tmpl, msgs, n, true, buf, need);
+        }
+        if (got < 0) {
+            free(buf);
+            free(msgs);
+            err_set(err, 400, "invalid_request_error", "chat_template",
+                    "the model's chat template cannot format these messages");
+            return NULL;
+        }
+        if (got <= need) {
+            buf[got] = '\0';
+            free(msgs);
+            return buf;
+        }
+        need = got;
+    }
+    free(buf);
+    free(msgs);
+    err_oom(err);
+    return NULL;
+}
+
+struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t len,
+                                 const struct engine_sampling *s, engine_event_cb cb, void *ud,
+                                 struct err *err)
+{
+    struct engine_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    j->e = e;
+    j->cb = cb;
+    j->ud = ud;
+    j->s = *s;
+    j->slot = -1;
+    j->submit_ns = clock_now_ns();
+    int cap = (int)len + 16;
+    j->prompt = malloc((size_t)cap * sizeof *j->prompt);
+    if (j->prompt == NULL) goto oom;
+    int n = llama_tokenize(e->vocab, prompt, (int32_t)len, j->prompt, cap, true, true);
+    if (n < 0) {
+        cap = -n;
+        llama_token *p = realloc(j->prompt, (size_t)cap * sizeof *p);
+        if (p == NULL) goto oom;
+        j->prompt = p;
+        n = llama_tokenize(e->vocab, prompt, (int32_t)len, j->prompt, cap, true, true);
+    }
+    if (n <= 0) {
+        err_set(err, 400, "invalid_request_error", "empty_prompt", "the prompt has no tokens");
+        job_free(j);
+        return NULL;
+    }
+    if (n >= e->ctx_per_slot) {
+        err_set(err, 400, "invalid_request_error", "context_length_exceeded",
+                "the prompt has %d tokens but the context holds %d per request", n,
+                e->ctx_per_slot);
+        err->param = "messages";
+        job_free(j);
+        return NULL;
+    }
+    j->n_prompt = n;
+    if (s->n_stop) {
+        j->stop = calloc(s->n_stop, sizeof *j->stop);
+        if (j->stop == NULL) goto oom;
+        for (size_t i = 0; i < s->n_stop; i++) {
+            if (s->stop[i][0] == '\0') continue;
+            if ((j->stop[j->n_stop] = strdup(s->stop[i])) == NULL) goto oom;
+            j->n_stop++;
+        }
+    }
+    j->s.stop = NULL;
+    pthread_mutex_lock(&e->mu);
+    if (e->queue_len >= e->opts.max_queue && e->busy >= e->opts.parallel) {
+        pthread_mutex_unlock(&e->mu);
+        err_set(err, 429, "rate_limit_error", "engine_busy",
+                "all %d slots are busy and %d requests are queued; retry shortly", e->opts.parallel,
+                e->queue_len);
+        job_free(j);
+        return NULL;
+    }
+    if (e->queue_tail)
+        e->queue_tail->next = j;
+    else
+        e->queue_head = j;
+    e->queue_tail = j;
+    e->queue_len++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return j;
+oom:
+    job_free(j);
+    err_oom(err);
+    return NULL;
+}
+
+void engine_cancel(struct engine_job *job)
+{
+    struct engine *e = job->e;
+    pthread_mutex_lock(&e->mu);
+    job->cancelled = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_get_stats(struct engine *e, struct engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    out->slots = e->opts.parallel;
+    out->busy_slots = e->busy;
+    out->queue_depth = e->queue_len;
+    out->tokens_per_s = e->tokens_per_s;
+    out->ttft_ms = e->ttft_avg;
+    out->tokens_generated = e->tokens_total;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void engine_free(struct engine *e)
+{
+    if (e == NULL) return;
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+    }
+    event_del(&e->notify);
+    /* Jobs in slots, in the queue, and messages not yet delivered. */
+    struct msg *m = e->outbox_head;
+    while (m) {
+        struct msg *next = m->next;
+        if (m->kind != MSG_TEXT) {
+            for (int i = 0; e->slots && i < e->opts.parallel; i++)
+                if (e->slots[i] == m->job) e->slots[i] = NULL;
+            job_free(m->job);
+        }
+        free(m->text);
+        free(m);
+        m = next;
+    }
+    for (int i = 0; e->slots && i < e->opts.parallel; i++) job_free(e->slots[i]);
+    for (struct engine_job *j = e->queue_head, *next; j; j = next) {
+        next = j->next;
+        job_free(j);
+    }
+    free(e->slots);
+    if (e->batch.token) llama_batch_free(e->batch);
+    if (e->ctx) llama_free(e->ctx);
+    if (e->model) llama_model_free(e->model);
+    free(e->template_text);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}

@@ -1,0 +1,106 @@
+/*
+ * engine — local inference on llama.cpp with continuous batching, on a thread of its own.
+ *
+ * One engine holds one model, loaded once and kept warm, and one llama_context with
+ * `parallel` sequence slots. Jobs (a prompt plus sampling settings) are submitted from the
+ * event-loop thread; the engine thread admits them into free slots between decode steps,
+ * decodes every active sequence in one llama_batch per step (each slot is a seq_id), samples
+ * each sequence with its own sampler chain, and sends text back to the loop thread. A job
+ * leaves its slot when it finishes or is cancelled; its KV cells are removed at once.
+ *
+ * Text never splits a UTF-8 character, and stop strings are matched across token
+ * boundaries (text that may be the start of a stop string is held back until decided).
+ *
+ * llama.h rules relied on: a context must not outlive its model; a sampler chain owns the
+ * samplers added to it; llama_batch_init pairs with llama_batch_free; llama_decode and the
+ * samplers are used from the engine thread only.
+ *
+ * Thread: engine_new/submit/cancel/stats/free on the event-loop thread; callbacks run there.
+ */
+#ifndef STRATUS_ENGINE_H
+#define STRATUS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct event_base;
+struct engine;
+struct engine_job;
+
+struct engine_opts {
+    const char *model_path;
+    int parallel;     /* sequences decoded together (slots); default 4 */
+    int threads;      /* llama.cpp threads; default: physical cores */
+    int ctx_per_slot; /* context tokens per sequence; default 4096 (capped by the model) */
+    int max_queue;    /* jobs waiting for a slot beyond which submit fails with 429; default 64 */
+    int batch_size;   /* tokens per decode step; default 512 */
+};
+
+struct engine_opts engine_default_opts(void);
+
+struct engine_sampling {
+    float temperature; /* <= 0: greedy */
+    float top_p;       /* 1 = off */
+    int top_k;         /* 0 = off */
+    float min_p;       /* 0 = off */
+    float presence_penalty, frequency_penalty;
+    uint32_t seed;
+    int max_tokens;          /* <= 0: until the context is full */
+    const char *const *stop; /* borrowed until the job ends */
+    size_t n_stop;
+    bool json; /* constrain output to JSON (response_format json_object) */
+};
+
+struct engine_sampling engine_default_sampling(void);
+
+enum engine_event_kind { ENGINE_TEXT, ENGINE_DONE, ENGINE_FAILED };
+
+struct engine_event {
+    enum engine_event_kind kind;
+    const char *text; /* ENGINE_TEXT: whole UTF-8 characters; borrowed for the callback */
+    size_t len;
+    const char *finish_reason; /* ENGINE_DONE: "stop" or "length" */
+    int prompt_tokens, completion_tokens;
+    double ttft_ms; /* submit → first token */
+    struct err err; /* ENGINE_FAILED */
+};
+
+/* Called on the event-loop thread. After ENGINE_DONE or ENGINE_FAILED the job is gone. */
+typedef void (*engine_event_cb)(struct engine_job *job, const struct engine_event *ev, void *ud);
+
+struct engine_stats {
+    int slots, busy_slots, queue_depth;
+    double tokens_per_s; /* generation rate over the last few seconds */
+    double ttft_ms;      /* moving average */
+    uint64_t tokens_generated;
+};
+
+/** Loads the model (blocking; run it before serving) and starts the engine thread.
+ *  `loop` must have been created after evthread_use_pthreads().
+ *  @return an *owned* engine, or NULL with `err` naming the file and the reason. */
+struct engine *engine_new(struct event_base *loop, const struct engine_opts *opts, struct err *err);
+
+/** Applies the model's chat template (ChatML if it has none) to role/content pairs.
+ *  @return a malloc'd prompt (caller frees), or NULL with `err`. */
+char *engine_chat_prompt(struct engine *e, const char *const *roles, const char *const *contents,
+                         size_t n, struct err *err);
+
+/** Queues a prompt. The prompt is tokenised here, so a prompt longer than a slot's context
+ *  fails now with 400 naming both numbers; a full queue fails with 429.
+ *  @return the job (owned by the engine), or NULL with `err`. */
+struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t len,
+                                 const struct engine_sampling *s, engine_event_cb cb, void *ud,
+                                 struct err *err);
+
+/** The client is gone: no more callbacks; the slot is freed before the next decode step. */
+void engine_cancel(struct engine_job *job);
+
+void engine_get_stats(struct engine *e, struct engine_stats *out);
+
+/** Stops the thread, fails queued jobs quietly and frees everything. NULL-safe. */
+void engine_free(struct engine *e);
+
+#endif

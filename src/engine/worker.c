@@ -1,0 +1,394 @@
+/*
+ * DESIGN
+ * `stratus engine` — one process per local model. It loads the model once, then serves the
+ * OpenAI wire format (the same one the gateway already proxies) on a UNIX socket that only
+ * its owner can open, so the gateway reaches it through its ordinary `openai` provider code
+ * path. Requests become engine jobs; engine events become SSE chunks or one JSON answer.
+ * GET /health answers once the model is loaded; GET /stats reports slots, queue and speed
+ * for routing and the cost model.
+ */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/openai.h"
+#include "engine/engine.h"
+#include "engine/worker.h"
+#include "http/server.h"
+#include "obs/log.h"
+#include "util/arena.h"
+
+struct worker {
+    struct event_base *loop;
+    struct engine *engine;
+    struct http_server *server;
+    const char *model_name;
+    unsigned long long next_id;
+};
+
+struct job_ctx {
+    struct worker *w;
+    struct http_request *req;
+    struct engine_job *job;
+    bool chat, stream, want_usage, started;
+    char id[40];
+    long created;
+    struct evbuffer *text; /* non-stream: the whole answer */
+    json_t *body;          /* owned */
+};
+
+static void send_json(struct http_request *req, int status, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (s == NULL) {
+        struct err e;
+        err_oom(&e);
+        http_respond_error(req, &e);
+        return;
+    }
+    http_respond(req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void sse_json(struct http_request *req, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (s == NULL) return;
+    http_stream_write2(req, "data: ", 6, s, strlen(s));
+    http_stream_write(req, "\n\n", 2);
+    free(s);
+}
+
+static json_t *chunk(struct job_ctx *c, json_t *delta_or_text, const char *finish)
+{
+    json_t *choice = c->chat ? json_pack("{s:i, s:o}", "index", 0, "delta", delta_or_text)
+                             : json_pack("{s:i, s:o}", "index", 0, "text", delta_or_text);
+    json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
+    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", c->id, "object",
+                     c->chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)c->created, "model", c->w->model_name, "choices", choice);
+}
+
+static void on_event(struct engine_job *job, const struct engine_event *ev, void *ud)
+{
+    struct job_ctx *c = ud;
+    (void)job;
+    if (ev->kind == ENGINE_FAILED) {
+        c->job = NULL;
+        if (c->started) {
+            sse_json(c->req, json_pack("{s:{s:s, s:s, s:s}}", "error", "message", ev->err.msg,
+                                       "type", "server_error", "code", "engine_failed"));
+            http_stream_end(c->req);
+        } else {
+            http_respond_error(c->req, &ev->err);
+        }
+        return;
+    }
+    if (ev->kind == ENGINE_TEXT) {
+        if (!c->stream) {
+            evbuffer_add(c->text, ev->text, ev->len);
+            return;
+        }
+        if (!c->started) {
+            c->started = true;
+            http_stream_start(c->req, 200, "text/event-stream");
+            if (c->chat)
+                sse_json(
+                    c->req,
+                    chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+        }
+        json_t *piece = json_stringn(ev->text, ev->len);
+        sse_json(c->req, chunk(c, c->chat ? json_pack("{s:o}", "content", piece) : piece, NULL));
+        return;
+    }
+    /* ENGINE_DONE */
+    c->job = NULL;
+    json_t *usage =
+        json_pack("{s:i, s:i, s:i}", "prompt_tokens", ev->prompt_tokens, "completion_tokens",
+                  ev->completion_tokens, "total_tokens", ev->prompt_tokens + ev->completion_tokens);
+    if (c->stream) {
+        if (!c->started) {
+            c->started = true;
+            http_stream_start(c->req, 200, "text/event-stream");
+            if (c->chat)
+                sse_json(
+                    c->req,
+                    chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+        }
+        sse_json(c->req, chunk(c, c->chat ? json_object() : json_string(""), ev->finish_reason));
+        if (c->want_usage)
+            sse_json(c->req, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
+                                       c->chat ? "chat.completion.chunk" : "text_completion",
+                                       "created", (json_int_t)c->created, "model", c->w->model_name,
+                                       "choices", "usage", usage));
+        else
+            json_decref(usage);
+        http_stream_write(c->req, "data: [DONE]\n\n", 14);
+        http_stream_end(c->req);
+        return;
+    }
+    size_t n = evbuffer_get_length(c->text);
+    json_t *text = json_stringn(n ? (const char *)evbuffer_pullup(c->text, -1) : "", n);
+    json_t *choice =
+        c->chat ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role", "assistant",
+                            "content", text, "finish_reason", ev->finish_reason)
+                : json_pack("{s:i, s:o, s:s}", "index", 0, "text", text, "finish_reason",
+                            ev->finish_reason);
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:{s:f}}", "id", c->id, "object",
+                            c->chat ? "chat.completion" : "text_completion", "created",
+                            (json_int_t)c->created, "model", c->w->model_name, "choices", choice,
+                            "usage", usage, "timings", "ttft_ms", ev->ttft_ms);
+    send_json(c->req, 200, doc);
+}
+
+static void on_abort(struct http_request *req, void *ud)
+{
+    struct job_ctx *c = ud;
+    (void)req;
+    if (c->job) engine_cancel(c->job); /* frees the slot before the next decode step */
+    c->job = NULL;
+}
+
+static void release_ctx(void *ud)
+{
+    struct job_ctx *c = ud;
+    if (c->job) engine_cancel(c->job);
+    if (c->text) evbuffer_free(c->text);
+    json_decref(c->body);
+}
+
+static double num(const json_t *o, const char *k, double dflt)
+{
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static int read_sampling(json_t *body, struct engine_sampling *s, const char **stops,
+                         size_t max_stops, struct err *err)
+{
+    *s = engine_default_sampling();
+    s->temperature = (float)num(body, "temperature", 1.0);
+    s->top_p = (float)num(body, "top_p", 1.0);
+    s->top_k = (int)num(body, "top_k", 0);
+    s->min_p = (float)num(body, "min_p", 0);
+    s->presence_penalty = (float)num(body, "presence_penalty", 0);
+    s->frequency_penalty = (float)num(body, "frequency_penalty", 0);
+    const json_t *seed = json_object_get(body, "seed");
+    if (json_is_integer(seed)) s->seed = (uint32_t)json_integer_value(seed);
+    const json_t *mt = json_object_get(body, "max_completion_tokens");
+    if (!json_is_integer(mt)) mt = json_object_get(body, "max_tokens");
+    s->max_tokens = json_is_integer(mt) ? (int)json_integer_value(mt) : 0;
+    const json_t *stop = json_object_get(body, "stop");
+    if (json_is_string(stop)) {
+        stops[0] = json_string_value(stop);
+        s->n_stop = 1;
+    } else if (json_is_array(stop)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(stop, i, v)
+        {
+            if (!json_is_string(v) || s->n_stop == max_stops)
+                return err_param(err, 400, "stop", "\"stop\" must be a string or up to %zu strings",
+                                 max_stops);
+            stops[s->n_stop++] = json_string_value(v);
+        }
+    }
+    s->stop = stops;
+    const json_t *rf = json_object_get(body, "response_format");
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    if (rft && strcmp(rft, "json_object") == 0)
+        s->json = true;
+    else if (rft && strcmp(rft, "text") != 0)
+        return err_param(
+            err, 400, "response_format",
+            "response_format type '%s' is not supported by local models (text, json_object)", rft);
+    return 0;
+}
+
+static void handle_generate(struct worker *w, struct http_request *req, bool chat)
+{
+    struct err e;
+    err_clear(&e);
+    struct openai_request oreq;
+    size_t len = evbuffer_get_length(req->body);
+    const char *bytes = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
+    if (openai_parse_request(chat ? OPENAI_CHAT : OPENAI_COMPLETIONS, bytes, len, req->arena, &oreq,
+                             &e) != 0) {
+        http_respond_error(req, &e);
+        return;
+    }
+    struct job_ctx *c = arena_calloc(req->arena, 1, sizeof *c);
+    if (c == NULL || arena_on_free(req->arena, release_ctx, c) != 0) {
+        err_oom(&e);
+        http_respond_error(req, &e);
+        return;
+    }
+    c->w = w;
+    c->req = req;
+    c->chat = chat;
+    c->stream = oreq.stream;
+    c->want_usage = oreq.want_usage;
+    c->created = (long)time(NULL);
+    snprintf(c->id, sizeof c->id, "%s-%llu", chat ? "chatcmpl" : "cmpl", ++w->next_id);
+    c->body = json_loadb(bytes, len, 0, NULL);
+    c->text = evbuffer_new();
+    if (c->body == NULL || c->text == NULL) {
+        err_oom(&e);
+        http_respond_error(req, &e);
+        return;
+    }
+    const char *stops[16];
+    struct engine_sampling s;
+    if (read_sampling(c->body, &s, stops, 16, &e) != 0) {
+        http_respond_error(req, &e);
+        return;
+    }
+    char *prompt = NULL;
+    if (chat) {
+        json_t *msgs = json_object_get(c->body, "messages");
+        size_t n = json_array_size(msgs);
+        const char **roles = arena_calloc(req->arena, n + 1, sizeof *roles);
+        const char **contents = arena_calloc(req->arena, n + 1, sizeof *contents);
+        if (!roles || !contents) {
+            err_oom(&e);
+            http_respond_error(req, &e);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *m = json_array_get(msgs, i);
+            roles[i] = json_string_value(json_object_get(m, "role"));
+            json_t *content = json_object_get(m, "content");
+            if (json_is_string(content)) {
+                contents[i] = json_string_value(content);
+            } else if (json_is_array(content)) { /* text parts only */
+                struct evbuffer *b = evbuffer_new();
+                size_t k;
+                json_t *part;
+                json_array_foreach(content, k, part)
+                {
+                    const char *t = json_string_value(json_object_get(part, "text"));
+                    if (t) evbuffer_add(b, t, strlen(t));
+                }
+                size_t bl = evbuffer_get_length(b);
+                contents[i] =
+                    arena_strndup(req->arena, bl ? (char *)evbuffer_pullup(b, -1) : "", bl);
+                evbuffer_free(b);
+            } else {
+                contents[i] = "";
+            }
+        }
+        prompt = engine_chat_prompt(w->engine, roles, contents, n, &e);
+    } else {
+        json_t *p = json_object_get(c->body, "prompt");
+        const char *t =
+            json_is_string(p) ? json_string_value(p) : json_string_value(json_array_get(p, 0));
+        if (t == NULL) {
+            err_param(&e, 400, "prompt", "\"prompt\" must be a string (or an array of one string)");
+        } else if ((prompt = strdup(t)) == NULL) {
+            err_oom(&e);
+        }
+    }
+    if (prompt == NULL) {
+        http_respond_error(req, &e);
+        return;
+    }
+    http_request_set_callbacks(req, on_abort, NULL, c);
+    c->job = engine_submit(w->engine, prompt, strlen(prompt), &s, on_event, c, &e);
+    free(prompt);
+    if (c->job == NULL) {
+        if (e.status == 429) http_add_header(req, "Retry-After", "1");
+        http_respond_error(req, &e);
+    }
+}
+
+static void handle(struct http_request *req, void *ud)
+{
+    struct worker *w = ud;
+    struct err e;
+    err_clear(&e);
+    if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/health") == 0) {
+        http_respond(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+    } else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/stats") == 0) {
+        struct engine_stats st;
+        engine_get_stats(w->engine, &st);
+        send_json(req, 200,
+                  json_pack("{s:i, s:i, s:i, s:f, s:f, s:I}", "slots", st.slots, "busy_slots",
+                            st.busy_slots, "queue_depth", st.queue_depth, "tokens_per_s",
+                            st.tokens_per_s, "ttft_ms", st.ttft_ms, "tokens_generated",
+                            (json_int_t)st.tokens_generated));
+    } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/chat/completions") == 0) {
+        handle_generate(w, req, true);
+    } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/completions") == 0) {
+        handle_generate(w, req, false);
+    } else {
+        err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
+                req->method, req->path);
+        http_respond_error(req, &e);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *ud)
+{
+    (void)sig;
+    (void)what;
+    event_base_loopbreak(ud);
+}
+
+int engine_worker_main(const struct engine_worker_opts *o)
+{
+    struct worker w = {.model_name = o->model_name ? o->model_name : "local"};
+    struct err e;
+    err_clear(&e);
+    int rc = 1;
+    struct event *sig_term = NULL, *sig_int = NULL;
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads(); /* the engine thread wakes the loop */
+    w.loop = event_base_new();
+    if (w.loop == NULL) return 1;
+    uint64_t t0 = (uint64_t)time(NULL);
+    w.engine = engine_new(w.loop, &o->engine, &e);
+    if (w.engine == NULL) {
+        log_msg("error", "model_failed", "%s", e.msg);
+        goto out;
+    }
+    struct http_server_opts so = {.max_body_bytes = 64u << 20,
+                                  .max_header_bytes = 64u << 10,
+                                  .header_timeout_ms = 10000,
+                                  .body_timeout_ms = 60000,
+                                  .idle_timeout_ms = 600000,
+                                  .max_connections = 4096};
+    w.server = http_server_new_unix(w.loop, o->socket_path, so, handle, &w, &e);
+    if (w.server == NULL) {
+        log_msg("error", "engine_failed", "%s", e.msg);
+        goto out;
+    }
+    sig_term = evsignal_new(w.loop, SIGTERM, on_signal, w.loop);
+    sig_int = evsignal_new(w.loop, SIGINT, on_signal, w.loop);
+    event_add(sig_term, NULL);
+    event_add(sig_int, NULL);
+    struct log_line l;
+    log_begin(&l, "info", "engine_ready");
+    log_str(&l, "model", o->engine.model_path);
+    log_str(&l, "socket", o->socket_path);
+    log_int(&l, "load_seconds", (long long)((uint64_t)time(NULL) - t0));
+    log_end(&l);
+    event_base_dispatch(w.loop);
+    rc = 0;
+out:
+    http_server_free(w.server);
+    engine_free(w.engine);
+    if (sig_term) event_free(sig_term);
+    if (sig_int) event_free(sig_int);
+    event_base_free(w.loop);
+    unlink(o->socket_path);
+    return rc;
+}
