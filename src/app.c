@@ -12,6 +12,7 @@
 #include "app.h"
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -36,7 +37,24 @@
 struct probe {
     struct app *app;
     struct backend *backend;
+    char body[1024]; /* a local worker's /stats answer */
+    size_t len;
 };
+
+/* Queue depth, busy slots and speed, for /ready now and for routing and metrics later. */
+static void read_engine_stats(struct backend *b, const char *body, size_t len)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    b->engine.valid = json_is_object(j);
+    if (b->engine.valid) {
+        b->engine.slots = (int)json_integer_value(json_object_get(j, "slots"));
+        b->engine.busy_slots = (int)json_integer_value(json_object_get(j, "busy_slots"));
+        b->engine.queue_depth = (int)json_integer_value(json_object_get(j, "queue_depth"));
+        b->engine.tokens_per_s = json_number_value(json_object_get(j, "tokens_per_s"));
+        b->engine.ttft_ms = json_number_value(json_object_get(j, "ttft_ms"));
+    }
+    json_decref(j);
+}
 
 struct backend *app_backend(struct app *app, size_t backend_index)
 {
@@ -56,6 +74,7 @@ static void on_probe_done(enum upstream_result result, long status, long retry_a
         /* A local worker is ready when its /health answers; until then it is loading (or
          * restarting, in which case the supervisor already said why). */
         b->ready = result == UPSTREAM_OK && status == 200;
+        if (b->ready) read_engine_stats(b, pr->body, pr->len);
         if (b->ready)
             b->not_ready_reason[0] = '\0';
         else if (supervisor_running(pr->app->supervisor, b))
@@ -81,10 +100,11 @@ static void on_probe_done(enum upstream_result result, long status, long retry_a
 
 static int on_probe_data(struct upstream_call *call, const char *p, size_t n, void *ud)
 {
+    struct probe *pr = ud;
     (void)call;
-    (void)p;
-    (void)n;
-    (void)ud;
+    if (pr->len + n > sizeof pr->body) return -1; /* not a /stats answer */
+    memcpy(pr->body + pr->len, p, n);
+    pr->len += n;
     return 0;
 }
 
@@ -103,12 +123,12 @@ static void probe_all(struct app *app, unsigned tick)
         bool local = b->conf->type == BACKEND_LOCAL;
         unsigned every = local ? (b->ready ? 4 : 1) : PROBE_INTERVAL_MS / PROBE_TICK_MS;
         if (tick % every != 0) continue;
-        struct probe *pr = malloc(sizeof *pr);
+        struct probe *pr = calloc(1, sizeof *pr);
         if (pr == NULL) continue;
         pr->app = app;
         pr->backend = b;
         struct upstream_request r = {
-            .url = local ? "http://localhost/health" : b->conf->base_url,
+            .url = local ? "http://localhost/stats" : b->conf->base_url,
             .headers = NULL,
             .connect_timeout_ms = b->conf->connect_timeout_ms,
             .timeout_ms = local ? 2000 : b->conf->connect_timeout_ms,

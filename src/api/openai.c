@@ -118,10 +118,11 @@ static bool has_duplicate_key(const struct json_scan *s, struct err *err)
         size_t len = (size_t)(k->end - k->start);
         for (int j = 0; j < n; j++) {
             const jsmntok_t *o = &s->tok[keys[j]];
-            if ((size_t)(o->end - o->start) == len && memcmp(s->js + o->start, s->js + k->start, len) == 0) {
+            if ((size_t)(o->end - o->start) == len &&
+                memcmp(s->js + o->start, s->js + k->start, len) == 0) {
                 err_set(err, 400, "invalid_request_error", "invalid_json",
-                        "request body has the key \"%.*s\" more than once", (int)(len > 64 ? 64 : len),
-                        s->js + k->start);
+                        "request body has the key \"%.*s\" more than once",
+                        (int)(len > 64 ? 64 : len), s->js + k->start);
                 return true;
             }
         }
@@ -317,6 +318,12 @@ static void handle_ready(struct app *app, struct http_request *req)
     for (size_t i = 0; i < app->n_backends; i++) {
         struct backend *b = &app->backends[i];
         json_t *o = json_pack("{s:s, s:b}", "name", b->conf->name, "ready", b->ready);
+        if (b->conf->type == BACKEND_LOCAL && b->engine.valid)
+            json_object_set_new(o, "engine",
+                                json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->engine.slots,
+                                          "busy_slots", b->engine.busy_slots, "queue_depth",
+                                          b->engine.queue_depth, "tokens_per_s",
+                                          b->engine.tokens_per_s, "ttft_ms", b->engine.ttft_ms));
         if (!b->ready) {
             all = false;
             json_object_set_new(o, "reason", json_string(b->not_ready_reason));

@@ -37,6 +37,7 @@ struct attempt {
     long status;
     char error[160];
     bool timeout;
+    long retry_after; /* seconds, from a 429; -1 when none */
 };
 
 struct proxy {
@@ -176,6 +177,24 @@ static void respond_all_failed(struct proxy *p)
 {
     bool timeout = p->n_attempts > 0 && current_attempt(p)->timeout;
     int status = timeout ? 504 : 502;
+    /* Every target said "too many requests": so do we, with the soonest Retry-After, so
+     * clients back off instead of treating a busy fleet as a broken one. */
+    bool all_busy = p->n_attempts > 0 && p->n_attempts <= MAX_ATTEMPTS_LOGGED;
+    long retry = -1;
+    for (size_t i = 0; all_busy && i < p->n_attempts; i++) {
+        all_busy = p->attempts[i].status == 429;
+        long r = p->attempts[i].retry_after;
+        if (r >= 0 && (retry < 0 || r < retry)) retry = r;
+    }
+    const char *type = "upstream_error", *code = timeout ? "upstream_timeout" : "upstream_failed";
+    if (all_busy) {
+        status = 429;
+        type = "rate_limit_error";
+        code = "upstream_rate_limited";
+        char ra[24];
+        snprintf(ra, sizeof ra, "%ld", retry >= 0 ? retry : 1);
+        http_add_header(p->req, "Retry-After", ra);
+    }
     json_t *attempts = json_array();
     char summary[400];
     size_t n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ", p->n_attempts,
@@ -193,15 +212,14 @@ static void respond_all_failed(struct proxy *p)
             n += (size_t)snprintf(summary + n, sizeof summary - n, "%s%s: %s", i ? "; " : "",
                                   a->backend, a->error);
     }
-    json_t *doc = json_pack(
-        "{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", summary, "type", "upstream_error",
-        "code", timeout ? "upstream_timeout" : "upstream_failed", "param", "attempts", attempts);
+    json_t *doc = json_pack("{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", summary, "type",
+                            type, "code", code, "param", "attempts", attempts);
     char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     finish(p, status, summary);
     if (s == NULL) {
         struct err e;
-        err_set(&e, status, "upstream_error", "upstream_failed", "%s", summary);
+        err_set(&e, status, type, code, "%s", summary);
         http_respond_error(p->req, &e);
         return;
     }
@@ -427,6 +445,7 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         break;
     }
     if (status == 429) {
+        if (p->n_attempts <= MAX_ATTEMPTS_LOGGED) current_attempt(p)->retry_after = retry_after;
         if (retry_after >= 0)
             attempt_failed(p, status, false, "HTTP 429 (rate limited, retry after %ld s)",
                            retry_after);
@@ -476,8 +495,8 @@ static void next_attempt(struct proxy *p)
         p->target = t;
         p->backend = app_backend(p->app, t->backend_index);
         if (p->n_attempts < MAX_ATTEMPTS_LOGGED) {
-            p->attempts[p->n_attempts] =
-                (struct attempt){.backend = p->backend->conf->name, .model = t->model};
+            p->attempts[p->n_attempts] = (struct attempt){
+                .backend = p->backend->conf->name, .model = t->model, .retry_after = -1};
         }
         p->n_attempts++;
         evbuffer_drain(p->resp, evbuffer_get_length(p->resp));

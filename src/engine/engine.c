@@ -106,9 +106,30 @@ struct engine {
     double tokens_per_s;
 };
 
+/* Physical cores (distinct physical id/core id pairs in /proc/cpuinfo): llama.cpp runs best
+ * with one thread per core; hyper-threads and oversubscription slow it down. */
+static long physical_cores(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    long pairs[1024], n = 0, phys = 0, core = -1;
+    char line[256];
+    if (f == NULL) return sysconf(_SC_NPROCESSORS_ONLN);
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "physical id : %ld", &phys) == 1) continue;
+        if (sscanf(line, "core id : %ld", &core) == 1) {
+            long key = phys * 100000 + core;
+            bool seen = false;
+            for (long i = 0; i < n; i++) seen |= pairs[i] == key;
+            if (!seen && n < 1024) pairs[n++] = key;
+        }
+    }
+    fclose(f);
+    return n > 0 ? n : sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 struct engine_opts engine_default_opts(void)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long cores = physical_cores();
     return (struct engine_opts){
         .parallel = 4,
         .threads = cores > 0 ? (int)cores : 1,

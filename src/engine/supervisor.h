@@ -3,7 +3,7 @@
  * them at boot, restarts a crashed worker with exponential backoff, and stops them at
  * shutdown. Each worker listens on a UNIX socket inside a private (0700) run directory;
  * the socket path is published in the backend (`backend->unix_socket`). Readiness is not
- * decided here: the gateway's probes ask the worker's /health.
+ * decided here: the gateway's probes ask the worker's /stats.
  * Thread: event-loop thread only.
  */
 #ifndef STRATUS_SUPERVISOR_H

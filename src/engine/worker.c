@@ -329,6 +329,11 @@ static void handle(struct http_request *req, void *ud)
         handle_generate(w, req, true);
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/completions") == 0) {
         handle_generate(w, req, false);
+    } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/embeddings") == 0) {
+        err_set(&e, 400, "invalid_request_error", "embeddings_unsupported",
+                "local model '%s' is served for generation; embeddings are not available from it",
+                w->model_name);
+        http_respond_error(req, &e);
     } else {
         err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
                 req->method, req->path);

@@ -29,7 +29,12 @@ struct backend {
     bool ready;                 /* last reachability probe succeeded */
     bool probed;                /* at least one probe finished */
     char not_ready_reason[160];
-    char *unix_socket;               /* owned: where a local worker listens (type: local) */
+    char *unix_socket; /* owned: where a local worker listens (type: local) */
+    struct {           /* type: local — the worker's last /stats answer */
+        bool valid;
+        int slots, busy_slots, queue_depth;
+        double tokens_per_s, ttft_ms;
+    } engine;
     void *state; /* provider-private, owned through ops->destroy */
 };
 

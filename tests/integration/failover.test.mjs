@@ -120,3 +120,23 @@ test('a stream that breaks mid-way ends with an SSE error event and no [DONE]', 
   const stream = await client.chat.completions.create({ model: 'reset', stream: true, messages: [{ role: 'user', content: 'x' }] });
   await assert.rejects((async () => { for await (const _ of stream); })());
 });
+
+test('every target answering 429 → 429 with the soonest Retry-After, not 502', async () => {
+  const g = await (await import('./lib/gateway.mjs')).startGateway((await import('./lib/gateway.mjs')).config({
+    backends: [{ name: 'a', url: a.url }, { name: 'b', url: b.url }],
+    models: [{ name: 'busy', targets: [{ backend: 'a', model: 'fail-429' }, { backend: 'b', model: 'fail-429' }] }],
+  }));
+  try {
+    const res = await fetch(`${g.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'busy', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    assert.equal(res.status, 429);
+    assert.equal(res.headers.get('retry-after'), '1');
+    const { error } = await res.json();
+    assert.equal(error.code, 'upstream_rate_limited');
+    assert.equal(error.attempts.length, 2);
+  } finally {
+    await g.stop();
+  }
+});

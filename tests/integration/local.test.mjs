@@ -181,3 +181,49 @@ test('a bad model file is a clear error naming the file; other backends keep ser
     await f.close();
   }
 });
+
+test('/ready reports the worker\'s slots, queue and speed', async () => {
+  await ask('warm the stats');
+  const body = await waitFor(async () => {
+    const j = await (await fetch(`${gw.baseURL}/ready`)).json();
+    const b = j.backends.find((x) => x.name === 'local');
+    return b.engine && b.engine.ttft_ms > 0 ? b : null;
+  }, { timeout: 10000, what: 'engine stats in /ready' });
+  assert.equal(body.engine.slots, 4);
+  assert.equal(typeof body.engine.busy_slots, 'number');
+  assert.equal(typeof body.engine.queue_depth, 'number');
+  assert.equal(typeof body.engine.tokens_per_s, 'number');
+});
+
+test('embeddings from a generation model are a clear 400', async () => {
+  const r = await fetch(`${gw.baseURL}/v1/embeddings`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', input: 'x' }),
+  });
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.code, 'embeddings_unsupported');
+});
+
+test('all slots busy and the queue full → 429 with Retry-After', async () => {
+  const g = await startGateway(localConfig({ parallel: 1, ctx: 4096, extra: '' }).replace('ctx_size: 4096 }', 'ctx_size: 4096, max_queue: 1 }'));
+  try {
+    await ready(g);
+    const post = (max_tokens) => fetch(`${g.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', temperature: 0, max_tokens, stream: true, messages: [{ role: 'user', content: 'busy' }] }),
+    });
+    const first = await post(3000);           // takes the only slot
+    const reader = first.body.getReader();
+    await reader.read();
+    const second = post(3000);                // waits in the queue (max_queue: 1)
+    await new Promise((r) => setTimeout(r, 300));
+    const third = await post(10);             // no room left
+    assert.equal(third.status, 429);
+    assert.ok(Number(third.headers.get('retry-after')) >= 1);
+    assert.match((await third.json()).error.message, /slots are busy|rate/);
+    await reader.cancel();
+    (await second).body?.cancel();
+  } finally {
+    await g.stop();
+  }
+});
