@@ -373,6 +373,21 @@ static struct llama_sampler *make_chain(struct engine *e, const struct engine_sa
     return c;
 }
 
+/* Tells the loop thread it may free a cancelled job (silently). Called with mu held. */
+static void post_released_locked(struct engine *e, struct engine_job *j)
+{
+    struct msg *m = calloc(1, sizeof *m);
+    if (m == NULL) return; /* the job leaks rather than being freed while in use */
+    m->job = j;
+    m->kind = MSG_RELEASED;
+    if (e->outbox_tail)
+        e->outbox_tail->next = m;
+    else
+        e->outbox_head = m;
+    e->outbox_tail = m;
+    event_active(&e->notify, EV_TIMEOUT, 0);
+}
+
 /* Moves queued jobs into free slots; releases cancelled ones. Called with mu held. */
 static void admit(struct engine *e)
 {
@@ -382,17 +397,7 @@ static void admit(struct engine *e)
             llama_memory_seq_rm(llama_get_memory(e->ctx), i, -1, -1);
             e->slots[i] = NULL;
             e->busy--;
-            struct msg *m = calloc(1, sizeof *m);
-            if (m) {
-                m->job = j;
-                m->kind = MSG_RELEASED;
-                if (e->outbox_tail)
-                    e->outbox_tail->next = m;
-                else
-                    e->outbox_head = m;
-                e->outbox_tail = m;
-                event_active(&e->notify, EV_TIMEOUT, 0);
-            }
+            post_released_locked(e, j);
         }
     }
     for (int i = 0; i < e->opts.parallel && e->queue_head; i++) {
@@ -403,17 +408,7 @@ static void admit(struct engine *e)
         e->queue_len--;
         j->next = NULL;
         if (j->cancelled) {
-            struct msg *m = calloc(1, sizeof *m);
-            if (m) {
-                m->job = j;
-                m->kind = MSG_RELEASED;
-                if (e->outbox_tail)
-                    e->outbox_tail->next = m;
-                else
-                    e->outbox_head = m;
-                e->outbox_tail = m;
-                event_active(&e->notify, EV_TIMEOUT, 0);
-            }
+            post_released_locked(e, j);
             i--; /* the slot is still free */
             continue;
         }

@@ -78,6 +78,17 @@ static json_t *chunk(struct job_ctx *c, json_t *delta_or_text, const char *finis
                      (json_int_t)c->created, "model", c->w->model_name, "choices", choice);
 }
 
+/* The head of a stream: status, then (chat) the assistant-role chunk OpenAI sends first. */
+static void start_stream(struct job_ctx *c)
+{
+    if (c->started) return;
+    c->started = true;
+    http_stream_start(c->req, 200, "text/event-stream");
+    if (c->chat)
+        sse_json(c->req,
+                 chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+}
+
 static void on_event(struct engine_job *job, const struct engine_event *ev, void *ud)
 {
     struct job_ctx *c = ud;
@@ -98,14 +109,7 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
             evbuffer_add(c->text, ev->text, ev->len);
             return;
         }
-        if (!c->started) {
-            c->started = true;
-            http_stream_start(c->req, 200, "text/event-stream");
-            if (c->chat)
-                sse_json(
-                    c->req,
-                    chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
-        }
+        start_stream(c);
         json_t *piece = json_stringn(ev->text, ev->len);
         sse_json(c->req, chunk(c, c->chat ? json_pack("{s:o}", "content", piece) : piece, NULL));
         return;
@@ -116,14 +120,7 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
         json_pack("{s:i, s:i, s:i}", "prompt_tokens", ev->prompt_tokens, "completion_tokens",
                   ev->completion_tokens, "total_tokens", ev->prompt_tokens + ev->completion_tokens);
     if (c->stream) {
-        if (!c->started) {
-            c->started = true;
-            http_stream_start(c->req, 200, "text/event-stream");
-            if (c->chat)
-                sse_json(
-                    c->req,
-                    chunk(c, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
-        }
+        start_stream(c);
         sse_json(c->req, chunk(c, c->chat ? json_object() : json_string(""), ev->finish_reason));
         if (c->want_usage)
             sse_json(c->req, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",

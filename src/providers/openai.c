@@ -112,8 +112,8 @@ oom:
     return err_oom(err);
 }
 
-static int openai_build(struct backend *b, const struct provider_request *pr, struct arena *arena,
-                        struct upstream_request *out, struct err *err)
+int openai_upstream_request(struct backend *b, const struct provider_request *pr,
+                            struct arena *arena, struct upstream_request *out, struct err *err)
 {
     size_t len = 0;
     char *body = openai_body_for_target(pr->request, pr->target_model, arena, &len, err);
@@ -135,6 +135,6 @@ static int openai_build(struct backend *b, const struct provider_request *pr, st
 const struct provider_ops provider_openai = {
     .type = "openai",
     .init = openai_init,
-    .build = openai_build,
+    .build = openai_upstream_request,
     .destroy = NULL,
 };

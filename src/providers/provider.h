@@ -73,6 +73,11 @@ void backend_destroy(struct backend *b);
 char *openai_body_for_target(const struct openai_request *request, const char *target_model,
                              struct arena *arena, size_t *len, struct err *err);
 
+/** The OpenAI provider's build step (URL from base_url, static headers, rewritten body);
+ *  other providers speaking the same wire format reuse it. */
+int openai_upstream_request(struct backend *b, const struct provider_request *pr,
+                            struct arena *arena, struct upstream_request *out, struct err *err);
+
 extern const struct provider_ops provider_openai, provider_local;
 
 #endif

@@ -11,8 +11,10 @@
 const struct provider_ops *provider_for(enum backend_type type)
 {
     switch (type) {
-    case BACKEND_OPENAI: return &provider_openai;
-    case BACKEND_LOCAL: return &provider_local;
+    case BACKEND_OPENAI:
+        return &provider_openai;
+    case BACKEND_LOCAL:
+        return &provider_local;
     }
     return NULL;
 }
