@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <math.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <llama.h>
@@ -44,7 +45,7 @@ static const char json_grammar[] =
     "[0-9]{1,3} )? ws\n"
     "ws     ::= [ \\t\\n]{0,8}\n";
 
-enum msg_kind { MSG_TEXT, MSG_DONE, MSG_FAILED, MSG_RELEASED };
+enum msg_kind { MSG_TEXT, MSG_DONE, MSG_FAILED, MSG_RELEASED, MSG_EMBEDDINGS };
 
 struct msg {
     struct msg *next;
@@ -56,6 +57,9 @@ struct msg {
     int prompt_tokens, completion_tokens;
     double ttft_ms;
     struct err err;
+    float *vectors; /* owned; MSG_EMBEDDINGS */
+    size_t n_vectors;
+    int dim;
 };
 
 struct engine_job {
@@ -78,6 +82,10 @@ struct engine_job {
     char *pending;
     size_t pending_len, pending_cap;
     uint64_t submit_ns, first_token_ns;
+    /* embedding jobs: each input's tokens */
+    llama_token **inputs;
+    int *input_len;
+    size_t n_inputs;
 };
 
 struct engine {
@@ -95,6 +103,8 @@ struct engine {
     bool stop;
     struct engine_job *queue_head, *queue_tail; /* under mu */
     int queue_len;                              /* under mu */
+    struct engine_job *embed_head, *embed_tail; /* under mu */
+    struct llama_context *embed_ctx;            /* engine thread; made on first use */
     struct msg *outbox_head, *outbox_tail;      /* under mu */
     struct event notify;                        /* loop thread: drains the outbox */
     struct engine_job **slots;                  /* engine thread */
@@ -153,6 +163,9 @@ static void job_free(struct engine_job *j)
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->stop);
     free(j->pending);
+    for (size_t i = 0; i < j->n_inputs; i++) free(j->inputs[i]);
+    free(j->inputs);
+    free(j->input_len);
     if (j->chain) llama_sampler_free(j->chain);
     free(j);
 }
@@ -174,9 +187,10 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
         pthread_mutex_unlock(&e->mu);
         if (!cancelled && m->kind != MSG_RELEASED) {
             struct engine_event ev = {
-                .kind = m->kind == MSG_TEXT   ? ENGINE_TEXT
-                        : m->kind == MSG_DONE ? ENGINE_DONE
-                                              : ENGINE_FAILED,
+                .kind = m->kind == MSG_TEXT         ? ENGINE_TEXT
+                        : m->kind == MSG_DONE       ? ENGINE_DONE
+                        : m->kind == MSG_EMBEDDINGS ? ENGINE_EMBEDDINGS
+                                                    : ENGINE_FAILED,
                 .text = m->text,
                 .len = m->len,
                 .finish_reason = m->finish_reason,
@@ -184,11 +198,15 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
                 .completion_tokens = m->completion_tokens,
                 .ttft_ms = m->ttft_ms,
                 .err = m->err,
+                .vectors = m->vectors,
+                .n_vectors = m->n_vectors,
+                .dim = m->dim,
             };
             j->cb(j, &ev, j->ud);
         }
         if (m->kind != MSG_TEXT) job_free(j); /* final: the engine thread is done with it */
         free(m->text);
+        free(m->vectors);
         free(m);
         m = next;
     }
@@ -535,12 +553,86 @@ static void step(struct engine *e)
     record_tokens(e, produced);
 }
 
+/* Embeddings use a second context (same weights) configured for mean pooling; generation
+ * pauses for the few milliseconds this takes. */
+static void run_embeddings(struct engine *e, struct engine_job *j)
+{
+    struct msg *m = calloc(1, sizeof *m);
+    if (m == NULL) return;
+    m->job = j;
+    m->kind = MSG_FAILED;
+    if (e->embed_ctx == NULL) {
+        struct llama_context_params cp = llama_context_default_params();
+        cp.n_ctx = (uint32_t)e->ctx_per_slot;
+        cp.n_batch = cp.n_ubatch = (uint32_t)e->ctx_per_slot;
+        cp.n_seq_max = 1;
+        cp.n_threads = cp.n_threads_batch = e->opts.threads;
+        cp.embeddings = true;
+        cp.pooling_type = LLAMA_POOLING_TYPE_MEAN;
+        cp.no_perf = true;
+        e->embed_ctx = llama_init_from_model(e->model, cp);
+    }
+    int dim = llama_model_n_embd(e->model);
+    float *out = e->embed_ctx ? malloc(j->n_inputs * (size_t)dim * sizeof *out) : NULL;
+    struct llama_batch b = llama_batch_init(e->ctx_per_slot, 0, 1);
+    if (out == NULL) {
+        err_set(&m->err, 500, "server_error", "embeddings_failed", "cannot set up embeddings");
+        goto done;
+    }
+    for (size_t i = 0; i < j->n_inputs; i++) {
+        llama_memory_clear(llama_get_memory(e->embed_ctx), true);
+        b.n_tokens = j->input_len[i];
+        for (int k = 0; k < b.n_tokens; k++) {
+            b.token[k] = j->inputs[i][k];
+            b.pos[k] = k;
+            b.n_seq_id[k] = 1;
+            b.seq_id[k][0] = 0;
+            b.logits[k] = 1;
+        }
+        const float *v =
+            llama_decode(e->embed_ctx, b) == 0 ? llama_get_embeddings_seq(e->embed_ctx, 0) : NULL;
+        if (v == NULL) {
+            err_set(&m->err, 500, "server_error", "embeddings_failed", "embedding input %zu failed",
+                    i);
+            free(out);
+            out = NULL;
+            goto done;
+        }
+        double norm = 0;
+        for (int d = 0; d < dim; d++) norm += (double)v[d] * v[d];
+        norm = norm > 0 ? sqrt(norm) : 1;
+        for (int d = 0; d < dim; d++) out[i * (size_t)dim + (size_t)d] = (float)(v[d] / norm);
+    }
+    m->kind = MSG_EMBEDDINGS;
+    m->vectors = out;
+    m->n_vectors = j->n_inputs;
+    m->dim = dim;
+    for (size_t i = 0; i < j->n_inputs; i++) m->prompt_tokens += j->input_len[i];
+done:
+    llama_batch_free(b);
+    post(e, m);
+}
+
 static void *engine_thread(void *ud)
 {
     struct engine *e = ud;
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
         admit(e);
+        if (e->embed_head) {
+            struct engine_job *j = e->embed_head;
+            e->embed_head = j->next;
+            if (e->embed_head == NULL) e->embed_tail = NULL;
+            j->next = NULL;
+            if (j->cancelled) {
+                post_released_locked(e, j);
+                continue;
+            }
+            pthread_mutex_unlock(&e->mu);
+            run_embeddings(e, j);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
         if (e->busy == 0) {
             pthread_cond_wait(&e->cv, &e->mu);
             continue;
@@ -798,6 +890,52 @@ oom:
     return NULL;
 }
 
+struct engine_job *engine_submit_embeddings(struct engine *e, const char *const *inputs, size_t n,
+                                            engine_event_cb cb, void *ud, struct err *err)
+{
+    struct engine_job *j = calloc(1, sizeof *j);
+    if (j == NULL) goto oom;
+    j->e = e;
+    j->cb = cb;
+    j->ud = ud;
+    j->slot = -1;
+    j->inputs = calloc(n ? n : 1, sizeof *j->inputs);
+    j->input_len = calloc(n ? n : 1, sizeof *j->input_len);
+    if (j->inputs == NULL || j->input_len == NULL) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        int len = (int)strlen(inputs[i]), cap = len + 16;
+        j->inputs[i] = malloc((size_t)cap * sizeof **j->inputs);
+        if (j->inputs[i] == NULL) goto oom;
+        j->n_inputs++;
+        int t = llama_tokenize(e->vocab, inputs[i], len, j->inputs[i], cap, true, false);
+        if (t <= 0 || t > e->ctx_per_slot) {
+            if (t == 0)
+                err_set(err, 400, "invalid_request_error", "empty_input", "input %zu is empty", i);
+            else
+                err_set(err, 400, "invalid_request_error", "context_length_exceeded",
+                        "input %zu has more tokens than the context holds (%d)", i,
+                        e->ctx_per_slot);
+            err->param = "input";
+            job_free(j);
+            return NULL;
+        }
+        j->input_len[i] = t;
+    }
+    pthread_mutex_lock(&e->mu);
+    if (e->embed_tail)
+        e->embed_tail->next = j;
+    else
+        e->embed_head = j;
+    e->embed_tail = j;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return j;
+oom:
+    job_free(j);
+    err_oom(err);
+    return NULL;
+}
+
 void engine_cancel(struct engine_job *job)
 {
     struct engine *e = job->e;
@@ -840,6 +978,7 @@ void engine_free(struct engine *e)
             job_free(m->job);
         }
         free(m->text);
+        free(m->vectors);
         free(m);
         m = next;
     }
@@ -848,6 +987,11 @@ void engine_free(struct engine *e)
         next = j->next;
         job_free(j);
     }
+    for (struct engine_job *j = e->embed_head, *next; j; j = next) {
+        next = j->next;
+        job_free(j);
+    }
+    if (e->embed_ctx) llama_free(e->embed_ctx);
     free(e->slots);
     if (e->batch.token) llama_batch_free(e->batch);
     if (e->ctx) llama_free(e->ctx);

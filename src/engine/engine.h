@@ -56,7 +56,7 @@ struct engine_sampling {
 
 struct engine_sampling engine_default_sampling(void);
 
-enum engine_event_kind { ENGINE_TEXT, ENGINE_DONE, ENGINE_FAILED };
+enum engine_event_kind { ENGINE_TEXT, ENGINE_DONE, ENGINE_FAILED, ENGINE_EMBEDDINGS };
 
 struct engine_event {
     enum engine_event_kind kind;
@@ -64,7 +64,10 @@ struct engine_event {
     size_t len;
     const char *finish_reason; /* ENGINE_DONE: "stop" or "length" */
     int prompt_tokens, completion_tokens;
-    double ttft_ms; /* submit → first token */
+    double ttft_ms;       /* submit → first token */
+    const float *vectors; /* ENGINE_EMBEDDINGS: n_vectors × dim floats, unit length */
+    size_t n_vectors;
+    int dim;
     struct err err; /* ENGINE_FAILED */
 };
 
@@ -94,6 +97,12 @@ char *engine_chat_prompt(struct engine *e, const char *const *roles, const char 
 struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t len,
                                  const struct engine_sampling *s, engine_event_cb cb, void *ud,
                                  struct err *err);
+
+/** Queues embedding work: one mean-pooled, unit-length vector per input, computed on the
+ *  engine thread between decode steps. The answer is one ENGINE_EMBEDDINGS event (or
+ *  ENGINE_FAILED). `inputs` are copied. An input longer than the context fails now (400). */
+struct engine_job *engine_submit_embeddings(struct engine *e, const char *const *inputs, size_t n,
+                                            engine_event_cb cb, void *ud, struct err *err);
 
 /** The client is gone: no more callbacks; the slot is freed before the next decode step. */
 void engine_cancel(struct engine_job *job);

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,6 +308,102 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
     }
 }
 
+struct embed_ctx {
+    struct http_request *req;
+    struct engine_job *job;
+    bool base64;
+    const char *model;
+};
+
+static void on_embed_abort(struct http_request *req, void *ud)
+{
+    struct embed_ctx *c = ud;
+    (void)req;
+    if (c->job) engine_cancel(c->job);
+    c->job = NULL;
+}
+
+static void on_embeddings(struct engine_job *job, const struct engine_event *ev, void *ud)
+{
+    struct embed_ctx *c = ud;
+    (void)job;
+    c->job = NULL;
+    if (ev->kind != ENGINE_EMBEDDINGS) {
+        http_respond_error(c->req, &ev->err);
+        return;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < ev->n_vectors; i++) {
+        const float *v = ev->vectors + i * (size_t)ev->dim;
+        json_t *emb;
+        if (c->base64) {
+            /* OpenAI's base64 format: the float32 array's little-endian bytes. */
+            size_t bytes = (size_t)ev->dim * sizeof(float);
+            unsigned char *b64 = malloc(4 * ((bytes + 2) / 3) + 1);
+            if (b64 == NULL) break;
+            EVP_EncodeBlock(b64, (const unsigned char *)v, (int)bytes);
+            emb = json_string((const char *)b64);
+            free(b64);
+        } else {
+            emb = json_array();
+            for (int d = 0; d < ev->dim; d++) json_array_append_new(emb, json_real(v[d]));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+                                              (json_int_t)i, "embedding", emb));
+    }
+    send_json(c->req, 200,
+              json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model",
+                        c->model, "usage", "prompt_tokens", ev->prompt_tokens, "total_tokens",
+                        ev->prompt_tokens));
+}
+
+static void handle_embeddings(struct worker *w, struct http_request *req)
+{
+    struct err e;
+    err_clear(&e);
+    struct openai_request oreq;
+    size_t len = evbuffer_get_length(req->body);
+    const char *bytes = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
+    if (openai_parse_request(OPENAI_EMBEDDINGS, bytes, len, req->arena, &oreq, &e) != 0) {
+        http_respond_error(req, &e);
+        return;
+    }
+    json_t *body = json_loadb(bytes, len, 0, NULL);
+    json_t *input = json_object_get(body, "input");
+    size_t n = json_is_array(input) ? json_array_size(input) : 1;
+    const char **inputs = arena_calloc(req->arena, n ? n : 1, sizeof *inputs);
+    struct embed_ctx *c = arena_calloc(req->arena, 1, sizeof *c);
+    if (body == NULL || inputs == NULL || c == NULL) {
+        json_decref(body);
+        err_oom(&e);
+        http_respond_error(req, &e);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_is_array(input) ? json_array_get(input, i) : input;
+        const char *t = json_string_value(v);
+        if (t == NULL || (inputs[i] = arena_strdup(req->arena, t)) == NULL) {
+            json_decref(body);
+            err_param(&e, 400, "input", "\"input\" must be a string or an array of strings");
+            http_respond_error(req, &e);
+            return;
+        }
+    }
+    const char *fmt = json_string_value(json_object_get(body, "encoding_format"));
+    c->base64 = fmt && strcmp(fmt, "base64") == 0;
+    json_decref(body);
+    if (n == 0) {
+        err_param(&e, 400, "input", "\"input\" must not be empty");
+        http_respond_error(req, &e);
+        return;
+    }
+    c->req = req;
+    c->model = w->model_name;
+    http_request_set_callbacks(req, on_embed_abort, NULL, c);
+    c->job = engine_submit_embeddings(w->engine, inputs, n, on_embeddings, c, &e);
+    if (c->job == NULL) http_respond_error(req, &e);
+}
+
 static void handle(struct http_request *req, void *ud)
 {
     struct worker *w = ud;
@@ -327,10 +424,7 @@ static void handle(struct http_request *req, void *ud)
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/completions") == 0) {
         handle_generate(w, req, false);
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/embeddings") == 0) {
-        err_set(&e, 400, "invalid_request_error", "embeddings_unsupported",
-                "local model '%s' is served for generation; embeddings are not available from it",
-                w->model_name);
-        http_respond_error(req, &e);
+        handle_embeddings(w, req);
     } else {
         err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
                 req->method, req->path);

@@ -195,13 +195,24 @@ test('/ready reports the worker\'s slots, queue and speed', async () => {
   assert.equal(typeof body.engine.tokens_per_s, 'number');
 });
 
-test('embeddings from a generation model are a clear 400', async () => {
-  const r = await fetch(`${gw.baseURL}/v1/embeddings`, {
+test('embeddings: one unit-length vector per input, deterministic, float and base64', async () => {
+  // The SDK asks for base64 by default and decodes it; float is checked with raw HTTP.
+  const r = await client.embeddings.create({ model: 'tiny', input: ['first text', 'second, different text'] });
+  assert.equal(r.data.length, 2);
+  assert.equal(r.data[0].embedding.length, 64, 'the model is 64 wide');
+  for (const d of r.data) {
+    const norm = Math.sqrt(d.embedding.reduce((a, x) => a + x * x, 0));
+    assert.ok(Math.abs(norm - 1) < 1e-3, `unit length, got ${norm}`);
+  }
+  assert.notDeepEqual(r.data[0].embedding, r.data[1].embedding);
+  assert.ok(r.usage.prompt_tokens > 4);
+  const raw = await (await fetch(`${gw.baseURL}/v1/embeddings`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny', input: 'x' }),
-  });
-  assert.equal(r.status, 400);
-  assert.equal((await r.json()).error.code, 'embeddings_unsupported');
+    body: JSON.stringify({ model: 'tiny', input: 'first text', encoding_format: 'float' }),
+  })).json();
+  const a = raw.data[0].embedding, b = r.data[0].embedding;
+  assert.equal(a.length, 64);
+  assert.ok(a.every((x, i) => Math.abs(x - b[i]) < 1e-6), 'float and base64 carry the same vector');
 });
 
 test('all slots busy and the queue full → 429 with Retry-After', async () => {
