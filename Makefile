@@ -13,7 +13,7 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -Wno-format-truncation
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -DSTRATUS_VERSION='"$(VERSION)"' -Isrc $(WARN) -MMD -MP \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-BASE_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
+BASE_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lz -lpthread -lm
 
 MODE ?= release
 ifeq ($(MODE),release)
