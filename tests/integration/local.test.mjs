@@ -244,3 +244,22 @@ test('all slots busy and the queue full → 429 with Retry-After', async () => {
     await g.stop();
   }
 });
+
+test('a missing or corrupt model file is named in the error', async () => {
+  const { readFileSync } = await import('node:fs');
+  const corrupt = resolve('build/models/corrupt.gguf');
+  writeFileSync(corrupt, readFileSync(MODEL).subarray(0, 4096)); // GGUF magic, truncated
+  for (const [model, why] of [
+    [resolve('build/models/does-not-exist.gguf'), /does-not-exist\.gguf: No such file or directory/],
+    [corrupt, /corrupt\.gguf could not be loaded/],
+  ]) {
+    const g = await startGateway(localConfig({ model }));
+    try {
+      const line = await g.waitForLog((l) => l.event === 'model_failed', 20000);
+      assert.match(line.message, why);
+      assert.equal((await fetch(`${g.baseURL}/ready`)).status, 503);
+    } finally {
+      await g.stop();
+    }
+  }
+});
