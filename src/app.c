@@ -289,7 +289,7 @@ int app_run(struct config *cfg, const char *listen)
         app->n_backends++;
     }
     if ((app->upstream = upstream_new(app->loop, &e)) == NULL ||
-        (app->router = router_new(cfg, &e)) == NULL) {
+        (app->router = router_new(cfg, app->backends, &e)) == NULL) {
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }

@@ -21,13 +21,13 @@ struct backend;
 struct supervisor;
 
 struct app {
-    struct event_base *loop;    /* owned */
-    struct config *cfg;         /* owned; immutable while serving */
-    struct http_server *server; /* owned */
-    struct upstream *upstream;  /* owned */
-    struct router *router;      /* owned */
+    struct event_base *loop;       /* owned */
+    struct config *cfg;            /* owned; immutable while serving */
+    struct http_server *server;    /* owned */
+    struct upstream *upstream;     /* owned */
+    struct router *router;         /* owned */
     struct supervisor *supervisor; /* owned; NULL without local backends */
-    struct backend *backends;   /* owned array, parallel to cfg->backends */
+    struct backend *backends;      /* owned array, parallel to cfg->backends */
     size_t n_backends;
     struct event *probe_timer;        /* owned: periodic reachability probes */
     struct event *sig_term, *sig_int; /* owned */

@@ -9,10 +9,18 @@
  *
  * Usage: streams are asked for include_usage upstream; the usage chunk is read for the log
  * and dropped from the client's stream unless the client asked for it.
+ *
+ * Translating providers (anthropic, bedrock) hand us OpenAI chunks through a sink instead
+ * of SSE bytes; from there on the path is the same. Retries: a pass over the plan fails
+ * over at once; when a whole pass failed, the next pass (up to retry.retries) starts after
+ * an exponential backoff with full jitter, or after the upstream's Retry-After when every
+ * failure was a 429 that named one (a Retry-After beyond max_retry_after_ms ends retrying).
+ * One event timer per request serves both the first-byte timeout and the backoff.
  */
 #include "api/proxy.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +46,7 @@ struct attempt {
     char error[160];
     bool timeout;
     long retry_after; /* seconds, from a 429; -1 when none */
+    bool unfit;       /* the provider could not express the request (a 4xx at build) */
 };
 
 struct proxy {
@@ -48,7 +57,18 @@ struct proxy {
     bool stream;
     bool client_wants_usage;
     struct route_plan plan;
-    size_t attempt; /* index into plan.order of the current attempt */
+    struct route_request route;
+    size_t attempt;             /* index into plan.order of the current attempt */
+    int round;                  /* pass over the plan: 0, then one per retry */
+    size_t round_first_attempt; /* n_attempts when this pass began */
+    bool attempt_live;          /* router_begin called, router_report not yet */
+    struct event *timer;        /* first-byte timeout, or the backoff before a retry */
+    bool backing_off;
+    struct provider_request pr;        /* the current attempt's, for translation */
+    struct provider_stream *translate; /* the current attempt's translator, or NULL */
+    uint64_t attempt_first_byte_ns;
+    struct err unfit_err; /* the first build-time 4xx, answered if every target said so */
+    long chunks;          /* content chunks forwarded: an estimate when usage never came */
     struct attempt attempts[MAX_ATTEMPTS_LOGGED];
     size_t n_attempts;
     struct upstream_call *call;
@@ -68,6 +88,7 @@ struct proxy {
 };
 
 static void next_attempt(struct proxy *p);
+static void plan_exhausted(struct proxy *p);
 static const struct upstream_callbacks callbacks;
 
 /* ---- logging ------------------------------------------------------------------------ */
@@ -98,12 +119,20 @@ static void log_request(const struct http_request *req, int status, const char *
         log_int(&l, "prompt_tokens", p->prompt_tokens);
         log_int(&l, "completion_tokens", p->completion_tokens);
         log_int(&l, "total_tokens", p->total_tokens);
+    } else if (p && p->chunks > 0) {
+        /* A stream that broke before its usage: what was produced, flagged as estimated. */
+        log_null(&l, "prompt_tokens");
+        log_int(&l, "completion_tokens", p->chunks);
+        log_null(&l, "total_tokens");
+        log_bool(&l, "usage_estimated", true);
     } else {
         log_null(&l, "prompt_tokens");
         log_null(&l, "completion_tokens");
         log_null(&l, "total_tokens");
     }
     log_int(&l, "attempts", p ? (long long)p->n_attempts : 0);
+    log_str(&l, "route", p ? p->plan.policy : NULL);
+    log_str(&l, "route_reason", p && p->plan.reason[0] ? p->plan.reason : NULL);
     log_str(&l, "error", error);
     log_end(&l);
 }
@@ -138,9 +167,28 @@ static bool scan_json(struct proxy *p, const char *bytes, size_t len, struct jso
 
 static void add_target_headers(struct proxy *p)
 {
+    char route[300];
+    size_t failed = p->n_attempts ? p->n_attempts - 1 : 0;
+    if (failed)
+        snprintf(route, sizeof route, "%s; %s; after %zu failed attempt%s", p->plan.policy,
+                 p->plan.reason, failed, failed == 1 ? "" : "s");
+    else
+        snprintf(route, sizeof route, "%s; %s", p->plan.policy, p->plan.reason);
     http_add_header(p->req, "x-stratus-backend", p->backend->conf->name);
     http_add_header(p->req, "x-stratus-model", p->target->model);
-    http_add_header(p->req, "x-stratus-route", p->plan.policy);
+    http_add_header(p->req, "x-stratus-route", route);
+}
+
+/* Tells the router how the current attempt ended; once per attempt. */
+static void report(struct proxy *p, enum route_outcome outcome, long retry_after)
+{
+    if (!p->attempt_live) return;
+    p->attempt_live = false;
+    if (p->timer && !p->backing_off) evtimer_del(p->timer);
+    uint64_t ttfb_us =
+        p->attempt_first_byte_ns ? (p->attempt_first_byte_ns - p->attempt_start_ns) / 1000 : 0;
+    router_report(p->app->router, p->model, p->plan.order[p->attempt], outcome, ttfb_us,
+                  retry_after);
 }
 
 static void finish(struct proxy *p, int status, const char *error)
@@ -167,7 +215,10 @@ static void attempt_failed(struct proxy *p, long status, bool timeout, const cha
     va_start(ap, fmt);
     vsnprintf(a->error, sizeof a->error, fmt, ap);
     va_end(ap);
-    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_FAILED, 0);
+    report(p, ROUTE_FAILED, status == 429 ? a->retry_after : -1);
+    if (p->call) { /* a timeout: the transfer is still running */
+        upstream_cancel(p->call);
+    }
     p->call = NULL;
     p->attempt++;
     next_attempt(p);
@@ -175,6 +226,14 @@ static void attempt_failed(struct proxy *p, long status, bool timeout, const cha
 
 static void respond_all_failed(struct proxy *p)
 {
+    /* No target could even express the request: that is the client's 4xx, not a 502. */
+    bool all_unfit = p->n_attempts > 0 && p->n_attempts <= MAX_ATTEMPTS_LOGGED;
+    for (size_t i = 0; all_unfit && i < p->n_attempts; i++) all_unfit = p->attempts[i].unfit;
+    if (all_unfit) {
+        finish(p, p->unfit_err.status, p->unfit_err.msg);
+        http_respond_error(p->req, &p->unfit_err);
+        return;
+    }
     bool timeout = p->n_attempts > 0 && current_attempt(p)->timeout;
     int status = timeout ? 504 : 502;
     /* Every target said "too many requests": so do we, with the soonest Retry-After, so
@@ -259,20 +318,15 @@ static bool has_usage_object(const char *data, size_t len)
     return false;
 }
 
-/* One upstream SSE event: queued for the client (or read for usage and dropped).
- * Returns 0, or -1 to stop (out of memory). */
-static int on_event(void *ud, const char *ev, size_t len)
+/* One OpenAI chunk's data (`ev` is the whole raw event when it came as SSE, else NULL):
+ * queued for the client, or read for usage and dropped. Returns 0, or -1 (out of memory). */
+static int on_chunk(struct proxy *p, const char *data, size_t dlen, const char *ev, size_t len)
 {
-    struct proxy *p = ud;
-    const char *data;
-    size_t dlen;
-    int lines = sse_event_data(&p->sse, ev, len, &data, &dlen);
-    if (lines < 0) return -1;
-    if (lines == 0) return 0; /* comments and keep-alives carry nothing for the client */
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
         p->saw_done = true;
         return forward(p, "data: [DONE]", 12);
     }
+    if (memmem(data, dlen, "\"delta\"", 7)) p->chunks++;
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
     struct json_scan chunk;
     if (has_usage_object(data, dlen) && scan_json(p, data, dlen, &chunk)) {
@@ -283,9 +337,30 @@ static int on_event(void *ud, const char *ev, size_t len)
             bool empty =
                 !json_scan_is_array(&chunk, choices) || json_scan_size(&chunk, choices) == 0;
             if (empty && !p->client_wants_usage) return 0;
+            if (empty) p->chunks--; /* not content */
         }
     }
-    return forward(p, ev, len);
+    if (ev) return forward(p, ev, len);
+    if (evbuffer_add(p->out, "data: ", 6) != 0) return -1;
+    return forward(p, data, dlen);
+}
+
+/* One upstream SSE event from an OpenAI-speaking provider. */
+static int on_event(void *ud, const char *ev, size_t len)
+{
+    struct proxy *p = ud;
+    const char *data;
+    size_t dlen;
+    int lines = sse_event_data(&p->sse, ev, len, &data, &dlen);
+    if (lines < 0) return -1;
+    if (lines == 0) return 0; /* comments and keep-alives carry nothing for the client */
+    return on_chunk(p, data, dlen, ev, len);
+}
+
+/* One chunk from a translating provider. */
+static int on_translated_chunk(void *ud, const char *json, size_t len)
+{
+    return on_chunk(ud, json, len, NULL, 0);
 }
 
 /* Sends what the last upstream read produced. @return 0, 1 (client slow), -1 (gone). */
@@ -318,6 +393,10 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
 {
     struct proxy *p = ud;
     long status = upstream_call_status(call);
+    if (p->attempt_first_byte_ns == 0) {
+        p->attempt_first_byte_ns = clock_now_ns();
+        if (p->timer) evtimer_del(p->timer); /* the first-byte timeout is met */
+    }
     if (status < 200 || status >= 300 || !p->stream) {
         size_t cap = status >= 200 && status < 300 ? MAX_RESPONSE_BYTES : MAX_ERROR_BODY;
         if (evbuffer_get_length(p->resp) + n > cap) {
@@ -333,7 +412,16 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
     }
     struct err e;
     err_clear(&e);
-    int rc = sse_parser_feed(&p->sse, data, n, on_event, p, &e);
+    int rc;
+    if (p->translate) {
+        rc = p->backend->ops->stream_feed(p->translate, data, n, on_translated_chunk, p, &e);
+        if (rc == 0 && !p->saw_done && p->backend->ops->stream_complete(p->translate)) {
+            p->saw_done = true;
+            rc = forward(p, "data: [DONE]", 12);
+        }
+    } else {
+        rc = sse_parser_feed(&p->sse, data, n, on_event, p, &e);
+    }
     int sent = flush_events(p); /* what was framed before a failure still goes out */
     if (rc != 0) {
         snprintf(p->stream_error, sizeof p->stream_error, "%s", e.msg[0] ? e.msg : "out of memory");
@@ -357,6 +445,9 @@ static void on_client_abort(struct http_request *req, void *ud)
         upstream_cancel(p->call);
         p->call = NULL;
     }
+    report(p, ROUTE_CANCELLED, -1);
+    if (p->timer) evtimer_del(p->timer);
+    p->backing_off = false;
     if (!p->finished) finish(p, 499, "client closed the connection");
 }
 
@@ -364,14 +455,26 @@ static void deliver_json(struct proxy *p, long status)
 {
     size_t len = evbuffer_get_length(p->resp);
     const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+    const struct provider_ops *ops = p->backend->ops;
+    if (ops->translate_response) {
+        struct err e;
+        err_clear(&e);
+        char *out = NULL;
+        size_t out_len = 0;
+        if (ops->translate_response(&p->pr, bytes, len, p->req->arena, &out, &out_len, &e) != 0) {
+            attempt_failed(p, status, false, "HTTP %ld: %s", status, e.msg);
+            return;
+        }
+        bytes = out;
+        len = out_len;
+    }
     struct json_scan doc;
     if (!scan_json(p, bytes, len, &doc)) {
         attempt_failed(p, status, false, "HTTP %ld with a body that is not a JSON object", status);
         return;
     }
     read_usage(p, &doc, json_scan_get(&doc, 0, "usage"));
-    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_OK,
-                  (clock_now_ns() - p->attempt_start_ns) / 1000);
+    report(p, ROUTE_OK, -1);
     p->first_byte_ns = clock_now_ns();
     add_target_headers(p);
     finish(p, (int)status, NULL);
@@ -383,10 +486,21 @@ static void pass_through_error(struct proxy *p, long status)
 {
     size_t len = evbuffer_get_length(p->resp);
     const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
-    json_t *doc = json_loadb(bytes, len, 0, NULL);
-    router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_REJECTED, 0);
+    json_t *doc = p->backend->ops->error_message ? NULL : json_loadb(bytes, len, 0, NULL);
+    report(p, ROUTE_REJECTED, -1);
     add_target_headers(p);
-    if (json_is_object(json_object_get(doc, "error"))) {
+    if (p->backend->ops->error_message) {
+        /* Another provider's error shape: re-told as an OpenAI error, its words kept. */
+        char msg[400];
+        p->backend->ops->error_message(bytes, len, msg, sizeof msg);
+        struct err e;
+        err_set(&e, (int)status,
+                status == 401 || status == 403 ? "upstream_error" : "invalid_request_error",
+                "upstream_rejected", "backend '%s' rejected the request (HTTP %ld): %s",
+                p->backend->conf->name, status, msg[0] ? msg : "no message");
+        finish(p, (int)status, e.msg);
+        http_respond_error(p->req, &e);
+    } else if (json_is_object(json_object_get(doc, "error"))) {
         const char *msg =
             json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
         finish(p, (int)status, msg ? msg : "upstream rejected the request");
@@ -408,8 +522,10 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
     p->call = NULL;
     if (p->committed) {
         /* Mid-stream: the client already has a 200; end it truthfully. */
-        if (result == UPSTREAM_OK && p->saw_done && sse_parser_pending(&p->sse) == 0) {
-            router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_OK, 0);
+        size_t pending = p->translate ? p->backend->ops->stream_pending(p->translate)
+                                      : sse_parser_pending(&p->sse);
+        if (result == UPSTREAM_OK && p->saw_done && pending == 0) {
+            report(p, ROUTE_OK, -1);
             http_stream_end(p->req);
             finish(p, 200, NULL);
             return;
@@ -424,7 +540,7 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         else
             snprintf(why, sizeof why, "stream from '%s' broke: %s", p->backend->conf->name,
                      message);
-        router_report(p->app->router, p->model, p->plan.order[p->attempt], ROUTE_FAILED, 0);
+        report(p, ROUTE_FAILED, -1);
         end_stream_with_error(p, why);
         return;
     }
@@ -457,12 +573,18 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         /* The upstream's own words help whoever reads the summary; bounded, JSON only. */
         char detail[120] = "";
         size_t len = evbuffer_get_length(p->resp);
-        json_t *doc =
-            len ? json_loadb((const char *)evbuffer_pullup(p->resp, -1), len, 0, NULL) : NULL;
-        const char *m =
-            json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
-        if (m) snprintf(detail, sizeof detail, ": %s", m);
-        json_decref(doc);
+        const char *body = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+        if (p->backend->ops->error_message) {
+            char msg[110];
+            p->backend->ops->error_message(body, len, msg, sizeof msg);
+            if (msg[0]) snprintf(detail, sizeof detail, ": %s", msg);
+        } else {
+            json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
+            const char *m =
+                json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+            if (m) snprintf(detail, sizeof detail, ": %s", m);
+            json_decref(doc);
+        }
         attempt_failed(p, status, false, "HTTP %ld%s", status, detail);
         return;
     }
@@ -475,8 +597,10 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         return;
     }
     /* A 2xx stream that ended before any complete event: nothing was sent, so fail over. */
+    size_t pending =
+        p->translate ? p->backend->ops->stream_pending(p->translate) : sse_parser_pending(&p->sse);
     attempt_failed(p, status, false, "stream ended before any event%s",
-                   sse_parser_pending(&p->sse) ? " (garbled data)" : "");
+                   pending ? " (garbled data)" : "");
 }
 
 static const struct upstream_callbacks callbacks = {
@@ -485,6 +609,29 @@ static const struct upstream_callbacks callbacks = {
 };
 
 /* ---- attempts ----------------------------------------------------------------------- */
+
+static void on_timer(evutil_socket_t fd, short what, void *ud)
+{
+    struct proxy *p = ud;
+    (void)fd, (void)what;
+    if (p->backing_off) {
+        p->backing_off = false;
+        struct err e;
+        err_clear(&e);
+        if (router_plan(p->app->router, p->model, &p->route, &p->plan, &e) != 0) {
+            finish(p, e.status, e.msg);
+            http_respond_error(p->req, &e);
+            return;
+        }
+        p->attempt = 0;
+        p->round_first_attempt = p->n_attempts;
+        next_attempt(p);
+        return;
+    }
+    if (p->call && p->attempt_first_byte_ns == 0)
+        attempt_failed(p, 0, true, "no first byte within %ld ms",
+                       p->backend->conf->first_byte_timeout_ms);
+}
 
 static void next_attempt(struct proxy *p)
 {
@@ -504,26 +651,78 @@ static void next_attempt(struct proxy *p)
         sse_parser_reset(&p->sse);
         p->saw_done = false;
         p->stream_error[0] = '\0';
-        struct provider_request pr = {
-            .request = p->oreq,
-            .target_model = t->model,
-        };
+        p->attempt_first_byte_ns = 0;
+        p->translate = NULL;
+        p->pr = (struct provider_request){.request = p->oreq, .target_model = t->model};
         struct upstream_request ur;
         p->attempt_start_ns = clock_now_ns();
-        if (p->backend->ops->build(p->backend, &pr, p->req->arena, &ur, &e) == 0 &&
-            (p->call = upstream_start(p->app->upstream, &ur, &callbacks, p, &e)) != NULL)
+        const struct provider_ops *ops = p->backend->ops;
+        bool built = ops->build(p->backend, &p->pr, p->req->arena, &ur, &e) == 0;
+        if (built && p->stream && ops->stream_open &&
+            (p->translate = ops->stream_open(&p->pr, p->req->arena)) == NULL) {
+            err_oom(&e);
+            built = false;
+        }
+        if (built && (p->call = upstream_start(p->app->upstream, &ur, &callbacks, p, &e)) != NULL) {
+            router_begin(p->app->router, p->model, p->plan.order[p->attempt]);
+            p->attempt_live = true;
+            long fbt = p->backend->conf->first_byte_timeout_ms;
+            if (fbt > 0 && p->timer) {
+                struct timeval tv = {fbt / 1000, (fbt % 1000) * 1000};
+                evtimer_add(p->timer, &tv);
+            }
             return;
+        }
         struct attempt *a = current_attempt(p);
         snprintf(a->error, sizeof a->error, "%s", e.msg);
+        if (e.status >= 400 && e.status < 500) {
+            a->unfit = true;
+            a->status = e.status;
+            if (p->unfit_err.status == 0) p->unfit_err = e;
+        }
         p->attempt++;
     }
-    respond_all_failed(p);
+    plan_exhausted(p);
+}
+
+/* Every target of this pass failed: retry after a backoff, or give the client the news. */
+static void plan_exhausted(struct proxy *p)
+{
+    const struct retry_conf *rc = &p->model->retry;
+    size_t first = p->round_first_attempt, last = p->n_attempts;
+    bool any_retryable = false, all_429_with_wait = last > first;
+    long wait_s = -1;
+    for (size_t i = first; i < last && i < MAX_ATTEMPTS_LOGGED; i++) {
+        const struct attempt *a = &p->attempts[i];
+        if (!a->unfit) any_retryable = true;
+        if (a->status != 429 || a->retry_after < 0)
+            all_429_with_wait = false;
+        else if (wait_s < 0 || a->retry_after < wait_s)
+            wait_s = a->retry_after;
+    }
+    if (last >= MAX_ATTEMPTS_LOGGED) all_429_with_wait = false, any_retryable = false;
+    if (p->round >= rc->retries || !any_retryable || p->timer == NULL ||
+        (all_429_with_wait && wait_s * 1000 > rc->max_retry_after_ms)) {
+        respond_all_failed(p);
+        return;
+    }
+    /* Full jitter: uniform in [0, min(cap, base * 2^round)]. */
+    long ceiling = rc->backoff_ms << (p->round < 20 ? p->round : 20);
+    if (ceiling > rc->max_backoff_ms || ceiling < 0) ceiling = rc->max_backoff_ms;
+    long delay = ceiling > 0 ? (long)(clock_now_ns() % (uint64_t)(ceiling + 1)) : 0;
+    if (all_429_with_wait && wait_s * 1000 > delay) delay = wait_s * 1000;
+    p->round++;
+    p->backing_off = true;
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
 }
 
 static void release_proxy(void *ud)
 {
     struct proxy *p = ud;
     if (p->call) upstream_cancel(p->call);
+    report(p, ROUTE_CANCELLED, -1);
+    if (p->timer) event_free(p->timer);
     if (p->resp) evbuffer_free(p->resp);
     if (p->out) evbuffer_free(p->out);
     sse_parser_free(&p->sse);
@@ -536,12 +735,14 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     struct proxy *p = arena_calloc(a, 1, sizeof *p);
     size_t *order = arena_calloc(a, model->n_targets, sizeof *order);
     struct evbuffer *resp = evbuffer_new(), *out = evbuffer_new();
+    struct event *timer = p ? evtimer_new(app->loop, on_timer, p) : NULL;
     struct err e;
     err_clear(&e);
-    if (p == NULL || order == NULL || resp == NULL || out == NULL ||
+    if (p == NULL || order == NULL || resp == NULL || out == NULL || timer == NULL ||
         arena_on_free(a, release_proxy, p) != 0) {
         if (resp) evbuffer_free(resp);
         if (out) evbuffer_free(out);
+        if (timer) event_free(timer);
         err_oom(&e);
         proxy_log_simple(req, 500, model->name, e.msg);
         http_respond_error(req, &e);
@@ -553,13 +754,23 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     p->oreq = oreq;
     p->resp = resp;
     p->out = out;
+    p->timer = timer;
     p->prompt_tokens = p->completion_tokens = p->total_tokens = -1;
     sse_parser_init(&p->sse, 0);
     p->stream = oreq->stream;
     p->client_wants_usage = oreq->want_usage;
     p->plan.order = order;
+    long long max_tokens = 0;
+    const struct json_scan *s = &oreq->scan;
+    if (!json_scan_integer(s, json_scan_get(s, 0, "max_completion_tokens"), &max_tokens))
+        json_scan_integer(s, json_scan_get(s, 0, "max_tokens"), &max_tokens);
+    p->route = (struct route_request){
+        .endpoint = oreq->endpoint,
+        .prompt_tokens = (long)(s->len / 4), /* ~4 bytes a token: good enough to rank */
+        .output_tokens = max_tokens > 0 ? (long)max_tokens : model->expected_output_tokens,
+    };
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    if (router_plan(app->router, model, &p->plan, &e) != 0) {
+    if (router_plan(app->router, model, &p->route, &p->plan, &e) != 0) {
         finish(p, e.status, e.msg);
         http_respond_error(req, &e);
         return;

@@ -337,17 +337,18 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
 }
 
 #ifdef STRATUS_HAVE_ENGINE
-#define SUPPORTED_TYPES "openai, local"
+#define SUPPORTED_TYPES "openai, anthropic, bedrock, local"
 #else
-#define SUPPORTED_TYPES "openai"
+#define SUPPORTED_TYPES "openai, anthropic, bedrock"
 #endif
 
 static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
-                               const char *owner)
+                               const char *owner, const char *where)
 {
     static const char *const keys[] = {
         "name",     "type",      "model_path", "parallel",           "threads",
-        "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", NULL};
+        "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms",
+        NULL};
     if (check_keys(ld, n, keys, owner)) return -1;
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
     long parallel = 4, threads = 0, ctx = 4096, queue = 64;
@@ -356,7 +357,8 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
         get_long(ld, n, "ctx_size", &ctx, 64, 1 << 20) ||
         get_long(ld, n, "max_queue", &queue, 1, 100000) ||
         get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
-        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000))
+        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000) ||
+        get_long(ld, n, "first_byte_timeout_ms", &b->first_byte_timeout_ms, 1, MS_MAX))
         return -1;
     b->parallel = (int)parallel;
     b->threads = (int)threads;
@@ -367,11 +369,247 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
     return b->base_url ? 0 : fail_at(ld, n, "out of memory");
 }
 
+/* base_url / endpoint_url: http(s)://host[...], stored without a trailing slash. */
+static int parse_url(struct loader *ld, const yaml_node_t *n, const char *key, char **out,
+                     const char *owner)
+{
+    if (get_string(ld, n, key, out, false, owner)) return -1;
+    if (*out == NULL) return 0;
+    const char *u = *out;
+    size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+    if (skip == 0 || u[skip] == '\0' || u[skip] == '/' || strpbrk(u, " \t") != NULL)
+        return fail_at(ld, get(ld, n, key),
+                       "%s must start with http:// or https:// and name a host", key);
+    size_t ul = strlen(*out);
+    if ((*out)[ul - 1] == '/') (*out)[ul - 1] = '\0'; /* paths are appended */
+    return 0;
+}
+
+static int parse_timeouts(struct loader *ld, const yaml_node_t *n, struct backend_conf *b)
+{
+    return get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
+                   get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000) ||
+                   get_long(ld, n, "first_byte_timeout_ms", &b->first_byte_timeout_ms, 1, MS_MAX)
+               ? -1
+               : 0;
+}
+
+static int parse_openai_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                                const char *owner, const char *where)
+{
+    static const char *const keys[] = {"name",
+                                       "type",
+                                       "base_url",
+                                       "api_key",
+                                       "timeout_ms",
+                                       "connect_timeout_ms",
+                                       "first_byte_timeout_ms",
+                                       NULL};
+    if (check_keys(ld, n, keys, where)) return -1;
+    if (get(ld, n, "base_url") == NULL)
+        return fail_at(ld, n, "%s: missing required key 'base_url'", owner);
+    if (parse_url(ld, n, "base_url", &b->base_url, owner)) return -1;
+    const yaml_node_t *k = get(ld, n, "api_key");
+    if (k && resolve_secret(ld, k, &b->api_key, "api_key", owner)) return -1;
+    return parse_timeouts(ld, n, b);
+}
+
+static int parse_anthropic_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                                   const char *owner, const char *where)
+{
+    static const char *const keys[] = {"name",
+                                       "type",
+                                       "base_url",
+                                       "api_key",
+                                       "anthropic_version",
+                                       "max_tokens",
+                                       "timeout_ms",
+                                       "connect_timeout_ms",
+                                       "first_byte_timeout_ms",
+                                       NULL};
+    if (check_keys(ld, n, keys, where)) return -1;
+    if (parse_url(ld, n, "base_url", &b->base_url, owner)) return -1;
+    if (b->base_url == NULL && (b->base_url = strdup("https://api.anthropic.com")) == NULL)
+        return fail_at(ld, n, "out of memory");
+    const yaml_node_t *k = get(ld, n, "api_key");
+    if (k == NULL) return fail_at(ld, n, "%s: missing required key 'api_key'", owner);
+    if (resolve_secret(ld, k, &b->api_key, "api_key", owner)) return -1;
+    if (get_string(ld, n, "anthropic_version", &b->anthropic_version, false, owner)) return -1;
+    if (b->anthropic_version == NULL && (b->anthropic_version = strdup("2023-06-01")) == NULL)
+        return fail_at(ld, n, "out of memory");
+    b->max_tokens = 4096;
+    if (get_long(ld, n, "max_tokens", &b->max_tokens, 1, 10000000)) return -1;
+    return parse_timeouts(ld, n, b);
+}
+
+/* Reads `key` of `[profile]` from an AWS shared credentials file (INI). @return 1 found,
+ * 0 absent, -1 unreadable (errno). The caller wipes nothing: values are copied out. */
+static int aws_file_value(const char *path, const char *profile, const char *key, char **out)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    char line[SECRET_MAX];
+    bool in_profile = false;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char *s = line, *e;
+        while (*s == ' ' || *s == '\t') s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+        if (*s == '#' || *s == ';' || *s == '\0') continue;
+        if (*s == '[') {
+            char *close = strchr(s, ']');
+            if (close == NULL) continue;
+            *close = '\0';
+            char *name = s + 1;
+            if (strncmp(name, "profile ", 8) == 0) name += 8; /* config-file style */
+            in_profile = strcmp(name, profile) == 0;
+            continue;
+        }
+        if (!in_profile) continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) continue;
+        char *k = s, *ke = eq;
+        while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+        *ke = '\0';
+        char *v = eq + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        if (strcmp(k, key) == 0 && *v) {
+            *out = strdup(v);
+            found = *out ? 1 : -1;
+        }
+    }
+    explicit_bzero(line, sizeof line);
+    fclose(f);
+    return found;
+}
+
+static int set_secret(struct secret *sec, const char *ref, const char *value)
+{
+    sec->ref = strdup(ref);
+    sec->value = value ? strdup(value) : NULL;
+    return sec->ref && (value == NULL || sec->value) ? 0 : -1;
+}
+
+/* AWS credentials, in the order the AWS SDKs use: explicit references in the config, then
+ * the environment, then the shared credentials file (profile from `profile`, AWS_PROFILE
+ * or "default"). A `profile` key selects the file even when the environment has keys. */
+static int resolve_aws_credentials(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                                   const char *owner)
+{
+    const yaml_node_t *id = get(ld, n, "aws_access_key_id"),
+                      *secret = get(ld, n, "aws_secret_access_key"),
+                      *token = get(ld, n, "aws_session_token");
+    if (id || secret) {
+        if (id == NULL || secret == NULL)
+            return fail_at(ld, id ? id : secret,
+                           "%s: aws_access_key_id and aws_secret_access_key go together", owner);
+        b->aws_source = AWS_CREDS_CONFIG;
+        if (resolve_secret(ld, id, &b->aws_access_key_id, "aws_access_key_id", owner) ||
+            resolve_secret(ld, secret, &b->aws_secret_access_key, "aws_secret_access_key", owner) ||
+            (token && resolve_secret(ld, token, &b->aws_session_token, "aws_session_token", owner)))
+            return -1;
+        return 0;
+    }
+    if (token)
+        return fail_at(ld, token, "%s: aws_session_token needs aws_access_key_id too", owner);
+    if (get_string(ld, n, "profile", &b->aws_profile, false, owner)) return -1;
+    const char *env_id = getenv("AWS_ACCESS_KEY_ID"), *env_secret = getenv("AWS_SECRET_ACCESS_KEY");
+    if (b->aws_profile == NULL && env_id && *env_id && env_secret && *env_secret) {
+        const char *env_token = getenv("AWS_SESSION_TOKEN");
+        b->aws_source = AWS_CREDS_ENV;
+        if (set_secret(&b->aws_access_key_id, "env:AWS_ACCESS_KEY_ID", env_id) ||
+            set_secret(&b->aws_secret_access_key, "env:AWS_SECRET_ACCESS_KEY", env_secret) ||
+            (env_token && *env_token &&
+             set_secret(&b->aws_session_token, "env:AWS_SESSION_TOKEN", env_token)))
+            return fail_at(ld, n, "out of memory");
+        return 0;
+    }
+    if (b->aws_profile == NULL) {
+        const char *p = getenv("AWS_PROFILE");
+        if ((b->aws_profile = strdup(p && *p ? p : "default")) == NULL)
+            return fail_at(ld, n, "out of memory");
+    }
+    char path[1024];
+    const char *file = getenv("AWS_SHARED_CREDENTIALS_FILE");
+    if (file && *file)
+        snprintf(path, sizeof path, "%s", file);
+    else
+        snprintf(path, sizeof path, "%s/.aws/credentials", getenv("HOME") ? getenv("HOME") : "");
+    char *kid = NULL, *ksecret = NULL, *ktoken = NULL;
+    int a = aws_file_value(path, b->aws_profile, "aws_access_key_id", &kid);
+    int c = a == 1 ? aws_file_value(path, b->aws_profile, "aws_secret_access_key", &ksecret) : a;
+    int t = c == 1 ? aws_file_value(path, b->aws_profile, "aws_session_token", &ktoken) : 0;
+    int rc = 0;
+    if (a != 1 || c != 1 || t < 0) {
+        rc = fail_at(ld, n,
+                     "%s: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                     "add profile '%s' to %s%s, or give aws_access_key_id and "
+                     "aws_secret_access_key as env:/file: references",
+                     owner, b->aws_profile, path, a < 0 ? " (cannot read it)" : "");
+    } else {
+        char ref[1100];
+        snprintf(ref, sizeof ref, "profile:%s", b->aws_profile);
+        b->aws_source = AWS_CREDS_FILE;
+        if (set_secret(&b->aws_access_key_id, ref, kid) ||
+            set_secret(&b->aws_secret_access_key, ref, ksecret) ||
+            (ktoken && set_secret(&b->aws_session_token, ref, ktoken)))
+            rc = fail_at(ld, n, "out of memory");
+    }
+    for (char **v = (char *[]){kid, ksecret, ktoken, NULL}; *v; v++) {
+        explicit_bzero(*v, strlen(*v));
+    }
+    free(kid);
+    free(ksecret);
+    free(ktoken);
+    return rc;
+}
+
+static int parse_bedrock_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                                 const char *owner, const char *where)
+{
+    static const char *const keys[] = {"name",
+                                       "type",
+                                       "region",
+                                       "endpoint_url",
+                                       "base_url",
+                                       "profile",
+                                       "aws_access_key_id",
+                                       "aws_secret_access_key",
+                                       "aws_session_token",
+                                       "timeout_ms",
+                                       "connect_timeout_ms",
+                                       "first_byte_timeout_ms",
+                                       NULL};
+    if (check_keys(ld, n, keys, where)) return -1;
+    if (get(ld, n, "endpoint_url") && get(ld, n, "base_url"))
+        return fail_at(ld, get(ld, n, "base_url"),
+                       "%s: give endpoint_url or base_url, not both (they mean the same)", owner);
+    if (get_string(ld, n, "region", &b->region, false, owner)) return -1;
+    const char *er = getenv("AWS_REGION");
+    if (er == NULL || *er == '\0') er = getenv("AWS_DEFAULT_REGION");
+    if (b->region == NULL && er && *er && !has_control(er, strlen(er)) &&
+        (b->region = strdup(er)) == NULL)
+        return fail_at(ld, n, "out of memory");
+    if (b->region == NULL)
+        return fail_at(ld, n, "%s: missing required key 'region' (or set AWS_REGION)", owner);
+    if (strspn(b->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(b->region))
+        return fail_at(ld, get(ld, n, "region") ? get(ld, n, "region") : n,
+                       "%s: region '%s' is not an AWS region name", owner, b->region);
+    if (parse_url(ld, n, get(ld, n, "base_url") ? "base_url" : "endpoint_url", &b->base_url, owner))
+        return -1;
+    if (b->base_url == NULL) {
+        char url[256];
+        snprintf(url, sizeof url, "https://bedrock-runtime.%s.amazonaws.com", b->region);
+        if ((b->base_url = strdup(url)) == NULL) return fail_at(ld, n, "out of memory");
+    }
+    if (resolve_aws_credentials(ld, n, b, owner)) return -1;
+    return parse_timeouts(ld, n, b);
+}
+
 static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
                          struct backend_conf *b)
 {
-    static const char *const keys[] = {
-        "name", "type", "base_url", "api_key", "timeout_ms", "connect_timeout_ms", NULL};
     char where[64], owner[160];
     snprintf(where, sizeof where, "backends[%zu]", idx);
     b->timeout_ms = 60000;
@@ -381,48 +619,37 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
     if (want_mapping(ld, n, where)) return -1;
     const yaml_node_t *t = get(ld, n, "type");
     const char *type = scalar(t);
-    bool local = type && strcmp(type, "local") == 0;
-#ifndef STRATUS_HAVE_ENGINE
-    local = false;
-#endif
-    if (!local && check_keys(ld, n, keys, where)) return -1;
     if (get_string(ld, n, "name", &b->name, true, where)) return -1;
     snprintf(owner, sizeof owner, "backend '%s'", b->name);
 
     if (t == NULL) return fail_at(ld, n, "%s: missing required key 'type'", owner);
     if (type == NULL)
         return fail_at(ld, t, "type must be a string (supported: " SUPPORTED_TYPES ")");
-    if (local) {
+    if (strcmp(type, "openai") == 0) {
+        b->type = BACKEND_OPENAI;
+        return parse_openai_backend(ld, n, b, owner, where);
+    }
+    if (strcmp(type, "anthropic") == 0) {
+        b->type = BACKEND_ANTHROPIC;
+        return parse_anthropic_backend(ld, n, b, owner, where);
+    }
+    if (strcmp(type, "bedrock") == 0) {
+        b->type = BACKEND_BEDROCK;
+        return parse_bedrock_backend(ld, n, b, owner, where);
+    }
+    if (strcmp(type, "local") == 0) {
+#ifdef STRATUS_HAVE_ENGINE
         b->type = BACKEND_LOCAL;
         b->timeout_ms = 600000; /* local generation can be long; streams usually are */
         b->connect_timeout_ms = 1000;
-        return parse_local_backend(ld, n, b, owner);
-    }
-    if (strcmp(type, "openai") == 0)
-        b->type = BACKEND_OPENAI;
-    else if (strcmp(type, "anthropic") == 0 || strcmp(type, "bedrock") == 0 ||
-             strcmp(type, "local") == 0)
+        return parse_local_backend(ld, n, b, owner, where);
+#else
         return fail_at(
             ld, t,
-            "backend type '%s' is not supported by this build (supported: " SUPPORTED_TYPES ")",
-            type);
-    else
-        return fail_at(ld, t, "unknown backend type '%s' (supported: " SUPPORTED_TYPES ")", type);
-    if (get_string(ld, n, "base_url", &b->base_url, true, owner)) return -1;
-    const char *u = b->base_url;
-    size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
-    if (skip == 0 || u[skip] == '\0' || u[skip] == '/' || strpbrk(u, " \t") != NULL)
-        return fail_at(ld, get(ld, n, "base_url"),
-                       "base_url must start with http:// or https:// and name a host");
-    size_t ul = strlen(b->base_url);
-    if (b->base_url[ul - 1] == '/') b->base_url[ul - 1] = '\0'; /* paths are appended */
-
-    const yaml_node_t *k = get(ld, n, "api_key");
-    if (k && resolve_secret(ld, k, &b->api_key, "api_key", owner)) return -1;
-    if (get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
-        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000))
-        return -1;
-    return 0;
+            "backend type 'local' is not supported by this build (supported: " SUPPORTED_TYPES ")");
+#endif
+    }
+    return fail_at(ld, t, "unknown backend type '%s' (supported: " SUPPORTED_TYPES ")", type);
 }
 
 static int parse_price(struct loader *ld, const yaml_node_t *p, const char *where,
@@ -469,27 +696,98 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     return p ? parse_price(ld, p, where, &t->price) : 0;
 }
 
+#define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost"
+
+const char *route_policy_name(enum route_policy p)
+{
+    switch (p) {
+    case ROUTE_PRIORITY:
+        return "priority";
+    case ROUTE_WEIGHTED:
+        return "weighted";
+    case ROUTE_LATENCY:
+        return "latency";
+    case ROUTE_LEAST_BUSY:
+        return "least-busy";
+    case ROUTE_COST:
+        return "cost";
+    }
+    return "?";
+}
+
+static int parse_retry(struct loader *ld, const yaml_node_t *n, struct retry_conf *r)
+{
+    static const char *const keys[] = {"retries", "backoff_ms", "max_backoff_ms",
+                                       "max_retry_after_ms", NULL};
+    if (n == NULL) return 0;
+    long retries = r->retries;
+    if (want_mapping(ld, n, "retry") || check_keys(ld, n, keys, "retry") ||
+        get_long(ld, n, "retries", &retries, 0, 10) ||
+        get_long(ld, n, "backoff_ms", &r->backoff_ms, 0, MS_MAX) ||
+        get_long(ld, n, "max_backoff_ms", &r->max_backoff_ms, 0, MS_MAX) ||
+        get_long(ld, n, "max_retry_after_ms", &r->max_retry_after_ms, 0, MS_MAX))
+        return -1;
+    r->retries = (int)retries;
+    return 0;
+}
+
+static int parse_cooldown(struct loader *ld, const yaml_node_t *n, struct cooldown_conf *c)
+{
+    static const char *const keys[] = {"failures", "window_ms", "duration_ms", "max_duration_ms",
+                                       NULL};
+    if (n == NULL) return 0;
+    long failures = c->failures;
+    if (want_mapping(ld, n, "cooldown") || check_keys(ld, n, keys, "cooldown") ||
+        get_long(ld, n, "failures", &failures, 0, 1000000) ||
+        get_long(ld, n, "window_ms", &c->window_ms, 1, MS_MAX) ||
+        get_long(ld, n, "duration_ms", &c->duration_ms, 1, MS_MAX) ||
+        get_long(ld, n, "max_duration_ms", &c->max_duration_ms, 1, MS_MAX))
+        return -1;
+    c->failures = (int)failures;
+    if (c->max_duration_ms < c->duration_ms) c->max_duration_ms = c->duration_ms;
+    return 0;
+}
+
 static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, struct model_conf *m)
 {
-    static const char *const keys[] = {"name", "route", "targets", NULL};
+    static const char *const keys[] = {"name",
+                                       "route",
+                                       "targets",
+                                       "retry",
+                                       "cooldown",
+                                       "latency_decay_ms",
+                                       "expected_output_tokens",
+                                       NULL};
     char where[64];
     snprintf(where, sizeof where, "models[%zu]", idx);
+    m->retry = (struct retry_conf){
+        .retries = 1, .backoff_ms = 100, .max_backoff_ms = 2000, .max_retry_after_ms = 10000};
+    m->cooldown = (struct cooldown_conf){
+        .failures = 3, .window_ms = 30000, .duration_ms = 10000, .max_duration_ms = 300000};
+    m->latency_decay_ms = 10000;
+    m->expected_output_tokens = 256;
     if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
     if (get_string(ld, n, "name", &m->name, true, where)) return -1;
     const yaml_node_t *r = get(ld, n, "route");
     if (r) {
         const char *route = scalar(r);
-        if (route == NULL) return fail_at(ld, r, "route must be a string (supported: priority)");
-        if (strcmp(route, "priority") == 0)
-            m->route = ROUTE_PRIORITY;
-        else if (strcmp(route, "weighted") == 0 || strcmp(route, "latency") == 0 ||
-                 strcmp(route, "least-busy") == 0 || strcmp(route, "cost") == 0)
-            return fail_at(ld, r,
-                           "route policy '%s' is not supported by this build (supported: priority)",
+        bool found = false;
+        for (int p = ROUTE_PRIORITY; route && p <= ROUTE_COST; p++)
+            if (strcmp(route, route_policy_name((enum route_policy)p)) == 0) {
+                m->route = (enum route_policy)p;
+                found = true;
+            }
+        if (route == NULL)
+            return fail_at(ld, r, "route must be a string (supported: " ROUTE_POLICIES ")");
+        if (!found)
+            return fail_at(ld, r, "unknown route policy '%s' (supported: " ROUTE_POLICIES ")",
                            route);
-        else
-            return fail_at(ld, r, "unknown route policy '%s' (supported: priority)", route);
     }
+    if (parse_retry(ld, get_section(ld, n, "retry"), &m->retry) ||
+        parse_cooldown(ld, get_section(ld, n, "cooldown"), &m->cooldown) ||
+        get_long(ld, n, "latency_decay_ms", &m->latency_decay_ms, 1, MS_MAX) ||
+        get_long(ld, n, "expected_output_tokens", &m->expected_output_tokens, 1, 10000000))
+        return -1;
     const yaml_node_t *ts = get(ld, n, "targets");
     if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
     if (ts->type != YAML_SEQUENCE_NODE ||
@@ -808,7 +1106,13 @@ void config_free(struct config *cfg)
         free(b->name);
         free(b->base_url);
         free(b->model_path);
+        free(b->anthropic_version);
+        free(b->region);
+        free(b->aws_profile);
         secret_free(&b->api_key);
+        secret_free(&b->aws_access_key_id);
+        secret_free(&b->aws_secret_access_key);
+        secret_free(&b->aws_session_token);
     }
     free(cfg->backends);
     for (size_t i = 0; i < cfg->n_models; i++) {

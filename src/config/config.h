@@ -33,22 +33,40 @@ struct secret {
 enum backend_type {
     BACKEND_OPENAI = 0, /* any OpenAI-compatible HTTP server */
     BACKEND_LOCAL,      /* a GGUF model served by a supervised `stratus engine` worker */
+    BACKEND_ANTHROPIC,  /* Anthropic Messages API */
+    BACKEND_BEDROCK,    /* AWS Bedrock runtime, Converse and ConverseStream */
+};
+
+/* Where a bedrock backend's AWS credentials came from (for logs and `route explain`). */
+enum aws_credential_source {
+    AWS_CREDS_CONFIG = 0, /* aws_access_key_id / aws_secret_access_key references */
+    AWS_CREDS_ENV,        /* AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN */
+    AWS_CREDS_FILE,       /* the shared credentials file, one profile */
 };
 
 struct backend_conf {
-    char *name;              /* unique among backends */
-    enum backend_type type;  /* "openai": any OpenAI-compatible server */
-    char *base_url;          /* e.g. http://127.0.0.1:9001/v1, no trailing slash */
-    struct secret api_key;   /* optional; sent as "Authorization: Bearer <value>" */
-    long timeout_ms;         /* whole upstream call; default 60000 */
-    long connect_timeout_ms; /* TCP+TLS connect; default 5000 */
+    char *name;                 /* unique among backends */
+    enum backend_type type;     /* "openai": any OpenAI-compatible server */
+    char *base_url;             /* e.g. http://127.0.0.1:9001/v1, no trailing slash */
+    struct secret api_key;      /* optional; sent as "Authorization: Bearer <value>" */
+    long timeout_ms;            /* whole upstream call; default 60000 */
+    long connect_timeout_ms;    /* TCP+TLS connect; default 5000 */
+    long first_byte_timeout_ms; /* no response byte by then → failover; default 0 = none */
+    /* type: anthropic */
+    char *anthropic_version; /* the anthropic-version header; default 2023-06-01 */
+    long max_tokens;         /* sent when the client gives none (the API requires it); 4096 */
+    /* type: bedrock — credentials are resolved at load into the three secrets */
+    char *region;
+    struct secret aws_access_key_id, aws_secret_access_key, aws_session_token;
+    enum aws_credential_source aws_source;
+    char *aws_profile; /* the profile read, when aws_source is AWS_CREDS_FILE */
     /* type: local only */
     char *model_path; /* GGUF file; checked by the worker, which names it on error */
     int parallel;     /* sequences decoded together; default 4 */
     int threads;      /* llama.cpp threads; default 0 = physical cores */
     int ctx_size;     /* context tokens per sequence; default 4096 */
     int max_queue;    /* requests waiting for a slot before 429; default 64 */
-    int line, col;           /* position of the backend's mapping, for later diagnostics */
+    int line, col;    /* position of the backend's mapping, for later diagnostics */
 };
 
 struct price {
@@ -61,18 +79,49 @@ struct target_conf {
     char *backend;        /* name of a backend_conf; checked to exist */
     size_t backend_index; /* index into config.backends, filled by the loader */
     char *model;          /* model name sent upstream; default: the model group's name */
-    int weight;           /* for route: weighted (later); default 1 */
+    int weight;           /* for route: weighted; default 1; 0 = only as a fallback */
     struct price price;
 };
 
-enum route_policy { ROUTE_PRIORITY = 0 };
+enum route_policy {
+    ROUTE_PRIORITY = 0, /* the configured order */
+    ROUTE_WEIGHTED,     /* random by weight, the rest as fallbacks */
+    ROUTE_LATENCY,      /* peak-EWMA of time to first byte, power of two choices */
+    ROUTE_LEAST_BUSY,   /* fewest requests in flight / most free engine slots */
+    ROUTE_COST,         /* cheapest expected cost for this request */
+};
+
+/* Retries after every target of the plan failed (failover within a pass is immediate). */
+struct retry_conf {
+    int retries;             /* extra passes over the plan; default 1 */
+    long backoff_ms;         /* base of the exponential backoff (full jitter); default 100 */
+    long max_backoff_ms;     /* cap of one backoff; default 2000 */
+    long max_retry_after_ms; /* a longer upstream Retry-After ends the retries; 10000 */
+};
+
+/* Circuit breaker per target: `failures` failures within `window_ms` (or one 429 with
+ * Retry-After) open it for `duration_ms` (doubling on each failed half-open probe, up to
+ * `max_duration_ms`); then one probe request is let through. */
+struct cooldown_conf {
+    int failures;         /* default 3; 0 disables the breaker */
+    long window_ms;       /* default 30000 */
+    long duration_ms;     /* default 10000 */
+    long max_duration_ms; /* default 300000 */
+};
 
 struct model_conf {
     char *name;              /* the name clients send as "model"; unique */
     enum route_policy route; /* default priority */
     struct target_conf *targets;
     size_t n_targets; /* >= 1 */
+    struct retry_conf retry;
+    struct cooldown_conf cooldown;
+    long latency_decay_ms;       /* route: latency — how fast an old observation fades; 10000 */
+    long expected_output_tokens; /* route: cost — when the request has no max_tokens; 256 */
 };
+
+/** The policy's name as written in the config ("least-busy"). */
+const char *route_policy_name(enum route_policy p);
 
 struct limits_conf {
     size_t max_body_bytes;   /* default 10 MiB; larger request bodies get 413 */

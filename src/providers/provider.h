@@ -44,13 +44,46 @@ struct provider_request {
     const char *target_model;             /* the model name the target wants */
 };
 
+/** Receives one OpenAI chat.completion.chunk (JSON text, borrowed for the call) from a
+ *  translating stream. @return 0 to go on, non-zero to stop. */
+typedef int (*chunk_sink)(void *ud, const char *json, size_t len);
+
+/* A translating provider's per-attempt stream state (opaque; lives in the request arena). */
+struct provider_stream;
+
 struct provider_ops {
     const char *type; /* the config's `type` value */
     /** Prepares `b` (headers from its key). Required. @return 0, or -1 with `err`. */
     int (*init)(struct backend *b, struct err *err);
-    /** Builds the upstream request; strings go into `arena`. Required. */
+    /** Whether this provider can serve `endpoint` at all. NULL: every endpoint. The router
+     *  leaves out targets that cannot, so a group may mix chat-only and embedding backends. */
+    bool (*supports)(enum openai_endpoint endpoint);
+    /** Builds the upstream request; strings go into `arena`. Required. A 4xx `err` means
+     *  "this target cannot take this request" (say, an image URL Bedrock cannot fetch). */
     int (*build)(struct backend *b, const struct provider_request *pr, struct arena *arena,
                  struct upstream_request *out, struct err *err);
+
+    /* Translation of answers back to the OpenAI wire format. All NULL for providers that
+     * already speak it (their bytes pass through untouched). */
+
+    /** A whole 2xx answer → an OpenAI response body in `arena`. -1 with `err` when the
+     *  answer is not what the provider documents (a garbled upstream: fail over). */
+    int (*translate_response)(const struct provider_request *pr, const char *body, size_t len,
+                              struct arena *arena, char **out, size_t *out_len, struct err *err);
+    /** Starts translating a 2xx stream; NULL on OOM. Freed with the arena. */
+    struct provider_stream *(*stream_open)(const struct provider_request *pr, struct arena *arena);
+    /** Feeds upstream bytes; every complete upstream event becomes zero or more chunks
+     *  through `sink`. -1 with `err` on broken framing, an error event (err->status tells
+     *  503/429/502) or when the sink stopped. */
+    int (*stream_feed)(struct provider_stream *st, const char *bytes, size_t n, chunk_sink sink,
+                       void *ud, struct err *err);
+    /** The upstream said the answer is complete (its end-of-message event arrived). */
+    bool (*stream_complete)(const struct provider_stream *st);
+    /** Bytes of an incomplete upstream event still buffered. */
+    size_t (*stream_pending)(const struct provider_stream *st);
+    /** Reads a human message out of a non-2xx body into `out` ("" if none). */
+    void (*error_message)(const char *body, size_t len, char *out, size_t cap);
+
     /** Frees `b->state`. May be NULL. */
     void (*destroy)(struct backend *b);
 };
@@ -78,6 +111,7 @@ char *openai_body_for_target(const struct openai_request *request, const char *t
 int openai_upstream_request(struct backend *b, const struct provider_request *pr,
                             struct arena *arena, struct upstream_request *out, struct err *err);
 
-extern const struct provider_ops provider_openai, provider_local;
+extern const struct provider_ops provider_openai, provider_local, provider_anthropic,
+    provider_bedrock;
 
 #endif

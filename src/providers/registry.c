@@ -15,6 +15,10 @@ const struct provider_ops *provider_for(enum backend_type type)
         return &provider_openai;
     case BACKEND_LOCAL:
         return &provider_local;
+    case BACKEND_ANTHROPIC:
+        return &provider_anthropic;
+    case BACKEND_BEDROCK:
+        return &provider_bedrock;
     }
     return NULL;
 }

@@ -30,7 +30,7 @@ struct upstream_request {
     size_t body_len;
     long timeout_ms; /* whole transfer; 0 = none */
     long connect_timeout_ms;
-    bool connect_only; /* TCP (+TLS) connect then done: reachability probes */
+    bool connect_only;       /* TCP (+TLS) connect then done: reachability probes */
     bool get;                /* GET instead of POST (health probes) */
     const char *unix_socket; /* connect to this UNIX socket instead of the URL host */
 };

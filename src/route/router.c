@@ -1,74 +1,530 @@
 /*
- * DESIGN: each policy is a function filling a plan from the model group; the router looks
- * the policy up once per request. Stateful policies will keep per-target state in
- * `struct router` (indexed by model and target), which router_report feeds.
+ * DESIGN
+ * State is one `struct target_state` per (model group, target), in one array indexed by
+ * the group's offset: no lookups by name on the hot path. A plan is computed into a small
+ * candidate array on the stack (heap for very large groups): filters mark candidates out,
+ * the policy sorts those kept. Every policy is deterministic given the state and the
+ * router's PRNG, so tests can seed it.
+ *
+ * Latency is a peak-EWMA (as in Finagle/Linkerd): a slower observation replaces the
+ * estimate at once, faster ones pull it down with weight exp(-dt/decay). When read, the
+ * estimate also fades toward zero with the time since it was last fed, so a target that
+ * lost its traffic because it was slow is tried again after a while instead of never;
+ * if it is still slow, one request puts it back. A failure counts as an observation of
+ * ERROR_PENALTY_US (or twice the estimate, if larger). Targets never observed score 0 and
+ * are tried first. The score multiplies the estimate by (in flight + 1), so a target piling
+ * up requests looks slower before any of them finishes.
  */
 #include "route/router.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "providers/provider.h"
+#include "util/clock.h"
+
+#define ERROR_PENALTY_US 1000000.0 /* a failure reads as a 1 s first byte */
+#define STACK_CANDIDATES 32
+
+enum breaker { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
+
+struct target_state {
+    enum breaker breaker;
+    uint64_t open_until_ns;
+    uint64_t open_ns; /* length of the current/last open period */
+    bool probing;     /* the half-open probe is out */
+    uint64_t window_start_ns;
+    int window_failures;
+    double ewma_us; /* peak-EWMA of time to first byte; 0 = never observed */
+    uint64_t ewma_at_ns;
+    int in_flight;
+};
 
 struct router {
     const struct config *cfg;
-    uint64_t reports; /* outcomes seen; per-target health arrives with the stateful policies */
+    struct backend *backends;
+    struct target_state *states; /* sum of n_targets over the groups */
+    size_t *group_offset;        /* per model group: its first state */
+    uint64_t rng;
+    uint64_t (*now)(void); /* clock_now_ns, or a test's clock */
 };
 
-typedef int (*policy_plan_fn)(struct router *r, const struct model_conf *m,
-                              struct route_plan *plan);
+struct candidate {
+    size_t target;
+    const char *skipped; /* set by a filter */
+    bool health_skip;    /* skipped for health alone (last-resort eligible) */
+    double score;        /* the policy's; lower is better */
+    uint64_t recover_ns; /* when a skipped target can be tried again */
+};
 
-static int plan_priority(struct router *r, const struct model_conf *m, struct route_plan *plan)
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static uint64_t next_random(struct router *r)
 {
-    (void)r;
-    for (size_t i = 0; i < m->n_targets; i++) plan->order[i] = i;
-    plan->n = m->n_targets;
-    plan->policy = "priority";
-    plan->reason = "configured order";
-    return 0;
+    /* xorshift64*: fast, good enough for load spreading; not for secrets. */
+    uint64_t x = r->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
 }
 
-static policy_plan_fn policy_for(enum route_policy p)
+static double random_unit(struct router *r)
+{
+    return (double)(next_random(r) >> 11) / 9007199254740992.0; /* [0, 1) */
+}
+
+static struct target_state *state_of(struct router *r, const struct model_conf *m, size_t target)
+{
+    size_t group = (size_t)(m - r->cfg->models);
+    return &r->states[r->group_offset[group] + target];
+}
+
+static struct backend *backend_of(struct router *r, const struct model_conf *m, size_t target)
+{
+    return &r->backends[m->targets[target].backend_index];
+}
+
+/* The latency estimate as of `now`, faded by the time since it was last fed. */
+static double latency_now(const struct target_state *s, const struct model_conf *m, uint64_t now)
+{
+    if (s->ewma_us <= 0) return 0;
+    double idle_ms = (double)(now - s->ewma_at_ns) / 1e6;
+    return s->ewma_us * exp(-idle_ms / (double)m->latency_decay_ms);
+}
+
+static void observe_latency(struct target_state *s, const struct model_conf *m, double us,
+                            uint64_t now)
+{
+    if (s->ewma_us <= 0 || us > s->ewma_us) {
+        s->ewma_us = us;
+    } else {
+        double w = exp(-((double)(now - s->ewma_at_ns) / 1e6) / (double)m->latency_decay_ms);
+        s->ewma_us = s->ewma_us * w + us * (1 - w);
+    }
+    s->ewma_at_ns = now;
+}
+
+/* ---- filters ------------------------------------------------------------------------ */
+
+typedef void (*route_filter_fn)(struct router *r, const struct model_conf *m,
+                                const struct route_request *rq, struct candidate *c, uint64_t now);
+
+static void filter_capability(struct router *r, const struct model_conf *m,
+                              const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)now;
+    const struct backend *b = backend_of(r, m, c->target);
+    if (b->ops && b->ops->supports && !b->ops->supports(rq->endpoint))
+        c->skipped = "provider does not serve this endpoint";
+}
+
+static void filter_readiness(struct router *r, const struct model_conf *m,
+                             const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)rq;
+    const struct backend *b = backend_of(r, m, c->target);
+    /* Only local engines: their readiness is exact (the worker answers /stats or not). A
+     * remote target's TCP probe is too coarse; its breaker judges it by real answers. */
+    if (b->conf->type == BACKEND_LOCAL && b->probed && !b->ready) {
+        c->skipped = "local engine not ready";
+        c->health_skip = true;
+        c->recover_ns = now + 1000000000ull;
+    }
+}
+
+static void filter_breaker(struct router *r, const struct model_conf *m,
+                           const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)rq;
+    struct target_state *s = state_of(r, m, c->target);
+    if (s->breaker == BREAKER_OPEN && now >= s->open_until_ns) {
+        s->breaker = BREAKER_HALF_OPEN; /* cooldown over: let one request probe it */
+        s->probing = false;
+    }
+    if (s->breaker == BREAKER_OPEN) {
+        c->skipped = "cooling down (circuit open)";
+        c->health_skip = true;
+        c->recover_ns = s->open_until_ns;
+    } else if (s->breaker == BREAKER_HALF_OPEN && s->probing) {
+        c->skipped = "half-open: probe request in flight";
+        c->health_skip = true;
+        c->recover_ns = now;
+    }
+}
+
+/* In order; later issues add budget and privacy filters here. */
+static const route_filter_fn filters[] = {filter_capability, filter_readiness, filter_breaker};
+
+/* ---- policies ----------------------------------------------------------------------- */
+
+/* Fills c->score (lower is better) and a human figure for explain. */
+typedef void (*route_score_fn)(struct router *r, const struct model_conf *m,
+                               const struct route_request *rq, struct candidate *c, uint64_t now,
+                               char *figure, size_t cap);
+
+static void score_priority(struct router *r, const struct model_conf *m,
+                           const struct route_request *rq, struct candidate *c, uint64_t now,
+                           char *figure, size_t cap)
+{
+    (void)r, (void)m, (void)rq, (void)now;
+    c->score = (double)c->target;
+    if (figure) snprintf(figure, cap, "position %zu", c->target + 1);
+}
+
+static void score_weighted(struct router *r, const struct model_conf *m,
+                           const struct route_request *rq, struct candidate *c, uint64_t now,
+                           char *figure, size_t cap)
+{
+    (void)rq, (void)now;
+    int w = m->targets[c->target].weight;
+    /* Weighted random order (Efraimidis–Spirakis): key u^(1/w), larger first. Weight 0 only
+     * ever comes after every weighted target. */
+    c->score = w > 0 ? -pow(random_unit(r), 1.0 / (double)w) : 1.0 + (double)c->target;
+    if (figure) snprintf(figure, cap, "weight %d", w);
+}
+
+static void score_latency(struct router *r, const struct model_conf *m,
+                          const struct route_request *rq, struct candidate *c, uint64_t now,
+                          char *figure, size_t cap)
+{
+    (void)rq;
+    const struct target_state *s = state_of(r, m, c->target);
+    double est = latency_now(s, m, now);
+    c->score = est * (double)(s->in_flight + 1);
+    if (figure) {
+        if (s->ewma_us <= 0)
+            snprintf(figure, cap, "ttfb unobserved, %d in flight", s->in_flight);
+        else
+            snprintf(figure, cap, "ttfb ewma %.1f ms, %d in flight", est / 1000.0, s->in_flight);
+    }
+}
+
+static void score_least_busy(struct router *r, const struct model_conf *m,
+                             const struct route_request *rq, struct candidate *c, uint64_t now,
+                             char *figure, size_t cap)
+{
+    (void)rq, (void)now;
+    const struct target_state *s = state_of(r, m, c->target);
+    const struct backend *b = backend_of(r, m, c->target);
+    if (b->conf->type == BACKEND_LOCAL && b->engine.valid && b->engine.slots > 0) {
+        /* Load beyond capacity: negative while slots are free. Our own in-flight count is
+         * fresher than the engine's last /stats, so the larger of the two counts. */
+        int engine_load = b->engine.busy_slots + b->engine.queue_depth;
+        int load = engine_load > s->in_flight ? engine_load : s->in_flight;
+        c->score = (double)(load - b->engine.slots);
+        if (figure)
+            snprintf(figure, cap, "engine %d/%d slots busy, %d queued, %d in flight",
+                     b->engine.busy_slots, b->engine.slots, b->engine.queue_depth, s->in_flight);
+    } else {
+        c->score = (double)s->in_flight;
+        if (figure) snprintf(figure, cap, "%d in flight", s->in_flight);
+    }
+    c->score += (double)c->target * 1e-6; /* ties: configured order */
+}
+
+static void score_cost(struct router *r, const struct model_conf *m, const struct route_request *rq,
+                       struct candidate *c, uint64_t now, char *figure, size_t cap)
+{
+    (void)r, (void)now;
+    const struct price *p = &m->targets[c->target].price;
+    if (!p->set) {
+        /* Unknown is not free: after every priced target, in configured order. */
+        c->score = 1e18 + (double)c->target;
+        if (figure) snprintf(figure, cap, "no price configured");
+        return;
+    }
+    double usd =
+        ((double)rq->prompt_tokens * p->input + (double)rq->output_tokens * p->output) / 1e6;
+    c->score = usd + (double)c->target * 1e-15;
+    if (figure)
+        snprintf(figure, cap, "expected $%.6f (%ld in + %ld out tokens)", usd, rq->prompt_tokens,
+                 rq->output_tokens);
+}
+
+static route_score_fn scorer_for(enum route_policy p)
 {
     switch (p) {
     case ROUTE_PRIORITY:
-        return plan_priority;
+        return score_priority;
+    case ROUTE_WEIGHTED:
+        return score_weighted;
+    case ROUTE_LATENCY:
+        return score_latency;
+    case ROUTE_LEAST_BUSY:
+        return score_least_busy;
+    case ROUTE_COST:
+        return score_cost;
     }
-    return NULL;
+    return score_priority;
 }
 
-struct router *router_new(const struct config *cfg, struct err *err)
+static int by_score(const void *a, const void *b)
 {
-    struct router *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        err_oom(err);
-        return NULL;
-    }
-    r->cfg = cfg;
-    return r;
+    const struct candidate *x = a, *y = b;
+    if (x->score < y->score) return -1;
+    if (x->score > y->score) return 1;
+    return x->target < y->target ? -1 : x->target > y->target;
 }
 
-int router_plan(struct router *r, const struct model_conf *model, struct route_plan *plan,
-                struct err *err)
+static int by_recovery(const void *a, const void *b)
 {
-    policy_plan_fn fn = policy_for(model->route);
-    if (fn == NULL)
-        return err_set(err, 500, "server_error", NULL, "model '%s': unknown route policy",
-                       model->name);
-    if (fn(r, model, plan) != 0 || plan->n == 0)
-        return err_set(err, 503, "upstream_error", "no_target",
-                       "model '%s' has no target available", model->name);
+    const struct candidate *x = a, *y = b;
+    if (x->recover_ns != y->recover_ns) return x->recover_ns < y->recover_ns ? -1 : 1;
+    return x->target < y->target ? -1 : x->target > y->target;
+}
+
+/* ---- planning ----------------------------------------------------------------------- */
+
+/* The core shared by router_plan and router_explain. `figures` may be NULL. */
+static int plan_into(struct router *r, const struct model_conf *m, const struct route_request *rq,
+                     struct route_plan *plan, struct candidate *cand, char (*figures)[96],
+                     struct err *err)
+{
+    uint64_t now = r->now();
+    size_t n = m->n_targets, kept = 0, health_skipped = 0;
+    route_score_fn score = scorer_for(m->route);
+    for (size_t i = 0; i < n; i++) {
+        cand[i] = (struct candidate){.target = i};
+        for (size_t f = 0; f < sizeof filters / sizeof filters[0] && !cand[i].skipped; f++)
+            filters[f](r, m, rq, &cand[i], now);
+        score(r, m, rq, &cand[i], now, figures ? figures[i] : NULL, 96);
+        if (!cand[i].skipped)
+            kept++;
+        else if (cand[i].health_skip)
+            health_skipped++;
+    }
+    plan->policy = route_policy_name(m->route);
+    plan->n = 0;
+    if (kept == 0 && health_skipped == 0)
+        return err_set(err, 400, "invalid_request_error", "unsupported_endpoint",
+                       "model '%s' has no target that serves this endpoint", m->name);
+
+    /* Sort in place: kept first (by score), then health-skipped (by recovery), then the
+     * rest. A stable partition keeps the candidate array's indices meaningful. */
+    struct candidate tmp;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!cand[i].skipped) {
+            tmp = cand[i];
+            memmove(&cand[w + 1], &cand[w], (i - w) * sizeof *cand);
+            cand[w++] = tmp;
+        }
+    if (kept > 0) {
+        qsort(cand, kept, sizeof *cand, by_score);
+        if (m->route == ROUTE_LATENCY && kept > 2) {
+            /* Power of two choices: of two random candidates, the better goes first; the
+             * rest stay in score order as the failover list. */
+            size_t a = (size_t)(next_random(r) % kept), b = (size_t)(next_random(r) % (kept - 1));
+            if (b >= a) b++;
+            size_t best = cand[a].score <= cand[b].score ? a : b;
+            tmp = cand[best];
+            memmove(&cand[1], &cand[0], best * sizeof *cand);
+            cand[0] = tmp;
+        }
+        for (size_t i = 0; i < kept; i++) plan->order[plan->n++] = cand[i].target;
+        const struct target_conf *t = &m->targets[cand[0].target];
+        const char *bname = r->backends[t->backend_index].conf->name;
+        size_t skipped = n - kept;
+        switch (m->route) {
+        case ROUTE_PRIORITY:
+            snprintf(plan->reason, sizeof plan->reason, "first available in configured order%s",
+                     skipped ? " (earlier targets skipped)" : "");
+            break;
+        case ROUTE_WEIGHTED:
+            snprintf(plan->reason, sizeof plan->reason, "weighted pick %s (weight %d)", bname,
+                     t->weight);
+            break;
+        case ROUTE_LATENCY: {
+            const struct target_state *s = state_of(r, m, cand[0].target);
+            if (s->ewma_us <= 0)
+                snprintf(plan->reason, sizeof plan->reason, "%s not yet measured", bname);
+            else
+                snprintf(plan->reason, sizeof plan->reason, "lowest ttfb %s (%.1f ms)", bname,
+                         latency_now(s, m, now) / 1000.0);
+            break;
+        }
+        case ROUTE_LEAST_BUSY:
+            snprintf(plan->reason, sizeof plan->reason, "least busy %s (%d in flight)", bname,
+                     state_of(r, m, cand[0].target)->in_flight);
+            break;
+        case ROUTE_COST:
+            if (t->price.set)
+                snprintf(plan->reason, sizeof plan->reason, "cheapest %s ($%.6f expected)", bname,
+                         cand[0].score);
+            else
+                snprintf(plan->reason, sizeof plan->reason, "no priced target available; %s",
+                         bname);
+            break;
+        }
+        return 0;
+    }
+    /* Every target that could serve this is cooling down: try them anyway, soonest first. */
+    size_t h = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cand[i].health_skip) {
+            tmp = cand[i];
+            memmove(&cand[h + 1], &cand[h], (i - h) * sizeof *cand);
+            cand[h++] = tmp;
+        }
+    qsort(cand, h, sizeof *cand, by_recovery);
+    for (size_t i = 0; i < h; i++) plan->order[plan->n++] = cand[i].target;
+    snprintf(plan->reason, sizeof plan->reason, "every target is cooling down; trying anyway");
     return 0;
 }
 
-void router_report(struct router *r, const struct model_conf *model, size_t target,
-                   enum route_outcome outcome, uint64_t latency_us)
+int router_plan(struct router *r, const struct model_conf *m, const struct route_request *rq,
+                struct route_plan *plan, struct err *err)
 {
-    (void)model;
-    (void)target;
-    (void)outcome;
-    (void)latency_us;
-    r->reports++;
+    struct candidate stack[STACK_CANDIDATES];
+    struct candidate *cand =
+        m->n_targets <= STACK_CANDIDATES ? stack : malloc(m->n_targets * sizeof *cand);
+    if (cand == NULL) return err_oom(err);
+    int rc = plan_into(r, m, rq, plan, cand, NULL, err);
+    if (cand != stack) free(cand);
+    return rc;
+}
+
+int router_explain(struct router *r, const struct model_conf *m, const struct route_request *rq,
+                   struct route_plan *plan, struct route_explain_row *rows, struct err *err)
+{
+    struct candidate *cand = calloc(m->n_targets, sizeof *cand);
+    char(*figures)[96] = calloc(m->n_targets, sizeof *figures);
+    uint64_t saved_rng = r->rng;
+    int rc = -1;
+    if (cand == NULL || figures == NULL) {
+        err_oom(err);
+        goto out;
+    }
+    rc = plan_into(r, m, rq, plan, cand, figures, err);
+    for (size_t i = 0; i < m->n_targets; i++) {
+        const struct target_state *s = state_of(r, m, i);
+        rows[i] = (struct route_explain_row){.target = i};
+        rows[i].state = s->breaker == BREAKER_OPEN        ? "open"
+                        : s->breaker == BREAKER_HALF_OPEN ? (s->probing ? "probing" : "half-open")
+                                                          : "ok";
+        snprintf(rows[i].score, sizeof rows[i].score, "%s", figures[i]);
+    }
+    for (size_t i = 0; i < m->n_targets; i++) {
+        const struct candidate *c = &cand[i];
+        rows[c->target].skipped = c->skipped;
+    }
+    for (size_t i = 0; rc == 0 && i < plan->n; i++) rows[plan->order[i]].rank = (int)i + 1;
+out:
+    r->rng = saved_rng; /* explaining must not change what the next request gets */
+    free(cand);
+    free(figures);
+    return rc;
+}
+
+void router_begin(struct router *r, const struct model_conf *m, size_t target)
+{
+    struct target_state *s = state_of(r, m, target);
+    s->in_flight++;
+    if (s->breaker == BREAKER_HALF_OPEN) s->probing = true;
+}
+
+void router_report(struct router *r, const struct model_conf *m, size_t target,
+                   enum route_outcome outcome, uint64_t ttfb_us, long retry_after_s)
+{
+    struct target_state *s = state_of(r, m, target);
+    const struct cooldown_conf *cd = &m->cooldown;
+    uint64_t now = r->now();
+    if (s->in_flight > 0) s->in_flight--;
+    bool was_probe = s->breaker == BREAKER_HALF_OPEN && s->probing;
+    if (outcome == ROUTE_OK) {
+        if (ttfb_us > 0) observe_latency(s, m, (double)ttfb_us, now);
+        if (s->breaker == BREAKER_HALF_OPEN) {
+            s->breaker = BREAKER_CLOSED;
+            s->window_failures = 0;
+            s->open_ns = 0;
+        }
+        s->probing = false;
+        return;
+    }
+    if (outcome == ROUTE_REJECTED || outcome == ROUTE_CANCELLED) {
+        if (was_probe) s->probing = false; /* it answered: let the next request probe */
+        return;
+    }
+    double penalty = s->ewma_us * 2 > ERROR_PENALTY_US ? s->ewma_us * 2 : ERROR_PENALTY_US;
+    observe_latency(s, m, penalty, now);
+    s->probing = false;
+    if (cd->failures <= 0) return;
+    uint64_t window = (uint64_t)cd->window_ms * 1000000ull;
+    if (s->window_failures == 0 || now - s->window_start_ns > window) {
+        s->window_start_ns = now;
+        s->window_failures = 0;
+    }
+    s->window_failures++;
+    uint64_t open_for = 0;
+    if (was_probe) {
+        uint64_t max = (uint64_t)cd->max_duration_ms * 1000000ull;
+        open_for = s->open_ns ? s->open_ns * 2 : (uint64_t)cd->duration_ms * 1000000ull;
+        if (open_for > max) open_for = max;
+    } else if (s->window_failures >= cd->failures) {
+        open_for = (uint64_t)cd->duration_ms * 1000000ull;
+    }
+    if (retry_after_s > 0) {
+        /* The upstream said when to come back: believe it (bounded by the breaker's max). */
+        uint64_t ra = (uint64_t)retry_after_s * 1000000000ull;
+        uint64_t max = (uint64_t)cd->max_duration_ms * 1000000ull;
+        if (ra > max) ra = max;
+        if (ra > open_for) open_for = ra;
+    }
+    if (open_for > 0) {
+        s->breaker = BREAKER_OPEN;
+        s->open_ns = open_for;
+        s->open_until_ns = now + open_for;
+        s->window_failures = 0;
+    }
+}
+
+static uint64_t monotonic_now(void)
+{
+    return clock_now_ns();
+}
+
+void router_set_clock(struct router *r, uint64_t (*now)(void))
+{
+    r->now = now ? now : monotonic_now;
+}
+
+struct router *router_new(const struct config *cfg, struct backend *backends, struct err *err)
+{
+    struct router *r = calloc(1, sizeof *r);
+    size_t total = 0;
+    if (r == NULL) goto oom;
+    r->cfg = cfg;
+    r->backends = backends;
+    r->group_offset = calloc(cfg->n_models ? cfg->n_models : 1, sizeof *r->group_offset);
+    if (r->group_offset == NULL) goto oom;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        r->group_offset[i] = total;
+        total += cfg->models[i].n_targets;
+    }
+    r->states = calloc(total ? total : 1, sizeof *r->states);
+    if (r->states == NULL) goto oom;
+    r->now = monotonic_now;
+    router_seed(r, clock_now_ns());
+    return r;
+oom:
+    router_free(r);
+    err_oom(err);
+    return NULL;
+}
+
+void router_seed(struct router *r, uint64_t seed)
+{
+    r->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
 }
 
 void router_free(struct router *r)
 {
+    if (r == NULL) return;
+    free(r->states);
+    free(r->group_offset);
     free(r);
 }

@@ -1,12 +1,30 @@
 /*
- * router — decides, per request, the order in which a model group's targets are tried.
+ * router — decides, per request, the order in which a model group's targets are tried,
+ * and keeps the per-target health that decision needs.
  *
- * A policy turns a model group into an ordered plan; the proxy walks the plan, failing over
- * to the next entry on retryable failures, and reports each outcome back with
- * router_report() so stateful policies (latency, cooldowns — later) can learn. Only
- * `priority` exists in this version: the configured order.
+ * A plan is made in two steps:
+ *   1. Filters drop targets that cannot or should not take this request: the provider does
+ *      not serve the endpoint (capability), the local engine is down or still loading
+ *      (readiness), the target's circuit breaker is open or its half-open probe is already
+ *      out (cooldown). Filters are a list of small functions; budget and privacy filters
+ *      (later issues) are more entries in it.
+ *   2. The group's policy orders what is left — priority (configured order), weighted
+ *      (random by weight), latency (peak-EWMA of time to first byte, power of two choices),
+ *      least-busy (requests in flight; a local engine's busy slots and queue), cost (the
+ *      cheapest expected cost for this request). The rest of the order is the failover list.
+ * When every target was filtered for health alone, the plan is those targets, soonest to
+ * recover first, rather than nothing: a request is better tried than refused outright.
  *
- * Thread: event-loop thread only.
+ * The proxy calls router_begin() when an attempt starts and router_report() exactly once
+ * when it ends; outcomes feed the breaker, in-flight counts and latency estimates.
+ *
+ * Circuit breaker per target: cooldown.failures failures within cooldown.window_ms (or one
+ * 429 carrying Retry-After) open it for cooldown.duration_ms (or the Retry-After); then one
+ * request is let through (half-open): success closes it, failure re-opens it for twice as
+ * long, up to cooldown.max_duration_ms.
+ *
+ * Thread: event-loop thread only. Ownership: the router borrows `cfg` and `backends`, which
+ * must outlive it.
  */
 #ifndef STRATUS_ROUTER_H
 #define STRATUS_ROUTER_H
@@ -15,37 +33,71 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/openai.h"
 #include "config/config.h"
 #include "util/err.h"
 
 struct router;
+struct backend;
 
 enum route_outcome {
-    ROUTE_OK,       /* the target answered */
-    ROUTE_FAILED,   /* retryable failure: connect, 5xx, 429, timeout */
-    ROUTE_REJECTED, /* the target rejected the request (4xx): not its health's fault */
+    ROUTE_OK,        /* the target answered */
+    ROUTE_FAILED,    /* retryable failure: connect, 5xx, 429, timeout, broken answer */
+    ROUTE_REJECTED,  /* the target rejected the request (4xx): not its health's fault */
+    ROUTE_CANCELLED, /* the client left first: says nothing about the target */
+};
+
+/* What the policies may know about the request being routed. */
+struct route_request {
+    enum openai_endpoint endpoint;
+    long prompt_tokens; /* estimate (body bytes / 4) */
+    long output_tokens; /* max_tokens, or the group's expected_output_tokens */
 };
 
 struct route_plan {
-    size_t *order;      /* indices into model->targets, best first; arena or caller memory */
+    size_t *order;      /* indices into model->targets, best first; caller memory */
     size_t n;           /* entries in order (<= model->n_targets) */
-    const char *policy; /* static: "priority" */
-    const char *reason; /* static: why this order */
+    const char *policy; /* static: the policy's config name */
+    char reason[160];   /* why the first target is first, for x-stratus-route and logs */
 };
 
-/** @return an *owned* router for `cfg` (borrowed; must outlive the router), or NULL. */
-struct router *router_new(const struct config *cfg, struct err *err);
+/* One target as `route explain` shows it. */
+struct route_explain_row {
+    size_t target;       /* index into model->targets */
+    const char *state;   /* "ok", "open", "half-open", "probing" */
+    const char *skipped; /* why a filter dropped it (static), or NULL */
+    char score[96];      /* the policy's figure for it, human-readable */
+    int rank;            /* 1-based place in the plan, 0 if not in it */
+};
+
+/** @return an *owned* router, or NULL with `err`. `backends` has cfg->n_backends entries. */
+struct router *router_new(const struct config *cfg, struct backend *backends, struct err *err);
 
 /**
  * Fills `plan` for `model`. `plan->order` must have room for model->n_targets entries.
- * @return 0, or -1 with `err` (503 when no target can be tried).
+ * @return 0, or -1 with `err` (400 when no target serves the endpoint at all).
  */
-int router_plan(struct router *r, const struct model_conf *model, struct route_plan *plan,
-                struct err *err);
+int router_plan(struct router *r, const struct model_conf *model, const struct route_request *rq,
+                struct route_plan *plan, struct err *err);
 
-/** Records how a target did (latency in microseconds to the first byte, 0 if none). */
+/** An attempt on `target` starts (counts it in flight; marks a half-open probe). */
+void router_begin(struct router *r, const struct model_conf *model, size_t target);
+
+/** The attempt ended. `ttfb_us`: time to the first byte when known (0 if none);
+ *  `retry_after_s`: the upstream's Retry-After on a 429, -1 when none. */
 void router_report(struct router *r, const struct model_conf *model, size_t target,
-                   enum route_outcome outcome, uint64_t latency_us);
+                   enum route_outcome outcome, uint64_t ttfb_us, long retry_after_s);
+
+/** Plans as router_plan does and describes every target into `rows` (model->n_targets
+ *  entries). @return 0, or -1 with `err`. Does not change any state. */
+int router_explain(struct router *r, const struct model_conf *model, const struct route_request *rq,
+                   struct route_plan *plan, struct route_explain_row *rows, struct err *err);
+
+/** Seeds the random choices (weighted, power of two choices): tests and benchmarks. */
+void router_seed(struct router *r, uint64_t seed);
+
+/** Replaces the monotonic clock (nanoseconds) the router reads: tests. NULL restores it. */
+void router_set_clock(struct router *r, uint64_t (*now)(void));
 
 /** NULL-safe. */
 void router_free(struct router *r);

@@ -116,7 +116,8 @@ void json_scan_members(const struct json_scan *s, int obj, const char *const *ke
         const jsmntok_t *t = &s->tok[i];
         size_t len = (size_t)(t->end - t->start);
         for (size_t k = 0; k < n; k++)
-            if (out[k] < 0 && strncmp(keys[k], s->js + t->start, len) == 0 && keys[k][len] == '\0') {
+            if (out[k] < 0 && strncmp(keys[k], s->js + t->start, len) == 0 &&
+                keys[k][len] == '\0') {
                 out[k] = i + 1;
                 break;
             }

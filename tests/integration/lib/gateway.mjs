@@ -73,17 +73,33 @@ export async function startGateway(yaml, { env = {}, args = [] } = {}) {
 }
 
 // One backend per fake, named after it, plus the given models.
+// Builds a config. Backends default to type openai at `url`; `type`/`fields` give others
+// (fields: extra YAML lines, already indented by the caller's object keys). Models default
+// to route priority with retries and the circuit breaker OFF, so each test states exactly
+// the resilience it exercises (`retry`, `cooldown`, `fields` switch them on).
 export function config({ backends, models, extra = '' }) {
   let y = `log: { requests: true }\n${extra}\nbackends:\n`;
   for (const b of backends) {
-    y += `  - name: ${b.name}\n    type: openai\n    base_url: ${b.url}\n`;
+    y += `  - name: ${b.name}\n    type: ${b.type ?? 'openai'}\n`;
+    if (b.url) y += `    ${b.type === 'bedrock' ? 'endpoint_url' : 'base_url'}: ${b.url}\n`;
     if (b.api_key) y += `    api_key: ${b.api_key}\n`;
     y += `    timeout_ms: ${b.timeout_ms ?? Math.round(10000 * SCALE)}\n    connect_timeout_ms: ${b.connect_timeout_ms ?? 1000}\n`;
+    if (b.first_byte_timeout_ms) y += `    first_byte_timeout_ms: ${b.first_byte_timeout_ms}\n`;
+    for (const [k, v] of Object.entries(b.fields ?? {})) y += `    ${k}: ${v}\n`;
   }
   y += 'models:\n';
   for (const m of models) {
-    y += `  - name: ${m.name}\n    route: priority\n    targets:\n`;
-    for (const t of m.targets) y += `      - { backend: ${t.backend}, model: ${t.model} }\n`;
+    y += `  - name: ${m.name}\n    route: ${m.route ?? 'priority'}\n`;
+    y += `    retry: ${m.retry ?? '{ retries: 0 }'}\n`;
+    y += `    cooldown: ${m.cooldown ?? '{ failures: 0 }'}\n`;
+    for (const [k, v] of Object.entries(m.fields ?? {})) y += `    ${k}: ${v}\n`;
+    y += '    targets:\n';
+    for (const t of m.targets) {
+      let line = `      - { backend: ${t.backend}, model: "${t.model}"`;
+      if (t.weight !== undefined) line += `, weight: ${t.weight}`;
+      if (t.price) line += `, price: { input: ${t.price.input}, output: ${t.price.output} }`;
+      y += `${line} }\n`;
+    }
   }
   return y;
 }

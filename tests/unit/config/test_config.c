@@ -16,9 +16,9 @@
 #include "config/config.h"
 
 #ifdef STRATUS_HAVE_ENGINE
-#define SUPPORTED "openai, local"
+#define SUPPORTED "openai, anthropic, bedrock, local"
 #else
-#define SUPPORTED "openai"
+#define SUPPORTED "openai, anthropic, bedrock"
 #endif
 
 /* One backend `up` that every model below can target. */
@@ -291,8 +291,9 @@ static void test_config_load_string_rejects_wrong_types(void **state)
                  6, 31, "model 'm' target 1: price needs both 'input' and 'output'");
     expect_exact(UP "models:\n  - name: m\n    targets:\n      - { backend: up, price: 3 }\n", 6,
                  31, "price must be a mapping");
-    expect_exact(UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n",
-                 4, 23, "route must be a string (supported: priority)");
+    expect_exact(
+        UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n", 4, 23,
+        "route must be a string (supported: priority, weighted, latency, least-busy, cost)");
 }
 
 static void test_config_load_string_rejects_bad_listen(void **state)
@@ -370,22 +371,13 @@ static void test_config_load_string_rejects_missing_backend_keys(void **state)
                  "backend 'a': missing required key 'base_url'");
 }
 
-static void test_config_load_string_rejects_unsupported_backend_types(void **state)
+static void test_config_load_string_rejects_unknown_backend_types(void **state)
 {
     (void)state;
-#ifdef STRATUS_HAVE_ENGINE
-    const char *later[] = {"anthropic", "bedrock"};
-#else
-    const char *later[] = {"anthropic", "bedrock", "local"};
+#ifndef STRATUS_HAVE_ENGINE
+    expect_exact("backends:\n  - { name: c, type: local }\n", 2, 22,
+                 "backend type 'local' is not supported by this build (supported: " SUPPORTED ")");
 #endif
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
-        char yaml[128], msg[128];
-        snprintf(yaml, sizeof yaml, "backends:\n  - { name: c, type: %s }\n", later[i]);
-        snprintf(msg, sizeof msg,
-                 "backend type '%s' is not supported by this build (supported: " SUPPORTED ")",
-                 later[i]);
-        expect_exact(yaml, 2, 22, msg);
-    }
     expect_exact("backends:\n  - { name: c, type: gopher, base_url: \"http://x\" }\n", 2, 22,
                  "unknown backend type 'gopher' (supported: " SUPPORTED ")");
     expect_exact("backends:\n  - { name: c, type: OpenAI, base_url: \"http://x\" }\n", 2, 22,
@@ -428,22 +420,166 @@ static void test_config_load_string_local_backend(void **state)
 }
 #endif
 
-static void test_config_load_string_rejects_unsupported_route_policies(void **state)
+static void test_config_load_string_anthropic_backend(void **state)
 {
     (void)state;
-    const char *later[] = {"weighted", "latency", "least-busy", "cost"};
-    for (size_t i = 0; i < 4; i++) {
-        char yaml[256], msg[128];
+    setenv("TEST_ANTHROPIC_KEY", "sk-ant-test", 1);
+    struct config_error e;
+    struct config *cfg = load("backends:\n  - { name: c, type: anthropic, api_key: "
+                              "env:TEST_ANTHROPIC_KEY }\n",
+                              &e);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].type, BACKEND_ANTHROPIC);
+    assert_string_equal(cfg->backends[0].base_url, "https://api.anthropic.com");
+    assert_string_equal(cfg->backends[0].anthropic_version, "2023-06-01");
+    assert_int_equal(cfg->backends[0].max_tokens, 4096);
+    assert_string_equal(cfg->backends[0].api_key.value, "sk-ant-test");
+    config_free(cfg);
+    cfg = load("backends:\n  - { name: c, type: anthropic, api_key: env:TEST_ANTHROPIC_KEY,\n"
+               "      base_url: \"http://127.0.0.1:9/\", max_tokens: 100, anthropic_version: v }\n",
+               &e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->backends[0].base_url, "http://127.0.0.1:9");
+    assert_int_equal(cfg->backends[0].max_tokens, 100);
+    assert_string_equal(cfg->backends[0].anthropic_version, "v");
+    config_free(cfg);
+    expect_exact("backends:\n  - { name: c, type: anthropic }\n", 2, 5,
+                 "backend 'c': missing required key 'api_key'");
+    expect_exact("backends:\n  - { name: c, type: anthropic, api_key: env:TEST_ANTHROPIC_KEY, "
+                 "max_tokens: 0 }\n",
+                 2, 78, "max_tokens must be a positive integer (at most 10000000)");
+    unsetenv("TEST_ANTHROPIC_KEY");
+}
+
+static void test_config_load_string_bedrock_credentials_chain(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stratus-aws-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/credentials", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = filesecret\n\n"
+          "[other]\naws_access_key_id=AKIDOTHER\naws_secret_access_key=othersecret\n"
+          "aws_session_token = othertoken\n",
+          f);
+    fclose(f);
+    setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+    unsetenv("AWS_PROFILE");
+    unsetenv("AWS_REGION");
+    unsetenv("AWS_DEFAULT_REGION");
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+    unsetenv("AWS_SESSION_TOKEN");
+    struct config_error e;
+    /* The environment comes first. */
+    struct config *cfg =
+        load("backends:\n  - { name: aws, type: bedrock, region: eu-west-1 }\n", &e);
+    assert_non_null(cfg);
+    const struct backend_conf *b = &cfg->backends[0];
+    assert_int_equal(b->type, BACKEND_BEDROCK);
+    assert_int_equal(b->aws_source, AWS_CREDS_ENV);
+    assert_string_equal(b->aws_access_key_id.value, "AKIDENV");
+    assert_string_equal(b->base_url, "https://bedrock-runtime.eu-west-1.amazonaws.com");
+    assert_null(b->aws_session_token.value);
+    config_free(cfg);
+    /* A named profile selects the file even with keys in the environment. */
+    cfg = load("backends:\n  - { name: aws, type: bedrock, region: us-east-1, profile: other,\n"
+               "      endpoint_url: \"http://127.0.0.1:4000\" }\n",
+               &e);
+    assert_non_null(cfg);
+    b = &cfg->backends[0];
+    assert_int_equal(b->aws_source, AWS_CREDS_FILE);
+    assert_string_equal(b->aws_access_key_id.value, "AKIDOTHER");
+    assert_string_equal(b->aws_secret_access_key.value, "othersecret");
+    assert_string_equal(b->aws_session_token.value, "othertoken");
+    assert_string_equal(b->base_url, "http://127.0.0.1:4000");
+    config_free(cfg);
+    /* No environment: the default profile; region from AWS_REGION. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    setenv("AWS_REGION", "ap-south-1", 1);
+    cfg = load("backends:\n  - { name: aws, type: bedrock }\n", &e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->backends[0].aws_access_key_id.value, "AKIDFILE");
+    assert_string_equal(cfg->backends[0].region, "ap-south-1");
+    config_free(cfg);
+    unsetenv("AWS_REGION");
+    expect_exact("backends:\n  - { name: aws, type: bedrock }\n", 2, 5,
+                 "backend 'aws': missing required key 'region' (or set AWS_REGION)");
+    /* Explicit references win over everything. */
+    setenv("TEST_AK", "AKIDREF", 1);
+    setenv("TEST_SK", "refsecret", 1);
+    cfg = load("backends:\n  - { name: aws, type: bedrock, region: us-east-1,\n"
+               "      aws_access_key_id: env:TEST_AK, aws_secret_access_key: env:TEST_SK }\n",
+               &e);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].aws_source, AWS_CREDS_CONFIG);
+    assert_string_equal(cfg->backends[0].aws_access_key_id.value, "AKIDREF");
+    config_free(cfg);
+    expect_error("backends:\n  - { name: aws, type: bedrock, region: us-east-1,\n"
+                 "      aws_access_key_id: env:TEST_AK }\n",
+                 3, 26, "aws_access_key_id and aws_secret_access_key go together");
+    expect_error("backends:\n  - { name: aws, type: bedrock, region: us-east-1,\n"
+                 "      aws_access_key_id: AKIDLITERAL, aws_secret_access_key: env:TEST_SK }\n",
+                 3, 26, "must be a secret reference");
+    /* A profile that is not in the file: named with the file, no key shown. */
+    expect_error("backends:\n  - { name: aws, type: bedrock, region: us-east-1, profile: nope }\n",
+                 2, 5, "no AWS credentials");
+    expect_error("backends:\n  - { name: aws, type: bedrock, region: \"us east\" }\n", 2, 41,
+                 "is not an AWS region name");
+    unsetenv("TEST_AK");
+    unsetenv("TEST_SK");
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_config_load_string_route_policies_retry_and_cooldown(void **state)
+{
+    (void)state;
+    const char *policies[] = {"priority", "weighted", "latency", "least-busy", "cost"};
+    for (int i = 0; i < 5; i++) {
+        char yaml[256];
+        struct config_error e;
         snprintf(yaml, sizeof yaml,
                  UP "models:\n  - { name: m, route: %s, targets: [ { backend: up } ] }\n",
-                 later[i]);
-        snprintf(msg, sizeof msg,
-                 "route policy '%s' is not supported by this build (supported: priority)",
-                 later[i]);
-        expect_exact(yaml, 4, 23, msg);
+                 policies[i]);
+        struct config *cfg = load(yaml, &e);
+        assert_non_null(cfg);
+        assert_int_equal(cfg->models[0].route, i);
+        assert_string_equal(route_policy_name(cfg->models[0].route), policies[i]);
+        /* defaults */
+        assert_int_equal(cfg->models[0].retry.retries, 1);
+        assert_int_equal(cfg->models[0].cooldown.failures, 3);
+        config_free(cfg);
     }
+    struct config_error e;
+    struct config *cfg =
+        load(UP "models:\n  - name: m\n    route: latency\n    latency_decay_ms: 500\n"
+                "    retry: { retries: 3, backoff_ms: 10, max_backoff_ms: 50 }\n"
+                "    cooldown: { failures: 2, window_ms: 1000, duration_ms: 200 }\n"
+                "    targets: [ { backend: up } ]\n",
+             &e);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->models[0].retry.retries, 3);
+    assert_int_equal(cfg->models[0].retry.backoff_ms, 10);
+    assert_int_equal(cfg->models[0].retry.max_backoff_ms, 50);
+    assert_int_equal(cfg->models[0].cooldown.failures, 2);
+    assert_int_equal(cfg->models[0].cooldown.duration_ms, 200);
+    assert_int_equal(cfg->models[0].cooldown.max_duration_ms, 300000);
+    assert_int_equal(cfg->models[0].latency_decay_ms, 500);
+    config_free(cfg);
     expect_exact(UP "models:\n  - { name: m, route: random, targets: [ { backend: up } ] }\n", 4,
-                 23, "unknown route policy 'random' (supported: priority)");
+                 23,
+                 "unknown route policy 'random' (supported: priority, weighted, latency, "
+                 "least-busy, cost)");
+    expect_exact(UP
+                 "models:\n  - { name: m, retry: { retries: 11 }, targets: [ { backend: up } ] }\n",
+                 4, 34, "retries must be a non-negative integer (at most 10)");
+    expect_exact(
+        UP "models:\n  - { name: m, cooldown: { failure: 1 }, targets: [ { backend: up } ] }\n", 4,
+        28, "unknown key 'failure' in cooldown (did you mean 'failures'?)");
 }
 
 static void test_config_load_string_refuses_later_sections(void **state)
@@ -833,8 +969,10 @@ int main(void)
         cmocka_unit_test(test_config_load_string_rejects_unknown_target_backend),
         cmocka_unit_test(test_config_load_string_rejects_bad_targets),
         cmocka_unit_test(test_config_load_string_rejects_missing_backend_keys),
-        cmocka_unit_test(test_config_load_string_rejects_unsupported_backend_types),
-        cmocka_unit_test(test_config_load_string_rejects_unsupported_route_policies),
+        cmocka_unit_test(test_config_load_string_rejects_unknown_backend_types),
+        cmocka_unit_test(test_config_load_string_anthropic_backend),
+        cmocka_unit_test(test_config_load_string_bedrock_credentials_chain),
+        cmocka_unit_test(test_config_load_string_route_policies_retry_and_cooldown),
 #ifdef STRATUS_HAVE_ENGINE
         cmocka_unit_test(test_config_load_string_local_backend),
 #endif

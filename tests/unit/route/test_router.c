@@ -1,55 +1,362 @@
-/* Unit tests for src/route/router.c: the order targets are tried in. */
+/* Unit tests for src/route/router.c: filters, policies, circuit breaker, explain. */
 #include "unit/cmocka_all.h"
 
 #include <string.h>
 
+#include "providers/provider.h"
 #include "route/router.h"
 
-static void test_router_plan_priority_keeps_configured_order(void **state)
+static uint64_t fake_ns;
+static uint64_t fake_clock(void)
 {
-    (void)state;
-    struct target_conf targets[3] = {{.model = "a"}, {.model = "b"}, {.model = "c"}};
-    struct model_conf m = {
-        .name = "chat", .route = ROUTE_PRIORITY, .targets = targets, .n_targets = 3};
-    struct config cfg = {.models = &m, .n_models = 1};
-    struct err e;
-    struct router *r = router_new(&cfg, &e);
-    assert_non_null(r);
-    size_t order[3];
-    struct route_plan plan = {.order = order};
-    assert_int_equal(router_plan(r, &m, &plan, &e), 0);
-    assert_int_equal(plan.n, 3);
-    assert_int_equal(order[0], 0);
-    assert_int_equal(order[1], 1);
-    assert_int_equal(order[2], 2);
-    assert_string_equal(plan.policy, "priority");
-    /* A failure report does not reorder a priority plan: failover is the proxy's walk. */
-    router_report(r, &m, 0, ROUTE_FAILED, 0);
-    assert_int_equal(router_plan(r, &m, &plan, &e), 0);
-    assert_int_equal(order[0], 0);
-    router_free(r);
+    return fake_ns;
 }
 
-static void test_router_plan_fails_without_targets(void **state)
+#define MS 1000000ull
+
+/* A group of `n` openai targets (or other types) with real provider ops. */
+struct fixture {
+    struct backend_conf bconf[8];
+    struct backend backends[8];
+    struct target_conf targets[8];
+    struct model_conf model;
+    struct config cfg;
+    struct router *r;
+    size_t order[8];
+    struct route_plan plan;
+    struct route_request rq;
+};
+
+static void setup_fixture(struct fixture *f, size_t n, enum route_policy policy,
+                          const enum backend_type *types)
+{
+    static const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    memset(f, 0, sizeof *f);
+    for (size_t i = 0; i < n; i++) {
+        f->bconf[i] = (struct backend_conf){.name = (char *)names[i],
+                                            .type = types ? types[i] : BACKEND_OPENAI};
+        f->backends[i].conf = &f->bconf[i];
+        f->backends[i].ops = provider_for(f->bconf[i].type);
+        f->targets[i] = (struct target_conf){.backend = (char *)names[i],
+                                             .backend_index = i,
+                                             .model = (char *)names[i],
+                                             .weight = 1};
+    }
+    f->model = (struct model_conf){
+        .name = "chat",
+        .route = policy,
+        .targets = f->targets,
+        .n_targets = n,
+        .retry = {.retries = 1},
+        .cooldown = {.failures = 3,
+                     .window_ms = 30000,
+                     .duration_ms = 10000,
+                     .max_duration_ms = 300000},
+        .latency_decay_ms = 10000,
+        .expected_output_tokens = 256,
+    };
+    f->cfg =
+        (struct config){.models = &f->model, .n_models = 1, .backends = f->bconf, .n_backends = n};
+    struct err e;
+    f->r = router_new(&f->cfg, f->backends, &e);
+    assert_non_null(f->r);
+    fake_ns = 1000 * MS;
+    router_set_clock(f->r, fake_clock);
+    router_seed(f->r, 42);
+    f->plan = (struct route_plan){.order = f->order};
+    f->rq = (struct route_request){
+        .endpoint = OPENAI_CHAT, .prompt_tokens = 1000, .output_tokens = 100};
+}
+
+static size_t first(struct fixture *f)
+{
+    struct err e;
+    assert_int_equal(router_plan(f->r, &f->model, &f->rq, &f->plan, &e), 0);
+    return f->order[0];
+}
+
+/* One attempt on `t` that ends with `outcome`. */
+static void attempt(struct fixture *f, size_t t, enum route_outcome outcome, uint64_t ttfb_us,
+                    long retry_after)
+{
+    router_begin(f->r, &f->model, t);
+    router_report(f->r, &f->model, t, outcome, ttfb_us, retry_after);
+}
+
+static void test_priority_keeps_configured_order(void **state)
 {
     (void)state;
-    struct model_conf m = {
-        .name = "empty", .route = ROUTE_PRIORITY, .targets = NULL, .n_targets = 0};
-    struct config cfg = {.models = &m, .n_models = 1};
+    struct fixture f;
+    setup_fixture(&f, 3, ROUTE_PRIORITY, NULL);
+    assert_int_equal(first(&f), 0);
+    assert_int_equal(f.plan.n, 3);
+    assert_int_equal(f.order[1], 1);
+    assert_int_equal(f.order[2], 2);
+    assert_string_equal(f.plan.policy, "priority");
+    /* One failure is below the breaker's threshold: the order stays. */
+    attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_breaker_opens_after_failures_then_half_open_probe_closes_it(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    for (int i = 0; i < 3; i++) attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    assert_int_equal(first(&f), 1); /* a is cooling down */
+    assert_int_equal(f.plan.n, 1);
+    fake_ns += 9999 * MS;
+    assert_int_equal(first(&f), 1); /* still inside duration_ms */
+    fake_ns += 2 * MS;
+    assert_int_equal(first(&f), 0); /* half-open: one probe may go */
+    router_begin(f.r, &f.model, 0);
+    assert_int_equal(first(&f), 1); /* while the probe is out, others skip a */
+    router_report(f.r, &f.model, 0, ROUTE_OK, 5000, -1);
+    assert_int_equal(first(&f), 0); /* closed again */
+    attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    assert_int_equal(first(&f), 0); /* and the failure count started over */
+    router_free(f.r);
+}
+
+static void test_failed_probe_reopens_for_twice_as_long(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    for (int i = 0; i < 3; i++) attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    fake_ns += 10001 * MS;
+    assert_int_equal(first(&f), 0);
+    attempt(&f, 0, ROUTE_FAILED, 0, -1); /* the probe fails */
+    fake_ns += 19000 * MS;
+    assert_int_equal(first(&f), 1); /* 20 s now, not 10 */
+    fake_ns += 1001 * MS;
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_failures_outside_the_window_do_not_open_it(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    fake_ns += 31000 * MS;
+    attempt(&f, 0, ROUTE_FAILED, 0, -1);
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_429_with_retry_after_opens_at_once_for_that_long(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    attempt(&f, 0, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 1);
+    fake_ns += 29 * 1000 * MS;
+    assert_int_equal(first(&f), 1);
+    fake_ns += 2 * 1000 * MS;
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_rejections_and_cancels_do_not_count_against_health(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    for (int i = 0; i < 10; i++) attempt(&f, 0, ROUTE_REJECTED, 0, -1);
+    for (int i = 0; i < 10; i++) attempt(&f, 0, ROUTE_CANCELLED, 0, -1);
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_all_cooling_down_tries_them_anyway_soonest_first(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    attempt(&f, 0, ROUTE_FAILED, 0, 60);
+    attempt(&f, 1, ROUTE_FAILED, 0, 5);
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 2);
+    assert_int_equal(f.order[1], 0);
+    assert_non_null(strstr(f.plan.reason, "cooling down"));
+    router_free(f.r);
+}
+
+static void test_weighted_split_follows_weights(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 3, ROUTE_WEIGHTED, NULL);
+    f.targets[0].weight = 1;
+    f.targets[1].weight = 3;
+    f.targets[2].weight = 0; /* fallback only */
+    int counts[3] = {0};
+    for (int i = 0; i < 20000; i++) counts[first(&f)]++;
+    assert_int_equal(counts[2], 0);
+    assert_in_range(counts[0], 5000 - 400, 5000 + 400);
+    assert_in_range(counts[1], 15000 - 400, 15000 + 400);
+    assert_int_equal(f.order[2], 2); /* the zero-weight target still backs them up */
+    router_free(f.r);
+}
+
+static void test_latency_prefers_faster_and_returns_after_decay(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_LATENCY, NULL);
+    f.model.latency_decay_ms = 1000;
+    attempt(&f, 0, ROUTE_OK, 100000, -1); /* a: 100 ms */
+    attempt(&f, 1, ROUTE_OK, 10000, -1);  /* b: 10 ms */
+    assert_int_equal(first(&f), 1);
+    assert_non_null(strstr(f.plan.reason, "lowest ttfb b"));
+    /* b keeps answering in 10 ms while a gets nothing; a's estimate fades. */
+    for (int i = 0; i < 50; i++) {
+        fake_ns += 100 * MS;
+        attempt(&f, 1, ROUTE_OK, 10000, -1);
+    }
+    assert_int_equal(first(&f), 0); /* 5 s later, a deserves another look */
+    /* It is still slow: one observation puts it back behind b. */
+    attempt(&f, 0, ROUTE_OK, 100000, -1);
+    assert_int_equal(first(&f), 1);
+    router_free(f.r);
+}
+
+static void test_latency_counts_in_flight_and_penalises_errors(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 2, ROUTE_LATENCY, NULL);
+    attempt(&f, 0, ROUTE_OK, 10000, -1);
+    attempt(&f, 1, ROUTE_OK, 15000, -1);
+    assert_int_equal(first(&f), 0);
+    router_begin(f.r, &f.model, 0); /* a: 2 requests' worth of 10 ms > b's 15 ms */
+    assert_int_equal(first(&f), 1);
+    router_report(f.r, &f.model, 0, ROUTE_FAILED, 0, -1);
+    assert_int_equal(first(&f), 1); /* a failure reads as a 1 s first byte */
+    router_free(f.r);
+}
+
+static void test_latency_tries_unmeasured_targets_first(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 3, ROUTE_LATENCY, NULL);
+    attempt(&f, 0, ROUTE_OK, 1000, -1);
+    attempt(&f, 1, ROUTE_OK, 1000, -1);
+    assert_int_equal(first(&f), 2);
+    router_free(f.r);
+}
+
+static void test_least_busy_uses_in_flight_and_engine_slots(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[2] = {BACKEND_OPENAI, BACKEND_LOCAL};
+    setup_fixture(&f, 2, ROUTE_LEAST_BUSY, types);
+    f.backends[1].engine.valid = true;
+    f.backends[1].engine.slots = 4;
+    f.backends[1].engine.busy_slots = 1;
+    f.backends[1].engine.queue_depth = 0;
+    assert_int_equal(first(&f), 1); /* free slots beat an idle remote */
+    f.backends[1].engine.busy_slots = 4;
+    f.backends[1].engine.queue_depth = 2;
+    assert_int_equal(first(&f), 0); /* saturated engine: spill to the remote */
+    router_begin(f.r, &f.model, 0);
+    router_begin(f.r, &f.model, 0);
+    router_begin(f.r, &f.model, 0);
+    assert_int_equal(first(&f), 1); /* 3 in flight remotely vs 2 queued locally */
+    router_free(f.r);
+}
+
+static void test_cost_picks_cheapest_and_puts_unpriced_last(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 3, ROUTE_COST, NULL);
+    f.targets[0].price = (struct price){.set = true, .input = 3.0, .output = 15.0};
+    f.targets[1].price = (struct price){.set = true, .input = 0.15, .output = 0.60};
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.order[1], 0);
+    assert_int_equal(f.order[2], 2);
+    assert_non_null(strstr(f.plan.reason, "cheapest b"));
+    /* Output-heavy requests can flip the order when output prices differ. */
+    f.targets[0].price = (struct price){.set = true, .input = 0.01, .output = 2.0};
+    f.rq.prompt_tokens = 100000;
+    f.rq.output_tokens = 10;
+    assert_int_equal(first(&f), 0);
+    f.rq.prompt_tokens = 10;
+    f.rq.output_tokens = 100000;
+    assert_int_equal(first(&f), 1);
+    /* The cheapest one cooling down: the next cheapest healthy one. */
+    attempt(&f, 1, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+}
+
+static void test_capability_filter_and_no_target_for_endpoint(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[2] = {BACKEND_ANTHROPIC, BACKEND_OPENAI};
+    setup_fixture(&f, 2, ROUTE_PRIORITY, types);
+    f.rq.endpoint = OPENAI_EMBEDDINGS;
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1);
+    f.model.n_targets = 1; /* only the anthropic one */
     struct err e;
-    struct router *r = router_new(&cfg, &e);
-    struct route_plan plan = {.order = NULL};
-    assert_int_equal(router_plan(r, &m, &plan, &e), -1);
-    assert_int_equal(e.status, 503);
-    assert_non_null(strstr(e.msg, "empty"));
-    router_free(r);
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_int_equal(e.status, 400);
+    assert_non_null(strstr(e.msg, "no target that serves this endpoint"));
+    router_free(f.r);
+}
+
+static void test_explain_describes_every_target_without_changing_state(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 3, ROUTE_WEIGHTED, NULL);
+    for (int i = 0; i < 3; i++) attempt(&f, 2, ROUTE_FAILED, 0, -1);
+    struct route_explain_row rows[3];
+    struct err e;
+    size_t before = first(&f);
+    router_seed(f.r, 7);
+    assert_int_equal(router_explain(f.r, &f.model, &f.rq, &f.plan, rows, &e), 0);
+    size_t explained = f.order[0];
+    router_seed(f.r, 7);
+    assert_int_equal(first(&f), explained); /* same seed, same pick: explain used a copy */
+    (void)before;
+    assert_string_equal(rows[2].state, "open");
+    assert_non_null(rows[2].skipped);
+    assert_int_equal(rows[2].rank, 0);
+    assert_string_equal(rows[0].score, "weight 1");
+    assert_true(rows[0].rank >= 1 && rows[1].rank >= 1);
+    router_free(f.r);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_router_plan_priority_keeps_configured_order),
-        cmocka_unit_test(test_router_plan_fails_without_targets),
+        cmocka_unit_test(test_priority_keeps_configured_order),
+        cmocka_unit_test(test_breaker_opens_after_failures_then_half_open_probe_closes_it),
+        cmocka_unit_test(test_failed_probe_reopens_for_twice_as_long),
+        cmocka_unit_test(test_failures_outside_the_window_do_not_open_it),
+        cmocka_unit_test(test_429_with_retry_after_opens_at_once_for_that_long),
+        cmocka_unit_test(test_rejections_and_cancels_do_not_count_against_health),
+        cmocka_unit_test(test_all_cooling_down_tries_them_anyway_soonest_first),
+        cmocka_unit_test(test_weighted_split_follows_weights),
+        cmocka_unit_test(test_latency_prefers_faster_and_returns_after_decay),
+        cmocka_unit_test(test_latency_counts_in_flight_and_penalises_errors),
+        cmocka_unit_test(test_latency_tries_unmeasured_targets_first),
+        cmocka_unit_test(test_least_busy_uses_in_flight_and_engine_slots),
+        cmocka_unit_test(test_cost_picks_cheapest_and_puts_unpriced_last),
+        cmocka_unit_test(test_capability_filter_and_no_target_for_endpoint),
+        cmocka_unit_test(test_explain_describes_every_target_without_changing_state),
     };
     return cmocka_run_group_tests_name("src/route/router.c", tests, NULL, NULL);
 }
