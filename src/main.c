@@ -6,11 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "app.h"
-#include "config/config.h"
-#ifdef STRATUS_HAVE_ENGINE
 #include <stdlib.h>
 
+#include "app.h"
+#include "config/config.h"
+#include "route/explain.h"
+#ifdef STRATUS_HAVE_ENGINE
 #include "engine/worker.h"
 #endif
 
@@ -21,6 +22,9 @@ static void usage(FILE *f)
           "usage:\n"
           "  stratus serve --config FILE [--listen HOST:PORT]   run the gateway\n"
           "  stratus check --config FILE                        validate a config file\n"
+          "  stratus route explain --config FILE --model M      how M would route now\n"
+          "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
+          "        [--max-tokens N]\n"
           "  stratus --version                                  print the version\n"
           "  stratus help                                       this text\n"
           "\n"
@@ -39,6 +43,74 @@ static int load(const char *path, struct config **out)
         return 2;
     }
     return 0;
+}
+
+static long positive(const char *v)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    return end && *end == '\0' && n > 0 ? n : -1;
+}
+
+/* stratus route explain --config FILE --model M [--endpoint E] [--prompt-tokens N]
+ *                       [--max-tokens N] */
+static int route_command(int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[2], "explain") != 0) {
+        fprintf(stderr, "stratus route: expected 'explain'\n\n");
+        usage(stderr);
+        return 2;
+    }
+    const char *config_path = NULL;
+    struct explain_opts o = {.endpoint = OPENAI_CHAT};
+    for (int i = 3; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) {
+            fprintf(stderr, "stratus route explain: %s needs a value\n", k);
+            return 2;
+        }
+        i++;
+        if (strcmp(k, "--config") == 0) {
+            config_path = v;
+        } else if (strcmp(k, "--model") == 0) {
+            o.model = v;
+        } else if (strcmp(k, "--endpoint") == 0) {
+            if (strcmp(v, "chat") == 0)
+                o.endpoint = OPENAI_CHAT;
+            else if (strcmp(v, "completions") == 0)
+                o.endpoint = OPENAI_COMPLETIONS;
+            else if (strcmp(v, "embeddings") == 0)
+                o.endpoint = OPENAI_EMBEDDINGS;
+            else {
+                fprintf(stderr, "stratus route explain: --endpoint is chat, completions or "
+                                "embeddings\n");
+                return 2;
+            }
+        } else if (strcmp(k, "--prompt-tokens") == 0 || strcmp(k, "--max-tokens") == 0) {
+            long n = positive(v);
+            if (n < 0) {
+                fprintf(stderr, "stratus route explain: %s must be a positive integer\n", k);
+                return 2;
+            }
+            if (k[2] == 'p')
+                o.prompt_tokens = n;
+            else
+                o.max_tokens = n;
+        } else {
+            fprintf(stderr, "stratus route explain: unexpected argument '%s'\n", k);
+            return 2;
+        }
+    }
+    if (config_path == NULL || o.model == NULL) {
+        fprintf(stderr, "stratus route explain: --config FILE and --model M are required\n");
+        return 2;
+    }
+    struct config *cfg = NULL;
+    int rc = load(config_path, &cfg);
+    if (rc != 0) return rc;
+    rc = route_explain(cfg, &o, stdout, stderr);
+    config_free(cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -89,6 +161,7 @@ int main(int argc, char **argv)
         return engine_worker_main(&o);
     }
 #endif
+    if (strcmp(cmd, "route") == 0) return route_command(argc, argv);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check") != 0) {
         fprintf(stderr, "stratus: unknown command '%s'\n\n", cmd);
         usage(stderr);

@@ -1,0 +1,34 @@
+/*
+ * explain — `stratus route explain`: how a model group would route a request right now,
+ * from a config file, without running the gateway.
+ *
+ * Each backend is probed once (TCP+TLS connect for remote ones; the model file for local
+ * ones, whose engines this command does not start), then the router plans a request and
+ * every target is printed with its health, the policy's score and its place in the plan,
+ * followed by the choice and the reason — the same text a live response carries in
+ * `x-stratus-route`.
+ *
+ * Thread: main thread; blocking (a CLI command).
+ */
+#ifndef STRATUS_ROUTE_EXPLAIN_H
+#define STRATUS_ROUTE_EXPLAIN_H
+
+#include <stdio.h>
+
+#include "api/openai.h"
+#include "config/config.h"
+
+struct explain_opts {
+    const char *model;             /* the model group, as clients name it */
+    enum openai_endpoint endpoint; /* default chat */
+    long prompt_tokens;            /* estimate used by the cost policy; default 1000 */
+    long max_tokens;               /* 0: the group's expected_output_tokens */
+    long probe_timeout_ms;         /* per backend; default 2000 */
+};
+
+/** Prints the explanation to `out`. @return 0, or 2 (unknown model, no target) with a
+ *  message on `err_out`. `cfg` is borrowed. */
+int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out,
+                  FILE *err_out);
+
+#endif
