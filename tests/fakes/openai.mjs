@@ -14,6 +14,10 @@
 //   slow-stream              one chunk every 50 ms for 60 s (client-disconnect tests)
 //   big-stream               20000 chunks of ~1 KB (20 MB) as fast as the socket takes them;
 //                            rec.progress counts the chunks written so far
+//   knob-NAME                behaviour set at run time through `knobs[NAME]`:
+//                            { delay: ms before answering, fail: HTTP status to fail with,
+//                              failTimes: fail this many requests (failStatus, 503) then answer }
+//                            (a target that slows down, breaks and recovers mid-test)
 // Every request is recorded in `requests` ({method, path, headers, body, closedEarly}).
 import http from 'node:http';
 
@@ -33,6 +37,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export async function startFake({ port = 0 } = {}) {
   const requests = [];
+  const knobs = {};
   const sockets = new Set();
   let seq = 0;
 
@@ -66,6 +71,16 @@ export async function startFake({ port = 0 } = {}) {
     if (model === 'fail-400') return error(400, 'bad thing', 'invalid_request_error');
     const slow = /^slow-first-byte-(\d+)$/.exec(model);
     if (slow) await sleep(Number(slow[1]));
+    const knob = /^knob-(.+)$/.exec(model);
+    if (knob) {
+      const k = knobs[knob[1]] ?? {};
+      if (k.delay) await sleep(k.delay);
+      if (k.failTimes > 0) {
+        k.failTimes--;
+        return error(k.failStatus ?? 503, `knob ${knob[1]} fails (more to come)`, 'server_error');
+      }
+      if (k.fail) return error(k.fail, `knob ${knob[1]} fails`, 'server_error');
+    }
 
     if (req.url === '/v1/embeddings') {
       const inputs = Array.isArray(body.input) ? body.input : [body.input];
@@ -158,6 +173,7 @@ export async function startFake({ port = 0 } = {}) {
     port: actual,
     url: `http://127.0.0.1:${actual}/v1`,
     requests,
+    knobs,
     get connections() { return sockets.size; },
     async close() {
       for (const s of sockets) s.destroy();

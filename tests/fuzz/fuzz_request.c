@@ -33,8 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (orig && j == NULL) abort();
         if (j && strcmp(json_string_value(json_object_get(j, "model")), "target-\"model\"") != 0)
             abort();
-        if (j && req.stream && !json_is_true(json_object_get(json_object_get(j, "stream_options"),
-                                                             "include_usage")))
+        if (j && req.stream &&
+            !json_is_true(json_object_get(json_object_get(j, "stream_options"), "include_usage")))
             abort();
         json_decref(j);
         json_decref(orig);
