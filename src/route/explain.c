@@ -68,8 +68,7 @@ static void probe(struct backend *b, long timeout_ms)
     curl_easy_cleanup(e);
 }
 
-int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out,
-                  FILE *err_out)
+int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out, FILE *err_out)
 {
     const struct model_conf *m = config_find_model(cfg, o->model);
     if (m == NULL) {

@@ -28,7 +28,6 @@ struct explain_opts {
 
 /** Prints the explanation to `out`. @return 0, or 2 (unknown model, no target) with a
  *  message on `err_out`. `cfg` is borrowed. */
-int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out,
-                  FILE *err_out);
+int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out, FILE *err_out);
 
 #endif

@@ -1,0 +1,347 @@
+/* Unit tests for src/providers/translate.c: OpenAI chat ↔ Anthropic Messages / Bedrock
+ * Converse, both directions, and ConverseStream events → OpenAI chunks. */
+#include "unit/cmocka_all.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "providers/translate.h"
+#include "util/arena.h"
+
+static struct arena *arena;
+
+static int setup(void **state)
+{
+    (void)state;
+    arena = arena_new(0);
+    return arena ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    arena_free(arena);
+    return 0;
+}
+
+static struct openai_request parse(const char *body)
+{
+    struct openai_request r;
+    struct err e;
+    if (openai_parse_request(OPENAI_CHAT, body, strlen(body), arena, &r, &e) != 0)
+        fail_msg("parse: %s", e.msg);
+    return r;
+}
+
+/* Translates with `fn` and returns the result as a jansson document (owned). */
+static json_t *anthropic(const char *body, long default_max)
+{
+    struct openai_request r = parse(body);
+    struct err e;
+    size_t len = 0;
+    char *out = anthropic_request_body(&r, "claude-x", default_max, arena, &len, &e);
+    if (out == NULL) fail_msg("translate: %s", e.msg);
+    json_t *doc = json_loadb(out, len, 0, NULL);
+    assert_non_null(doc);
+    return doc;
+}
+
+static json_t *bedrock(const char *body)
+{
+    struct openai_request r = parse(body);
+    struct err e;
+    size_t len = 0;
+    char *out = bedrock_request_body(&r, arena, &len, &e);
+    if (out == NULL) fail_msg("translate: %s", e.msg);
+    json_t *doc = json_loadb(out, len, 0, NULL);
+    assert_non_null(doc);
+    return doc;
+}
+
+static void assert_json(json_t *doc, const char *expected)
+{
+    json_t *want = json_loads(expected, 0, NULL);
+    assert_non_null(want);
+    if (!json_equal(doc, want)) {
+        char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        fail_msg("got %s", got);
+    }
+    json_decref(want);
+}
+
+static const char *const TOOLS_CONVERSATION =
+    "{\"model\":\"m\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,\"stop\":\"END\","
+    "\"messages\":["
+    "{\"role\":\"system\",\"content\":\"Be brief.\"},"
+    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0K\"}}]},"
+    "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":"
+    "\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}"
+    "\"}}]},"
+    "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"22C\"}],"
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"description\":\"w\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
+    "\"tool_choice\":\"required\"}";
+
+static void test_anthropic_request_translates_everything(void **state)
+{
+    (void)state;
+    json_t *doc = anthropic(TOOLS_CONVERSATION, 4096);
+    assert_json(doc,
+                "{\"model\":\"claude-x\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,"
+                "\"stop_sequences\":[\"END\"],"
+                "\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
+                "\"messages\":["
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+                "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\","
+                "\"data\":\"iVBORw0K\"}}]},"
+                "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"call_1\","
+                "\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}]},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":"
+                "\"call_1\",\"content\":\"22C\"}]}],"
+                "\"tools\":[{\"name\":\"weather\",\"description\":\"w\",\"input_schema\":"
+                "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}],"
+                "\"tool_choice\":{\"type\":\"any\"}}");
+    json_decref(doc);
+}
+
+static void test_anthropic_request_defaults_and_url_images(void **state)
+{
+    (void)state;
+    json_t *doc =
+        anthropic("{\"model\":\"m\",\"stream\":true,\"user\":\"u1\",\"messages\":["
+                  "{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":"
+                  "[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/i.png\"}}]}]}",
+                  777);
+    assert_json(doc, "{\"model\":\"claude-x\",\"max_tokens\":777,\"stream\":true,"
+                     "\"metadata\":{\"user_id\":\"u1\"},\"messages\":[{\"role\":\"user\","
+                     "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"image\","
+                     "\"source\":{\"type\":\"url\",\"url\":\"https://x/i.png\"}}]}]}");
+    json_decref(doc);
+}
+
+static void test_bedrock_request_translates_everything(void **state)
+{
+    (void)state;
+    json_t *doc = bedrock(TOOLS_CONVERSATION);
+    assert_json(doc,
+                "{\"system\":[{\"text\":\"Be brief.\"}],"
+                "\"inferenceConfig\":{\"maxTokens\":50,\"temperature\":0.2,\"topP\":0.9,"
+                "\"stopSequences\":[\"END\"]},"
+                "\"messages\":["
+                "{\"role\":\"user\",\"content\":[{\"text\":\"What is this?\"},"
+                "{\"image\":{\"format\":\"png\",\"source\":{\"bytes\":\"iVBORw0K\"}}}]},"
+                "{\"role\":\"assistant\",\"content\":[{\"toolUse\":{\"toolUseId\":\"call_1\","
+                "\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}}]},"
+                "{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"call_1\","
+                "\"content\":[{\"text\":\"22C\"}]}}]}],"
+                "\"toolConfig\":{\"tools\":[{\"toolSpec\":{\"name\":\"weather\",\"description\":"
+                "\"w\",\"inputSchema\":{\"json\":{\"type\":\"object\",\"properties\":{\"city\":"
+                "{\"type\":\"string\"}}}}}}],\"toolChoice\":{\"any\":{}}}}");
+    json_decref(doc);
+}
+
+static void test_untranslatable_requests_are_400_naming_the_message(void **state)
+{
+    (void)state;
+    struct err e;
+    size_t len;
+    struct openai_request r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                                    "[{\"type\":\"image_url\",\"image_url\":{\"url\":"
+                                    "\"https://x/i.png\"}}]}]}");
+    assert_null(bedrock_request_body(&r, arena, &len, &e));
+    assert_int_equal(e.status, 400);
+    assert_non_null(strstr(e.msg, "messages[0]: Bedrock takes images inline only"));
+    r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
+              "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+              "\"function\":{\"name\":\"f\",\"arguments\":\"not json\"}}]}]}");
+    assert_null(anthropic_request_body(&r, "x", 10, arena, &len, &e));
+    assert_int_equal(e.status, 400);
+    assert_non_null(strstr(e.msg, "messages[1]: tool call 'f' has arguments that are not a JSON"));
+    r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"only\"}]}");
+    assert_null(anthropic_request_body(&r, "x", 10, arena, &len, &e));
+    assert_non_null(strstr(e.msg, "at least one user or assistant message"));
+}
+
+static json_t *translate_answer(char *(*fn)(const char *, size_t, const char *, struct arena *,
+                                            size_t *, struct err *),
+                                const char *body)
+{
+    struct err e;
+    size_t len;
+    char *out = fn(body, strlen(body), "target", arena, &len, &e);
+    if (out == NULL) fail_msg("%s", e.msg);
+    json_t *doc = json_loadb(out, len, 0, NULL);
+    assert_non_null(doc);
+    json_object_del(doc, "created");
+    return doc;
+}
+
+static void test_anthropic_response_becomes_chat_completion(void **state)
+{
+    (void)state;
+    json_t *doc = translate_answer(
+        anthropic_response_body,
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"Checking.\"},{\"type\":\"tool_use\",\"id\":"
+        "\"toolu_1\",\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}],\"stop_reason\":"
+        "\"tool_use\",\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
+        "\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":0}}");
+    assert_json(doc,
+                "{\"id\":\"msg_1\",\"object\":\"chat.completion\",\"model\":\"claude-x\","
+                "\"choices\":[{\"index\":0,\"logprobs\":null,\"finish_reason\":\"tool_calls\","
+                "\"message\":{\"role\":\"assistant\",\"refusal\":null,\"content\":\"Checking.\","
+                "\"tool_calls\":[{\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":"
+                "\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]}}],"
+                "\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":5,\"total_tokens\":19,"
+                "\"prompt_tokens_details\":{\"cached_tokens\":4}}}");
+    json_decref(doc);
+}
+
+static void test_bedrock_response_becomes_chat_completion(void **state)
+{
+    (void)state;
+    json_t *doc = translate_answer(bedrock_response_body,
+                                   "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":"
+                                   "[{\"text\":\"Hi \"},{\"text\":\"there\"}]}},\"stopReason\":"
+                                   "\"max_tokens\",\"usage\":{\"inputTokens\":3,\"outputTokens\":"
+                                   "2,\"totalTokens\":5},\"metrics\":{\"latencyMs\":1}}");
+    json_object_del(doc, "id");
+    assert_json(doc, "{\"object\":\"chat.completion\",\"model\":\"target\",\"choices\":[{\"index\":"
+                     "0,\"logprobs\":null,\"finish_reason\":\"length\",\"message\":{\"role\":"
+                     "\"assistant\",\"refusal\":null,\"content\":\"Hi there\"}}],\"usage\":{"
+                     "\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}");
+    json_decref(doc);
+}
+
+static void test_garbled_answers_are_502(void **state)
+{
+    (void)state;
+    struct err e;
+    size_t len;
+    assert_null(anthropic_response_body("nope", 4, "t", arena, &len, &e));
+    assert_int_equal(e.status, 502);
+    assert_null(bedrock_response_body("{\"output\":{}}", 13, "t", arena, &len, &e));
+    assert_int_equal(e.status, 502);
+}
+
+struct chunks {
+    char text[4096];
+    size_t n;
+};
+
+static int collect(void *ud, const char *json, size_t len)
+{
+    struct chunks *c = ud;
+    json_t *doc = json_loadb(json, len, 0, NULL);
+    assert_non_null(doc);
+    json_object_del(doc, "created");
+    json_object_del(doc, "id");
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    c->n += (size_t)snprintf(c->text + c->n, sizeof c->text - c->n, "%s\n", s);
+    free(s);
+    json_decref(doc);
+    return 0;
+}
+
+static int feed(struct bedrock_stream *s, const char *type, const char *payload, struct chunks *out,
+                struct err *e)
+{
+    struct aws_event ev = {.event_type = type,
+                           .message_type = "event",
+                           .payload = (const uint8_t *)payload,
+                           .payload_len = strlen(payload)};
+    return bedrock_stream_event(s, &ev, collect, out, e);
+}
+
+static void test_bedrock_stream_events_become_chunks(void **state)
+{
+    (void)state;
+    struct bedrock_stream s;
+    struct chunks out = {0};
+    struct err e;
+    bedrock_stream_init(&s, "m", 1);
+    assert_int_equal(feed(&s, "messageStart", "{\"role\":\"assistant\",\"p\":\"abc\"}", &out, &e),
+                     0);
+    assert_int_equal(feed(&s, "contentBlockDelta",
+                          "{\"contentBlockIndex\":0,\"delta\":{\"text\":\"Hi\"}}", &out, &e),
+                     0);
+    assert_int_equal(feed(&s, "contentBlockStop", "{\"contentBlockIndex\":0}", &out, &e), 0);
+    assert_int_equal(feed(&s, "contentBlockStart",
+                          "{\"contentBlockIndex\":1,\"start\":{\"toolUse\":{\"toolUseId\":\"t1\","
+                          "\"name\":\"f\"}}}",
+                          &out, &e),
+                     0);
+    assert_int_equal(
+        feed(&s, "contentBlockDelta",
+             "{\"contentBlockIndex\":1,\"delta\":{\"toolUse\":{\"input\":\"{\\\"a\\\":\"}}}", &out,
+             &e),
+        0);
+    assert_int_equal(feed(&s, "contentBlockStop", "{\"contentBlockIndex\":1}", &out, &e), 0);
+    assert_int_equal(feed(&s, "messageStop", "{\"stopReason\":\"tool_use\"}", &out, &e), 0);
+    assert_false(s.done);
+    assert_int_equal(feed(&s, "metadata",
+                          "{\"usage\":{\"inputTokens\":7,\"outputTokens\":3,\"totalTokens\":10},"
+                          "\"metrics\":{\"latencyMs\":5}}",
+                          &out, &e),
+                     0);
+    assert_true(s.done);
+    assert_string_equal(
+        out.text,
+        "{\"choices\":[{\"delta\":{\"content\":\"\",\"role\":\"assistant\"},\"finish_reason\":null,"
+        "\"index\":0}],\"model\":\"m\",\"object\":\"chat.completion.chunk\"}\n"
+        "{\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null,\"index\":0}],"
+        "\"model\":\"m\",\"object\":\"chat.completion.chunk\"}\n"
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"\",\"name\":"
+        "\"f\"},\"id\":\"t1\",\"index\":0,\"type\":\"function\"}]},\"finish_reason\":null,"
+        "\"index\":0}],\"model\":\"m\",\"object\":\"chat.completion.chunk\"}\n"
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"a\\\":\"},"
+        "\"index\":0}]},\"finish_reason\":null,\"index\":0}],\"model\":\"m\",\"object\":\"chat."
+        "completion.chunk\"}\n"
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\",\"index\":0}],\"model\":"
+        "\"m\",\"object\":\"chat.completion.chunk\"}\n"
+        "{\"choices\":[],\"model\":\"m\",\"object\":\"chat.completion.chunk\",\"usage\":{"
+        "\"completion_tokens\":3,\"prompt_tokens\":7,\"total_tokens\":10}}\n");
+}
+
+static void test_bedrock_stream_exceptions_map_to_statuses(void **state)
+{
+    (void)state;
+    struct bedrock_stream s;
+    struct chunks out = {0};
+    struct err e;
+    bedrock_stream_init(&s, "m", 1);
+    struct aws_event ev = {.event_type = NULL,
+                           .message_type = "exception",
+                           .exception_type = "throttlingException",
+                           .payload = (const uint8_t *)"{\"message\":\"slow down\"}",
+                           .payload_len = 23};
+    assert_int_equal(bedrock_stream_event(&s, &ev, collect, &out, &e), -1);
+    assert_int_equal(e.status, 429);
+    assert_non_null(strstr(e.msg, "throttlingException: slow down"));
+    ev.exception_type = "modelStreamErrorException";
+    assert_int_equal(bedrock_stream_event(&s, &ev, collect, &out, &e), -1);
+    assert_int_equal(e.status, 503);
+    ev.exception_type = "validationException";
+    assert_int_equal(bedrock_stream_event(&s, &ev, collect, &out, &e), -1);
+    assert_int_equal(e.status, 502);
+    assert_int_equal(feed(&s, "contentBlockDelta", "not json", &out, &e), -1);
+    assert_int_equal(e.status, 502);
+    assert_int_equal(out.n, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_anthropic_request_translates_everything),
+        cmocka_unit_test(test_anthropic_request_defaults_and_url_images),
+        cmocka_unit_test(test_bedrock_request_translates_everything),
+        cmocka_unit_test(test_untranslatable_requests_are_400_naming_the_message),
+        cmocka_unit_test(test_anthropic_response_becomes_chat_completion),
+        cmocka_unit_test(test_bedrock_response_becomes_chat_completion),
+        cmocka_unit_test(test_garbled_answers_are_502),
+        cmocka_unit_test(test_bedrock_stream_events_become_chunks),
+        cmocka_unit_test(test_bedrock_stream_exceptions_map_to_statuses),
+    };
+    return cmocka_run_group_tests_name("src/providers/translate.c", tests, setup, teardown);
+}
