@@ -75,6 +75,13 @@ $(OUT)/tests/%: tests/unit/%.c $(LIB_OBJ)
 
 unit-bins: $(UNIT_BIN)
 
+# In-process microbenchmarks (bench/route/run runs them).
+$(OUT)/bench/%: bench/route/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC  $@"
+	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_MODE) $(BASE_LIBS)
+bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench
+
 # Every public header must compile on its own (catches missing includes).
 headers:
 	@mkdir -p $(OUT)/headers

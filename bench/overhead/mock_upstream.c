@@ -31,8 +31,8 @@ struct conn {
     char in[BUF];
 };
 
-static char json_resp[2048], sse_resp[4096], sse_usage_resp[4096];
-static size_t json_len, sse_len, sse_usage_len;
+static char json_resp[2048], sse_resp[4096], sse_usage_resp[4096], fail_resp[512];
+static size_t json_len, sse_len, sse_usage_len, fail_len;
 
 static size_t build(char *out, size_t cap, const char *type, const char *body)
 {
@@ -53,6 +53,13 @@ static void prepare(void)
           "\"usage\":{\"prompt_tokens\":260,\"completion_tokens\":24,\"total_tokens\":284},"
           "\"system_fingerprint\":\"fp_bench\"}");
     json_len = strlen(json_resp);
+    static const char fail_body[] =
+        "{\"error\":{\"message\":\"mock failure\",\"type\":\"server_error\"}}";
+    fail_len = (size_t)snprintf(fail_resp, sizeof fail_resp,
+                                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: "
+                                "application/json\r\nContent-Length: %zu\r\nConnection: "
+                                "keep-alive\r\n\r\n%s",
+                                strlen(fail_body), fail_body);
     for (int with_usage = 0; with_usage < 2; with_usage++) {
         size_t n = 0;
         const char *u = with_usage ? ",\"usage\":null" : "";
@@ -106,8 +113,11 @@ static int serve(struct conn *c)
         const char *body = c->in + at + head_len;
         const char *resp = json_resp;
         size_t rlen = json_len;
-        if (memmem(body, body_len, "\"stream\":true", 13) ||
-            memmem(body, body_len, "\"stream\": true", 14)) {
+        if (memmem(body, body_len, "\"model\":\"fail-500\"", 18)) {
+            resp = fail_resp; /* bench/route: a target that fails, for failover cost */
+            rlen = fail_len;
+        } else if (memmem(body, body_len, "\"stream\":true", 13) ||
+                   memmem(body, body_len, "\"stream\": true", 14)) {
             bool usage = memmem(body, body_len, "\"include_usage\":true", 20) != NULL;
             resp = usage ? sse_usage_resp : sse_resp;
             rlen = usage ? sse_usage_len : sse_len;
