@@ -113,7 +113,8 @@ static int decode(const uint8_t *p, uint32_t total, aws_event_cb cb, void *ud, s
     if (parse_headers(p + PRELUDE, headers_len, &ev, store, err) != 0) return -1;
     ev.payload = p + PRELUDE + headers_len;
     ev.payload_len = total - MIN_MESSAGE - headers_len;
-    if (cb(ud, &ev) != 0) return err_set(err, 502, "upstream_error", "stopped", "stopped");
+    if (cb(ud, &ev) != 0) /* the callback's own error (if it set one) says why */
+        return err->msg[0] ? -1 : err_set(err, 502, "upstream_error", "stopped", "stopped");
     return 0;
 }
 
