@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for request validation (src/api/openai.c, src/util/json_scan.c) and body
  * rewriting (src/providers/openai.c): any body the gateway accepts must be rewritten into
- * valid JSON whose "model" is the target's (checked with jansson).
+ * valid JSON whose "model" is the target's (checked with jansson); any chat body must either
+ * translate into valid Anthropic and Bedrock JSON or be refused with a 400 naming why.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 
 #include "api/openai.h"
 #include "providers/provider.h"
+#include "providers/translate.h"
 #include "util/arena.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,6 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         json_decref(j);
         json_decref(orig);
+        if (ep == OPENAI_CHAT) {
+            for (int k = 0; k < 2; k++) {
+                err_clear(&e);
+                char *t = k == 0 ? anthropic_request_body(&req, "m", 64, a, &out_len, &e)
+                                 : bedrock_request_body(&req, a, &out_len, &e);
+                if (t == NULL && e.status != 400 && e.status != 500) abort();
+                json_t *tj = t ? json_loadb(t, out_len, 0, NULL) : NULL;
+                if (t && !json_is_object(tj)) abort();
+                json_decref(tj);
+            }
+        }
     } else if (e.status != 400 && e.status != 500) {
         abort();
     }
