@@ -30,7 +30,7 @@ ifeq ($(MODE),asan)
   LDFLAGS_MODE := -fsanitize=address,undefined
 endif
 
-SRC      := $(shell find src -name '*.c' | sort)
+SRC      := $(shell find src -name '*.c' | sort) $(OUT)/gen/prices_builtin.c
 # The local inference engine needs llama.cpp: the system's (pkg-config llama) or the one
 # scripts/build-llama caches outside the repository (make deps runs it). Without it the
 # engine is left out of the build and `type: local` backends are refused.
@@ -58,6 +58,20 @@ endif
 .DEFAULT_GOAL := all
 
 all: $(OUT)/stratus
+
+# The price catalogue, compiled in (used when no prices.yaml sits next to the config).
+$(OUT)/gen/prices_builtin.c: config/prices.yaml
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from config/prices.yaml by the Makefile */'; \
+	   echo '#include <stddef.h>'; \
+	   echo 'const char prices_builtin[] = {'; \
+	   od -An -v -tx1 $< | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo '0x00};'; \
+	   echo 'const size_t prices_builtin_len = sizeof prices_builtin - 1;'; } > $@
+
+$(OUT)/obj/$(OUT)/gen/%.o: $(OUT)/gen/%.c
+	@mkdir -p $(dir $@)
+	@$(CC) -std=c11 -c $< -o $@
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -142,10 +156,10 @@ bench: deps all
 	./bench/overhead/run
 
 format:
-	clang-format -i $(SRC) $(HDR_SRC) $(shell find tests bench -name '*.c' -o -name '*.h')
+	clang-format -i $(filter src/%,$(SRC)) $(HDR_SRC) $(shell find tests bench -name '*.c' -o -name '*.h')
 
 check-format:
-	clang-format --dry-run -Werror $(SRC) $(HDR_SRC)
+	clang-format --dry-run -Werror $(filter src/%,$(SRC)) $(HDR_SRC)
 
 clean:
 	rm -rf build

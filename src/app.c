@@ -27,6 +27,8 @@
 #include "obs/log.h"
 #include "providers/provider.h"
 #include "providers/upstream.h"
+#include "cost/cost.h"
+#include "cost/prices.h"
 #include "route/router.h"
 #include "util/clock.h"
 
@@ -227,11 +229,37 @@ static void log_banner(const struct app *app)
         const struct backend_conf *b = &app->cfg->backends[i];
         log_begin(&l, "info", "backend");
         log_str(&l, "name", b->name);
-        log_str(&l, "type", "openai");
+        log_str(&l, "type", backend_type_name(b->type));
         log_str(&l, "base_url", b->base_url);
-        log_str(&l, "api_key", b->api_key.ref); /* the reference, never the value */
+        if (b->type == BACKEND_BEDROCK) {
+            log_str(&l, "region", b->region);
+            log_str(&l, "credentials", b->aws_access_key_id.ref); /* where from, never what */
+        } else {
+            log_str(&l, "api_key", b->api_key.ref); /* the reference, never the value */
+        }
+        if (b->tco.set) log_double(&l, "tco_usd_per_hour", cost_tco_per_hour(&b->tco));
         log_end(&l);
     }
+    const struct config *cfg = app->cfg;
+    log_begin(&l, "info", "prices");
+    log_str(&l, "catalogue", cfg->prices_path);
+    log_str(&l, "date", cfg->prices ? cfg->prices->date : NULL);
+    log_int(&l, "entries", cfg->prices ? (long long)cfg->prices->n : 0);
+    log_end(&l);
+    /* A target nobody priced is counted as unknown, never as free: say so once, at start. */
+    for (size_t i = 0; i < cfg->n_models; i++)
+        for (size_t j = 0; j < cfg->models[i].n_targets; j++) {
+            const struct target_conf *t = &cfg->models[i].targets[j];
+            if (t->price.set || t->price.source == PRICE_LOCAL_TCO) continue;
+            log_begin(&l, "warn", "price_unknown");
+            log_str(&l, "model", cfg->models[i].name);
+            log_str(&l, "backend", t->backend);
+            log_str(&l, "target_model", t->model);
+            log_str(&l, "message",
+                    "no price in the config or the catalogue: its cost is "
+                    "recorded as unknown (add price: { input, output })");
+            log_end(&l);
+        }
 }
 
 static void app_teardown(struct app *app)

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "cost/cost.h"
 #include "http/server.h"
 #include "http/sse.h"
 #include "obs/log.h"
@@ -83,8 +84,12 @@ struct proxy {
     bool stream_failed; /* we aborted the upstream mid-stream */
     char stream_error[200];
     uint64_t first_byte_ns;
-    long long prompt_tokens, completion_tokens, total_tokens;
+    long long prompt_tokens, completion_tokens, total_tokens, cached_tokens;
     bool finished;
+    bool accounted;     /* account() ran: usage and cost below are final */
+    struct usage usage; /* what is billed: provider counts, or an estimate */
+    double cost_usd;    /* valid when cost_known */
+    bool cost_known;
 };
 
 static void next_attempt(struct proxy *p);
@@ -115,21 +120,21 @@ static void log_request(const struct http_request *req, int status, const char *
     log_bool(&l, "stream", p ? p->stream : false);
     log_ms(&l, "latency_ms", ms_since(req->start_ns, now));
     log_ms(&l, "ttfb_ms", p && p->first_byte_ns ? ms_since(req->start_ns, p->first_byte_ns) : -1);
-    if (p && p->total_tokens >= 0) {
-        log_int(&l, "prompt_tokens", p->prompt_tokens);
-        log_int(&l, "completion_tokens", p->completion_tokens);
-        log_int(&l, "total_tokens", p->total_tokens);
-    } else if (p && p->chunks > 0) {
-        /* A stream that broke before its usage: what was produced, flagged as estimated. */
-        log_null(&l, "prompt_tokens");
-        log_int(&l, "completion_tokens", p->chunks);
-        log_null(&l, "total_tokens");
-        log_bool(&l, "usage_estimated", true);
+    if (p && p->accounted && p->usage.prompt >= 0) {
+        log_int(&l, "prompt_tokens", p->usage.prompt);
+        log_int(&l, "completion_tokens", p->usage.completion);
+        log_int(&l, "total_tokens", p->usage.prompt + p->usage.completion);
+        log_int(&l, "cached_tokens", p->usage.cached > 0 ? p->usage.cached : 0);
+        log_bool(&l, "usage_estimated", p->usage.estimated);
     } else {
         log_null(&l, "prompt_tokens");
         log_null(&l, "completion_tokens");
         log_null(&l, "total_tokens");
     }
+    if (p && p->accounted && p->cost_known)
+        log_double(&l, "cost_usd", p->cost_usd);
+    else
+        log_null(&l, "cost_usd");
     log_int(&l, "attempts", p ? (long long)p->n_attempts : 0);
     log_str(&l, "route", p ? p->plan.policy : NULL);
     log_str(&l, "route_reason", p && p->plan.reason[0] ? p->plan.reason : NULL);
@@ -149,6 +154,10 @@ static void read_usage(struct proxy *p, const struct json_scan *s, int usage)
 {
     long long v;
     if (!json_scan_is_object(s, usage)) return;
+    int details = json_scan_get(s, usage, "prompt_tokens_details");
+    if (json_scan_is_object(s, details) &&
+        json_scan_integer(s, json_scan_get(s, details, "cached_tokens"), &v))
+        p->cached_tokens = v;
     if (json_scan_integer(s, json_scan_get(s, usage, "prompt_tokens"), &v)) p->prompt_tokens = v;
     if (json_scan_integer(s, json_scan_get(s, usage, "completion_tokens"), &v))
         p->completion_tokens = v;
@@ -156,6 +165,45 @@ static void read_usage(struct proxy *p, const struct json_scan *s, int usage)
         p->total_tokens = v;
     else if (p->prompt_tokens >= 0 && p->completion_tokens >= 0)
         p->total_tokens = p->prompt_tokens + p->completion_tokens;
+}
+
+/* Settles what this request consumed and what it cost, once. Provider counts when there are
+ * any; otherwise, if a target produced something (a stream cut short, a client that left),
+ * an estimate — prompt from the body's size, completion from the chunks seen — flagged as
+ * such; a request no target answered consumed nothing. */
+static void account(struct proxy *p)
+{
+    if (p->accounted) return;
+    p->accounted = true;
+    p->usage = (struct usage){.prompt = -1, .completion = -1, .cached = -1};
+    if (p->prompt_tokens >= 0 || p->completion_tokens >= 0) {
+        p->usage.prompt = p->prompt_tokens > 0 ? p->prompt_tokens : 0;
+        p->usage.completion = p->completion_tokens > 0 ? p->completion_tokens : 0;
+        p->usage.cached = p->cached_tokens;
+    } else if (p->committed || p->chunks > 0 || (p->attempt_live && p->first_byte_ns == 0)) {
+        p->usage.prompt = (long long)(p->oreq->scan.len / 4);
+        p->usage.completion = p->chunks; /* ~one token per content chunk */
+        p->usage.estimated = true;
+    } else {
+        p->cost_known = true; /* nothing was served, nothing is billed */
+        p->cost_usd = 0;
+        return;
+    }
+    struct price price;
+    if (p->target && cost_target_price(p->target, p->backend, &price)) {
+        p->cost_known = true;
+        p->cost_usd = cost_usd(&price, &p->usage);
+    }
+}
+
+static void add_cost_header(struct proxy *p)
+{
+    char v[40];
+    if (p->cost_known)
+        snprintf(v, sizeof v, "%.8f", p->cost_usd);
+    else
+        snprintf(v, sizeof v, "unknown");
+    http_add_header(p->req, "x-stratus-cost-usd", v);
 }
 
 /* Scans an upstream JSON document into the request arena. */
@@ -193,6 +241,7 @@ static void report(struct proxy *p, enum route_outcome outcome, long retry_after
 
 static void finish(struct proxy *p, int status, const char *error)
 {
+    account(p);
     p->finished = true;
     log_request(p->req, status, p->model->name, p, error);
 }
@@ -318,6 +367,18 @@ static bool has_usage_object(const char *data, size_t len)
     return false;
 }
 
+/* Whether a chunk carries generated content: a non-empty "content" string or tool calls
+ * (the role chunk's "content":"" and the finish chunk do not count). */
+static bool has_content(const char *data, size_t len)
+{
+    const char *end = data + len, *q = data;
+    while ((q = memmem(q, (size_t)(end - q), "\"content\":\"", 11)) != NULL) {
+        q += 11;
+        if (q < end && *q != '"') return true;
+    }
+    return memmem(data, len, "\"tool_calls\"", 12) != NULL;
+}
+
 /* One OpenAI chunk's data (`ev` is the whole raw event when it came as SSE, else NULL):
  * queued for the client, or read for usage and dropped. Returns 0, or -1 (out of memory). */
 static int on_chunk(struct proxy *p, const char *data, size_t dlen, const char *ev, size_t len)
@@ -326,7 +387,7 @@ static int on_chunk(struct proxy *p, const char *data, size_t dlen, const char *
         p->saw_done = true;
         return forward(p, "data: [DONE]", 12);
     }
-    if (memmem(data, dlen, "\"delta\"", 7)) p->chunks++;
+    if (has_content(data, dlen)) p->chunks++;
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
     struct json_scan chunk;
     if (has_usage_object(data, dlen) && scan_json(p, data, dlen, &chunk)) {
@@ -337,7 +398,22 @@ static int on_chunk(struct proxy *p, const char *data, size_t dlen, const char *
             bool empty =
                 !json_scan_is_array(&chunk, choices) || json_scan_size(&chunk, choices) == 0;
             if (empty && !p->client_wants_usage) return 0;
-            if (empty) p->chunks--; /* not content */
+            if (p->client_wants_usage) {
+                /* The stream's cost travels in its usage chunk (headers left long ago). */
+                account(p);
+                char cost[48];
+                if (p->cost_known)
+                    snprintf(cost, sizeof cost, "\"cost_usd\":%.8f,", p->cost_usd);
+                else
+                    snprintf(cost, sizeof cost, "\"cost_usd\":null,");
+                size_t at = (size_t)chunk.tok[usage].start + 1; /* just inside its '{' */
+                bool empty_usage = json_scan_size(&chunk, usage) == 0;
+                if (empty_usage) cost[strlen(cost) - 1] = '\0';
+                if (evbuffer_add(p->out, "data: ", 6) != 0 || evbuffer_add(p->out, data, at) != 0 ||
+                    evbuffer_add(p->out, cost, strlen(cost)) != 0)
+                    return -1;
+                return forward(p, data + at, dlen - at);
+            }
         }
     }
     if (ev) return forward(p, ev, len);
@@ -475,6 +551,8 @@ static void deliver_json(struct proxy *p, long status)
     }
     read_usage(p, &doc, json_scan_get(&doc, 0, "usage"));
     report(p, ROUTE_OK, -1);
+    account(p);
+    add_cost_header(p);
     p->first_byte_ns = clock_now_ns();
     add_target_headers(p);
     finish(p, (int)status, NULL);
@@ -755,7 +833,7 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     p->resp = resp;
     p->out = out;
     p->timer = timer;
-    p->prompt_tokens = p->completion_tokens = p->total_tokens = -1;
+    p->prompt_tokens = p->completion_tokens = p->total_tokens = p->cached_tokens = -1;
     sse_parser_init(&p->sse, 0);
     p->stream = oreq->stream;
     p->client_wants_usage = oreq->want_usage;

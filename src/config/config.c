@@ -17,6 +17,11 @@
  */
 #include "config/config.h"
 
+#include <libgen.h>
+#include <unistd.h>
+
+#include "cost/prices.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -342,13 +347,46 @@ static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret
 #define SUPPORTED_TYPES "openai, anthropic, bedrock"
 #endif
 
+static int tco_number(struct loader *ld, const yaml_node_t *map, const char *key, double *out,
+                      bool positive)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return fail_at(ld, map, "cost: missing '%s'", key);
+    const char *s = plain(n);
+    char *end = NULL;
+    double v = s && *s ? strtod(s, &end) : -1;
+    if (s == NULL || *s == '\0' || *end != '\0' || !(v >= 0) || v > 1e12 || (positive && v <= 0))
+        return fail_at(ld, n, "cost.%s must be a %s number", key,
+                       positive ? "positive" : "non-negative");
+    *out = v;
+    return 0;
+}
+
+/* cost: { watts, kwh_price, hardware_price, lifetime_months } — all four, so a forgotten one
+ * never silently makes local tokens cheaper than they are. */
+static int parse_tco(struct loader *ld, const yaml_node_t *n, struct tco_conf *t, const char *owner)
+{
+    static const char *const keys[] = {"watts", "kwh_price", "hardware_price", "lifetime_months",
+                                       NULL};
+    char where[200];
+    snprintf(where, sizeof where, "%s cost", owner);
+    if (want_mapping(ld, n, "cost") || check_keys(ld, n, keys, where) ||
+        tco_number(ld, n, "watts", &t->watts, false) ||
+        tco_number(ld, n, "kwh_price", &t->kwh_price, false) ||
+        tco_number(ld, n, "hardware_price", &t->hardware_price, false) ||
+        tco_number(ld, n, "lifetime_months", &t->lifetime_months, true))
+        return -1;
+    t->set = true;
+    return 0;
+}
+
 static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
                                const char *owner, const char *where)
 {
     static const char *const keys[] = {
         "name",     "type",      "model_path", "parallel",           "threads",
         "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms",
-        NULL};
+        "cost",     NULL};
     if (check_keys(ld, n, keys, owner)) return -1;
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
     long parallel = 4, threads = 0, ctx = 4096, queue = 64;
@@ -360,6 +398,8 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
         get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000) ||
         get_long(ld, n, "first_byte_timeout_ms", &b->first_byte_timeout_ms, 1, MS_MAX))
         return -1;
+    const yaml_node_t *cost = get_section(ld, n, "cost");
+    if (cost && parse_tco(ld, cost, &b->tco, owner)) return -1;
     b->parallel = (int)parallel;
     b->threads = (int)threads;
     b->ctx_size = (int)ctx;
@@ -655,7 +695,7 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
 static int parse_price(struct loader *ld, const yaml_node_t *p, const char *where,
                        struct price *price)
 {
-    static const char *const keys[] = {"input", "output", NULL};
+    static const char *const keys[] = {"input", "output", "cached_input", NULL};
     char pwhere[240];
     snprintf(pwhere, sizeof pwhere, "%s price", where);
     if (want_mapping(ld, p, "price") || check_keys(ld, p, keys, pwhere)) return -1;
@@ -665,7 +705,11 @@ static int parse_price(struct loader *ld, const yaml_node_t *p, const char *wher
         return fail_at(ld, p, "%s: price needs both 'input' and 'output'", where);
     if (get_price(ld, in, "input", &price->input) || get_price(ld, out, "output", &price->output))
         return -1;
+    price->cached_input = price->input;
+    const yaml_node_t *cached = get(ld, p, "cached_input");
+    if (cached && get_price(ld, cached, "cached_input", &price->cached_input)) return -1;
     price->set = true;
+    price->source = PRICE_CONFIG;
     return 0;
 }
 
@@ -697,6 +741,21 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
 }
 
 #define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost"
+
+const char *backend_type_name(enum backend_type t)
+{
+    switch (t) {
+    case BACKEND_OPENAI:
+        return "openai";
+    case BACKEND_LOCAL:
+        return "local";
+    case BACKEND_ANTHROPIC:
+        return "anthropic";
+    case BACKEND_BEDROCK:
+        return "bedrock";
+    }
+    return "?";
+}
 
 const char *route_policy_name(enum route_policy p)
 {
@@ -883,8 +942,8 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
 
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
-    static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log", "limits", "backends", "models", NULL};
+    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log",    "limits",
+                                       "prices", "backends",          "models", NULL};
     /* Planned sections: refused by name so that, say, an auth block is never ignored. */
     static const char *const later[] = {"auth", "store", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -907,6 +966,7 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (lg && (want_mapping(ld, lg, "log") || check_keys(ld, lg, log_keys, "log") ||
                get_bool(ld, lg, "requests", &cfg->log_requests)))
         return -1;
+    if (get_string(ld, root, "prices", &cfg->prices_path, false, "the configuration")) return -1;
     const yaml_node_t *lim = get_section(ld, root, "limits");
     if (lim && parse_limits(ld, lim, &cfg->limits)) return -1;
     /* Backends first, whatever the key order: targets refer to them by name. */
@@ -977,6 +1037,55 @@ static void syntax_error(const yaml_parser_t *parser, const char *yaml, size_t l
              parser->context ? parser->context : "");
 }
 
+/* The catalogue: `prices:` (relative to the config file's directory), else prices.yaml next
+ * to the config when it exists. Then every target without a `price:` gets the catalogue's,
+ * or its local backend's TCO; anything else stays unknown (and app.c warns). Without a file,
+ * the catalogue compiled into the binary. */
+static int resolve_prices(struct loader *ld, const yaml_node_t *root)
+{
+    struct config *cfg = ld->cfg;
+    char dir[1024], path[2048], why[600];
+    snprintf(dir, sizeof dir, "%s", cfg->path);
+    const char *d = dirname(dir);
+    bool explicit = cfg->prices_path != NULL;
+    if (explicit && cfg->prices_path[0] == '/')
+        snprintf(path, sizeof path, "%s", cfg->prices_path);
+    else
+        snprintf(path, sizeof path, "%s/%s", d, explicit ? cfg->prices_path : "prices.yaml");
+    if (explicit || access(path, R_OK) == 0) {
+        cfg->prices = prices_load(path, why, sizeof why);
+        if (cfg->prices == NULL) {
+            const yaml_node_t *at = root ? get(ld, root, "prices") : NULL;
+            return fail_at(ld, at, "prices: %s", why);
+        }
+    } else {
+        /* No file next to the config: the catalogue this binary was built with. */
+        snprintf(path, sizeof path, "(built-in)");
+        cfg->prices = prices_load_string(prices_builtin, prices_builtin_len, path, why, sizeof why);
+        if (cfg->prices == NULL) return fail_at(ld, NULL, "built-in price catalogue: %s", why);
+    }
+    free(cfg->prices_path);
+    if ((cfg->prices_path = strdup(path)) == NULL) return fail_at(ld, NULL, "out of memory");
+    for (size_t i = 0; i < cfg->n_models; i++)
+        for (size_t j = 0; j < cfg->models[i].n_targets; j++) {
+            struct target_conf *t = &cfg->models[i].targets[j];
+            const struct backend_conf *b = &cfg->backends[t->backend_index];
+            if (t->price.set) continue;
+            if (b->tco.set) {
+                t->price.source = PRICE_LOCAL_TCO;
+                continue;
+            }
+            const struct model_price *mp = prices_lookup(cfg->prices, t->model);
+            if (mp == NULL) continue;
+            t->price = (struct price){.set = true,
+                                      .source = PRICE_CATALOGUE,
+                                      .input = mp->input,
+                                      .output = mp->output,
+                                      .cached_input = mp->cached_input};
+        }
+    return 0;
+}
+
 struct config *config_load_string(const char *yaml, size_t len, const char *name,
                                   struct config_error *error)
 {
@@ -1007,6 +1116,7 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
     }
     ld.cfg = cfg;
     if (parse_root(&ld, yaml_document_get_root_node(&doc)) != 0) goto fail;
+    if (resolve_prices(&ld, yaml_document_get_root_node(&doc)) != 0) goto fail;
     /* A second document would be silently ignored by the loader; refuse it instead. */
     if (!(extra_ok = yaml_parser_load(&parser, &extra))) {
         syntax_error(&parser, yaml, yaml ? len : 0, error);
@@ -1125,6 +1235,8 @@ void config_free(struct config *cfg)
         free(m->name);
     }
     free(cfg->models);
+    prices_free(cfg->prices);
+    free(cfg->prices_path);
     free(cfg->listen_host);
     free(cfg->path);
     free(cfg);

@@ -44,6 +44,31 @@ enum aws_credential_source {
     AWS_CREDS_FILE,       /* the shared credentials file, one profile */
 };
 
+/* Where a target's price came from. */
+enum price_source {
+    PRICE_UNKNOWN = 0, /* nowhere: its cost is recorded as unknown, never as 0 */
+    PRICE_CONFIG,      /* the target's `price:` in the config */
+    PRICE_CATALOGUE,   /* the price catalogue (config/prices.yaml) */
+    PRICE_LOCAL_TCO,   /* a local backend's `cost:`, live from measured tokens/s (cost.c) */
+};
+
+struct price {
+    bool set; /* input/output/cached_input hold a known price */
+    enum price_source source;
+    double input;        /* USD per 1M input tokens */
+    double output;       /* USD per 1M output tokens */
+    double cached_input; /* USD per 1M prompt tokens read from a provider's cache */
+};
+
+/* A local backend's total cost of ownership (`cost:`), for PRICE_LOCAL_TCO. */
+struct tco_conf {
+    bool set;
+    double watts;           /* average draw while serving */
+    double kwh_price;       /* USD per kWh */
+    double hardware_price;  /* USD, written off over lifetime_months */
+    double lifetime_months; /* > 0 */
+};
+
 struct backend_conf {
     char *name;                 /* unique among backends */
     enum backend_type type;     /* "openai": any OpenAI-compatible server */
@@ -61,18 +86,13 @@ struct backend_conf {
     enum aws_credential_source aws_source;
     char *aws_profile; /* the profile read, when aws_source is AWS_CREDS_FILE */
     /* type: local only */
-    char *model_path; /* GGUF file; checked by the worker, which names it on error */
-    int parallel;     /* sequences decoded together; default 4 */
-    int threads;      /* llama.cpp threads; default 0 = physical cores */
-    int ctx_size;     /* context tokens per sequence; default 4096 */
-    int max_queue;    /* requests waiting for a slot before 429; default 64 */
-    int line, col;    /* position of the backend's mapping, for later diagnostics */
-};
-
-struct price {
-    bool set;
-    double input;  /* USD per 1M input tokens */
-    double output; /* USD per 1M output tokens */
+    char *model_path;    /* GGUF file; checked by the worker, which names it on error */
+    int parallel;        /* sequences decoded together; default 4 */
+    int threads;         /* llama.cpp threads; default 0 = physical cores */
+    int ctx_size;        /* context tokens per sequence; default 4096 */
+    int max_queue;       /* requests waiting for a slot before 429; default 64 */
+    struct tco_conf tco; /* `cost:`; prices this backend's tokens when set */
+    int line, col;       /* position of the backend's mapping, for later diagnostics */
 };
 
 struct target_conf {
@@ -120,6 +140,9 @@ struct model_conf {
     long expected_output_tokens; /* route: cost — when the request has no max_tokens; 256 */
 };
 
+/** The backend type's name as written in the config ("bedrock"). */
+const char *backend_type_name(enum backend_type t);
+
 /** The policy's name as written in the config ("least-busy"). */
 const char *route_policy_name(enum route_policy p);
 
@@ -132,12 +155,16 @@ struct limits_conf {
     int max_connections;     /* default 10000; beyond, new connections are refused */
 };
 
+struct price_catalogue;
+
 struct config {
-    char *path;             /* the file it was loaded from */
-    char *listen_host;      /* default "127.0.0.1" */
-    int listen_port;        /* default 8080 */
-    long shutdown_grace_ms; /* default 10000 */
-    bool log_requests;      /* default true: one JSON line per request on stderr */
+    char *path;                     /* the file it was loaded from */
+    char *prices_path;              /* the price catalogue read, or NULL when none was found */
+    struct price_catalogue *prices; /* owned; NULL when none */
+    char *listen_host;              /* default "127.0.0.1" */
+    int listen_port;                /* default 8080 */
+    long shutdown_grace_ms;         /* default 10000 */
+    bool log_requests;              /* default true: one JSON line per request on stderr */
     struct limits_conf limits;
     struct backend_conf *backends;
     size_t n_backends;

@@ -114,6 +114,7 @@ struct engine {
     double ttft_avg;
     uint64_t window_start_ns, window_tokens;
     double tokens_per_s;
+    uint64_t last_token_ns;
 };
 
 /* Physical cores (distinct physical id/core id pairs in /proc/cpuinfo): llama.cpp runs best
@@ -441,8 +442,16 @@ static void record_tokens(struct engine *e, int n)
     uint64_t now = clock_now_ns();
     pthread_mutex_lock(&e->mu);
     e->tokens_total += (uint64_t)n;
+    /* Throughput while busy: an idle gap restarts the window instead of diluting it. */
+    if (e->window_start_ns == 0 || now - e->last_token_ns > 1000000000ull) {
+        double busy = (double)(e->last_token_ns - e->window_start_ns) / 1e9;
+        if (e->window_start_ns && busy >= 0.2 && e->window_tokens > 0)
+            e->tokens_per_s = (double)e->window_tokens / busy; /* a short burst still counts */
+        e->window_start_ns = now;
+        e->window_tokens = 0;
+    }
+    e->last_token_ns = now;
     e->window_tokens += (uint64_t)n;
-    if (e->window_start_ns == 0) e->window_start_ns = now;
     double secs = (double)(now - e->window_start_ns) / 1e9;
     if (secs >= 2.0) {
         e->tokens_per_s = (double)e->window_tokens / secs;

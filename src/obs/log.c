@@ -141,6 +141,14 @@ void log_int(struct log_line *l, const char *k, long long v)
     append(l, tmp, n);
 }
 
+void log_double(struct log_line *l, const char *k, double v)
+{
+    char tmp[40];
+    int n = snprintf(tmp, sizeof tmp, "%.10g", v);
+    key(l, k);
+    append(l, tmp, (size_t)n);
+}
+
 void log_ms(struct log_line *l, const char *k, double v)
 {
     if (v < 0) {

@@ -29,6 +29,8 @@ void log_int(struct log_line *l, const char *key, long long value);
 /** Adds "key": value with 3 decimals; negative → null (unknown). */
 void log_ms(struct log_line *l, const char *key, double value);
 void log_bool(struct log_line *l, const char *key, bool value);
+/** A finite number, shortest exact-enough form (%.10g): costs in USD. */
+void log_double(struct log_line *l, const char *key, double value);
 void log_null(struct log_line *l, const char *key);
 /** Adds "key": raw JSON text (caller guarantees validity). */
 void log_raw(struct log_line *l, const char *key, const char *json);

@@ -15,21 +15,6 @@
 #include "route/router.h"
 #include "util/clock.h"
 
-static const char *type_name(enum backend_type t)
-{
-    switch (t) {
-    case BACKEND_OPENAI:
-        return "openai";
-    case BACKEND_LOCAL:
-        return "local";
-    case BACKEND_ANTHROPIC:
-        return "anthropic";
-    case BACKEND_BEDROCK:
-        return "bedrock";
-    }
-    return "?";
-}
-
 /* Fills b->ready / not_ready_reason; sets b->probed only for what it can judge exactly. */
 static void probe(struct backend *b, long timeout_ms)
 {
@@ -131,7 +116,7 @@ int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *
             snprintf(rank, sizeof rank, "%d", row->rank);
         else
             snprintf(rank, sizeof rank, "-");
-        snprintf(bname, sizeof bname, "%s (%s)", b->conf->name, type_name(b->conf->type));
+        snprintf(bname, sizeof bname, "%s (%s)", b->conf->name, backend_type_name(b->conf->type));
         fprintf(out, "  %-4s %-24s %-22s %-9s %-44s %s%s%s\n", rank, t->model, bname, row->state,
                 b->not_ready_reason, row->score, row->skipped ? " — skipped: " : "",
                 row->skipped ? row->skipped : "");

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cost/cost.h"
 #include "providers/provider.h"
 #include "util/clock.h"
 
@@ -229,20 +230,23 @@ static void score_least_busy(struct router *r, const struct model_conf *m,
 static void score_cost(struct router *r, const struct model_conf *m, const struct route_request *rq,
                        struct candidate *c, uint64_t now, char *figure, size_t cap)
 {
-    (void)r, (void)now;
-    const struct price *p = &m->targets[c->target].price;
-    if (!p->set) {
+    (void)now;
+    struct price price;
+    if (!cost_target_price(&m->targets[c->target], backend_of(r, m, c->target), &price)) {
         /* Unknown is not free: after every priced target, in configured order. */
         c->score = 1e18 + (double)c->target;
-        if (figure) snprintf(figure, cap, "no price configured");
+        if (figure)
+            snprintf(figure, cap,
+                     price.source == PRICE_LOCAL_TCO ? "local TCO: throughput not measured yet"
+                                                     : "no known price");
         return;
     }
-    double usd =
-        ((double)rq->prompt_tokens * p->input + (double)rq->output_tokens * p->output) / 1e6;
+    struct usage u = {.prompt = rq->prompt_tokens, .completion = rq->output_tokens};
+    double usd = cost_usd(&price, &u);
     c->score = usd + (double)c->target * 1e-15;
     if (figure)
-        snprintf(figure, cap, "expected $%.6f (%ld in + %ld out tokens)", usd, rq->prompt_tokens,
-                 rq->output_tokens);
+        snprintf(figure, cap, "expected $%.6f (%ld in + %ld out tokens)%s", usd, rq->prompt_tokens,
+                 rq->output_tokens, price.source == PRICE_LOCAL_TCO ? ", local TCO" : "");
 }
 
 static route_score_fn scorer_for(enum route_policy p)
@@ -352,7 +356,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                      state_of(r, m, cand[0].target)->in_flight);
             break;
         case ROUTE_COST:
-            if (t->price.set)
+            if (cand[0].score < 1e17)
                 snprintf(plan->reason, sizeof plan->reason, "cheapest %s ($%.6f expected)", bname,
                          cand[0].score);
             else

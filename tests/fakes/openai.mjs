@@ -14,6 +14,7 @@
 //   slow-stream              one chunk every 50 ms for 60 s (client-disconnect tests)
 //   big-stream               20000 chunks of ~1 KB (20 MB) as fast as the socket takes them;
 //                            rec.progress counts the chunks written so far
+//   *cached*                 usage reports 8 of the 11 prompt tokens as cached
 //   knob-NAME                behaviour set at run time through `knobs[NAME]`:
 //                            { delay: ms before answering, fail: HTTP status to fail with,
 //                              failTimes: fail this many requests (failStatus, 503) then answer }
@@ -119,7 +120,8 @@ export async function startFake({ port = 0 } = {}) {
       res.end(JSON.stringify({
         id, object: 'chat.completion', created: 1700000000, model,
         choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 },
+        usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16,
+          ...(model.includes('cached') ? { prompt_tokens_details: { cached_tokens: 8 } } : {}) },
       }));
       return finish();
     }

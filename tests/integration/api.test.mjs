@@ -108,7 +108,7 @@ test('streaming with include_usage keeps the usage chunk for the client', async 
   });
   let usage = null;
   for await (const c of stream) if (c.usage) usage = c.usage;
-  assert.deepEqual(usage, { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 });
+  assert.deepEqual(usage, { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14, cost_usd: null }); // no known price for "ok"
 });
 
 test('stream chunks are forwarded as they arrive, not buffered', async () => {

@@ -169,7 +169,7 @@ test('anthropic: streams become OpenAI chunks with usage and [DONE]', async () =
   const s = await streamText('a-stream-5', { stream_options: { include_usage: true } });
   assert.equal(s.text, 'w1 w2 w3 w4 w5');
   assert.equal(s.finish, 'stop');
-  assert.deepEqual(s.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7 });
+  assert.deepEqual(s.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7, cost_usd: null });
   assert.equal(last(anth).body.stream, true);
   const res = await post({ model: 'a-stream-5', stream: true, messages: user('x') });
   const events = await readSSE(res);
@@ -274,7 +274,7 @@ test('bedrock: ConverseStream event-stream → OpenAI chunks with usage', async 
   const s = await streamText('b-stream-5', { stream_options: { include_usage: true } });
   assert.equal(s.text, 'w1 w2 w3 w4 w5');
   assert.equal(s.finish, 'stop');
-  assert.deepEqual(s.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7 });
+  assert.deepEqual(s.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7, cost_usd: null });
   assert.equal(last(bed).path, '/model/stream-5/converse-stream');
   assert.equal(last(bed).signatureOk, true);
 });

@@ -238,7 +238,7 @@ test('route explain prints health, scores, the choice and why', () => {
   assert.match(out.stdout, /pricey\s+a \(openai\)\s+ok\s+reachable/);
   assert.match(out.stdout, /down \(openai\)\s+ok\s+unreachable/);
   assert.match(out.stdout, /expected \$0\.007500 \(2000 in \+ 100 out tokens\)/); // 2000*3/1e6 + 100*15/1e6
-  assert.match(out.stdout, /no price configured/);
+  assert.match(out.stdout, /mystery.*no known price/);
   assert.match(out.stdout, /chosen: down \/ cheapest\nwhy: cost; cheapest down/);
   assert.match(out.stdout, /failover order: b\/cheap, a\/pricey, c\/mystery/);
   assert.match(out.stdout, /note: down is unreachable/);

@@ -535,6 +535,74 @@ static void test_config_load_string_bedrock_credentials_chain(void **state)
     rmdir(dir);
 }
 
+static void test_config_load_string_prices_catalogue_and_tco(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stratus-prices-XXXXXX", path[128], cfgpath[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/my-prices.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("date: 2026-02-02\nmodels:\n  cheap-model: { input: 0.5, output: 1.5 }\n", f);
+    fclose(f);
+    snprintf(cfgpath, sizeof cfgpath, "%s/stratus.yaml", dir);
+    const char *yaml =
+        "prices: my-prices.yaml\n"
+        "backends:\n  - { name: up, type: openai, base_url: \"http://h\" }\n"
+        "models:\n  - name: m\n    targets:\n"
+        "      - { backend: up, model: cheap-model-2026 }\n"
+        "      - { backend: up, model: mine, price: { input: 1, output: 2, cached_input: 0.1 } }\n"
+        "      - { backend: up, model: mystery }\n";
+    struct config_error e;
+    struct config *cfg = config_load_string(yaml, strlen(yaml), cfgpath, &e);
+    if (cfg == NULL) fail_msg("%s", e.msg);
+    assert_string_equal(cfg->prices_path, path); /* relative to the config's directory */
+    const struct target_conf *t = cfg->models[0].targets;
+    assert_int_equal(t[0].price.source, PRICE_CATALOGUE);
+    assert_true(t[0].price.set && t[0].price.input == 0.5 && t[0].price.output == 1.5);
+    assert_int_equal(t[1].price.source, PRICE_CONFIG);
+    assert_true(t[1].price.cached_input == 0.1);
+    assert_false(t[2].price.set);
+    assert_int_equal(t[2].price.source, PRICE_UNKNOWN);
+    config_free(cfg);
+    /* an explicit catalogue that is missing is an error at the key */
+    const char *missing = "prices: nope.yaml\n";
+    assert_null(config_load_string(missing, strlen(missing), cfgpath, &e));
+    assert_int_equal(e.line, 1);
+    assert_non_null(strstr(e.msg, "nope.yaml: cannot open the price catalogue"));
+    unlink(path);
+    rmdir(dir);
+    /* without any file: the built-in catalogue */
+    const char *plain_cfg =
+        "backends:\n  - { name: up, type: openai, base_url: \"http://h\" }\n"
+        "models:\n  - { name: m, targets: [ { backend: up, model: gpt-4o-mini } ] }\n";
+    cfg = config_load_string(plain_cfg, strlen(plain_cfg), "/nonexistent/stratus.yaml", &e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->prices_path, "(built-in)");
+    assert_int_equal(cfg->models[0].targets[0].price.source, PRICE_CATALOGUE);
+    config_free(cfg);
+#ifdef STRATUS_HAVE_ENGINE
+    const char *tco =
+        "backends:\n  - name: l\n    type: local\n    model_path: m.gguf\n"
+        "    cost: { watts: 120, kwh_price: 0.15, hardware_price: 1500, lifetime_months: 36 }\n"
+        "models:\n  - { name: m, targets: [ { backend: l, model: gpt-4o } ] }\n";
+    cfg = config_load_string(tco, strlen(tco), "t.yaml", &e);
+    if (cfg == NULL) fail_msg("%s", e.msg);
+    assert_true(cfg->backends[0].tco.set);
+    /* a local target is priced by its TCO, even if its name is in the catalogue */
+    assert_int_equal(cfg->models[0].targets[0].price.source, PRICE_LOCAL_TCO);
+    assert_false(cfg->models[0].targets[0].price.set);
+    config_free(cfg);
+    expect_error("backends:\n  - name: l\n    type: local\n    model_path: m.gguf\n"
+                 "    cost: { watts: 120, kwh_price: 0.15, hardware_price: 1500 }\n",
+                 5, 11, "cost: missing 'lifetime_months'");
+    expect_error(
+        "backends:\n  - name: l\n    type: local\n    model_path: m.gguf\n"
+        "    cost: { watts: 120, kwh_price: 0.15, hardware_price: 1500, lifetime_months: 0 }\n",
+        5, 81, "cost.lifetime_months must be a positive number");
+#endif
+}
+
 static void test_config_load_string_route_policies_retry_and_cooldown(void **state)
 {
     (void)state;
@@ -973,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_config_load_string_anthropic_backend),
         cmocka_unit_test(test_config_load_string_bedrock_credentials_chain),
         cmocka_unit_test(test_config_load_string_route_policies_retry_and_cooldown),
+        cmocka_unit_test(test_config_load_string_prices_catalogue_and_tco),
 #ifdef STRATUS_HAVE_ENGINE
         cmocka_unit_test(test_config_load_string_local_backend),
 #endif

@@ -1,0 +1,42 @@
+/* DESIGN: pure arithmetic over config and the engine's last /stats; see cost.h. */
+#include "cost/cost.h"
+
+#include "providers/provider.h"
+
+#define HOURS_PER_MONTH 730.0 /* 8760 / 12 */
+
+double cost_tco_per_hour(const struct tco_conf *t)
+{
+    return t->watts / 1000.0 * t->kwh_price +
+           t->hardware_price / (t->lifetime_months * HOURS_PER_MONTH);
+}
+
+bool cost_target_price(const struct target_conf *t, const struct backend *b, struct price *out)
+{
+    if (t->price.set) {
+        *out = t->price;
+        return true;
+    }
+    if (t->price.source == PRICE_LOCAL_TCO && b && b->conf->tco.set && b->engine.valid &&
+        b->engine.tokens_per_s > 0) {
+        double per_million =
+            cost_tco_per_hour(&b->conf->tco) / (b->engine.tokens_per_s * 3600.0) * 1e6;
+        *out = (struct price){.set = true,
+                              .source = PRICE_LOCAL_TCO,
+                              .input = 0,
+                              .output = per_million,
+                              .cached_input = 0};
+        return true;
+    }
+    *out = (struct price){.source = t->price.source};
+    return false;
+}
+
+double cost_usd(const struct price *p, const struct usage *u)
+{
+    double prompt = u->prompt > 0 ? (double)u->prompt : 0;
+    double cached = u->cached > 0 ? (double)u->cached : 0;
+    double completion = u->completion > 0 ? (double)u->completion : 0;
+    if (cached > prompt) cached = prompt;
+    return ((prompt - cached) * p->input + cached * p->cached_input + completion * p->output) / 1e6;
+}

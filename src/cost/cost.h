@@ -1,0 +1,43 @@
+/*
+ * cost — what a request cost, in USD: token usage × the target's price.
+ *
+ * Prices come from the config (`price:`), the catalogue (prices.h), or — for a local
+ * backend with `cost:` — its total cost of ownership, live:
+ *
+ *   USD per hour  = watts / 1000 × kwh_price  +  hardware_price / (lifetime_months × 730)
+ *   USD per 1M output tokens = USD per hour / (tokens_per_s × 3600) × 1e6
+ *
+ * where tokens_per_s is the engine's measured generation throughput (all slots together,
+ * over wall-clock time while it is busy, prompt processing included — which is why input
+ * tokens are priced at 0 for local targets: their cost is inside that throughput). Until
+ * the engine has measured anything the local price is unknown.
+ *
+ * A request's cost: (prompt − cached) × input + cached × cached_input + completion × output,
+ * per 1M. Unknown price → unknown cost (never 0).
+ *
+ * Thread: any; pure functions.
+ */
+#ifndef STRATUS_COST_H
+#define STRATUS_COST_H
+
+#include <stdbool.h>
+
+#include "config/config.h"
+
+struct backend;
+
+struct usage {
+    long long prompt, completion, cached; /* -1 when unknown */
+    bool estimated; /* no provider/engine count: estimated from bytes and chunks */
+};
+
+/** USD per hour of a local backend's hardware and power. */
+double cost_tco_per_hour(const struct tco_conf *t);
+
+/** The price of target `t` (served by `b`) now. @return false when unknown. */
+bool cost_target_price(const struct target_conf *t, const struct backend *b, struct price *out);
+
+/** USD for `u` at `p`; a negative count counts as 0. */
+double cost_usd(const struct price *p, const struct usage *u);
+
+#endif
