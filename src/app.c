@@ -30,6 +30,7 @@
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "route/router.h"
+#include "store/ledger.h"
 #include "util/clock.h"
 
 #define PROBE_INTERVAL_MS 5000
@@ -269,6 +270,7 @@ static void app_teardown(struct app *app)
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
     upstream_free(app->upstream);
     router_free(app->router);
+    ledger_stop(app->ledger); /* every queued row is written before we go */
     for (size_t i = 0; i < app->n_backends; i++) backend_destroy(&app->backends[i]);
     free(app->backends);
     if (app->probe_timer) event_free(app->probe_timer);
@@ -320,6 +322,23 @@ int app_run(struct config *cfg, const char *listen)
         (app->router = router_new(cfg, app->backends, &e)) == NULL) {
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
+    }
+    {
+        char why[600];
+        struct store_handle store;
+        if (store_open(cfg->store.url, cfg->store.base_dir, &store, why, sizeof why) != 0) {
+            log_msg("error", "start_failed", "ledger: %s", why);
+            goto out;
+        }
+        app->ledger =
+            ledger_start(store, (size_t)cfg->store.queue_size, (size_t)cfg->store.batch_size);
+        if (app->ledger == NULL) goto oom;
+        struct log_line l;
+        log_begin(&l, "info", "ledger");
+        log_str(&l, "store", store.ops->scheme);
+        if (store.ops == &store_sqlite) log_str(&l, "url", cfg->store.url);
+        log_str(&l, "base_dir", cfg->store.base_dir);
+        log_end(&l);
     }
 
     const char *why = NULL;

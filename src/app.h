@@ -26,6 +26,7 @@ struct app {
     struct http_server *server;    /* owned */
     struct upstream *upstream;     /* owned */
     struct router *router;         /* owned */
+    struct ledger *ledger;         /* owned: one row per request, written off the loop */
     struct supervisor *supervisor; /* owned; NULL without local backends */
     struct backend *backends;      /* owned array, parallel to cfg->backends */
     size_t n_backends;

@@ -364,6 +364,7 @@ static void handle_proxy(struct app *app, struct http_request *req, enum openai_
         return;
     }
     if (openai_parse_request(ep, bytes, len, req->arena, oreq, &e) != 0) {
+        proxy_record(app, req, NULL, NULL, e.status);
         reply_error(req, &e, NULL);
         return;
     }
@@ -372,6 +373,7 @@ static void handle_proxy(struct app *app, struct http_request *req, enum openai_
         err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
                   oreq->model);
         e.code = "model_not_found";
+        proxy_record(app, req, oreq, oreq->model, 404);
         reply_error(req, &e, oreq->model);
         return;
     }

@@ -33,6 +33,7 @@
 #include "obs/log.h"
 #include "providers/provider.h"
 #include "route/router.h"
+#include "store/ledger.h"
 #include "util/arena.h"
 #include "util/clock.h"
 
@@ -239,9 +240,92 @@ static void report(struct proxy *p, enum route_outcome outcome, long retry_after
                   retry_after);
 }
 
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* The customer a request is for: x-stratus-customer, else the OpenAI `user` field. */
+static void customer_of(const struct http_request *req, const struct openai_request *oreq,
+                        char *out, size_t cap)
+{
+    const char *h = http_request_header(req, "x-stratus-customer");
+    out[0] = '\0';
+    if (h) {
+        copy_field(out, cap, h);
+        return;
+    }
+    if (oreq == NULL) return;
+    int u = json_scan_get(&oreq->scan, 0, "user");
+    if (!json_scan_is_string(&oreq->scan, u)) return;
+    const jsmntok_t *t = &oreq->scan.tok[u];
+    json_t *v = json_loadb(oreq->scan.js + t->start - 1, (size_t)(t->end - t->start) + 2,
+                           JSON_DECODE_ANY, NULL);
+    copy_field(out, cap, json_string_value(v));
+    json_decref(v);
+}
+
+static int64_t wall_ms_at(uint64_t mono_ns)
+{
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    return now_ms - (int64_t)((clock_now_ns() - mono_ns) / 1000000);
+}
+
+void proxy_record(struct app *app, const struct http_request *req,
+                  const struct openai_request *oreq, const char *model, int status)
+{
+    if (app->ledger == NULL) return;
+    struct ledger_row r = {.status = status,
+                           .prompt_tokens = -1,
+                           .completion_tokens = -1,
+                           .cached_tokens = -1,
+                           .cost_known = true,
+                           .ttft_ms = -1};
+    r.ts_ms = wall_ms_at(req->start_ns);
+    copy_field(r.request_id, sizeof r.request_id, req->request_id);
+    copy_field(r.model, sizeof r.model, model);
+    copy_field(r.endpoint, sizeof r.endpoint,
+               oreq ? openai_endpoint_path(oreq->endpoint) : req->path);
+    customer_of(req, oreq, r.customer, sizeof r.customer);
+    r.latency_ms = (double)(clock_now_ns() - req->start_ns) / 1e6;
+    ledger_append(app->ledger, &r);
+}
+
+/* The request's ledger row: what it asked for, where it went, what it cost. */
+static void record(struct proxy *p, int status)
+{
+    if (p->app->ledger == NULL) return;
+    const struct http_request *req = p->req;
+    struct ledger_row r = {.status = status};
+    r.ts_ms = wall_ms_at(req->start_ns);
+    copy_field(r.request_id, sizeof r.request_id, req->request_id);
+    copy_field(r.model, sizeof r.model, p->model->name);
+    copy_field(r.backend, sizeof r.backend,
+               p->backend && p->n_attempts ? p->backend->conf->name : NULL);
+    copy_field(r.target_model, sizeof r.target_model, p->target ? p->target->model : NULL);
+    copy_field(r.endpoint, sizeof r.endpoint, openai_endpoint_path(p->oreq->endpoint));
+    customer_of(req, p->oreq, r.customer, sizeof r.customer);
+    r.stream = p->stream;
+    r.prompt_tokens = p->usage.prompt;
+    r.completion_tokens = p->usage.completion;
+    r.cached_tokens = p->usage.cached;
+    r.estimated = p->usage.estimated;
+    r.cost_known = p->cost_known;
+    r.cost_usd = p->cost_usd;
+    uint64_t now = clock_now_ns();
+    r.latency_ms = (double)(now - req->start_ns) / 1e6;
+    r.ttft_ms = p->first_byte_ns ? (double)(p->first_byte_ns - req->start_ns) / 1e6 : -1;
+    snprintf(r.route, sizeof r.route, "%s; %s", p->plan.policy ? p->plan.policy : "",
+             p->plan.reason);
+    ledger_append(p->app->ledger, &r);
+}
+
 static void finish(struct proxy *p, int status, const char *error)
 {
     account(p);
+    record(p, status);
     p->finished = true;
     log_request(p->req, status, p->model->name, p, error);
 }

@@ -20,6 +20,11 @@ struct http_request;
 void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
                  const struct openai_request *oreq);
 
+/** Records a ledger row for a request refused before proxying (bad body, unknown model):
+ *  `oreq` and `model` may be NULL. Nothing was served, so the cost is 0. */
+void proxy_record(struct app *app, const struct http_request *req,
+                  const struct openai_request *oreq, const char *model, int status);
+
 /** Writes the per-request log line for a request answered without proxying. */
 void proxy_log_simple(const struct http_request *req, int status, const char *model,
                       const char *error);

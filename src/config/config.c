@@ -863,6 +863,25 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     return 0;
 }
 
+static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
+{
+    static const char *const keys[] = {"url", "redis", "queue_size", "batch_size", NULL};
+    if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
+    if (get(ld, n, "redis"))
+        return fail_at(ld, get(ld, n, "redis"),
+                       "store.redis is not supported by this build yet (shared counters across "
+                       "instances come with Redis support)");
+    if (get_string(ld, n, "url", &s->url, false, "store")) return -1;
+    if (s->url && strncmp(s->url, "sqlite://", 9) != 0 && strncmp(s->url, "postgres://", 11) != 0 &&
+        strncmp(s->url, "postgresql://", 13) != 0)
+        return fail_at(ld, get(ld, n, "url"),
+                       "store.url must be sqlite://PATH or postgres://USER:PASS@HOST/DB");
+    if (get_long(ld, n, "queue_size", &s->queue_size, 1, 10000000) ||
+        get_long(ld, n, "batch_size", &s->batch_size, 1, 100000))
+        return -1;
+    return 0;
+}
+
 static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_conf *l)
 {
     static const char *const keys[] = {"max_body_bytes",
@@ -942,10 +961,10 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
 
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log",    "limits",
-                                       "prices", "backends",          "models", NULL};
+    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log",    "limits", "prices",
+                                       "store",  "backends",          "models", NULL};
     /* Planned sections: refused by name so that, say, an auth block is never ignored. */
-    static const char *const later[] = {"auth", "store", NULL};
+    static const char *const later[] = {"auth", NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
     if (root == NULL || is_null(root)) return 0; /* an empty file: all defaults */
@@ -967,6 +986,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
                get_bool(ld, lg, "requests", &cfg->log_requests)))
         return -1;
     if (get_string(ld, root, "prices", &cfg->prices_path, false, "the configuration")) return -1;
+    const yaml_node_t *st = get_section(ld, root, "store");
+    if (st && parse_store(ld, st, &cfg->store)) return -1;
     const yaml_node_t *lim = get_section(ld, root, "limits");
     if (lim && parse_limits(ld, lim, &cfg->limits)) return -1;
     /* Backends first, whatever the key order: targets refer to them by name. */
@@ -990,6 +1011,8 @@ static struct config *config_defaults(const char *name)
     cfg->listen_port = 8080;
     cfg->shutdown_grace_ms = 10000;
     cfg->log_requests = true;
+    cfg->store.queue_size = 10000;
+    cfg->store.batch_size = 256;
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,
         .max_header_bytes = 64u << 10,
@@ -1048,6 +1071,9 @@ static int resolve_prices(struct loader *ld, const yaml_node_t *root)
     snprintf(dir, sizeof dir, "%s", cfg->path);
     const char *d = dirname(dir);
     bool explicit = cfg->prices_path != NULL;
+    if ((cfg->store.base_dir = strdup(d)) == NULL ||
+        (cfg->store.url == NULL && (cfg->store.url = strdup("sqlite://stratus.db")) == NULL))
+        return fail_at(ld, NULL, "out of memory");
     if (explicit && cfg->prices_path[0] == '/')
         snprintf(path, sizeof path, "%s", cfg->prices_path);
     else
@@ -1235,6 +1261,8 @@ void config_free(struct config *cfg)
         free(m->name);
     }
     free(cfg->models);
+    free(cfg->store.url);
+    free(cfg->store.base_dir);
     prices_free(cfg->prices);
     free(cfg->prices_path);
     free(cfg->listen_host);

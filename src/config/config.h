@@ -157,6 +157,14 @@ struct limits_conf {
 
 struct price_catalogue;
 
+/* Where the ledger goes (`store:`). */
+struct store_conf {
+    char *url;       /* default sqlite://stratus.db (relative: to the config's directory) */
+    char *base_dir;  /* the config file's directory */
+    long queue_size; /* rows waiting for the writer before new ones are dropped; 10000 */
+    long batch_size; /* rows per transaction at most; 256 */
+};
+
 struct config {
     char *path;                     /* the file it was loaded from */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
@@ -166,6 +174,7 @@ struct config {
     long shutdown_grace_ms;         /* default 10000 */
     bool log_requests;              /* default true: one JSON line per request on stderr */
     struct limits_conf limits;
+    struct store_conf store;
     struct backend_conf *backends;
     size_t n_backends;
     struct model_conf *models;

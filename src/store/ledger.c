@@ -1,0 +1,140 @@
+/*
+ * DESIGN: a ring buffer of rows guarded by one mutex; the writer copies a batch out under
+ * the lock and writes it without the lock, so the loop thread only ever waits for a memcpy.
+ * The ring is allocated once at start (calloc: pages are touched only as rows arrive).
+ */
+#include "store/ledger.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "obs/log.h"
+
+struct ledger {
+    struct store_handle store;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    struct ledger_row *ring;
+    size_t cap, head, count; /* rows [head, head+count) mod cap are queued */
+    size_t batch_size;
+    struct ledger_row *batch; /* writer-owned */
+    bool stopping;
+    struct ledger_stats stats;
+    uint64_t drops_logged_at; /* drops count when we last logged, to log once per burst */
+};
+
+static void *writer(void *ud)
+{
+    struct ledger *l = ud;
+    char why[512];
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->count == 0 && !l->stopping) pthread_cond_wait(&l->wake, &l->mu);
+        if (l->count == 0 && l->stopping) break;
+        size_t n = l->count < l->batch_size ? l->count : l->batch_size;
+        for (size_t i = 0; i < n; i++) l->batch[i] = l->ring[(l->head + i) % l->cap];
+        pthread_mutex_unlock(&l->mu);
+        int rc = l->store.ops->append(l->store.db, l->batch, n, why, sizeof why);
+        pthread_mutex_lock(&l->mu);
+        if (rc == 0) {
+            /* Only now are they durable: drop them from the queue. */
+            l->head = (l->head + n) % l->cap;
+            l->count -= n;
+            l->stats.written += n;
+            l->stats.batches++;
+            continue;
+        }
+        l->stats.errors++;
+        pthread_mutex_unlock(&l->mu);
+        log_msg("error", "ledger_write_failed", "%s (%zu rows kept queued, retrying in 1 s)", why,
+                n);
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&l->mu);
+        if (l->stopping && l->stats.errors > 30) break; /* a store gone for good at exit */
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size)
+{
+    struct ledger *l = calloc(1, sizeof *l);
+    if (l == NULL) goto fail;
+    l->store = store;
+    l->cap = queue_size ? queue_size : 10000;
+    l->batch_size = batch_size ? batch_size : 256;
+    l->ring = calloc(l->cap, sizeof *l->ring);
+    l->batch = calloc(l->batch_size, sizeof *l->batch);
+    if (l->ring == NULL || l->batch == NULL) goto fail;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    if (pthread_create(&l->thread, NULL, writer, l) != 0) {
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->wake);
+        goto fail;
+    }
+    return l;
+fail:
+    if (l) {
+        free(l->ring);
+        free(l->batch);
+        free(l);
+    }
+    store_close(&store);
+    return NULL;
+}
+
+int ledger_append(struct ledger *l, const struct ledger_row *row)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->count == l->cap) {
+        l->stats.dropped++;
+        uint64_t dropped = l->stats.dropped;
+        bool say = dropped == 1 || dropped - l->drops_logged_at >= 1000;
+        if (say) l->drops_logged_at = dropped;
+        pthread_mutex_unlock(&l->mu);
+        if (say)
+            log_msg("error", "ledger_queue_full",
+                    "ledger queue full (%zu rows): request %s not recorded; %llu dropped so far",
+                    l->cap, row->request_id, (unsigned long long)dropped);
+        return -1;
+    }
+    l->ring[(l->head + l->count) % l->cap] = *row;
+    l->count++;
+    l->stats.appended++;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+void ledger_stats(struct ledger *l, struct ledger_stats *out)
+{
+    pthread_mutex_lock(&l->mu);
+    *out = l->stats;
+    out->queued = l->count;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void ledger_stop(struct ledger *l)
+{
+    if (l == NULL) return;
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    if (l->count > 0)
+        log_msg("error", "ledger_unwritten", "%zu ledger rows could not be written at exit",
+                l->count);
+    store_close(&l->store);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->wake);
+    free(l->ring);
+    free(l->batch);
+    free(l);
+}

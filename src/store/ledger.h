@@ -1,0 +1,49 @@
+/*
+ * ledger — one row per request, written off the event loop.
+ *
+ * The loop thread calls ledger_append(), which copies the row into a bounded in-memory queue
+ * and returns at once; a writer thread takes whatever is queued (up to `batch_size` rows)
+ * and appends it to the store in one transaction, then the next batch, so under load rows
+ * are written in large batches and at idle one by one within milliseconds. When the queue
+ * is full the row is dropped, counted (`dropped`) and logged — never silently. A store
+ * error (database down) keeps the rows queued and retries every second.
+ *
+ * ledger_stop() (SIGTERM) writes every queued row before it returns: 0 rows lost on a clean
+ * stop. On kill -9 only rows not yet committed are lost: at most the batch being written
+ * plus what queued behind it during that write (tests/integration/ledger.test.mjs measures
+ * it).
+ *
+ * Thread: ledger_append/ledger_stats from one thread (the loop); the writer is internal.
+ * Ownership: the ledger owns the store handle it is given.
+ */
+#ifndef STRATUS_LEDGER_H
+#define STRATUS_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct ledger;
+
+struct ledger_stats {
+    uint64_t appended; /* rows accepted into the queue */
+    uint64_t written;  /* rows committed to the store */
+    uint64_t dropped;  /* rows refused because the queue was full */
+    uint64_t batches;  /* transactions committed */
+    uint64_t errors;   /* failed store writes (retried) */
+    size_t queued;     /* rows waiting now */
+};
+
+/** Starts the writer over `store` (taken over). @return the ledger, or NULL (OOM/thread). */
+struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size);
+
+/** Queues a copy of `row`. @return 0, or -1 when the queue is full (counted and logged). */
+int ledger_append(struct ledger *l, const struct ledger_row *row);
+
+void ledger_stats(struct ledger *l, struct ledger_stats *out);
+
+/** Writes everything queued, stops the writer, closes the store, frees. NULL-safe. */
+void ledger_stop(struct ledger *l);
+
+#endif

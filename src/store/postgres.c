@@ -1,0 +1,225 @@
+/*
+ * DESIGN: PostgreSQL through libpq, for several gateway instances sharing one ledger. The
+ * same schema and migrations as SQLite (BIGSERIAL ids); a migration runs under an advisory
+ * lock so two instances starting together do not both apply it. A batch is one transaction
+ * of prepared INSERTs; a broken connection is reset once and the batch retried.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/schema.h"
+#include "store/store.h"
+
+#define MIGRATION_LOCK 7477323 /* pg_advisory_lock key: "stratus" schema changes */
+
+struct store {
+    PGconn *conn;
+    bool prepared;
+};
+
+static int ok(PGresult *r, struct store *s, char *why, size_t size, const char *what)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return 0;
+    snprintf(why, size, "postgres %s: %s", what, PQerrorMessage(s->conn));
+    size_t n = strlen(why);
+    while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = '\0';
+    return -1;
+}
+
+static int exec(struct store *s, const char *sql, char *why, size_t size)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    int rc = ok(r, s, why, size, "exec");
+    PQclear(r);
+    return rc;
+}
+
+static int migrate(struct store *s, char *why, size_t size)
+{
+    char lock[96];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%d)", MIGRATION_LOCK);
+    if (exec(s, lock, why, size)) return -1;
+    int rc = exec(s,
+                  "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                  "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                  why, size);
+    for (size_t i = 0; rc == 0 && i < sizeof schema_migrations / sizeof schema_migrations[0]; i++) {
+        const struct migration *m = &schema_migrations[i];
+        char q[128], sql[4096];
+        snprintf(q, sizeof q, "SELECT 1 FROM schema_migrations WHERE version = %d", m->version);
+        PGresult *r = PQexec(s->conn, q);
+        if ((rc = ok(r, s, why, size, "migration check")) == 0 && PQntuples(r) == 0) {
+            migration_sql(m, "BIGSERIAL PRIMARY KEY", sql, sizeof sql);
+            snprintf(q, sizeof q, "INSERT INTO schema_migrations (version) VALUES (%d)",
+                     m->version);
+            rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) || exec(s, q, why, size) ||
+                         exec(s, "COMMIT", why, size)
+                     ? -1
+                     : 0;
+            if (rc) exec(s, "ROLLBACK", why + strlen(why), 0);
+        }
+        PQclear(r);
+    }
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_unlock(%d)", MIGRATION_LOCK);
+    char ignore[8];
+    exec(s, lock, ignore, sizeof ignore);
+    return rc;
+}
+
+static int prepare(struct store *s, char *why, size_t size)
+{
+    PGresult *r = PQprepare(s->conn, "ledger_insert",
+                            "INSERT INTO requests (" LEDGER_COLUMNS
+                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,"
+                            "$17,$18,$19)",
+                            0, NULL);
+    int rc = ok(r, s, why, size, "prepare");
+    PQclear(r);
+    s->prepared = rc == 0;
+    return rc;
+}
+
+static void pg_close(struct store *s)
+{
+    if (s == NULL) return;
+    PQfinish(s->conn);
+    free(s);
+}
+
+static struct store *pg_open(const char *url, char *why, size_t size)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(why, size, "out of memory");
+        return NULL;
+    }
+    s->conn = PQconnectdb(url);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        /* libpq's message may quote the URL's password: say only what failed. */
+        const char *m = PQerrorMessage(s->conn);
+        const char *line = strstr(m, "FATAL:");
+        snprintf(why, size, "postgres: cannot connect: %.200s", line ? line : m);
+        size_t n = strlen(why);
+        while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = '\0';
+        pg_close(s);
+        return NULL;
+    }
+    char ignore[8];
+    exec(s, "SET client_min_messages = warning", ignore, sizeof ignore);
+    if (migrate(s, why, size) || prepare(s, why, size)) {
+        pg_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                       size_t size)
+{
+    if (exec(s, "BEGIN", why, size)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        const struct ledger_row *r = &rows[i];
+        char ts[24], status[16], stream[4], pt[24], ct[24], cached[24], est[4], cost[40], lat[40],
+            ttft[40];
+        snprintf(ts, sizeof ts, "%lld", (long long)r->ts_ms);
+        snprintf(status, sizeof status, "%d", r->status);
+        snprintf(stream, sizeof stream, "%d", r->stream);
+        snprintf(pt, sizeof pt, "%lld", (long long)r->prompt_tokens);
+        snprintf(ct, sizeof ct, "%lld", (long long)r->completion_tokens);
+        snprintf(cached, sizeof cached, "%lld", (long long)r->cached_tokens);
+        snprintf(est, sizeof est, "%d", r->estimated);
+        snprintf(cost, sizeof cost, "%.17g", r->cost_usd);
+        snprintf(lat, sizeof lat, "%.3f", r->latency_ms);
+        snprintf(ttft, sizeof ttft, "%.3f", r->ttft_ms);
+        const char *v[LEDGER_N_COLUMNS] = {
+            ts,
+            r->request_id,
+            r->key_id,
+            r->team,
+            r->customer,
+            r->model,
+            r->backend,
+            r->target_model,
+            r->endpoint,
+            status,
+            stream,
+            r->prompt_tokens < 0 ? NULL : pt,
+            r->completion_tokens < 0 ? NULL : ct,
+            r->cached_tokens < 0 ? NULL : cached,
+            est,
+            r->cost_known ? cost : NULL,
+            lat,
+            r->ttft_ms < 0 ? NULL : ttft,
+            r->route,
+        };
+        PGresult *res =
+            PQexecPrepared(s->conn, "ledger_insert", LEDGER_N_COLUMNS, v, NULL, NULL, 0);
+        int rc = ok(res, s, why, size, "insert");
+        PQclear(res);
+        if (rc) {
+            char ignore[8];
+            exec(s, "ROLLBACK", ignore, sizeof ignore);
+            return -1;
+        }
+    }
+    return exec(s, "COMMIT", why, size);
+}
+
+static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                     size_t size)
+{
+    if (append_once(s, rows, n, why, size) == 0) return 0;
+    if (PQstatus(s->conn) == CONNECTION_OK) return -1;
+    PQreset(s->conn); /* the server restarted or the connection dropped: once more */
+    if (PQstatus(s->conn) != CONNECTION_OK || prepare(s, why, size)) return -1;
+    return append_once(s, rows, n, why, size);
+}
+
+static int pg_spend(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
+                    struct spend_line *lines, size_t cap, char *why, size_t size)
+{
+    char sql[700], from[24], to[24];
+    spend_query_sql(sql, sizeof sql, by, "$1::bigint", "$2::bigint");
+    snprintf(from, sizeof from, "%lld", (long long)from_ms);
+    snprintf(to, sizeof to, "%lld", (long long)to_ms);
+    const char *v[2] = {from, to};
+    PGresult *r = PQexecParams(s->conn, sql, 2, NULL, v, NULL, NULL, 0);
+    if (ok(r, s, why, size, "spend")) {
+        PQclear(r);
+        return -1;
+    }
+    size_t n = (size_t)PQntuples(r);
+    if (n > cap) n = cap;
+    for (size_t i = 0; i < n; i++) {
+        struct spend_line *l = &lines[i];
+        snprintf(l->group, sizeof l->group, "%s", PQgetvalue(r, (int)i, 0));
+        l->requests = atoll(PQgetvalue(r, (int)i, 1));
+        l->prompt_tokens = atoll(PQgetvalue(r, (int)i, 2));
+        l->completion_tokens = atoll(PQgetvalue(r, (int)i, 3));
+        l->cost_usd = atof(PQgetvalue(r, (int)i, 4));
+        l->unknown_cost = atoll(PQgetvalue(r, (int)i, 5));
+        l->estimated = atoll(PQgetvalue(r, (int)i, 6));
+    }
+    PQclear(r);
+    return (int)n;
+}
+
+static int64_t pg_count(struct store *s)
+{
+    PGresult *r = PQexec(s->conn, "SELECT COUNT(*) FROM requests");
+    int64_t n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoll(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return n;
+}
+
+const struct store_ops store_postgres = {
+    .scheme = "postgres",
+    .open = pg_open,
+    .append = pg_append,
+    .spend = pg_spend,
+    .count = pg_count,
+    .close = pg_close,
+};

@@ -1,0 +1,78 @@
+/*
+ * schema — the ledger's tables and migrations, shared by every store. A migration is SQL
+ * that runs once, in order, recorded in schema_migrations(version). `%ID%` in it is the
+ * store's auto-increment primary key type.
+ * Internal to src/store.
+ */
+#ifndef STRATUS_STORE_SCHEMA_H
+#define STRATUS_STORE_SCHEMA_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "store/store.h"
+
+struct migration {
+    int version;
+    const char *sql; /* one or more statements separated by ';' */
+};
+
+static const struct migration schema_migrations[] = {
+    {1, "CREATE TABLE requests ("
+        " id %ID%,"
+        " ts_ms BIGINT NOT NULL,"
+        " request_id TEXT NOT NULL,"
+        " key_id TEXT NOT NULL,"
+        " team TEXT NOT NULL,"
+        " customer TEXT NOT NULL,"
+        " model TEXT NOT NULL,"
+        " backend TEXT NOT NULL,"
+        " target_model TEXT NOT NULL,"
+        " endpoint TEXT NOT NULL,"
+        " status INTEGER NOT NULL,"
+        " stream INTEGER NOT NULL,"
+        " prompt_tokens BIGINT,"
+        " completion_tokens BIGINT,"
+        " cached_tokens BIGINT,"
+        " estimated INTEGER NOT NULL,"
+        " cost_usd DOUBLE PRECISION,"
+        " latency_ms DOUBLE PRECISION NOT NULL,"
+        " ttft_ms DOUBLE PRECISION,"
+        " route TEXT NOT NULL);"
+        "CREATE INDEX requests_ts ON requests (ts_ms);"
+        "CREATE INDEX requests_key ON requests (key_id, ts_ms);"
+        "CREATE INDEX requests_team ON requests (team, ts_ms);"
+        "CREATE INDEX requests_customer ON requests (customer, ts_ms)"},
+};
+
+#define SCHEMA_VERSION 1
+
+/* The insert every store prepares; parameters in column order. */
+#define LEDGER_COLUMNS                                                                             \
+    "ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, "          \
+    "status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, "       \
+    "latency_ms, ttft_ms, route"
+#define LEDGER_N_COLUMNS 19
+
+/** The migration's SQL with %ID% replaced by `id_type` into `out`. */
+static inline void migration_sql(const struct migration *m, const char *id_type, char *out,
+                                 size_t size)
+{
+    const char *at = m->sql;
+    size_t w = 0;
+    while (*at && w + 1 < size) {
+        if (strncmp(at, "%ID%", 4) == 0) {
+            for (const char *t = id_type; *t && w + 1 < size; t++) out[w++] = *t;
+            at += 4;
+        } else {
+            out[w++] = *at++;
+        }
+    }
+    out[w] = '\0';
+}
+
+const char *spend_group_column(enum spend_group g);
+/** The spend query, grouped by `by`, with p1/p2 as the placeholders for from/to. */
+void spend_query_sql(char *out, size_t size, enum spend_group by, const char *p1, const char *p2);
+
+#endif

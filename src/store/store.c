@@ -1,0 +1,76 @@
+/*
+ * DESIGN: the one place that knows which stores exist (like providers/registry.c) and the
+ * SQL every store shares. Columns are chosen from a fixed list, never from user text.
+ */
+#include "store/store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "store/schema.h"
+
+int store_open(const char *url, const char *base_dir, struct store_handle *out, char *why,
+               size_t size)
+{
+    memset(out, 0, sizeof *out);
+    char target[2048];
+    if (strncmp(url, "sqlite://", 9) == 0) {
+        const char *path = url + 9;
+        if (path[0] == '\0') {
+            snprintf(why, size, "store.url %s: no file name", url);
+            return -1;
+        }
+        if (path[0] == '/' || strcmp(path, ":memory:") == 0 || base_dir == NULL)
+            snprintf(target, sizeof target, "%s", path);
+        else
+            snprintf(target, sizeof target, "%s/%s", base_dir, path);
+        out->ops = &store_sqlite;
+    } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        snprintf(target, sizeof target, "%s", url);
+        out->ops = &store_postgres;
+    } else {
+        snprintf(why, size, "store.url %s: unsupported scheme (sqlite://PATH or postgres://...)",
+                 url);
+        return -1;
+    }
+    out->db = out->ops->open(target, why, size);
+    return out->db ? 0 : -1;
+}
+
+void store_close(struct store_handle *h)
+{
+    if (h && h->ops && h->db) h->ops->close(h->db);
+    if (h) h->db = NULL;
+}
+
+static const char *const group_names[] = {"model", "key", "team", "customer", "backend"};
+static const char *const group_columns[] = {"model", "key_id", "team", "customer", "backend"};
+
+int spend_group_parse(const char *s)
+{
+    for (int i = 0; s && i < 5; i++)
+        if (strcmp(s, group_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *spend_group_name(enum spend_group g)
+{
+    return (unsigned)g < 5 ? group_names[g] : "?";
+}
+
+const char *spend_group_column(enum spend_group g)
+{
+    return (unsigned)g < 5 ? group_columns[g] : "model";
+}
+
+void spend_query_sql(char *out, size_t size, enum spend_group by, const char *p1, const char *p2)
+{
+    const char *c = spend_group_column(by);
+    snprintf(out, size,
+             "SELECT %s, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), "
+             "SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)), "
+             "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), SUM(estimated) "
+             "FROM requests WHERE ts_ms >= %s AND ts_ms < %s GROUP BY %s "
+             "ORDER BY 5 DESC, 1",
+             c, p1, p2, c);
+}

@@ -1,0 +1,98 @@
+/*
+ * store — where the ledger lives: one interface, one file per backend (sqlite.c,
+ * postgres.c), chosen by the scheme of `store.url`:
+ *   sqlite://stratus.db            a file (relative to the config file's directory)
+ *   sqlite:///var/lib/stratus.db   an absolute path
+ *   postgres://user:pass@host:port/db (also postgresql://)
+ *
+ * Every store has the same schema, created and upgraded by numbered migrations at open
+ * (table schema_migrations records what ran), and appends ledger rows in batches, one
+ * transaction each. Stores are used from the ledger's writer thread only (and from CLI
+ * commands, which have no other thread); a store handle is not shared between threads.
+ */
+#ifndef STRATUS_STORE_H
+#define STRATUS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One request, as the ledger records it. Strings are copied in (truncated to fit). */
+struct ledger_row {
+    int64_t ts_ms; /* wall clock, ms since the epoch, when the request arrived */
+    char request_id[48];
+    char key_id[48];    /* virtual key id, "" without auth */
+    char team[64];      /* the key's team, "" when none */
+    char customer[128]; /* x-stratus-customer, else the OpenAI `user` field, else "" */
+    char model[128];    /* the model alias the client asked for */
+    char backend[64];   /* "" when no target answered */
+    char target_model[160];
+    char endpoint[24]; /* "chat/completions", ... */
+    int status;
+    bool stream;
+    int64_t prompt_tokens, completion_tokens, cached_tokens; /* -1: unknown */
+    bool estimated;                                          /* usage was estimated */
+    bool cost_known;
+    double cost_usd;
+    double latency_ms;
+    double ttft_ms; /* -1 when no byte was sent */
+    char route[192];
+};
+
+/* A spend report: sums over rows in [from_ms, to_ms), grouped by one column. */
+enum spend_group {
+    SPEND_BY_MODEL,
+    SPEND_BY_KEY,
+    SPEND_BY_TEAM,
+    SPEND_BY_CUSTOMER,
+    SPEND_BY_BACKEND
+};
+
+struct spend_line {
+    char group[160];
+    int64_t requests;
+    int64_t prompt_tokens, completion_tokens;
+    double cost_usd;
+    int64_t unknown_cost; /* requests whose cost is unknown (not in cost_usd) */
+    int64_t estimated;    /* requests with estimated usage */
+};
+
+struct store;
+
+struct store_ops {
+    const char *scheme; /* "sqlite", "postgres" */
+    /** Opens (creating if needed) and migrates. NULL with `why` on failure. */
+    struct store *(*open)(const char *target, char *why, size_t why_size);
+    /** Appends `n` rows in one transaction. @return 0, or -1 with `why`. */
+    int (*append)(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                  size_t why_size);
+    /** Fills up to `cap` lines, biggest spend first. @return lines, or -1 with `why`. */
+    int (*spend)(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
+                 struct spend_line *lines, size_t cap, char *why, size_t why_size);
+    /** Rows in the ledger (tests, reports). -1 on error. */
+    int64_t (*count)(struct store *s);
+    void (*close)(struct store *s);
+};
+
+struct store_handle {
+    const struct store_ops *ops;
+    struct store *db;
+};
+
+/**
+ * Opens the store `url` names; a relative sqlite path is taken relative to `base_dir`.
+ * @return 0 with `out` filled, or -1 with `why` ("unsupported scheme", connection errors).
+ */
+int store_open(const char *url, const char *base_dir, struct store_handle *out, char *why,
+               size_t why_size);
+
+/** NULL-safe on an unopened handle. */
+void store_close(struct store_handle *h);
+
+/** "model", "key", "team", "customer", "backend" → the enum. @return -1 if none. */
+int spend_group_parse(const char *s);
+const char *spend_group_name(enum spend_group g);
+
+extern const struct store_ops store_sqlite, store_postgres;
+
+#endif
