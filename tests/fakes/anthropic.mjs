@@ -30,26 +30,30 @@ function textOf(content) {
   return '';
 }
 
+const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 // Returns an error message naming what is wrong, or null for a valid Messages request.
 function validate(body) {
-  if (!body || typeof body !== 'object') return 'body: expected a JSON object';
+  if (!isObj(body)) return 'body: expected a JSON object';
   if (typeof body.model !== 'string' || !body.model) return 'model: Field required';
   if (!Number.isInteger(body.max_tokens) || body.max_tokens < 1) return 'max_tokens: Field required (a positive integer)';
   if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: at least one message is required';
   if (body.system !== undefined && typeof body.system !== 'string') {
-    if (!Array.isArray(body.system) || body.system.some((b) => b.type !== 'text' || typeof b.text !== 'string'))
+    if (!Array.isArray(body.system) || body.system.some((b) => !isObj(b) || b.type !== 'text' || typeof b.text !== 'string'))
       return 'system: must be a string or a list of text blocks';
   }
   for (const [i, m] of body.messages.entries()) {
+    if (!isObj(m)) return `messages.${i}: must be an object`;
     if (m.role !== 'user' && m.role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
     if (typeof m.content === 'string') continue;
     if (!Array.isArray(m.content) || m.content.length === 0) return `messages.${i}.content: must be a string or a non-empty list`;
     for (const [j, b] of m.content.entries()) {
       const where = `messages.${i}.content.${j}`;
+      if (!isObj(b)) return `${where}: must be an object`;
       if (b.type === 'text') {
         if (typeof b.text !== 'string' || !b.text) return `${where}.text: text content blocks must be non-empty`;
       } else if (b.type === 'image') {
-        const s = b.source ?? {};
+        const s = isObj(b.source) ? b.source : {};
         if (s.type === 'base64') {
           if (!/^image\/(png|jpeg|gif|webp)$/.test(s.media_type ?? '') || typeof s.data !== 'string') return `${where}.source: invalid base64 image source`;
         } else if (s.type === 'url') {
@@ -57,7 +61,7 @@ function validate(body) {
         } else return `${where}.source.type: must be base64 or url`;
         if (m.role !== 'user') return `${where}: images are only allowed in user messages`;
       } else if (b.type === 'tool_use') {
-        if (m.role !== 'assistant' || typeof b.id !== 'string' || typeof b.name !== 'string' || typeof b.input !== 'object')
+        if (m.role !== 'assistant' || typeof b.id !== 'string' || typeof b.name !== 'string' || !isObj(b.input))
           return `${where}: invalid tool_use block`;
       } else if (b.type === 'tool_result') {
         if (m.role !== 'user' || typeof b.tool_use_id !== 'string') return `${where}: invalid tool_result block`;
@@ -67,7 +71,7 @@ function validate(body) {
   if (body.tools !== undefined) {
     if (!Array.isArray(body.tools)) return 'tools: must be a list';
     for (const [i, t] of body.tools.entries())
-      if (typeof t.name !== 'string' || typeof t.input_schema !== 'object') return `tools.${i}: needs name and input_schema`;
+      if (!isObj(t) || typeof t.name !== 'string' || !isObj(t.input_schema)) return `tools.${i}: needs name and input_schema`;
   }
   if (body.stop_sequences !== undefined && (!Array.isArray(body.stop_sequences) || body.stop_sequences.some((s) => typeof s !== 'string')))
     return 'stop_sequences: must be a list of strings';
@@ -137,7 +141,8 @@ export async function startAnthropicFake({ port = 0, apiKey = 'test-anthropic-ke
     if (!req.headers['anthropic-version']) return error(400, 'invalid_request_error', 'anthropic-version: header is required');
     if (!/^application\/json/.test(req.headers['content-type'] ?? '')) return error(400, 'invalid_request_error', 'content-type must be application/json');
     if (body === undefined) return error(400, 'invalid_request_error', 'There was an issue with your request body: not valid JSON');
-    const why = validate(body);
+    let why;
+    try { why = validate(body); } catch (e) { why = `malformed request: ${e.message}`; } // never crash the test process
     if (why) return error(400, 'invalid_request_error', why);
 
     const model = body.model;

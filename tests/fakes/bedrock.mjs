@@ -77,39 +77,54 @@ async function verifySignature(req, raw, { region, accessKeyId, secretAccessKey,
   return null;
 }
 
+const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 function validate(body) {
-  if (!body || typeof body !== 'object') return 'body must be a JSON object';
+  if (!isObj(body)) return 'body must be a JSON object';
   if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: at least one message is required';
   for (const [i, m] of body.messages.entries()) {
+    if (!isObj(m)) return `messages.${i}: must be an object`;
     if (m.role !== 'user' && m.role !== 'assistant') return `messages.${i}.role: must be user or assistant`;
     if (!Array.isArray(m.content) || m.content.length === 0) return `messages.${i}.content: must be a non-empty list`;
     for (const [j, b] of m.content.entries()) {
-      const kinds = Object.keys(b);
       const where = `messages.${i}.content.${j}`;
+      if (!isObj(b)) return `${where}: must be an object`;
+      const kinds = Object.keys(b);
       if (kinds.length !== 1) return `${where}: exactly one of text, image, toolUse, toolResult`;
       const k = kinds[0];
       if (k === 'text') { if (typeof b.text !== 'string' || !b.text) return `${where}.text: must be a non-empty string`; }
       else if (k === 'image') {
-        if (!['png', 'jpeg', 'gif', 'webp'].includes(b.image.format) || typeof b.image.source?.bytes !== 'string') return `${where}.image: invalid image block`;
+        if (!isObj(b.image) || !['png', 'jpeg', 'gif', 'webp'].includes(b.image.format) || typeof b.image.source?.bytes !== 'string') return `${where}.image: invalid image block`;
       } else if (k === 'toolUse') {
         const t = b.toolUse;
-        if (typeof t.toolUseId !== 'string' || typeof t.name !== 'string' || typeof t.input !== 'object') return `${where}.toolUse: invalid`;
+        if (!isObj(t) || typeof t.toolUseId !== 'string' || typeof t.name !== 'string' || !isObj(t.input)) return `${where}.toolUse: needs toolUseId, name and an object input`;
       } else if (k === 'toolResult') {
         const t = b.toolResult;
-        if (typeof t.toolUseId !== 'string' || !Array.isArray(t.content)) return `${where}.toolResult: invalid`;
+        if (!isObj(t) || typeof t.toolUseId !== 'string' || !Array.isArray(t.content)) return `${where}.toolResult: needs toolUseId and a content list`;
+        for (const [k2, c] of t.content.entries()) {
+          const ok = isObj(c) && Object.keys(c).length === 1
+            && (typeof c.text === 'string' || (c.json !== undefined && c.json !== null && typeof c.json === 'object'));
+          if (!ok) return `${where}.toolResult.content.${k2}: exactly one of text (a string) or json`;
+        }
+        if (t.status !== undefined && t.status !== 'success' && t.status !== 'error') return `${where}.toolResult.status: must be success or error`;
       } else return `${where}: unknown block ${k}`;
     }
   }
-  if (body.system !== undefined && (!Array.isArray(body.system) || body.system.some((b) => typeof b.text !== 'string'))) return 'system: must be a list of {text}';
+  if (body.system !== undefined && (!Array.isArray(body.system) || body.system.some((b) => !isObj(b) || typeof b.text !== 'string'))) return 'system: must be a list of {text}';
   const ic = body.inferenceConfig;
   if (ic !== undefined) {
-    if (typeof ic !== 'object') return 'inferenceConfig: must be an object';
+    if (!isObj(ic)) return 'inferenceConfig: must be an object';
     for (const k of Object.keys(ic)) if (!['maxTokens', 'temperature', 'topP', 'stopSequences'].includes(k)) return `inferenceConfig.${k}: unknown field`;
     if (ic.maxTokens !== undefined && (!Number.isInteger(ic.maxTokens) || ic.maxTokens < 1)) return 'inferenceConfig.maxTokens: must be a positive integer';
+    if (ic.temperature !== undefined && typeof ic.temperature !== 'number') return 'inferenceConfig.temperature: must be a number';
+    if (ic.topP !== undefined && typeof ic.topP !== 'number') return 'inferenceConfig.topP: must be a number';
+    if (ic.stopSequences !== undefined && (!Array.isArray(ic.stopSequences) || ic.stopSequences.some((x) => typeof x !== 'string')))
+      return 'inferenceConfig.stopSequences: must be a list of strings';
   }
   if (body.toolConfig !== undefined) {
+    if (!isObj(body.toolConfig)) return 'toolConfig: must be an object';
     const tools = body.toolConfig.tools;
-    if (!Array.isArray(tools) || tools.some((t) => typeof t.toolSpec?.name !== 'string' || typeof t.toolSpec?.inputSchema?.json !== 'object'))
+    if (!Array.isArray(tools) || tools.some((t) => !isObj(t) || typeof t.toolSpec?.name !== 'string' || !isObj(t.toolSpec?.inputSchema?.json)))
       return 'toolConfig.tools: each needs toolSpec.name and toolSpec.inputSchema.json';
   }
   for (const k of Object.keys(body)) if (!['messages', 'system', 'inferenceConfig', 'toolConfig', 'additionalModelRequestFields'].includes(k)) return `${k}: unknown field`;
@@ -172,7 +187,8 @@ export async function startBedrockFake({ port = 0, region = 'us-east-1', accessK
     rec.signatureOk = true;
     if (req.method !== 'POST' || !route) return error(404, 'UnknownOperationException', `no route ${req.method} ${req.url}`);
     if (body === undefined) return error(400, 'SerializationException', 'body is not valid JSON');
-    const why = validate(body);
+    let why;
+    try { why = validate(body); } catch (e) { why = `malformed request: ${e.message}`; } // never crash the test process
     if (why) return error(400, 'ValidationException', why);
 
     const model = rec.modelId;

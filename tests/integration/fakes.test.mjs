@@ -84,3 +84,18 @@ test('bedrock fake: ConverseStream decodes with the AWS codec; a bad CRC does no
   assert.deepEqual(events.at(-1)[1].usage, { inputTokens: 2, outputTokens: 2, totalTokens: 4 });
   await assert.rejects(decodeStream('bad-crc'), /checksum/i);
 });
+
+test('fakes: a malformed body (null message / block) gets a 400 naming it, not a crash', async () => {
+  const res = await fetch(`${anth.url}/v1/messages`, { method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': 'k', 'anthropic-version': '2023-06-01' },
+    body: JSON.stringify({ model: 'echo', max_tokens: 5, messages: [{ role: 'user', content: [null] }] }) });
+  assert.equal(res.status, 400);
+  assert.match((await res.json()).error.message, /messages\.0\.content\.0/);
+  for (const bad of [[null], [{ role: 'user', content: [{ toolUse: null }] }]]) {
+    const { send } = await bedrockPost('/model/echo/converse', JSON.stringify({ messages: bad }));
+    const r = await send();
+    assert.equal(r.status, 400);
+    assert.match(r.headers.get('x-amzn-errortype'), /^ValidationException/);
+    assert.match((await r.json()).message, /^messages\.0/);
+  }
+});

@@ -654,8 +654,6 @@ static void test_config_load_string_refuses_later_sections(void **state)
 {
     (void)state;
     expect_exact("auth:\n  master_key: env:X\n", 1, 1, "'auth' is not supported by this build");
-    expect_exact("listen: 127.0.0.1:1\nstore: { url: \"sqlite://x.db\" }\n", 2, 1,
-                 "'store' is not supported by this build");
     /* Even empty: a present-but-null auth block must not be mistaken for "no auth". */
     expect_exact("auth:\n", 1, 1, "'auth' is not supported by this build");
 }
