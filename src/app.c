@@ -30,6 +30,8 @@
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "route/router.h"
+#include "guard/guard.h"
+#include "store/jobs.h"
 #include "store/ledger.h"
 #include "util/clock.h"
 
@@ -266,7 +268,9 @@ static void log_banner(const struct app *app)
 static void app_teardown(struct app *app)
 {
     log_batch_stop();
-    http_server_free(app->server);
+    http_server_free(app->server); /* requests settle their budget holds as they go */
+    guard_free(app->guard);
+    store_jobs_stop(app->jobs);
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
     upstream_free(app->upstream);
     router_free(app->router);
@@ -301,6 +305,7 @@ int app_run(struct config *cfg, const char *listen)
         log_msg("error", "start_failed", "cannot initialise libcurl");
         goto out;
     }
+    evthread_use_pthreads(); /* store jobs and the ledger wake the loop from their threads */
     app->loop = event_base_new();
     if (app->loop == NULL) {
         log_msg("error", "start_failed", "cannot create the event loop");
@@ -339,12 +344,43 @@ int app_run(struct config *cfg, const char *listen)
         if (store.ops == &store_sqlite) log_str(&l, "url", cfg->store.url);
         log_str(&l, "base_dir", cfg->store.base_dir);
         log_end(&l);
+        /* A second handle for admin calls and key refreshes: the ledger's is its writer's. */
+        if (store_open(cfg->store.url, cfg->store.base_dir, &store, why, sizeof why) != 0) {
+            log_msg("error", "start_failed", "store: %s", why);
+            goto out;
+        }
+        struct store_handle seed = store; /* guard_new reads it before any job is queued */
+        if ((app->jobs = store_jobs_start(app->loop, store)) == NULL) goto oom;
+        if ((app->guard = guard_new(cfg, app->loop, &seed, app->jobs, &e)) == NULL) {
+            log_msg("error", "start_failed", "%s", e.msg);
+            goto out;
+        }
+        log_begin(&l, guard_auth_enabled(app->guard) ? "info" : "warn", "auth");
+        log_bool(&l, "enabled", guard_auth_enabled(app->guard));
+        log_str(&l, "master_key", cfg->auth.master_key.ref);
+        log_int(&l, "keys", (long long)key_table_size(guard_keys(app->guard)));
+        log_int(&l, "budgets", (long long)cfg->n_budgets);
+        if (!guard_auth_enabled(app->guard))
+            log_str(&l, "message", "no auth.master_key: every caller is trusted; loopback only");
+        log_end(&l);
     }
 
     const char *why = NULL;
     if (listen) {
         if (config_parse_listen(listen, &host, &port, &why) != 0) {
             log_msg("error", "start_failed", "--listen %s: %s", listen, why);
+            goto out;
+        }
+    }
+    {
+        const char *h = host ? host : cfg->listen_host;
+        bool loopback =
+            strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "localhost") == 0;
+        if (!loopback && !guard_auth_enabled(app->guard)) {
+            log_msg("error", "start_failed",
+                    "listening on %s without auth would let anyone spend through this gateway; "
+                    "set auth.master_key or listen on 127.0.0.1",
+                    h);
             goto out;
         }
     }

@@ -19,6 +19,8 @@ struct upstream;
 struct router;
 struct backend;
 struct supervisor;
+struct store_jobs;
+struct guard;
 
 struct app {
     struct event_base *loop;       /* owned */
@@ -27,6 +29,8 @@ struct app {
     struct upstream *upstream;     /* owned */
     struct router *router;         /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
+    struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
+    struct guard *guard;           /* owned: keys, rate limits, budgets */
     struct supervisor *supervisor; /* owned; NULL without local backends */
     struct backend *backends;      /* owned array, parallel to cfg->backends */
     size_t n_backends;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "app.h"
+#include "cli/commands.h"
 #include "config/config.h"
 #include "route/explain.h"
 #ifdef STRATUS_HAVE_ENGINE
@@ -25,6 +26,17 @@ static void usage(FILE *f)
           "  stratus route explain --config FILE --model M      how M would route now\n"
           "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
           "        [--max-tokens N]\n"
+          "  stratus keys create [--team T] [--models a,b] [--budget-usd X]\n"
+          "        [--budget-period daily|monthly] [--budget-soft F]\n"
+          "        [--on-exhausted reject|local_only] [--rpm N] [--tpm N]\n"
+          "        [--expires-in 30d] [--name N] [--json]       make a virtual key\n"
+          "  stratus keys list [--json]                         every key\n"
+          "  stratus keys revoke KEY_ID                         revoke a key\n"
+          "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
+          "        [--until T] [--json]                         the spend report\n"
+          "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
+          "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
+          "  (keys, spend and cost take --config FILE; default config/stratus.yaml)\n"
           "  stratus --version                                  print the version\n"
           "  stratus help                                       this text\n"
           "\n"
@@ -162,6 +174,9 @@ int main(int argc, char **argv)
     }
 #endif
     if (strcmp(cmd, "route") == 0) return route_command(argc, argv);
+    if (strcmp(cmd, "keys") == 0) return cli_keys(argc, argv);
+    if (strcmp(cmd, "spend") == 0) return cli_spend(argc, argv);
+    if (strcmp(cmd, "cost") == 0) return cli_cost(argc, argv);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check") != 0) {
         fprintf(stderr, "stratus: unknown command '%s'\n\n", cmd);
         usage(stderr);

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/admin.h"
 #include "api/proxy.h"
 #include "app.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "providers/provider.h"
 #include "util/arena.h"
@@ -303,16 +305,18 @@ static void respond_json(struct http_request *req, int status, json_t *doc)
     free(s);
 }
 
-static void handle_health(struct app *app, struct http_request *req)
+static void handle_health(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)app;
+    (void)who;
     static const char body[] = "{\"status\":\"ok\"}";
     proxy_log_simple(req, 200, NULL, NULL);
     http_respond(req, 200, "application/json", body, sizeof body - 1);
 }
 
-static void handle_ready(struct app *app, struct http_request *req)
+static void handle_ready(struct app *app, struct http_request *req, const struct principal *who)
 {
+    (void)who;
     json_t *list = json_array();
     bool all = true;
     for (size_t i = 0; i < app->n_backends; i++) {
@@ -335,13 +339,14 @@ static void handle_ready(struct app *app, struct http_request *req)
     respond_json(req, all ? 200 : 503, doc);
 }
 
-static void handle_models(struct app *app, struct http_request *req)
+static void handle_models(struct app *app, struct http_request *req, const struct principal *who)
 {
     json_t *data = json_array();
     for (size_t i = 0; i < app->cfg->n_models; i++)
-        json_array_append_new(data,
-                              json_pack("{s:s, s:s, s:i, s:s}", "id", app->cfg->models[i].name,
-                                        "object", "model", "created", 0, "owned_by", "stratus"));
+        if (who->kind != PRINCIPAL_KEY || key_allows_model(&who->key, app->cfg->models[i].name))
+            json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
+                                                  app->cfg->models[i].name, "object", "model",
+                                                  "created", 0, "owned_by", "stratus"));
     respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -351,7 +356,8 @@ static void reply_error(struct http_request *req, const struct err *e, const cha
     http_respond_error(req, e);
 }
 
-static void handle_proxy(struct app *app, struct http_request *req, enum openai_endpoint ep)
+static void handle_proxy(struct app *app, struct http_request *req, enum openai_endpoint ep,
+                         const struct principal *who)
 {
     struct err e;
     err_clear(&e);
@@ -364,7 +370,7 @@ static void handle_proxy(struct app *app, struct http_request *req, enum openai_
         return;
     }
     if (openai_parse_request(ep, bytes, len, req->arena, oreq, &e) != 0) {
-        proxy_record(app, req, NULL, NULL, e.status);
+        proxy_record(app, req, who, NULL, NULL, e.status);
         reply_error(req, &e, NULL);
         return;
     }
@@ -373,41 +379,51 @@ static void handle_proxy(struct app *app, struct http_request *req, enum openai_
         err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
                   oreq->model);
         e.code = "model_not_found";
-        proxy_record(app, req, oreq, oreq->model, 404);
+        proxy_record(app, req, who, oreq, oreq->model, 404);
         reply_error(req, &e, oreq->model);
         return;
     }
-    proxy_start(app, req, model, oreq);
+    proxy_start(app, req, model, oreq, who);
 }
 
-static void handle_chat(struct app *app, struct http_request *req)
+static void handle_chat(struct app *app, struct http_request *req, const struct principal *who)
 {
-    handle_proxy(app, req, OPENAI_CHAT);
+    handle_proxy(app, req, OPENAI_CHAT, who);
 }
 
-static void handle_completions(struct app *app, struct http_request *req)
+static void handle_completions(struct app *app, struct http_request *req,
+                               const struct principal *who)
 {
-    handle_proxy(app, req, OPENAI_COMPLETIONS);
+    handle_proxy(app, req, OPENAI_COMPLETIONS, who);
 }
 
-static void handle_embeddings(struct app *app, struct http_request *req)
+static void handle_embeddings(struct app *app, struct http_request *req,
+                              const struct principal *who)
 {
-    handle_proxy(app, req, OPENAI_EMBEDDINGS);
+    handle_proxy(app, req, OPENAI_EMBEDDINGS, who);
 }
+
+enum access { OPEN, API, ADMIN }; /* who may call: anyone, any key, the master key */
 
 struct route {
     const char *path;
     const char *method;
-    void (*handle)(struct app *app, struct http_request *req);
+    enum access access;
+    bool prefix; /* path is a prefix ("/admin/keys/" + id) */
+    void (*handle)(struct app *app, struct http_request *req, const struct principal *who);
 };
 
 static const struct route routes[] = {
-    {"/health", "GET", handle_health},
-    {"/ready", "GET", handle_ready},
-    {"/v1/models", "GET", handle_models},
-    {"/v1/chat/completions", "POST", handle_chat},
-    {"/v1/completions", "POST", handle_completions},
-    {"/v1/embeddings", "POST", handle_embeddings},
+    {"/health", "GET", OPEN, false, handle_health},
+    {"/ready", "GET", OPEN, false, handle_ready},
+    {"/v1/models", "GET", API, false, handle_models},
+    {"/v1/chat/completions", "POST", API, false, handle_chat},
+    {"/v1/completions", "POST", API, false, handle_completions},
+    {"/v1/embeddings", "POST", API, false, handle_embeddings},
+    {"/admin/keys", "POST", ADMIN, false, admin_create_key},
+    {"/admin/keys", "GET", ADMIN, false, admin_list_keys},
+    {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key},
+    {"/admin/spend", "GET", ADMIN, false, admin_spend},
 };
 
 void api_handle(struct http_request *req, void *ud)
@@ -416,19 +432,37 @@ void api_handle(struct http_request *req, void *ud)
     struct err e;
     err_clear(&e);
     const struct route *path_match = NULL;
+    char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(routes[i].path, req->path) != 0) continue;
-        path_match = &routes[i];
-        if (strcmp(routes[i].method, req->method) == 0) {
-            routes[i].handle(app, req);
+        const struct route *r = &routes[i];
+        bool match = r->prefix ? strncmp(r->path, req->path, strlen(r->path)) == 0 &&
+                                     req->path[strlen(r->path)] != '\0'
+                               : strcmp(r->path, req->path) == 0;
+        if (!match) continue;
+        path_match = r;
+        if (strcmp(r->method, req->method) == 0) {
+            struct principal *who = arena_calloc(req->arena, 1, sizeof *who);
+            if (who == NULL) {
+                err_oom(&e);
+                break;
+            }
+            if (r->access != OPEN &&
+                guard_authenticate(app->guard, req, r->access == ADMIN, who, &e) != 0) {
+                if (r->access == API) proxy_record(app, req, NULL, NULL, NULL, e.status);
+                break;
+            }
+            r->handle(app, req, who);
             return;
         }
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
     }
-    if (path_match) {
-        http_add_header(req, "Allow", path_match->method);
+    if (e.status) {
+        /* authentication failed or out of memory: already in e */
+    } else if (path_match) {
+        http_add_header(req, "Allow", allow);
         err_set(&e, 405, "invalid_request_error", "method_not_allowed",
-                "method %s is not allowed on %s; use %s", req->method, req->path,
-                path_match->method);
+                "method %s is not allowed on %s; use %s", req->method, req->path, allow);
     } else {
         err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
                 req->method, req->path);

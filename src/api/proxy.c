@@ -28,6 +28,7 @@
 
 #include "app.h"
 #include "cost/cost.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "http/sse.h"
 #include "obs/log.h"
@@ -91,6 +92,8 @@ struct proxy {
     struct usage usage; /* what is billed: provider counts, or an estimate */
     double cost_usd;    /* valid when cost_known */
     bool cost_known;
+    const struct principal *who; /* request arena */
+    struct admission adm;        /* budget hold and TPM charge, settled in finish() */
 };
 
 static void next_attempt(struct proxy *p);
@@ -216,7 +219,7 @@ static bool scan_json(struct proxy *p, const char *bytes, size_t len, struct jso
 
 static void add_target_headers(struct proxy *p)
 {
-    char route[300];
+    char route[400];
     size_t failed = p->n_attempts ? p->n_attempts - 1 : 0;
     if (failed)
         snprintf(route, sizeof route, "%s; %s; after %zu failed attempt%s", p->plan.policy,
@@ -273,7 +276,18 @@ static int64_t wall_ms_at(uint64_t mono_ns)
     return now_ms - (int64_t)((clock_now_ns() - mono_ns) / 1000000);
 }
 
-void proxy_record(struct app *app, const struct http_request *req,
+static void principal_fields(const struct principal *who, struct ledger_row *r)
+{
+    if (who == NULL) return;
+    if (who->kind == PRINCIPAL_KEY) {
+        copy_field(r->key_id, sizeof r->key_id, who->key.id);
+        copy_field(r->team, sizeof r->team, who->key.team);
+    } else if (who->kind == PRINCIPAL_MASTER) {
+        copy_field(r->key_id, sizeof r->key_id, "master");
+    }
+}
+
+void proxy_record(struct app *app, const struct http_request *req, const struct principal *who,
                   const struct openai_request *oreq, const char *model, int status)
 {
     if (app->ledger == NULL) return;
@@ -289,6 +303,7 @@ void proxy_record(struct app *app, const struct http_request *req,
     copy_field(r.endpoint, sizeof r.endpoint,
                oreq ? openai_endpoint_path(oreq->endpoint) : req->path);
     customer_of(req, oreq, r.customer, sizeof r.customer);
+    principal_fields(who, &r);
     r.latency_ms = (double)(clock_now_ns() - req->start_ns) / 1e6;
     ledger_append(app->ledger, &r);
 }
@@ -307,6 +322,7 @@ static void record(struct proxy *p, int status)
     copy_field(r.target_model, sizeof r.target_model, p->target ? p->target->model : NULL);
     copy_field(r.endpoint, sizeof r.endpoint, openai_endpoint_path(p->oreq->endpoint));
     customer_of(req, p->oreq, r.customer, sizeof r.customer);
+    principal_fields(p->who, &r);
     r.stream = p->stream;
     r.prompt_tokens = p->usage.prompt;
     r.completion_tokens = p->usage.completion;
@@ -325,6 +341,10 @@ static void record(struct proxy *p, int status)
 static void finish(struct proxy *p, int status, const char *error)
 {
     account(p);
+    long long tokens = p->usage.prompt >= 0
+                           ? p->usage.prompt + (p->usage.completion > 0 ? p->usage.completion : 0)
+                           : -1;
+    guard_settle(p->app->guard, &p->adm, p->cost_known, p->cost_usd, tokens);
     record(p, status);
     p->finished = true;
     log_request(p->req, status, p->model->name, p, error);
@@ -890,8 +910,23 @@ static void release_proxy(void *ud)
     sse_parser_free(&p->sse);
 }
 
+/* The most this request can cost on any target of the group: what a budget reserves. */
+static double worst_case_cost(struct app *app, const struct model_conf *m, long prompt, long output)
+{
+    double worst = 0;
+    for (size_t i = 0; i < m->n_targets; i++) {
+        struct price price;
+        const struct target_conf *t = &m->targets[i];
+        if (!cost_target_price(t, app_backend(app, t->backend_index), &price)) continue;
+        struct usage u = {.prompt = prompt, .completion = output, .cached = -1};
+        double usd = cost_usd(&price, &u);
+        if (usd > worst) worst = usd;
+    }
+    return worst;
+}
+
 void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
-                 const struct openai_request *oreq)
+                 const struct openai_request *oreq, const struct principal *who)
 {
     struct arena *a = req->arena;
     struct proxy *p = arena_calloc(a, 1, sizeof *p);
@@ -914,6 +949,7 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     p->req = req;
     p->model = model;
     p->oreq = oreq;
+    p->who = who;
     p->resp = resp;
     p->out = out;
     p->timer = timer;
@@ -931,6 +967,19 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
         .prompt_tokens = (long)(s->len / 4), /* ~4 bytes a token: good enough to rank */
         .output_tokens = max_tokens > 0 ? (long)max_tokens : model->expected_output_tokens,
     };
+    char customer[128];
+    customer_of(req, oreq, customer, sizeof customer);
+    double reserve = worst_case_cost(app, model, p->route.prompt_tokens, p->route.output_tokens);
+    if (guard_admit(app->guard, req, who, model, customer, p->route.prompt_tokens,
+                    p->route.output_tokens, reserve, &p->adm, &e) != 0) {
+        p->finished = true;
+        proxy_record(app, req, who, oreq, model->name, e.status);
+        log_request(req, e.status, model->name, NULL, e.msg);
+        http_respond_error(req, &e);
+        return;
+    }
+    p->route.budget = p->adm.mode;
+    p->route.budget_why = p->adm.why;
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
     if (router_plan(app->router, model, &p->route, &p->plan, &e) != 0) {
         finish(p, e.status, e.msg);

@@ -12,17 +12,18 @@
 
 struct app;
 struct http_request;
+struct principal;
 
 /**
  * Starts proxying `oreq` (in the request arena). Always answers `req` eventually, or stops
  * quietly if the client leaves first.
  */
 void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
-                 const struct openai_request *oreq);
+                 const struct openai_request *oreq, const struct principal *who);
 
-/** Records a ledger row for a request refused before proxying (bad body, unknown model):
- *  `oreq` and `model` may be NULL. Nothing was served, so the cost is 0. */
-void proxy_record(struct app *app, const struct http_request *req,
+/** Records a ledger row for a request refused before proxying (bad key, bad body, unknown
+ *  model, limits): `who`, `oreq` and `model` may be NULL. Nothing was served: cost 0. */
+void proxy_record(struct app *app, const struct http_request *req, const struct principal *who,
                   const struct openai_request *oreq, const char *model, int status);
 
 /** Writes the per-request log line for a request answered without proxying. */

@@ -924,6 +924,88 @@ static int parse_sequence(struct loader *ld, const yaml_node_t *seq, const char 
     return 0;
 }
 
+/* A plain non-negative decimal number in (min, max]. */
+static int get_amount(struct loader *ld, const yaml_node_t *map, const char *key, double *out,
+                      double min, double max, const char *what)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *s = plain(n);
+    bool ok = s && s[0] != '\0' && s[0] != '-' && strspn(s, "0123456789.eE+") == strlen(s);
+    char *end = NULL;
+    double v = ok ? strtod(s, &end) : -1;
+    if (!ok || *end != '\0' || !(v > min) || v > max)
+        return fail_at(ld, n, "%s.%s must be a number above %g and at most %g", what, key, min,
+                       max);
+    *out = v;
+    return 0;
+}
+
+static int parse_auth(struct loader *ld, const yaml_node_t *n, struct auth_conf *a)
+{
+    static const char *const keys[] = {"master_key", "refresh_ms", NULL};
+    /* Present but empty is refused: a blank auth block must never read as "no auth". */
+    if (n->type != YAML_MAPPING_NODE)
+        return fail_at(ld, n, "auth must be a mapping with master_key: env:NAME or file:PATH");
+    if (check_keys(ld, n, keys, "auth")) return -1;
+    const yaml_node_t *k = get(ld, n, "master_key");
+    if (k == NULL) return fail_at(ld, n, "auth: missing required key 'master_key'");
+    if (resolve_secret(ld, k, &a->master_key, "master_key", "auth")) return -1;
+    if (strlen(a->master_key.value) < 16)
+        return fail_at(ld, k, "master_key must be at least 16 characters (it guards every key)");
+    return get_long(ld, n, "refresh_ms", &a->refresh_ms, 100, 3600000);
+}
+
+static int each_budget(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
+{
+    (void)i;
+    static const char *const keys[] = {"team", "customer",     "limit_usd", "period",
+                                       "soft", "on_exhausted", NULL};
+    struct budget_conf *b = out;
+    if (want_mapping(ld, n, "each budget") || check_keys(ld, n, keys, "budget")) return -1;
+    b->soft = 0.8;
+    const yaml_node_t *team = get(ld, n, "team"), *customer = get(ld, n, "customer");
+    if ((team != NULL) == (customer != NULL))
+        return fail_at(ld, n, "a budget names exactly one of team or customer (\"*\": each)");
+    b->scope = team ? BUDGET_SCOPE_TEAM : BUDGET_SCOPE_CUSTOMER;
+    if (get_string(ld, n, team ? "team" : "customer", &b->name, true, "budget")) return -1;
+    if (get(ld, n, "limit_usd") == NULL)
+        return fail_at(ld, n, "budget: missing required key 'limit_usd'");
+    if (get_amount(ld, n, "limit_usd", &b->limit_usd, 0, 1e12, "budget") ||
+        get_amount(ld, n, "soft", &b->soft, 0, 1, "budget"))
+        return -1;
+    const yaml_node_t *p = get(ld, n, "period");
+    if (p) {
+        const char *v = plain(p);
+        if (v && strcmp(v, "daily") == 0)
+            b->period = BUDGET_DAILY;
+        else if (v && strcmp(v, "monthly") == 0)
+            b->period = BUDGET_MONTHLY;
+        else
+            return fail_at(ld, p, "budget.period must be daily or monthly");
+    } else {
+        b->period = BUDGET_MONTHLY;
+    }
+    const yaml_node_t *e = get(ld, n, "on_exhausted");
+    if (e) {
+        const char *v = plain(e);
+        if (v && strcmp(v, "reject") == 0)
+            b->on_exhausted = BUDGET_REJECT;
+        else if (v && strcmp(v, "local_only") == 0)
+            b->on_exhausted = BUDGET_LOCAL_ONLY;
+        else
+            return fail_at(ld, e, "budget.on_exhausted must be reject or local_only");
+    }
+    for (size_t j = 0; j < i; j++) {
+        const struct budget_conf *o = &ld->cfg->budgets[j];
+        if (o->scope == b->scope && o->period == b->period && strcmp(o->name, b->name) == 0)
+            return fail_at(ld, n, "a %s budget for %s '%s' is already set",
+                           b->period ? "monthly" : "daily",
+                           b->scope == BUDGET_SCOPE_TEAM ? "team" : "customer", b->name);
+    }
+    return 0;
+}
+
 static int each_backend(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
 {
     if (parse_backend(ld, n, i, out)) return -1;
@@ -961,10 +1043,11 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
 
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"listen", "shutdown_grace_ms", "log",    "limits", "prices",
-                                       "store",  "backends",          "models", NULL};
-    /* Planned sections: refused by name so that, say, an auth block is never ignored. */
-    static const char *const later[] = {"auth", NULL};
+    static const char *const keys[] = {
+        "listen", "shutdown_grace_ms", "log",      "limits", "prices", "store",
+        "auth",   "budgets",           "backends", "models", NULL};
+    /* Planned sections: refused by name so that a planned block is never silently ignored. */
+    static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
     if (root == NULL || is_null(root)) return 0; /* an empty file: all defaults */
@@ -988,6 +1071,12 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (get_string(ld, root, "prices", &cfg->prices_path, false, "the configuration")) return -1;
     const yaml_node_t *st = get_section(ld, root, "store");
     if (st && parse_store(ld, st, &cfg->store)) return -1;
+    const yaml_node_t *au = get(ld, root, "auth");
+    if (au && parse_auth(ld, au, &cfg->auth)) return -1;
+    const yaml_node_t *bu = get_section(ld, root, "budgets");
+    if (bu && parse_sequence(ld, bu, "budgets", sizeof *cfg->budgets, (void **)&cfg->budgets,
+                             &cfg->n_budgets, each_budget))
+        return -1;
     const yaml_node_t *lim = get_section(ld, root, "limits");
     if (lim && parse_limits(ld, lim, &cfg->limits)) return -1;
     /* Backends first, whatever the key order: targets refer to them by name. */
@@ -1013,6 +1102,7 @@ static struct config *config_defaults(const char *name)
     cfg->log_requests = true;
     cfg->store.queue_size = 10000;
     cfg->store.batch_size = 256;
+    cfg->auth.refresh_ms = 2000;
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,
         .max_header_bytes = 64u << 10,
@@ -1261,6 +1351,9 @@ void config_free(struct config *cfg)
         free(m->name);
     }
     free(cfg->models);
+    for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
+    free(cfg->budgets);
+    secret_free(&cfg->auth.master_key);
     free(cfg->store.url);
     free(cfg->store.base_dir);
     prices_free(cfg->prices);

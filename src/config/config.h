@@ -165,6 +165,27 @@ struct store_conf {
     long batch_size; /* rows per transaction at most; 256 */
 };
 
+/* `auth:` — without a master key there is no auth (and the gateway stays on loopback). */
+struct auth_conf {
+    struct secret master_key; /* value NULL when auth is off */
+    long refresh_ms;          /* how often keys are re-read from the store; default 2000 */
+};
+
+/* One `budgets:` entry: a spend limit for a team or a customer ("*": each one). Keys carry
+ * their own budgets (set when the key is made). */
+enum budget_scope { BUDGET_SCOPE_KEY = 0, BUDGET_SCOPE_TEAM, BUDGET_SCOPE_CUSTOMER };
+enum budget_period { BUDGET_DAILY = 0, BUDGET_MONTHLY }; /* UTC days / calendar months */
+enum budget_exhausted { BUDGET_REJECT = 0, BUDGET_LOCAL_ONLY };
+
+struct budget_conf {
+    enum budget_scope scope;
+    char *name; /* the team or customer; "*" = every one, each with its own counter */
+    double limit_usd;
+    enum budget_period period;
+    double soft; /* fraction (0..1] where routing turns to the cheapest target; default 0.8 */
+    enum budget_exhausted on_exhausted;
+};
+
 struct config {
     char *path;                     /* the file it was loaded from */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
@@ -175,6 +196,9 @@ struct config {
     bool log_requests;              /* default true: one JSON line per request on stderr */
     struct limits_conf limits;
     struct store_conf store;
+    struct auth_conf auth;
+    struct budget_conf *budgets;
+    size_t n_budgets;
     struct backend_conf *backends;
     size_t n_backends;
     struct model_conf *models;

@@ -157,8 +157,20 @@ static void filter_breaker(struct router *r, const struct model_conf *m,
     }
 }
 
-/* In order; later issues add budget and privacy filters here. */
-static const route_filter_fn filters[] = {filter_capability, filter_readiness, filter_breaker};
+static const char budget_local_only[] = "budget exhausted: local targets only";
+
+static void filter_budget(struct router *r, const struct model_conf *m,
+                          const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)now;
+    if (rq->budget == ROUTE_BUDGET_LOCAL_ONLY &&
+        backend_of(r, m, c->target)->conf->type != BACKEND_LOCAL)
+        c->skipped = budget_local_only;
+}
+
+/* In order; a later issue adds a privacy filter here. */
+static const route_filter_fn filters[] = {filter_capability, filter_budget, filter_readiness,
+                                          filter_breaker};
 
 /* ---- policies ----------------------------------------------------------------------- */
 
@@ -289,8 +301,10 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                      struct err *err)
 {
     uint64_t now = r->now();
-    size_t n = m->n_targets, kept = 0, health_skipped = 0;
-    route_score_fn score = scorer_for(m->route);
+    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0;
+    /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
+    enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
+    route_score_fn score = scorer_for(policy);
     for (size_t i = 0; i < n; i++) {
         cand[i] = (struct candidate){.target = i};
         for (size_t f = 0; f < sizeof filters / sizeof filters[0] && !cand[i].skipped; f++)
@@ -300,9 +314,15 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
             kept++;
         else if (cand[i].health_skip)
             health_skipped++;
+        else if (cand[i].skipped == budget_local_only)
+            budget_skipped++;
     }
-    plan->policy = route_policy_name(m->route);
+    plan->policy = route_policy_name(policy);
     plan->n = 0;
+    if (kept == 0 && health_skipped == 0 && budget_skipped > 0)
+        return err_set(err, 429, "insufficient_quota", "budget_exceeded",
+                       "%s, which allows local targets only, and model '%s' has none",
+                       rq->budget_why ? rq->budget_why : "budget exhausted", m->name);
     if (kept == 0 && health_skipped == 0)
         return err_set(err, 400, "invalid_request_error", "unsupported_endpoint",
                        "model '%s' has no target that serves this endpoint", m->name);
@@ -319,7 +339,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
         }
     if (kept > 0) {
         qsort(cand, kept, sizeof *cand, by_score);
-        if (m->route == ROUTE_LATENCY && kept > 2) {
+        if (policy == ROUTE_LATENCY && kept > 2) {
             /* Power of two choices: of two random candidates, the better goes first; the
              * rest stay in score order as the failover list. */
             size_t a = (size_t)(next_random(r) % kept), b = (size_t)(next_random(r) % (kept - 1));
@@ -333,7 +353,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
         const struct target_conf *t = &m->targets[cand[0].target];
         const char *bname = r->backends[t->backend_index].conf->name;
         size_t skipped = n - kept;
-        switch (m->route) {
+        switch (policy) {
         case ROUTE_PRIORITY:
             snprintf(plan->reason, sizeof plan->reason, "first available in configured order%s",
                      skipped ? " (earlier targets skipped)" : "");
@@ -363,6 +383,13 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                 snprintf(plan->reason, sizeof plan->reason, "no priced target available; %s",
                          bname);
             break;
+        }
+        if (rq->budget != ROUTE_BUDGET_NONE) {
+            char why[sizeof plan->reason];
+            snprintf(why, sizeof why, "%s", plan->reason);
+            snprintf(plan->reason, sizeof plan->reason, "%s: %s; %s",
+                     rq->budget_why ? rq->budget_why : "budget",
+                     rq->budget == ROUTE_BUDGET_SOFT ? "cheapest first" : "local only", why);
         }
         return 0;
     }

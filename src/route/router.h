@@ -47,18 +47,27 @@ enum route_outcome {
     ROUTE_CANCELLED, /* the client left first: says nothing about the target */
 };
 
+/* How a budget bends the plan (guard/budget decides which applies). */
+enum route_budget {
+    ROUTE_BUDGET_NONE = 0,   /* the group's policy, unchanged */
+    ROUTE_BUDGET_SOFT,       /* past a soft threshold: cheapest expected cost first */
+    ROUTE_BUDGET_LOCAL_ONLY, /* exhausted with on_exhausted: local_only: local targets only */
+};
+
 /* What the policies may know about the request being routed. */
 struct route_request {
     enum openai_endpoint endpoint;
     long prompt_tokens; /* estimate (body bytes / 4) */
     long output_tokens; /* max_tokens, or the group's expected_output_tokens */
+    enum route_budget budget;
+    const char *budget_why; /* which budget, how far spent: for the route reason; or NULL */
 };
 
 struct route_plan {
     size_t *order;      /* indices into model->targets, best first; caller memory */
     size_t n;           /* entries in order (<= model->n_targets) */
     const char *policy; /* static: the policy's config name */
-    char reason[160];   /* why the first target is first, for x-stratus-route and logs */
+    char reason[240];   /* why the first target is first, for x-stratus-route and logs */
 };
 
 /* One target as `route explain` shows it. */
@@ -75,7 +84,8 @@ struct router *router_new(const struct config *cfg, struct backend *backends, st
 
 /**
  * Fills `plan` for `model`. `plan->order` must have room for model->n_targets entries.
- * @return 0, or -1 with `err` (400 when no target serves the endpoint at all).
+ * @return 0, or -1 with `err` (400 when no target serves the endpoint at all; 429
+ * budget_exceeded when the budget allows local targets only and the group has none).
  */
 int router_plan(struct router *r, const struct model_conf *model, const struct route_request *rq,
                 struct route_plan *plan, struct err *err);

@@ -207,6 +207,93 @@ static int pg_spend(struct store *s, enum spend_group by, int64_t from_ms, int64
     return (int)n;
 }
 
+/* Admin calls are rare: a dropped connection is reset and the call tried once more. */
+static PGresult *params_retry(struct store *s, const char *sql, int n, const char *const *v)
+{
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, v, NULL, NULL, 0);
+    if (PQstatus(s->conn) == CONNECTION_OK) return r;
+    PQclear(r);
+    PQreset(s->conn);
+    if (PQstatus(s->conn) == CONNECTION_OK) s->prepared = false;
+    return PQexecParams(s->conn, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+static int pg_key_insert(struct store *s, const struct key_record *k, char *why, size_t size)
+{
+    char budget[40], period[8], soft[40], exhausted[8], rpm[24], tpm[24], created[24], expires[24],
+        revoked[24];
+    snprintf(budget, sizeof budget, "%.17g", k->budget_usd);
+    snprintf(period, sizeof period, "%d", (int)k->budget_period);
+    snprintf(soft, sizeof soft, "%.17g", k->budget_soft);
+    snprintf(exhausted, sizeof exhausted, "%d", (int)k->on_exhausted);
+    snprintf(rpm, sizeof rpm, "%lld", (long long)k->rpm);
+    snprintf(tpm, sizeof tpm, "%lld", (long long)k->tpm);
+    snprintf(created, sizeof created, "%lld", (long long)k->created_ms);
+    snprintf(expires, sizeof expires, "%lld", (long long)k->expires_ms);
+    snprintf(revoked, sizeof revoked, "%lld", (long long)k->revoked_ms);
+    const char *v[KEY_N_COLUMNS] = {k->id,  k->hash, k->name, k->team,   k->models,
+                                    budget, period,  soft,    exhausted, rpm,
+                                    tpm,    created, expires, revoked};
+    PGresult *r = params_retry(s,
+                               "INSERT INTO api_keys (" KEY_COLUMNS
+                               ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+                               KEY_N_COLUMNS, v);
+    int rc = ok(r, s, why, size, "key insert");
+    PQclear(r);
+    return rc;
+}
+
+static int pg_key_revoke(struct store *s, const char *id, int64_t ts_ms, char *why, size_t size)
+{
+    char ts[24];
+    snprintf(ts, sizeof ts, "%lld", (long long)ts_ms);
+    const char *v[2] = {ts, id};
+    PGresult *r = params_retry(
+        s, "UPDATE api_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms = 0", 2, v);
+    int rc = ok(r, s, why, size, "key revoke");
+    if (rc == 0) rc = atoi(PQcmdTuples(r)) > 0 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_key_list(struct store *s, struct key_record **out, char *why, size_t size)
+{
+    *out = NULL;
+    PGresult *r =
+        params_retry(s, "SELECT " KEY_COLUMNS " FROM api_keys ORDER BY created_ms, id", 0, NULL);
+    if (ok(r, s, why, size, "key list")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    struct key_record *keys = calloc(n ? (size_t)n : 1, sizeof *keys);
+    if (keys == NULL) {
+        PQclear(r);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct key_record *k = &keys[i];
+        snprintf(k->id, sizeof k->id, "%s", PQgetvalue(r, i, 0));
+        snprintf(k->hash, sizeof k->hash, "%s", PQgetvalue(r, i, 1));
+        snprintf(k->name, sizeof k->name, "%s", PQgetvalue(r, i, 2));
+        snprintf(k->team, sizeof k->team, "%s", PQgetvalue(r, i, 3));
+        snprintf(k->models, sizeof k->models, "%s", PQgetvalue(r, i, 4));
+        k->budget_usd = atof(PQgetvalue(r, i, 5));
+        k->budget_period = (enum key_period)atoi(PQgetvalue(r, i, 6));
+        k->budget_soft = atof(PQgetvalue(r, i, 7));
+        k->on_exhausted = (enum key_exhausted)atoi(PQgetvalue(r, i, 8));
+        k->rpm = atoll(PQgetvalue(r, i, 9));
+        k->tpm = atoll(PQgetvalue(r, i, 10));
+        k->created_ms = atoll(PQgetvalue(r, i, 11));
+        k->expires_ms = atoll(PQgetvalue(r, i, 12));
+        k->revoked_ms = atoll(PQgetvalue(r, i, 13));
+    }
+    PQclear(r);
+    *out = keys;
+    return n;
+}
+
 static int64_t pg_count(struct store *s)
 {
     PGresult *r = PQexec(s->conn, "SELECT COUNT(*) FROM requests");
@@ -220,6 +307,9 @@ const struct store_ops store_postgres = {
     .open = pg_open,
     .append = pg_append,
     .spend = pg_spend,
+    .key_insert = pg_key_insert,
+    .key_revoke = pg_key_revoke,
+    .key_list = pg_key_list,
     .count = pg_count,
     .close = pg_close,
 };

@@ -43,9 +43,29 @@ static const struct migration schema_migrations[] = {
         "CREATE INDEX requests_key ON requests (key_id, ts_ms);"
         "CREATE INDEX requests_team ON requests (team, ts_ms);"
         "CREATE INDEX requests_customer ON requests (customer, ts_ms)"},
+    {2, "CREATE TABLE api_keys ("
+        " id TEXT PRIMARY KEY,"
+        " hash TEXT NOT NULL UNIQUE,"
+        " name TEXT NOT NULL,"
+        " team TEXT NOT NULL,"
+        " models TEXT NOT NULL,"
+        " budget_usd DOUBLE PRECISION NOT NULL,"
+        " budget_period INTEGER NOT NULL,"
+        " budget_soft DOUBLE PRECISION NOT NULL,"
+        " on_exhausted INTEGER NOT NULL,"
+        " rpm BIGINT NOT NULL,"
+        " tpm BIGINT NOT NULL,"
+        " created_ms BIGINT NOT NULL,"
+        " expires_ms BIGINT NOT NULL,"
+        " revoked_ms BIGINT NOT NULL)"},
 };
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
+
+#define KEY_COLUMNS                                                                                \
+    "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
+    "tpm, created_ms, expires_ms, revoked_ms"
+#define KEY_N_COLUMNS 14
 
 /* The insert every store prepares; parameters in column order. */
 #define LEDGER_COLUMNS                                                                             \

@@ -191,6 +191,108 @@ static int sqlite_spend(struct store *s, enum spend_group by, int64_t from_ms, i
     return (int)n;
 }
 
+static int fail(struct store *s, sqlite3_stmt *q, char *why, size_t size)
+{
+    snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    return -1;
+}
+
+static int sqlite_key_insert(struct store *s, const struct key_record *k, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(
+            s->db, "INSERT INTO api_keys (" KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            -1, &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_text(q, 1, k->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, k->hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, k->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, k->team, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, k->models, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 6, k->budget_usd);
+    sqlite3_bind_int(q, 7, (int)k->budget_period);
+    sqlite3_bind_double(q, 8, k->budget_soft);
+    sqlite3_bind_int(q, 9, (int)k->on_exhausted);
+    sqlite3_bind_int64(q, 10, k->rpm);
+    sqlite3_bind_int64(q, 11, k->tpm);
+    sqlite3_bind_int64(q, 12, k->created_ms);
+    sqlite3_bind_int64(q, 13, k->expires_ms);
+    sqlite3_bind_int64(q, 14, k->revoked_ms);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return 0;
+}
+
+static int sqlite_key_revoke(struct store *s, const char *id, int64_t ts_ms, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms = 0", -1,
+                           &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_int64(q, 1, ts_ms);
+    sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+static void column_text(sqlite3_stmt *q, int i, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(q, i);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+static int sqlite_key_list(struct store *s, struct key_record **out, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    *out = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT " KEY_COLUMNS " FROM api_keys ORDER BY created_ms, id",
+                           -1, &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    size_t n = 0, cap = 0;
+    struct key_record *keys = NULL;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct key_record *more = realloc(keys, ncap * sizeof *keys);
+            if (more == NULL) {
+                free(keys);
+                sqlite3_finalize(q);
+                snprintf(why, size, "out of memory");
+                return -1;
+            }
+            keys = more;
+            cap = ncap;
+        }
+        struct key_record *k = &keys[n++];
+        memset(k, 0, sizeof *k);
+        column_text(q, 0, k->id, sizeof k->id);
+        column_text(q, 1, k->hash, sizeof k->hash);
+        column_text(q, 2, k->name, sizeof k->name);
+        column_text(q, 3, k->team, sizeof k->team);
+        column_text(q, 4, k->models, sizeof k->models);
+        k->budget_usd = sqlite3_column_double(q, 5);
+        k->budget_period = (enum key_period)sqlite3_column_int(q, 6);
+        k->budget_soft = sqlite3_column_double(q, 7);
+        k->on_exhausted = (enum key_exhausted)sqlite3_column_int(q, 8);
+        k->rpm = sqlite3_column_int64(q, 9);
+        k->tpm = sqlite3_column_int64(q, 10);
+        k->created_ms = sqlite3_column_int64(q, 11);
+        k->expires_ms = sqlite3_column_int64(q, 12);
+        k->revoked_ms = sqlite3_column_int64(q, 13);
+    }
+    if (rc != SQLITE_DONE) {
+        free(keys);
+        return fail(s, q, why, size);
+    }
+    sqlite3_finalize(q);
+    *out = keys;
+    return (int)n;
+}
+
 static int64_t sqlite_count(struct store *s)
 {
     sqlite3_stmt *q = NULL;
@@ -207,6 +309,9 @@ const struct store_ops store_sqlite = {
     .open = sqlite_open,
     .append = sqlite_append,
     .spend = sqlite_spend,
+    .key_insert = sqlite_key_insert,
+    .key_revoke = sqlite_key_revoke,
+    .key_list = sqlite_key_list,
     .count = sqlite_count,
     .close = sqlite_close,
 };

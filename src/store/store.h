@@ -36,7 +36,7 @@ struct ledger_row {
     double cost_usd;
     double latency_ms;
     double ttft_ms; /* -1 when no byte was sent */
-    char route[192];
+    char route[256];
 };
 
 /* A spend report: sums over rows in [from_ms, to_ms), grouped by one column. */
@@ -57,6 +57,24 @@ struct spend_line {
     int64_t estimated;    /* requests with estimated usage */
 };
 
+/* A virtual key as stored. The secret itself is never stored: only its SHA-256. */
+enum key_period { KEY_PERIOD_DAILY = 0, KEY_PERIOD_MONTHLY };
+enum key_exhausted { KEY_EXHAUSTED_REJECT = 0, KEY_EXHAUSTED_LOCAL_ONLY };
+
+struct key_record {
+    char id[32];       /* "key_" + 16 hex: public, safe to log */
+    char hash[65];     /* hex SHA-256 of the secret */
+    char name[64];     /* free text for people */
+    char team[64];     /* "" when none */
+    char models[512];  /* comma-separated model names this key may use; "" = all */
+    double budget_usd; /* 0 = no budget of its own */
+    enum key_period budget_period;
+    double budget_soft; /* fraction of the budget where routing turns thrifty; 0.8 */
+    enum key_exhausted on_exhausted;
+    int64_t rpm, tpm;                           /* 0 = unlimited */
+    int64_t created_ms, expires_ms, revoked_ms; /* 0 = never / not revoked */
+};
+
 struct store;
 
 struct store_ops {
@@ -69,6 +87,13 @@ struct store_ops {
     /** Fills up to `cap` lines, biggest spend first. @return lines, or -1 with `why`. */
     int (*spend)(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
                  struct spend_line *lines, size_t cap, char *why, size_t why_size);
+    /** Inserts a new key. @return 0, or -1 with `why`. */
+    int (*key_insert)(struct store *s, const struct key_record *k, char *why, size_t why_size);
+    /** Marks key `id` revoked at `ts_ms`. @return 1 revoked, 0 no such (live) key, -1 error. */
+    int (*key_revoke)(struct store *s, const char *id, int64_t ts_ms, char *why, size_t why_size);
+    /** Every key, revoked ones included, oldest first, into a malloc'd array the caller
+     *  frees. @return the count, or -1 with `why`. */
+    int (*key_list)(struct store *s, struct key_record **out, char *why, size_t why_size);
     /** Rows in the ledger (tests, reports). -1 on error. */
     int64_t (*count)(struct store *s);
     void (*close)(struct store *s);

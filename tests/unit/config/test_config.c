@@ -653,9 +653,9 @@ static void test_config_load_string_route_policies_retry_and_cooldown(void **sta
 static void test_config_load_string_refuses_later_sections(void **state)
 {
     (void)state;
-    expect_exact("auth:\n  master_key: env:X\n", 1, 1, "'auth' is not supported by this build");
-    /* Even empty: a present-but-null auth block must not be mistaken for "no auth". */
-    expect_exact("auth:\n", 1, 1, "'auth' is not supported by this build");
+    expect_exact("privacy:\n  mode: strict\n", 1, 1, "'privacy' is not supported by this build");
+    /* A present-but-empty auth block must not be mistaken for "no auth". */
+    expect_exact("auth:\n", 1, 6, "auth must be a mapping with master_key: env:NAME or file:PATH");
 }
 
 static void test_config_load_string_checks_base_url(void **state)

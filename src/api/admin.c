@@ -1,0 +1,318 @@
+/*
+ * DESIGN: each admin call is a malloc'd job (not in the request arena: the client may go
+ * while the job runs). The job learns that its request is gone through the arena's free
+ * hook and then only frees itself. Changes to keys re-read the key list in the same job, so
+ * the guard has the change before the answer leaves.
+ */
+#include "api/admin.h"
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/proxy.h"
+#include "app.h"
+#include "cost/report.h"
+#include "guard/guard.h"
+#include "guard/keyjson.h"
+#include "http/server.h"
+#include "store/jobs.h"
+#include "util/arena.h"
+
+enum admin_op { OP_CREATE, OP_LIST, OP_REVOKE, OP_SPEND };
+
+struct admin_job {
+    enum admin_op op;
+    struct app *app;
+    struct http_request *req; /* NULL once the request is freed */
+    struct job_link *link;    /* in the request's arena while req is set */
+    struct key_record key;    /* create: the new key; revoke: id */
+    char secret[KEY_SECRET_SIZE];
+    int rc;
+    char why[400];
+    struct key_record *keys; /* the key list after the call */
+    int n_keys;
+    struct spend_report report;
+    enum spend_group by;
+    int64_t from_ms, to_ms, now_ms;
+    double anomaly_factor;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void respond(struct http_request *req, int status, json_t *doc)
+{
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    json_decref(doc);
+    if (s == NULL) {
+        struct err e;
+        err_oom(&e);
+        proxy_log_simple(req, 500, NULL, e.msg);
+        http_respond_error(req, &e);
+        return;
+    }
+    proxy_log_simple(req, status, NULL, NULL);
+    http_respond(req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void fail(struct http_request *req, const struct err *e)
+{
+    proxy_log_simple(req, e->status, NULL, e->msg);
+    http_respond_error(req, e);
+}
+
+/* Lives in the request arena: tells a job still out that its request is gone. */
+struct job_link {
+    struct admin_job *job; /* NULL once the job is done */
+};
+
+static void forget_request(void *ud)
+{
+    struct job_link *l = ud;
+    if (l->job) l->job->req = NULL;
+}
+
+static void run(struct store_handle *s, void *ud)
+{
+    struct admin_job *j = ud;
+    switch (j->op) {
+    case OP_CREATE:
+        j->rc = s->ops->key_insert(s->db, &j->key, j->why, sizeof j->why);
+        break;
+    case OP_REVOKE:
+        j->rc = s->ops->key_revoke(s->db, j->key.id, now_ms(), j->why, sizeof j->why);
+        break;
+    case OP_LIST:
+        j->rc = 0;
+        break;
+    case OP_SPEND:
+        j->rc = spend_report_build(s, j->by, j->from_ms, j->to_ms, j->now_ms, j->anomaly_factor,
+                                   &j->report, j->why, sizeof j->why);
+        return;
+    }
+    if (j->rc >= 0) j->n_keys = s->ops->key_list(s->db, &j->keys, j->why, sizeof j->why);
+}
+
+static void done(void *ud)
+{
+    struct admin_job *j = ud;
+    struct http_request *req = j->req;
+    if (j->n_keys >= 0 && j->keys && j->rc >= 0) {
+        guard_replace_keys(j->app->guard, j->keys, (size_t)j->n_keys); /* takes the array */
+        j->keys = NULL;
+    }
+    if (req) j->link->job = NULL; /* the request outlives the job now */
+    struct err e;
+    err_clear(&e);
+    if (req == NULL) {
+        /* the client left; the change (if any) stands */
+    } else if (j->rc < 0 || (j->op != OP_SPEND && j->n_keys < 0)) {
+        err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
+        fail(req, &e);
+    } else if (j->op == OP_CREATE) {
+        json_t *doc = key_to_json(&j->key, now_ms());
+        json_object_set_new(doc, "key", json_string(j->secret));
+        respond(req, 201, doc);
+    } else if (j->op == OP_REVOKE && j->rc == 0) {
+        err_set(&e, 404, "invalid_request_error", "key_not_found",
+                "no live key with id '%s' (already revoked, or never made)", j->key.id);
+        fail(req, &e);
+    } else if (j->op == OP_REVOKE) {
+        respond(req, 200, json_pack("{s:s, s:b}", "id", j->key.id, "revoked", 1));
+    } else if (j->op == OP_LIST) {
+        json_t *data = json_array();
+        const struct key_table *t = guard_keys(j->app->guard);
+        int64_t now = now_ms();
+        for (size_t i = 0; i < key_table_size(t); i++)
+            json_array_append_new(data, key_to_json(key_table_at(t, i), now));
+        respond(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    } else {
+        char *s = spend_report_json(&j->report);
+        if (s == NULL) {
+            err_oom(&e);
+            fail(req, &e);
+        } else {
+            proxy_log_simple(req, 200, NULL, NULL);
+            http_respond(req, 200, "application/json", s, strlen(s));
+            free(s);
+        }
+    }
+    free(j->keys);
+    if (j->op == OP_SPEND) spend_report_free(&j->report);
+    explicit_bzero(j->secret, sizeof j->secret);
+    free(j);
+}
+
+static struct admin_job *new_job(struct app *app, struct http_request *req, enum admin_op op)
+{
+    struct admin_job *j = calloc(1, sizeof *j);
+    if (j == NULL) return NULL;
+    j->op = op;
+    j->app = app;
+    j->req = req;
+    j->n_keys = -1;
+    return j;
+}
+
+static void submit(struct admin_job *j)
+{
+    struct err e;
+    j->link = arena_calloc(j->req->arena, 1, sizeof *j->link);
+    if (j->link) j->link->job = j;
+    if (j->link == NULL || arena_on_free(j->req->arena, forget_request, j->link) != 0 ||
+        store_jobs_submit(j->app->jobs, run, done, j) != 0) {
+        err_oom(&e);
+        fail(j->req, &e);
+        if (j->link) j->link->job = NULL;
+        free(j);
+    }
+}
+
+void admin_create_key(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    size_t len = evbuffer_get_length(req->body);
+    json_error_t jerr;
+    json_t *body = len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr)
+                       : json_object();
+    if (body == NULL) {
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
+                jerr.column);
+        fail(req, &e);
+        return;
+    }
+    struct admin_job *j = new_job(app, req, OP_CREATE);
+    if (j == NULL) {
+        json_decref(body);
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    int64_t now = now_ms();
+    int rc = key_from_json(body, app->cfg, now, &j->key, &e);
+    json_decref(body);
+    if (rc == 0 && keys_mint(&j->key, j->secret, now) != 0)
+        rc = err_set(&e, 500, "server_error", NULL, "the random source failed");
+    if (rc != 0) {
+        free(j);
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+void admin_list_keys(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct admin_job *j = new_job(app, req, OP_LIST);
+    if (j == NULL) {
+        struct err e;
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+void admin_revoke_key(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    const char *id = req->path + strlen("/admin/keys/");
+    struct err e;
+    if (strlen(id) >= sizeof((struct key_record *)0)->id || strchr(id, '/')) {
+        err_set(&e, 404, "invalid_request_error", "key_not_found", "no key with id '%.40s'", id);
+        fail(req, &e);
+        return;
+    }
+    struct admin_job *j = new_job(app, req, OP_REVOKE);
+    if (j == NULL) {
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    snprintf(j->key.id, sizeof j->key.id, "%s", id);
+    submit(j);
+}
+
+/* The value of query parameter `name` into `out` (no percent-decoding needed for our
+ * values: names, dates, durations). @return true when present. */
+static bool query_param(const char *query, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            snprintf(out, cap, "%.*s", (int)(len - n - 1), p + n + 1);
+            return true;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+void admin_spend(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    char v[64];
+    int64_t now = now_ms();
+    int by = SPEND_BY_MODEL;
+    if (query_param(req->query, "group_by", v, sizeof v) && (by = spend_group_parse(v)) < 0) {
+        err_param(&e, 400, "group_by",
+                  "group_by must be model, key, team, customer or backend (got '%s')", v);
+        fail(req, &e);
+        return;
+    }
+    time_t t = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    int64_t from = (int64_t)timegm(&tm) * 1000, to = now + 1;
+    if (query_param(req->query, "from", v, sizeof v) && report_parse_time(v, now, &from) != 0) {
+        err_param(&e, 400, "from",
+                  "from must be a date (2026-11-01), a time (2026-11-01T00:00:00Z), "
+                  "a duration back from now (7d, 12h) or epoch milliseconds; got '%s'",
+                  v);
+        fail(req, &e);
+        return;
+    }
+    if (query_param(req->query, "to", v, sizeof v) && report_parse_time(v, now, &to) != 0) {
+        err_param(&e, 400, "to",
+                  "to must be a date, a time, a duration or epoch milliseconds; got '%s'", v);
+        fail(req, &e);
+        return;
+    }
+    double factor = 3;
+    if (query_param(req->query, "anomaly_factor", v, sizeof v) && !((factor = atof(v)) > 0)) {
+        err_param(&e, 400, "anomaly_factor", "anomaly_factor must be a positive number");
+        fail(req, &e);
+        return;
+    }
+    struct admin_job *j = new_job(app, req, OP_SPEND);
+    if (j == NULL) {
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    j->by = (enum spend_group)by;
+    j->from_ms = from;
+    j->to_ms = to;
+    j->now_ms = now;
+    j->anomaly_factor = factor;
+    submit(j);
+}

@@ -1,0 +1,22 @@
+/*
+ * api/admin — the management API (master key only, see guard):
+ *   POST   /admin/keys        make a key; the secret is in this answer only (201)
+ *   GET    /admin/keys        every key, never a secret or hash
+ *   DELETE /admin/keys/{id}   revoke (200), 404 for no such live key
+ *   GET    /admin/spend?group_by=model|key|team|customer|backend&from=&to=&anomaly_factor=
+ * Store calls run as store jobs; the loop never waits on the database.
+ * Thread: event-loop thread.
+ */
+#ifndef STRATUS_API_ADMIN_H
+#define STRATUS_API_ADMIN_H
+
+struct app;
+struct http_request;
+struct principal;
+
+void admin_create_key(struct app *app, struct http_request *req, const struct principal *who);
+void admin_list_keys(struct app *app, struct http_request *req, const struct principal *who);
+void admin_revoke_key(struct app *app, struct http_request *req, const struct principal *who);
+void admin_spend(struct app *app, struct http_request *req, const struct principal *who);
+
+#endif

@@ -1,0 +1,466 @@
+/*
+ * DESIGN: options are --name value pairs parsed against a per-command table; key settings
+ * go through the same JSON validation as POST /admin/keys (guard/keyjson), so the CLI and
+ * the API accept exactly the same things and say the same errors.
+ */
+#include "cli/commands.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "cost/cost.h"
+#include "cost/prices.h"
+#include "cost/report.h"
+#include "guard/keyjson.h"
+#include "guard/keys.h"
+#include "store/store.h"
+
+#define DEFAULT_CONFIG "config/stratus.yaml"
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+struct opt {
+    const char *name;  /* "--team" */
+    const char *value; /* filled */
+    bool flag;         /* takes no value */
+};
+
+/* Parses argv[from..] into `opts`; positional arguments go to `pos` (up to one). */
+static int parse_opts(const char *cmd, int argc, char **argv, int from, struct opt *opts,
+                      const char **pos)
+{
+    for (int i = from; i < argc; i++) {
+        struct opt *o = NULL;
+        for (struct opt *p = opts; p->name; p++)
+            if (strcmp(p->name, argv[i]) == 0) o = p;
+        if (o == NULL && argv[i][0] != '-' && pos && *pos == NULL) {
+            *pos = argv[i];
+            continue;
+        }
+        if (o == NULL) {
+            fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, argv[i]);
+            return 2;
+        }
+        if (o->flag) {
+            o->value = "1";
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s: %s needs a value\n", cmd, o->name);
+            return 2;
+        }
+        o->value = argv[++i];
+    }
+    return 0;
+}
+
+static const char *opt(const struct opt *opts, const char *name)
+{
+    for (const struct opt *p = opts; p->name; p++)
+        if (strcmp(p->name, name) == 0) return p->value;
+    return NULL;
+}
+
+static int load_config(const char *path, struct config **out)
+{
+    struct config_error ce;
+    char buf[1024];
+    memset(&ce, 0, sizeof ce);
+    *out = config_load(path ? path : DEFAULT_CONFIG, &ce);
+    if (*out == NULL) {
+        fprintf(stderr, "%s\n", config_error_format(&ce, buf, sizeof buf));
+        return 2;
+    }
+    return 0;
+}
+
+static int open_store(const struct config *cfg, struct store_handle *s)
+{
+    char why[600];
+    if (store_open(cfg->store.url, cfg->store.base_dir, s, why, sizeof why) != 0) {
+        fprintf(stderr, "store: %s\n", why);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- keys --------------------------------------------------------------------------- */
+
+static int keys_create(struct config *cfg, struct opt *o, bool as_json)
+{
+    json_t *body = json_object();
+    static const char *const text_opts[][2] = {{"--name", "name"},
+                                               {"--team", "team"},
+                                               {"--budget-period", "budget_period"},
+                                               {"--on-exhausted", "on_exhausted"},
+                                               {"--expires-in", "expires_in"}};
+    for (size_t i = 0; i < sizeof text_opts / sizeof text_opts[0]; i++)
+        if (opt(o, text_opts[i][0]))
+            json_object_set_new(body, text_opts[i][1], json_string(opt(o, text_opts[i][0])));
+    static const char *const number_opts[][2] = {{"--budget-usd", "budget_usd"},
+                                                 {"--budget-soft", "budget_soft"},
+                                                 {"--rpm", "rpm"},
+                                                 {"--tpm", "tpm"}};
+    for (size_t i = 0; i < sizeof number_opts / sizeof number_opts[0]; i++) {
+        const char *v = opt(o, number_opts[i][0]);
+        if (v == NULL) continue;
+        json_t *n = json_loads(v, JSON_DECODE_ANY, NULL);
+        if (!json_is_number(n)) {
+            json_decref(n);
+            json_decref(body);
+            fprintf(stderr, "stratus keys create: %s must be a number, got '%s'\n",
+                    number_opts[i][0], v);
+            return 2;
+        }
+        json_object_set_new(body, number_opts[i][1], n);
+    }
+    if (opt(o, "--models")) {
+        json_t *list = json_array();
+        char *copy = strdup(opt(o, "--models")), *save = NULL;
+        for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save))
+            json_array_append_new(list, json_string(m));
+        free(copy);
+        json_object_set_new(body, "models", list);
+    }
+    struct key_record k;
+    memset(&k, 0, sizeof k);
+    struct err e;
+    err_clear(&e);
+    int64_t now = now_ms();
+    int rc = key_from_json(body, cfg, now, &k, &e);
+    json_decref(body);
+    if (rc != 0) {
+        /* The API's field names, said as the CLI's options. */
+        fprintf(stderr, "stratus keys create: %s\n", e.msg);
+        return 2;
+    }
+    char secret[KEY_SECRET_SIZE];
+    if (keys_mint(&k, secret, now) != 0) {
+        fprintf(stderr, "stratus keys create: the random source failed\n");
+        return 1;
+    }
+    struct store_handle s;
+    if (open_store(cfg, &s) != 0) return 1;
+    char why[400];
+    rc = s.ops->key_insert(s.db, &k, why, sizeof why);
+    store_close(&s);
+    if (rc != 0) {
+        fprintf(stderr, "stratus keys create: %s\n", why);
+        return 1;
+    }
+    if (as_json) {
+        json_t *doc = key_to_json(&k, now);
+        json_object_set_new(doc, "key", json_string(secret));
+        char *out = json_dumps(doc, JSON_COMPACT);
+        puts(out);
+        free(out);
+        json_decref(doc);
+    } else {
+        printf("created %s%s%s%s\n", k.id, k.team[0] ? " (team " : "", k.team,
+               k.team[0] ? ")" : "");
+        printf("key: %s\n", secret);
+        printf("This is the only time the key is shown: store it now.\n");
+    }
+    explicit_bzero(secret, sizeof secret);
+    return 0;
+}
+
+static void money(double usd, char *out, size_t cap)
+{
+    if (usd > 0)
+        snprintf(out, cap, "$%.2f", usd);
+    else
+        snprintf(out, cap, "-");
+}
+
+static int keys_list(struct config *cfg, bool as_json)
+{
+    struct store_handle s;
+    if (open_store(cfg, &s) != 0) return 1;
+    struct key_record *keys = NULL;
+    char why[400];
+    int n = s.ops->key_list(s.db, &keys, why, sizeof why);
+    store_close(&s);
+    if (n < 0) {
+        fprintf(stderr, "stratus keys list: %s\n", why);
+        return 1;
+    }
+    int64_t now = now_ms();
+    if (as_json) {
+        json_t *data = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
+        char *out =
+            json_dumps(json_pack("{s:s, s:o}", "object", "list", "data", data), JSON_COMPACT);
+        puts(out);
+        free(out);
+    } else {
+        printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s\n", "ID", "STATUS", "NAME", "TEAM",
+               "MODELS", "BUDGET", "RPM", "TPM");
+        for (int i = 0; i < n; i++) {
+            const struct key_record *k = &keys[i];
+            char budget[40], rpm[24], tpm[24];
+            money(k->budget_usd, budget, sizeof budget);
+            if (k->budget_usd > 0)
+                snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "/%s",
+                         k->budget_period == KEY_PERIOD_DAILY ? "day" : "month");
+            snprintf(rpm, sizeof rpm, k->rpm ? "%lld" : "-", (long long)k->rpm);
+            snprintf(tpm, sizeof tpm, k->tpm ? "%lld" : "-", (long long)k->tpm);
+            const char *status = k->revoked_ms                           ? "revoked"
+                                 : k->expires_ms && now >= k->expires_ms ? "expired"
+                                                                         : "active";
+            printf("%-20s %-8s %-16.16s %-12.12s %-24.24s %12s %7s %9s\n", k->id, status,
+                   k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
+                   k->models[0] ? k->models : "(all)", budget, rpm, tpm);
+        }
+    }
+    free(keys);
+    return 0;
+}
+
+static int keys_revoke(struct config *cfg, const char *id)
+{
+    struct store_handle s;
+    if (open_store(cfg, &s) != 0) return 1;
+    char why[400];
+    int rc = s.ops->key_revoke(s.db, id, now_ms(), why, sizeof why);
+    store_close(&s);
+    if (rc < 0) {
+        fprintf(stderr, "stratus keys revoke: %s\n", why);
+        return 1;
+    }
+    if (rc == 0) {
+        fprintf(stderr, "stratus keys revoke: no live key with id '%s'\n", id);
+        return 1;
+    }
+    printf("revoked %s\n", id);
+    return 0;
+}
+
+int cli_keys(int argc, char **argv)
+{
+    const char *sub = argc > 2 ? argv[2] : "";
+    struct opt o[] = {{"--config", NULL, false},
+                      {"--name", NULL, false},
+                      {"--team", NULL, false},
+                      {"--models", NULL, false},
+                      {"--budget-usd", NULL, false},
+                      {"--budget-period", NULL, false},
+                      {"--budget-soft", NULL, false},
+                      {"--on-exhausted", NULL, false},
+                      {"--rpm", NULL, false},
+                      {"--tpm", NULL, false},
+                      {"--expires-in", NULL, false},
+                      {"--json", NULL, true},
+                      {NULL, NULL, false}};
+    const char *id = NULL;
+    bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
+         revoke = strcmp(sub, "revoke") == 0;
+    if (!create && !list && !revoke) {
+        fprintf(stderr, "stratus keys: expected create, list or revoke\n");
+        return 2;
+    }
+    int rc = parse_opts("stratus keys", argc, argv, 3, o, revoke ? &id : NULL);
+    if (rc) return rc;
+    if (!create)
+        for (size_t i = 1; i < 11; i++)
+            if (o[i].value) {
+                fprintf(stderr, "stratus keys %s: %s is for 'keys create'\n", sub, o[i].name);
+                return 2;
+            }
+    if (revoke && id == NULL) {
+        fprintf(stderr, "stratus keys revoke: which key? (stratus keys revoke KEY_ID)\n");
+        return 2;
+    }
+    struct config *cfg = NULL;
+    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    bool as_json = opt(o, "--json") != NULL;
+    rc = create ? keys_create(cfg, o, as_json)
+         : list ? keys_list(cfg, as_json)
+                : keys_revoke(cfg, id);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- spend -------------------------------------------------------------------------- */
+
+int cli_spend(int argc, char **argv)
+{
+    struct opt o[] = {{"--config", NULL, false},
+                      {"--by", NULL, false},
+                      {"--since", NULL, false},
+                      {"--until", NULL, false},
+                      {"--anomaly-factor", NULL, false},
+                      {"--json", NULL, true},
+                      {NULL, NULL, false}};
+    int rc = parse_opts("stratus spend", argc, argv, 2, o, NULL);
+    if (rc) return rc;
+    int by = opt(o, "--by") ? spend_group_parse(opt(o, "--by")) : SPEND_BY_MODEL;
+    if (by < 0) {
+        fprintf(stderr, "stratus spend: --by is model, key, team, customer or backend\n");
+        return 2;
+    }
+    int64_t now = now_ms(), from, to = now + 1;
+    if (report_parse_time(opt(o, "--since") ? opt(o, "--since") : "30d", now, &from) != 0 ||
+        (opt(o, "--until") && report_parse_time(opt(o, "--until"), now, &to) != 0)) {
+        fprintf(stderr, "stratus spend: --since/--until take 7d, 12h, 30m, 2026-11-01, "
+                        "2026-11-01T00:00:00Z or epoch milliseconds\n");
+        return 2;
+    }
+    double factor = opt(o, "--anomaly-factor") ? atof(opt(o, "--anomaly-factor")) : 3;
+    if (!(factor > 0)) {
+        fprintf(stderr, "stratus spend: --anomaly-factor must be a positive number\n");
+        return 2;
+    }
+    struct config *cfg = NULL;
+    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    struct store_handle s;
+    if (open_store(cfg, &s) != 0) {
+        config_free(cfg);
+        return 1;
+    }
+    struct spend_report r;
+    char why[400];
+    rc = spend_report_build(&s, (enum spend_group)by, from, to, now, factor, &r, why, sizeof why);
+    if (rc != 0) {
+        fprintf(stderr, "stratus spend: %s\n", why);
+        rc = 1;
+    } else if (opt(o, "--json")) {
+        char *j = spend_report_json(&r);
+        puts(j ? j : "{}");
+        free(j);
+    } else {
+        spend_report_print(&r, stdout);
+    }
+    spend_report_free(&r);
+    store_close(&s);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- cost compare ------------------------------------------------------------------- */
+
+/* "100M", "2.5B", "750k", "1000000" → tokens. */
+static double parse_volume(const char *s)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return -1;
+    if (*end == 'k' || *end == 'K')
+        v *= 1e3, end++;
+    else if (*end == 'M' || *end == 'm')
+        v *= 1e6, end++;
+    else if (*end == 'B' || *end == 'b' || *end == 'G')
+        v *= 1e9, end++;
+    return *end == '\0' ? v : -1;
+}
+
+int cli_cost(int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[2], "compare") != 0) {
+        fprintf(stderr, "stratus cost: expected 'compare'\n");
+        return 2;
+    }
+    struct opt o[] = {{"--config", NULL, false},
+                      {"--tokens-per-month", NULL, false},
+                      {"--model", NULL, false},
+                      {"--local", NULL, false},
+                      {"--output-share", NULL, false},
+                      {"--local-tokens-per-s", NULL, false},
+                      {NULL, NULL, false}};
+    int rc = parse_opts("stratus cost compare", argc, argv, 3, o, NULL);
+    if (rc) return rc;
+    double volume = opt(o, "--tokens-per-month") ? parse_volume(opt(o, "--tokens-per-month")) : -1;
+    double share = opt(o, "--output-share") ? atof(opt(o, "--output-share")) : 0.25;
+    double tps = opt(o, "--local-tokens-per-s") ? atof(opt(o, "--local-tokens-per-s")) : 0;
+    if (volume <= 0 || opt(o, "--model") == NULL || opt(o, "--local") == NULL) {
+        fprintf(stderr, "stratus cost compare: --tokens-per-month N (e.g. 100M), --model M and "
+                        "--local BACKEND are required\n");
+        return 2;
+    }
+    if (!(share >= 0 && share <= 1) || (opt(o, "--local-tokens-per-s") && !(tps > 0))) {
+        fprintf(stderr, "stratus cost compare: --output-share is 0..1, --local-tokens-per-s > 0\n");
+        return 2;
+    }
+    struct config *cfg = NULL;
+    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    rc = 2;
+    const char *model = opt(o, "--model"), *local = opt(o, "--local");
+    const struct backend_conf *lb = NULL;
+    for (size_t i = 0; i < cfg->n_backends; i++)
+        if (strcmp(cfg->backends[i].name, local) == 0) lb = &cfg->backends[i];
+    if (lb == NULL || lb->type != BACKEND_LOCAL || !lb->tco.set) {
+        fprintf(stderr,
+                "stratus cost compare: '%s' is not a local backend with cost: { watts, "
+                "kwh_price, hardware_price, lifetime_months } in %s\n",
+                local, cfg->path);
+        goto out;
+    }
+    /* The cloud price: a configured target's (by alias or upstream name), else the catalogue. */
+    struct price p = {0};
+    const char *source = NULL;
+    for (size_t i = 0; i < cfg->n_models && !p.set; i++)
+        for (size_t j = 0; j < cfg->models[i].n_targets && !p.set; j++) {
+            const struct target_conf *t = &cfg->models[i].targets[j];
+            if (cfg->backends[t->backend_index].type == BACKEND_LOCAL || !t->price.set) continue;
+            if (strcmp(cfg->models[i].name, model) == 0 || strcmp(t->model, model) == 0) {
+                p = t->price;
+                source = t->price.source == PRICE_CONFIG ? "config" : "catalogue";
+            }
+        }
+    const struct model_price *mp = p.set ? NULL : prices_lookup(cfg->prices, model);
+    if (mp) {
+        p = (struct price){.set = true,
+                           .input = mp->input,
+                           .output = mp->output,
+                           .cached_input = mp->cached_input};
+        source = "catalogue";
+    }
+    if (!p.set) {
+        fprintf(stderr, "stratus cost compare: no price for '%s' in %s or the catalogue\n", model,
+                cfg->path);
+        goto out;
+    }
+    double in_tokens = volume * (1 - share), out_tokens = volume * share;
+    double cloud = (in_tokens * p.input + out_tokens * p.output) / 1e6;
+    double per_hour = cost_tco_per_hour(&lb->tco);
+    const double hours = 730.0; /* an average month, the machine on around the clock */
+    double local_month = per_hour * hours;
+    printf("volume          %.0f tokens/month (%.0f%% input, %.0f%% output)\n", volume,
+           (1 - share) * 100, share * 100);
+    printf("cloud  %-24s $%.2f/month  ($%.4f in, $%.4f out per 1M; %s%s%s)\n", model, cloud,
+           p.input, p.output, source, cfg->prices && cfg->prices->date ? " dated " : "",
+           cfg->prices && cfg->prices->date ? cfg->prices->date : "");
+    printf("local  %-24s $%.2f/month  ($%.4f/hour: %.0f W at $%.3f/kWh + $%.0f over %.0f months)\n",
+           local, local_month, per_hour, lb->tco.watts, lb->tco.kwh_price, lb->tco.hardware_price,
+           lb->tco.lifetime_months);
+    double blended = cloud / volume; /* $ per token in the cloud */
+    double even = local_month / blended;
+    printf("break-even      %.0f tokens/month (%.1fM): above it one local machine is cheaper\n",
+           even, even / 1e6);
+    if (tps > 0) {
+        double capacity = tps * hours * 3600;
+        int machines = (int)ceil(volume / capacity);
+        printf("capacity        %.1f tokens/s = %.1fM tokens/month per machine; %d machine%s "
+               "needed → local $%.2f/month\n",
+               tps, capacity / 1e6, machines, machines == 1 ? "" : "s", machines * local_month);
+        printf("verdict         %s\n",
+               machines * local_month < cloud ? "local is cheaper" : "cloud is cheaper");
+    } else {
+        printf("verdict         %s (pass --local-tokens-per-s to check one machine keeps up)\n",
+               local_month < cloud ? "local is cheaper" : "cloud is cheaper");
+    }
+    rc = 0;
+out:
+    config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,460 @@
+/*
+ * DESIGN: everything here runs on the loop thread and is in memory: a request is admitted
+ * without a database round trip. The store is touched at start (keys, budget seeds) and by
+ * refresh jobs on the store-jobs thread, whose results are swapped in on the loop thread.
+ */
+#include "guard/guard.h"
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guard/ratelimit.h"
+#include "http/server.h"
+#include "obs/log.h"
+#include "store/jobs.h"
+#include "util/clock.h"
+
+#define LIMIT_BUCKETS 256
+#define SEED_LINES    4096
+
+struct key_limits {
+    struct key_limits *next;
+    char id[32];
+    struct gcra rpm, tpm;
+};
+
+struct refresh_job {
+    struct guard *guard; /* NULL once the guard is gone */
+    struct key_record *records;
+    int n;
+    char why[300];
+};
+
+struct guard {
+    const struct config *cfg;
+    bool auth;
+    char master_hash[65];
+    struct key_table *keys;
+    struct key_limits *limits[LIMIT_BUCKETS];
+    struct budget_book *book;
+    struct store_jobs *jobs;
+    struct event *refresh_timer;
+    struct refresh_job *refreshing; /* the job out, or NULL */
+    bool refresh_again;
+    int64_t (*now_ms)(void);
+};
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- key refresh -------------------------------------------------------------------- */
+
+static void refresh_run(struct store_handle *store, void *ud)
+{
+    struct refresh_job *j = ud;
+    j->n = store->ops->key_list(store->db, &j->records, j->why, sizeof j->why);
+}
+
+static void schedule_refresh(struct guard *g);
+
+static void refresh_done(void *ud)
+{
+    struct refresh_job *j = ud;
+    struct guard *g = j->guard;
+    if (g == NULL) { /* the guard stopped while this was out */
+        free(j->records);
+        free(j);
+        return;
+    }
+    g->refreshing = NULL;
+    if (j->n < 0) {
+        log_msg("warn", "keys_refresh_failed", "keeping the previous keys: %s", j->why);
+    } else {
+        struct key_table *t = key_table_new(j->records, (size_t)j->n);
+        if (t) {
+            key_table_free(g->keys);
+            g->keys = t;
+        }
+    }
+    free(j);
+    if (g->refresh_again) {
+        g->refresh_again = false;
+        schedule_refresh(g);
+    }
+}
+
+static void schedule_refresh(struct guard *g)
+{
+    if (g->jobs == NULL) return;
+    if (g->refreshing) {
+        g->refresh_again = true;
+        return;
+    }
+    struct refresh_job *j = calloc(1, sizeof *j);
+    if (j == NULL) return;
+    j->guard = g;
+    if (store_jobs_submit(g->jobs, refresh_run, refresh_done, j) != 0) {
+        free(j);
+        return;
+    }
+    g->refreshing = j;
+}
+
+static void on_refresh_timer(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    schedule_refresh(ud);
+}
+
+void guard_refresh_now(struct guard *g)
+{
+    schedule_refresh(g);
+}
+
+void guard_replace_keys(struct guard *g, struct key_record *records, size_t n)
+{
+    struct key_table *t = key_table_new(records, n);
+    if (t == NULL) return; /* the periodic refresh will catch up */
+    key_table_free(g->keys);
+    g->keys = t;
+}
+
+/* ---- start-up ----------------------------------------------------------------------- */
+
+static int seed_budgets(struct guard *g, struct store_handle *store, struct err *err)
+{
+    static const enum spend_group groups[] = {SPEND_BY_KEY, SPEND_BY_TEAM, SPEND_BY_CUSTOMER};
+    static const enum budget_scope scopes[] = {BUDGET_SCOPE_KEY, BUDGET_SCOPE_TEAM,
+                                               BUDGET_SCOPE_CUSTOMER};
+    struct spend_line *lines = calloc(SEED_LINES, sizeof *lines);
+    if (lines == NULL) return err_oom(err);
+    int64_t now = g->now_ms();
+    char why[300];
+    for (int p = BUDGET_DAILY; p <= BUDGET_MONTHLY; p++) {
+        int64_t from = budget_period_start((enum budget_period)p, now);
+        for (size_t k = 0; k < 3; k++) {
+            int n = store->ops->spend(store->db, groups[k], from, now + 86400000, lines, SEED_LINES,
+                                      why, sizeof why);
+            if (n < 0) {
+                free(lines);
+                return err_set(err, 500, "server_error", NULL, "budgets: %s", why);
+            }
+            for (int i = 0; i < n; i++)
+                if (lines[i].group[0] &&
+                    budget_book_seed(g->book, scopes[k], (enum budget_period)p, lines[i].group,
+                                     lines[i].cost_usd, now) != 0) {
+                    free(lines);
+                    return err_oom(err);
+                }
+        }
+    }
+    free(lines);
+    return 0;
+}
+
+struct guard *guard_new(const struct config *cfg, struct event_base *loop,
+                        struct store_handle *store, struct store_jobs *jobs, struct err *err)
+{
+    struct guard *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    g->cfg = cfg;
+    g->jobs = jobs;
+    g->now_ms = wall_now_ms;
+    g->auth = cfg->auth.master_key.value != NULL;
+    if (g->auth)
+        keys_hash(cfg->auth.master_key.value, strlen(cfg->auth.master_key.value), g->master_hash);
+    if ((g->book = budget_book_new()) == NULL) {
+        err_oom(err);
+        goto fail;
+    }
+    char why[300];
+    struct key_record *records = NULL;
+    int n = store->ops->key_list(store->db, &records, why, sizeof why);
+    if (n < 0) {
+        err_set(err, 500, "server_error", NULL, "keys: %s", why);
+        goto fail;
+    }
+    if ((g->keys = key_table_new(records, (size_t)n)) == NULL) {
+        err_oom(err);
+        goto fail;
+    }
+    if (seed_budgets(g, store, err) != 0) goto fail;
+    if (loop && jobs) {
+        g->refresh_timer = event_new(loop, -1, EV_PERSIST, on_refresh_timer, g);
+        if (g->refresh_timer == NULL) {
+            err_oom(err);
+            goto fail;
+        }
+        struct timeval tv = {cfg->auth.refresh_ms / 1000, (cfg->auth.refresh_ms % 1000) * 1000};
+        event_add(g->refresh_timer, &tv);
+    }
+    return g;
+fail:
+    guard_free(g);
+    return NULL;
+}
+
+void guard_free(struct guard *g)
+{
+    if (g == NULL) return;
+    if (g->refresh_timer) event_free(g->refresh_timer);
+    if (g->refreshing) g->refreshing->guard = NULL; /* its done() frees it */
+    key_table_free(g->keys);
+    budget_book_free(g->book);
+    for (size_t i = 0; i < LIMIT_BUCKETS; i++) {
+        struct key_limits *l = g->limits[i];
+        while (l) {
+            struct key_limits *next = l->next;
+            free(l);
+            l = next;
+        }
+    }
+    free(g);
+}
+
+bool guard_auth_enabled(const struct guard *g)
+{
+    return g && g->auth;
+}
+
+const struct key_table *guard_keys(const struct guard *g)
+{
+    return g->keys;
+}
+
+void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
+{
+    g->now_ms = now_ms ? now_ms : wall_now_ms;
+}
+
+/* ---- authentication ----------------------------------------------------------------- */
+
+static void iso8601(int64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
+                       struct principal *out, struct err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!g->auth) return 0;
+    const char *h = http_request_header(req, "authorization");
+    if (h == NULL || h[0] == '\0')
+        return err_set(err, 401, "invalid_request_error", "missing_api_key",
+                       "no API key: send Authorization: Bearer <key>");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "the Authorization header must be 'Bearer <key>'");
+    const char *secret = h + 7;
+    while (*secret == ' ') secret++;
+    size_t len = strlen(secret);
+    while (len > 0 && secret[len - 1] == ' ') len--;
+    char hash[65];
+    keys_hash(secret, len, hash);
+    if (CRYPTO_memcmp(hash, g->master_hash, 64) == 0) {
+        out->kind = PRINCIPAL_MASTER;
+        return 0;
+    }
+    const struct key_record *k = key_table_find(g->keys, secret, len);
+    if (k == NULL)
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "invalid API key (keys start with " KEY_SECRET_PREFIX ")");
+    char when[32];
+    if (k->revoked_ms) {
+        iso8601(k->revoked_ms, when, sizeof when);
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "API key %s was revoked at %s", k->id, when);
+    }
+    if (k->expires_ms && g->now_ms() >= k->expires_ms) {
+        iso8601(k->expires_ms, when, sizeof when);
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "API key %s expired at %s", k->id, when);
+    }
+    if (admin)
+        return err_set(err, 403, "permission_error", "admin_only",
+                       "admin endpoints need the master key; %s is a virtual key", k->id);
+    out->kind = PRINCIPAL_KEY;
+    out->key = *k;
+    return 0;
+}
+
+/* ---- admission ---------------------------------------------------------------------- */
+
+static struct key_limits *limits_of(struct guard *g, const char *id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *c = (const unsigned char *)id; *c; c++)
+        h = (h ^ *c) * 1099511628211ull;
+    struct key_limits **slot = &g->limits[h % LIMIT_BUCKETS], *l = *slot;
+    while (l && strcmp(l->id, id) != 0) l = l->next;
+    if (l) return l;
+    if ((l = calloc(1, sizeof *l)) == NULL) return NULL;
+    snprintf(l->id, sizeof l->id, "%s", id);
+    l->next = *slot;
+    *slot = l;
+    return l;
+}
+
+static void ratelimit_headers(struct http_request *req, const char *what,
+                              const struct gcra_result *r)
+{
+    char name[48], v[32];
+    snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
+    snprintf(v, sizeof v, "%lld", (long long)r->limit);
+    http_add_header(req, name, v);
+    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", what);
+    snprintf(v, sizeof v, "%lld", (long long)r->remaining);
+    http_add_header(req, name, v);
+    snprintf(name, sizeof name, "x-ratelimit-reset-%s", what);
+    snprintf(v, sizeof v, "%.3fs", (double)r->reset_ms / 1000.0);
+    http_add_header(req, name, v);
+}
+
+static void retry_after(struct http_request *req, int64_t ms)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)((ms + 999) / 1000 > 0 ? (ms + 999) / 1000 : 1));
+    http_add_header(req, "Retry-After", v);
+}
+
+/* The config budget for `name` in `scope`: its own entry, else the "*" one. */
+static const struct budget_conf *rule_for(const struct config *cfg, enum budget_scope scope,
+                                          enum budget_period period, const char *name)
+{
+    const struct budget_conf *star = NULL;
+    for (size_t i = 0; i < cfg->n_budgets; i++) {
+        const struct budget_conf *b = &cfg->budgets[i];
+        if (b->scope != scope || b->period != period) continue;
+        if (strcmp(b->name, name) == 0) return b;
+        if (strcmp(b->name, "*") == 0) star = b;
+    }
+    return star;
+}
+
+int guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
+                const struct model_conf *model, const char *customer, long prompt_tokens,
+                long output_tokens, double reserve_usd, struct admission *adm, struct err *err)
+{
+    memset(adm, 0, sizeof *adm);
+    const struct key_record *k = who->kind == PRINCIPAL_KEY ? &who->key : NULL;
+    if (k && !key_allows_model(k, model->name))
+        return err_set(err, 403, "permission_error", "model_not_allowed",
+                       "API key %s may not use model '%s' (allowed: %s)", k->id, model->name,
+                       k->models);
+    int64_t now_us = (int64_t)(clock_now_ns() / 1000);
+    if (k && (k->rpm > 0 || k->tpm > 0)) {
+        struct key_limits *l = limits_of(g, k->id);
+        if (l == NULL) return err_oom(err);
+        struct gcra saved_rpm = l->rpm;
+        struct gcra_result rr = {0}, tr = {0};
+        int64_t tokens = prompt_tokens + output_tokens;
+        if (k->rpm > 0) {
+            gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
+            ratelimit_headers(req, "requests", &rr);
+            if (!rr.allowed) {
+                retry_after(req, rr.retry_after_ms);
+                return err_set(err, 429, "requests", "rate_limit_exceeded",
+                               "rate limit reached for key %s: %lld requests per minute; retry "
+                               "in %.1f s",
+                               k->id, (long long)k->rpm, (double)rr.retry_after_ms / 1000.0);
+            }
+        }
+        if (k->tpm > 0) {
+            gcra_take(&l->tpm, k->tpm, tokens, now_us, &tr);
+            ratelimit_headers(req, "tokens", &tr);
+            if (!tr.allowed) {
+                l->rpm = saved_rpm; /* a refused request does not use up a request */
+                if (tr.never)
+                    return err_set(err, 429, "tokens", "rate_limit_exceeded",
+                                   "request needs ~%lld tokens (prompt estimate + max_tokens), "
+                                   "more than key %s's whole limit of %lld tokens per minute",
+                                   (long long)tokens, k->id, (long long)k->tpm);
+                retry_after(req, tr.retry_after_ms);
+                return err_set(err, 429, "tokens", "rate_limit_exceeded",
+                               "rate limit reached for key %s: %lld tokens per minute; retry in "
+                               "%.1f s",
+                               k->id, (long long)k->tpm, (double)tr.retry_after_ms / 1000.0);
+            }
+            adm->tpm_limit = k->tpm;
+            adm->tokens_charged = tokens;
+        }
+        snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
+    }
+
+    struct budget_conf key_rule;
+    struct budget_applies applies[BUDGET_MAX_RULES];
+    size_t n = 0;
+    if (k && k->budget_usd > 0) {
+        key_rule = (struct budget_conf){
+            .scope = BUDGET_SCOPE_KEY,
+            .limit_usd = k->budget_usd,
+            .period = k->budget_period == KEY_PERIOD_DAILY ? BUDGET_DAILY : BUDGET_MONTHLY,
+            .soft = k->budget_soft > 0 ? k->budget_soft : 0.8,
+            .on_exhausted =
+                k->on_exhausted == KEY_EXHAUSTED_LOCAL_ONLY ? BUDGET_LOCAL_ONLY : BUDGET_REJECT,
+        };
+        applies[n++] = (struct budget_applies){&key_rule, k->id};
+    }
+    /* One rule per scope: the tighter period is whichever is configured; daily wins when
+     * both are (it is the one that runs out first within a month). */
+    const char *team = k ? k->team : "";
+    for (int s = BUDGET_SCOPE_TEAM; s <= BUDGET_SCOPE_CUSTOMER; s++) {
+        const char *name = s == BUDGET_SCOPE_TEAM ? team : customer;
+        if (name == NULL || name[0] == '\0') continue;
+        const struct budget_conf *r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_DAILY, name);
+        if (r == NULL) r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_MONTHLY, name);
+        if (r) applies[n++] = (struct budget_applies){r, name};
+    }
+    if (n == 0) return 0;
+    struct budget_verdict v;
+    if (budget_admit(g->book, applies, n, reserve_usd, g->now_ms(), &v, &adm->hold) != 0)
+        return err_oom(err);
+    if (v.reject) {
+        if (adm->tpm_limit) {
+            struct key_limits *l = limits_of(g, adm->key_id);
+            if (l) gcra_adjust(&l->tpm, adm->tpm_limit, -adm->tokens_charged, now_us);
+        }
+        char reset[32];
+        iso8601(v.reset_ms, reset, sizeof reset);
+        retry_after(req, v.reset_ms - g->now_ms());
+        return err_set(err, 429, "insufficient_quota", "budget_exceeded",
+                       "budget exceeded: %s; it resets at %s", v.why, reset);
+    }
+    adm->held = true;
+    adm->reserve_usd = reserve_usd;
+    adm->mode = v.mode;
+    snprintf(adm->why, sizeof adm->why, "%s", v.why);
+    return 0;
+}
+
+void guard_settle(struct guard *g, struct admission *adm, bool cost_known, double cost_usd,
+                  long long tokens)
+{
+    if (adm->held) {
+        budget_settle(&adm->hold, cost_known ? cost_usd : 0);
+        adm->held = false;
+    }
+    if (adm->tpm_limit > 0) {
+        struct key_limits *l = limits_of(g, adm->key_id);
+        if (l && tokens >= 0)
+            gcra_adjust(&l->tpm, adm->tpm_limit, tokens - adm->tokens_charged,
+                        (int64_t)(clock_now_ns() / 1000));
+        adm->tpm_limit = 0;
+    }
+}

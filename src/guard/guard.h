@@ -1,0 +1,105 @@
+/*
+ * guard — who may call, what they may use, how fast and for how much.
+ *
+ *   guard_authenticate  Authorization: Bearer <master key | virtual key> → a principal, or
+ *                       401 (missing, unknown, revoked, expired) / 403 (admin with a
+ *                       virtual key). Without auth.master_key every caller is "open".
+ *   guard_admit         for one model request: the key's model list (403), its RPM and TPM
+ *                       (429 rate_limit_exceeded, Retry-After, x-ratelimit-* headers), then
+ *                       budgets of key, team and customer (429 budget_exceeded with the
+ *                       reset time, or a routing mode: soft → cheapest first, exhausted with
+ *                       local_only → local targets only). Reserves worst-case cost.
+ *   guard_settle        when the request ends: the real cost and tokens replace what
+ *                       admission reserved.
+ *
+ * Keys live in the store; the guard keeps a snapshot and re-reads it every auth.refresh_ms
+ * on the store-jobs thread (and at once after a change made through this instance), so a
+ * key made or revoked by the CLI or another instance takes effect within refresh_ms.
+ * Thread: event-loop thread only. Ownership: the guard borrows cfg, loop and jobs.
+ */
+#ifndef STRATUS_GUARD_H
+#define STRATUS_GUARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "guard/budget.h"
+#include "guard/keys.h"
+#include "route/router.h"
+#include "util/err.h"
+
+struct event_base;
+struct http_request;
+struct store_handle;
+struct store_jobs;
+struct guard;
+
+enum principal_kind {
+    PRINCIPAL_OPEN = 0, /* auth is off */
+    PRINCIPAL_MASTER,
+    PRINCIPAL_KEY,
+};
+
+struct principal {
+    enum principal_kind kind;
+    struct key_record key; /* a copy (PRINCIPAL_KEY): snapshots may change mid-request */
+};
+
+/* What admission decided and holds; lives with the request. */
+struct admission {
+    enum route_budget mode;
+    char why[160];
+    struct budget_hold hold;
+    bool held;
+    double reserve_usd;
+    char key_id[32];
+    int64_t tpm_limit, tokens_charged; /* to correct the key's TPM at the end */
+};
+
+/**
+ * Builds the guard: loads keys and seeds budget counters from `store` (a handle used here
+ * only, at start-up, before `jobs` takes over refreshes). @return an owned guard, or NULL
+ * with `err`.
+ */
+struct guard *guard_new(const struct config *cfg, struct event_base *loop,
+                        struct store_handle *store, struct store_jobs *jobs, struct err *err);
+
+/** NULL-safe. Stops the refresh timer. */
+void guard_free(struct guard *g);
+
+bool guard_auth_enabled(const struct guard *g);
+
+/** @return 0 with `out` filled, or -1 with `err` (401/403). `admin`: an /admin call. */
+int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
+                       struct principal *out, struct err *err);
+
+/**
+ * Admits a request for `model`. `prompt_tokens`/`output_tokens` are the estimates routing
+ * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Adds x-ratelimit-*
+ * headers to `req` when the key has limits. @return 0 with `adm` filled, or -1 with `err` (403,
+ * 429; Retry-After is added to `req`).
+ */
+int guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
+                const struct model_conf *model, const char *customer, long prompt_tokens,
+                long output_tokens, double reserve_usd, struct admission *adm, struct err *err);
+
+/** Settles `adm` with what the request really cost (`cost_known` false: counted as 0) and
+ *  used. Once per admitted request. */
+void guard_settle(struct guard *g, struct admission *adm, bool cost_known, double cost_usd,
+                  long long tokens);
+
+/** The current key snapshot (borrowed until the next refresh). */
+const struct key_table *guard_keys(const struct guard *g);
+
+/** Re-reads keys from the store soon. */
+void guard_refresh_now(struct guard *g);
+
+/** Swaps in a fresh snapshot of every key (`records` taken over), as read by an admin job
+ *  right after a change, so the change holds for the next request. */
+void guard_replace_keys(struct guard *g, struct key_record *records, size_t n);
+
+/** Clock override for tests: wall-clock ms. NULL restores the real clock. */
+void guard_set_clock(struct guard *g, int64_t (*now_ms)(void));
+
+#endif

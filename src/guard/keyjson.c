@@ -1,0 +1,189 @@
+#include "guard/keyjson.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0) return json_null();
+    char buf[32];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+json_t *key_to_json(const struct key_record *k, int64_t now_ms)
+{
+    json_t *models = json_array();
+    for (const char *p = k->models; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        json_array_append_new(models, json_stringn(p, len));
+        if (comma == NULL) break;
+        p = comma + 1;
+    }
+    const char *status = k->revoked_ms                              ? "revoked"
+                         : k->expires_ms && now_ms >= k->expires_ms ? "expired"
+                                                                    : "active";
+    return json_pack("{s:s, s:s, s:s, s:s?, s:o, s:f, s:s, s:f, s:s, s:I, s:I, s:o, s:o, s:o}",
+                     "id", k->id, "status", status, "name", k->name, "team",
+                     k->team[0] ? k->team : NULL, "models", models, "budget_usd", k->budget_usd,
+                     "budget_period", k->budget_period == KEY_PERIOD_DAILY ? "daily" : "monthly",
+                     "budget_soft", k->budget_soft, "on_exhausted",
+                     k->on_exhausted == KEY_EXHAUSTED_LOCAL_ONLY ? "local_only" : "reject", "rpm",
+                     (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "created_at",
+                     time_or_null(k->created_ms), "expires_at", time_or_null(k->expires_ms),
+                     "revoked_at", time_or_null(k->revoked_ms));
+}
+
+int64_t key_parse_duration(const char *s)
+{
+    char *end = NULL;
+    if (s == NULL || s[0] < '0' || s[0] > '9') return -1;
+    long long v = strtoll(s, &end, 10);
+    if (v <= 0 || end[0] == '\0' || end[1] != '\0') return -1;
+    switch (end[0]) {
+    case 'd':
+        return v * 86400000LL;
+    case 'h':
+        return v * 3600000LL;
+    case 'm':
+        return v * 60000LL;
+    case 's':
+        return v * 1000LL;
+    }
+    return -1;
+}
+
+static int bad(struct err *e, const char *param, const char *msg)
+{
+    err_param(e, 400, param, "%s", msg);
+    e->code = "invalid_value";
+    return -1;
+}
+
+static int text(const json_t *v, const char *name, char *out, size_t cap, struct err *e)
+{
+    if (v == NULL) return 0;
+    if (!json_is_string(v)) {
+        err_param(e, 400, name, "\"%s\" must be a string", name);
+        e->code = "invalid_type";
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    if (strlen(s) >= cap) {
+        err_param(e, 400, name, "\"%s\" is longer than %zu characters", name, cap - 1);
+        e->code = "invalid_value";
+        return -1;
+    }
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == ',')
+            return bad(e, name, "names must not contain control characters or commas");
+    snprintf(out, cap, "%s", s);
+    return 0;
+}
+
+static int count(const json_t *v, const char *name, int64_t *out, struct err *e)
+{
+    if (v == NULL) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        err_param(e, 400, name, "\"%s\" must be a non-negative integer", name);
+        e->code = "invalid_type";
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
+                  struct key_record *k, struct err *e)
+{
+    static const char *const known[] = {
+        "name", "team", "models",     "budget_usd", "budget_period", "budget_soft", "on_exhausted",
+        "rpm",  "tpm",  "expires_in", NULL};
+    if (!json_is_object(body))
+        return err_set(e, 400, "invalid_request_error", "invalid_json",
+                       "request body must be a JSON object");
+    const char *field;
+    json_t *value;
+    json_object_foreach((json_t *)body, field, value)
+    {
+        bool ok = false;
+        for (const char *const *n = known; *n && !ok; n++) ok = strcmp(*n, field) == 0;
+        if (!ok)
+            return err_set(e, 400, "invalid_request_error", "unknown_field",
+                           "unknown field \"%.64s\" (known: name, team, models, budget_usd, "
+                           "budget_period, budget_soft, on_exhausted, rpm, tpm, expires_in)",
+                           field);
+    }
+    k->budget_soft = 0.8;
+    if (text(json_object_get(body, "name"), "name", k->name, sizeof k->name, e) ||
+        text(json_object_get(body, "team"), "team", k->team, sizeof k->team, e) ||
+        count(json_object_get(body, "rpm"), "rpm", &k->rpm, e) ||
+        count(json_object_get(body, "tpm"), "tpm", &k->tpm, e))
+        return -1;
+    const json_t *models = json_object_get(body, "models");
+    if (models && !json_is_array(models))
+        return bad(e, "models", "\"models\" must be an array of model names");
+    size_t i, w = 0;
+    const json_t *m;
+    json_array_foreach(models, i, m)
+    {
+        if (!json_is_string(m))
+            return bad(e, "models", "\"models\" must be an array of model names");
+        const char *name = json_string_value(m);
+        if (config_find_model(cfg, name) == NULL) {
+            err_param(e, 400, "models", "model '%.128s' is not configured", name);
+            e->code = "model_not_found";
+            return -1;
+        }
+        int n = snprintf(k->models + w, sizeof k->models - w, "%s%s", w ? "," : "", name);
+        if (n < 0 || (size_t)n >= sizeof k->models - w)
+            return bad(e, "models", "\"models\" is too long");
+        w += (size_t)n;
+    }
+    const json_t *b = json_object_get(body, "budget_usd");
+    if (b && (!json_is_number(b) || json_number_value(b) < 0))
+        return bad(e, "budget_usd", "\"budget_usd\" must be a non-negative number");
+    if (b) k->budget_usd = json_number_value(b);
+    const json_t *s = json_object_get(body, "budget_soft");
+    if (s && (!json_is_number(s) || !(json_number_value(s) > 0) || json_number_value(s) > 1))
+        return bad(e, "budget_soft", "\"budget_soft\" must be a number in (0, 1]");
+    if (s) k->budget_soft = json_number_value(s);
+    const json_t *p = json_object_get(body, "budget_period");
+    if (p) {
+        const char *v = json_string_value(p);
+        if (v && strcmp(v, "daily") == 0)
+            k->budget_period = KEY_PERIOD_DAILY;
+        else if (v && strcmp(v, "monthly") == 0)
+            k->budget_period = KEY_PERIOD_MONTHLY;
+        else
+            return bad(e, "budget_period", "\"budget_period\" must be \"daily\" or \"monthly\"");
+    } else {
+        k->budget_period = KEY_PERIOD_MONTHLY;
+    }
+    const json_t *x = json_object_get(body, "on_exhausted");
+    if (x) {
+        const char *v = json_string_value(x);
+        if (v && strcmp(v, "reject") == 0)
+            k->on_exhausted = KEY_EXHAUSTED_REJECT;
+        else if (v && strcmp(v, "local_only") == 0)
+            k->on_exhausted = KEY_EXHAUSTED_LOCAL_ONLY;
+        else
+            return bad(e, "on_exhausted", "\"on_exhausted\" must be \"reject\" or \"local_only\"");
+    }
+    const json_t *ex = json_object_get(body, "expires_in");
+    if (ex) {
+        int64_t d = key_parse_duration(json_string_value(ex));
+        if (d <= 0)
+            return bad(
+                e, "expires_in",
+                "\"expires_in\" must be a duration like \"30d\", \"12h\", \"45m\" or \"3600s\"");
+        k->expires_ms = now_ms + d;
+    }
+    return 0;
+}
