@@ -300,8 +300,8 @@ void proxy_record(struct app *app, const struct http_request *req, const struct 
     r.ts_ms = wall_ms_at(req->start_ns);
     copy_field(r.request_id, sizeof r.request_id, req->request_id);
     copy_field(r.model, sizeof r.model, model);
-    copy_field(r.endpoint, sizeof r.endpoint,
-               oreq ? openai_endpoint_path(oreq->endpoint) : req->path);
+    const char *path = strncmp(req->path, "/v1/", 4) == 0 ? req->path + 4 : req->path;
+    copy_field(r.endpoint, sizeof r.endpoint, oreq ? openai_endpoint_path(oreq->endpoint) : path);
     customer_of(req, oreq, r.customer, sizeof r.customer);
     principal_fields(who, &r);
     r.latency_ms = (double)(clock_now_ns() - req->start_ns) / 1e6;

@@ -261,6 +261,17 @@ static void score_cost(struct router *r, const struct model_conf *m, const struc
                  rq->output_tokens, price.source == PRICE_LOCAL_TCO ? ", local TCO" : "");
 }
 
+/* Past a soft budget threshold: local targets first (their hardware is paid for already;
+ * cheapest TCO first when measured), then the rest by expected cost. */
+static void score_thrifty(struct router *r, const struct model_conf *m,
+                          const struct route_request *rq, struct candidate *c, uint64_t now,
+                          char *figure, size_t cap)
+{
+    score_cost(r, m, rq, c, now, figure, cap);
+    if (backend_of(r, m, c->target)->conf->type == BACKEND_LOCAL)
+        c->score = (c->score < 1e17 ? c->score : 0) - 1e12;
+}
+
 static route_score_fn scorer_for(enum route_policy p)
 {
     switch (p) {
@@ -304,7 +315,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
     size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0;
     /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
     enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
-    route_score_fn score = scorer_for(policy);
+    route_score_fn score = rq->budget == ROUTE_BUDGET_SOFT ? score_thrifty : scorer_for(policy);
     for (size_t i = 0; i < n; i++) {
         cand[i] = (struct candidate){.target = i};
         for (size_t f = 0; f < sizeof filters / sizeof filters[0] && !cand[i].skipped; f++)
@@ -384,12 +395,19 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                          bname);
             break;
         }
-        if (rq->budget != ROUTE_BUDGET_NONE) {
+        const char *budget = rq->budget_why ? rq->budget_why : "budget";
+        if (rq->budget == ROUTE_BUDGET_SOFT && cand[0].score < 0)
+            snprintf(plan->reason, sizeof plan->reason, "%s: local first; %s", budget, bname);
+        else if (rq->budget == ROUTE_BUDGET_SOFT && cand[0].score < 1e17)
+            snprintf(plan->reason, sizeof plan->reason, "%s: cheapest first; %s ($%.6f expected)",
+                     budget, bname, cand[0].score);
+        else if (rq->budget == ROUTE_BUDGET_SOFT)
+            snprintf(plan->reason, sizeof plan->reason, "%s: cheapest first; no priced target; %s",
+                     budget, bname);
+        else if (rq->budget == ROUTE_BUDGET_LOCAL_ONLY) {
             char why[sizeof plan->reason];
             snprintf(why, sizeof why, "%s", plan->reason);
-            snprintf(plan->reason, sizeof plan->reason, "%s: %s; %s",
-                     rq->budget_why ? rq->budget_why : "budget",
-                     rq->budget == ROUTE_BUDGET_SOFT ? "cheapest first" : "local only", why);
+            snprintf(plan->reason, sizeof plan->reason, "%s: local only; %s", budget, why);
         }
         return 0;
     }

@@ -34,8 +34,8 @@ export function writeConfig(yaml) {
   return file;
 }
 
-export async function startGateway(yaml, { env = {}, args = [] } = {}) {
-  const file = writeConfig(yaml);
+export async function startGateway(yaml, { env = {}, args = [], file: reuse } = {}) {
+  const file = reuse ?? writeConfig(yaml); // `file`: restart on the same config (and its store)
   const wrapper = process.env.STRATUS_WRAPPER ? process.env.STRATUS_WRAPPER.split(/\s+/).filter(Boolean) : [];
   const cmd = [...wrapper, BIN, 'serve', '--config', file, '--listen', '127.0.0.1:0', ...args];
   const child = spawn(cmd[0], cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

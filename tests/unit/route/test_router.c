@@ -299,6 +299,56 @@ static void test_cost_picks_cheapest_and_puts_unpriced_last(void **state)
     router_free(f.r);
 }
 
+static void test_budget_soft_prefers_local_then_cheapest(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[3] = {BACKEND_OPENAI, BACKEND_OPENAI, BACKEND_LOCAL};
+    setup_fixture(&f, 3, ROUTE_PRIORITY, types);
+    f.targets[0].price = (struct price){.set = true, .input = 3.0, .output = 15.0};
+    f.targets[1].price = (struct price){.set = true, .input = 0.15, .output = 0.60};
+    assert_int_equal(first(&f), 0); /* no budget pressure: the configured order */
+    f.rq.budget = ROUTE_BUDGET_SOFT;
+    f.rq.budget_why = "team 'ml' at 85% of its $10.00 daily budget";
+    /* The local target has no measured price yet and still goes first. */
+    assert_int_equal(first(&f), 2);
+    assert_int_equal(f.order[1], 1);
+    assert_int_equal(f.order[2], 0);
+    assert_string_equal(f.plan.policy, "cost");
+    assert_non_null(strstr(f.plan.reason, "team 'ml' at 85%"));
+    assert_non_null(strstr(f.plan.reason, "local first; c"));
+    /* Local cooling down: the cheapest cloud target, said so. */
+    attempt(&f, 2, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 1);
+    assert_non_null(strstr(f.plan.reason, "cheapest first; b"));
+    router_free(f.r);
+}
+
+static void test_budget_local_only_filters_cloud_or_refuses(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[2] = {BACKEND_OPENAI, BACKEND_LOCAL};
+    setup_fixture(&f, 2, ROUTE_PRIORITY, types);
+    f.rq.budget = ROUTE_BUDGET_LOCAL_ONLY;
+    f.rq.budget_why = "key 'k' at 100% of its $1.00 monthly budget";
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1);
+    assert_non_null(strstr(f.plan.reason, "local only"));
+    router_free(f.r);
+
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL); /* no local target at all */
+    f.rq.budget = ROUTE_BUDGET_LOCAL_ONLY;
+    f.rq.budget_why = "key 'k' at 100% of its $1.00 monthly budget";
+    struct err e;
+    err_clear(&e);
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_int_equal(e.status, 429);
+    assert_string_equal(e.code, "budget_exceeded");
+    assert_non_null(strstr(e.msg, "allows local targets only"));
+    router_free(f.r);
+}
+
 static void test_capability_filter_and_no_target_for_endpoint(void **state)
 {
     (void)state;
@@ -355,6 +405,8 @@ int main(void)
         cmocka_unit_test(test_latency_tries_unmeasured_targets_first),
         cmocka_unit_test(test_least_busy_uses_in_flight_and_engine_slots),
         cmocka_unit_test(test_cost_picks_cheapest_and_puts_unpriced_last),
+        cmocka_unit_test(test_budget_soft_prefers_local_then_cheapest),
+        cmocka_unit_test(test_budget_local_only_filters_cloud_or_refuses),
         cmocka_unit_test(test_capability_filter_and_no_target_for_endpoint),
         cmocka_unit_test(test_explain_describes_every_target_without_changing_state),
     };
