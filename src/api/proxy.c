@@ -904,10 +904,35 @@ static void release_proxy(void *ud)
     struct proxy *p = ud;
     if (p->call) upstream_cancel(p->call);
     report(p, ROUTE_CANCELLED, -1);
+    guard_cancel(p->app->guard, &p->adm);
     if (p->timer) event_free(p->timer);
     if (p->resp) evbuffer_free(p->resp);
     if (p->out) evbuffer_free(p->out);
     sse_parser_free(&p->sse);
+}
+
+/* Admission's answer (at once, or when Redis replies): route and go, or refuse. */
+static void on_admitted(void *ud, int rc, const struct err *refusal)
+{
+    struct proxy *p = ud;
+    struct err e;
+    err_clear(&e);
+    if (p->finished) return; /* the client left while Redis was asked */
+    if (rc != 0) {
+        p->finished = true;
+        proxy_record(p->app, p->req, p->who, p->oreq, p->model->name, refusal->status);
+        log_request(p->req, refusal->status, p->model->name, NULL, refusal->msg);
+        http_respond_error(p->req, refusal);
+        return;
+    }
+    p->route.budget = p->adm.mode;
+    p->route.budget_why = p->adm.why;
+    if (router_plan(p->app->router, p->model, &p->route, &p->plan, &e) != 0) {
+        finish(p, e.status, e.msg);
+        http_respond_error(p->req, &e);
+        return;
+    }
+    next_attempt(p);
 }
 
 /* The most this request can cost on any target of the group: what a budget reserves. */
@@ -970,21 +995,7 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
     char customer[128];
     customer_of(req, oreq, customer, sizeof customer);
     double reserve = worst_case_cost(app, model, p->route.prompt_tokens, p->route.output_tokens);
-    if (guard_admit(app->guard, req, who, model, customer, p->route.prompt_tokens,
-                    p->route.output_tokens, reserve, &p->adm, &e) != 0) {
-        p->finished = true;
-        proxy_record(app, req, who, oreq, model->name, e.status);
-        log_request(req, e.status, model->name, NULL, e.msg);
-        http_respond_error(req, &e);
-        return;
-    }
-    p->route.budget = p->adm.mode;
-    p->route.budget_why = p->adm.why;
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    if (router_plan(app->router, model, &p->route, &p->plan, &e) != 0) {
-        finish(p, e.status, e.msg);
-        http_respond_error(req, &e);
-        return;
-    }
-    next_attempt(p);
+    guard_admit(app->guard, req, who, model, customer, p->route.prompt_tokens,
+                p->route.output_tokens, reserve, &p->adm, on_admitted, p);
 }

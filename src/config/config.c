@@ -867,10 +867,10 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
 {
     static const char *const keys[] = {"url", "redis", "queue_size", "batch_size", NULL};
     if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
-    if (get(ld, n, "redis"))
+    if (get_string(ld, n, "redis", &s->redis, false, "store")) return -1;
+    if (s->redis && strncmp(s->redis, "redis://", 8) != 0)
         return fail_at(ld, get(ld, n, "redis"),
-                       "store.redis is not supported by this build yet (shared counters across "
-                       "instances come with Redis support)");
+                       "store.redis must be redis://[:PASSWORD@]HOST[:PORT]");
     if (get_string(ld, n, "url", &s->url, false, "store")) return -1;
     if (s->url && strncmp(s->url, "sqlite://", 9) != 0 && strncmp(s->url, "postgres://", 11) != 0 &&
         strncmp(s->url, "postgresql://", 13) != 0)
@@ -1355,6 +1355,7 @@ void config_free(struct config *cfg)
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);
     free(cfg->store.url);
+    free(cfg->store.redis);
     free(cfg->store.base_dir);
     prices_free(cfg->prices);
     free(cfg->prices_path);

@@ -160,6 +160,7 @@ struct price_catalogue;
 /* Where the ledger goes (`store:`). */
 struct store_conf {
     char *url;       /* default sqlite://stratus.db (relative: to the config's directory) */
+    char *redis;     /* redis://HOST:PORT for limits and budgets shared across instances */
     char *base_dir;  /* the config file's directory */
     long queue_size; /* rows waiting for the writer before new ones are dropped; 10000 */
     long batch_size; /* rows per transaction at most; 256 */

@@ -41,6 +41,7 @@ struct guard {
     struct key_table *keys;
     struct key_limits *limits[LIMIT_BUCKETS];
     struct budget_book *book;
+    struct shared *shared; /* NULL without store.redis */
     struct store_jobs *jobs;
     struct event *refresh_timer;
     struct refresh_job *refreshing; /* the job out, or NULL */
@@ -130,6 +131,21 @@ void guard_replace_keys(struct guard *g, struct key_record *records, size_t n)
 
 /* ---- start-up ----------------------------------------------------------------------- */
 
+static const char *const scope_names[] = {"key", "team", "customer"};
+
+/* The Redis counter of one budget in the period containing `now`. */
+static void counter_name(char out[SHARED_COUNTER_SIZE], enum budget_scope scope,
+                         enum budget_period period, const char *name, int64_t now)
+{
+    snprintf(out, SHARED_COUNTER_SIZE, "stratus:budget:%s:%c:%lld:%s", scope_names[scope],
+             period == BUDGET_DAILY ? 'd' : 'm', (long long)budget_period_start(period, now), name);
+}
+
+static int64_t counter_ttl(enum budget_period period, int64_t now)
+{
+    return budget_period_end(period, now) - now + 86400000;
+}
+
 static int seed_budgets(struct guard *g, struct store_handle *store, struct err *err)
 {
     static const enum spend_group groups[] = {SPEND_BY_KEY, SPEND_BY_TEAM, SPEND_BY_CUSTOMER};
@@ -148,13 +164,22 @@ static int seed_budgets(struct guard *g, struct store_handle *store, struct err 
                 free(lines);
                 return err_set(err, 500, "server_error", NULL, "budgets: %s", why);
             }
-            for (int i = 0; i < n; i++)
-                if (lines[i].group[0] &&
-                    budget_book_seed(g->book, scopes[k], (enum budget_period)p, lines[i].group,
+            for (int i = 0; i < n; i++) {
+                if (lines[i].group[0] == '\0') continue;
+                if (budget_book_seed(g->book, scopes[k], (enum budget_period)p, lines[i].group,
                                      lines[i].cost_usd, now) != 0) {
                     free(lines);
                     return err_oom(err);
                 }
+                char counter[SHARED_COUNTER_SIZE];
+                counter_name(counter, scopes[k], (enum budget_period)p, lines[i].group, now);
+                if (g->shared && shared_seed(g->shared, counter, lines[i].cost_usd,
+                                             counter_ttl((enum budget_period)p, now)) != 0) {
+                    free(lines);
+                    return err_set(err, 500, "server_error", NULL,
+                                   "store.redis: cannot seed budget counters");
+                }
+            }
         }
     }
     free(lines);
@@ -190,7 +215,10 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
         err_oom(err);
         goto fail;
     }
+    if (cfg->store.redis && loop && (g->shared = shared_new(loop, cfg->store.redis, err)) == NULL)
+        goto fail;
     if (seed_budgets(g, store, err) != 0) goto fail;
+    if (g->shared) shared_seed_done(g->shared);
     if (loop && jobs) {
         g->refresh_timer = event_new(loop, -1, EV_PERSIST, on_refresh_timer, g);
         if (g->refresh_timer == NULL) {
@@ -211,6 +239,7 @@ void guard_free(struct guard *g)
     if (g == NULL) return;
     if (g->refresh_timer) event_free(g->refresh_timer);
     if (g->refreshing) g->refreshing->guard = NULL; /* its done() frees it */
+    shared_free(g->shared); /* answers still out are dropped (their requests are gone) */
     key_table_free(g->keys);
     budget_book_free(g->book);
     for (size_t i = 0; i < LIMIT_BUCKETS; i++) {
@@ -347,61 +376,12 @@ static const struct budget_conf *rule_for(const struct config *cfg, enum budget_
     return star;
 }
 
-int guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
-                const struct model_conf *model, const char *customer, long prompt_tokens,
-                long output_tokens, double reserve_usd, struct admission *adm, struct err *err)
+/* The budgets that apply to this request, into adm->applies. */
+static void collect_budgets(struct guard *g, const struct key_record *k, struct admission *adm)
 {
-    memset(adm, 0, sizeof *adm);
-    const struct key_record *k = who->kind == PRINCIPAL_KEY ? &who->key : NULL;
-    if (k && !key_allows_model(k, model->name))
-        return err_set(err, 403, "permission_error", "model_not_allowed",
-                       "API key %s may not use model '%s' (allowed: %s)", k->id, model->name,
-                       k->models);
-    int64_t now_us = (int64_t)(clock_now_ns() / 1000);
-    if (k && (k->rpm > 0 || k->tpm > 0)) {
-        struct key_limits *l = limits_of(g, k->id);
-        if (l == NULL) return err_oom(err);
-        struct gcra saved_rpm = l->rpm;
-        struct gcra_result rr = {0}, tr = {0};
-        int64_t tokens = prompt_tokens + output_tokens;
-        if (k->rpm > 0) {
-            gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
-            ratelimit_headers(req, "requests", &rr);
-            if (!rr.allowed) {
-                retry_after(req, rr.retry_after_ms);
-                return err_set(err, 429, "requests", "rate_limit_exceeded",
-                               "rate limit reached for key %s: %lld requests per minute; retry "
-                               "in %.1f s",
-                               k->id, (long long)k->rpm, (double)rr.retry_after_ms / 1000.0);
-            }
-        }
-        if (k->tpm > 0) {
-            gcra_take(&l->tpm, k->tpm, tokens, now_us, &tr);
-            ratelimit_headers(req, "tokens", &tr);
-            if (!tr.allowed) {
-                l->rpm = saved_rpm; /* a refused request does not use up a request */
-                if (tr.never)
-                    return err_set(err, 429, "tokens", "rate_limit_exceeded",
-                                   "request needs ~%lld tokens (prompt estimate + max_tokens), "
-                                   "more than key %s's whole limit of %lld tokens per minute",
-                                   (long long)tokens, k->id, (long long)k->tpm);
-                retry_after(req, tr.retry_after_ms);
-                return err_set(err, 429, "tokens", "rate_limit_exceeded",
-                               "rate limit reached for key %s: %lld tokens per minute; retry in "
-                               "%.1f s",
-                               k->id, (long long)k->tpm, (double)tr.retry_after_ms / 1000.0);
-            }
-            adm->tpm_limit = k->tpm;
-            adm->tokens_charged = tokens;
-        }
-        snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
-    }
-
-    struct budget_conf key_rule;
-    struct budget_applies applies[BUDGET_MAX_RULES];
-    size_t n = 0;
+    adm->n_applies = 0;
     if (k && k->budget_usd > 0) {
-        key_rule = (struct budget_conf){
+        adm->key_rule = (struct budget_conf){
             .scope = BUDGET_SCOPE_KEY,
             .limit_usd = k->budget_usd,
             .period = k->budget_period == KEY_PERIOD_DAILY ? BUDGET_DAILY : BUDGET_MONTHLY,
@@ -409,52 +389,241 @@ int guard_admit(struct guard *g, struct http_request *req, const struct principa
             .on_exhausted =
                 k->on_exhausted == KEY_EXHAUSTED_LOCAL_ONLY ? BUDGET_LOCAL_ONLY : BUDGET_REJECT,
         };
-        applies[n++] = (struct budget_applies){&key_rule, k->id};
+        adm->applies[adm->n_applies++] = (struct budget_applies){&adm->key_rule, k->id};
     }
-    /* One rule per scope: the tighter period is whichever is configured; daily wins when
-     * both are (it is the one that runs out first within a month). */
+    /* One rule per scope; daily wins when both periods are configured (it runs out first). */
     const char *team = k ? k->team : "";
     for (int s = BUDGET_SCOPE_TEAM; s <= BUDGET_SCOPE_CUSTOMER; s++) {
-        const char *name = s == BUDGET_SCOPE_TEAM ? team : customer;
-        if (name == NULL || name[0] == '\0') continue;
+        const char *name = s == BUDGET_SCOPE_TEAM ? team : adm->customer;
+        if (name[0] == '\0') continue;
         const struct budget_conf *r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_DAILY, name);
         if (r == NULL) r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_MONTHLY, name);
-        if (r) applies[n++] = (struct budget_applies){r, name};
+        if (r) adm->applies[adm->n_applies++] = (struct budget_applies){r, name};
     }
-    if (n == 0) return 0;
+}
+
+static int rate_limited(struct http_request *req, const struct key_record *k, bool tokens,
+                        const struct gcra_result *r, int64_t charged, struct err *err)
+{
+    if (tokens && r->never)
+        return err_set(err, 429, "tokens", "rate_limit_exceeded",
+                       "request needs ~%lld tokens (prompt estimate + max_tokens), more than key "
+                       "%s's whole limit of %lld tokens per minute",
+                       (long long)charged, k->id, (long long)k->tpm);
+    retry_after(req, r->retry_after_ms);
+    return err_set(err, 429, tokens ? "tokens" : "requests", "rate_limit_exceeded",
+                   "rate limit reached for key %s: %lld %s per minute; retry in %.1f s", k->id,
+                   (long long)(tokens ? k->tpm : k->rpm), tokens ? "tokens" : "requests",
+                   (double)r->retry_after_ms / 1000.0);
+}
+
+static int budget_rejected(struct guard *g, struct http_request *req, const char *why,
+                           int64_t reset_ms, struct err *err)
+{
+    char reset[32];
+    iso8601(reset_ms, reset, sizeof reset);
+    retry_after(req, reset_ms - g->now_ms());
+    return err_set(err, 429, "insufficient_quota", "budget_exceeded",
+                   "budget exceeded: %s; it resets at %s", why, reset);
+}
+
+/* In-process admission: this instance's counters. */
+static int admit_locally(struct guard *g, struct http_request *req, const struct key_record *k,
+                         struct admission *adm, struct err *err)
+{
+    int64_t now_us = (int64_t)(clock_now_ns() / 1000);
+    if (k && (k->rpm > 0 || k->tpm > 0)) {
+        struct key_limits *l = limits_of(g, k->id);
+        if (l == NULL) return err_oom(err);
+        struct gcra saved_rpm = l->rpm;
+        struct gcra_result rr = {0}, tr = {0};
+        if (k->rpm > 0) {
+            gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
+            ratelimit_headers(req, "requests", &rr);
+            if (!rr.allowed) return rate_limited(req, k, false, &rr, 1, err);
+        }
+        if (k->tpm > 0) {
+            gcra_take(&l->tpm, k->tpm, adm->tokens_charged, now_us, &tr);
+            ratelimit_headers(req, "tokens", &tr);
+            if (!tr.allowed) {
+                l->rpm = saved_rpm; /* a refused request does not use up a request */
+                return rate_limited(req, k, true, &tr, adm->tokens_charged, err);
+            }
+            adm->tpm_limit = k->tpm;
+        }
+    }
+    if (adm->n_applies == 0) return 0;
     struct budget_verdict v;
-    if (budget_admit(g->book, applies, n, reserve_usd, g->now_ms(), &v, &adm->hold) != 0)
+    if (budget_admit(g->book, adm->applies, adm->n_applies, adm->reserve_usd, g->now_ms(), &v,
+                     &adm->hold) != 0)
         return err_oom(err);
     if (v.reject) {
         if (adm->tpm_limit) {
             struct key_limits *l = limits_of(g, adm->key_id);
             if (l) gcra_adjust(&l->tpm, adm->tpm_limit, -adm->tokens_charged, now_us);
+            adm->tpm_limit = 0;
         }
-        char reset[32];
-        iso8601(v.reset_ms, reset, sizeof reset);
-        retry_after(req, v.reset_ms - g->now_ms());
-        return err_set(err, 429, "insufficient_quota", "budget_exceeded",
-                       "budget exceeded: %s; it resets at %s", v.why, reset);
+        return budget_rejected(g, req, v.why, v.reset_ms, err);
     }
     adm->held = true;
-    adm->reserve_usd = reserve_usd;
     adm->mode = v.mode;
     snprintf(adm->why, sizeof adm->why, "%s", v.why);
     return 0;
 }
 
+struct admit_pending {
+    struct guard *guard;
+    struct http_request *req;
+    const struct key_record *key; /* in the request's principal (arena) */
+    struct admission *adm;        /* NULL once cancelled */
+    struct shared_ask ask;        /* a copy: settles a cancelled admission */
+    guard_admit_cb done;
+    void *ud;
+};
+
+static void budget_text(const struct budget_applies *a, double used, const char *verb, char *out,
+                        size_t cap)
+{
+    const struct budget_conf *r = a->rule;
+    const char *period = r->period == BUDGET_DAILY ? "daily" : "monthly";
+    if (strcmp(verb, "spent") == 0)
+        snprintf(out, cap, "%s '%s' spent $%.4f of its $%.2f %s budget", scope_names[r->scope],
+                 a->name, used, r->limit_usd, period);
+    else
+        snprintf(out, cap, "%s '%s' at %.0f%% of its $%.2f %s budget", scope_names[r->scope],
+                 a->name, r->limit_usd > 0 ? used / r->limit_usd * 100 : 100, r->limit_usd, period);
+}
+
+static void on_shared_answer(const struct shared_answer *a, void *ud)
+{
+    struct admit_pending *p = ud;
+    struct admission *adm = p->adm;
+    struct guard *g = p->guard;
+    if (adm == NULL) { /* the request is gone: give back what the script reserved */
+        if (a && a->status == SHARED_ADMITTED && g)
+            shared_settle(g->shared, &p->ask, -p->ask.reserve_usd, -p->ask.tokens);
+        free(p);
+        return;
+    }
+    adm->pending = NULL;
+    struct err e;
+    err_clear(&e);
+    int rc = 0;
+    const struct key_record *k = p->key;
+    if (a == NULL) {
+        rc = admit_locally(g, p->req, k, adm, &e); /* Redis down: this instance's counters */
+    } else {
+        struct gcra_result rr = a->rpm, tr = a->tpm;
+        rr.limit = k ? k->rpm : 0;
+        tr.limit = k ? k->tpm : 0;
+        if (k && k->rpm > 0) ratelimit_headers(p->req, "requests", &rr);
+        if (k && k->tpm > 0 && a->status != SHARED_RPM_LIMITED)
+            ratelimit_headers(p->req, "tokens", &tr);
+        if (a->status == SHARED_RPM_LIMITED) {
+            rc = rate_limited(p->req, k, false, &rr, 1, &e);
+        } else if (a->status == SHARED_TPM_LIMITED) {
+            rc = rate_limited(p->req, k, true, &tr, adm->tokens_charged, &e);
+        } else if (a->status == SHARED_BUDGET_REJECTED && a->budget >= 0 &&
+                   (size_t)a->budget < adm->n_applies) {
+            char why[160];
+            budget_text(&adm->applies[a->budget], a->used, "spent", why, sizeof why);
+            rc = budget_rejected(
+                g, p->req, why,
+                budget_period_end(adm->applies[a->budget].rule->period, g->now_ms()), &e);
+        } else {
+            adm->shared = true;
+            adm->tpm_limit = k ? k->tpm : 0;
+            adm->mode = (enum route_budget)a->mode;
+            if (a->mode != ROUTE_BUDGET_NONE && a->budget >= 0 &&
+                (size_t)a->budget < adm->n_applies)
+                budget_text(&adm->applies[a->budget], a->used, "at", adm->why, sizeof adm->why);
+        }
+    }
+    guard_admit_cb done = p->done;
+    void *done_ud = p->ud;
+    free(p);
+    done(done_ud, rc, &e);
+}
+
+void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
+                 const struct model_conf *model, const char *customer, long prompt_tokens,
+                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
+                 void *ud)
+{
+    memset(adm, 0, sizeof *adm);
+    struct err e;
+    err_clear(&e);
+    const struct key_record *k = who->kind == PRINCIPAL_KEY ? &who->key : NULL;
+    if (k && !key_allows_model(k, model->name)) {
+        err_set(&e, 403, "permission_error", "model_not_allowed",
+                "API key %s may not use model '%s' (allowed: %s)", k->id, model->name, k->models);
+        done(ud, -1, &e);
+        return;
+    }
+    snprintf(adm->customer, sizeof adm->customer, "%s", customer ? customer : "");
+    adm->reserve_usd = reserve_usd;
+    adm->tokens_charged = prompt_tokens + output_tokens;
+    if (k) snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
+    collect_budgets(g, k, adm);
+    bool limits = k && (k->rpm > 0 || k->tpm > 0);
+    if (g->shared && (limits || adm->n_applies > 0) && shared_connected(g->shared)) {
+        struct admit_pending *p = calloc(1, sizeof *p);
+        if (p) {
+            struct shared_ask *ask = &adm->ask;
+            snprintf(ask->key_id, sizeof ask->key_id, "%s", adm->key_id);
+            ask->rpm = k ? k->rpm : 0;
+            ask->tpm = k ? k->tpm : 0;
+            ask->tokens = adm->tokens_charged;
+            ask->reserve_usd = reserve_usd;
+            int64_t now = g->now_ms();
+            for (size_t i = 0; i < adm->n_applies; i++) {
+                const struct budget_conf *r = adm->applies[i].rule;
+                struct shared_budget *b = &ask->budgets[ask->n_budgets++];
+                counter_name(b->counter, r->scope, r->period, adm->applies[i].name, now);
+                b->limit_usd = r->limit_usd;
+                b->soft = r->soft;
+                b->local_only = r->on_exhausted == BUDGET_LOCAL_ONLY;
+                b->ttl_ms = counter_ttl(r->period, now);
+            }
+            *p = (struct admit_pending){
+                .guard = g, .req = req, .key = k, .adm = adm, .ask = *ask, .done = done, .ud = ud};
+            if (shared_admit(g->shared, ask, on_shared_answer, p) == 0) {
+                adm->pending = p;
+                return;
+            }
+            free(p);
+        }
+    }
+    int rc = admit_locally(g, req, k, adm, &e);
+    done(ud, rc, &e);
+}
+
+void guard_cancel(struct guard *g, struct admission *adm)
+{
+    (void)g;
+    if (adm->pending) {
+        adm->pending->adm = NULL;
+        adm->pending = NULL;
+    }
+}
+
 void guard_settle(struct guard *g, struct admission *adm, bool cost_known, double cost_usd,
                   long long tokens)
 {
+    if (adm->settled) return;
+    adm->settled = true;
+    double actual = cost_known ? cost_usd : 0;
     if (adm->held) {
-        budget_settle(&adm->hold, cost_known ? cost_usd : 0);
+        budget_settle(&adm->hold, actual);
         adm->held = false;
     }
-    if (adm->tpm_limit > 0) {
+    int64_t token_delta = tokens >= 0 ? tokens - adm->tokens_charged : 0;
+    if (adm->shared) {
+        shared_settle(g->shared, &adm->ask, actual - adm->reserve_usd, token_delta);
+        return;
+    }
+    if (adm->tpm_limit > 0 && tokens >= 0) {
         struct key_limits *l = limits_of(g, adm->key_id);
-        if (l && tokens >= 0)
-            gcra_adjust(&l->tpm, adm->tpm_limit, tokens - adm->tokens_charged,
-                        (int64_t)(clock_now_ns() / 1000));
-        adm->tpm_limit = 0;
+        if (l) gcra_adjust(&l->tpm, adm->tpm_limit, token_delta, (int64_t)(clock_now_ns() / 1000));
     }
 }

@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "guard/budget.h"
 #include "guard/keys.h"
+#include "guard/shared.h"
 #include "route/router.h"
 #include "util/err.h"
 
@@ -34,6 +35,7 @@ struct http_request;
 struct store_handle;
 struct store_jobs;
 struct guard;
+struct admit_pending;
 
 enum principal_kind {
     PRINCIPAL_OPEN = 0, /* auth is off */
@@ -46,16 +48,30 @@ struct principal {
     struct key_record key; /* a copy (PRINCIPAL_KEY): snapshots may change mid-request */
 };
 
-/* What admission decided and holds; lives with the request. */
+/* What admission decided and holds; lives with the request (its arena). */
 struct admission {
     enum route_budget mode;
     char why[160];
+    /* in-process counters */
     struct budget_hold hold;
     bool held;
+    /* Redis counters: the ask holds the counter names for settling */
+    bool shared;
+    struct shared_ask ask;
+    struct admit_pending *pending; /* a Redis call out; NULL otherwise */
+    /* what applies, kept for the reason text and settling */
+    struct budget_conf key_rule;
+    struct budget_applies applies[BUDGET_MAX_RULES];
+    size_t n_applies;
+    char customer[128];
     double reserve_usd;
     char key_id[32];
     int64_t tpm_limit, tokens_charged; /* to correct the key's TPM at the end */
+    bool settled;
 };
+
+/* rc 0: admitted (adm filled); -1: refused with `err` (403/429 and their headers on req). */
+typedef void (*guard_admit_cb)(void *ud, int rc, const struct err *err);
 
 /**
  * Builds the guard: loads keys and seeds budget counters from `store` (a handle used here
@@ -76,13 +92,19 @@ int guard_authenticate(struct guard *g, const struct http_request *req, bool adm
 
 /**
  * Admits a request for `model`. `prompt_tokens`/`output_tokens` are the estimates routing
- * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Adds x-ratelimit-*
- * headers to `req` when the key has limits. @return 0 with `adm` filled, or -1 with `err` (403,
- * 429; Retry-After is added to `req`).
+ * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Adds
+ * x-ratelimit-* headers to `req` when the key has limits, Retry-After on a 429.
+ * `done` is called exactly once: before this returns (in-process counters) or when Redis
+ * answers — unless guard_cancel() comes first.
  */
-int guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
-                const struct model_conf *model, const char *customer, long prompt_tokens,
-                long output_tokens, double reserve_usd, struct admission *adm, struct err *err);
+void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
+                 const struct model_conf *model, const char *customer, long prompt_tokens,
+                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
+                 void *ud);
+
+/** The request is going away: a Redis answer still out is dropped (and what it reserved is
+ *  given back). Safe to call in any state. */
+void guard_cancel(struct guard *g, struct admission *adm);
 
 /** Settles `adm` with what the request really cost (`cost_known` false: counted as 0) and
  *  used. Once per admitted request. */

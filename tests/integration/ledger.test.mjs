@@ -115,6 +115,8 @@ test('kill -9 under load: at most the uncommitted rows are lost (measured)', asy
   const n = rows(db, 'SELECT COUNT(*) AS n FROM requests')[0].n;
   const lost = answered - n;
   console.log(`# kill -9 after ${answered} answered requests: ${n} rows committed, ${lost} lost`);
-  assert.ok(n <= answered, 'no row for a request that was not answered');
+  // A row is written when the gateway finishes a request, a moment before the client reads
+  // the answer: at most the 32 requests in flight can have a row but no answer yet.
+  assert.ok(n <= answered + 32, `${n} rows for ${answered} answers: rows for requests never made`);
   assert.ok(lost <= 256, `lost ${lost} rows: more than one batch`);
 });
