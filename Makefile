@@ -94,7 +94,11 @@ $(OUT)/bench/%: bench/route/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC  $@"
 	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_MODE) $(BASE_LIBS)
-bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench
+$(OUT)/bench/%: bench/guard/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC  $@"
+	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_MODE) $(BASE_LIBS)
+bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench $(OUT)/bench/ledger_bench
 
 # Every public header must compile on its own (catches missing includes).
 headers:

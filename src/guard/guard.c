@@ -432,10 +432,12 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
                          struct admission *adm, struct err *err)
 {
     int64_t now_us = (int64_t)(clock_now_ns() / 1000);
+    struct key_limits *l = NULL;
+    struct gcra saved_rpm = {0}, saved_tpm = {0};
     if (k && (k->rpm > 0 || k->tpm > 0)) {
-        struct key_limits *l = limits_of(g, k->id);
-        if (l == NULL) return err_oom(err);
-        struct gcra saved_rpm = l->rpm;
+        if ((l = limits_of(g, k->id)) == NULL) return err_oom(err);
+        saved_rpm = l->rpm;
+        saved_tpm = l->tpm;
         struct gcra_result rr = {0}, tr = {0};
         if (k->rpm > 0) {
             gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
@@ -458,11 +460,11 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
                      &adm->hold) != 0)
         return err_oom(err);
     if (v.reject) {
-        if (adm->tpm_limit) {
-            struct key_limits *l = limits_of(g, adm->key_id);
-            if (l) gcra_adjust(&l->tpm, adm->tpm_limit, -adm->tokens_charged, now_us);
-            adm->tpm_limit = 0;
+        if (l) { /* refused: as if it never came (as the Redis script does) */
+            l->rpm = saved_rpm;
+            l->tpm = saved_tpm;
         }
+        adm->tpm_limit = 0;
         return budget_rejected(g, req, v.why, v.reset_ms, err);
     }
     adm->held = true;
