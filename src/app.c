@@ -335,8 +335,8 @@ int app_run(struct config *cfg, const char *listen)
             log_msg("error", "start_failed", "ledger: %s", why);
             goto out;
         }
-        app->ledger =
-            ledger_start(store, (size_t)cfg->store.queue_size, (size_t)cfg->store.batch_size);
+        app->ledger = ledger_start(store, (size_t)cfg->store.queue_size,
+                                   (size_t)cfg->store.batch_size, cfg->store.flush_ms);
         if (app->ledger == NULL) goto oom;
         struct log_line l;
         log_begin(&l, "info", "ledger");

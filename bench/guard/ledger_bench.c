@@ -36,7 +36,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int64_t before = s.ops->count(s.db);
-    struct ledger *l = ledger_start(s, (size_t)n + 1, (size_t)batch);
+    struct ledger *l = ledger_start(s, (size_t)n + 1, (size_t)batch, 5);
     struct ledger_row r;
     memset(&r, 0, sizeof r);
     r.status = 200;

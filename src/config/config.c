@@ -865,7 +865,8 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
 
 static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
 {
-    static const char *const keys[] = {"url", "redis", "queue_size", "batch_size", NULL};
+    static const char *const keys[] = {"url",        "redis",    "queue_size",
+                                       "batch_size", "flush_ms", NULL};
     if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
     if (get_string(ld, n, "redis", &s->redis, false, "store")) return -1;
     if (s->redis && strncmp(s->redis, "redis://", 8) != 0)
@@ -877,7 +878,8 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
         return fail_at(ld, get(ld, n, "url"),
                        "store.url must be sqlite://PATH or postgres://USER:PASS@HOST/DB");
     if (get_long(ld, n, "queue_size", &s->queue_size, 1, 10000000) ||
-        get_long(ld, n, "batch_size", &s->batch_size, 1, 100000))
+        get_long(ld, n, "batch_size", &s->batch_size, 1, 100000) ||
+        get_long(ld, n, "flush_ms", &s->flush_ms, 0, 10000))
         return -1;
     return 0;
 }
@@ -1102,6 +1104,7 @@ static struct config *config_defaults(const char *name)
     cfg->log_requests = true;
     cfg->store.queue_size = 10000;
     cfg->store.batch_size = 256;
+    cfg->store.flush_ms = 5;
     cfg->auth.refresh_ms = 2000;
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,

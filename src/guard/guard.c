@@ -300,7 +300,7 @@ int guard_authenticate(struct guard *g, const struct http_request *req, bool adm
         out->kind = PRINCIPAL_MASTER;
         return 0;
     }
-    const struct key_record *k = key_table_find(g->keys, secret, len);
+    const struct key_record *k = key_table_find_hash(g->keys, hash);
     if (k == NULL)
         return err_set(err, 401, "invalid_request_error", "invalid_api_key",
                        "invalid API key (keys start with " KEY_SECRET_PREFIX ")");
@@ -340,19 +340,38 @@ static struct key_limits *limits_of(struct guard *g, const char *id)
     return l;
 }
 
+/* Decimal digits of v (>= 0) into out; returns the length. printf is most of the cost of
+ * these headers otherwise. */
+static size_t put_int(char *out, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 static void ratelimit_headers(struct http_request *req, const char *what,
                               const struct gcra_result *r)
 {
-    char name[48], v[32];
-    snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
-    snprintf(v, sizeof v, "%lld", (long long)r->limit);
-    http_add_header(req, name, v);
-    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", what);
-    snprintf(v, sizeof v, "%lld", (long long)r->remaining);
-    http_add_header(req, name, v);
-    snprintf(name, sizeof name, "x-ratelimit-reset-%s", what);
-    snprintf(v, sizeof v, "%.3fs", (double)r->reset_ms / 1000.0);
-    http_add_header(req, name, v);
+    bool requests = strcmp(what, "requests") == 0;
+    char v[40];
+    put_int(v, r->limit > 0 ? r->limit : 0);
+    http_add_header(req, requests ? "x-ratelimit-limit-requests" : "x-ratelimit-limit-tokens", v);
+    put_int(v, r->remaining > 0 ? r->remaining : 0);
+    http_add_header(
+        req, requests ? "x-ratelimit-remaining-requests" : "x-ratelimit-remaining-tokens", v);
+    int64_t ms = r->reset_ms > 0 ? r->reset_ms : 0;
+    size_t n = put_int(v, ms / 1000); /* seconds with milliseconds: "1.250s" */
+    v[n++] = '.';
+    v[n++] = (char)('0' + ms % 1000 / 100);
+    v[n++] = (char)('0' + ms % 100 / 10);
+    v[n++] = (char)('0' + ms % 10);
+    v[n++] = 's';
+    v[n] = '\0';
+    http_add_header(req, requests ? "x-ratelimit-reset-requests" : "x-ratelimit-reset-tokens", v);
 }
 
 static void retry_after(struct http_request *req, int64_t ms)

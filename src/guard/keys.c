@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,32 @@ struct key_table {
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/* Fetched once: an implicit fetch on every EVP_Digest call costs more than the hash. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void keys_hash(const char *secret, size_t len, char hex[65])
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
-    EVP_Digest(secret, len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(hex + i * 2, 3, "%02x", md[i]);
+    pthread_once(&sha256_once, fetch_sha256);
+    EVP_Digest(secret, len, md, &mdlen, sha256 ? sha256 : EVP_sha256(), NULL);
+    to_hex(md, 32, hex);
 }
 
 int keys_mint(struct key_record *rec, char secret[KEY_SECRET_SIZE], int64_t now_ms)
@@ -44,8 +65,8 @@ int keys_mint(struct key_record *rec, char secret[KEY_SECRET_SIZE], int64_t now_
     }
     if (bits) secret[w++] = b64url[(acc << (6 - bits)) & 63];
     secret[w] = '\0';
-    snprintf(rec->id, sizeof rec->id, "key_");
-    for (int i = 0; i < 8; i++) snprintf(rec->id + 4 + i * 2, 3, "%02x", raw[32 + i]);
+    memcpy(rec->id, "key_", 4);
+    to_hex(raw + 32, 8, rec->id + 4);
     keys_hash(secret, w, rec->hash);
     rec->created_ms = now_ms;
     OPENSSL_cleanse(raw, sizeof raw);
@@ -72,9 +93,16 @@ struct key_table *key_table_new(struct key_record *records, size_t n)
 
 const struct key_record *key_table_find(const struct key_table *t, const char *secret, size_t len)
 {
+    char hash[65];
+    keys_hash(secret, len, hash);
+    return key_table_find_hash(t, hash);
+}
+
+const struct key_record *key_table_find_hash(const struct key_table *t, const char hash[65])
+{
     if (t == NULL || t->n == 0) return NULL;
     struct key_record probe;
-    keys_hash(secret, len, probe.hash);
+    memcpy(probe.hash, hash, 65);
     const struct key_record *k = bsearch(&probe, t->by_hash, t->n, sizeof *t->by_hash, by_hash);
     if (k == NULL || CRYPTO_memcmp(k->hash, probe.hash, 64) != 0) return NULL;
     return k;

@@ -41,6 +41,9 @@ struct key_table *key_table_new(struct key_record *records, size_t n);
  *  returned: the caller says which. */
 const struct key_record *key_table_find(const struct key_table *t, const char *secret, size_t len);
 
+/** The same, by the secret's hex SHA-256 (keys_hash), when the caller has it already. */
+const struct key_record *key_table_find_hash(const struct key_table *t, const char hash[65]);
+
 /** The record with public id `id`, or NULL. */
 const struct key_record *key_table_by_id(const struct key_table *t, const char *id);
 

@@ -1,7 +1,8 @@
 /*
- * DESIGN: scripts go as EVAL (Redis caches their compiled form by hash; the text is ~2 KB a
- * call, small next to a model request). Floats cross the Lua boundary as strings: Redis
- * turns Lua numbers into integers.
+ * DESIGN: scripts are loaded (SCRIPT LOAD) on every connection and called by their SHA1
+ * (EVALSHA), so a call sends a 40-byte name, not 2 KB of Lua; a flushed script cache
+ * (NOSCRIPT) fails that one call over to the in-process counters and reloads them. Floats cross the
+ * Lua boundary as strings: Redis turns Lua numbers into integers.
  */
 #include "guard/shared.h"
 
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "obs/log.h"
 
 struct shared {
@@ -23,8 +26,9 @@ struct shared {
     redisAsyncContext *ac; /* NULL while disconnected */
     struct event *reconnect;
     bool closing;
-    bool warned;        /* "redis down" logged since the last connect */
-    redisContext *sync; /* start-up only: seeding; freed by shared_seed_done */
+    bool warned;                        /* "redis down" logged since the last connect */
+    redisContext *sync;                 /* start-up only: seeding; freed by shared_seed_done */
+    char admit_sha[41], settle_sha[41]; /* EVALSHA names, loaded on every connect */
 };
 
 static const char admit_script[] =
@@ -107,6 +111,24 @@ static const char settle_script[] =
 
 static void connect_async(struct shared *s);
 
+static void load_scripts(redisAsyncContext *ac)
+{
+    redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", admit_script);
+    redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", settle_script);
+}
+
+static void sha1_hex(const char *text, char out[41])
+{
+    unsigned char md[20];
+    unsigned int n = 0;
+    EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL);
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        out[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    out[40] = '\0';
+}
+
 static void on_reconnect(evutil_socket_t fd, short what, void *ud)
 {
     (void)fd;
@@ -166,6 +188,7 @@ static void connect_async(struct shared *s)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (s->password[0]) redisAsyncCommand(ac, NULL, NULL, "AUTH %s", s->password);
+    load_scripts(ac); /* queued ahead of any EVALSHA on this connection */
     s->ac = ac;
 }
 
@@ -229,6 +252,8 @@ struct shared *shared_new(struct event_base *loop, const char *url, struct err *
         return NULL;
     }
     s->loop = loop;
+    sha1_hex(admit_script, s->admit_sha);
+    sha1_hex(settle_script, s->settle_sha);
     if (parse_url(s, url, err) != 0) {
         free(s);
         return NULL;
@@ -291,6 +316,7 @@ int shared_seed(struct shared *s, const char *counter, double usd, int64_t ttl_m
 struct pending {
     shared_admit_cb cb;
     void *ud;
+    struct shared *s;
 };
 
 static int64_t int_at(const redisReply *r, size_t i)
@@ -306,8 +332,11 @@ static void on_admit_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct pending *p = privdata;
     const redisReply *r = reply;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 11) {
-        if (r && r->type == REDIS_REPLY_ERROR)
+        if (r && r->type == REDIS_REPLY_ERROR) {
             log_msg("warn", "redis_error", "admission script: %s", r->str);
+            /* The script cache was flushed: load the scripts again for the next calls. */
+            if (strncmp(r->str, "NOSCRIPT", 8) == 0 && ac) load_scripts(ac);
+        }
         p->cb(NULL, p->ud);
         free(p);
         return;
@@ -343,6 +372,7 @@ int shared_admit(struct shared *s, const struct shared_ask *ask, shared_admit_cb
     if (p == NULL) return -1;
     p->cb = cb;
     p->ud = ud;
+    p->s = s;
     char rpm_key[96], tpm_key[96], nkeys[8], rpm[24], tpm[24], tokens[24], reserve[40], n[8];
     char lim[SHARED_MAX_BUDGETS][40], soft[SHARED_MAX_BUDGETS][40], exh[SHARED_MAX_BUDGETS][4],
         ttl[SHARED_MAX_BUDGETS][24];
@@ -355,8 +385,8 @@ int shared_admit(struct shared *s, const struct shared_ask *ask, shared_admit_cb
     snprintf(n, sizeof n, "%d", ask->n_budgets);
     const char *argv[4 + 2 + SHARED_MAX_BUDGETS + 5 + 4 * SHARED_MAX_BUDGETS];
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = admit_script;
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = s->admit_sha;
     argv[argc++] = nkeys;
     argv[argc++] = rpm_key;
     argv[argc++] = tpm_key;
@@ -395,8 +425,8 @@ void shared_settle(struct shared *s, const struct shared_ask *ask, double delta_
     snprintf(tokens, sizeof tokens, "%lld", (long long)token_delta);
     const char *argv[3 + 1 + SHARED_MAX_BUDGETS + 3];
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = settle_script;
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = s->settle_sha;
     argv[argc++] = nkeys;
     argv[argc++] = tpm_key;
     for (int i = 0; i < ask->n_budgets; i++) argv[argc++] = ask->budgets[i].counter;

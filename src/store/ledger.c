@@ -21,6 +21,7 @@ struct ledger {
     struct ledger_row *ring;
     size_t cap, head, count; /* rows [head, head+count) mod cap are queued */
     size_t batch_size;
+    long linger_ms;           /* how long a short batch waits for company */
     struct ledger_row *batch; /* writer-owned */
     bool stopping;
     struct ledger_stats stats;
@@ -35,6 +36,18 @@ static void *writer(void *ud)
     for (;;) {
         while (l->count == 0 && !l->stopping) pthread_cond_wait(&l->wake, &l->mu);
         if (l->count == 0 && l->stopping) break;
+        /* Group commit: a transaction costs far more than a row, so a short batch waits up
+         * to linger_ms for more rows (append wakes us early when a batch fills). */
+        if (l->count < l->batch_size && l->linger_ms > 0 && !l->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += l->linger_ms * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            while (l->count < l->batch_size && !l->stopping &&
+                   pthread_cond_timedwait(&l->wake, &l->mu, &until) == 0) {
+            }
+        }
         size_t n = l->count < l->batch_size ? l->count : l->batch_size;
         for (size_t i = 0; i < n; i++) l->batch[i] = l->ring[(l->head + i) % l->cap];
         pthread_mutex_unlock(&l->mu);
@@ -61,13 +74,15 @@ static void *writer(void *ud)
     return NULL;
 }
 
-struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size)
+struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size,
+                            long linger_ms)
 {
     struct ledger *l = calloc(1, sizeof *l);
     if (l == NULL) goto fail;
     l->store = store;
     l->cap = queue_size ? queue_size : 10000;
     l->batch_size = batch_size ? batch_size : 256;
+    l->linger_ms = linger_ms;
     l->ring = calloc(l->cap, sizeof *l->ring);
     l->batch = calloc(l->batch_size, sizeof *l->batch);
     if (l->ring == NULL || l->batch == NULL) goto fail;
@@ -107,7 +122,9 @@ int ledger_append(struct ledger *l, const struct ledger_row *row)
     l->ring[(l->head + l->count) % l->cap] = *row;
     l->count++;
     l->stats.appended++;
-    pthread_cond_signal(&l->wake);
+    /* Wake the writer when it may be idle (first row) or a batch is full; between, it is
+     * lingering on a timer and a wake-up per row would cost more than the row. */
+    if (l->count == 1 || l->count == l->batch_size) pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->mu);
     return 0;
 }

@@ -3,15 +3,16 @@
  *
  * The loop thread calls ledger_append(), which copies the row into a bounded in-memory queue
  * and returns at once; a writer thread takes whatever is queued (up to `batch_size` rows)
- * and appends it to the store in one transaction, then the next batch, so under load rows
- * are written in large batches and at idle one by one within milliseconds. When the queue
+ * and appends it to the store in one transaction, then the next batch. A short batch
+ * lingers a few milliseconds (store.flush_ms) for company, so under load rows go in large
+ * transactions and at idle within flush_ms. When the queue
  * is full the row is dropped, counted (`dropped`) and logged — never silently. A store
  * error (database down) keeps the rows queued and retries every second.
  *
  * ledger_stop() (SIGTERM) writes every queued row before it returns: 0 rows lost on a clean
  * stop. On kill -9 only rows not yet committed are lost: at most the batch being written
- * plus what queued behind it during that write (tests/integration/ledger.test.mjs measures
- * it).
+ * plus what queued behind it during that write or linger (tests/integration/ledger.test.mjs
+ * measures it).
  *
  * Thread: ledger_append/ledger_stats from one thread (the loop); the writer is internal.
  * Ownership: the ledger owns the store handle it is given.
@@ -35,8 +36,11 @@ struct ledger_stats {
     size_t queued;     /* rows waiting now */
 };
 
-/** Starts the writer over `store` (taken over). @return the ledger, or NULL (OOM/thread). */
-struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size);
+/** Starts the writer over `store` (taken over). A batch shorter than `batch_size` waits up
+ *  to `linger_ms` for more rows before it is written (group commit; 0 = write at once).
+ *  @return the ledger, or NULL (OOM/thread). */
+struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size,
+                            long linger_ms);
 
 /** Queues a copy of `row`. @return 0, or -1 when the queue is full (counted and logged). */
 int ledger_append(struct ledger *l, const struct ledger_row *row);

@@ -1,8 +1,8 @@
 /*
  * DESIGN: PostgreSQL through libpq, for several gateway instances sharing one ledger. The
  * same schema and migrations as SQLite (BIGSERIAL ids); a migration runs under an advisory
- * lock so two instances starting together do not both apply it. A batch is one transaction
- * of prepared INSERTs; a broken connection is reset once and the batch retried.
+ * lock so two instances starting together do not both apply it. A batch is one COPY (one
+ * round trip, one transaction); a broken connection is reset once and the batch retried.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -16,8 +16,32 @@
 
 struct store {
     PGconn *conn;
-    bool prepared;
 };
+
+/* A growing byte buffer for one COPY batch. */
+struct buf {
+    char *data;
+    size_t len, cap;
+    bool oom;
+};
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16384;
+        while (cap < b->len + n) cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
 
 static int ok(PGresult *r, struct store *s, char *why, size_t size, const char *what)
 {
@@ -69,19 +93,6 @@ static int migrate(struct store *s, char *why, size_t size)
     return rc;
 }
 
-static int prepare(struct store *s, char *why, size_t size)
-{
-    PGresult *r = PQprepare(s->conn, "ledger_insert",
-                            "INSERT INTO requests (" LEDGER_COLUMNS
-                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,"
-                            "$17,$18,$19)",
-                            0, NULL);
-    int rc = ok(r, s, why, size, "prepare");
-    PQclear(r);
-    s->prepared = rc == 0;
-    return rc;
-}
-
 static void pg_close(struct store *s)
 {
     if (s == NULL) return;
@@ -109,17 +120,51 @@ static struct store *pg_open(const char *url, char *why, size_t size)
     }
     char ignore[8];
     exec(s, "SET client_min_messages = warning", ignore, sizeof ignore);
-    if (migrate(s, why, size) || prepare(s, why, size)) {
+    if (migrate(s, why, size)) {
         pg_close(s);
         return NULL;
     }
     return s;
 }
 
+/* COPY text format: backslash, tab, newline and carriage return escaped; NULL is \N. */
+static void copy_text(struct buf *b, const char *v)
+{
+    for (const char *c = v; *c; c++) {
+        switch (*c) {
+        case '\\':
+            buf_add(b, "\\\\", 2);
+            break;
+        case '\t':
+            buf_add(b, "\\t", 2);
+            break;
+        case '\n':
+            buf_add(b, "\\n", 2);
+            break;
+        case '\r':
+            buf_add(b, "\\r", 2);
+            break;
+        default:
+            buf_add(b, c, 1);
+        }
+    }
+}
+
+static void copy_field(struct buf *b, const char *v, bool last)
+{
+    if (v == NULL)
+        buf_add(b, "\\N", 2);
+    else
+        copy_text(b, v);
+    buf_add(b, last ? "\n" : "\t", 1);
+}
+
+/* One COPY per batch: one round trip instead of one per row, and PostgreSQL's fastest
+ * load path. COPY is a statement of its own, so the batch is atomic without BEGIN. */
 static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                        size_t size)
 {
-    if (exec(s, "BEGIN", why, size)) return -1;
+    struct buf b = {0};
     for (size_t i = 0; i < n; i++) {
         const struct ledger_row *r = &rows[i];
         char ts[24], status[16], stream[4], pt[24], ct[24], cached[24], est[4], cost[40], lat[40],
@@ -155,17 +200,33 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
             r->ttft_ms < 0 ? NULL : ttft,
             r->route,
         };
-        PGresult *res =
-            PQexecPrepared(s->conn, "ledger_insert", LEDGER_N_COLUMNS, v, NULL, NULL, 0);
-        int rc = ok(res, s, why, size, "insert");
-        PQclear(res);
-        if (rc) {
-            char ignore[8];
-            exec(s, "ROLLBACK", ignore, sizeof ignore);
-            return -1;
-        }
+        for (int c = 0; c < LEDGER_N_COLUMNS; c++) copy_field(&b, v[c], c == LEDGER_N_COLUMNS - 1);
     }
-    return exec(s, "COMMIT", why, size);
+    if (b.oom) {
+        free(b.data);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    PGresult *r = PQexec(s->conn, "COPY requests (" LEDGER_COLUMNS ") FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        ok(r, s, why, size, "copy");
+        PQclear(r);
+        free(b.data);
+        return -1;
+    }
+    PQclear(r);
+    int sent = PQputCopyData(s->conn, b.data, (int)b.len);
+    free(b.data);
+    if (PQputCopyEnd(s->conn, sent == 1 ? NULL : "send failed") != 1) {
+        snprintf(why, size, "postgres copy: %s", PQerrorMessage(s->conn));
+        return -1;
+    }
+    int rc = 0;
+    while ((r = PQgetResult(s->conn)) != NULL) {
+        if (rc == 0 && ok(r, s, why, size, "copy") != 0) rc = -1;
+        PQclear(r);
+    }
+    return rc;
 }
 
 static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, char *why,
@@ -174,7 +235,7 @@ static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, c
     if (append_once(s, rows, n, why, size) == 0) return 0;
     if (PQstatus(s->conn) == CONNECTION_OK) return -1;
     PQreset(s->conn); /* the server restarted or the connection dropped: once more */
-    if (PQstatus(s->conn) != CONNECTION_OK || prepare(s, why, size)) return -1;
+    if (PQstatus(s->conn) != CONNECTION_OK) return -1;
     return append_once(s, rows, n, why, size);
 }
 
@@ -214,7 +275,6 @@ static PGresult *params_retry(struct store *s, const char *sql, int n, const cha
     if (PQstatus(s->conn) == CONNECTION_OK) return r;
     PQclear(r);
     PQreset(s->conn);
-    if (PQstatus(s->conn) == CONNECTION_OK) s->prepared = false;
     return PQexecParams(s->conn, sql, n, NULL, v, NULL, NULL, 0);
 }
 

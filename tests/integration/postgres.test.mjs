@@ -33,12 +33,20 @@ test('two instances share one PostgreSQL ledger; migrations run once', async () 
   ]);
   for (let i = 0; i < 20; i++) assert.equal((await post(i % 2 ? g2 : g1, { 'x-stratus-customer': `c${i % 3}` })).status, 200);
   await Promise.all([g1.stop(), g2.stop()]);
-  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2']]);
+  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2'], ['3']]);
   assert.deepEqual(pg.query('SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM requests'), [['20', '220', '100']]);
   assert.deepEqual(pg.query("SELECT customer, COUNT(*) FROM requests GROUP BY customer ORDER BY customer"),
     [['c0', '7'], ['c1', '7'], ['c2', '6']]);
   const cost = Number(pg.query('SELECT SUM(cost_usd) FROM requests')[0][0]);
   assert.ok(Math.abs(cost - 20 * (11 + 10) / 1e6) < 1e-12);
+});
+
+test('text with tabs and backslashes survives the COPY batch exactly', async () => {
+  const gw = await startGateway(config({ extra: `store: { url: "${pg.url}" }`, backends: [{ name: 'up', url: up.url }], models }));
+  assert.equal((await post(gw, { 'x-stratus-customer': 'tab\there \\N back\\slash' })).status, 200);
+  await gw.stop();
+  const got = pg.query("SELECT replace(customer, E'\\t', '<TAB>') FROM requests WHERE customer LIKE 'tab%'");
+  assert.deepEqual(got, [['tab<TAB>here \\N back\\slash']]);
 });
 
 test('PostgreSQL down: rows wait, a full queue is counted and logged, then everything queued is written', async () => {
