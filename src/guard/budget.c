@@ -27,9 +27,24 @@ struct budget_book {
 
 static const char *const scope_names[] = {"key", "team", "customer"};
 
+/* The month last asked about, per thread: gmtime_r + timegm per budget per request would
+ * be most of admission's cost. */
+static _Thread_local int64_t month_from, month_to;
+
+static int64_t month_start_uncached(int64_t ms);
+
 int64_t budget_period_start(enum budget_period p, int64_t ms)
 {
     if (p == BUDGET_DAILY) return ms - ms % 86400000;
+    if (ms >= month_from && ms < month_to) return month_from;
+    int64_t from = month_start_uncached(ms);
+    month_to = budget_period_end(BUDGET_MONTHLY, ms);
+    month_from = from;
+    return from;
+}
+
+static int64_t month_start_uncached(int64_t ms)
+{
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -41,6 +56,7 @@ int64_t budget_period_start(enum budget_period p, int64_t ms)
 int64_t budget_period_end(enum budget_period p, int64_t ms)
 {
     if (p == BUDGET_DAILY) return budget_period_start(p, ms) + 86400000;
+    if (ms >= month_from && ms < month_to) return month_to;
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);

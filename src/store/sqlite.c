@@ -45,7 +45,8 @@ static int migrate(struct store *s, char *why, size_t size)
         sqlite3_finalize(q);
         if (done) continue;
         char sql[4096], record[160];
-        migration_sql(m, "INTEGER PRIMARY KEY AUTOINCREMENT", sql, sizeof sql);
+        migration_sql(m, "INTEGER PRIMARY KEY", sql,
+                      sizeof sql); /* no sqlite_sequence write per row */
         snprintf(record, sizeof record,
                  "INSERT INTO schema_migrations (version, applied_at) VALUES (%d, "
                  "strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', 'now'))",
