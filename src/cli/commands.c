@@ -437,9 +437,9 @@ int cli_cost(int argc, char **argv)
     double local_month = per_hour * hours;
     printf("volume          %.0f tokens/month (%.0f%% input, %.0f%% output)\n", volume,
            (1 - share) * 100, share * 100);
+    bool dated = strcmp(source, "catalogue") == 0 && cfg->prices && cfg->prices->date;
     printf("cloud  %-24s $%.2f/month  ($%.4f in, $%.4f out per 1M; %s%s%s)\n", model, cloud,
-           p.input, p.output, source, cfg->prices && cfg->prices->date ? " dated " : "",
-           cfg->prices && cfg->prices->date ? cfg->prices->date : "");
+           p.input, p.output, source, dated ? " dated " : "", dated ? cfg->prices->date : "");
     printf("local  %-24s $%.2f/month  ($%.4f/hour: %.0f W at $%.3f/kWh + $%.0f over %.0f months)\n",
            local, local_month, per_hour, lb->tco.watts, lb->tco.kwh_price, lb->tco.hardware_price,
            lb->tco.lifetime_months);

@@ -284,3 +284,57 @@ test('without auth the gateway refuses to listen beyond loopback', async () => {
   await assert.rejects(startGateway(config({ backends: [{ name: 'up', url: up.url }], models: models() }), { args: ['--listen', '0.0.0.0:0'] }),
     /without auth would let anyone spend/);
 });
+
+test('spend report math: month-end projection and the anomaly flag, from rows put in the ledger', async () => {
+  // A ledger with a known history: $0.24 a day for the past 7 days (one row every 6 hours),
+  // then $5 in the last hour. The CLI reads it like any ledger.
+  const gw = await gateway();
+  await gw.stop();
+  const db = join(dirname(gw.file), 'stratus.db');
+  const now = Date.now();
+  let sql = 'BEGIN;';
+  const row = (ts, cost) => `INSERT INTO requests (ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, latency_ms, ttft_ms, route) VALUES (${ts}, 'r', '', 'hist', '', 'chat', 'up', 'ok', 'chat/completions', 200, 0, 10, 10, NULL, 0, ${cost}, 1, 1, '');`;
+  for (let h = 2; h < 7 * 24 + 1; h += 6) sql += row(now - h * 3600000, 0.06);
+  sql += row(now - 60000, 5);
+  sql += 'COMMIT;';
+  execFileSync('sqlite3', [db, sql]);
+  const r = JSON.parse(cli(['spend', '--config', gw.file, '--since', '30d', '--json']));
+  const hourly = Number(execFileSync('sqlite3', [db, `SELECT SUM(cost_usd) FROM requests WHERE ts_ms >= ${now - 3600000 - 7 * 86400000} AND ts_ms < ${now - 3600000}`], { encoding: 'utf8' })) / 168;
+  assert.ok(Math.abs(r.anomaly.trailing_hourly_usd - hourly) < 1e-6, `${r.anomaly.trailing_hourly_usd} vs ${hourly}`);
+  assert.ok(Math.abs(r.anomaly.last_hour_usd - 5) < 1e-9);
+  assert.equal(r.anomaly.flagged, true);
+  const week = Number(execFileSync('sqlite3', [db, `SELECT SUM(cost_usd) FROM requests WHERE ts_ms >= ${now - 7 * 86400000}`], { encoding: 'utf8' }));
+  assert.ok(Math.abs(r.projection.trailing_daily_usd - week / 7) < 1e-6);
+  const d = new Date(now);
+  const monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  const monthEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  const mtd = Number(execFileSync('sqlite3', [db, `SELECT SUM(cost_usd) FROM requests WHERE ts_ms >= ${monthStart}`], { encoding: 'utf8' }));
+  assert.ok(Math.abs(r.projection.month_to_date_usd - mtd) < 1e-6);
+  // The report's own clock is a moment later than ours: allow a second of drift.
+  const expected = mtd + (week / 7) * (monthEnd - now) / 86400000;
+  assert.ok(Math.abs(r.projection.projected_month_usd - expected) < 0.001, `${r.projection.projected_month_usd} vs ${expected}`);
+  // A higher factor clears the flag; the table says ANOMALY when it is set.
+  assert.equal(JSON.parse(cli(['spend', '--config', gw.file, '--json', '--anomaly-factor', '1000'])).anomaly.flagged, false);
+  assert.match(cli(['spend', '--config', gw.file, '--by', 'team']), /ANOMALY/);
+  assert.throws(() => cli(['spend', '--config', gw.file, '--by', 'colour'], { stdio: 'pipe' }), /--by is model, key, team, customer or backend/);
+});
+
+test('cost compare: cloud vs local monthly cost and the break-even volume', async () => {
+  const f = join(dirname((await import('./lib/gateway.mjs')).writeConfig(
+    'backends:\n  - { name: box, type: local, model_path: x.gguf, cost: { watts: 120, kwh_price: 0.15, hardware_price: 1500, lifetime_months: 36 } }\n' +
+    '  - { name: up, type: openai, base_url: "http://127.0.0.1:1/v1" }\n' +
+    'models:\n  - { name: m, targets: [ { backend: up, model: gpt-4o, price: { input: 2, output: 8 } } ] }\n')), 'stratus.yaml');
+  // $/hour = 120/1000 × 0.15 + 1500 / (36 × 730) = 0.018 + 0.057078 = 0.075078; × 730 = $54.81
+  const out = cli(['cost', 'compare', '--config', f, '--tokens-per-month', '100M', '--model', 'm', '--local', 'box', '--local-tokens-per-s', '40']);
+  assert.match(out, /cloud  m\s+\$350\.00\/month  \(\$2\.0000 in, \$8\.0000 out per 1M; config\)/); // 75M × 2 + 25M × 8
+  assert.match(out, /local  box\s+\$54\.81\/month  \(\$0\.0751\/hour/);
+  assert.match(out, /break-even\s+1565\d{4} tokens\/month \(15\.7M\)/); // $54.807 / $3.5 per 1M blended
+  assert.match(out, /1 machine needed/);
+  assert.match(out, /verdict\s+local is cheaper/);
+  // The catalogue answers for a model no target names.
+  assert.match(cli(['cost', 'compare', '--config', f, '--tokens-per-month', '1M', '--model', 'gpt-4o-mini', '--local', 'box']),
+    /cloud  gpt-4o-mini .*catalogue dated \d{4}-\d{2}-\d{2}\)[\s\S]*verdict\s+cloud is cheaper/);
+  assert.throws(() => cli(['cost', 'compare', '--config', f, '--tokens-per-month', '1M', '--model', 'm', '--local', 'up'], { stdio: 'pipe' }),
+    /'up' is not a local backend with cost:/);
+  assert.throws(() => cli(['cost', 'compare', '--config', f, '--model', 'm', '--local', 'box'], { stdio: 'pipe' }), /--tokens-per-month N/);
+});
