@@ -19,7 +19,7 @@
 #include "util/clock.h"
 
 #define LIMIT_BUCKETS 256
-#define SEED_LINES    4096
+#define SEED_LINES    20000 /* biggest spenders per scope seeded at start */
 
 struct key_limits {
     struct key_limits *next;
