@@ -44,19 +44,6 @@ static void usage(FILE *f)
           f);
 }
 
-static int load(const char *path, struct config **out)
-{
-    struct config_error ce;
-    char buf[1024];
-    memset(&ce, 0, sizeof ce);
-    *out = config_load(path, &ce);
-    if (*out == NULL) {
-        fprintf(stderr, "%s\n", config_error_format(&ce, buf, sizeof buf));
-        return 2;
-    }
-    return 0;
-}
-
 static long positive(const char *v)
 {
     char *end = NULL;
@@ -118,7 +105,7 @@ static int route_command(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    int rc = load(config_path, &cfg);
+    int rc = cli_load_config(config_path, &cfg);
     if (rc != 0) return rc;
     rc = route_explain(cfg, &o, stdout, stderr);
     config_free(cfg);
@@ -200,7 +187,7 @@ int main(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    int rc = load(config_path, &cfg);
+    int rc = cli_load_config(config_path, &cfg);
     if (rc != 0) return rc;
     if (strcmp(cmd, "check") == 0) {
         printf("%s: ok (%zu backend%s, %zu model%s)\n", config_path, cfg->n_backends,

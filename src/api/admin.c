@@ -21,6 +21,7 @@
 #include "http/server.h"
 #include "store/jobs.h"
 #include "util/arena.h"
+#include "util/clock.h"
 
 enum admin_op { OP_CREATE, OP_LIST, OP_REVOKE, OP_SPEND };
 
@@ -40,29 +41,6 @@ struct admin_job {
     int64_t from_ms, to_ms, now_ms;
     double anomaly_factor;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static void respond(struct http_request *req, int status, json_t *doc)
-{
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
-    json_decref(doc);
-    if (s == NULL) {
-        struct err e;
-        err_oom(&e);
-        proxy_log_simple(req, 500, NULL, e.msg);
-        http_respond_error(req, &e);
-        return;
-    }
-    proxy_log_simple(req, status, NULL, NULL);
-    http_respond(req, status, "application/json", s, strlen(s));
-    free(s);
-}
 
 static void fail(struct http_request *req, const struct err *e)
 {
@@ -89,7 +67,7 @@ static void run(struct store_handle *s, void *ud)
         j->rc = s->ops->key_insert(s->db, &j->key, j->why, sizeof j->why);
         break;
     case OP_REVOKE:
-        j->rc = s->ops->key_revoke(s->db, j->key.id, now_ms(), j->why, sizeof j->why);
+        j->rc = s->ops->key_revoke(s->db, j->key.id, clock_wall_ms(), j->why, sizeof j->why);
         break;
     case OP_LIST:
         j->rc = 0;
@@ -119,22 +97,22 @@ static void done(void *ud)
         err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
         fail(req, &e);
     } else if (j->op == OP_CREATE) {
-        json_t *doc = key_to_json(&j->key, now_ms());
+        json_t *doc = key_to_json(&j->key, clock_wall_ms());
         json_object_set_new(doc, "key", json_string(j->secret));
-        respond(req, 201, doc);
+        api_respond_json(req, 201, doc);
     } else if (j->op == OP_REVOKE && j->rc == 0) {
         err_set(&e, 404, "invalid_request_error", "key_not_found",
                 "no live key with id '%s' (already revoked, or never made)", j->key.id);
         fail(req, &e);
     } else if (j->op == OP_REVOKE) {
-        respond(req, 200, json_pack("{s:s, s:b}", "id", j->key.id, "revoked", 1));
+        api_respond_json(req, 200, json_pack("{s:s, s:b}", "id", j->key.id, "revoked", 1));
     } else if (j->op == OP_LIST) {
         json_t *data = json_array();
         const struct key_table *t = guard_keys(j->app->guard);
-        int64_t now = now_ms();
+        int64_t now = clock_wall_ms();
         for (size_t i = 0; i < key_table_size(t); i++)
             json_array_append_new(data, key_to_json(key_table_at(t, i), now));
-        respond(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+        api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
         char *s = spend_report_json(&j->report);
         if (s == NULL) {
@@ -200,7 +178,7 @@ void admin_create_key(struct app *app, struct http_request *req, const struct pr
         fail(req, &e);
         return;
     }
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     int rc = key_from_json(body, app->cfg, now, &j->key, &e);
     json_decref(body);
     if (rc == 0 && keys_mint(&j->key, j->secret, now) != 0)
@@ -269,7 +247,7 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     struct err e;
     err_clear(&e);
     char v[64];
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     int by = SPEND_BY_MODEL;
     if (query_param(req->query, "group_by", v, sizeof v) && (by = spend_group_parse(v)) < 0) {
         err_param(&e, 400, "group_by",

@@ -289,9 +289,9 @@ const char *openai_endpoint_path(enum openai_endpoint endpoint)
 
 /* ---- handlers ---------------------------------------------------------------------- */
 
-static void respond_json(struct http_request *req, int status, json_t *doc)
+void api_respond_json(struct http_request *req, int status, json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     json_decref(doc);
     if (s == NULL) {
         struct err e;
@@ -336,7 +336,7 @@ static void handle_ready(struct app *app, struct http_request *req, const struct
     }
     if (app->stopping) all = false;
     json_t *doc = json_pack("{s:s, s:o}", "status", all ? "ready" : "not_ready", "backends", list);
-    respond_json(req, all ? 200 : 503, doc);
+    api_respond_json(req, all ? 200 : 503, doc);
 }
 
 static void handle_models(struct app *app, struct http_request *req, const struct principal *who)
@@ -347,7 +347,7 @@ static void handle_models(struct app *app, struct http_request *req, const struc
             json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
                                                   app->cfg->models[i].name, "object", "model",
                                                   "created", 0, "owned_by", "stratus"));
-    respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 static void reply_error(struct http_request *req, const struct err *e, const char *model)

@@ -48,4 +48,11 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
 /** "chat/completions", "completions", "embeddings". */
 const char *openai_endpoint_path(enum openai_endpoint endpoint);
 
+struct http_request;
+struct json_t;
+
+/** Answers `req` with `doc` (taken: decref'd here) as compact JSON and logs the request;
+ *  500 when out of memory. */
+void api_respond_json(struct http_request *req, int status, struct json_t *doc);
+
 #endif

@@ -19,15 +19,9 @@
 #include "guard/keyjson.h"
 #include "guard/keys.h"
 #include "store/store.h"
+#include "util/clock.h"
 
 #define DEFAULT_CONFIG "config/stratus.yaml"
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 struct opt {
     const char *name;  /* "--team" */
@@ -71,7 +65,7 @@ static const char *opt(const struct opt *opts, const char *name)
     return NULL;
 }
 
-static int load_config(const char *path, struct config **out)
+int cli_load_config(const char *path, struct config **out)
 {
     struct config_error ce;
     char buf[1024];
@@ -136,7 +130,7 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
     memset(&k, 0, sizeof k);
     struct err e;
     err_clear(&e);
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     int rc = key_from_json(body, cfg, now, &k, &e);
     json_decref(body);
     if (rc != 0) {
@@ -195,7 +189,7 @@ static int keys_list(struct config *cfg, bool as_json)
         fprintf(stderr, "stratus keys list: %s\n", why);
         return 1;
     }
-    int64_t now = now_ms();
+    int64_t now = clock_wall_ms();
     if (as_json) {
         json_t *data = json_array();
         for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
@@ -232,7 +226,7 @@ static int keys_revoke(struct config *cfg, const char *id)
     struct store_handle s;
     if (open_store(cfg, &s) != 0) return 1;
     char why[400];
-    int rc = s.ops->key_revoke(s.db, id, now_ms(), why, sizeof why);
+    int rc = s.ops->key_revoke(s.db, id, clock_wall_ms(), why, sizeof why);
     store_close(&s);
     if (rc < 0) {
         fprintf(stderr, "stratus keys revoke: %s\n", why);
@@ -282,7 +276,7 @@ int cli_keys(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
     bool as_json = opt(o, "--json") != NULL;
     rc = create ? keys_create(cfg, o, as_json)
          : list ? keys_list(cfg, as_json)
@@ -309,7 +303,7 @@ int cli_spend(int argc, char **argv)
         fprintf(stderr, "stratus spend: --by is model, key, team, customer or backend\n");
         return 2;
     }
-    int64_t now = now_ms(), from, to = now + 1;
+    int64_t now = clock_wall_ms(), from, to = now + 1;
     if (report_parse_time(opt(o, "--since") ? opt(o, "--since") : "30d", now, &from) != 0 ||
         (opt(o, "--until") && report_parse_time(opt(o, "--until"), now, &to) != 0)) {
         fprintf(stderr, "stratus spend: --since/--until take 7d, 12h, 30m, 2026-11-01, "
@@ -322,7 +316,7 @@ int cli_spend(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
     struct store_handle s;
     if (open_store(cfg, &s) != 0) {
         config_free(cfg);
@@ -392,7 +386,7 @@ int cli_cost(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
     rc = 2;
     const char *model = opt(o, "--model"), *local = opt(o, "--local");
     const struct backend_conf *lb = NULL;

@@ -10,6 +10,12 @@
 #ifndef STRATUS_CLI_COMMANDS_H
 #define STRATUS_CLI_COMMANDS_H
 
+struct config;
+
+/** Loads `path` (NULL: config/stratus.yaml), printing FILE:LINE:COL: message on error.
+ *  @return 0 with *out owned by the caller, or 2 (the exit code for a config error). */
+int cli_load_config(const char *path, struct config **out);
+
 int cli_keys(int argc, char **argv);
 int cli_spend(int argc, char **argv);
 int cli_cost(int argc, char **argv);

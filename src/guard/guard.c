@@ -49,13 +49,6 @@ struct guard {
     int64_t (*now_ms)(void);
 };
 
-static int64_t wall_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* ---- key refresh -------------------------------------------------------------------- */
 
 static void refresh_run(struct store_handle *store, void *ud)
@@ -196,7 +189,7 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
     }
     g->cfg = cfg;
     g->jobs = jobs;
-    g->now_ms = wall_now_ms;
+    g->now_ms = clock_wall_ms;
     g->auth = cfg->auth.master_key.value != NULL;
     if (g->auth)
         keys_hash(cfg->auth.master_key.value, strlen(cfg->auth.master_key.value), g->master_hash);
@@ -265,7 +258,7 @@ const struct key_table *guard_keys(const struct guard *g)
 
 void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
 {
-    g->now_ms = now_ms ? now_ms : wall_now_ms;
+    g->now_ms = now_ms ? now_ms : clock_wall_ms;
 }
 
 /* ---- authentication ----------------------------------------------------------------- */
