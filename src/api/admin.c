@@ -7,6 +7,8 @@
 #include "api/admin.h"
 
 #include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,15 +116,7 @@ static void done(void *ud)
             json_array_append_new(data, key_to_json(key_table_at(t, i), now));
         api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
-        char *s = spend_report_json(&j->report);
-        if (s == NULL) {
-            err_oom(&e);
-            fail(req, &e);
-        } else {
-            proxy_log_simple(req, 200, NULL, NULL);
-            http_respond(req, 200, "application/json", s, strlen(s));
-            free(s);
-        }
+        api_respond_json(req, 200, spend_report_json(&j->report));
     }
     free(j->keys);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
@@ -224,60 +218,39 @@ void admin_revoke_key(struct app *app, struct http_request *req, const struct pr
     submit(j);
 }
 
-/* The value of query parameter `name` into `out` (no percent-decoding needed for our
- * values: names, dates, durations). @return true when present. */
-static bool query_param(const char *query, const char *name, char *out, size_t cap)
-{
-    size_t n = strlen(name);
-    for (const char *p = query; p && *p;) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > n && strncmp(p, name, n) == 0 && p[n] == '=') {
-            snprintf(out, cap, "%.*s", (int)(len - n - 1), p + n + 1);
-            return true;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return false;
-}
-
 void admin_spend(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
     struct err e;
     err_clear(&e);
-    char v[64];
-    int64_t now = clock_wall_ms();
-    int by = SPEND_BY_MODEL;
-    if (query_param(req->query, "group_by", v, sizeof v) && (by = spend_group_parse(v)) < 0) {
-        err_param(&e, 400, "group_by",
-                  "group_by must be model, key, team, customer or backend (got '%s')", v);
+    struct evkeyvalq q; /* initialised by the parser, even for "" */
+    if (evhttp_parse_query_str(req->query ? req->query : "", &q) != 0) {
+        err_set(&e, 400, "invalid_request_error", "invalid_query",
+                "malformed query string: use group_by=…&from=…&to=…");
         fail(req, &e);
         return;
     }
-    time_t t = (time_t)(now / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    int64_t from = (int64_t)timegm(&tm) * 1000, to = now + 1;
-    if (query_param(req->query, "from", v, sizeof v) && report_parse_time(v, now, &from) != 0) {
+    const char *group = evhttp_find_header(&q, "group_by"),
+               *from_s = evhttp_find_header(&q, "from"), *to_s = evhttp_find_header(&q, "to"),
+               *factor_s = evhttp_find_header(&q, "anomaly_factor");
+    int64_t now = clock_wall_ms(), from = clock_month_start_ms(now, 0), to = now + 1;
+    int by = group ? spend_group_parse(group) : SPEND_BY_MODEL;
+    double factor = factor_s ? atof(factor_s) : 3;
+    if (by < 0)
+        err_param(&e, 400, "group_by",
+                  "group_by must be model, key, team, customer or backend (got '%.64s')", group);
+    else if (from_s && report_parse_time(from_s, now, &from) != 0)
         err_param(&e, 400, "from",
                   "from must be a date (2026-11-01), a time (2026-11-01T00:00:00Z), "
-                  "a duration back from now (7d, 12h) or epoch milliseconds; got '%s'",
-                  v);
-        fail(req, &e);
-        return;
-    }
-    if (query_param(req->query, "to", v, sizeof v) && report_parse_time(v, now, &to) != 0) {
+                  "a duration back from now (7d, 12h) or epoch milliseconds; got '%.64s'",
+                  from_s);
+    else if (to_s && report_parse_time(to_s, now, &to) != 0)
         err_param(&e, 400, "to",
-                  "to must be a date, a time, a duration or epoch milliseconds; got '%s'", v);
-        fail(req, &e);
-        return;
-    }
-    double factor = 3;
-    if (query_param(req->query, "anomaly_factor", v, sizeof v) && !((factor = atof(v)) > 0)) {
+                  "to must be a date, a time, a duration or epoch milliseconds; got '%.64s'", to_s);
+    else if (!(factor > 0))
         err_param(&e, 400, "anomaly_factor", "anomaly_factor must be a positive number");
+    evhttp_clear_headers(&q);
+    if (e.status) {
         fail(req, &e);
         return;
     }

@@ -93,6 +93,7 @@ struct proxy {
     double cost_usd;    /* valid when cost_known */
     bool cost_known;
     const struct principal *who; /* request arena */
+    char customer[128];          /* x-stratus-customer or `user`, read once */
     struct admission adm;        /* budget hold and TPM charge, settled in finish() */
 };
 
@@ -321,7 +322,7 @@ static void record(struct proxy *p, int status)
                p->backend && p->n_attempts ? p->backend->conf->name : NULL);
     copy_field(r.target_model, sizeof r.target_model, p->target ? p->target->model : NULL);
     copy_field(r.endpoint, sizeof r.endpoint, openai_endpoint_path(p->oreq->endpoint));
-    customer_of(req, p->oreq, r.customer, sizeof r.customer);
+    copy_field(r.customer, sizeof r.customer, p->customer);
     principal_fields(p->who, &r);
     r.stream = p->stream;
     r.prompt_tokens = p->usage.prompt;
@@ -992,10 +993,9 @@ void proxy_start(struct app *app, struct http_request *req, const struct model_c
         .prompt_tokens = (long)(s->len / 4), /* ~4 bytes a token: good enough to rank */
         .output_tokens = max_tokens > 0 ? (long)max_tokens : model->expected_output_tokens,
     };
-    char customer[128];
-    customer_of(req, oreq, customer, sizeof customer);
+    customer_of(req, oreq, p->customer, sizeof p->customer);
     double reserve = worst_case_cost(app, model, p->route.prompt_tokens, p->route.output_tokens);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    guard_admit(app->guard, req, who, model, customer, p->route.prompt_tokens,
+    guard_admit(app->guard, req, who, model, p->customer, p->route.prompt_tokens,
                 p->route.output_tokens, reserve, &p->adm, on_admitted, p);
 }

@@ -88,6 +88,15 @@ static int open_store(const struct config *cfg, struct store_handle *s)
     return 0;
 }
 
+/* Prints `doc` (taken) as one compact JSON line. */
+static void print_json(json_t *doc)
+{
+    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    puts(out ? out : "null");
+    free(out);
+    json_decref(doc);
+}
+
 /* ---- keys --------------------------------------------------------------------------- */
 
 static int keys_create(struct config *cfg, struct opt *o, bool as_json)
@@ -155,10 +164,7 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
     if (as_json) {
         json_t *doc = key_to_json(&k, now);
         json_object_set_new(doc, "key", json_string(secret));
-        char *out = json_dumps(doc, JSON_COMPACT);
-        puts(out);
-        free(out);
-        json_decref(doc);
+        print_json(doc);
     } else {
         printf("created %s%s%s%s\n", k.id, k.team[0] ? " (team " : "", k.team,
                k.team[0] ? ")" : "");
@@ -193,10 +199,7 @@ static int keys_list(struct config *cfg, bool as_json)
     if (as_json) {
         json_t *data = json_array();
         for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
-        char *out =
-            json_dumps(json_pack("{s:s, s:o}", "object", "list", "data", data), JSON_COMPACT);
-        puts(out);
-        free(out);
+        print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
         printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s\n", "ID", "STATUS", "NAME", "TEAM",
                "MODELS", "BUDGET", "RPM", "TPM");
@@ -206,7 +209,7 @@ static int keys_list(struct config *cfg, bool as_json)
             money(k->budget_usd, budget, sizeof budget);
             if (k->budget_usd > 0)
                 snprintf(budget + strlen(budget), sizeof budget - strlen(budget), "/%s",
-                         k->budget_period == KEY_PERIOD_DAILY ? "day" : "month");
+                         k->budget_period == BUDGET_DAILY ? "day" : "month");
             snprintf(rpm, sizeof rpm, k->rpm ? "%lld" : "-", (long long)k->rpm);
             snprintf(tpm, sizeof tpm, k->tpm ? "%lld" : "-", (long long)k->tpm);
             const char *status = k->revoked_ms                           ? "revoked"
@@ -329,9 +332,7 @@ int cli_spend(int argc, char **argv)
         fprintf(stderr, "stratus spend: %s\n", why);
         rc = 1;
     } else if (opt(o, "--json")) {
-        char *j = spend_report_json(&r);
-        puts(j ? j : "{}");
-        free(j);
+        print_json(spend_report_json(&r));
     } else {
         spend_report_print(&r, stdout);
     }
@@ -424,10 +425,12 @@ int cli_cost(int argc, char **argv)
                 cfg->path);
         goto out;
     }
-    double in_tokens = volume * (1 - share), out_tokens = volume * share;
-    double cloud = (in_tokens * p.input + out_tokens * p.output) / 1e6;
+    struct usage month = {.prompt = (long long)(volume * (1 - share)),
+                          .completion = (long long)(volume * share),
+                          .cached = -1};
+    double cloud = cost_usd(&p, &month);
     double per_hour = cost_tco_per_hour(&lb->tco);
-    const double hours = 730.0; /* an average month, the machine on around the clock */
+    const double hours = COST_HOURS_PER_MONTH; /* the machine on around the clock */
     double local_month = per_hour * hours;
     printf("volume          %.0f tokens/month (%.0f%% input, %.0f%% output)\n", volume,
            (1 - share) * 100, share * 100);

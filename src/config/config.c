@@ -757,6 +757,42 @@ const char *backend_type_name(enum backend_type t)
     return "?";
 }
 
+static const char *const budget_scope_names[] = {"key", "team", "customer"};
+static const char *const budget_period_names[] = {"daily", "monthly"};
+static const char *const budget_exhausted_names[] = {"reject", "local_only"};
+
+const char *budget_scope_name(enum budget_scope s)
+{
+    return (unsigned)s < 3 ? budget_scope_names[s] : "?";
+}
+
+const char *budget_period_name(enum budget_period p)
+{
+    return (unsigned)p < 2 ? budget_period_names[p] : "?";
+}
+
+const char *budget_exhausted_name(enum budget_exhausted e)
+{
+    return (unsigned)e < 2 ? budget_exhausted_names[e] : "?";
+}
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0) return i;
+    return -1;
+}
+
+int budget_period_parse(const char *s)
+{
+    return name_index(budget_period_names, 2, s);
+}
+
+int budget_exhausted_parse(const char *s)
+{
+    return name_index(budget_exhausted_names, 2, s);
+}
+
 const char *route_policy_name(enum route_policy p)
 {
     switch (p) {
@@ -976,34 +1012,20 @@ static int each_budget(struct loader *ld, const yaml_node_t *n, size_t i, void *
     if (get_amount(ld, n, "limit_usd", &b->limit_usd, 0, 1e12, "budget") ||
         get_amount(ld, n, "soft", &b->soft, 0, 1, "budget"))
         return -1;
+    b->period = BUDGET_MONTHLY;
     const yaml_node_t *p = get(ld, n, "period");
-    if (p) {
-        const char *v = plain(p);
-        if (v && strcmp(v, "daily") == 0)
-            b->period = BUDGET_DAILY;
-        else if (v && strcmp(v, "monthly") == 0)
-            b->period = BUDGET_MONTHLY;
-        else
-            return fail_at(ld, p, "budget.period must be daily or monthly");
-    } else {
-        b->period = BUDGET_MONTHLY;
-    }
+    int v = p ? budget_period_parse(plain(p)) : -1;
+    if (p && v < 0) return fail_at(ld, p, "budget.period must be daily or monthly");
+    if (p) b->period = (enum budget_period)v;
     const yaml_node_t *e = get(ld, n, "on_exhausted");
-    if (e) {
-        const char *v = plain(e);
-        if (v && strcmp(v, "reject") == 0)
-            b->on_exhausted = BUDGET_REJECT;
-        else if (v && strcmp(v, "local_only") == 0)
-            b->on_exhausted = BUDGET_LOCAL_ONLY;
-        else
-            return fail_at(ld, e, "budget.on_exhausted must be reject or local_only");
-    }
+    v = e ? budget_exhausted_parse(plain(e)) : -1;
+    if (e && v < 0) return fail_at(ld, e, "budget.on_exhausted must be reject or local_only");
+    if (e) b->on_exhausted = (enum budget_exhausted)v;
     for (size_t j = 0; j < i; j++) {
         const struct budget_conf *o = &ld->cfg->budgets[j];
         if (o->scope == b->scope && o->period == b->period && strcmp(o->name, b->name) == 0)
             return fail_at(ld, n, "a %s budget for %s '%s' is already set",
-                           b->period ? "monthly" : "daily",
-                           b->scope == BUDGET_SCOPE_TEAM ? "team" : "customer", b->name);
+                           budget_period_name(b->period), budget_scope_name(b->scope), b->name);
     }
     return 0;
 }

@@ -179,6 +179,14 @@ enum budget_scope { BUDGET_SCOPE_KEY = 0, BUDGET_SCOPE_TEAM, BUDGET_SCOPE_CUSTOM
 enum budget_period { BUDGET_DAILY = 0, BUDGET_MONTHLY }; /* UTC days / calendar months */
 enum budget_exhausted { BUDGET_REJECT = 0, BUDGET_LOCAL_ONLY };
 
+/** "key", "team", "customer"; "daily", "monthly"; "reject", "local_only". */
+const char *budget_scope_name(enum budget_scope s);
+const char *budget_period_name(enum budget_period p);
+const char *budget_exhausted_name(enum budget_exhausted e);
+/** The names above back to the enums. @return -1 for anything else (NULL included). */
+int budget_period_parse(const char *s);
+int budget_exhausted_parse(const char *s);
+
 struct budget_conf {
     enum budget_scope scope;
     char *name; /* the team or customer; "*" = every one, each with its own counter */

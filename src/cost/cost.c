@@ -3,12 +3,10 @@
 
 #include "providers/provider.h"
 
-#define HOURS_PER_MONTH 730.0 /* 8760 / 12 */
-
 double cost_tco_per_hour(const struct tco_conf *t)
 {
     return t->watts / 1000.0 * t->kwh_price +
-           t->hardware_price / (t->lifetime_months * HOURS_PER_MONTH);
+           t->hardware_price / (t->lifetime_months * COST_HOURS_PER_MONTH);
 }
 
 bool cost_target_price(const struct target_conf *t, const struct backend *b, struct price *out)

@@ -26,6 +26,8 @@
 
 struct backend;
 
+#define COST_HOURS_PER_MONTH 730.0 /* 8760 / 12: an average month */
+
 struct usage {
     long long prompt, completion, cached; /* -1 when unknown */
     bool estimated; /* no provider/engine count: estimated from bytes and chunks */

@@ -5,19 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 #define HOUR_MS 3600000LL
 #define DAY_MS  86400000LL
-
-static int64_t month_start(int64_t ms, int months_ahead)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_mon += months_ahead;
-    return (int64_t)timegm(&tm) * 1000;
-}
 
 /* Total spend in [from, to): the sum of a grouped query's lines. */
 static int total_between(struct store_handle *s, int64_t from, int64_t to, double *usd, char *why,
@@ -61,7 +52,7 @@ int spend_report_build(struct store_handle *store, enum spend_group by, int64_t 
         r->total.unknown_cost += r->lines[i].unknown_cost;
         r->total.estimated += r->lines[i].estimated;
     }
-    int64_t ms0 = month_start(now_ms, 0), ms1 = month_start(now_ms, 1);
+    int64_t ms0 = clock_month_start_ms(now_ms, 0), ms1 = clock_month_start_ms(now_ms, 1);
     double week;
     if (total_between(store, ms0, now_ms + 1, &r->month_to_date_usd, why, size) ||
         total_between(store, now_ms - 7 * DAY_MS, now_ms + 1, &week, why, size) ||
@@ -85,14 +76,6 @@ void spend_report_free(struct spend_report *r)
     r->lines = NULL;
 }
 
-static void iso(int64_t ms, char *out, size_t cap)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static json_t *line_json(const struct spend_line *l)
 {
     return json_pack("{s:s, s:I, s:I, s:I, s:f, s:I, s:I}", "group", l->group, "requests",
@@ -102,31 +85,27 @@ static json_t *line_json(const struct spend_line *l)
                      (json_int_t)l->estimated);
 }
 
-char *spend_report_json(const struct spend_report *r)
+json_t *spend_report_json(const struct spend_report *r)
 {
     char from[32], to[32];
-    iso(r->from_ms, from, sizeof from);
-    iso(r->to_ms, to, sizeof to);
+    clock_iso8601(r->from_ms, from, sizeof from);
+    clock_iso8601(r->to_ms, to, sizeof to);
     json_t *data = json_array();
     for (int i = 0; i < r->n; i++) json_array_append_new(data, line_json(&r->lines[i]));
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:{s:f, s:f, s:f}, s:{s:f, s:f, s:f, s:b}}", "object",
-        "spend_report", "group_by", spend_group_name(r->by), "from", from, "to", to, "data", data,
-        "total", line_json(&r->total), "projection", "month_to_date_usd", r->month_to_date_usd,
-        "trailing_daily_usd", r->trailing_daily_usd, "projected_month_usd", r->projected_month_usd,
-        "anomaly", "last_hour_usd", r->last_hour_usd, "trailing_hourly_usd", r->trailing_hourly_usd,
-        "factor", r->anomaly_factor, "flagged", r->anomaly);
-    if (doc == NULL) return NULL;
-    char *s = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
-    json_decref(doc);
-    return s;
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:{s:f, s:f, s:f}, s:{s:f, s:f, s:f, s:b}}",
+                     "object", "spend_report", "group_by", spend_group_name(r->by), "from", from,
+                     "to", to, "data", data, "total", line_json(&r->total), "projection",
+                     "month_to_date_usd", r->month_to_date_usd, "trailing_daily_usd",
+                     r->trailing_daily_usd, "projected_month_usd", r->projected_month_usd,
+                     "anomaly", "last_hour_usd", r->last_hour_usd, "trailing_hourly_usd",
+                     r->trailing_hourly_usd, "factor", r->anomaly_factor, "flagged", r->anomaly);
 }
 
 void spend_report_print(const struct spend_report *r, FILE *out)
 {
     char from[32], to[32];
-    iso(r->from_ms, from, sizeof from);
-    iso(r->to_ms, to, sizeof to);
+    clock_iso8601(r->from_ms, from, sizeof from);
+    clock_iso8601(r->to_ms, to, sizeof to);
     fprintf(out, "spend by %s, %s to %s\n\n", spend_group_name(r->by), from, to);
     fprintf(out, "%-32s %10s %14s %14s %14s %9s\n", spend_group_name(r->by), "requests",
             "prompt tok", "output tok", "cost USD", "unpriced");

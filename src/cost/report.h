@@ -14,6 +14,7 @@
 #define STRATUS_COST_REPORT_H
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stdio.h>
 
 #include "store/store.h"
@@ -38,8 +39,8 @@ int spend_report_build(struct store_handle *store, enum spend_group by, int64_t 
 
 void spend_report_free(struct spend_report *r);
 
-/** The report as JSON text (malloc'd), or NULL on OOM. */
-char *spend_report_json(const struct spend_report *r);
+/** The report as a JSON document (a new reference), or NULL on OOM. */
+json_t *spend_report_json(const struct spend_report *r);
 
 /** The report as an aligned table for people. */
 void spend_report_print(const struct spend_report *r, FILE *out);

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "util/clock.h"
 
 #define BUCKETS 1024
 
@@ -25,45 +26,29 @@ struct budget_book {
     struct budget_entry *buckets[BUCKETS];
 };
 
-static const char *const scope_names[] = {"key", "team", "customer"};
-
 /* The month last asked about, per thread: gmtime_r + timegm per budget per request would
  * be most of admission's cost. */
 static _Thread_local int64_t month_from, month_to;
 
-static int64_t month_start_uncached(int64_t ms);
+static void cache_month_of(int64_t ms)
+{
+    if (ms >= month_from && ms < month_to) return;
+    month_from = clock_month_start_ms(ms, 0);
+    month_to = clock_month_start_ms(ms, 1);
+}
 
 int64_t budget_period_start(enum budget_period p, int64_t ms)
 {
     if (p == BUDGET_DAILY) return ms - ms % 86400000;
-    if (ms >= month_from && ms < month_to) return month_from;
-    int64_t from = month_start_uncached(ms);
-    month_to = budget_period_end(BUDGET_MONTHLY, ms);
-    month_from = from;
-    return from;
-}
-
-static int64_t month_start_uncached(int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    return (int64_t)timegm(&tm) * 1000;
+    cache_month_of(ms);
+    return month_from;
 }
 
 int64_t budget_period_end(enum budget_period p, int64_t ms)
 {
     if (p == BUDGET_DAILY) return budget_period_start(p, ms) + 86400000;
-    if (ms >= month_from && ms < month_to) return month_to;
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    tm.tm_mday = 1;
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_mon += 1; /* timegm normalises December + 1 */
-    return (int64_t)timegm(&tm) * 1000;
+    cache_month_of(ms);
+    return month_to;
 }
 
 struct budget_book *budget_book_new(void)
@@ -158,9 +143,7 @@ int budget_admit(struct budget_book *b, const struct budget_applies *applies, si
             if (!v->reject) {
                 v->reject = true;
                 v->reset_ms = budget_period_end(r->period, now_ms);
-                snprintf(v->why, sizeof v->why, "%s '%s' spent $%.4f of its $%.2f %s budget",
-                         scope_names[r->scope], applies[i].name, used, r->limit_usd,
-                         r->period == BUDGET_DAILY ? "daily" : "monthly");
+                budget_describe(&applies[i], used, true, v->why, sizeof v->why);
             }
             continue;
         }
@@ -171,9 +154,7 @@ int budget_admit(struct budget_book *b, const struct budget_applies *applies, si
         if (mode > v->mode || (mode == v->mode && mode != ROUTE_BUDGET_NONE && frac > tightest)) {
             v->mode = mode;
             tightest = frac;
-            snprintf(v->why, sizeof v->why, "%s '%s' at %.0f%% of its $%.2f %s budget",
-                     scope_names[r->scope], applies[i].name, frac * 100, r->limit_usd,
-                     r->period == BUDGET_DAILY ? "daily" : "monthly");
+            budget_describe(&applies[i], used, false, v->why, sizeof v->why);
         }
     }
     if (v->reject) return 0;
@@ -183,6 +164,20 @@ int budget_admit(struct budget_book *b, const struct budget_applies *applies, si
     }
     hold->amount = reserve_usd;
     return 0;
+}
+
+void budget_describe(const struct budget_applies *a, double used, bool refused, char *out,
+                     size_t cap)
+{
+    const struct budget_conf *r = a->rule;
+    if (refused)
+        snprintf(out, cap, "%s '%s' spent $%.4f of its $%.2f %s budget",
+                 budget_scope_name(r->scope), a->name, used, r->limit_usd,
+                 budget_period_name(r->period));
+    else
+        snprintf(out, cap, "%s '%s' at %.0f%% of its $%.2f %s budget", budget_scope_name(r->scope),
+                 a->name, r->limit_usd > 0 ? used / r->limit_usd * 100 : 100, r->limit_usd,
+                 budget_period_name(r->period));
 }
 
 void budget_settle(struct budget_hold *hold, double actual_usd)

@@ -70,6 +70,11 @@ int budget_admit(struct budget_book *b, const struct budget_applies *applies, si
                  double reserve_usd, int64_t now_ms, struct budget_verdict *verdict,
                  struct budget_hold *hold);
 
+/** The reason text for a budget at `used` dollars: "team 'ml' spent $9.8000 of its $10.00
+ *  daily budget" when it refused, else "team 'ml' at 85% of its $10.00 daily budget". */
+void budget_describe(const struct budget_applies *a, double used, bool refused, char *out,
+                     size_t cap);
+
 /** Replaces the hold's reservation with `actual_usd`. */
 void budget_settle(struct budget_hold *hold, double actual_usd);
 

@@ -45,7 +45,6 @@ struct guard {
     struct store_jobs *jobs;
     struct event *refresh_timer;
     struct refresh_job *refreshing; /* the job out, or NULL */
-    bool refresh_again;
     int64_t (*now_ms)(void);
 };
 
@@ -57,8 +56,6 @@ static void refresh_run(struct store_handle *store, void *ud)
     j->n = store->ops->key_list(store->db, &j->records, j->why, sizeof j->why);
 }
 
-static void schedule_refresh(struct guard *g);
-
 static void refresh_done(void *ud)
 {
     struct refresh_job *j = ud;
@@ -69,29 +66,17 @@ static void refresh_done(void *ud)
         return;
     }
     g->refreshing = NULL;
-    if (j->n < 0) {
+    if (j->n < 0)
         log_msg("warn", "keys_refresh_failed", "keeping the previous keys: %s", j->why);
-    } else {
-        struct key_table *t = key_table_new(j->records, (size_t)j->n);
-        if (t) {
-            key_table_free(g->keys);
-            g->keys = t;
-        }
-    }
+    else
+        guard_replace_keys(g, j->records, (size_t)j->n);
     free(j);
-    if (g->refresh_again) {
-        g->refresh_again = false;
-        schedule_refresh(g);
-    }
 }
 
+/* One refresh at a time: a tick that finds one still out skips (the next tick comes). */
 static void schedule_refresh(struct guard *g)
 {
-    if (g->jobs == NULL) return;
-    if (g->refreshing) {
-        g->refresh_again = true;
-        return;
-    }
+    if (g->jobs == NULL || g->refreshing) return;
     struct refresh_job *j = calloc(1, sizeof *j);
     if (j == NULL) return;
     j->guard = g;
@@ -109,11 +94,6 @@ static void on_refresh_timer(evutil_socket_t fd, short what, void *ud)
     schedule_refresh(ud);
 }
 
-void guard_refresh_now(struct guard *g)
-{
-    schedule_refresh(g);
-}
-
 void guard_replace_keys(struct guard *g, struct key_record *records, size_t n)
 {
     struct key_table *t = key_table_new(records, n);
@@ -124,13 +104,11 @@ void guard_replace_keys(struct guard *g, struct key_record *records, size_t n)
 
 /* ---- start-up ----------------------------------------------------------------------- */
 
-static const char *const scope_names[] = {"key", "team", "customer"};
-
 /* The Redis counter of one budget in the period containing `now`. */
 static void counter_name(char out[SHARED_COUNTER_SIZE], enum budget_scope scope,
                          enum budget_period period, const char *name, int64_t now)
 {
-    snprintf(out, SHARED_COUNTER_SIZE, "stratus:budget:%s:%c:%lld:%s", scope_names[scope],
+    snprintf(out, SHARED_COUNTER_SIZE, "stratus:budget:%s:%c:%lld:%s", budget_scope_name(scope),
              period == BUDGET_DAILY ? 'd' : 'm', (long long)budget_period_start(period, now), name);
 }
 
@@ -263,14 +241,6 @@ void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
 
 /* ---- authentication ----------------------------------------------------------------- */
 
-static void iso8601(int64_t ms, char *out, size_t cap)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
                        struct principal *out, struct err *err)
 {
@@ -299,12 +269,12 @@ int guard_authenticate(struct guard *g, const struct http_request *req, bool adm
                        "invalid API key (keys start with " KEY_SECRET_PREFIX ")");
     char when[32];
     if (k->revoked_ms) {
-        iso8601(k->revoked_ms, when, sizeof when);
+        clock_iso8601(k->revoked_ms, when, sizeof when);
         return err_set(err, 401, "invalid_request_error", "invalid_api_key",
                        "API key %s was revoked at %s", k->id, when);
     }
     if (k->expires_ms && g->now_ms() >= k->expires_ms) {
-        iso8601(k->expires_ms, when, sizeof when);
+        clock_iso8601(k->expires_ms, when, sizeof when);
         return err_set(err, 401, "invalid_request_error", "invalid_api_key",
                        "API key %s expired at %s", k->id, when);
     }
@@ -346,10 +316,9 @@ static size_t put_int(char *out, int64_t v)
     return n;
 }
 
-static void ratelimit_headers(struct http_request *req, const char *what,
-                              const struct gcra_result *r)
+static void ratelimit_headers(struct http_request *req, bool tokens, const struct gcra_result *r)
 {
-    bool requests = strcmp(what, "requests") == 0;
+    bool requests = !tokens;
     char v[40];
     put_int(v, r->limit > 0 ? r->limit : 0);
     http_add_header(req, requests ? "x-ratelimit-limit-requests" : "x-ratelimit-limit-tokens", v);
@@ -396,10 +365,9 @@ static void collect_budgets(struct guard *g, const struct key_record *k, struct 
         adm->key_rule = (struct budget_conf){
             .scope = BUDGET_SCOPE_KEY,
             .limit_usd = k->budget_usd,
-            .period = k->budget_period == KEY_PERIOD_DAILY ? BUDGET_DAILY : BUDGET_MONTHLY,
+            .period = k->budget_period,
             .soft = k->budget_soft > 0 ? k->budget_soft : 0.8,
-            .on_exhausted =
-                k->on_exhausted == KEY_EXHAUSTED_LOCAL_ONLY ? BUDGET_LOCAL_ONLY : BUDGET_REJECT,
+            .on_exhausted = k->on_exhausted,
         };
         adm->applies[adm->n_applies++] = (struct budget_applies){&adm->key_rule, k->id};
     }
@@ -433,7 +401,7 @@ static int budget_rejected(struct guard *g, struct http_request *req, const char
                            int64_t reset_ms, struct err *err)
 {
     char reset[32];
-    iso8601(reset_ms, reset, sizeof reset);
+    clock_iso8601(reset_ms, reset, sizeof reset);
     retry_after(req, reset_ms - g->now_ms());
     return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                    "budget exceeded: %s; it resets at %s", why, reset);
@@ -453,12 +421,12 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
         struct gcra_result rr = {0}, tr = {0};
         if (k->rpm > 0) {
             gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
-            ratelimit_headers(req, "requests", &rr);
+            ratelimit_headers(req, false, &rr);
             if (!rr.allowed) return rate_limited(req, k, false, &rr, 1, err);
         }
         if (k->tpm > 0) {
             gcra_take(&l->tpm, k->tpm, adm->tokens_charged, now_us, &tr);
-            ratelimit_headers(req, "tokens", &tr);
+            ratelimit_headers(req, true, &tr);
             if (!tr.allowed) {
                 l->rpm = saved_rpm; /* a refused request does not use up a request */
                 return rate_limited(req, k, true, &tr, adm->tokens_charged, err);
@@ -495,19 +463,6 @@ struct admit_pending {
     void *ud;
 };
 
-static void budget_text(const struct budget_applies *a, double used, const char *verb, char *out,
-                        size_t cap)
-{
-    const struct budget_conf *r = a->rule;
-    const char *period = r->period == BUDGET_DAILY ? "daily" : "monthly";
-    if (strcmp(verb, "spent") == 0)
-        snprintf(out, cap, "%s '%s' spent $%.4f of its $%.2f %s budget", scope_names[r->scope],
-                 a->name, used, r->limit_usd, period);
-    else
-        snprintf(out, cap, "%s '%s' at %.0f%% of its $%.2f %s budget", scope_names[r->scope],
-                 a->name, r->limit_usd > 0 ? used / r->limit_usd * 100 : 100, r->limit_usd, period);
-}
-
 static void on_shared_answer(const struct shared_answer *a, void *ud)
 {
     struct admit_pending *p = ud;
@@ -530,9 +485,9 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
         struct gcra_result rr = a->rpm, tr = a->tpm;
         rr.limit = k ? k->rpm : 0;
         tr.limit = k ? k->tpm : 0;
-        if (k && k->rpm > 0) ratelimit_headers(p->req, "requests", &rr);
+        if (k && k->rpm > 0) ratelimit_headers(p->req, false, &rr);
         if (k && k->tpm > 0 && a->status != SHARED_RPM_LIMITED)
-            ratelimit_headers(p->req, "tokens", &tr);
+            ratelimit_headers(p->req, true, &tr);
         if (a->status == SHARED_RPM_LIMITED) {
             rc = rate_limited(p->req, k, false, &rr, 1, &e);
         } else if (a->status == SHARED_TPM_LIMITED) {
@@ -540,7 +495,7 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
         } else if (a->status == SHARED_BUDGET_REJECTED && a->budget >= 0 &&
                    (size_t)a->budget < adm->n_applies) {
             char why[160];
-            budget_text(&adm->applies[a->budget], a->used, "spent", why, sizeof why);
+            budget_describe(&adm->applies[a->budget], a->used, true, why, sizeof why);
             rc = budget_rejected(
                 g, p->req, why,
                 budget_period_end(adm->applies[a->budget].rule->period, g->now_ms()), &e);
@@ -550,7 +505,8 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
             adm->mode = (enum route_budget)a->mode;
             if (a->mode != ROUTE_BUDGET_NONE && a->budget >= 0 &&
                 (size_t)a->budget < adm->n_applies)
-                budget_text(&adm->applies[a->budget], a->used, "at", adm->why, sizeof adm->why);
+                budget_describe(&adm->applies[a->budget], a->used, false, adm->why,
+                                sizeof adm->why);
         }
     }
     guard_admit_cb done = p->done;

@@ -114,9 +114,6 @@ void guard_settle(struct guard *g, struct admission *adm, bool cost_known, doubl
 /** The current key snapshot (borrowed until the next refresh). */
 const struct key_table *guard_keys(const struct guard *g);
 
-/** Re-reads keys from the store soon. */
-void guard_refresh_now(struct guard *g);
-
 /** Swaps in a fresh snapshot of every key (`records` taken over), as read by an admin job
  *  right after a change, so the change holds for the next request. */
 void guard_replace_keys(struct guard *g, struct key_record *records, size_t n);

@@ -3,16 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "util/clock.h"
 
 static json_t *time_or_null(int64_t ms)
 {
     if (ms == 0) return json_null();
     char buf[32];
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    clock_iso8601(ms, buf, sizeof buf);
     return json_string(buf);
 }
 
@@ -32,9 +30,8 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms)
     return json_pack("{s:s, s:s, s:s, s:s?, s:o, s:f, s:s, s:f, s:s, s:I, s:I, s:o, s:o, s:o}",
                      "id", k->id, "status", status, "name", k->name, "team",
                      k->team[0] ? k->team : NULL, "models", models, "budget_usd", k->budget_usd,
-                     "budget_period", k->budget_period == KEY_PERIOD_DAILY ? "daily" : "monthly",
-                     "budget_soft", k->budget_soft, "on_exhausted",
-                     k->on_exhausted == KEY_EXHAUSTED_LOCAL_ONLY ? "local_only" : "reject", "rpm",
+                     "budget_period", budget_period_name(k->budget_period), "budget_soft",
+                     k->budget_soft, "on_exhausted", budget_exhausted_name(k->on_exhausted), "rpm",
                      (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "created_at",
                      time_or_null(k->created_ms), "expires_at", time_or_null(k->expires_ms),
                      "revoked_at", time_or_null(k->revoked_ms));
@@ -154,28 +151,17 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
     if (s && (!json_is_number(s) || !(json_number_value(s) > 0) || json_number_value(s) > 1))
         return bad(e, "budget_soft", "\"budget_soft\" must be a number in (0, 1]");
     if (s) k->budget_soft = json_number_value(s);
+    k->budget_period = BUDGET_MONTHLY;
     const json_t *p = json_object_get(body, "budget_period");
-    if (p) {
-        const char *v = json_string_value(p);
-        if (v && strcmp(v, "daily") == 0)
-            k->budget_period = KEY_PERIOD_DAILY;
-        else if (v && strcmp(v, "monthly") == 0)
-            k->budget_period = KEY_PERIOD_MONTHLY;
-        else
-            return bad(e, "budget_period", "\"budget_period\" must be \"daily\" or \"monthly\"");
-    } else {
-        k->budget_period = KEY_PERIOD_MONTHLY;
-    }
+    int v = p ? budget_period_parse(json_string_value(p)) : -1;
+    if (p && v < 0)
+        return bad(e, "budget_period", "\"budget_period\" must be \"daily\" or \"monthly\"");
+    if (p) k->budget_period = (enum budget_period)v;
     const json_t *x = json_object_get(body, "on_exhausted");
-    if (x) {
-        const char *v = json_string_value(x);
-        if (v && strcmp(v, "reject") == 0)
-            k->on_exhausted = KEY_EXHAUSTED_REJECT;
-        else if (v && strcmp(v, "local_only") == 0)
-            k->on_exhausted = KEY_EXHAUSTED_LOCAL_ONLY;
-        else
-            return bad(e, "on_exhausted", "\"on_exhausted\" must be \"reject\" or \"local_only\"");
-    }
+    v = x ? budget_exhausted_parse(json_string_value(x)) : -1;
+    if (x && v < 0)
+        return bad(e, "on_exhausted", "\"on_exhausted\" must be \"reject\" or \"local_only\"");
+    if (x) k->on_exhausted = (enum budget_exhausted)v;
     const json_t *ex = json_object_get(body, "expires_in");
     if (ex) {
         int64_t d = key_parse_duration(json_string_value(ex));

@@ -316,7 +316,6 @@ int shared_seed(struct shared *s, const char *counter, double usd, int64_t ttl_m
 struct pending {
     shared_admit_cb cb;
     void *ud;
-    struct shared *s;
 };
 
 static int64_t int_at(const redisReply *r, size_t i)
@@ -372,7 +371,6 @@ int shared_admit(struct shared *s, const struct shared_ask *ask, shared_admit_cb
     if (p == NULL) return -1;
     p->cb = cb;
     p->ud = ud;
-    p->s = s;
     char rpm_key[96], tpm_key[96], nkeys[8], rpm[24], tpm[24], tokens[24], reserve[40], n[8];
     char lim[SHARED_MAX_BUDGETS][40], soft[SHARED_MAX_BUDGETS][40], exh[SHARED_MAX_BUDGETS][4],
         ttl[SHARED_MAX_BUDGETS][24];

@@ -340,9 +340,9 @@ static int pg_key_list(struct store *s, struct key_record **out, char *why, size
         snprintf(k->team, sizeof k->team, "%s", PQgetvalue(r, i, 3));
         snprintf(k->models, sizeof k->models, "%s", PQgetvalue(r, i, 4));
         k->budget_usd = atof(PQgetvalue(r, i, 5));
-        k->budget_period = (enum key_period)atoi(PQgetvalue(r, i, 6));
+        k->budget_period = (enum budget_period)atoi(PQgetvalue(r, i, 6));
         k->budget_soft = atof(PQgetvalue(r, i, 7));
-        k->on_exhausted = (enum key_exhausted)atoi(PQgetvalue(r, i, 8));
+        k->on_exhausted = (enum budget_exhausted)atoi(PQgetvalue(r, i, 8));
         k->rpm = atoll(PQgetvalue(r, i, 9));
         k->tpm = atoll(PQgetvalue(r, i, 10));
         k->created_ms = atoll(PQgetvalue(r, i, 11));

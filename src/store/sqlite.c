@@ -276,9 +276,9 @@ static int sqlite_key_list(struct store *s, struct key_record **out, char *why, 
         column_text(q, 3, k->team, sizeof k->team);
         column_text(q, 4, k->models, sizeof k->models);
         k->budget_usd = sqlite3_column_double(q, 5);
-        k->budget_period = (enum key_period)sqlite3_column_int(q, 6);
+        k->budget_period = (enum budget_period)sqlite3_column_int(q, 6);
         k->budget_soft = sqlite3_column_double(q, 7);
-        k->on_exhausted = (enum key_exhausted)sqlite3_column_int(q, 8);
+        k->on_exhausted = (enum budget_exhausted)sqlite3_column_int(q, 8);
         k->rpm = sqlite3_column_int64(q, 9);
         k->tpm = sqlite3_column_int64(q, 10);
         k->created_ms = sqlite3_column_int64(q, 11);

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
+
 /* One request, as the ledger records it. Strings are copied in (truncated to fit). */
 struct ledger_row {
     int64_t ts_ms; /* wall clock, ms since the epoch, when the request arrived */
@@ -57,10 +59,8 @@ struct spend_line {
     int64_t estimated;    /* requests with estimated usage */
 };
 
-/* A virtual key as stored. The secret itself is never stored: only its SHA-256. */
-enum key_period { KEY_PERIOD_DAILY = 0, KEY_PERIOD_MONTHLY };
-enum key_exhausted { KEY_EXHAUSTED_REJECT = 0, KEY_EXHAUSTED_LOCAL_ONLY };
-
+/* A virtual key as stored. The secret itself is never stored: only its SHA-256. Its budget
+ * uses the config's budget enums (stored as their integer values). */
 struct key_record {
     char id[32];       /* "key_" + 16 hex: public, safe to log */
     char hash[65];     /* hex SHA-256 of the secret */
@@ -68,9 +68,9 @@ struct key_record {
     char team[64];     /* "" when none */
     char models[512];  /* comma-separated model names this key may use; "" = all */
     double budget_usd; /* 0 = no budget of its own */
-    enum key_period budget_period;
+    enum budget_period budget_period;
     double budget_soft; /* fraction of the budget where routing turns thrifty; 0.8 */
-    enum key_exhausted on_exhausted;
+    enum budget_exhausted on_exhausted;
     int64_t rpm, tpm;                           /* 0 = unlimited */
     int64_t created_ms, expires_ms, revoked_ms; /* 0 = never / not revoked */
 };

@@ -265,6 +265,10 @@ test('spend report: /admin/spend and `stratus spend` totals equal the ledger', a
     assert.equal(bad.status, 400);
     assert.match((await bad.json()).error.message, /group_by must be model, key, team, customer or backend/);
     assert.equal((await admin(gw, 'GET', '/admin/spend?from=yesterday')).status, 400);
+    const junk = await admin(gw, 'GET', '/admin/spend?group_by');
+    assert.equal(junk.status, 400);
+    assert.equal((await junk.json()).error.code, 'invalid_query');
+    assert.equal((await admin(gw, 'GET', '/admin/spend?group_by=team&from=2026-11-01T00%3A00%3A00Z')).status, 200, 'values are percent-decoded');
     const asKey = await admin(gw, 'GET', '/admin/spend', undefined, k.key);
     assert.equal(asKey.status, 403);
 

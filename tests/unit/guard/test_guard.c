@@ -77,8 +77,8 @@ static void test_key_from_json_validates_fields(void **state)
     assert_string_equal(k.team, "ml");
     assert_string_equal(k.models, "chat");
     assert_true(k.budget_usd == 5);
-    assert_int_equal(k.budget_period, KEY_PERIOD_DAILY);
-    assert_int_equal(k.on_exhausted, KEY_EXHAUSTED_LOCAL_ONLY);
+    assert_int_equal(k.budget_period, BUDGET_DAILY);
+    assert_int_equal(k.on_exhausted, BUDGET_LOCAL_ONLY);
     assert_int_equal(k.rpm, 10);
     assert_int_equal(k.expires_ms, 1000 + 2 * 3600000);
     static const char *const bad[][2] = {
