@@ -7,8 +7,10 @@
  *   guard_admit         for one model request: the key's model list (403), its RPM and TPM
  *                       (429 rate_limit_exceeded, Retry-After, x-ratelimit-* headers), then
  *                       budgets of key, team and customer (429 budget_exceeded with the
- *                       reset time, or a routing mode: soft → cheapest first, exhausted with
- *                       local_only → local targets only). Reserves worst-case cost.
+ *                       reset time, or a routing mode: soft → local targets first, then the
+ *                       cheapest; exhausted with local_only → local targets only). Reserves
+ *                       worst-case cost. With store.redis the counters are Redis's (one
+ *                       script, answered asynchronously); without, this instance's.
  *   guard_settle        when the request ends: the real cost and tokens replace what
  *                       admission reserved.
  *
