@@ -29,6 +29,7 @@
 #include "app.h"
 #include "cost/cost.h"
 #include "guard/guard.h"
+#include "guard/scrub.h"
 #include "http/server.h"
 #include "http/sse.h"
 #include "obs/log.h"
@@ -38,7 +39,6 @@
 #include "util/arena.h"
 #include "util/clock.h"
 
-#define MAX_RESPONSE_BYTES  (64u << 20) /* a non-stream answer larger than this is refused */
 #define MAX_ERROR_BODY      (64u << 10) /* we keep this much of an upstream error body */
 #define MAX_ATTEMPTS_LOGGED 16
 
@@ -50,6 +50,8 @@ struct attempt {
     bool timeout;
     long retry_after; /* seconds, from a 429; -1 when none */
     bool unfit;       /* the provider could not express the request (a 4xx at build) */
+    bool auth;        /* the upstream refused our credentials (401/403) */
+    char code[24];    /* the upstream's error code of a 429 ("engine_busy"), or "" */
 };
 
 struct proxy {
@@ -79,6 +81,8 @@ struct proxy {
     const struct target_conf *target;
     uint64_t attempt_start_ns;
     struct evbuffer *resp; /* non-stream answer or error body; owned */
+    size_t held;           /* bytes of resp counted in app->buffered_bytes */
+    enum { HOLD_OK, HOLD_TOO_LARGE, HOLD_NO_ROOM } hold; /* why on_data stopped holding */
     struct evbuffer *out;  /* stream events framed from the current upstream read; owned */
     struct sse_parser sse;
     bool committed;     /* the response head went to the client */
@@ -369,6 +373,7 @@ static void attempt_failed(struct proxy *p, long status, bool timeout, const cha
     va_start(ap, fmt);
     vsnprintf(a->error, sizeof a->error, fmt, ap);
     va_end(ap);
+    secrets_scrub_str(p->app->cfg, a->error); /* upstream words may quote our credentials */
     report(p, ROUTE_FAILED, status == 429 ? a->retry_after : -1);
     if (p->call) { /* a timeout: the transfer is still running */
         upstream_cancel(p->call);
@@ -376,6 +381,20 @@ static void attempt_failed(struct proxy *p, long status, bool timeout, const cha
     p->call = NULL;
     p->attempt++;
     next_attempt(p);
+}
+
+/* How many different targets the attempts went to (a retry may revisit one). */
+static size_t distinct_targets(const struct proxy *p)
+{
+    size_t n = 0, logged = p->n_attempts < MAX_ATTEMPTS_LOGGED ? p->n_attempts : MAX_ATTEMPTS_LOGGED;
+    for (size_t i = 0; i < logged; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = p->attempts[j].backend == p->attempts[i].backend &&
+                   p->attempts[j].model == p->attempts[i].model;
+        n += !seen;
+    }
+    return p->n_attempts > logged ? n + (p->n_attempts - logged) : n;
 }
 
 static void respond_all_failed(struct proxy *p)
@@ -400,18 +419,29 @@ static void respond_all_failed(struct proxy *p)
         if (r >= 0 && (retry < 0 || r < retry)) retry = r;
     }
     const char *type = "upstream_error", *code = timeout ? "upstream_timeout" : "upstream_failed";
+    bool all_auth = p->n_attempts > 0 && p->n_attempts <= MAX_ATTEMPTS_LOGGED;
+    for (size_t i = 0; all_auth && i < p->n_attempts; i++) all_auth = p->attempts[i].auth;
+    if (all_auth) code = "upstream_auth_failed";
+    bool engines_busy = all_busy;
+    for (size_t i = 0; engines_busy && i < p->n_attempts; i++)
+        engines_busy = strcmp(p->attempts[i].code, "engine_busy") == 0;
     if (all_busy) {
         status = 429;
         type = "rate_limit_error";
-        code = "upstream_rate_limited";
+        code = engines_busy ? "engine_busy" : "upstream_rate_limited";
         char ra[24];
         snprintf(ra, sizeof ra, "%ld", retry >= 0 ? retry : 1);
         http_add_header(p->req, "Retry-After", ra);
     }
     json_t *attempts = json_array();
     char summary[400];
-    size_t n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ", p->n_attempts,
-                                p->n_attempts == 1 ? "" : "s");
+    size_t targets = distinct_targets(p), n;
+    if (targets == p->n_attempts)
+        n = (size_t)snprintf(summary, sizeof summary, "all %zu target%s failed: ", targets,
+                             targets == 1 ? "" : "s");
+    else
+        n = (size_t)snprintf(summary, sizeof summary, "all %zu attempts on %zu target%s failed: ",
+                             p->n_attempts, targets, targets == 1 ? "" : "s");
     for (size_t i = 0; i < p->n_attempts && i < MAX_ATTEMPTS_LOGGED; i++) {
         const struct attempt *a = &p->attempts[i];
         json_t *o = json_pack("{s:s, s:s, s:s}", "backend", a->backend, "model", a->model, "error",
@@ -557,7 +587,10 @@ static int flush_events(struct proxy *p)
 
 static void end_stream_with_error(struct proxy *p, const char *message)
 {
-    char esc[400], line[600];
+    char scrubbed[300], esc[400], line[600];
+    snprintf(scrubbed, sizeof scrubbed, "%s", message);
+    secrets_scrub_str(p->app->cfg, scrubbed);
+    message = scrubbed;
     json_escape(esc, sizeof esc, message, strlen(message));
     int n = snprintf(line, sizeof line,
                      "data: {\"error\":{\"message\":\"%s\",\"type\":\"upstream_error\","
@@ -570,6 +603,48 @@ static void end_stream_with_error(struct proxy *p, const char *message)
 
 /* ---- upstream callbacks ------------------------------------------------------------- */
 
+/* Gives back what this attempt's held answer counted against limits.max_buffered_bytes. */
+static void release_held(struct proxy *p)
+{
+    p->app->buffered_bytes -= p->held;
+    p->held = 0;
+    if (p->resp) evbuffer_drain(p->resp, evbuffer_get_length(p->resp));
+}
+
+/* Holds a non-stream answer (or an error body) whole, within its own cap and the process's
+ * budget for held answers. @return 0, or -1 to stop the transfer (p->hold says why). */
+static int hold(struct proxy *p, long status, const char *data, size_t n)
+{
+    const struct limits_conf *lim = &p->app->cfg->limits;
+    bool ok = status >= 200 && status < 300;
+    size_t have = evbuffer_get_length(p->resp);
+    if (!ok && have + n > MAX_ERROR_BODY) {
+        if (have >= MAX_ERROR_BODY) return 0; /* error bodies: keep the head, drop the rest */
+        n = MAX_ERROR_BODY - have;
+    }
+    if (ok && have + n > lim->max_response_bytes) {
+        p->hold = HOLD_TOO_LARGE;
+        snprintf(p->stream_error, sizeof p->stream_error,
+                 "upstream answer exceeds limits.max_response_bytes (%zu bytes)",
+                 lim->max_response_bytes);
+        return -1;
+    }
+    if (p->app->buffered_bytes + n > lim->max_buffered_bytes) {
+        p->hold = HOLD_NO_ROOM;
+        snprintf(p->stream_error, sizeof p->stream_error,
+                 "the gateway holds limits.max_buffered_bytes (%zu bytes) of answers already",
+                 lim->max_buffered_bytes);
+        return -1;
+    }
+    if (evbuffer_add(p->resp, data, n) != 0) {
+        snprintf(p->stream_error, sizeof p->stream_error, "out of memory");
+        return -1;
+    }
+    p->held += n;
+    p->app->buffered_bytes += n;
+    return 0;
+}
+
 static int on_data(struct upstream_call *call, const char *data, size_t n, void *ud)
 {
     struct proxy *p = ud;
@@ -578,19 +653,7 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
         p->attempt_first_byte_ns = clock_now_ns();
         if (p->timer) evtimer_del(p->timer); /* the first-byte timeout is met */
     }
-    if (status < 200 || status >= 300 || !p->stream) {
-        size_t cap = status >= 200 && status < 300 ? MAX_RESPONSE_BYTES : MAX_ERROR_BODY;
-        if (evbuffer_get_length(p->resp) + n > cap) {
-            if (status >= 200 && status < 300) {
-                snprintf(p->stream_error, sizeof p->stream_error,
-                         "upstream response exceeds %u bytes", MAX_RESPONSE_BYTES);
-                return -1;
-            }
-            return 0; /* error bodies: keep the head, drop the rest */
-        }
-        evbuffer_add(p->resp, data, n);
-        return 0;
-    }
+    if (status < 200 || status >= 300 || !p->stream) return hold(p, status, data, n);
     struct err e;
     err_clear(&e);
     int rc;
@@ -668,7 +731,8 @@ static void deliver_json(struct proxy *p, long status)
 static void pass_through_error(struct proxy *p, long status)
 {
     size_t len = evbuffer_get_length(p->resp);
-    const char *bytes = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+    char *bytes = len ? (char *)evbuffer_pullup(p->resp, -1) : "";
+    secrets_scrub(p->app->cfg, bytes, len); /* the body goes to the client and the log */
     json_t *doc = p->backend->ops->error_message ? NULL : json_loadb(bytes, len, 0, NULL);
     report(p, ROUTE_REJECTED, -1);
     add_target_headers(p);
@@ -677,9 +741,7 @@ static void pass_through_error(struct proxy *p, long status)
         char msg[400];
         p->backend->ops->error_message(bytes, len, msg, sizeof msg);
         struct err e;
-        err_set(&e, (int)status,
-                status == 401 || status == 403 ? "upstream_error" : "invalid_request_error",
-                "upstream_rejected", "backend '%s' rejected the request (HTTP %ld): %s",
+        err_set(&e, (int)status, "invalid_request_error", "upstream_rejected", "backend '%s' rejected the request (HTTP %ld): %s",
                 p->backend->conf->name, status, msg[0] ? msg : "no message");
         finish(p, (int)status, e.msg);
         http_respond_error(p->req, &e);
@@ -696,6 +758,53 @@ static void pass_through_error(struct proxy *p, long status)
         http_respond_error(p->req, &e);
     }
     json_decref(doc);
+}
+
+/* The upstream's own words about a failure, from the held error body: ": <message>" (or ""),
+ * bounded, and its OpenAI-style error.code when it has one. They help whoever reads the
+ * summary; the message is scrubbed later with the rest of the attempt's text. */
+static void upstream_error(struct proxy *p, char *detail, size_t cap, char *code, size_t code_cap)
+{
+    size_t len = evbuffer_get_length(p->resp);
+    const char *body = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
+    detail[0] = code[0] = '\0';
+    if (p->backend->ops->error_message) {
+        char msg[110];
+        p->backend->ops->error_message(body, len, msg, sizeof msg);
+        if (msg[0]) snprintf(detail, cap, ": %s", msg);
+        return;
+    }
+    json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *error = json_object_get(doc, "error");
+    const char *m = json_string_value(json_object_get(error, "message"));
+    if (m) snprintf(detail, cap, ": %.100s", m);
+    copy_field(code, code_cap, json_string_value(json_object_get(error, "code")));
+    json_decref(doc);
+}
+
+/* An answer the gateway would not hold. Too large: another target or a retry would only
+ * download the same size again, so this ends the request (502). No room: the gateway is
+ * saturated right now, not the upstream; the client may come back shortly (503). */
+static void respond_unheld(struct proxy *p, long status)
+{
+    struct err e;
+    current_attempt(p)->status = status;
+    snprintf(current_attempt(p)->error, sizeof current_attempt(p)->error, "%s", p->stream_error);
+    report(p, p->hold == HOLD_TOO_LARGE ? ROUTE_REJECTED : ROUTE_CANCELLED, -1);
+    release_held(p);
+    if (p->hold == HOLD_TOO_LARGE) {
+        err_set(&e, 502, "upstream_error", "upstream_response_too_large",
+                "backend '%s' answered more than limits.max_response_bytes (%zu bytes)",
+                p->backend->conf->name, p->app->cfg->limits.max_response_bytes);
+    } else {
+        err_set(&e, 503, "server_error", "gateway_overloaded",
+                "the gateway is holding its limit of buffered answers "
+                "(limits.max_buffered_bytes = %zu bytes); retry shortly",
+                p->app->cfg->limits.max_buffered_bytes);
+        http_add_header(p->req, "Retry-After", "1");
+    }
+    finish(p, e.status, e.msg);
+    http_respond_error(p->req, &e);
 }
 
 static void on_done(enum upstream_result result, long status, long retry_after, const char *message,
@@ -738,37 +847,43 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
         attempt_failed(p, status, false, "connection broke: %s", message);
         return;
     case UPSTREAM_ABORTED:
+        if (p->hold != HOLD_OK) {
+            respond_unheld(p, status);
+            return;
+        }
         attempt_failed(p, status, false, "%s", p->stream_error);
         return;
     case UPSTREAM_OK:
         break;
     }
+    char detail[120], code[sizeof current_attempt(p)->code];
     if (status == 429) {
-        if (p->n_attempts <= MAX_ATTEMPTS_LOGGED) current_attempt(p)->retry_after = retry_after;
+        upstream_error(p, detail, sizeof detail, code, sizeof code);
+        if (p->n_attempts <= MAX_ATTEMPTS_LOGGED) {
+            current_attempt(p)->retry_after = retry_after;
+            copy_field(current_attempt(p)->code, sizeof current_attempt(p)->code, code);
+        }
         if (retry_after >= 0)
-            attempt_failed(p, status, false, "HTTP 429 (rate limited, retry after %ld s)",
-                           retry_after);
+            attempt_failed(p, status, false, "HTTP 429 (rate limited, retry after %ld s)%s",
+                           retry_after, detail);
         else
-            attempt_failed(p, status, false, "HTTP 429 (rate limited)");
+            attempt_failed(p, status, false, "HTTP 429 (rate limited)%s", detail);
         return;
     }
     if (status >= 500 || status < 200) {
-        /* The upstream's own words help whoever reads the summary; bounded, JSON only. */
-        char detail[120] = "";
-        size_t len = evbuffer_get_length(p->resp);
-        const char *body = len ? (const char *)evbuffer_pullup(p->resp, -1) : "";
-        if (p->backend->ops->error_message) {
-            char msg[110];
-            p->backend->ops->error_message(body, len, msg, sizeof msg);
-            if (msg[0]) snprintf(detail, sizeof detail, ": %s", msg);
-        } else {
-            json_t *doc = len ? json_loadb(body, len, 0, NULL) : NULL;
-            const char *m =
-                json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
-            if (m) snprintf(detail, sizeof detail, ": %s", m);
-            json_decref(doc);
-        }
+        upstream_error(p, detail, sizeof detail, code, sizeof code);
         attempt_failed(p, status, false, "HTTP %ld%s", status, detail);
+        return;
+    }
+    if (status == 401 || status == 403) {
+        /* The upstream refused *our* credentials: the client's key is not at fault, and the
+         * body may echo what we sent, so it is never repeated. Another target may still
+         * serve; the breaker keeps this one aside. */
+        if (p->n_attempts <= MAX_ATTEMPTS_LOGGED) current_attempt(p)->auth = true;
+        attempt_failed(p, status, false,
+                       "backend '%s' refused the gateway's credentials (HTTP %ld); check its "
+                       "api_key",
+                       p->backend->conf->name, status);
         return;
     }
     if (status >= 300) {
@@ -793,6 +908,14 @@ static const struct upstream_callbacks callbacks = {
 
 /* ---- attempts ----------------------------------------------------------------------- */
 
+/* No target can take the request. A 503 (every engine loading or down) is temporary. */
+static void refuse_plan(struct proxy *p, const struct err *e)
+{
+    if (e->status == 503) http_add_header(p->req, "Retry-After", "1");
+    finish(p, e->status, e->msg);
+    http_respond_error(p->req, e);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *ud)
 {
     struct proxy *p = ud;
@@ -802,8 +925,7 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
         struct err e;
         err_clear(&e);
         if (router_plan(p->app->router, p->model, &p->route, &p->plan, &e) != 0) {
-            finish(p, e.status, e.msg);
-            http_respond_error(p->req, &e);
+            refuse_plan(p, &e);
             return;
         }
         p->attempt = 0;
@@ -829,7 +951,8 @@ static void next_attempt(struct proxy *p)
                 .backend = p->backend->conf->name, .model = t->model, .retry_after = -1};
         }
         p->n_attempts++;
-        evbuffer_drain(p->resp, evbuffer_get_length(p->resp));
+        release_held(p);
+        p->hold = HOLD_OK;
         evbuffer_drain(p->out, evbuffer_get_length(p->out));
         sse_parser_reset(&p->sse);
         p->saw_done = false;
@@ -907,6 +1030,7 @@ static void release_proxy(void *ud)
     report(p, ROUTE_CANCELLED, -1);
     guard_cancel(p->app->guard, &p->adm);
     if (p->timer) event_free(p->timer);
+    release_held(p);
     if (p->resp) evbuffer_free(p->resp);
     if (p->out) evbuffer_free(p->out);
     sse_parser_free(&p->sse);
@@ -929,8 +1053,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
     p->route.budget = p->adm.mode;
     p->route.budget_why = p->adm.why;
     if (router_plan(p->app->router, p->model, &p->route, &p->plan, &e) != 0) {
-        finish(p, e.status, e.msg);
-        http_respond_error(p->req, &e);
+        refuse_plan(p, &e);
         return;
     }
     next_attempt(p);

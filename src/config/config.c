@@ -928,17 +928,28 @@ static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_c
                                        "body_timeout_ms",
                                        "idle_timeout_ms",
                                        "max_connections",
+                                       "max_response_bytes",
+                                       "max_buffered_bytes",
                                        NULL};
     if (want_mapping(ld, n, "limits") || check_keys(ld, n, keys, "limits")) return -1;
     long body = (long)l->max_body_bytes, head = (long)l->max_header_bytes,
-         conns = l->max_connections;
+         conns = l->max_connections, resp = (long)l->max_response_bytes,
+         buffered = (long)l->max_buffered_bytes;
     if (get_long(ld, n, "max_body_bytes", &body, 1, 1L << 34) ||
         get_long(ld, n, "max_header_bytes", &head, 256, 1L << 24) ||
         get_long(ld, n, "header_timeout_ms", &l->header_timeout_ms, 1, MS_MAX) ||
         get_long(ld, n, "body_timeout_ms", &l->body_timeout_ms, 1, MS_MAX) ||
         get_long(ld, n, "idle_timeout_ms", &l->idle_timeout_ms, 1, MS_MAX) ||
-        get_long(ld, n, "max_connections", &conns, 1, 1000000))
+        get_long(ld, n, "max_connections", &conns, 1, 1000000) ||
+        get_long(ld, n, "max_response_bytes", &resp, 1024, 1L << 34) ||
+        get_long(ld, n, "max_buffered_bytes", &buffered, 1024, 1L << 40))
         return -1;
+    if (buffered < resp)
+        return fail_at(ld, n, "limits.max_buffered_bytes (%ld) is smaller than "
+                                   "limits.max_response_bytes (%ld): no answer could ever be held",
+                            buffered, resp);
+    l->max_response_bytes = (size_t)resp;
+    l->max_buffered_bytes = (size_t)buffered;
     l->max_body_bytes = (size_t)body;
     l->max_header_bytes = (size_t)head;
     l->max_connections = (int)conns;
@@ -1135,6 +1146,8 @@ static struct config *config_defaults(const char *name)
         .body_timeout_ms = 30000,
         .idle_timeout_ms = 60000,
         .max_connections = 10000,
+        .max_response_bytes = 64u << 20,
+        .max_buffered_bytes = 256u << 20,
     };
     if (cfg->path == NULL || cfg->listen_host == NULL) {
         config_free(cfg);

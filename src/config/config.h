@@ -153,6 +153,11 @@ struct limits_conf {
     long body_timeout_ms;    /* default 30000: whole body must arrive by then */
     long idle_timeout_ms;    /* default 60000: keep-alive connection with no request */
     int max_connections;     /* default 10000; beyond, new connections are refused */
+    /* Non-stream upstream answers are held whole (to check them before anything reaches the
+     * client): one may be at most max_response_bytes (default 64 MiB, else 502), and all
+     * held at once at most max_buffered_bytes (default 256 MiB, else 503 + Retry-After). */
+    size_t max_response_bytes;
+    size_t max_buffered_bytes;
 };
 
 struct price_catalogue;

@@ -30,6 +30,7 @@ struct worker_proc {
     struct backend *b;
     pid_t pid;
     int restarts;
+    bool missing_logged; /* the missing model file was reported (once per absence) */
     uint64_t started_ns;
     struct event *restart_timer;
 };
@@ -44,9 +45,53 @@ struct supervisor {
     bool stopping;
 };
 
+/* Starts the worker again after a backoff (250 ms doubling to 30 s). @return the delay. */
+static long schedule_restart(struct worker_proc *w)
+{
+    if (clock_now_ns() - w->started_ns > 60ull * 1000000000ull) w->restarts = 0;
+    long delay = 250L << (w->restarts < 7 ? w->restarts : 7);
+    if (delay > 30000) delay = 30000;
+    w->restarts++;
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(w->restart_timer, &tv);
+    return delay;
+}
+
+/* A worker without its model file can only exit, and the user would read "connect failed"
+ * or an exit code. Checked before each start, so the reason names the file and how to get
+ * it; the check repeats on the restart schedule, so the engine starts once the file exists. */
+static bool model_file_missing(struct worker_proc *w)
+{
+    const char *path = w->b->conf->model_path;
+    if (access(path, R_OK) == 0) {
+        w->missing_logged = false;
+        return false;
+    }
+    int e = errno;
+    /* The demo models are build products (the default config points at one). */
+    const char *hint = strstr(path, "build/models/") ? " (run make models)" : "";
+    snprintf(w->b->not_ready_reason, sizeof w->b->not_ready_reason, "model file %s: %s%s", path,
+             strerror(e), hint);
+    w->b->ready = false;
+    if (!w->missing_logged) {
+        w->missing_logged = true;
+        struct log_line l;
+        log_begin(&l, "warn", "engine_model_missing");
+        log_str(&l, "backend", w->b->conf->name);
+        log_str(&l, "model_path", path);
+        log_str(&l, "message", w->b->not_ready_reason);
+        log_end(&l);
+    }
+    return true;
+}
+
 static void spawn(struct worker_proc *w)
 {
     const struct backend_conf *c = w->b->conf;
+    if (model_file_missing(w)) {
+        schedule_restart(w);
+        return;
+    }
     char parallel[16], threads[16], ctx[16], queue[16];
     snprintf(parallel, sizeof parallel, "%d", c->parallel);
     snprintf(threads, sizeof threads, "%d", c->threads);
@@ -111,12 +156,9 @@ static void on_sigchld(evutil_socket_t sig, short what, void *ud)
             else
                 snprintf(why, sizeof why, "signal %d", WTERMSIG(status));
             if (s->stopping) break;
-            if (clock_now_ns() - w->started_ns > 60ull * 1000000000ull) w->restarts = 0;
-            long delay = 250L << (w->restarts < 7 ? w->restarts : 7);
-            if (delay > 30000) delay = 30000;
-            w->restarts++;
             snprintf(w->b->not_ready_reason, sizeof w->b->not_ready_reason,
                      "engine exited (%s); restarting", why);
+            long delay = schedule_restart(w);
             struct log_line l;
             log_begin(&l, "warn", "engine_exited");
             log_str(&l, "backend", w->b->conf->name);
@@ -124,8 +166,6 @@ static void on_sigchld(evutil_socket_t sig, short what, void *ud)
             log_str(&l, "reason", why);
             log_int(&l, "restart_in_ms", delay);
             log_end(&l);
-            struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-            evtimer_add(w->restart_timer, &tv);
         }
     }
 }

@@ -56,6 +56,7 @@ struct candidate {
     size_t target;
     const char *skipped; /* set by a filter */
     bool health_skip;    /* skipped for health alone (last-resort eligible) */
+    bool down;           /* a local engine that is not serving: never a last resort */
     double score;        /* the policy's; lower is better */
     uint64_t recover_ns; /* when a skipped target can be tried again */
 };
@@ -128,12 +129,14 @@ static void filter_readiness(struct router *r, const struct model_conf *m,
 {
     (void)rq;
     const struct backend *b = backend_of(r, m, c->target);
-    /* Only local engines: their readiness is exact (the worker answers /stats or not). A
+    /* Only local engines: their readiness is exact (the worker answers /stats or not), and
+     * one that does not answer cannot take a request either — trying it anyway would only
+     * turn the real cause (model missing, loading, restarting) into a connect error. A
      * remote target's TCP probe is too coarse; its breaker judges it by real answers. */
-    if (b->conf->type == BACKEND_LOCAL && b->probed && !b->ready) {
+    (void)now;
+    if (b->conf->type == BACKEND_LOCAL && !b->ready) {
         c->skipped = "local engine not ready";
-        c->health_skip = true;
-        c->recover_ns = now + 1000000000ull;
+        c->down = true;
     }
 }
 
@@ -313,6 +316,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
 {
     uint64_t now = r->now();
     size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0;
+    const struct candidate *down = NULL;
     /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
     enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
     route_score_fn score = rq->budget == ROUTE_BUDGET_SOFT ? score_thrifty : scorer_for(policy);
@@ -327,6 +331,8 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
             health_skipped++;
         else if (cand[i].skipped == budget_local_only)
             budget_skipped++;
+        else if (cand[i].down && down == NULL)
+            down = &cand[i];
     }
     plan->policy = route_policy_name(policy);
     plan->n = 0;
@@ -334,6 +340,13 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
         return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                        "%s, which allows local targets only, and model '%s' has none",
                        rq->budget_why ? rq->budget_why : "budget exhausted", m->name);
+    if (kept == 0 && health_skipped == 0 && down) {
+        const struct backend *b = backend_of(r, m, down->target);
+        const char *why = b->not_ready_reason[0] ? b->not_ready_reason : "starting";
+        bool loading = strcmp(why, "loading model") == 0 || strcmp(why, "starting") == 0;
+        return err_set(err, 503, "server_error", "engine_not_ready", "local engine '%s' %s: %s",
+                       b->conf->name, loading ? "not ready" : "not running", why);
+    }
     if (kept == 0 && health_skipped == 0)
         return err_set(err, 400, "invalid_request_error", "unsupported_endpoint",
                        "model '%s' has no target that serves this endpoint", m->name);

@@ -40,7 +40,10 @@ test('GET /ready is 200 when every backend is reachable', async () => {
   const res = await waitFor(async () => { const r = await fetch(`${gw.baseURL}/ready`); return r.status === 200 ? r : null; },
     { what: '/ready to turn 200' });
   const body = await res.json();
-  assert.deepEqual(body, { status: 'ready', backends: [{ name: 'up', ready: true }] });
+  assert.deepEqual(body.backends, [{ name: 'up', ready: true }]);
+  assert.equal(body.status, 'ready');
+  assert.deepEqual(body.models.map((m) => [m.name, m.ready, m.usable_targets]),
+    [['chat', true, 1], ['echo', true, 1], ['long', true, 1], ['slow', true, 1]]);
 });
 
 test('GET /v1/models lists the configured model names', async () => {

@@ -237,7 +237,12 @@ test('all slots busy and the queue full → 429 with Retry-After', async () => {
     const third = await post(10);             // no room left
     assert.equal(third.status, 429);
     assert.ok(Number(third.headers.get('retry-after')) >= 1);
-    assert.match((await third.json()).error.message, /slots are busy|rate/);
+    const busy = (await third.json()).error;
+    // The engine's own words and code, not a generic "all 2 targets failed".
+    assert.equal(busy.code, 'engine_busy');
+    assert.match(busy.message, /slots are busy/);
+    assert.doesNotMatch(busy.message, /targets failed/);
+    assert.match(busy.message, /attempts on 1 target failed|all 1 target failed/);
     await reader.cancel();
     (await second).body?.cancel();
   } finally {
@@ -250,16 +255,44 @@ test('a missing or corrupt model file is named in the error', async () => {
   const corrupt = resolve('build/models/corrupt.gguf');
   writeFileSync(corrupt, readFileSync(MODEL).subarray(0, 4096)); // GGUF magic, truncated
   for (const [model, why] of [
-    [resolve('build/models/does-not-exist.gguf'), /does-not-exist\.gguf: No such file or directory/],
+    [resolve('build/models/does-not-exist.gguf'), /does-not-exist\.gguf: No such file or directory \(run make models\)/],
     [corrupt, /corrupt\.gguf could not be loaded/],
   ]) {
     const g = await startGateway(localConfig({ model }));
     try {
-      const line = await g.waitForLog((l) => l.event === 'model_failed', 20000);
+      // A missing file is found before a worker starts; a corrupt one by the worker.
+      const line = await g.waitForLog((l) => l.event === 'model_failed' || l.event === 'engine_model_missing', 20000);
       assert.match(line.message, why);
       assert.equal((await fetch(`${g.baseURL}/ready`)).status, 503);
     } finally {
       await g.stop();
     }
+  }
+});
+
+test('an engine that is down answers 503 engine_not_ready naming the cause, tried once, never "connect failed"', async () => {
+  const missing = resolve('build/models/does-not-exist.gguf');
+  const g = await startGateway(localConfig({ model: missing }).replace('models:\n', 'models:\n  - { name: retried, retry: { retries: 2, backoff_ms: 1 }, targets: [ { backend: local, model: tiny } ] }\n'));
+  try {
+    await g.waitForLog((l) => l.event === 'engine_model_missing', 20000);
+    for (const model of ['tiny', 'retried']) {
+      const r = await fetch(`${g.baseURL}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, max_tokens: 3, messages: [{ role: 'user', content: 'x' }] }),
+      });
+      assert.equal(r.status, 503);
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      const { error } = await r.json();
+      assert.equal(error.code, 'engine_not_ready');
+      assert.equal(error.message, `local engine 'local' not running: model file ${missing}: No such file or directory (run make models)`);
+      assert.doesNotMatch(error.message, /connect|port 80/);
+    }
+    const lines = await waitFor(() => {
+      const l = g.logs.filter((x) => x.event === 'request' && x.status === 503);
+      return l.length === 2 ? l : null;
+    }, { what: 'two request log lines' });
+    assert.ok(lines.every((l) => l.attempts === 0), 'no attempt reached the dead engine');
+  } finally {
+    await g.stop();
   }
 });

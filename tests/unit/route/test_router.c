@@ -1,6 +1,7 @@
 /* Unit tests for src/route/router.c: filters, policies, circuit breaker, explain. */
 #include "unit/cmocka_all.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "providers/provider.h"
@@ -37,6 +38,7 @@ static void setup_fixture(struct fixture *f, size_t n, enum route_policy policy,
                                             .type = types ? types[i] : BACKEND_OPENAI};
         f->backends[i].conf = &f->bconf[i];
         f->backends[i].ops = provider_for(f->bconf[i].type);
+        f->backends[i].ready = true; /* a local engine serving; tests take it down */
         f->targets[i] = (struct target_conf){.backend = (char *)names[i],
                                              .backend_index = i,
                                              .model = (char *)names[i],
@@ -349,6 +351,33 @@ static void test_budget_local_only_filters_cloud_or_refuses(void **state)
     router_free(f.r);
 }
 
+static void test_local_engine_down_is_skipped_not_tried(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[2] = {BACKEND_LOCAL, BACKEND_OPENAI};
+    setup_fixture(&f, 2, ROUTE_PRIORITY, types);
+    f.backends[0].ready = false;
+    snprintf(f.backends[0].not_ready_reason, sizeof f.backends[0].not_ready_reason,
+             "model file build/models/x.gguf: No such file or directory (run make models)");
+    assert_int_equal(first(&f), 1); /* the remote serves while the engine is down */
+    assert_int_equal(f.plan.n, 1);  /* and the dead engine is not a last resort */
+
+    f.model.n_targets = 1; /* only the engine: the answer names the real cause */
+    struct err e;
+    err_clear(&e);
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_int_equal(e.status, 503);
+    assert_string_equal(e.code, "engine_not_ready");
+    assert_string_equal(e.msg, "local engine 'a' not running: model file build/models/x.gguf: No "
+                               "such file or directory (run make models)");
+    snprintf(f.backends[0].not_ready_reason, sizeof f.backends[0].not_ready_reason,
+             "loading model");
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_string_equal(e.msg, "local engine 'a' not ready: loading model");
+    router_free(f.r);
+}
+
 static void test_capability_filter_and_no_target_for_endpoint(void **state)
 {
     (void)state;
@@ -408,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_budget_soft_prefers_local_then_cheapest),
         cmocka_unit_test(test_budget_local_only_filters_cloud_or_refuses),
         cmocka_unit_test(test_capability_filter_and_no_target_for_endpoint),
+        cmocka_unit_test(test_local_engine_down_is_skipped_not_tried),
         cmocka_unit_test(test_explain_describes_every_target_without_changing_state),
     };
     return cmocka_run_group_tests_name("src/route/router.c", tests, NULL, NULL);

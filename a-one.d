@@ -1,2 +1,0 @@
-one.o: build/headers/one.c src/util/json_scan.h
-src/util/json_scan.h:
