@@ -522,6 +522,13 @@ static int on_chunk(struct proxy *p, const char *data, size_t dlen, const char *
         p->saw_done = true;
         return forward(p, "data: [DONE]", 12);
     }
+    /* A pass-through event is checked before it is forwarded: garbage from the upstream
+     * must end the stream truthfully, not reach the client as if it were a chunk. */
+    if (ev && !json_scan_check(data, dlen)) {
+        snprintf(p->stream_error, sizeof p->stream_error, "upstream '%s' sent an event that is not JSON",
+                 p->backend->conf->name);
+        return -1;
+    }
     if (has_content(data, dlen)) p->chunks++;
     /* Only chunks that mention usage are parsed; content chunks pass through untouched. */
     struct json_scan chunk;
@@ -668,7 +675,9 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
     }
     int sent = flush_events(p); /* what was framed before a failure still goes out */
     if (rc != 0) {
-        snprintf(p->stream_error, sizeof p->stream_error, "%s", e.msg[0] ? e.msg : "out of memory");
+        if (p->stream_error[0] == '\0') /* on_chunk may have said why already */
+            snprintf(p->stream_error, sizeof p->stream_error, "%s",
+                     e.msg[0] ? e.msg : "out of memory");
         return -1;
     }
     return sent < 0 ? -1 : sent;

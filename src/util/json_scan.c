@@ -221,3 +221,15 @@ const char *json_scan_type_name(const struct json_scan *s, int i)
         return "?";
     }
 }
+
+bool json_scan_check(const char *js, size_t len)
+{
+    /* A scratch arena sized for a typical stream chunk: one allocation, freed at once. */
+    struct arena *a = arena_new(4096);
+    if (a == NULL) return false;
+    struct json_scan s;
+    bool oom;
+    bool ok = json_scan_parse(&s, js, len, a, &oom) == 0;
+    arena_free(a);
+    return ok;
+}

@@ -36,6 +36,10 @@ struct json_scan {
 int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct arena *arena,
                     bool *oom);
 
+/** Whether `js` is exactly one valid JSON value (the same rules as json_scan_parse), for
+ *  text that is only checked, not read: nothing is kept. False on out of memory too. */
+bool json_scan_check(const char *js, size_t len);
+
 /** Index of the token after `i` and all of its children. */
 int json_scan_skip(const struct json_scan *s, int i);
 

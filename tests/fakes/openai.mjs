@@ -15,6 +15,12 @@
 //   big-stream               20000 chunks of ~1 KB (20 MB) as fast as the socket takes them;
 //                            rec.progress counts the chunks written so far
 //   *cached*                 usage reports 8 of the 11 prompt tokens as cached
+//   big-MB[-pause-MS]        a 200 chat.completion of about MB MiB (content padding), written
+//                            in 64 KiB pieces (pausing MS before its last bytes)
+//   fail-401-echo | fail-403-echo | fail-400-echo
+//                            that status with a body quoting the Authorization header it got
+//                            (a careless upstream echoing the gateway's key)
+//   garbage-mid-stream       2 chunks, then an event that is not JSON, then more and [DONE]
 //   knob-NAME                behaviour set at run time through `knobs[NAME]`:
 //                            { delay: ms before answering, fail: HTTP status to fail with,
 //                              failTimes: fail this many requests (failStatus, 503) then answer }
@@ -70,6 +76,25 @@ export async function startFake({ port = 0 } = {}) {
     if (model === 'fail-503') return error(503, 'overloaded', 'server_error');
     if (model === 'fail-429') return error(429, 'rate limited', 'rate_limit_error', { 'retry-after': '1' });
     if (model === 'fail-400') return error(400, 'bad thing', 'invalid_request_error');
+    const echo = /^fail-(401|403|400)-echo$/.exec(model);
+    if (echo) {
+      return error(Number(echo[1]), `Incorrect API key provided: ${req.headers.authorization ?? 'none'}`,
+        'invalid_request_error');
+    }
+    const big = /^big-(\d+)(?:-pause-(\d+))?$/.exec(model);
+    if (big && !body.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const piece = 'x'.repeat(64 << 10);
+      res.write(`{"id":"${id}","object":"chat.completion","created":1700000000,"model":"${model}",` +
+        '"choices":[{"index":0,"message":{"role":"assistant","content":"');
+      for (let i = 0; i < Number(big[1]) * 16; i++) {
+        if (!res.write(piece)) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+        if (res.destroyed) return finish();
+      }
+      if (big[2]) await sleep(Number(big[2]));
+      res.end('"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}');
+      return finish();
+    }
     const slow = /^slow-first-byte-(\d+)$/.exec(model);
     if (slow) await sleep(Number(slow[1]));
     const knob = /^knob-(.+)$/.exec(model);
@@ -155,6 +180,7 @@ export async function startFake({ port = 0 } = {}) {
     for (let i = 0; i < n; i++) {
       if (res.destroyed) return;
       if (model === 'reset-mid-stream' && i === 2) { res.destroy(); return; }
+      if (model === 'garbage-mid-stream' && i === 2) res.write('data: {"choices": oops this is not JSON\n\n');
       sse(res, chunk(id, model, model === 'echo' ? text : `tok${i} `, usageNull));
       await sleep(gap);
     }

@@ -310,13 +310,15 @@ test('bedrock: inline images are sent as bytes; an image URL it cannot fetch is 
   assert.match(error.message, /messages\[0\]: Bedrock takes images inline only/);
 });
 
-test('bedrock: a 400 passes through; a bad signature is a 403 naming the backend', async () => {
+test('bedrock: a 400 passes through; a bad signature is a 502 upstream_auth_failed naming the backend', async () => {
   let res = await post({ model: 'b-fail-400', messages: user('x') });
   assert.equal(res.status, 400);
   assert.match((await res.json()).error.message, /backend 'aws' rejected the request \(HTTP 400\): bad thing/);
   res = await post({ model: 'bad-creds', messages: user('x') });
-  assert.equal(res.status, 403);
-  assert.match((await res.json()).error.message, /backend 'aws-wrong' rejected the request \(HTTP 403\): The request signature we calculated does not match/);
+  assert.equal(res.status, 502); // the gateway's credentials failed, not the client's
+  const { error } = await res.json();
+  assert.equal(error.code, 'upstream_auth_failed');
+  assert.match(error.message, /backend 'aws-wrong' refused the gateway's credentials \(HTTP 403\)/);
   assert.equal(last(bed).signatureOk, false);
 });
 
