@@ -186,8 +186,27 @@ static void test_config_load_string_applies_defaults(void **state)
     assert_int_equal(c->limits.max_connections, 5);
     assert_int_equal(c->limits.max_body_bytes, 10 * 1024 * 1024);
     assert_int_equal(c->limits.idle_timeout_ms, 60000);
+    assert_int_equal(c->limits.max_response_bytes, 64 * 1024 * 1024);
+    assert_int_equal(c->limits.max_buffered_bytes, 256 * 1024 * 1024);
     assert_true(c->log_requests);
     config_free(c);
+}
+
+static void test_config_limits_for_held_answers(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c =
+        load("limits: { max_response_bytes: 1048576, max_buffered_bytes: 4194304 }\n", &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_int_equal(c->limits.max_response_bytes, 1048576);
+    assert_int_equal(c->limits.max_buffered_bytes, 4194304);
+    config_free(c);
+    /* A budget that could never hold one answer is a mistake, said at load. */
+    expect_exact("limits: { max_response_bytes: 2048, max_buffered_bytes: 1024 }\n", 1, 9,
+                 "limits.max_buffered_bytes (1024) is smaller than limits.max_response_bytes "
+                 "(2048): no answer could ever be held");
+    expect_error("limits: { max_response_bytes: 10 }\n", 1, 31, "max_response_bytes");
 }
 
 static void test_config_load_string_allows_empty_lists(void **state)
@@ -1064,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_config_parse_listen_rejects_bad_input),
         cmocka_unit_test(test_config_find_model_by_name),
         cmocka_unit_test(test_config_free_accepts_null),
+        cmocka_unit_test(test_config_limits_for_held_answers),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
