@@ -10,45 +10,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "openai/request.h"
 #include "util/err.h"
-#include "util/json_scan.h"
 
 struct http_request;
 struct app;
 
-struct arena;
-
-/* The proxied endpoints, each with its own body schema. */
-enum openai_endpoint { OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS };
-
-/* A validated client request: the body's token index plus the fields the gateway uses.
- * Everything is in the request arena; `scan.js` borrows the request body. */
-struct openai_request {
-    enum openai_endpoint endpoint;
-    struct json_scan scan;
-    char *model;            /* unescaped "model" */
-    int model_tok;          /* token of the "model" value */
-    int stream_options_tok; /* token of "stream_options", -1 when absent */
-    bool stream;            /* "stream": true */
-    bool want_usage;        /* "stream_options": {"include_usage": true} */
-};
-
 /** The http_handler_cb for the whole server; `ud` is the struct app. */
 void api_handle(struct http_request *req, void *ud);
 
-/**
- * Parses and validates a request body for `endpoint`: known fields must have their
- * documented JSON types, unknown fields pass through untouched.
- * @param body  borrowed; must outlive `out`.
- * @return 0 with `out` filled (arena), or -1 with `err` (400 naming the field; 500 on OOM).
- */
-int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t len,
-                         struct arena *arena, struct openai_request *out, struct err *err);
-
-/** "chat/completions", "completions", "embeddings". */
-const char *openai_endpoint_path(enum openai_endpoint endpoint);
-
-struct http_request;
 struct json_t;
 
 /** Answers `req` with `doc` (taken: decref'd here) as compact JSON and logs the request;

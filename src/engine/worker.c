@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "engine/engine.h"
 #include "engine/worker.h"
 #include "http/server.h"

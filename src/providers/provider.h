@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "config/config.h"
 #include "providers/upstream.h"
 #include "util/err.h"

@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "providers/anthropic_stream.h"
 #include "providers/aws_eventstream.h"
 #include "util/err.h"

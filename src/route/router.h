@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "config/config.h"
 #include "util/err.h"
 

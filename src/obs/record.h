@@ -1,0 +1,49 @@
+/*
+ * obs/record — what one finished request leaves behind: its JSON log line and its ledger
+ * row, filled from one description, so the two can never disagree.
+ *
+ * Every request to the API writes a log line (when log.requests is on); those that reached
+ * the model API (refused ones included: bad key, bad body, unknown model, limits) also write
+ * a ledger row. The caller describes the request once, at its end, in a request_record.
+ *
+ * Thread: event-loop thread (ledger_append is thread-safe; the log batches per loop turn).
+ * Ownership: everything in a request_record is borrowed for the call.
+ */
+#ifndef STRATUS_RECORD_H
+#define STRATUS_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cost/cost.h"
+
+struct http_request;
+struct ledger;
+struct principal;
+
+struct request_record {
+    const struct http_request *req; /* id, method, path, arrival time, log switch */
+    int status;                     /* what the client got (499: it left first) */
+    const char *error;              /* why it failed, or NULL */
+    const char *model;              /* the model group asked for, or NULL */
+    const char *endpoint;           /* "chat/completions" …; NULL: the path after /v1/ */
+    const struct principal *who;    /* NULL before authentication */
+    const char *customer;           /* NULL or "" when none */
+    bool stream;
+    /* Where it went; NULL/0 when no target was tried. */
+    const char *backend, *target_model;
+    size_t attempts;
+    const char *route_policy, *route_reason;
+    uint64_t first_byte_ns; /* monotonic; 0 when nothing was sent */
+    /* What it used and cost; accounted false: never settled (refused before routing). */
+    bool accounted;
+    struct usage usage; /* -1 fields: unknown */
+    bool cost_known;
+    double cost_usd;
+};
+
+/** Writes the log line (if r->req->log) and, when `ledger` is not NULL, the ledger row. */
+void record_request(struct ledger *ledger, const struct request_record *r);
+
+#endif
