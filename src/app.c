@@ -42,24 +42,9 @@
 struct probe {
     struct app *app;
     struct backend *backend;
-    char body[1024]; /* a local worker's /stats answer */
+    char body[1024]; /* what a probe GET answered (a local worker's /stats) */
     size_t len;
 };
-
-/* Queue depth, busy slots and speed, for /ready now and for routing and metrics later. */
-static void read_engine_stats(struct backend *b, const char *body, size_t len)
-{
-    json_t *j = json_loadb(body, len, 0, NULL);
-    b->engine.valid = json_is_object(j);
-    if (b->engine.valid) {
-        b->engine.slots = (int)json_integer_value(json_object_get(j, "slots"));
-        b->engine.busy_slots = (int)json_integer_value(json_object_get(j, "busy_slots"));
-        b->engine.queue_depth = (int)json_integer_value(json_object_get(j, "queue_depth"));
-        b->engine.tokens_per_s = json_number_value(json_object_get(j, "tokens_per_s"));
-        b->engine.ttft_ms = json_number_value(json_object_get(j, "ttft_ms"));
-    }
-    json_decref(j);
-}
 
 struct backend *app_backend(struct app *app, size_t backend_index)
 {
@@ -71,19 +56,11 @@ static void on_probe_done(enum upstream_result result, long status, long retry_a
 {
     struct probe *pr = ud;
     struct backend *b = pr->backend;
-    (void)status;
     (void)retry_after;
     bool was = b->ready, first = !b->probed;
     b->probed = true;
-    if (b->conf->type == BACKEND_LOCAL) {
-        /* A local worker is ready when its /health answers; until then it is loading (or
-         * restarting, in which case the supervisor already said why). */
-        b->ready = result == UPSTREAM_OK && status == 200;
-        if (b->ready) read_engine_stats(b, pr->body, pr->len);
-        if (b->ready)
-            b->not_ready_reason[0] = '\0';
-        else if (supervisor_running(pr->app->supervisor, b))
-            snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "loading model");
+    if (b->ops->probe_read) {
+        b->ops->probe_read(b, result, status, pr->body, pr->len);
     } else {
         b->ready = result == UPSTREAM_OK;
         if (!b->ready)
@@ -107,7 +84,7 @@ static int on_probe_data(struct upstream_call *call, const char *p, size_t n, vo
 {
     struct probe *pr = ud;
     (void)call;
-    if (pr->len + n > sizeof pr->body) return -1; /* not a /stats answer */
+    if (pr->len + n > sizeof pr->body) return -1; /* not a status answer */
     memcpy(pr->body + pr->len, p, n);
     pr->len += n;
     return 0;
@@ -118,29 +95,27 @@ static const struct upstream_callbacks probe_callbacks = {
     .on_done = on_probe_done,
 };
 
-/* Remote backends are probed every PROBE_INTERVAL_MS; local workers every tick while they
- * load or restart (so they take traffic as soon as they can), else every 4 ticks. */
+/* Remote backends are probed every PROBE_INTERVAL_MS; self-hosted ones every tick while
+ * they load or restart (so they take traffic as soon as they can), else every 4 ticks. */
 static void probe_all(struct app *app, unsigned tick)
 {
     if (app->probes_running > 0 || app->stopping) return; /* previous round still out */
     for (size_t i = 0; i < app->n_backends; i++) {
         struct backend *b = &app->backends[i];
-        bool local = b->conf->type == BACKEND_LOCAL;
-        unsigned every = local ? (b->ready ? 4 : 1) : PROBE_INTERVAL_MS / PROBE_TICK_MS;
+        unsigned every =
+            backend_self_hosted(b) ? (b->ready ? 4 : 1) : PROBE_INTERVAL_MS / PROBE_TICK_MS;
         if (tick % every != 0) continue;
         struct probe *pr = calloc(1, sizeof *pr);
         if (pr == NULL) continue;
         pr->app = app;
         pr->backend = b;
         struct upstream_request r = {
-            .url = local ? "http://localhost/stats" : b->conf->base_url,
-            .headers = NULL,
+            .url = b->conf->base_url,
             .connect_timeout_ms = b->conf->connect_timeout_ms,
-            .timeout_ms = local ? 2000 : b->conf->connect_timeout_ms,
-            .connect_only = !local,
-            .get = local,
-            .unix_socket = local ? b->unix_socket : NULL,
+            .timeout_ms = b->conf->connect_timeout_ms,
+            .connect_only = true,
         };
+        if (b->ops->probe) b->ops->probe(b, &r);
         struct err e;
         err_clear(&e);
         if (upstream_start(app->upstream, &r, &probe_callbacks, pr, &e) == NULL) {
@@ -393,6 +368,12 @@ int app_run(struct config *cfg, const char *listen)
         .max_connections = cfg->limits.max_connections,
         .log_requests = cfg->log_requests,
     };
+    app->call_env = (struct call_env){.loop = app->loop,
+                                      .router = app->router,
+                                      .upstream = app->upstream,
+                                      .backends = app->backends,
+                                      .cfg = cfg,
+                                      .buffered_bytes = &app->buffered_bytes};
     app->server = http_server_new(app->loop, host ? host : cfg->listen_host,
                                   host ? port : cfg->listen_port, opts, api_handle, app, &e);
     if (app->server == NULL) {
@@ -407,7 +388,7 @@ int app_run(struct config *cfg, const char *listen)
     event_add(app->sig_term, NULL);
     event_add(app->sig_int, NULL);
     for (size_t i = 0; i < app->n_backends; i++) {
-        if (app->backends[i].conf->type != BACKEND_LOCAL) continue;
+        if (!app->backends[i].ops->supervised) continue;
         if (app->supervisor == NULL) {
             char exe[4096];
             ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

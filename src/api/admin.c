@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/proxy.h"
+#include "api/openai.h"
 #include "app.h"
 #include "cost/report.h"
 #include "guard/guard.h"
@@ -46,7 +46,7 @@ struct admin_job {
 
 static void fail(struct http_request *req, const struct err *e)
 {
-    proxy_log_simple(req, e->status, NULL, e->msg);
+    api_log(req, e->status, e->msg);
     http_respond_error(req, e);
 }
 

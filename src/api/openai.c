@@ -16,6 +16,7 @@
 
 #include "api/admin.h"
 #include "api/proxy.h"
+#include "obs/record.h"
 #include "app.h"
 #include "guard/guard.h"
 #include "http/server.h"
@@ -289,6 +290,11 @@ const char *openai_endpoint_path(enum openai_endpoint endpoint)
 
 /* ---- handlers ---------------------------------------------------------------------- */
 
+void api_log(const struct http_request *req, int status, const char *error)
+{
+    record_request(NULL, &(struct request_record){.req = req, .status = status, .error = error});
+}
+
 void api_respond_json(struct http_request *req, int status, json_t *doc)
 {
     char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
@@ -296,11 +302,11 @@ void api_respond_json(struct http_request *req, int status, json_t *doc)
     if (s == NULL) {
         struct err e;
         err_oom(&e);
-        proxy_log_simple(req, 500, NULL, e.msg);
+        api_log(req, 500, e.msg);
         http_respond_error(req, &e);
         return;
     }
-    proxy_log_simple(req, status, NULL, NULL);
+    api_log(req, status, NULL);
     http_respond(req, status, "application/json", s, strlen(s));
     free(s);
 }
@@ -310,7 +316,7 @@ static void handle_health(struct app *app, struct http_request *req, const struc
     (void)app;
     (void)who;
     static const char body[] = "{\"status\":\"ok\"}";
-    proxy_log_simple(req, 200, NULL, NULL);
+    api_log(req, 200, NULL);
     http_respond(req, 200, "application/json", body, sizeof body - 1);
 }
 
@@ -321,12 +327,12 @@ static void handle_ready(struct app *app, struct http_request *req, const struct
     for (size_t i = 0; i < app->n_backends; i++) {
         struct backend *b = &app->backends[i];
         json_t *o = json_pack("{s:s, s:b}", "name", b->conf->name, "ready", b->ready);
-        if (b->conf->type == BACKEND_LOCAL && b->engine.valid)
+        if (b->load.valid)
             json_object_set_new(o, "engine",
-                                json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->engine.slots,
-                                          "busy_slots", b->engine.busy_slots, "queue_depth",
-                                          b->engine.queue_depth, "tokens_per_s",
-                                          b->engine.tokens_per_s, "ttft_ms", b->engine.ttft_ms));
+                                json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->load.slots,
+                                          "busy_slots", b->load.busy_slots, "queue_depth",
+                                          b->load.queue_depth, "tokens_per_s", b->load.tokens_per_s,
+                                          "ttft_ms", b->load.ttft_ms));
         if (!b->ready) {
             json_object_set_new(o, "reason", json_string(b->not_ready_reason));
         }
@@ -350,8 +356,8 @@ static void handle_ready(struct app *app, struct http_request *req, const struct
         }
         json_array_append_new(models, o);
     }
-    json_t *doc = json_pack("{s:s, s:o, s:o}", "status", serving ? "ready" : "not_ready",
-                            "models", models, "backends", list);
+    json_t *doc = json_pack("{s:s, s:o, s:o}", "status", serving ? "ready" : "not_ready", "models",
+                            models, "backends", list);
     api_respond_json(req, serving ? 200 : 503, doc);
 }
 
@@ -366,80 +372,37 @@ static void handle_models(struct app *app, struct http_request *req, const struc
     api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
-static void reply_error(struct http_request *req, const struct err *e, const char *model)
+static void reply_error(struct http_request *req, const struct err *e)
 {
-    proxy_log_simple(req, e->status, model, e->msg);
+    api_log(req, e->status, e->msg);
     http_respond_error(req, e);
-}
-
-static void handle_proxy(struct app *app, struct http_request *req, enum openai_endpoint ep,
-                         const struct principal *who)
-{
-    struct err e;
-    err_clear(&e);
-    size_t len = evbuffer_get_length(req->body);
-    const char *bytes = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
-    struct openai_request *oreq = arena_alloc(req->arena, sizeof *oreq);
-    if (oreq == NULL) {
-        err_oom(&e);
-        reply_error(req, &e, NULL);
-        return;
-    }
-    if (openai_parse_request(ep, bytes, len, req->arena, oreq, &e) != 0) {
-        proxy_record(app, req, who, NULL, NULL, e.status);
-        reply_error(req, &e, NULL);
-        return;
-    }
-    const struct model_conf *model = config_find_model(app->cfg, oreq->model);
-    if (model == NULL) {
-        err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
-                  oreq->model);
-        e.code = "model_not_found";
-        proxy_record(app, req, who, oreq, oreq->model, 404);
-        reply_error(req, &e, oreq->model);
-        return;
-    }
-    proxy_start(app, req, model, oreq, who);
-}
-
-static void handle_chat(struct app *app, struct http_request *req, const struct principal *who)
-{
-    handle_proxy(app, req, OPENAI_CHAT, who);
-}
-
-static void handle_completions(struct app *app, struct http_request *req,
-                               const struct principal *who)
-{
-    handle_proxy(app, req, OPENAI_COMPLETIONS, who);
-}
-
-static void handle_embeddings(struct app *app, struct http_request *req,
-                              const struct principal *who)
-{
-    handle_proxy(app, req, OPENAI_EMBEDDINGS, who);
 }
 
 enum access { OPEN, API, ADMIN }; /* who may call: anyone, any key, the master key */
 
+/* A model endpoint is a surface (its wire format) and the endpoint in the request model;
+ * anything else is a handler. */
 struct route {
     const char *path;
     const char *method;
     enum access access;
     bool prefix; /* path is a prefix ("/admin/keys/" + id) */
     void (*handle)(struct app *app, struct http_request *req, const struct principal *who);
+    const struct surface_ops *surface;
+    enum openai_endpoint endpoint;
 };
 
 static const struct route routes[] = {
-    {"/health", "GET", OPEN, false, handle_health},
-    {"/ready", "GET", OPEN, false, handle_ready},
-    {"/v1/models", "GET", API, false, handle_models},
-    {"/v1/chat/completions", "POST", API, false, handle_chat},
-    {"/v1/completions", "POST", API, false, handle_completions},
-    {"/v1/embeddings", "POST", API, false, handle_embeddings},
-    {"/admin/keys", "POST", ADMIN, false, admin_create_key},
-    {"/admin/keys", "GET", ADMIN, false, admin_list_keys},
-    {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key},
-    {"/admin/spend", "GET", ADMIN, false, admin_spend},
+    {"/health", "GET", OPEN, false, handle_health, NULL, 0},
+    {"/ready", "GET", OPEN, false, handle_ready, NULL, 0},
+    {"/v1/models", "GET", API, false, handle_models, NULL, 0},
+    {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
+    {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},
+    {"/v1/embeddings", "POST", API, false, NULL, &surface_openai, OPENAI_EMBEDDINGS},
+    {"/admin/keys", "POST", ADMIN, false, admin_create_key, NULL, 0},
+    {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
+    {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
+    {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
 };
 
 void api_handle(struct http_request *req, void *ud)
@@ -464,10 +427,17 @@ void api_handle(struct http_request *req, void *ud)
             }
             if (r->access != OPEN &&
                 guard_authenticate(app->guard, req, r->access == ADMIN, who, &e) != 0) {
-                if (r->access == API) proxy_record(app, req, NULL, NULL, NULL, e.status);
+                if (r->access == API) { /* a model request: it gets a ledger row too */
+                    proxy_record_refusal(app, req, NULL, e.status, e.msg);
+                    http_respond_error(req, &e);
+                    return;
+                }
                 break;
             }
-            r->handle(app, req, who);
+            if (r->surface)
+                proxy_handle(app, req, r->surface, r->endpoint, who);
+            else
+                r->handle(app, req, who);
             return;
         }
         size_t n = strlen(allow);
@@ -483,5 +453,5 @@ void api_handle(struct http_request *req, void *ud)
         err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
                 req->method, req->path);
     }
-    reply_error(req, &e, NULL);
+    reply_error(req, &e);
 }

@@ -21,6 +21,9 @@ void api_handle(struct http_request *req, void *ud);
 
 struct json_t;
 
+/** Writes the log line of a request answered here, not proxied (no ledger row). */
+void api_log(const struct http_request *req, int status, const char *error);
+
 /** Answers `req` with `doc` (taken: decref'd here) as compact JSON and logs the request;
  *  500 when out of memory. */
 void api_respond_json(struct http_request *req, int status, struct json_t *doc);

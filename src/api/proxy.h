@@ -1,33 +1,31 @@
 /*
- * api/proxy — carries one client request to a model group's targets: walks the route plan,
- * streams or buffers the upstream answer to the client, fails over on retryable failures
- * while nothing has been sent, learns token usage, and writes the request's log line.
+ * api/proxy — the glue of the request pipeline: a model request that came in through a
+ * surface is parsed, admitted (guard), carried over the model group's targets (route/call),
+ * answered through the surface, then settled and recorded (obs/record). See DESIGN in
+ * proxy.c and docs/architecture.md for the path.
  * Thread: event-loop thread only.
  */
 #ifndef STRATUS_API_PROXY_H
 #define STRATUS_API_PROXY_H
 
-#include "api/openai.h"
-#include "config/config.h"
+#include "api/surface.h"
+#include "openai/request.h"
 
 struct app;
 struct http_request;
 struct principal;
 
 /**
- * Starts proxying `oreq` (in the request arena). Always answers `req` eventually, or stops
- * quietly if the client leaves first.
+ * Handles a model request for `endpoint` that arrived through `surface`, `who` being the
+ * authenticated caller (request arena). Always answers `req` eventually, or stops quietly
+ * if the client leaves first.
  */
-void proxy_start(struct app *app, struct http_request *req, const struct model_conf *model,
-                 const struct openai_request *oreq, const struct principal *who);
+void proxy_handle(struct app *app, struct http_request *req, const struct surface_ops *surface,
+                  enum openai_endpoint endpoint, const struct principal *who);
 
-/** Records a ledger row for a request refused before proxying (bad key, bad body, unknown
- *  model, limits): `who`, `oreq` and `model` may be NULL. Nothing was served: cost 0. */
-void proxy_record(struct app *app, const struct http_request *req, const struct principal *who,
-                  const struct openai_request *oreq, const char *model, int status);
-
-/** Writes the per-request log line for a request answered without proxying. */
-void proxy_log_simple(const struct http_request *req, int status, const char *model,
-                      const char *error);
+/** Records (ledger row + log line) a model request refused before its body was read — a
+ *  bad or missing key. `who` may be NULL. Nothing was served: cost 0. */
+void proxy_record_refusal(struct app *app, const struct http_request *req,
+                          const struct principal *who, int status, const char *error);
 
 #endif

@@ -393,7 +393,7 @@ int cli_cost(int argc, char **argv)
     const struct backend_conf *lb = NULL;
     for (size_t i = 0; i < cfg->n_backends; i++)
         if (strcmp(cfg->backends[i].name, local) == 0) lb = &cfg->backends[i];
-    if (lb == NULL || lb->type != BACKEND_LOCAL || !lb->tco.set) {
+    if (lb == NULL || !lb->tco.set) { /* only self-hosted backends take cost: */
         fprintf(stderr,
                 "stratus cost compare: '%s' is not a local backend with cost: { watts, "
                 "kwh_price, hardware_price, lifetime_months } in %s\n",
@@ -406,7 +406,7 @@ int cli_cost(int argc, char **argv)
     for (size_t i = 0; i < cfg->n_models && !p.set; i++)
         for (size_t j = 0; j < cfg->models[i].n_targets && !p.set; j++) {
             const struct target_conf *t = &cfg->models[i].targets[j];
-            if (cfg->backends[t->backend_index].type == BACKEND_LOCAL || !t->price.set) continue;
+            if (cfg->backends[t->backend_index].tco.set || !t->price.set) continue;
             if (strcmp(cfg->models[i].name, model) == 0 || strcmp(t->model, model) == 0) {
                 p = t->price;
                 source = t->price.source == PRICE_CONFIG ? "config" : "catalogue";

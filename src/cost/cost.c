@@ -1,7 +1,5 @@
-/* DESIGN: pure arithmetic over config and the engine's last /stats; see cost.h. */
+/* DESIGN: pure arithmetic over config and a measured throughput; see cost.h. */
 #include "cost/cost.h"
-
-#include "providers/provider.h"
 
 double cost_tco_per_hour(const struct tco_conf *t)
 {
@@ -9,16 +7,15 @@ double cost_tco_per_hour(const struct tco_conf *t)
            t->hardware_price / (t->lifetime_months * COST_HOURS_PER_MONTH);
 }
 
-bool cost_target_price(const struct target_conf *t, const struct backend *b, struct price *out)
+bool cost_target_price(const struct target_conf *t, const struct tco_conf *tco, double tokens_per_s,
+                       struct price *out)
 {
     if (t->price.set) {
         *out = t->price;
         return true;
     }
-    if (t->price.source == PRICE_LOCAL_TCO && b && b->conf->tco.set && b->engine.valid &&
-        b->engine.tokens_per_s > 0) {
-        double per_million =
-            cost_tco_per_hour(&b->conf->tco) / (b->engine.tokens_per_s * 3600.0) * 1e6;
+    if (t->price.source == PRICE_LOCAL_TCO && tco && tco->set && tokens_per_s > 0) {
+        double per_million = cost_tco_per_hour(tco) / (tokens_per_s * 3600.0) * 1e6;
         *out = (struct price){.set = true,
                               .source = PRICE_LOCAL_TCO,
                               .input = 0,

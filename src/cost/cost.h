@@ -24,8 +24,6 @@
 
 #include "config/config.h"
 
-struct backend;
-
 #define COST_HOURS_PER_MONTH 730.0 /* 8760 / 12: an average month */
 
 struct usage {
@@ -36,8 +34,11 @@ struct usage {
 /** USD per hour of a local backend's hardware and power. */
 double cost_tco_per_hour(const struct tco_conf *t);
 
-/** The price of target `t` (served by `b`) now. @return false when unknown. */
-bool cost_target_price(const struct target_conf *t, const struct backend *b, struct price *out);
+/** The price of target `t` now: its configured or catalogue price, else — for a local TCO
+ *  target — from its backend's `tco` and measured output `tokens_per_s` (0: not measured).
+ *  @return false when unknown. */
+bool cost_target_price(const struct target_conf *t, const struct tco_conf *tco, double tokens_per_s,
+                       struct price *out);
 
 /** USD for `u` at `p`; a negative count counts as 0. */
 double cost_usd(const struct price *p, const struct usage *u);

@@ -121,6 +121,8 @@ static void spawn(struct worker_proc *w)
     }
     w->pid = pid;
     w->started_ns = clock_now_ns();
+    /* Until its /stats answers (the gateway's probe), a started worker is loading. */
+    snprintf(w->b->not_ready_reason, sizeof w->b->not_ready_reason, "loading model");
     struct log_line l;
     log_begin(&l, "info", "engine_started");
     log_str(&l, "backend", c->name);

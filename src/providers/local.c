@@ -2,8 +2,14 @@
  * DESIGN: a local backend is a `stratus engine` worker speaking the OpenAI wire format on a
  * private UNIX socket, so this provider is the OpenAI one with a different transport: the
  * same body rewriting, the path on "localhost", and CURLOPT_UNIX_SOCKET_PATH. Supervision
- * (start, restart, readiness) lives in engine/supervisor.c.
+ * (start, restart, why it is down) lives in engine/supervisor.c; the probe here asks the
+ * worker's /stats, which answers once the model is loaded and reports the engine's load.
  */
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "providers/provider.h"
 #include "util/arena.h"
 
@@ -23,9 +29,62 @@ static int local_build(struct backend *b, const struct provider_request *pr, str
     return 0;
 }
 
+static void local_probe(const struct backend *b, struct upstream_request *out)
+{
+    *out = (struct upstream_request){
+        .url = "http://localhost/stats",
+        .connect_timeout_ms = b->conf->connect_timeout_ms,
+        .timeout_ms = 2000,
+        .get = true,
+        .unix_socket = b->unix_socket,
+    };
+}
+
+/* Ready when /stats answers (the model is loaded). Until then the worker is loading or
+ * restarting, and the supervisor has already said why in not_ready_reason. */
+static void local_probe_read(struct backend *b, enum upstream_result result, long status,
+                             const char *body, size_t len)
+{
+    b->ready = result == UPSTREAM_OK && status == 200;
+    if (!b->ready) return;
+    b->not_ready_reason[0] = '\0';
+    json_t *j = json_loadb(body, len, 0, NULL);
+    struct backend_load *l = &b->load;
+    l->valid = json_is_object(j);
+    if (l->valid) {
+        l->slots = (int)json_integer_value(json_object_get(j, "slots"));
+        l->busy_slots = (int)json_integer_value(json_object_get(j, "busy_slots"));
+        l->queue_depth = (int)json_integer_value(json_object_get(j, "queue_depth"));
+        l->tokens_per_s = json_number_value(json_object_get(j, "tokens_per_s"));
+        l->ttft_ms = json_number_value(json_object_get(j, "ttft_ms"));
+    }
+    json_decref(j);
+}
+
+/* Without a running gateway: a missing model file is certain; a present one is no proof. */
+static bool local_inspect(struct backend *b)
+{
+    const struct backend_conf *c = b->conf;
+    struct stat st;
+    if (stat(c->model_path, &st) != 0)
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "model file %s missing",
+                 c->model_path);
+    else
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason,
+                 "model file present (%.1f MB); engine starts with the gateway",
+                 (double)st.st_size / 1e6);
+    b->ready = access(c->model_path, R_OK) == 0;
+    return !b->ready;
+}
+
 const struct provider_ops provider_local = {
     .type = "local",
+    .self_hosted = true,
+    .supervised = true,
     .init = local_init,
     .build = local_build,
+    .probe = local_probe,
+    .probe_read = local_probe_read,
+    .inspect = local_inspect,
     .destroy = NULL,
 };

@@ -21,6 +21,15 @@
 struct arena;
 struct curl_slist;
 
+/* What a self-hosted backend reports about its capacity (its probe's answer): routing's
+ * least-busy policy, /ready and the local cost of a token read it. Any self-hosted server
+ * that reports these (the local engine today; vLLM or llama-server could) fills it. */
+struct backend_load {
+    bool valid; /* the last probe reported figures */
+    int slots, busy_slots, queue_depth;
+    double tokens_per_s, ttft_ms;
+};
+
 /* A configured backend as it runs. */
 struct backend {
     const struct backend_conf *conf; /* borrowed from the config, which outlives backends */
@@ -29,13 +38,9 @@ struct backend {
     bool ready;                 /* last reachability probe succeeded */
     bool probed;                /* at least one probe finished */
     char not_ready_reason[160];
-    char *unix_socket; /* owned: where a local worker listens (type: local) */
-    struct {           /* type: local — the worker's last /stats answer */
-        bool valid;
-        int slots, busy_slots, queue_depth;
-        double tokens_per_s, ttft_ms;
-    } engine;
-    void *state; /* provider-private, owned through ops->destroy */
+    char *unix_socket;        /* owned: where a local worker listens (type: local) */
+    struct backend_load load; /* self-hosted backends: the last probe's figures */
+    void *state;              /* provider-private, owned through ops->destroy */
 };
 
 /* What the API layer asks a provider to send. */
@@ -53,6 +58,22 @@ struct provider_stream;
 
 struct provider_ops {
     const char *type; /* the config's `type` value */
+    /* Runs on hardware the operator pays for already (the local engine): preferred past a
+     * soft budget, the only kind allowed by local_only, and its readiness is exact — one
+     * that is not ready is never tried. */
+    bool self_hosted;
+    /* The gateway starts and supervises a worker process for it (engine/supervisor). */
+    bool supervised;
+    /** How the gateway checks this backend every few seconds: fills `out` (borrowed
+     *  strings). NULL: a TCP (+TLS) connect to base_url, reachable = ready. */
+    void (*probe)(const struct backend *b, struct upstream_request *out);
+    /** Reads that probe's outcome into b->ready, b->not_ready_reason and b->load.
+     *  Required with `probe`. */
+    void (*probe_read)(struct backend *b, enum upstream_result result, long status,
+                       const char *body, size_t len);
+    /** What can be known without a running gateway (`route explain`): fills b->ready and
+     *  b->not_ready_reason; @return true when that verdict is certain. NULL: probe it. */
+    bool (*inspect)(struct backend *b);
     /** Prepares `b` (headers from its key). Required. @return 0, or -1 with `err`. */
     int (*init)(struct backend *b, struct err *err);
     /** Whether this provider can serve `endpoint` at all. NULL: every endpoint. The router
@@ -87,6 +108,17 @@ struct provider_ops {
     /** Frees `b->state`. May be NULL. */
     void (*destroy)(struct backend *b);
 };
+
+/** Measured output tokens per second of a self-hosted backend; 0 when unknown. */
+static inline double backend_tokens_per_s(const struct backend *b)
+{
+    return b->load.valid ? b->load.tokens_per_s : 0;
+}
+
+static inline bool backend_self_hosted(const struct backend *b)
+{
+    return b->ops && b->ops->self_hosted;
+}
 
 /** The provider for a backend type; NULL if this build has none. */
 const struct provider_ops *provider_for(enum backend_type type);

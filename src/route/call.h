@@ -77,8 +77,13 @@ struct call_info {
 /* One attempt, for the all-failed summary. */
 struct call_attempt {
     const char *backend, *model;
-    long status;     /* HTTP status, 0 when none arrived */
-    char error[160]; /* why it failed, scrubbed of configured secrets */
+    long status;      /* HTTP status, 0 when none arrived */
+    char error[160];  /* why it failed, scrubbed of configured secrets */
+    bool timeout;     /* it timed out (whole call or first byte) */
+    long retry_after; /* seconds, from a 429; -1 when none */
+    bool unfit;       /* the provider could not express the request (a 4xx at build) */
+    bool auth;        /* the upstream refused our credentials (401/403) */
+    char code[24];    /* the upstream's error code of a 429 ("engine_busy"), or "" */
 };
 
 /* Why nothing was served. */
@@ -91,6 +96,7 @@ struct call_failure {
     size_t raw_len;
     const struct call_attempt *attempts; /* every attempt when all failed, else NULL */
     size_t n_attempts;
+    bool from_target; /* a target gave this answer (call_info names it) */
 };
 
 /* One chat.completion.chunk of a stream. */

@@ -8,8 +8,6 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "providers/provider.h"
 #include "route/router.h"
@@ -19,17 +17,8 @@
 static void probe(struct backend *b, long timeout_ms)
 {
     const struct backend_conf *c = b->conf;
-    if (c->type == BACKEND_LOCAL) {
-        struct stat st;
-        if (stat(c->model_path, &st) != 0)
-            snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "model file %s missing",
-                     c->model_path);
-        else
-            snprintf(b->not_ready_reason, sizeof b->not_ready_reason,
-                     "model file present (%.1f MB); engine starts with the gateway",
-                     (double)st.st_size / 1e6);
-        b->ready = access(c->model_path, R_OK) == 0;
-        b->probed = !b->ready; /* a missing model is certain; a present one is not proof */
+    if (b->ops->inspect) {
+        b->probed = b->ops->inspect(b);
         return;
     }
     CURL *e = curl_easy_init();
@@ -133,7 +122,7 @@ int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *
                     m->targets[plan.order[i]].model);
         fprintf(out, "\n");
     }
-    if (!cb->ready && cb->conf->type != BACKEND_LOCAL)
+    if (!cb->ready && !backend_self_hosted(cb))
         fprintf(out, "note: %s is %s now; a request would fail over\n", cb->conf->name,
                 cb->not_ready_reason);
     rc = 0;

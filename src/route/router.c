@@ -85,7 +85,7 @@ static struct target_state *state_of(struct router *r, const struct model_conf *
     return &r->states[r->group_offset[group] + target];
 }
 
-static struct backend *backend_of(struct router *r, const struct model_conf *m, size_t target)
+static struct backend *backend_of(const struct router *r, const struct model_conf *m, size_t target)
 {
     return &r->backends[m->targets[target].backend_index];
 }
@@ -134,7 +134,7 @@ static void filter_readiness(struct router *r, const struct model_conf *m,
      * turn the real cause (model missing, loading, restarting) into a connect error. A
      * remote target's TCP probe is too coarse; its breaker judges it by real answers. */
     (void)now;
-    if (b->conf->type == BACKEND_LOCAL && !b->ready) {
+    if (backend_self_hosted(b) && !b->ready) {
         c->skipped = "local engine not ready";
         c->down = true;
     }
@@ -166,8 +166,7 @@ static void filter_budget(struct router *r, const struct model_conf *m,
                           const struct route_request *rq, struct candidate *c, uint64_t now)
 {
     (void)now;
-    if (rq->budget == ROUTE_BUDGET_LOCAL_ONLY &&
-        backend_of(r, m, c->target)->conf->type != BACKEND_LOCAL)
+    if (rq->budget == ROUTE_BUDGET_LOCAL_ONLY && !backend_self_hosted(backend_of(r, m, c->target)))
         c->skipped = budget_local_only;
 }
 
@@ -226,15 +225,15 @@ static void score_least_busy(struct router *r, const struct model_conf *m,
     (void)rq, (void)now;
     const struct target_state *s = state_of(r, m, c->target);
     const struct backend *b = backend_of(r, m, c->target);
-    if (b->conf->type == BACKEND_LOCAL && b->engine.valid && b->engine.slots > 0) {
+    if (b->load.valid && b->load.slots > 0) {
         /* Load beyond capacity: negative while slots are free. Our own in-flight count is
-         * fresher than the engine's last /stats, so the larger of the two counts. */
-        int engine_load = b->engine.busy_slots + b->engine.queue_depth;
-        int load = engine_load > s->in_flight ? engine_load : s->in_flight;
-        c->score = (double)(load - b->engine.slots);
+         * fresher than the backend's last report, so the larger of the two counts. */
+        int reported = b->load.busy_slots + b->load.queue_depth;
+        int load = reported > s->in_flight ? reported : s->in_flight;
+        c->score = (double)(load - b->load.slots);
         if (figure)
             snprintf(figure, cap, "engine %d/%d slots busy, %d queued, %d in flight",
-                     b->engine.busy_slots, b->engine.slots, b->engine.queue_depth, s->in_flight);
+                     b->load.busy_slots, b->load.slots, b->load.queue_depth, s->in_flight);
     } else {
         c->score = (double)s->in_flight;
         if (figure) snprintf(figure, cap, "%d in flight", s->in_flight);
@@ -247,7 +246,9 @@ static void score_cost(struct router *r, const struct model_conf *m, const struc
 {
     (void)now;
     struct price price;
-    if (!cost_target_price(&m->targets[c->target], backend_of(r, m, c->target), &price)) {
+    const struct backend *b = backend_of(r, m, c->target);
+    if (!cost_target_price(&m->targets[c->target], &b->conf->tco, backend_tokens_per_s(b),
+                           &price)) {
         /* Unknown is not free: after every priced target, in configured order. */
         c->score = 1e18 + (double)c->target;
         if (figure)
@@ -271,7 +272,7 @@ static void score_thrifty(struct router *r, const struct model_conf *m,
                           char *figure, size_t cap)
 {
     score_cost(r, m, rq, c, now, figure, cap);
-    if (backend_of(r, m, c->target)->conf->type == BACKEND_LOCAL)
+    if (backend_self_hosted(backend_of(r, m, c->target)))
         c->score = (c->score < 1e17 ? c->score : 0) - 1e12;
 }
 
@@ -436,6 +437,22 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
     for (size_t i = 0; i < h; i++) plan->order[plan->n++] = cand[i].target;
     snprintf(plan->reason, sizeof plan->reason, "every target is cooling down; trying anyway");
     return 0;
+}
+
+double router_worst_case_cost(const struct router *r, const struct model_conf *m,
+                              const struct route_request *rq)
+{
+    double worst = 0;
+    struct usage u = {.prompt = rq->prompt_tokens, .completion = rq->output_tokens, .cached = -1};
+    for (size_t i = 0; i < m->n_targets; i++) {
+        const struct backend *b = backend_of(r, m, i);
+        struct price price;
+        if (!cost_target_price(&m->targets[i], &b->conf->tco, backend_tokens_per_s(b), &price))
+            continue;
+        double usd = cost_usd(&price, &u);
+        if (usd > worst) worst = usd;
+    }
+    return worst;
 }
 
 int router_plan(struct router *r, const struct model_conf *m, const struct route_request *rq,

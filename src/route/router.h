@@ -90,6 +90,11 @@ struct router *router_new(const struct config *cfg, struct backend *backends, st
 int router_plan(struct router *r, const struct model_conf *model, const struct route_request *rq,
                 struct route_plan *plan, struct err *err);
 
+/** The most `rq` can cost on any of the group's targets (USD; unpriced targets count 0):
+ *  what a budget reserves before the request runs. */
+double router_worst_case_cost(const struct router *r, const struct model_conf *model,
+                              const struct route_request *rq);
+
 /** An attempt on `target` starts (counts it in flight; marks a half-open probe). */
 void router_begin(struct router *r, const struct model_conf *model, size_t target);
 

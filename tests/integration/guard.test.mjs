@@ -214,7 +214,9 @@ test('budgets bend routing: past the soft threshold traffic goes local; local_on
     '  - { name: cloud, targets: [ { backend: up, model: ok, price: { input: 1000, output: 1000 } } ] }\n';
   const gw = await startGateway(yaml, { env });
   try {
-    await waitFor(async () => (await fetch(`${gw.baseURL}/ready`)).status === 200, { timeout: 60000 * SCALE, what: 'the local model' });
+    // /ready is 200 as soon as `up` answers; the local engine is asked for by name.
+    await waitFor(async () => (await (await fetch(`${gw.baseURL}/ready`)).json()).backends.find((b) => b.name === 'local').ready,
+      { timeout: 60000 * SCALE, what: 'the local model' });
     const k = await createKey(gw, { team: 'ml' });
     const backends = [];
     for (let i = 0; i < 4; i++) {

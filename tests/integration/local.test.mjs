@@ -25,8 +25,14 @@ function localConfig({ name = 'local', parallel = 4, ctx = 512, model = MODEL, e
   return y;
 }
 
+// Every local backend loaded (a group with a reachable remote target makes /ready 200
+// before that, so the backends themselves are asked).
 async function ready(g) {
-  await waitFor(async () => (await fetch(`${g.baseURL}/ready`)).status === 200, { timeout: 30000, what: 'the model to load' });
+  await waitFor(async () => {
+    const r = await fetch(`${g.baseURL}/ready`);
+    const j = await r.json();
+    return j.backends.every((b) => b.ready || b.name === 'fake');
+  }, { timeout: 30000, what: 'the model to load' });
 }
 
 const ask = (content, extra = {}) => client.chat.completions.create({

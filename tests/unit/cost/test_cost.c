@@ -100,18 +100,15 @@ static void test_local_tco_formula(void **state)
     /* 0.12 kW × $0.15 + $1500 / (36 × 730 h) = 0.018 + 0.057078 = 0.075078 $/h */
     double per_hour = cost_tco_per_hour(&bc.tco);
     assert_true(per_hour > 0.075077 && per_hour < 0.075079);
-    struct backend b = {.conf = &bc};
     struct target_conf t = {.model = "m", .price = {.source = PRICE_LOCAL_TCO}};
     struct price p;
-    assert_false(cost_target_price(&t, &b, &p)); /* no throughput measured yet */
-    b.engine.valid = true;
-    b.engine.tokens_per_s = 50;
-    assert_true(cost_target_price(&t, &b, &p));
+    assert_false(cost_target_price(&t, &bc.tco, 0, &p)); /* no throughput measured yet */
+    assert_true(cost_target_price(&t, &bc.tco, 50, &p));
     /* 0.075078 / (50 × 3600) × 1e6 = 0.4171 $ per 1M output tokens; input free */
     assert_true(p.output > 0.4170 && p.output < 0.4172);
     assert_true(p.input == 0);
     struct target_conf none = {.model = "x"};
-    assert_false(cost_target_price(&none, &b, &p));
+    assert_false(cost_target_price(&none, &bc.tco, 50, &p));
     assert_int_equal(p.source, PRICE_UNKNOWN);
 }
 

@@ -261,13 +261,13 @@ static void test_least_busy_uses_in_flight_and_engine_slots(void **state)
     struct fixture f;
     enum backend_type types[2] = {BACKEND_OPENAI, BACKEND_LOCAL};
     setup_fixture(&f, 2, ROUTE_LEAST_BUSY, types);
-    f.backends[1].engine.valid = true;
-    f.backends[1].engine.slots = 4;
-    f.backends[1].engine.busy_slots = 1;
-    f.backends[1].engine.queue_depth = 0;
+    f.backends[1].load.valid = true;
+    f.backends[1].load.slots = 4;
+    f.backends[1].load.busy_slots = 1;
+    f.backends[1].load.queue_depth = 0;
     assert_int_equal(first(&f), 1); /* free slots beat an idle remote */
-    f.backends[1].engine.busy_slots = 4;
-    f.backends[1].engine.queue_depth = 2;
+    f.backends[1].load.busy_slots = 4;
+    f.backends[1].load.queue_depth = 2;
     assert_int_equal(first(&f), 0); /* saturated engine: spill to the remote */
     router_begin(f.r, &f.model, 0);
     router_begin(f.r, &f.model, 0);
