@@ -370,7 +370,8 @@ int app_run(struct config *cfg, const char *listen)
     };
     app->call_env = (struct call_env){.loop = app->loop,
                                       .router = app->router,
-                                      .upstream = app->upstream,
+                                      .transport = &call_transport_upstream,
+                                      .transport_ctx = app->upstream,
                                       .backends = app->backends,
                                       .cfg = cfg,
                                       .buffered_bytes = &app->buffered_bytes};

@@ -118,9 +118,9 @@ static void read_usage(struct call *c, const struct json_scan *s, int usage)
 }
 
 /* Settles what this request consumed and what it cost, once. Provider counts when there are
- * any; otherwise, if a target produced something (a stream cut short, a client that left),
- * an estimate — prompt from the body's size, completion from the chunks seen — flagged as
- * such; a request no target answered consumed nothing. */
+ * any; otherwise, if a target produced something (a stream cut short, a client that left
+ * mid-stream), an estimate — prompt from the body's size, completion from the chunks seen —
+ * flagged as such; a request nothing was received for is billed nothing. */
 static void account(struct call *c)
 {
     struct call_info *in = &c->info;
@@ -131,7 +131,7 @@ static void account(struct call *c)
         in->usage.prompt = c->prompt_tokens > 0 ? c->prompt_tokens : 0;
         in->usage.completion = c->completion_tokens > 0 ? c->completion_tokens : 0;
         in->usage.cached = c->cached_tokens;
-    } else if (c->committed || c->chunks > 0 || (c->attempt_live && c->info.first_byte_ns == 0)) {
+    } else if (c->committed || c->chunks > 0) {
         in->usage.prompt = (long long)(c->request->scan.len / 4);
         in->usage.completion = c->chunks; /* ~one token per content chunk */
         in->usage.estimated = true;
@@ -300,7 +300,7 @@ static void attempt_failed(struct call *c, long status, bool timeout, const char
     secrets_scrub_str(c->env->cfg, a->error); /* upstream words may quote our credentials */
     report(c, ROUTE_FAILED, status == 429 ? a->retry_after : -1);
     if (c->upstream) { /* a timeout: the transfer is still running */
-        upstream_cancel(c->upstream);
+        c->env->transport->cancel(c->upstream);
         c->upstream = NULL;
     }
     c->attempt++;
@@ -478,7 +478,7 @@ static int flush_chunks(struct call *c)
 static int on_data(struct upstream_call *call, const char *data, size_t n, void *ud)
 {
     struct call *c = ud;
-    long status = upstream_call_status(call);
+    long status = c->env->transport->status(call);
     if (c->attempt_first_byte_ns == 0) {
         c->attempt_first_byte_ns = clock_now_ns();
         if (c->timer) evtimer_del(c->timer); /* the first-byte timeout is met */
@@ -669,6 +669,20 @@ static const struct upstream_callbacks upstream_callbacks = {
     .on_done = on_done,
 };
 
+static struct upstream_call *transport_start(void *ctx, const struct upstream_request *r,
+                                             const struct upstream_callbacks *cb, void *ud,
+                                             struct err *err)
+{
+    return upstream_start(ctx, r, cb, ud, err);
+}
+
+const struct call_transport call_transport_upstream = {
+    .start = transport_start,
+    .cancel = upstream_cancel,
+    .resume = upstream_resume,
+    .status = upstream_call_status,
+};
+
 /* ---- attempts ----------------------------------------------------------------------- */
 
 static void on_timer(evutil_socket_t fd, short what, void *ud)
@@ -730,8 +744,8 @@ static void next_attempt(struct call *c)
             err_oom(&e);
             built = false;
         }
-        if (built && (c->upstream = upstream_start(c->env->upstream, &ur, &upstream_callbacks, c,
-                                                   &e)) != NULL) {
+        if (built && (c->upstream = c->env->transport->start(c->env->transport_ctx, &ur,
+                                                             &upstream_callbacks, c, &e)) != NULL) {
             router_begin(c->env->router, c->model, c->plan.order[c->attempt]);
             c->attempt_live = true;
             long fbt = c->backend->conf->first_byte_timeout_ms;
@@ -839,13 +853,13 @@ const struct call_info *call_info(const struct call *c)
 
 void call_resume(struct call *c)
 {
-    if (c->upstream) upstream_resume(c->upstream);
+    if (c->upstream) c->env->transport->resume(c->upstream);
 }
 
 void call_cancel(struct call *c)
 {
     if (c->upstream) {
-        upstream_cancel(c->upstream);
+        c->env->transport->cancel(c->upstream);
         c->upstream = NULL;
     }
     report(c, ROUTE_CANCELLED, -1);

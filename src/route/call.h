@@ -44,17 +44,31 @@
 #include "route/router.h"
 #include "util/err.h"
 
+#include "providers/upstream.h"
+
 struct arena;
 struct backend;
 struct call;
 struct event_base;
-struct upstream;
+
+/* How attempts reach the network: upstream.h's client in the daemon (call_transport_upstream),
+ * a scripted one in unit tests. The functions have upstream.h's contracts. */
+struct call_transport {
+    struct upstream_call *(*start)(void *ctx, const struct upstream_request *r,
+                                   const struct upstream_callbacks *cb, void *ud, struct err *err);
+    void (*cancel)(struct upstream_call *call);
+    void (*resume)(struct upstream_call *call);
+    long (*status)(const struct upstream_call *call);
+};
+
+extern const struct call_transport call_transport_upstream; /* ctx: a struct upstream */
 
 /* What a call needs from the daemon; borrowed, outlives every call. */
 struct call_env {
     struct event_base *loop;
     struct router *router;
-    struct upstream *upstream;
+    const struct call_transport *transport;
+    void *transport_ctx;
     struct backend *backends; /* indexed by target_conf.backend_index */
     const struct config *cfg; /* limits and the secrets to scrub from upstream text */
     size_t *buffered_bytes;   /* answers held right now, process-wide */
