@@ -61,11 +61,12 @@ static void log_line(const struct request_record *r, uint64_t now)
     log_end(&l);
 }
 
-static void ledger_row(struct ledger *ledger, const struct request_record *r, uint64_t now)
+void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_wall_ms,
+                     struct ledger_row *out)
 {
     const struct http_request *req = r->req;
     struct ledger_row row = {.status = r->status, .stream = r->stream};
-    row.ts_ms = clock_wall_ms() - (int64_t)((now - req->start_ns) / 1000000);
+    row.ts_ms = now_wall_ms - (int64_t)((now - req->start_ns) / 1000000);
     copy_field(row.request_id, sizeof row.request_id, req->request_id);
     copy_field(row.model, sizeof row.model, r->model);
     copy_field(row.backend, sizeof row.backend, r->attempts ? r->backend : NULL);
@@ -91,12 +92,16 @@ static void ledger_row(struct ledger *ledger, const struct request_record *r, ui
     if (r->route_policy)
         snprintf(row.route, sizeof row.route, "%s; %s", r->route_policy,
                  r->route_reason ? r->route_reason : "");
-    ledger_append(ledger, &row);
+    *out = row;
 }
 
 void record_request(struct ledger *ledger, const struct request_record *r)
 {
     uint64_t now = clock_now_ns();
-    if (ledger) ledger_row(ledger, r, now);
+    if (ledger) {
+        struct ledger_row row;
+        record_fill_row(r, now, clock_wall_ms(), &row);
+        ledger_append(ledger, &row);
+    }
     if (r->req->log) log_line(r, now);
 }

@@ -43,6 +43,12 @@ struct request_record {
     double cost_usd;
 };
 
+struct ledger_row;
+
+/** The ledger row for `r`, at monotonic `now` (ns) = wall clock `now_wall_ms`. */
+void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_wall_ms,
+                     struct ledger_row *out);
+
 /** Writes the log line (if r->req->log) and, when `ledger` is not NULL, the ledger row. */
 void record_request(struct ledger *ledger, const struct request_record *r);
 
