@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "guard/scrub.h"
+#include "config/scrub.h"
 #include "http/sse.h"
 #include "providers/provider.h"
 #include "util/arena.h"

@@ -1,13 +1,12 @@
 /*
- * DESIGN: the one place that knows which stores exist (like providers/registry.c) and the
- * SQL every store shares. Columns are chosen from a fixed list, never from user text.
+ * DESIGN: the one place that knows which stores exist (like providers/registry.c). The SQL
+ * every store shares is in schema.{h,c}.
  */
 #include "store/store.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "store/schema.h"
 
 int store_open(const char *url, const char *base_dir, struct store_handle *out, char *why,
                size_t size)
@@ -44,7 +43,7 @@ void store_close(struct store_handle *h)
 }
 
 static const char *const group_names[] = {"model", "key", "team", "customer", "backend"};
-static const char *const group_columns[] = {"model", "key_id", "team", "customer", "backend"};
+
 
 int spend_group_parse(const char *s)
 {
@@ -56,21 +55,4 @@ int spend_group_parse(const char *s)
 const char *spend_group_name(enum spend_group g)
 {
     return (unsigned)g < 5 ? group_names[g] : "?";
-}
-
-const char *spend_group_column(enum spend_group g)
-{
-    return (unsigned)g < 5 ? group_columns[g] : "model";
-}
-
-void spend_query_sql(char *out, size_t size, enum spend_group by, const char *p1, const char *p2)
-{
-    const char *c = spend_group_column(by);
-    snprintf(out, size,
-             "SELECT %s, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), "
-             "SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)), "
-             "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), SUM(estimated) "
-             "FROM requests WHERE ts_ms >= %s AND ts_ms < %s GROUP BY %s "
-             "ORDER BY 5 DESC, 1",
-             c, p1, p2, c);
 }

@@ -1,5 +1,5 @@
 /*
- * guard/scrub — keeps the gateway's own secrets out of what it repeats.
+ * config/scrub — keeps the gateway's own secrets out of what it repeats.
  *
  * Upstream error bodies and messages are shown to clients and written to logs. A broken or
  * hostile upstream can echo the credentials we sent it (an API key in a 401 body, a key in a

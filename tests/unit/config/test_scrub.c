@@ -1,10 +1,10 @@
-/* Unit tests for guard/scrub: configured secrets never survive in upstream text. */
+/* Unit tests for config/scrub: configured secrets never survive in upstream text. */
 #include "unit/cmocka_all.h"
 
 #include <string.h>
 
 #include "config/config.h"
-#include "guard/scrub.h"
+#include "config/scrub.h"
 
 static void test_scrub_masks_every_configured_secret_in_place(void **state)
 {

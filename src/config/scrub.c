@@ -1,4 +1,4 @@
-#include "guard/scrub.h"
+#include "config/scrub.h"
 
 #include <string.h>
 
