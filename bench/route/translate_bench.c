@@ -13,7 +13,7 @@
 #include "api/openai.h"
 #include "providers/anthropic_stream.h"
 #include "providers/provider.h"
-#include "providers/sigv4.h"
+#include "providers/aws/sigv4.h"
 #include "providers/translate.h"
 #include "util/arena.h"
 #include "util/clock.h"

@@ -26,7 +26,7 @@
 
 #include "api/openai.h"
 #include "providers/anthropic_stream.h"
-#include "providers/aws_eventstream.h"
+#include "providers/aws/eventstream.h"
 #include "util/err.h"
 
 struct arena;

@@ -1,9 +1,9 @@
 /*
  * DESIGN: AWS Bedrock's Converse / ConverseStream behind the OpenAI surface. Every call is
- * signed (SigV4, sigv4.c) over the exact bytes we send, so the headers are per request and
+ * signed (SigV4, aws/sigv4.c) over the exact bytes we send, so the headers are per request and
  * live in the request arena. The model id goes into the path percent-encoded (ids and ARNs
  * hold ':' and '/'); the signer encodes that path once more, which is AWS's canonical form
- * for every service but S3. Streams are AWS event-stream frames (aws_eventstream.c, both
+ * for every service but S3. Streams are AWS event-stream frames (aws/eventstream.c, both
  * CRCs checked) whose JSON events translate.c turns into OpenAI chunks.
  */
 #include <curl/curl.h>
@@ -13,9 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "providers/aws_eventstream.h"
+#include "providers/aws/eventstream.h"
 #include "providers/provider.h"
-#include "providers/sigv4.h"
+#include "providers/aws/sigv4.h"
 #include "providers/translate.h"
 #include "util/arena.h"
 
