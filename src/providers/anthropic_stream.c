@@ -18,25 +18,11 @@ void anthropic_stream_init(struct anthropic_stream *s, long created)
     snprintf(s->id, sizeof s->id, "chatcmpl-anthropic");
 }
 
-static int emit(struct anthropic_stream *s, json_t *delta, json_t *finish, json_t *usage,
-                anthropic_chunk_cb cb, void *ud, struct err *err)
+static int emit(struct anthropic_stream *s, json_t *delta, const char *finish, json_t *usage,
+                chunk_sink cb, void *ud, struct err *err)
 {
-    json_t *choices = json_array();
-    if (delta) {
-        json_t *choice = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason",
-                                   finish ? finish : json_null());
-        json_array_append_new(choices, choice);
-    }
-    json_t *chunk =
-        json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", s->id, "object", "chat.completion.chunk",
-                  "created", (json_int_t)s->created, "model", s->model, "choices", choices);
-    if (usage) json_object_set_new(chunk, "usage", usage);
-    char *text = chunk ? json_dumps(chunk, JSON_COMPACT) : NULL;
-    json_decref(chunk);
-    if (text == NULL) return err_oom(err);
-    int rc = cb(ud, text, strlen(text));
-    free(text);
-    return rc == 0 ? 0 : err_set(err, 499, "server_error", "stopped", "stopped");
+    struct chunk_head h = {s->id, s->model, s->created};
+    return chunk_emit(&h, delta, finish, usage, cb, ud, err);
 }
 
 static bool is(const char *type, size_t len, const char *want)
@@ -53,7 +39,7 @@ static const char *finish_for(const char *stop_reason)
 }
 
 int anthropic_stream_event(struct anthropic_stream *s, const char *type, size_t type_len,
-                           const char *data, size_t data_len, anthropic_chunk_cb cb, void *ud,
+                           const char *data, size_t data_len, chunk_sink cb, void *ud,
                            struct err *err)
 {
     if (is(type, type_len, "ping")) return 0;
@@ -117,17 +103,10 @@ int anthropic_stream_event(struct anthropic_stream *s, const char *type, size_t 
         json_t *u = json_object_get(d, "usage");
         if (json_is_integer(json_object_get(u, "output_tokens")))
             s->output_tokens = (long)json_integer_value(json_object_get(u, "output_tokens"));
-        if (reason) rc = emit(s, json_object(), json_string(reason), NULL, cb, ud, err);
+        if (reason) rc = emit(s, json_object(), reason, NULL, cb, ud, err);
     } else if (is(type, type_len, "message_stop")) {
         s->done = true;
-        long prompt = s->input_tokens + s->cache_read_tokens;
-        json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt,
-                                  "completion_tokens", (json_int_t)s->output_tokens, "total_tokens",
-                                  (json_int_t)(prompt + s->output_tokens));
-        if (s->cache_read_tokens)
-            json_object_set_new(
-                usage, "prompt_tokens_details",
-                json_pack("{s:I}", "cached_tokens", (json_int_t)s->cache_read_tokens));
+        json_t *usage = chunk_usage(s->input_tokens, s->output_tokens, s->cache_read_tokens);
         rc = emit(s, NULL, NULL, usage, cb, ud, err);
     } else if (is(type, type_len, "error")) {
         json_t *e = json_object_get(d, "error");

@@ -18,10 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "providers/chunk.h"
 #include "util/err.h"
-
-/** Called with one OpenAI chunk (JSON text, borrowed for the call). Return 0 to go on. */
-typedef int (*anthropic_chunk_cb)(void *ud, const char *json, size_t len);
 
 struct anthropic_stream {
     char id[128];
@@ -44,7 +42,7 @@ void anthropic_stream_init(struct anthropic_stream *s, long created);
  * callback stopped.
  */
 int anthropic_stream_event(struct anthropic_stream *s, const char *type, size_t type_len,
-                           const char *data, size_t data_len, anthropic_chunk_cb cb, void *ud,
+                           const char *data, size_t data_len, chunk_sink cb, void *ud,
                            struct err *err);
 
 #endif

@@ -451,17 +451,6 @@ static const char *finish_reason_for(const char *stop)
     return "stop";
 }
 
-static json_t *usage_json(long input, long output, long cached)
-{
-    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)(input + cached),
-                          "completion_tokens", (json_int_t)output, "total_tokens",
-                          (json_int_t)(input + cached + output));
-    if (cached)
-        json_object_set_new(u, "prompt_tokens_details",
-                            json_pack("{s:I}", "cached_tokens", (json_int_t)cached));
-    return u;
-}
-
 static char *completion(const char *id, const char *model, json_t *text_parts, json_t *calls,
                         const char *finish, json_t *usage, struct arena *arena, size_t *len,
                         struct err *err)
@@ -532,7 +521,7 @@ char *anthropic_response_body(const char *body, size_t body_len, const char *tar
     snprintf(modelbuf, sizeof modelbuf, "%s", model ? model : target_model);
     const char *finish = finish_reason_for(json_string_value(json_object_get(doc, "stop_reason")));
     json_decref(doc);
-    return completion(idbuf, modelbuf, texts, calls, finish, usage_json(in, outt, cached), arena,
+    return completion(idbuf, modelbuf, texts, calls, finish, chunk_usage(in, outt, cached), arena,
                       len, err);
 }
 
@@ -572,7 +561,7 @@ char *bedrock_response_body(const char *body, size_t body_len, const char *targe
     json_decref(doc);
     char id[64];
     snprintf(id, sizeof id, "chatcmpl-bedrock-%lx", (unsigned long)time(NULL));
-    return completion(id, target_model, texts, calls, finish, usage_json(in, outt, cached), arena,
+    return completion(id, target_model, texts, calls, finish, chunk_usage(in, outt, cached), arena,
                       len, err);
 }
 
@@ -588,24 +577,10 @@ void bedrock_stream_init(struct bedrock_stream *s, const char *model, long creat
 }
 
 static int emit_chunk(struct bedrock_stream *s, json_t *delta, const char *finish, json_t *usage,
-                      translate_chunk_cb cb, void *ud, struct err *err)
+                      chunk_sink cb, void *ud, struct err *err)
 {
-    json_t *choices = json_array();
-    if (delta)
-        json_array_append_new(choices, json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta,
-                                                 "finish_reason", finish));
-    if (delta && finish == NULL)
-        json_object_set_new(json_array_get(choices, 0), "finish_reason", json_null());
-    json_t *chunk =
-        json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", s->id, "object", "chat.completion.chunk",
-                  "created", (json_int_t)s->created, "model", s->model, "choices", choices);
-    if (usage) json_object_set_new(chunk, "usage", usage);
-    char *text = chunk ? json_dumps(chunk, JSON_COMPACT) : NULL;
-    json_decref(chunk);
-    if (text == NULL) return err_oom(err);
-    int rc = cb(ud, text, strlen(text));
-    free(text);
-    return rc == 0 ? 0 : err_set(err, 499, "server_error", "stopped", "stopped");
+    struct chunk_head h = {s->id, s->model, s->created};
+    return chunk_emit(&h, delta, finish, usage, cb, ud, err);
 }
 
 static bool is_type(const char *a, const char *b)
@@ -613,8 +588,8 @@ static bool is_type(const char *a, const char *b)
     return a && strcmp(a, b) == 0;
 }
 
-int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev,
-                         translate_chunk_cb cb, void *ud, struct err *err)
+int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev, chunk_sink cb,
+                         void *ud, struct err *err)
 {
     json_t *d = json_loadb((const char *)ev->payload, ev->payload_len, 0, NULL);
     if (ev->message_type && strcmp(ev->message_type, "event") != 0) {
@@ -679,8 +654,8 @@ int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev,
         s->cache_read_tokens = (long)json_integer_value(json_object_get(u, "cacheReadInputTokens"));
         s->done = true;
         rc = emit_chunk(s, NULL, NULL,
-                        usage_json(s->input_tokens, s->output_tokens, s->cache_read_tokens), cb, ud,
-                        err);
+                        chunk_usage(s->input_tokens, s->output_tokens, s->cache_read_tokens), cb,
+                        ud, err);
     }
     json_decref(d);
     return rc;

@@ -27,6 +27,7 @@
 #include "api/openai.h"
 #include "providers/anthropic_stream.h"
 #include "providers/aws/eventstream.h"
+#include "providers/chunk.h"
 #include "util/err.h"
 
 struct arena;
@@ -54,9 +55,6 @@ char *bedrock_request_body(const struct openai_request *r, struct arena *arena, 
 char *bedrock_response_body(const char *body, size_t body_len, const char *target_model,
                             struct arena *arena, size_t *len, struct err *err);
 
-/** Called with one OpenAI chunk (JSON text, borrowed). Return 0 to go on. */
-typedef int (*translate_chunk_cb)(void *ud, const char *json, size_t len);
-
 /* ConverseStream events → OpenAI chunks, one decoded event-stream message at a time. */
 struct bedrock_stream {
     char id[64];
@@ -74,7 +72,7 @@ void bedrock_stream_init(struct bedrock_stream *s, const char *model, long creat
 /** Translates one message. @return 0; -1 with `err` for an exception message (status 429
  *  for throttling, 503 for unavailable/overloaded, 502 otherwise), a payload that is not
  *  JSON, or when `cb` stopped. */
-int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev,
-                         translate_chunk_cb cb, void *ud, struct err *err);
+int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev, chunk_sink cb,
+                         void *ud, struct err *err);
 
 #endif
