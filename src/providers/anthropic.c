@@ -13,9 +13,9 @@
 #include <time.h>
 
 #include "http/sse.h"
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
 #include "providers/provider.h"
-#include "providers/translate.h"
+#include "providers/messages.h"
 #include "util/arena.h"
 
 struct provider_stream {

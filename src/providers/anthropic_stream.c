@@ -4,7 +4,7 @@
  * message_stop, shaped like OpenAI's include_usage chunk, so the proxy's usage handling
  * works unchanged for translated streams.
  */
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
 
 #include "api/openai.h"
 #include "providers/provider.h"
-#include "providers/translate.h"
+#include "providers/messages.h"
 #include "util/arena.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

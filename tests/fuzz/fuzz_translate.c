@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "providers/provider.h"
-#include "providers/translate.h"
+#include "providers/messages.h"
 #include "util/arena.h"
 
 static int check_chunk(void *ud, const char *json, size_t len)

@@ -16,7 +16,7 @@
 #include "providers/aws/eventstream.h"
 #include "providers/provider.h"
 #include "providers/aws/sigv4.h"
-#include "providers/translate.h"
+#include "providers/messages.h"
 #include "util/arena.h"
 
 struct provider_stream {

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
 
 struct out {
     json_t *chunks; /* array */

@@ -5,7 +5,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "providers/translate.h"
+#include "providers/messages.h"
 #include "util/arena.h"
 
 static struct arena *arena;

@@ -5,7 +5,7 @@
  * naming the field) or memory. Both providers share the walk over OpenAI messages; only
  * the block constructors differ, so they live side by side here.
  */
-#include "providers/translate.h"
+#include "providers/messages.h"
 
 #include <jansson.h>
 #include <stdio.h>

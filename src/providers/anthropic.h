@@ -12,8 +12,8 @@
  *
  * Thread: a translator belongs to one stream on one thread.
  */
-#ifndef STRATUS_ANTHROPIC_STREAM_H
-#define STRATUS_ANTHROPIC_STREAM_H
+#ifndef STRATUS_ANTHROPIC_H
+#define STRATUS_ANTHROPIC_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -18,14 +18,14 @@
  * Memory: results are in the arena passed in; nothing else is retained.
  * Thread: any; no shared state.
  */
-#ifndef STRATUS_TRANSLATE_H
-#define STRATUS_TRANSLATE_H
+#ifndef STRATUS_MESSAGES_H
+#define STRATUS_MESSAGES_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "api/openai.h"
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
 #include "providers/aws/eventstream.h"
 #include "providers/chunk.h"
 #include "util/err.h"
