@@ -12,9 +12,9 @@
 
 #include "api/openai.h"
 #include "providers/anthropic.h"
-#include "providers/provider.h"
+#include "providers/aws/bedrock.h"
 #include "providers/aws/sigv4.h"
-#include "providers/messages.h"
+#include "providers/provider.h"
 #include "util/arena.h"
 #include "util/clock.h"
 

@@ -1,11 +1,15 @@
 /*
- * DESIGN: AWS Bedrock's Converse / ConverseStream behind the OpenAI surface. Every call is
- * signed (SigV4, aws/sigv4.c) over the exact bytes we send, so the headers are per request and
- * live in the request arena. The model id goes into the path percent-encoded (ids and ARNs
- * hold ':' and '/'); the signer encodes that path once more, which is AWS's canonical form
- * for every service but S3. Streams are AWS event-stream frames (aws/eventstream.c, both
- * CRCs checked) whose JSON events translate.c turns into OpenAI chunks.
+ * DESIGN: AWS Bedrock's Converse / ConverseStream behind the OpenAI surface, in one file:
+ * request and answer translation (the message blocks come from ../messages.c, shared with
+ * Anthropic), the ConverseStream translator, and the provider ops. Every call is signed
+ * (SigV4, sigv4.c) over the exact bytes we send, so the headers are per request and live in
+ * the request arena. The model id goes into the path percent-encoded (ids and ARNs hold ':'
+ * and '/'); the signer encodes that path once more, which is AWS's canonical form for every
+ * service but S3. Streams are AWS event-stream frames (eventstream.c, both CRCs checked)
+ * whose JSON events become OpenAI chunks through ../chunk.c.
  */
+#include "providers/aws/bedrock.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,11 +17,221 @@
 #include <string.h>
 #include <time.h>
 
-#include "providers/aws/eventstream.h"
-#include "providers/provider.h"
 #include "providers/aws/sigv4.h"
 #include "providers/messages.h"
+#include "providers/provider.h"
 #include "util/arena.h"
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+char *bedrock_request_body(const struct openai_request *r, struct arena *arena, size_t *len,
+                           struct err *err)
+{
+    json_t *req = messages_load_request(r, err);
+    if (req == NULL) return NULL;
+    json_t *out = json_object(), *messages = json_array(), *system = json_array();
+    if (messages_convert(MESSAGES_BEDROCK, json_object_get(req, "messages"), messages, system,
+                         err)) {
+        json_decref(messages);
+        json_decref(system);
+        json_decref(out);
+        json_decref(req);
+        return NULL;
+    }
+    json_object_set_new(out, "messages", messages);
+    if (json_array_size(system))
+        json_object_set_new(out, "system", system);
+    else
+        json_decref(system);
+    json_t *inference = json_object(), *v;
+    if ((v = messages_max_tokens(req))) json_object_set(inference, "maxTokens", v);
+    if ((v = json_object_get(req, "temperature")) && json_is_number(v))
+        json_object_set(inference, "temperature", v);
+    if ((v = json_object_get(req, "top_p")) && json_is_number(v))
+        json_object_set(inference, "topP", v);
+    if ((v = messages_stop_list(json_object_get(req, "stop"))))
+        json_object_set_new(inference, "stopSequences", v);
+    if (json_object_size(inference))
+        json_object_set_new(out, "inferenceConfig", inference);
+    else
+        json_decref(inference);
+
+    json_t *tools = json_object_get(req, "tools");
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_t *ts = json_array();
+        size_t k;
+        json_t *t;
+        json_array_foreach(tools, k, t)
+        {
+            json_t *fn = json_object_get(t, "function");
+            json_t *params = json_object_get(fn, "parameters");
+            json_t *spec = json_pack("{s:O?, s:{s:o}}", "name", json_object_get(fn, "name"),
+                                     "inputSchema", "json",
+                                     json_is_object(params) ? json_incref(params)
+                                                            : json_pack("{s:s}", "type", "object"));
+            json_t *desc = json_object_get(fn, "description");
+            if (json_is_string(desc)) json_object_set(spec, "description", desc);
+            json_array_append_new(ts, json_pack("{s:o}", "toolSpec", spec));
+        }
+        json_t *config = json_pack("{s:o}", "tools", ts);
+        json_t *tc = json_object_get(req, "tool_choice");
+        const char *tcs = json_string_value(tc);
+        if (tcs && strcmp(tcs, "required") == 0)
+            json_object_set_new(config, "toolChoice", json_pack("{s:{}}", "any"));
+        else if (tcs && strcmp(tcs, "auto") == 0)
+            json_object_set_new(config, "toolChoice", json_pack("{s:{}}", "auto"));
+        else if (json_is_object(tc))
+            json_object_set_new(
+                config, "toolChoice",
+                json_pack("{s:{s:O?}}", "tool", "name",
+                          json_object_get(json_object_get(tc, "function"), "name")));
+        json_object_set_new(out, "toolConfig", config);
+    }
+    json_decref(req);
+    return messages_dump(out, arena, len, err);
+}
+
+/* ---- answers ------------------------------------------------------------------------ */
+
+/* ---- answers -------------------------------------------------------------------------- */
+
+char *bedrock_response_body(const char *body, size_t body_len, const char *target_model,
+                            struct arena *arena, size_t *len, struct err *err)
+{
+    json_t *doc = json_loadb(body, body_len, 0, NULL);
+    json_t *content =
+        json_object_get(json_object_get(json_object_get(doc, "output"), "message"), "content");
+    if (!json_is_object(doc) || !json_is_array(content)) {
+        json_decref(doc);
+        err_set(err, 502, "upstream_error", "bad_upstream_response",
+                "the answer is not a Bedrock Converse response");
+        return NULL;
+    }
+    json_t *texts = json_array(), *calls = json_array();
+    size_t k;
+    json_t *b;
+    json_array_foreach(content, k, b)
+    {
+        json_t *text = json_object_get(b, "text"), *use = json_object_get(b, "toolUse");
+        if (json_is_string(text)) {
+            json_array_append(texts, text);
+        } else if (json_is_object(use)) {
+            json_array_append_new(calls, messages_tool_call(json_object_get(use, "toolUseId"),
+                                                            json_object_get(use, "name"),
+                                                            json_object_get(use, "input")));
+        }
+    }
+    json_t *u = json_object_get(doc, "usage");
+    long in = (long)json_integer_value(json_object_get(u, "inputTokens"));
+    long cached = (long)json_integer_value(json_object_get(u, "cacheReadInputTokens"));
+    long outt = (long)json_integer_value(json_object_get(u, "outputTokens"));
+    const char *finish =
+        messages_finish_reason(json_string_value(json_object_get(doc, "stopReason")));
+    json_decref(doc);
+    char id[64];
+    snprintf(id, sizeof id, "chatcmpl-bedrock-%lx", (unsigned long)time(NULL));
+    return messages_completion(id, target_model, texts, calls, finish,
+                               chunk_usage(in, outt, cached), arena, len, err);
+}
+
+/* ---- ConverseStream ----------------------------------------------------------------- */
+
+/* ---- ConverseStream ------------------------------------------------------------------- */
+
+void bedrock_stream_init(struct bedrock_stream *s, const char *model, long created)
+{
+    memset(s, 0, sizeof *s);
+    s->created = created;
+    s->tool_index = -1;
+    snprintf(s->id, sizeof s->id, "chatcmpl-bedrock-%lx", (unsigned long)created);
+    snprintf(s->model, sizeof s->model, "%s", model ? model : "");
+}
+
+static int emit(struct bedrock_stream *s, json_t *delta, const char *finish, json_t *usage,
+                chunk_sink cb, void *ud, struct err *err)
+{
+    struct chunk_head h = {s->id, s->model, s->created};
+    return chunk_emit(&h, delta, finish, usage, cb, ud, err);
+}
+
+static bool is_type(const char *a, const char *b)
+{
+    return a && strcmp(a, b) == 0;
+}
+
+int bedrock_stream_event(struct bedrock_stream *s, const struct aws_event *ev, chunk_sink cb,
+                         void *ud, struct err *err)
+{
+    json_t *d = json_loadb((const char *)ev->payload, ev->payload_len, 0, NULL);
+    if (ev->message_type && strcmp(ev->message_type, "event") != 0) {
+        const char *type = ev->exception_type ? ev->exception_type : "error";
+        const char *msg = json_string_value(json_object_get(d, "message"));
+        if (msg == NULL) msg = json_string_value(json_object_get(d, "Message"));
+        int status = strstr(type, "hrottling") ? 429
+                     : strstr(type, "navailable") || strstr(type, "verloaded") ||
+                             strstr(type, "modelStreamError") || strstr(type, "internalServer")
+                         ? 503
+                         : 502;
+        err_set(err, status, "upstream_error", status == 502 ? "upstream_error" : "upstream_busy",
+                "Bedrock %s: %s", type, msg ? msg : "(no message)");
+        json_decref(d);
+        return -1;
+    }
+    if (!json_is_object(d)) {
+        json_decref(d);
+        return err_set(err, 502, "upstream_error", "bad_upstream_stream",
+                       "Bedrock sent a %s event that is not JSON",
+                       ev->event_type ? ev->event_type : "(untyped)");
+    }
+    int rc = 0;
+    const char *t = ev->event_type;
+    if (is_type(t, "messageStart")) {
+        rc = emit(s, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL, cb,
+                  ud, err);
+    } else if (is_type(t, "contentBlockStart")) {
+        json_t *use = json_object_get(json_object_get(d, "start"), "toolUse");
+        if (json_is_object(use)) {
+            s->tool_index = s->tools_seen++;
+            rc = emit(s,
+                      json_pack("{s:[{s:i, s:O?, s:s, s:{s:O?, s:s}}]}", "tool_calls", "index",
+                                s->tool_index, "id", json_object_get(use, "toolUseId"), "type",
+                                "function", "function", "name", json_object_get(use, "name"),
+                                "arguments", ""),
+                      NULL, NULL, cb, ud, err);
+        }
+    } else if (is_type(t, "contentBlockDelta")) {
+        json_t *delta = json_object_get(d, "delta");
+        json_t *text = json_object_get(delta, "text");
+        json_t *input = json_object_get(json_object_get(delta, "toolUse"), "input");
+        if (json_is_string(text))
+            rc = emit(s, json_pack("{s:O}", "content", text), NULL, NULL, cb, ud, err);
+        else if (json_is_string(input) && s->tool_index >= 0)
+            rc = emit(s,
+                      json_pack("{s:[{s:i, s:{s:O}}]}", "tool_calls", "index", s->tool_index,
+                                "function", "arguments", input),
+                      NULL, NULL, cb, ud, err);
+    } else if (is_type(t, "contentBlockStop")) {
+        s->tool_index = -1;
+    } else if (is_type(t, "messageStop")) {
+        s->stopped = true;
+        rc = emit(s, json_object(),
+                  messages_finish_reason(json_string_value(json_object_get(d, "stopReason"))), NULL,
+                  cb, ud, err);
+    } else if (is_type(t, "metadata")) {
+        json_t *u = json_object_get(d, "usage");
+        s->input_tokens = (long)json_integer_value(json_object_get(u, "inputTokens"));
+        s->output_tokens = (long)json_integer_value(json_object_get(u, "outputTokens"));
+        s->cache_read_tokens = (long)json_integer_value(json_object_get(u, "cacheReadInputTokens"));
+        s->done = true;
+        rc =
+            emit(s, NULL, NULL,
+                 chunk_usage(s->input_tokens, s->output_tokens, s->cache_read_tokens), cb, ud, err);
+    }
+    json_decref(d);
+    return rc;
+}
+
+/* ---- the provider --------------------------------------------------------------------- */
 
 struct provider_stream {
     struct aws_eventstream decoder;
