@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "api/openai.h"
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
+#include "providers/aws/bedrock.h"
+#include "providers/aws/sigv4.h"
 #include "providers/provider.h"
-#include "providers/sigv4.h"
-#include "providers/translate.h"
 #include "util/arena.h"
 #include "util/clock.h"
 

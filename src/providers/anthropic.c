@@ -1,10 +1,15 @@
 /*
- * DESIGN: Anthropic's Messages API behind the OpenAI surface. Requests are translated in
- * translate.c; streams are framed by the shared SSE parser and each event goes through
- * anthropic_stream.c, which emits OpenAI chunks. Static headers (key, version) are built
- * once per backend. Retryability follows the status: 429 and 5xx (529 "overloaded"
- * included) fail over; other 4xx are the request's fault and pass through as OpenAI errors.
+ * DESIGN: Anthropic's Messages API behind the OpenAI surface, in one file: request and answer
+ * translation (the message blocks come from messages.c, shared with Bedrock), the stream
+ * translator, and the provider ops. Streams are framed by the shared SSE parser; each event
+ * goes through a small state machine over Anthropic's event sequence that emits OpenAI chunks
+ * through chunk.c, the usage chunk at message_stop, so the proxy's usage handling works
+ * unchanged for translated streams. Static headers (key, version) are built once per
+ * backend. Retryability follows the status: 429 and 5xx (529 "overloaded" included) fail
+ * over; other 4xx are the request's fault and pass through as OpenAI errors.
  */
+#include "providers/anthropic.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,10 +18,250 @@
 #include <time.h>
 
 #include "http/sse.h"
-#include "providers/anthropic_stream.h"
+#include "providers/messages.h"
 #include "providers/provider.h"
-#include "providers/translate.h"
 #include "util/arena.h"
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+char *anthropic_request_body(const struct openai_request *r, const char *target_model,
+                             long default_max_tokens, struct arena *arena, size_t *len,
+                             struct err *err)
+{
+    json_t *req = messages_load_request(r, err);
+    if (req == NULL) return NULL;
+    json_t *out = json_object(), *messages = json_array(), *system = json_array();
+    if (messages_convert(MESSAGES_ANTHROPIC, json_object_get(req, "messages"), messages, system,
+                         err)) {
+        json_decref(messages);
+        json_decref(system);
+        json_decref(out);
+        json_decref(req);
+        return NULL;
+    }
+    json_object_set_new(out, "model", json_string(target_model));
+    json_object_set_new(out, "messages", messages);
+    if (json_array_size(system))
+        json_object_set_new(out, "system", system);
+    else
+        json_decref(system);
+    json_t *mt = messages_max_tokens(req);
+    json_object_set_new(out, "max_tokens",
+                        mt ? json_incref(mt) : json_integer((json_int_t)default_max_tokens));
+    json_t *v;
+    if ((v = json_object_get(req, "temperature")) && json_is_number(v))
+        json_object_set(out, "temperature", v);
+    if ((v = json_object_get(req, "top_p")) && json_is_number(v)) json_object_set(out, "top_p", v);
+    if ((v = messages_stop_list(json_object_get(req, "stop"))))
+        json_object_set_new(out, "stop_sequences", v);
+    if (json_is_true(json_object_get(req, "stream")))
+        json_object_set_new(out, "stream", json_true());
+    if ((v = json_object_get(req, "user")) && json_is_string(v))
+        json_object_set_new(out, "metadata", json_pack("{s:O}", "user_id", v));
+
+    json_t *tools = json_object_get(req, "tools");
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_t *ts = json_array();
+        size_t k;
+        json_t *t;
+        json_array_foreach(tools, k, t)
+        {
+            json_t *fn = json_object_get(t, "function");
+            json_t *params = json_object_get(fn, "parameters");
+            json_t *tool =
+                json_pack("{s:O?, s:o}", "name", json_object_get(fn, "name"), "input_schema",
+                          json_is_object(params) ? json_incref(params)
+                                                 : json_pack("{s:s}", "type", "object"));
+            json_t *desc = json_object_get(fn, "description");
+            if (json_is_string(desc)) json_object_set(tool, "description", desc);
+            json_array_append_new(ts, tool);
+        }
+        json_object_set_new(out, "tools", ts);
+        json_t *tc = json_object_get(req, "tool_choice");
+        json_t *choice = NULL;
+        const char *tcs = json_string_value(tc);
+        if (tcs && strcmp(tcs, "required") == 0)
+            choice = json_pack("{s:s}", "type", "any");
+        else if (tcs && strcmp(tcs, "none") == 0)
+            choice = json_pack("{s:s}", "type", "none");
+        else if (tcs && strcmp(tcs, "auto") == 0)
+            choice = json_pack("{s:s}", "type", "auto");
+        else if (json_is_object(tc))
+            choice = json_pack("{s:s, s:O?}", "type", "tool", "name",
+                               json_object_get(json_object_get(tc, "function"), "name"));
+        if (json_is_false(json_object_get(req, "parallel_tool_calls"))) {
+            if (choice == NULL) choice = json_pack("{s:s}", "type", "auto");
+            json_object_set_new(choice, "disable_parallel_tool_use", json_true());
+        }
+        if (choice) json_object_set_new(out, "tool_choice", choice);
+    }
+    json_decref(req);
+    return messages_dump(out, arena, len, err);
+}
+
+/* ---- answers -------------------------------------------------------------------------- */
+
+char *anthropic_response_body(const char *body, size_t body_len, const char *target_model,
+                              struct arena *arena, size_t *len, struct err *err)
+{
+    json_t *doc = json_loadb(body, body_len, 0, NULL);
+    json_t *content = json_object_get(doc, "content");
+    if (!json_is_object(doc) || !json_is_array(content)) {
+        json_decref(doc);
+        err_set(err, 502, "upstream_error", "bad_upstream_response",
+                "the answer is not an Anthropic message");
+        return NULL;
+    }
+    json_t *texts = json_array(), *calls = json_array();
+    size_t k;
+    json_t *b;
+    json_array_foreach(content, k, b)
+    {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (type && strcmp(type, "text") == 0 && json_is_string(json_object_get(b, "text"))) {
+            json_array_append(texts, json_object_get(b, "text"));
+        } else if (type && strcmp(type, "tool_use") == 0) {
+            json_array_append_new(calls, messages_tool_call(json_object_get(b, "id"),
+                                                            json_object_get(b, "name"),
+                                                            json_object_get(b, "input")));
+        }
+    }
+    json_t *u = json_object_get(doc, "usage");
+    long in = (long)json_integer_value(json_object_get(u, "input_tokens")) +
+              (long)json_integer_value(json_object_get(u, "cache_creation_input_tokens"));
+    long cached = (long)json_integer_value(json_object_get(u, "cache_read_input_tokens"));
+    long outt = (long)json_integer_value(json_object_get(u, "output_tokens"));
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    const char *model = json_string_value(json_object_get(doc, "model"));
+    char idbuf[160], modelbuf[200];
+    snprintf(idbuf, sizeof idbuf, "%s", id ? id : "chatcmpl-anthropic");
+    snprintf(modelbuf, sizeof modelbuf, "%s", model ? model : target_model);
+    const char *finish =
+        messages_finish_reason(json_string_value(json_object_get(doc, "stop_reason")));
+    json_decref(doc);
+    return messages_completion(idbuf, modelbuf, texts, calls, finish, chunk_usage(in, outt, cached),
+                               arena, len, err);
+}
+
+/* ---- streams -------------------------------------------------------------------------- */
+
+void anthropic_stream_init(struct anthropic_stream *s, long created)
+{
+    memset(s, 0, sizeof *s);
+    s->created = created;
+    s->tool_index = -1;
+    snprintf(s->id, sizeof s->id, "chatcmpl-anthropic");
+}
+
+static int emit(struct anthropic_stream *s, json_t *delta, const char *finish, json_t *usage,
+                chunk_sink cb, void *ud, struct err *err)
+{
+    struct chunk_head h = {s->id, s->model, s->created};
+    return chunk_emit(&h, delta, finish, usage, cb, ud, err);
+}
+
+static bool is(const char *type, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(type, want, len) == 0;
+}
+
+/* Not messages_finish_reason(): NULL means "no finish yet" (a message_delta without a
+ * stop_reason), and a refusal maps to "stop" here while whole answers map it to
+ * "content_filter". Both kept as they were: unifying them would change what clients see. */
+static const char *finish_for(const char *stop_reason)
+{
+    if (stop_reason == NULL) return NULL;
+    if (strcmp(stop_reason, "max_tokens") == 0) return "length";
+    if (strcmp(stop_reason, "tool_use") == 0) return "tool_calls";
+    return "stop"; /* end_turn, stop_sequence, pause_turn, refusal */
+}
+
+int anthropic_stream_event(struct anthropic_stream *s, const char *type, size_t type_len,
+                           const char *data, size_t data_len, chunk_sink cb, void *ud,
+                           struct err *err)
+{
+    if (is(type, type_len, "ping")) return 0;
+    json_t *d = json_loadb(data, data_len, 0, NULL);
+    int rc = 0;
+    if (!json_is_object(d)) {
+        json_decref(d);
+        return err_set(err, 502, "upstream_error", "bad_upstream_stream",
+                       "upstream sent a %.*s event that is not JSON",
+                       (int)(type_len > 40 ? 40 : type_len), type);
+    }
+    if (is(type, type_len, "message_start")) {
+        json_t *m = json_object_get(d, "message");
+        const char *id = json_string_value(json_object_get(m, "id"));
+        const char *model = json_string_value(json_object_get(m, "model"));
+        if (id) snprintf(s->id, sizeof s->id, "%s", id);
+        if (model) snprintf(s->model, sizeof s->model, "%s", model);
+        json_t *u = json_object_get(m, "usage");
+        s->input_tokens = (long)json_integer_value(json_object_get(u, "input_tokens"));
+        s->cache_read_tokens =
+            (long)json_integer_value(json_object_get(u, "cache_read_input_tokens"));
+        s->output_tokens = (long)json_integer_value(json_object_get(u, "output_tokens"));
+        s->started = true;
+        rc = emit(s, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL, cb,
+                  ud, err);
+    } else if (is(type, type_len, "content_block_start")) {
+        json_t *block = json_object_get(d, "content_block");
+        const char *btype = json_string_value(json_object_get(block, "type"));
+        if (btype && strcmp(btype, "tool_use") == 0) {
+            s->tool_index = s->tools_seen++;
+            const char *tid = json_string_value(json_object_get(block, "id"));
+            const char *name = json_string_value(json_object_get(block, "name"));
+            json_t *call = json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", s->tool_index, "id",
+                                     tid ? tid : "", "type", "function", "function", "name",
+                                     name ? name : "", "arguments", "");
+            rc = emit(s, json_pack("{s:[o]}", "tool_calls", call), NULL, NULL, cb, ud, err);
+        } else {
+            s->tool_index = -1;
+        }
+    } else if (is(type, type_len, "content_block_delta")) {
+        json_t *delta = json_object_get(d, "delta");
+        const char *dtype = json_string_value(json_object_get(delta, "type"));
+        if (dtype && strcmp(dtype, "text_delta") == 0) {
+            json_t *text = json_object_get(delta, "text");
+            if (json_is_string(text))
+                rc = emit(s, json_pack("{s:O}", "content", text), NULL, NULL, cb, ud, err);
+        } else if (dtype && strcmp(dtype, "input_json_delta") == 0 && s->tool_index >= 0) {
+            json_t *part = json_object_get(delta, "partial_json");
+            if (json_is_string(part))
+                rc = emit(s,
+                          json_pack("{s:[{s:i, s:{s:O}}]}", "tool_calls", "index", s->tool_index,
+                                    "function", "arguments", part),
+                          NULL, NULL, cb, ud, err);
+        } /* thinking and signature deltas have no OpenAI chat equivalent */
+    } else if (is(type, type_len, "content_block_stop")) {
+        s->tool_index = -1;
+    } else if (is(type, type_len, "message_delta")) {
+        const char *reason = finish_for(
+            json_string_value(json_object_get(json_object_get(d, "delta"), "stop_reason")));
+        if (reason) snprintf(s->finish_reason, sizeof s->finish_reason, "%s", reason);
+        json_t *u = json_object_get(d, "usage");
+        if (json_is_integer(json_object_get(u, "output_tokens")))
+            s->output_tokens = (long)json_integer_value(json_object_get(u, "output_tokens"));
+        if (reason) rc = emit(s, json_object(), reason, NULL, cb, ud, err);
+    } else if (is(type, type_len, "message_stop")) {
+        s->done = true;
+        json_t *usage = chunk_usage(s->input_tokens, s->output_tokens, s->cache_read_tokens);
+        rc = emit(s, NULL, NULL, usage, cb, ud, err);
+    } else if (is(type, type_len, "error")) {
+        json_t *e = json_object_get(d, "error");
+        const char *etype = json_string_value(json_object_get(e, "type"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        int status = etype && strcmp(etype, "overloaded_error") == 0   ? 503
+                     : etype && strcmp(etype, "rate_limit_error") == 0 ? 429
+                                                                       : 502;
+        rc = err_set(err, status, "upstream_error",
+                     status == 502 ? "upstream_error" : "upstream_busy", "Anthropic %s: %s",
+                     etype ? etype : "error", msg ? msg : "(no message)");
+    }
+    json_decref(d);
+    return rc;
+}
+
+/* ---- the provider --------------------------------------------------------------------- */
 
 struct provider_stream {
     struct sse_parser sse;

@@ -15,6 +15,7 @@
 
 #include "openai/request.h"
 #include "config/config.h"
+#include "providers/chunk.h"
 #include "providers/upstream.h"
 #include "util/err.h"
 
@@ -48,10 +49,6 @@ struct provider_request {
     const struct openai_request *request; /* the validated client request, borrowed */
     const char *target_model;             /* the model name the target wants */
 };
-
-/** Receives one OpenAI chat.completion.chunk (JSON text, borrowed for the call) from a
- *  translating stream. @return 0 to go on, non-zero to stop. */
-typedef int (*chunk_sink)(void *ud, const char *json, size_t len);
 
 /* A translating provider's per-attempt stream state (opaque; lives in the request arena). */
 struct provider_stream;

@@ -15,7 +15,7 @@
 
 #include <stdio.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "config/config.h"
 
 struct explain_opts {

@@ -1,12 +1,12 @@
 /*
- * libFuzzer target for src/providers/aws_eventstream.c: arbitrary upstream bytes, split at
+ * libFuzzer target for src/providers/aws/eventstream.c: arbitrary upstream bytes, split at
  * fuzzer-chosen points, must decode to the same messages as unsplit, with no memory error.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "providers/aws_eventstream.h"
+#include "providers/aws/eventstream.h"
 
 struct digest {
     uint64_t h;

@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "api/openai.h"
+#include "providers/anthropic.h"
+#include "providers/aws/bedrock.h"
 #include "providers/provider.h"
-#include "providers/translate.h"
 #include "util/arena.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

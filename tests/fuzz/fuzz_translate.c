@@ -1,17 +1,18 @@
 /*
- * libFuzzer target for the answer side of src/providers/translate.c and the translating
- * providers' stream decoders: whatever an upstream sends back, translation must either
- * fail cleanly or produce valid JSON objects, with no memory error. The first byte picks
- * the path: Anthropic body, Bedrock body, Anthropic SSE stream, Bedrock event-stream (the
- * streams fed in pieces of a fuzzer-chosen size).
+ * libFuzzer target for the answer side of the translating providers (src/providers/anthropic.c,
+ * src/providers/aws/bedrock.c) and their stream decoders: whatever an upstream sends back,
+ * translation must either fail cleanly or produce valid JSON objects, with no memory error.
+ * The first byte picks the path: Anthropic body, Bedrock body, Anthropic SSE stream, Bedrock
+ * event-stream (the streams fed in pieces of a fuzzer-chosen size).
  */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "providers/anthropic.h"
+#include "providers/aws/bedrock.h"
 #include "providers/provider.h"
-#include "providers/translate.h"
 #include "util/arena.h"
 
 static int check_chunk(void *ud, const char *json, size_t len)

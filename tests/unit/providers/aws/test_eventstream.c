@@ -1,11 +1,11 @@
-/* Unit tests for src/providers/aws_eventstream.c: framing, both CRCs, split reads. */
+/* Unit tests for src/providers/aws/eventstream.c: framing, both CRCs, split reads. */
 #include "unit/cmocka_all.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
-#include "providers/aws_eventstream.h"
+#include "providers/aws/eventstream.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -173,5 +173,5 @@ int main(void)
         cmocka_unit_test(test_aws_eventstream_feed_stops_when_the_callback_says_so),
         cmocka_unit_test(test_aws_eventstream_pending_reports_truncation),
     };
-    return cmocka_run_group_tests_name("src/providers/aws_eventstream.c", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("src/providers/aws/eventstream.c", tests, NULL, NULL);
 }

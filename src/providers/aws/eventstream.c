@@ -4,7 +4,7 @@
  * declared sizes (we only need :event-type, :message-type and the exception type). CRC32 is
  * zlib's (IEEE 802.3), the checksum AWS specifies.
  */
-#include "providers/aws_eventstream.h"
+#include "providers/aws/eventstream.h"
 
 #include <stdlib.h>
 #include <string.h>

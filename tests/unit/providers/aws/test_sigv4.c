@@ -1,11 +1,11 @@
-/* Unit tests for src/providers/sigv4.c against AWS's SigV4 test-suite vectors (get-vanilla,
+/* Unit tests for src/providers/aws/sigv4.c against AWS's SigV4 test-suite vectors (get-vanilla,
  * get-vanilla-query-order-key-case) and signatures computed by @smithy/signature-v4 for a
  * Bedrock-style POST and a session-token request. */
 #include "unit/cmocka_all.h"
 
 #include <string.h>
 
-#include "providers/sigv4.h"
+#include "providers/aws/sigv4.h"
 
 static const struct sigv4_credentials creds = {
     .access_key_id = "AKIDEXAMPLE",
@@ -128,5 +128,5 @@ int main(void)
         cmocka_unit_test(test_sigv4_sign_signs_the_session_token),
         cmocka_unit_test(test_sigv4_sign_changes_with_the_secret),
     };
-    return cmocka_run_group_tests_name("src/providers/sigv4.c", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("src/providers/aws/sigv4.c", tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * aws_eventstream — incremental decoder for the AWS event-stream binary framing that
+ * aws/eventstream — incremental decoder for the AWS event-stream binary framing that
  * Bedrock's ConverseStream (and other AWS streaming APIs) answer with.
  *
  * A message is: prelude (total length, headers length, CRC32 of those 8 bytes), headers,

@@ -3,7 +3,7 @@
  * is derived per call (four HMACs — cheap next to a model call, and no key cache to keep
  * coherent across credential rotation).
  */
-#include "providers/sigv4.h"
+#include "providers/aws/sigv4.h"
 
 #include <ctype.h>
 #include <openssl/hmac.h>

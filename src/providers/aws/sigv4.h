@@ -1,5 +1,5 @@
 /*
- * sigv4 — AWS Signature Version 4 request signing (HMAC-SHA256 via OpenSSL), for the
+ * aws/sigv4 — AWS Signature Version 4 request signing (HMAC-SHA256 via OpenSSL), for the
  * Bedrock provider. Given a request's method, host, path, query, extra headers and payload,
  * it produces the `x-amz-date` value and the `Authorization` header to send (plus
  * `x-amz-security-token` when the credentials carry a session token).
@@ -9,8 +9,8 @@
  * published test-suite vectors and @smithy/signature-v4.
  * Thread: any; no state.
  */
-#ifndef STRATUS_SIGV4_H
-#define STRATUS_SIGV4_H
+#ifndef STRATUS_AWS_SIGV4_H
+#define STRATUS_AWS_SIGV4_H
 
 #include <stddef.h>
 #include <time.h>

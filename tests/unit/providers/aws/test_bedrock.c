@@ -1,11 +1,11 @@
-/* Unit tests for src/providers/translate.c: OpenAI chat ↔ Anthropic Messages / Bedrock
- * Converse, both directions, and ConverseStream events → OpenAI chunks. */
+/* Unit tests for src/providers/aws/bedrock.c: OpenAI chat ↔ Bedrock Converse, both
+ * directions, and ConverseStream events → OpenAI chunks. */
 #include "unit/cmocka_all.h"
 
 #include <jansson.h>
 #include <string.h>
 
-#include "providers/translate.h"
+#include "providers/aws/bedrock.h"
 #include "util/arena.h"
 
 static struct arena *arena;
@@ -33,19 +33,7 @@ static struct openai_request parse(const char *body)
     return r;
 }
 
-/* Translates with `fn` and returns the result as a jansson document (owned). */
-static json_t *anthropic(const char *body, long default_max)
-{
-    struct openai_request r = parse(body);
-    struct err e;
-    size_t len = 0;
-    char *out = anthropic_request_body(&r, "claude-x", default_max, arena, &len, &e);
-    if (out == NULL) fail_msg("translate: %s", e.msg);
-    json_t *doc = json_loadb(out, len, 0, NULL);
-    assert_non_null(doc);
-    return doc;
-}
-
+/* Translates and returns the result as a jansson document (owned). */
 static json_t *bedrock(const char *body)
 {
     struct openai_request r = parse(body);
@@ -83,43 +71,6 @@ static const char *const TOOLS_CONVERSATION =
     "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
     "\"tool_choice\":\"required\"}";
 
-static void test_anthropic_request_translates_everything(void **state)
-{
-    (void)state;
-    json_t *doc = anthropic(TOOLS_CONVERSATION, 4096);
-    assert_json(doc,
-                "{\"model\":\"claude-x\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,"
-                "\"stop_sequences\":[\"END\"],"
-                "\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
-                "\"messages\":["
-                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
-                "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\","
-                "\"data\":\"iVBORw0K\"}}]},"
-                "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"call_1\","
-                "\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}]},"
-                "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":"
-                "\"call_1\",\"content\":\"22C\"}]}],"
-                "\"tools\":[{\"name\":\"weather\",\"description\":\"w\",\"input_schema\":"
-                "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}],"
-                "\"tool_choice\":{\"type\":\"any\"}}");
-    json_decref(doc);
-}
-
-static void test_anthropic_request_defaults_and_url_images(void **state)
-{
-    (void)state;
-    json_t *doc =
-        anthropic("{\"model\":\"m\",\"stream\":true,\"user\":\"u1\",\"messages\":["
-                  "{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":"
-                  "[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/i.png\"}}]}]}",
-                  777);
-    assert_json(doc, "{\"model\":\"claude-x\",\"max_tokens\":777,\"stream\":true,"
-                     "\"metadata\":{\"user_id\":\"u1\"},\"messages\":[{\"role\":\"user\","
-                     "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"image\","
-                     "\"source\":{\"type\":\"url\",\"url\":\"https://x/i.png\"}}]}]}");
-    json_decref(doc);
-}
-
 static void test_bedrock_request_translates_everything(void **state)
 {
     (void)state;
@@ -141,28 +92,6 @@ static void test_bedrock_request_translates_everything(void **state)
     json_decref(doc);
 }
 
-static void test_untranslatable_requests_are_400_naming_the_message(void **state)
-{
-    (void)state;
-    struct err e;
-    size_t len;
-    struct openai_request r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-                                    "[{\"type\":\"image_url\",\"image_url\":{\"url\":"
-                                    "\"https://x/i.png\"}}]}]}");
-    assert_null(bedrock_request_body(&r, arena, &len, &e));
-    assert_int_equal(e.status, 400);
-    assert_non_null(strstr(e.msg, "messages[0]: Bedrock takes images inline only"));
-    r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
-              "{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
-              "\"function\":{\"name\":\"f\",\"arguments\":\"not json\"}}]}]}");
-    assert_null(anthropic_request_body(&r, "x", 10, arena, &len, &e));
-    assert_int_equal(e.status, 400);
-    assert_non_null(strstr(e.msg, "messages[1]: tool call 'f' has arguments that are not a JSON"));
-    r = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"only\"}]}");
-    assert_null(anthropic_request_body(&r, "x", 10, arena, &len, &e));
-    assert_non_null(strstr(e.msg, "at least one user or assistant message"));
-}
-
 static json_t *translate_answer(char *(*fn)(const char *, size_t, const char *, struct arena *,
                                             size_t *, struct err *),
                                 const char *body)
@@ -175,27 +104,6 @@ static json_t *translate_answer(char *(*fn)(const char *, size_t, const char *, 
     assert_non_null(doc);
     json_object_del(doc, "created");
     return doc;
-}
-
-static void test_anthropic_response_becomes_chat_completion(void **state)
-{
-    (void)state;
-    json_t *doc = translate_answer(
-        anthropic_response_body,
-        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
-        "\"content\":[{\"type\":\"text\",\"text\":\"Checking.\"},{\"type\":\"tool_use\",\"id\":"
-        "\"toolu_1\",\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}],\"stop_reason\":"
-        "\"tool_use\",\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
-        "\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":0}}");
-    assert_json(doc,
-                "{\"id\":\"msg_1\",\"object\":\"chat.completion\",\"model\":\"claude-x\","
-                "\"choices\":[{\"index\":0,\"logprobs\":null,\"finish_reason\":\"tool_calls\","
-                "\"message\":{\"role\":\"assistant\",\"refusal\":null,\"content\":\"Checking.\","
-                "\"tool_calls\":[{\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":"
-                "\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]}}],"
-                "\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":5,\"total_tokens\":19,"
-                "\"prompt_tokens_details\":{\"cached_tokens\":4}}}");
-    json_decref(doc);
 }
 
 static void test_bedrock_response_becomes_chat_completion(void **state)
@@ -219,8 +127,6 @@ static void test_garbled_answers_are_502(void **state)
     (void)state;
     struct err e;
     size_t len;
-    assert_null(anthropic_response_body("nope", 4, "t", arena, &len, &e));
-    assert_int_equal(e.status, 502);
     assert_null(bedrock_response_body("{\"output\":{}}", 13, "t", arena, &len, &e));
     assert_int_equal(e.status, 502);
 }
@@ -333,15 +239,11 @@ static void test_bedrock_stream_exceptions_map_to_statuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_anthropic_request_translates_everything),
-        cmocka_unit_test(test_anthropic_request_defaults_and_url_images),
         cmocka_unit_test(test_bedrock_request_translates_everything),
-        cmocka_unit_test(test_untranslatable_requests_are_400_naming_the_message),
-        cmocka_unit_test(test_anthropic_response_becomes_chat_completion),
         cmocka_unit_test(test_bedrock_response_becomes_chat_completion),
         cmocka_unit_test(test_garbled_answers_are_502),
         cmocka_unit_test(test_bedrock_stream_events_become_chunks),
         cmocka_unit_test(test_bedrock_stream_exceptions_map_to_statuses),
     };
-    return cmocka_run_group_tests_name("src/providers/translate.c", tests, setup, teardown);
+    return cmocka_run_group_tests_name("src/providers/aws/bedrock.c", tests, setup, teardown);
 }

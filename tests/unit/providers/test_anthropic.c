@@ -1,12 +1,157 @@
-/* Unit tests for src/providers/anthropic_stream.c: Anthropic Messages events → OpenAI
- * chat.completion.chunk objects. */
+/* Unit tests for src/providers/anthropic.c: OpenAI chat ↔ Anthropic Messages, both
+ * directions, and Messages stream events → OpenAI chat.completion.chunk objects. */
 #include "unit/cmocka_all.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "providers/anthropic_stream.h"
+#include "providers/anthropic.h"
+#include "util/arena.h"
+
+static struct arena *arena;
+
+static int setup(void **state)
+{
+    (void)state;
+    arena = arena_new(0);
+    return arena ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    arena_free(arena);
+    return 0;
+}
+
+static struct openai_request parse(const char *body)
+{
+    struct openai_request r;
+    struct err e;
+    if (openai_parse_request(OPENAI_CHAT, body, strlen(body), arena, &r, &e) != 0)
+        fail_msg("parse: %s", e.msg);
+    return r;
+}
+
+/* Translates and returns the result as a jansson document (owned). */
+static json_t *anthropic(const char *body, long default_max)
+{
+    struct openai_request r = parse(body);
+    struct err e;
+    size_t len = 0;
+    char *out = anthropic_request_body(&r, "claude-x", default_max, arena, &len, &e);
+    if (out == NULL) fail_msg("translate: %s", e.msg);
+    json_t *doc = json_loadb(out, len, 0, NULL);
+    assert_non_null(doc);
+    return doc;
+}
+
+static void assert_json(json_t *doc, const char *expected)
+{
+    json_t *want = json_loads(expected, 0, NULL);
+    assert_non_null(want);
+    if (!json_equal(doc, want)) {
+        char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+        fail_msg("got %s", got);
+    }
+    json_decref(want);
+}
+
+static const char *const TOOLS_CONVERSATION =
+    "{\"model\":\"m\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,\"stop\":\"END\","
+    "\"messages\":["
+    "{\"role\":\"system\",\"content\":\"Be brief.\"},"
+    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0K\"}}]},"
+    "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":"
+    "\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}"
+    "\"}}]},"
+    "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"22C\"}],"
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"description\":\"w\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
+    "\"tool_choice\":\"required\"}";
+
+static void test_anthropic_request_translates_everything(void **state)
+{
+    (void)state;
+    json_t *doc = anthropic(TOOLS_CONVERSATION, 4096);
+    assert_json(doc,
+                "{\"model\":\"claude-x\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,"
+                "\"stop_sequences\":[\"END\"],"
+                "\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}],"
+                "\"messages\":["
+                "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+                "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\","
+                "\"data\":\"iVBORw0K\"}}]},"
+                "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"call_1\","
+                "\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}]},"
+                "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":"
+                "\"call_1\",\"content\":\"22C\"}]}],"
+                "\"tools\":[{\"name\":\"weather\",\"description\":\"w\",\"input_schema\":"
+                "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}],"
+                "\"tool_choice\":{\"type\":\"any\"}}");
+    json_decref(doc);
+}
+
+static void test_anthropic_request_defaults_and_url_images(void **state)
+{
+    (void)state;
+    json_t *doc =
+        anthropic("{\"model\":\"m\",\"stream\":true,\"user\":\"u1\",\"messages\":["
+                  "{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":"
+                  "[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/i.png\"}}]}]}",
+                  777);
+    assert_json(doc, "{\"model\":\"claude-x\",\"max_tokens\":777,\"stream\":true,"
+                     "\"metadata\":{\"user_id\":\"u1\"},\"messages\":[{\"role\":\"user\","
+                     "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"image\","
+                     "\"source\":{\"type\":\"url\",\"url\":\"https://x/i.png\"}}]}]}");
+    json_decref(doc);
+}
+
+static json_t *translate_answer(char *(*fn)(const char *, size_t, const char *, struct arena *,
+                                            size_t *, struct err *),
+                                const char *body)
+{
+    struct err e;
+    size_t len;
+    char *out = fn(body, strlen(body), "target", arena, &len, &e);
+    if (out == NULL) fail_msg("%s", e.msg);
+    json_t *doc = json_loadb(out, len, 0, NULL);
+    assert_non_null(doc);
+    json_object_del(doc, "created");
+    return doc;
+}
+
+static void test_anthropic_response_becomes_chat_completion(void **state)
+{
+    (void)state;
+    json_t *doc = translate_answer(
+        anthropic_response_body,
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"Checking.\"},{\"type\":\"tool_use\",\"id\":"
+        "\"toolu_1\",\"name\":\"weather\",\"input\":{\"city\":\"Paris\"}}],\"stop_reason\":"
+        "\"tool_use\",\"usage\":{\"input_tokens\":10,\"output_tokens\":5,"
+        "\"cache_read_input_tokens\":4,\"cache_creation_input_tokens\":0}}");
+    assert_json(doc,
+                "{\"id\":\"msg_1\",\"object\":\"chat.completion\",\"model\":\"claude-x\","
+                "\"choices\":[{\"index\":0,\"logprobs\":null,\"finish_reason\":\"tool_calls\","
+                "\"message\":{\"role\":\"assistant\",\"refusal\":null,\"content\":\"Checking.\","
+                "\"tool_calls\":[{\"id\":\"toolu_1\",\"type\":\"function\",\"function\":{\"name\":"
+                "\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]}}],"
+                "\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":5,\"total_tokens\":19,"
+                "\"prompt_tokens_details\":{\"cached_tokens\":4}}}");
+    json_decref(doc);
+}
+
+static void test_garbled_answers_are_502(void **state)
+{
+    (void)state;
+    struct err e;
+    size_t len;
+    assert_null(anthropic_response_body("nope", 4, "t", arena, &len, &e));
+    assert_int_equal(e.status, 502);
+}
 
 struct out {
     json_t *chunks; /* array */
@@ -156,9 +301,13 @@ static void test_anthropic_stream_event_maps_errors_and_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_anthropic_request_translates_everything),
+        cmocka_unit_test(test_anthropic_request_defaults_and_url_images),
+        cmocka_unit_test(test_anthropic_response_becomes_chat_completion),
+        cmocka_unit_test(test_garbled_answers_are_502),
         cmocka_unit_test(test_anthropic_stream_event_translates_a_text_stream),
         cmocka_unit_test(test_anthropic_stream_event_translates_tool_use),
         cmocka_unit_test(test_anthropic_stream_event_maps_errors_and_limits),
     };
-    return cmocka_run_group_tests_name("src/providers/anthropic_stream.c", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("src/providers/anthropic.c", tests, setup, teardown);
 }
