@@ -13,7 +13,8 @@ const SRC = new URL('../src/', import.meta.url).pathname;
 // Lowest first. A module's floor is that of the first pattern its path matches.
 const FLOORS = [
   [0, /^util\//], [0, /^obs\/log$/],          // building blocks every floor may use
-  [1, /^config\//], [1, /^http\//],           // the config tree; HTTP server and SSE framing
+  [1, /^config\//], [1, /^cost\/prices$/],     // the config tree and the price catalogue it loads
+  [1, /^http\//],                             // HTTP server and SSE framing
   [2, /^openai\//], [2, /^store\//],          // the request model; the ledger and key store
   [3, /^cost\//],                             // prices, TCO, spend reports
   [4, /^providers\//],                        // upstream client and provider translations
@@ -22,6 +23,7 @@ const FLOORS = [
   [7, /^guard\//],                            // keys, rate limits, budgets
   [8, /^obs\//],                              // what a request leaves behind (record)
   [9, /^api\//], [9, /^app$/],                // inbound surfaces, glue, admin; the daemon
+  [10, /^daemon$/],                           // `serve`: the composition root
   [10, /^cli\//], [10, /^main$/],             // commands
 ];
 

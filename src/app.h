@@ -1,6 +1,6 @@
 /*
- * app — the daemon's context: the event loop and everything hanging off it. main() builds
- * one and passes it explicitly; nothing in stratus is global.
+ * app — the daemon's context: the event loop and everything hanging off it. daemon.c builds
+ * one and passes it explicitly to the API layer; nothing in stratus is global.
  * Thread: the event-loop thread owns everything here.
  */
 #ifndef STRATUS_APP_H
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "providers/provider.h"
 #include "route/call.h"
 
 struct event_base;
@@ -46,14 +47,10 @@ struct app {
     struct call_env call_env; /* what every request's attempts need, borrowed from above */
 };
 
-/**
- * Runs the gateway until SIGTERM/SIGINT and the drain finish. Takes ownership of `cfg`
- * (also on failure). `listen` overrides cfg's listen address when not NULL.
- * @return process exit code: 0 after a clean shutdown, 1 when start-up failed.
- */
-int app_run(struct config *cfg, const char *listen);
-
 /** The runtime backend for a target (by the target's backend index). Borrowed. */
-struct backend *app_backend(struct app *app, size_t backend_index);
+static inline struct backend *app_backend(struct app *app, size_t backend_index)
+{
+    return &app->backends[backend_index];
+}
 
 #endif

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "app.h"
+#include "daemon.h"
 #include "cli/commands.h"
 #include "config/config.h"
 #include "route/explain.h"

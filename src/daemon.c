@@ -9,6 +9,8 @@
  * Readiness of remote backends is a TCP (+TLS) connect probe every few seconds: cheap,
  * needs no credentials, and tells "unreachable" apart from "reachable".
  */
+#include "daemon.h"
+
 #include "app.h"
 
 #include <curl/curl.h>
@@ -45,11 +47,6 @@ struct probe {
     char body[1024]; /* what a probe GET answered (a local worker's /stats) */
     size_t len;
 };
-
-struct backend *app_backend(struct app *app, size_t backend_index)
-{
-    return &app->backends[backend_index];
-}
 
 static void on_probe_done(enum upstream_result result, long status, long retry_after,
                           const char *message, void *ud)
