@@ -1,23 +1,17 @@
 /*
- * DESIGN: the OpenAI surface. Bodies already are the request model, so parsing is
- * openai_parse_request; answers already are OpenAI JSON, so a whole answer goes out byte for
- * byte and stream chunks only get their SSE framing. Two things are ours: the usage chunk
- * (dropped unless the client asked for stream_options.include_usage, and then carrying
- * `cost_usd`), and the all-failed error, which lists every attempt in `error.attempts`.
+ * DESIGN: see surface_openai.h. Parsing is openai_parse_request; a whole answer goes out byte
+ * for byte. Chunks are framed into a buffer and leave together at flush, one write per
+ * upstream read.
  */
 #include <event2/buffer.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api/surface.h"
+#include "api/surface_openai.h"
 #include "http/server.h"
 #include "obs/log.h"
 #include "util/arena.h"
-
-struct openai_state {
-    struct evbuffer *out; /* chunks framed since the last flush; owned */
-};
 
 static void free_state(void *ud)
 {
