@@ -515,6 +515,14 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
     done(done_ud, rc, &e);
 }
 
+/* What a request is charged against TPM up front: prompt estimate + max_tokens, saturating
+ * (max_tokens may be anything up to 2^63 - 1; a wrapped sum once read as a tiny charge). */
+static int64_t tokens_asked(long prompt_tokens, long output_tokens)
+{
+    int64_t p = prompt_tokens > 0 ? prompt_tokens : 0, o = output_tokens > 0 ? output_tokens : 0;
+    return p > INT64_MAX - o ? INT64_MAX : p + o;
+}
+
 void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
                  const struct model_conf *model, const char *customer, long prompt_tokens,
                  long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
@@ -531,8 +539,8 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
         return;
     }
     snprintf(adm->customer, sizeof adm->customer, "%s", customer ? customer : "");
-    adm->reserve_usd = reserve_usd;
-    adm->tokens_charged = prompt_tokens + output_tokens;
+    adm->reserve_usd = budget_clamp_usd(reserve_usd);
+    adm->tokens_charged = tokens_asked(prompt_tokens, output_tokens);
     if (k) snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
     collect_budgets(g, k, adm);
     bool limits = k && (k->rpm > 0 || k->tpm > 0);
@@ -544,7 +552,7 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
             ask->rpm = k ? k->rpm : 0;
             ask->tpm = k ? k->tpm : 0;
             ask->tokens = adm->tokens_charged;
-            ask->reserve_usd = reserve_usd;
+            ask->reserve_usd = adm->reserve_usd;
             int64_t now = g->now_ms();
             for (size_t i = 0; i < adm->n_applies; i++) {
                 const struct budget_conf *r = adm->applies[i].rule;
@@ -582,7 +590,7 @@ void guard_settle(struct guard *g, struct admission *adm, bool cost_known, doubl
 {
     if (adm->settled) return;
     adm->settled = true;
-    double actual = cost_known ? cost_usd : 0;
+    double actual = cost_known ? budget_clamp_usd(cost_usd) : 0;
     if (adm->held) {
         budget_settle(&adm->hold, actual);
         adm->held = false;
