@@ -217,6 +217,12 @@ static void test_json_scan_parse_checked_refuses_duplicate_keys(void **state)
     expect_fault("{\"model\":\"x\",\"mod\\u0065l\":\"y\"}", 30, JSON_SCAN_DUPLICATE_KEY,
                  "mod\\u0065l", "");
     expect_fault("{\"o\":{\"k\":1,\"k\":2}}", 19, JSON_SCAN_DUPLICATE_KEY, "o.k", "");
+    /* Around the switch from pairwise comparison to the hash set (more than 8 keys). */
+    const char *nine = "{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"a\":1}";
+    expect_fault(nine, strlen(nine), JSON_SCAN_DUPLICATE_KEY, "a", "");
+    const char *ten = "{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,"
+                      "\"h\":1}";
+    expect_fault(ten, strlen(ten), JSON_SCAN_DUPLICATE_KEY, "h", "");
     /* The same key in different objects is fine. */
     struct arena *a = arena_new(1024);
     struct json_scan s;
