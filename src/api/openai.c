@@ -310,12 +310,11 @@ static int scan_refused(const struct field_rule *rules, const struct json_scan *
                              "double",
                              path, n, text, n == 40 ? "..." : "");
     case JSON_SCAN_DUPLICATE_KEY:
-        json_scan_path(s, f->tok, path, sizeof path);
         n = token_text(s, f->tok, &text);
-        if (strcspn(path, ".[") == strlen(path)) /* a member of the body itself */
+        if (f->container <= 0) /* a member of the body itself */
             return err_set(err, 400, "invalid_request_error", "invalid_json",
                            "request body has the key \"%.*s\" more than once", n, text);
-        *strrchr(path, '.') = '\0';
+        json_scan_path(s, f->container, path, sizeof path);
         return err_set(err, 400, "invalid_request_error", "invalid_json",
                        "\"%s\" has the key \"%.*s\" more than once", path, n, text);
     case JSON_SCAN_INVALID:

@@ -395,7 +395,8 @@ static int text_end(const jsmntok_t *t)
 static int fail(struct walk *w, enum json_scan_status status, int tok, size_t offset,
                 const char *why)
 {
-    *w->fault = (struct json_scan_fault){status, tok, offset, why};
+    int container = w->depth > 0 ? w->stack[w->depth - 1].tok : -1;
+    *w->fault = (struct json_scan_fault){status, tok, container, offset, why};
     return -1;
 }
 
@@ -513,7 +514,7 @@ static int walk_tokens(struct walk *w)
 int json_scan_parse_checked(struct json_scan *s, const char *js, size_t len, struct arena *arena,
                             const struct json_scan_limits *lim, struct json_scan_fault *fault)
 {
-    *fault = (struct json_scan_fault){JSON_SCAN_OK, -1, 0, ""};
+    *fault = (struct json_scan_fault){JSON_SCAN_OK, -1, -1, 0, ""};
     jsmntok_t *tok = NULL;
     int n = 0;
     enum json_scan_status st = tokenize(js, len, arena, lim->max_tokens, &tok, &n);

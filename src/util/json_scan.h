@@ -70,6 +70,7 @@ enum json_scan_status {
 struct json_scan_fault {
     enum json_scan_status status;
     int tok;         /* the offending token (string, key, number), or -1 */
+    int container;   /* the array or object open around it (a duplicate key's object), or -1 */
     size_t offset;   /* byte offset of the problem in the text */
     const char *why; /* static text: "invalid UTF-8", "\u0000 (NUL)", ... or "" */
 };

@@ -80,6 +80,12 @@ static void test_openai_parse_request_rejects_malformed_json(void **state)
     expect_400(OPENAI_CHAT,
                "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"model\":\"other\"}",
                "invalid_json", NULL, "key \"model\" more than once");
+    /* Keys that look like paths (found by fuzzing: this one crashed the message). */
+    expect_400(OPENAI_CHAT, "{\"e [\":6,\"e [\":6}", "invalid_json", NULL,
+               "request body has the key \"e [\" more than once");
+    expect_400(OPENAI_CHAT,
+               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"x\":{\"a.b\":1,\"a.b\":2}}]}",
+               "invalid_json", NULL, "\"messages[0].x\" has the key \"a.b\" more than once");
 }
 
 static void test_openai_parse_request_names_wrong_typed_field(void **state)
