@@ -9,7 +9,8 @@
  * bodies before issue #9. The quadratic build can only time json_scan_parse.
  *
  * Usage: build/bench/parse_bench[_quadratic] MIB... (default 1 3 10)
- * Prints one Markdown table row per size.
+ *        build/bench/parse_bench --shapes   the costliest body shapes found, best of 5
+ * Prints Markdown tables.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,8 @@ static double time_scan(const char *body, size_t len, int *tokens)
 /* ms for one checked scan with room for every token (the whole strict walk). */
 static double time_checked(const char *body, size_t len)
 {
-    static const struct json_scan_limits roomy = {.max_tokens = 1 << 30, .max_depth = 128};
+    static const struct json_scan_limits roomy = {
+        .max_tokens = 1 << 30, .max_depth = 128, .max_members = 1 << 30};
     struct arena *a = arena_new(1 << 16);
     struct json_scan s;
     struct json_scan_fault f;
@@ -88,8 +90,76 @@ static double time_request(const char *body, size_t len, int *status)
 }
 #endif
 
+#ifndef JSON_SCAN_QUADRATIC
+/* Body shapes that each stress one part of the checked scan, built into b (10 MiB). */
+static size_t shape(int which, char *b, size_t cap, const char **name)
+{
+    size_t n = (size_t)sprintf(b, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]");
+    switch (which) {
+    case 0: /* keys: eight objects just under the 65,536-member limit, all hashed */
+        *name = "8 objects of 65,000 keys";
+        for (int o = 0; o < 8; o++) {
+            n += (size_t)sprintf(b + n, ",\"o%d\":{", o);
+            for (int i = 0; i < 65000; i++)
+                n += (size_t)sprintf(b + n, "%s\"k%d\":0", i ? "," : "", i);
+            b[n++] = '}';
+        }
+        break;
+    case 1: /* numbers: just under the value limit */
+        *name = "1,040,000 numbers in one array";
+        n += (size_t)sprintf(b + n, ",\"x\":[0");
+        for (int i = 1; i < 1040000; i++) n += (size_t)sprintf(b + n, ",%d", i % 10);
+        b[n++] = ']';
+        break;
+    case 2: /* UTF-8 validation: one 10 MiB string of 2-, 3- and 4-byte characters */
+        *name = "10 MiB of multi-byte UTF-8 in one string";
+        n += (size_t)sprintf(b + n, ",\"x\":\"");
+        while (n + 16 < cap) {
+            memcpy(b + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
+            n += 9;
+        }
+        b[n++] = '"';
+        break;
+    default: /* escapes: \u sequences and surrogate pairs to decode and check */
+        *name = "10 MiB of \\u escapes in short strings";
+        n += (size_t)sprintf(b + n, ",\"x\":[\"\\u00e9\\ud83d\\ude00\"");
+        while (n + 32 < cap) n += (size_t)sprintf(b + n, ",\"\\u00e9\\ud83d\\ude00\"");
+        b[n++] = ']';
+        break;
+    }
+    b[n++] = '}';
+    return n;
+}
+
+static int shapes(void)
+{
+    size_t cap = 10u << 20;
+    char *b = malloc(cap + 64);
+    if (b == NULL) return 1;
+    printf("| body shape | size | openai_parse_request, best of 5 | answer |\n");
+    printf("|---|---:|---:|---:|\n");
+    for (int which = 0; which < 4; which++) {
+        const char *name;
+        size_t len = shape(which, b, cap, &name);
+        double best = 1e12;
+        int status = 0;
+        for (int k = 0; k < 5; k++) {
+            double ms = time_request(b, len, &status);
+            if (ms < best) best = ms;
+        }
+        printf("| %s | %.1f MiB | %.1f ms | %d |\n", name, (double)len / 1048576, best, status);
+        fflush(stdout);
+    }
+    free(b);
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv)
 {
+#ifndef JSON_SCAN_QUADRATIC
+    if (argc > 1 && strcmp(argv[1], "--shapes") == 0) return shapes();
+#endif
     static const char *const defaults[] = {"1", "3", "10"};
     int n_sizes = argc > 1 ? argc - 1 : 3;
     const char *const *sizes = argc > 1 ? (const char *const *)argv + 1 : defaults;

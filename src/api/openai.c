@@ -107,6 +107,7 @@ static const struct field_rule embedding_rules[] = {
 static const struct json_scan_limits body_limits = {
     .max_tokens = OPENAI_MAX_JSON_VALUES,
     .max_depth = OPENAI_MAX_DEPTH,
+    .max_members = OPENAI_MAX_OBJECT_MEMBERS,
 };
 
 static int value_of(const struct field_rule *rules, const int *values, const char *name)
@@ -297,6 +298,12 @@ static int scan_refused(const struct field_rule *rules, const struct json_scan *
                        "request body nests arrays and objects more than %d deep (the gateway's "
                        "limit per request)",
                        OPENAI_MAX_DEPTH);
+    case JSON_SCAN_TOO_MANY_MEMBERS:
+        json_scan_path(s, f->tok, path, sizeof path);
+        return invalid(err, "json_too_large", param_of(rules, path),
+                       "%s%s%s has %d keys; an object may have at most %d (the gateway's limit)",
+                       path[0] ? "\"" : "the request body", path, path[0] ? "\"" : "",
+                       json_scan_size(s, f->tok), OPENAI_MAX_OBJECT_MEMBERS);
     case JSON_SCAN_BAD_STRING:
         json_scan_path(s, f->tok, path, sizeof path);
         return invalid_value(err, param_of(rules, path),

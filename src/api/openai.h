@@ -20,10 +20,11 @@ struct arena;
 
 /* Limits on one request body. Each is far above real use and bounds what one body can cost
  * the event loop (docs/limits.md says why each value): keys and values in the body (a 10 MiB
- * body of small values would be ~5 M), nesting, messages per chat request, and OpenAI's
- * own limit on embedding inputs. Past one: 400 naming it. */
+ * body of small values would be ~5 M), nesting, keys in one object, messages per chat
+ * request, and OpenAI's own limit on embedding inputs. Past one: 400 naming it. */
 #define OPENAI_MAX_JSON_VALUES      1048576
 #define OPENAI_MAX_DEPTH            128
+#define OPENAI_MAX_OBJECT_MEMBERS   65536
 #define OPENAI_MAX_MESSAGES         100000
 #define OPENAI_MAX_EMBEDDING_INPUTS 2048
 

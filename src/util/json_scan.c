@@ -274,55 +274,56 @@ static bool number_fits(const char *p, size_t n)
 }
 
 /* ---- duplicate keys ----
- * Most objects are small: their keys are compared pairwise, all in one cache line. Keys of
- * an object with more than SMALL_OBJECT go into a hash set of (object, unescaped key), sized
- * from jsmn's member counts; hashing every key of a large body instead cost a cache miss
- * per key (two thirds of the checked scan's time on 10 MiB of small messages). */
+ * Most objects are small: their keys are compared pairwise, all in one cache line. An object
+ * with more than SMALL_OBJECT keys gets its own hash set of unescaped keys, sized from its
+ * member count (jsmn's): one set for the whole body, and 16-byte slots, cost a cache miss
+ * per key — most of the checked scan's time on a body of many keys. */
 
 #define SMALL_OBJECT 8
 
 struct key_slot {
-    int key; /* key token, -1 empty */
-    int obj; /* its object token */
-    uint64_t hash;
+    int key;       /* key token, -1 empty */
+    uint32_t hash; /* of its unescaped text */
 };
 
 struct key_set {
-    struct key_slot *slots; /* allocated when the first large object needs it */
-    size_t mask, used;
-    size_t capacity_needed; /* keys of all large objects */
-    struct arena *arena;
-    char *scratch[2]; /* unescaped keys, malloc'd and grown; only for keys with escapes */
-    size_t scratch_cap[2];
+    struct key_slot *slots; /* arena */
+    uint32_t mask, used;
+};
+
+/* Unescaped keys, for the rare key with escapes: two scratch buffers, malloc'd and grown. */
+struct key_scratch {
+    char *buf[2];
+    size_t cap[2];
 };
 
 /* The unescaped bytes of key token k: the raw text itself when it has no escapes. */
-static const char *key_text(const struct json_scan *s, struct key_set *ks, int which, int k,
+static const char *key_text(const struct json_scan *s, struct key_scratch *ks, int which, int k,
                             size_t *len)
 {
     const char *p = s->js + s->tok[k].start;
     size_t n = (size_t)(s->tok[k].end - s->tok[k].start);
     *len = n;
     if (memchr(p, '\\', n) == NULL) return p;
-    if (ks->scratch_cap[which] < n) {
-        char *bigger = realloc(ks->scratch[which], n);
+    if (ks->cap[which] < n) {
+        char *bigger = realloc(ks->buf[which], n);
         if (bigger == NULL) return NULL;
-        ks->scratch[which] = bigger;
-        ks->scratch_cap[which] = n;
+        ks->buf[which] = bigger;
+        ks->cap[which] = n;
     }
-    *len = unescape(p, n, ks->scratch[which]);
-    return ks->scratch[which];
+    *len = unescape(p, n, ks->buf[which]);
+    return ks->buf[which];
 }
 
-static uint64_t hash_bytes(const char *p, size_t n, int obj)
+static uint32_t hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)(unsigned)obj;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
     return h;
 }
 
 /* Whether key tokens a and b unescape to the same bytes: 1, 0, or -1 when out of memory. */
-static int keys_equal(const struct json_scan *s, struct key_set *ks, int a, int b)
+static int keys_equal(const struct json_scan *s, struct key_scratch *ks, int a, int b)
 {
     size_t alen, blen;
     const char *at = key_text(s, ks, 0, a, &alen), *bt = key_text(s, ks, 1, b, &blen);
@@ -330,33 +331,35 @@ static int keys_equal(const struct json_scan *s, struct key_set *ks, int a, int 
     return alen == blen && memcmp(at, bt, alen) == 0;
 }
 
-static int key_set_alloc(struct key_set *ks)
+/* A set for an object of `members` keys (load <= 1/2). */
+static int key_set_init(struct key_set *set, struct arena *arena, int members)
 {
-    size_t slots = 16;
-    while (slots < 2 * ks->capacity_needed) slots *= 2; /* load <= 1/2 */
-    if ((ks->slots = arena_alloc(ks->arena, slots * sizeof *ks->slots)) == NULL) return -1;
-    for (size_t i = 0; i < slots; i++) ks->slots[i].key = -1;
-    ks->mask = slots - 1;
+    uint32_t slots = 16;
+    while (slots < 2 * (uint32_t)members) slots *= 2;
+    if ((set->slots = arena_alloc(arena, slots * sizeof *set->slots)) == NULL) return -1;
+    for (uint32_t i = 0; i < slots; i++) set->slots[i].key = -1;
+    set->mask = slots - 1;
+    set->used = 0;
     return 0;
 }
 
-/* Adds key token k of object obj: 1 when it is new, 0 when obj already has it, -1 OOM. */
-static int key_set_add(const struct json_scan *s, struct key_set *ks, int obj, int k)
+/* Adds key token k: 1 when it is new, 0 when the set has it already, -1 OOM. */
+static int key_set_add(const struct json_scan *s, struct key_set *set, struct key_scratch *ks,
+                       int k)
 {
     size_t len, olen;
-    if (ks->slots == NULL && key_set_alloc(ks) != 0) return -1;
-    if (2 * (ks->used + 1) > ks->mask + 1) return -1; /* sized from jsmn's counts: never */
+    if (2 * (set->used + 1) > set->mask + 1) return -1; /* sized from jsmn's count: never */
     const char *text = key_text(s, ks, 0, k, &len);
     if (text == NULL) return -1;
-    uint64_t h = hash_bytes(text, len, obj);
-    for (size_t i = (size_t)h & ks->mask;; i = (i + 1) & ks->mask) {
-        struct key_slot *slot = &ks->slots[i];
+    uint32_t h = hash_bytes(text, len);
+    for (uint32_t i = h & set->mask;; i = (i + 1) & set->mask) {
+        struct key_slot *slot = &set->slots[i];
         if (slot->key < 0) {
-            *slot = (struct key_slot){k, obj, h};
-            ks->used++;
+            *slot = (struct key_slot){k, h};
+            set->used++;
             return 1;
         }
-        if (slot->hash != h || slot->obj != obj) continue;
+        if (slot->hash != h) continue;
         const char *other = key_text(s, ks, 1, slot->key, &olen);
         if (other == NULL) return -1;
         if (olen == len && memcmp(other, text, len) == 0) return 0;
@@ -371,15 +374,17 @@ struct frame {
     int last;               /* offset just past its last child so far (or its opening bracket) */
     int children;           /* direct children so far; an object's keys and values both count */
     int keys[SMALL_OBJECT]; /* an object's first keys */
+    struct key_set set;     /* all its keys, once it has more than SMALL_OBJECT */
 };
 
 struct walk {
     const struct json_scan *s;
     const struct json_scan_limits *lim;
     struct json_scan_fault *fault;
+    struct arena *arena;
     struct frame *stack;
     int depth;
-    struct key_set keys;
+    struct key_scratch scratch;
 };
 
 static int text_start(const jsmntok_t *t)
@@ -429,16 +434,18 @@ static int add_key(struct walk *w, struct frame *f, int k)
     int before = (f->children - 1) / 2; /* keys of this object before k */
     if (before < SMALL_OBJECT) {
         for (int j = 0; j < before; j++) {
-            int same = keys_equal(w->s, &w->keys, f->keys[j], k);
+            int same = keys_equal(w->s, &w->scratch, f->keys[j], k);
             if (same != 0) return same < 0 ? -1 : 0;
         }
         f->keys[before] = k;
         return 1;
     }
-    if (before == SMALL_OBJECT) /* it outgrew pairwise checks: its keys so far join the set */
+    if (before == SMALL_OBJECT) { /* it outgrew pairwise checks: its keys so far join a set */
+        if (key_set_init(&f->set, w->arena, w->s->tok[f->tok].size) != 0) return -1;
         for (int j = 0; j < SMALL_OBJECT; j++)
-            if (key_set_add(w->s, &w->keys, f->tok, f->keys[j]) < 0) return -1;
-    return key_set_add(w->s, &w->keys, f->tok, k);
+            if (key_set_add(w->s, &f->set, &w->scratch, f->keys[j]) < 0) return -1;
+    }
+    return key_set_add(w->s, &f->set, &w->scratch, k);
 }
 
 /* Token i as a child of the innermost open container: the separator before it, and whether
@@ -492,7 +499,9 @@ static int check_token(struct walk *w, int i)
     case JSMN_ARRAY:
         if (w->depth == w->lim->max_depth)
             return fail(w, JSON_SCAN_TOO_DEEP, i, (size_t)t->start, "");
-        w->stack[w->depth++] = (struct frame){i, t->end, t->start + 1, 0, {0}};
+        if (t->type == JSMN_OBJECT && t->size > w->lim->max_members)
+            return fail(w, JSON_SCAN_TOO_MANY_MEMBERS, i, (size_t)t->start, "");
+        w->stack[w->depth++] = (struct frame){i, t->end, t->start + 1, 0, {0}, {NULL, 0, 0}};
         return 0;
     default:
         return fail(w, JSON_SCAN_INVALID, i, (size_t)t->start, "");
@@ -527,19 +536,16 @@ int json_scan_parse_checked(struct json_scan *s, const char *js, size_t len, str
         .s = s,
         .lim = lim,
         .fault = fault,
+        .arena = arena,
         .stack = arena_alloc(arena, (size_t)lim->max_depth * sizeof(struct frame)),
-        .keys = {.arena = arena},
     };
     if (w.stack == NULL) {
         fault->status = JSON_SCAN_OOM;
         return -1;
     }
-    for (int i = 0; i < n; i++)
-        if (tok[i].type == JSMN_OBJECT && tok[i].size > SMALL_OBJECT)
-            w.keys.capacity_needed += (size_t)tok[i].size;
     int rc = walk_tokens(&w);
-    free(w.keys.scratch[0]);
-    free(w.keys.scratch[1]);
+    free(w.scratch.buf[0]);
+    free(w.scratch.buf[1]);
     return rc;
 }
 
@@ -551,17 +557,17 @@ int json_scan_skip(const struct json_scan *s, int i)
     return j;
 }
 
-/* Whether key token k, unescaped, is `key` (klen bytes). Raw text is compared first; a key
- * with escapes is unescaped into a small buffer (n raw bytes never unescape to fewer than
- * n / 6, so a longer one cannot be any name we look up). */
+/* Whether key token k, unescaped, is `key` (klen bytes, no backslash in it). The raw text
+ * usually settles it; a key with escapes is unescaped into a small buffer (unescaping
+ * only shortens, by at most 6 to 1, so a shorter key or one over 6 * klen cannot match). */
 static bool key_is(const struct json_scan *s, int k, const char *key, size_t klen)
 {
     const char *p = s->js + s->tok[k].start;
     size_t n = (size_t)(s->tok[k].end - s->tok[k].start);
-    if (s->tok[k].type != JSMN_STRING) return false;
-    if (memchr(p, '\\', n) == NULL) return n == klen && memcmp(p, key, klen) == 0;
+    if (s->tok[k].type != JSMN_STRING || n < klen || (p[0] != key[0] && p[0] != '\\')) return false;
+    if (n == klen && memcmp(p, key, klen) == 0) return true;
     char buf[256];
-    if (n > sizeof buf) return false;
+    if (n > sizeof buf || n > 6 * klen || memchr(p, '\\', n) == NULL) return false;
     return unescape(p, n, buf) == klen && memcmp(buf, key, klen) == 0;
 }
 
@@ -580,12 +586,16 @@ int json_scan_get(const struct json_scan *s, int obj, const char *key)
 void json_scan_members(const struct json_scan *s, int obj, const char *const *keys, size_t n,
                        int *out)
 {
-    for (size_t k = 0; k < n; k++) out[k] = -1;
+    size_t len[64];
+    for (size_t k = 0; k < n; k++) {
+        out[k] = -1;
+        len[k] = k < 64 ? strlen(keys[k]) : 0;
+    }
     if (obj < 0 || obj >= s->n || s->tok[obj].type != JSMN_OBJECT) return;
     int i = obj + 1;
     for (int m = 0; m < s->tok[obj].size && i + 1 < s->n; m++) {
-        for (size_t k = 0; k < n; k++)
-            if (out[k] < 0 && key_is(s, i, keys[k], strlen(keys[k]))) {
+        for (size_t k = 0; k < n && k < 64; k++)
+            if (out[k] < 0 && key_is(s, i, keys[k], len[k])) {
                 out[k] = i + 1;
                 break;
             }

@@ -51,19 +51,21 @@ int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct aren
 
 /* Bounds on one scan: what any one body may cost the event loop in CPU and memory. */
 struct json_scan_limits {
-    int max_tokens; /* keys and values in the text (> 0) */
-    int max_depth;  /* arrays and objects inside each other (> 0) */
+    int max_tokens;  /* keys and values in the text (> 0) */
+    int max_depth;   /* arrays and objects inside each other (> 0) */
+    int max_members; /* keys in any one object (> 0) */
 };
 
 enum json_scan_status {
     JSON_SCAN_OK = 0,
-    JSON_SCAN_INVALID,         /* not one JSON value (offset says where) */
-    JSON_SCAN_OOM,             /* out of memory */
-    JSON_SCAN_TOO_MANY_TOKENS, /* more than limits.max_tokens keys and values */
-    JSON_SCAN_TOO_DEEP,        /* nested deeper than limits.max_depth */
-    JSON_SCAN_BAD_STRING,      /* a string or key jansson refuses (why says how) */
-    JSON_SCAN_BAD_NUMBER,      /* an integer beyond int64 or a number beyond double */
-    JSON_SCAN_DUPLICATE_KEY,   /* an object has a key twice (compared unescaped) */
+    JSON_SCAN_INVALID,          /* not one JSON value (offset says where) */
+    JSON_SCAN_OOM,              /* out of memory */
+    JSON_SCAN_TOO_MANY_TOKENS,  /* more than limits.max_tokens keys and values */
+    JSON_SCAN_TOO_DEEP,         /* nested deeper than limits.max_depth */
+    JSON_SCAN_TOO_MANY_MEMBERS, /* an object with more than limits.max_members keys */
+    JSON_SCAN_BAD_STRING,       /* a string or key jansson refuses (why says how) */
+    JSON_SCAN_BAD_NUMBER,       /* an integer beyond int64 or a number beyond double */
+    JSON_SCAN_DUPLICATE_KEY,    /* an object has a key twice (compared unescaped) */
 };
 
 /* Why a checked scan refused the text. */
@@ -95,8 +97,8 @@ int json_scan_skip(const struct json_scan *s, int i);
  *  JSON readers upstream see them ("mod\u0065l" is "model"). */
 int json_scan_get(const struct json_scan *s, int obj, const char *key);
 
-/** One pass over object `obj`: out[k] = value token of member keys[k], or -1 (n keys). Use
- *  it instead of several json_scan_get calls, which each walk the object. */
+/** One pass over object `obj`: out[k] = value token of member keys[k], or -1 (n <= 64 keys).
+ *  Use it instead of several json_scan_get calls, which each walk the object. */
 void json_scan_members(const struct json_scan *s, int obj, const char *const *keys, size_t n,
                        int *out);
 

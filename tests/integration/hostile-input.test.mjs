@@ -27,10 +27,13 @@ before(async () => {
     backends: [
       { name: 'up', url: up.url },
       { name: 'local', type: 'local', fields: { model_path: `"${MODEL}"`, parallel: 2, threads: 2, ctx_size: 512 } },
+      // A short context: "until the context is full" ends within a few dozen tokens.
+      { name: 'short', type: 'local', fields: { model_path: `"${MODEL}"`, parallel: 1, threads: 1, ctx_size: 64 } },
     ],
     models: [
       { name: 'chat', targets: [{ backend: 'up', model: 'ok', price: { input: 1, output: 1 } }] },
       { name: 'tiny', targets: [{ backend: 'local', model: 'tiny' }] },
+      { name: 'tiny-short', targets: [{ backend: 'short', model: 'tiny' }] },
     ],
   });
   gw = await startGateway(yaml, { env: { MK } });
@@ -114,13 +117,18 @@ test('100,000 small messages: parsed in linear time, /health answers meanwhile',
   assert.match(over.json.error.message, /at most 100000/);
 });
 
-test('300,000 keys in one object: linear duplicate check, prompt answer; a late duplicate is found', async () => {
-  const keys = Array.from({ length: 300000 }, (_, i) => `"k${i}":0`).join(',');
-  const r = await promptlyWithHealth(`{"model":"nope","messages":[{"role":"user"}],${keys}}`, 3000 * SCALE);
-  assert.equal(r.status, 404);
-  const dup = await post(`{"model":"chat","messages":[{"role":"user"}],${keys},"k299999":1}`);
+test('300,000 keys in one object: refused promptly naming the limit; a late duplicate is found', async () => {
+  const keys = (n) => Array.from({ length: n }, (_, i) => `"k${i}":0`).join(',');
+  const r = await promptlyWithHealth(`{"model":"nope","messages":[{"role":"user"}],"o":{${keys(300000)}}}`, 3000 * SCALE);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'json_too_large');
+  assert.match(r.json.error.message, /"o" has 300000 keys; an object may have at most 65536/);
+  // Just under the limit: parsed (404: no such model), and a duplicate at the end is found.
+  const under = await promptlyWithHealth(`{"model":"nope","messages":[{"role":"user"}],${keys(65000)}}`, 3000 * SCALE);
+  assert.equal(under.status, 404);
+  const dup = await post(`{"model":"chat","messages":[{"role":"user"}],${keys(65000)},"k64999":1}`);
   assert.equal(dup.status, 400);
-  assert.match(dup.json.error.message, /key "k299999" more than once/);
+  assert.match(dup.json.error.message, /key "k64999" more than once/);
   // The same key spelled with an escape is the same key to every JSON reader upstream.
   const escaped = await post('{"model":"chat","messages":[{"role":"user"}],"mod\\u0065l":"other"}');
   assert.equal(escaped.status, 400);
@@ -185,7 +193,7 @@ test('numbers past int64 or outside documented ranges: 400 naming the field', as
 
 test('max_tokens past 2^32 on the local model is not cut to a few tokens', async () => {
   // The worker cast max_tokens to int: 2^32 + 1 became 1.
-  const r = await post('{"model":"tiny","temperature":0,"max_tokens":4294967297,"messages":[{"role":"user","content":"hi"}]}');
+  const r = await post('{"model":"tiny-short","temperature":0,"max_tokens":4294967297,"messages":[{"role":"user","content":"hi"}]}');
   assert.equal(r.status, 200, r.text);
   assert.ok(r.json.usage.completion_tokens > 1, `${r.json.usage.completion_tokens} tokens`);
 });

@@ -249,6 +249,18 @@ static void test_openai_parse_request_enforces_body_limits(void **state)
         else
             expect_400(OPENAI_EMBEDDINGS, body, "json_too_deep", NULL, "more than 128 deep");
     }
+    /* keys in one object */
+    for (int extra = 0; extra < 2; extra++) {
+        n = (size_t)sprintf(body, "{\"model\":\"m\",\"input\":\"x\",\"o\":{");
+        for (int i = 0; i < OPENAI_MAX_OBJECT_MEMBERS + extra; i++)
+            n += (size_t)sprintf(body + n, "%s\"k%d\":0", i ? "," : "", i);
+        sprintf(body + n, "}}");
+        if (extra == 0)
+            assert_non_null(parse(OPENAI_EMBEDDINGS, body, &e));
+        else
+            expect_400(OPENAI_EMBEDDINGS, body, "json_too_large", NULL,
+                       "\"o\" has 65537 keys; an object may have at most 65536");
+    }
     /* embedding inputs */
     n = (size_t)sprintf(body, "{\"model\":\"m\",\"input\":[");
     for (int i = 0; i <= OPENAI_MAX_EMBEDDING_INPUTS; i++)

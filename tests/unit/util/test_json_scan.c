@@ -71,7 +71,8 @@ static void test_json_scan_parse_rejects_invalid_json(void **state)
     arena_free(a);
 }
 
-static const struct json_scan_limits roomy = {.max_tokens = 1 << 20, .max_depth = 64};
+static const struct json_scan_limits roomy = {
+    .max_tokens = 1 << 20, .max_depth = 64, .max_members = 1 << 20};
 
 static int scan_checked(struct arena *a, const char *js, size_t len, struct json_scan *s,
                         struct json_scan_fault *f)
@@ -238,13 +239,18 @@ static void test_json_scan_parse_checked_enforces_limits(void **state)
     struct arena *a = arena_new(1024);
     struct json_scan s;
     struct json_scan_fault f;
-    const struct json_scan_limits tight = {.max_tokens = 5, .max_depth = 3};
-    assert_int_equal(json_scan_parse_checked(&s, "[1,2,3,4]", 9, a, &tight, &f), 0);
-    assert_int_equal(json_scan_parse_checked(&s, "[1,2,3,4,5]", 11, a, &tight, &f), -1);
+    const struct json_scan_limits tight = {.max_tokens = 8, .max_depth = 3, .max_members = 2};
+    assert_int_equal(json_scan_parse_checked(&s, "[1,2,3,4,5,6,7]", 15, a, &tight, &f), 0);
+    assert_int_equal(json_scan_parse_checked(&s, "[1,2,3,4,5,6,7,8]", 17, a, &tight, &f), -1);
     assert_int_equal(f.status, JSON_SCAN_TOO_MANY_TOKENS);
     assert_int_equal(json_scan_parse_checked(&s, "[[[1]]]", 7, a, &tight, &f), 0);
     assert_int_equal(json_scan_parse_checked(&s, "[[[[1]]]]", 9, a, &tight, &f), -1);
     assert_int_equal(f.status, JSON_SCAN_TOO_DEEP);
+    assert_int_equal(json_scan_parse_checked(&s, "[{\"a\":1,\"b\":2}]", 15, a, &tight, &f), 0);
+    assert_int_equal(json_scan_parse_checked(&s, "[{\"a\":1,\"b\":2,\"c\":3}]", 21, a, &tight, &f),
+                     -1);
+    assert_int_equal(f.status, JSON_SCAN_TOO_MANY_MEMBERS);
+    assert_int_equal(f.tok, 1);
     arena_free(a);
 }
 
