@@ -98,7 +98,20 @@ $(OUT)/bench/%: bench/guard/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  CC  $@"
 	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_MODE) $(BASE_LIBS)
-bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench $(OUT)/bench/ledger_bench
+$(OUT)/bench/%: bench/parse/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  CC  $@"
+	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_MODE) $(BASE_LIBS)
+# The same benchmark against the scanner as it was before issue #9 (jsmn without parent
+# links), from the same json_scan.c with one macro: bench/parse/run compares the two.
+QUADRATIC_SRC := src/util/json_scan.c src/util/arena.c src/util/utf8.c
+$(OUT)/bench/parse_bench_quadratic: bench/parse/parse_bench.c $(QUADRATIC_SRC) src/util/json_scan.h
+	@mkdir -p $(dir $@)
+	@echo "  CC  $@"
+	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -DJSON_SCAN_QUADRATIC -o $@ $< \
+	    $(QUADRATIC_SRC) $(LDFLAGS_MODE) -lm
+bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench $(OUT)/bench/ledger_bench \
+	$(OUT)/bench/parse_bench $(OUT)/bench/parse_bench_quadratic
 
 # Every public header must compile on its own (catches missing includes).
 headers:

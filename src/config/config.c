@@ -1000,7 +1000,18 @@ static int parse_auth(struct loader *ld, const yaml_node_t *n, struct auth_conf 
     const yaml_node_t *k = get(ld, n, "master_key");
     if (k == NULL) return fail_at(ld, n, "auth: missing required key 'master_key'");
     if (resolve_secret(ld, k, &a->master_key, "master_key", "auth")) return -1;
-    if (strlen(a->master_key.value) < 16)
+    /* Clients' keys are trimmed of spaces (guard_authenticate), so a master key that is only
+     * spaces, or starts or ends with one, could never be presented. Named by reference. */
+    const char *v = a->master_key.value;
+    size_t len = strlen(v);
+    if (strspn(v, " ") == len)
+        return fail_at(ld, k, "master_key (%s) resolves to only whitespace", a->master_key.ref);
+    if (v[0] == ' ' || v[len - 1] == ' ')
+        return fail_at(ld, k,
+                       "master_key (%s) starts or ends with a space, which no client can send "
+                       "(the Authorization header is trimmed)",
+                       a->master_key.ref);
+    if (len < 16)
         return fail_at(ld, k, "master_key must be at least 16 characters (it guards every key)");
     return get_long(ld, n, "refresh_ms", &a->refresh_ms, 100, 3600000);
 }

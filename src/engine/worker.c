@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,13 +171,21 @@ static double num(const json_t *o, const char *k, double dflt)
     return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
+/* An integer setting as the engine's int: beyond it means "no limit" anyway (max_tokens may
+ * be anything up to 2^63 - 1; a cast wrapped 2^32 to 0, which the engine reads as
+ * unlimited). */
+static int clamp_int(double v, int lo, int hi)
+{
+    return v != v || v < lo ? lo : v > hi ? hi : (int)v;
+}
+
 static int read_sampling(json_t *body, struct engine_sampling *s, const char **stops,
                          size_t max_stops, struct err *err)
 {
     *s = engine_default_sampling();
     s->temperature = (float)num(body, "temperature", 1.0);
     s->top_p = (float)num(body, "top_p", 1.0);
-    s->top_k = (int)num(body, "top_k", 0);
+    s->top_k = clamp_int(num(body, "top_k", 0), 0, INT_MAX);
     s->min_p = (float)num(body, "min_p", 0);
     s->presence_penalty = (float)num(body, "presence_penalty", 0);
     s->frequency_penalty = (float)num(body, "frequency_penalty", 0);
@@ -184,7 +193,7 @@ static int read_sampling(json_t *body, struct engine_sampling *s, const char **s
     if (json_is_integer(seed)) s->seed = (uint32_t)json_integer_value(seed);
     const json_t *mt = json_object_get(body, "max_completion_tokens");
     if (!json_is_integer(mt)) mt = json_object_get(body, "max_tokens");
-    s->max_tokens = json_is_integer(mt) ? (int)json_integer_value(mt) : 0;
+    s->max_tokens = json_is_integer(mt) ? clamp_int((double)json_integer_value(mt), 1, INT_MAX) : 0;
     const json_t *stop = json_object_get(body, "stop");
     if (json_is_string(stop)) {
         stops[0] = json_string_value(stop);
@@ -237,9 +246,15 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
     c->want_usage = oreq.want_usage;
     c->created = (long)time(NULL);
     snprintf(c->id, sizeof c->id, "%s-%llu", chat ? "chatcmpl" : "cmpl", ++w->next_id);
-    c->body = json_loadb(bytes, len, 0, NULL);
+    json_error_t jerr;
+    c->body = json_loadb(bytes, len, 0, &jerr);
+    if (c->body == NULL) { /* openai_parse_request lets through only what jansson reads */
+        err_set(&e, 400, "invalid_request_error", "invalid_json", "request body: %s", jerr.text);
+        http_respond_error(req, &e);
+        return;
+    }
     c->text = evbuffer_new();
-    if (c->body == NULL || c->text == NULL) {
+    if (c->text == NULL) {
         err_oom(&e);
         http_respond_error(req, &e);
         return;
@@ -368,7 +383,13 @@ static void handle_embeddings(struct worker *w, struct http_request *req)
         http_respond_error(req, &e);
         return;
     }
-    json_t *body = json_loadb(bytes, len, 0, NULL);
+    json_error_t jerr;
+    json_t *body = json_loadb(bytes, len, 0, &jerr);
+    if (body == NULL) { /* openai_parse_request lets through only what jansson reads */
+        err_set(&e, 400, "invalid_request_error", "invalid_json", "request body: %s", jerr.text);
+        http_respond_error(req, &e);
+        return;
+    }
     json_t *input = json_object_get(body, "input");
     size_t n = json_is_array(input) ? json_array_size(input) : 1;
     const char **inputs = arena_calloc(req->arena, n ? n : 1, sizeof *inputs);

@@ -51,6 +51,12 @@ int64_t budget_period_end(enum budget_period p, int64_t ms)
     return month_to;
 }
 
+double budget_clamp_usd(double usd)
+{
+    if (usd != usd || usd > BUDGET_MAX_USD) return BUDGET_MAX_USD;
+    return usd > 0 ? usd : 0;
+}
+
 struct budget_book *budget_book_new(void)
 {
     return calloc(1, sizeof(struct budget_book));
@@ -112,7 +118,7 @@ int budget_book_seed(struct budget_book *b, enum budget_scope scope, enum budget
 {
     struct budget_entry *e = entry(b, scope, period, name, now_ms, true);
     if (e == NULL) return -1;
-    e->spent += usd;
+    e->spent += budget_clamp_usd(usd);
     return 0;
 }
 
@@ -129,6 +135,7 @@ int budget_admit(struct budget_book *b, const struct budget_applies *applies, si
 {
     memset(v, 0, sizeof *v);
     memset(hold, 0, sizeof *hold);
+    reserve_usd = budget_clamp_usd(reserve_usd);
     struct budget_entry *es[BUDGET_MAX_RULES];
     double tightest = -1; /* the largest fraction used, for the reason text */
     for (size_t i = 0; i < n && i < BUDGET_MAX_RULES; i++) {
@@ -182,6 +189,7 @@ void budget_describe(const struct budget_applies *a, double used, bool refused, 
 
 void budget_settle(struct budget_hold *hold, double actual_usd)
 {
+    actual_usd = budget_clamp_usd(actual_usd);
     for (size_t i = 0; i < hold->n; i++) {
         hold->entries[i]->reserved -= hold->amount;
         if (hold->entries[i]->reserved < 1e-12) hold->entries[i]->reserved = 0;

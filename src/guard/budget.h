@@ -54,6 +54,14 @@ struct budget_verdict {
     int64_t reset_ms;       /* wall clock, when the rejecting budget's period ends */
 };
 
+/* The largest amount a counter takes in one step: a request for 2^63 tokens prices at
+ * ~1e13 dollars, and counters must stay finite and exact to the cent around it. */
+#define BUDGET_MAX_USD 1e9
+
+/** `usd` as an amount counters can hold: NaN and anything above BUDGET_MAX_USD become
+ *  BUDGET_MAX_USD (a cost nobody can tell holds the most, never nothing), negatives 0. */
+double budget_clamp_usd(double usd);
+
 struct budget_book *budget_book_new(void);
 void budget_book_free(struct budget_book *b);
 

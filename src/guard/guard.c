@@ -241,11 +241,31 @@ void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
 
 /* ---- authentication ----------------------------------------------------------------- */
 
+/* How many Authorization headers the request carries. */
+static size_t authorization_headers(const struct http_request *req)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, "authorization") == 0) n++;
+    return n;
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t'; /* optional whitespace around a header value (RFC 9110) */
+}
+
 int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
                        struct principal *out, struct err *err)
 {
     memset(out, 0, sizeof *out);
     if (!g->auth) return 0;
+    /* Two keys in one request: we would check the first while a proxy in front, or a log,
+     * may take the other. Refused rather than guessed. */
+    size_t n_auth = authorization_headers(req);
+    if (n_auth > 1)
+        return err_set(err, 400, "invalid_request_error", "duplicate_header",
+                       "the request has %zu Authorization headers; send exactly one", n_auth);
     const char *h = http_request_header(req, "authorization");
     if (h == NULL || h[0] == '\0')
         return err_set(err, 401, "invalid_request_error", "missing_api_key",
@@ -254,9 +274,9 @@ int guard_authenticate(struct guard *g, const struct http_request *req, bool adm
         return err_set(err, 401, "invalid_request_error", "invalid_api_key",
                        "the Authorization header must be 'Bearer <key>'");
     const char *secret = h + 7;
-    while (*secret == ' ') secret++;
+    while (blank(*secret)) secret++;
     size_t len = strlen(secret);
-    while (len > 0 && secret[len - 1] == ' ') len--;
+    while (len > 0 && blank(secret[len - 1])) len--;
     char hash[65];
     keys_hash(secret, len, hash);
     if (CRYPTO_memcmp(hash, g->master_hash, 64) == 0) {
@@ -515,6 +535,14 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
     done(done_ud, rc, &e);
 }
 
+/* What a request is charged against TPM up front: prompt estimate + max_tokens, saturating
+ * (max_tokens may be anything up to 2^63 - 1; a wrapped sum once read as a tiny charge). */
+static int64_t tokens_asked(long prompt_tokens, long output_tokens)
+{
+    int64_t p = prompt_tokens > 0 ? prompt_tokens : 0, o = output_tokens > 0 ? output_tokens : 0;
+    return p > INT64_MAX - o ? INT64_MAX : p + o;
+}
+
 void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
                  const struct model_conf *model, const char *customer, long prompt_tokens,
                  long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
@@ -531,8 +559,8 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
         return;
     }
     snprintf(adm->customer, sizeof adm->customer, "%s", customer ? customer : "");
-    adm->reserve_usd = reserve_usd;
-    adm->tokens_charged = prompt_tokens + output_tokens;
+    adm->reserve_usd = budget_clamp_usd(reserve_usd);
+    adm->tokens_charged = tokens_asked(prompt_tokens, output_tokens);
     if (k) snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
     collect_budgets(g, k, adm);
     bool limits = k && (k->rpm > 0 || k->tpm > 0);
@@ -544,7 +572,7 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
             ask->rpm = k ? k->rpm : 0;
             ask->tpm = k ? k->tpm : 0;
             ask->tokens = adm->tokens_charged;
-            ask->reserve_usd = reserve_usd;
+            ask->reserve_usd = adm->reserve_usd;
             int64_t now = g->now_ms();
             for (size_t i = 0; i < adm->n_applies; i++) {
                 const struct budget_conf *r = adm->applies[i].rule;
@@ -582,7 +610,7 @@ void guard_settle(struct guard *g, struct admission *adm, bool cost_known, doubl
 {
     if (adm->settled) return;
     adm->settled = true;
-    double actual = cost_known ? cost_usd : 0;
+    double actual = cost_known ? budget_clamp_usd(cost_usd) : 0;
     if (adm->held) {
         budget_settle(&adm->hold, actual);
         adm->held = false;

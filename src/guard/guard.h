@@ -3,7 +3,9 @@
  *
  *   guard_authenticate  Authorization: Bearer <master key | virtual key> → a principal, or
  *                       401 (missing, unknown, revoked, expired) / 403 (admin with a
- *                       virtual key). Without auth.master_key every caller is "open".
+ *                       virtual key) / 400 duplicate_header (more than one Authorization
+ *                       header). Spaces and tabs around the key are ignored. Without
+ *                       auth.master_key every caller is "open".
  *   guard_admit         for one model request: the key's model list (403), its RPM and TPM
  *                       (429 rate_limit_exceeded, Retry-After, x-ratelimit-* headers), then
  *                       budgets of key, team and customer (429 budget_exceeded with the
@@ -88,7 +90,7 @@ void guard_free(struct guard *g);
 
 bool guard_auth_enabled(const struct guard *g);
 
-/** @return 0 with `out` filled, or -1 with `err` (401/403). `admin`: an /admin call. */
+/** @return 0 with `out` filled, or -1 with `err` (400/401/403). `admin`: an /admin call. */
 int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
                        struct principal *out, struct err *err);
 

@@ -27,11 +27,13 @@ struct gcra_result {
     bool never;             /* cost is larger than the whole limit: waiting will not help */
 };
 
-/** Takes `cost` units of a `limit`-per-minute allowance at `now_us`. */
+/** Takes `cost` units of a `limit`-per-minute allowance at `now_us`. Any int64 cost is
+ *  safe: one above the limit is refused as `never`, a negative one counts as 0. */
 void gcra_take(struct gcra *g, int64_t limit, int64_t cost, int64_t now_us,
                struct gcra_result *out);
 
-/** Gives back (delta < 0) or charges more (delta > 0) units after the fact. */
+/** Gives back (delta < 0) or charges more (delta > 0) units after the fact; any int64 delta
+ *  is safe (the arrival time saturates). */
 void gcra_adjust(struct gcra *g, int64_t limit, int64_t delta, int64_t now_us);
 
 #endif

@@ -17,57 +17,94 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/utf8.h"
+
+/* Room left in the line, keeping space for "}\n". */
+static size_t room_of(const struct log_line *l)
+{
+    return sizeof l->buf - 2 - l->len;
+}
+
+/* Whole pieces only, and nothing after the first that does not fit: a full line is cut
+ * between fields, never inside one, so it still parses. */
 static void append(struct log_line *l, const char *s, size_t n)
 {
-    size_t room = sizeof l->buf - 2 - l->len; /* keep space for "}\n" */
-    if (n > room) {
-        n = room;
+    if (l->truncated || n > room_of(l)) {
         l->truncated = true;
+        return;
     }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
 
-size_t json_escape(char *buf, size_t cap, const char *s, size_t n)
+/* One character of `s` at *i as JSON string text in out (at most 6 bytes); advances *i. Bytes
+ * that are not UTF-8 become U+FFFD, so a line stays valid JSON whatever a client sent. */
+static size_t escape_one(const char *s, size_t n, size_t *i, char out[8])
 {
     static const char hex[] = "0123456789abcdef";
-    size_t out = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char tmp[7];
-        size_t k = 0;
-        if (c == '"' || c == '\\') {
-            tmp[k++] = '\\';
-            tmp[k++] = (char)c;
-        } else if (c == '\n') {
-            tmp[k++] = '\\';
-            tmp[k++] = 'n';
-        } else if (c == '\r') {
-            tmp[k++] = '\\';
-            tmp[k++] = 'r';
-        } else if (c == '\t') {
-            tmp[k++] = '\\';
-            tmp[k++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(tmp, "\\u00", 4);
-            tmp[4] = hex[c >> 4];
-            tmp[5] = hex[c & 15];
-            k = 6;
-        } else {
-            tmp[k++] = (char)c;
+    unsigned char c = (unsigned char)s[*i];
+    size_t k = 0;
+    *i += 1;
+    if (c == '"' || c == '\\') {
+        out[k++] = '\\';
+        out[k++] = (char)c;
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+        out[k++] = '\\';
+        out[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    } else if (c < 0x20 || c == 0x7f) {
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        k = 6;
+    } else if (c < 0x80) {
+        out[k++] = (char)c;
+    } else {
+        size_t seq = utf8_sequence((const unsigned char *)s + *i - 1, n - (*i - 1));
+        if (seq == 0) {
+            memcpy(out, "\\ufffd", 6);
+            return 6;
         }
-        for (size_t j = 0; j < k; j++, out++)
-            if (out + 1 < cap) buf[out] = tmp[j];
+        memcpy(out, s + *i - 1, seq);
+        *i += seq - 1;
+        k = seq;
     }
-    if (cap) buf[out < cap ? out : cap - 1] = '\0';
+    return k;
+}
+
+size_t json_escape(char *buf, size_t cap, const char *s, size_t n)
+{
+    size_t out = 0, kept = 0; /* kept: the whole escapes that fit in buf */
+    bool full = cap == 0;
+    for (size_t i = 0; i < n;) {
+        char one[8];
+        size_t k = escape_one(s, n, &i, one);
+        if (!full && out + k < cap) {
+            memcpy(buf + out, one, k);
+            kept = out + k;
+        } else {
+            full = true; /* never half an escape: the prefix ends before it */
+        }
+        out += k;
+    }
+    if (cap) buf[kept] = '\0';
     return out;
 }
 
-static void key(struct log_line *l, const char *k)
+/* Room a key keeps for its value: any number, null, or a string cut short (log_strn). */
+#define VALUE_RESERVE 48
+
+/* ,"k": — only with room for a value after it; else the line ends here (truncated). */
+static bool key(struct log_line *l, const char *k)
 {
+    size_t n = strlen(k);
+    if (l->truncated || n + 4 + VALUE_RESERVE > room_of(l)) {
+        l->truncated = true;
+        return false;
+    }
     append(l, ",\"", 2);
-    append(l, k, strlen(k));
+    append(l, k, n);
     append(l, "\":", 2);
+    return true;
 }
 
 static size_t format_ll(char *out, long long v)
@@ -114,18 +151,24 @@ void log_begin(struct log_line *l, const char *level, const char *event)
 
 void log_strn(struct log_line *l, const char *k, const char *v, size_t n)
 {
-    key(l, k);
+    if (!key(l, k)) return;
     if (v == NULL) {
         append(l, "null", 4);
         return;
     }
-    char tmp[1024];
-    if (n > 256) n = 256; /* a log line is not the place for whole payloads */
-    size_t w = json_escape(tmp, sizeof tmp, v, n);
-    if (w >= sizeof tmp) w = sizeof tmp - 1;
+    char tmp[256 * 6 + 1]; /* every byte escapes to at most 6 */
+    if (n > 256) n = 256;  /* a log line is not the place for whole payloads */
+    /* What is left of the line less the quotes (key() kept at least VALUE_RESERVE): a value
+     * cut short still ends in its quote. */
+    size_t cap = room_of(l) - 1;
+    if (cap > sizeof tmp) cap = sizeof tmp;
+    size_t w = json_escape(tmp, cap, v, n);
+    bool cut = w >= cap;
+    if (cut) w = strlen(tmp);
     append(l, "\"", 1);
     append(l, tmp, w);
     append(l, "\"", 1);
+    if (cut) l->truncated = true; /* the line is full: nothing more after this value */
 }
 
 void log_str(struct log_line *l, const char *k, const char *v)
@@ -180,8 +223,13 @@ void log_null(struct log_line *l, const char *k)
 
 void log_raw(struct log_line *l, const char *k, const char *json)
 {
-    key(l, k);
-    append(l, json, strlen(json));
+    if (!key(l, k)) return;
+    size_t n = strlen(json);
+    if (n > room_of(l)) { /* the value whole or null: never a cut JSON text */
+        json = "null";
+        n = 4;
+    }
+    append(l, json, n);
 }
 
 static void write_all(const char *p, size_t left)

@@ -54,8 +54,10 @@ int log_batch_start(struct event_base *loop);
 /** Writes what is pending and returns to one write per line. */
 void log_batch_stop(void);
 
-/** Appends `s` (n bytes) JSON-escaped, without quotes, to buf (cap bytes, NUL-terminated).
- *  @return bytes that would have been written (like snprintf). */
+/** Writes `s` (n bytes, any bytes at all) JSON-escaped, without quotes, to buf (cap bytes,
+ *  NUL-terminated). Invalid UTF-8 becomes \ufffd; control characters are escaped.
+ *  @return bytes the whole escape takes (like snprintf); when that is >= cap, buf holds the
+ *          longest prefix of whole escapes that fits (never half of one). */
 size_t json_escape(char *buf, size_t cap, const char *s, size_t n);
 
 #endif

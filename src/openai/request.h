@@ -23,6 +23,16 @@
 
 struct arena;
 
+/* Limits on one request body. Each is far above real use and bounds what one body can cost
+ * the event loop (docs/limits.md says why each value): keys and values in the body (a 10 MiB
+ * body of small values would be ~5 M), nesting, keys in one object, messages per chat
+ * request, and OpenAI's own limit on embedding inputs. Past one: 400 naming it. */
+#define OPENAI_MAX_JSON_VALUES      1048576
+#define OPENAI_MAX_DEPTH            128
+#define OPENAI_MAX_OBJECT_MEMBERS   65536
+#define OPENAI_MAX_MESSAGES         100000
+#define OPENAI_MAX_EMBEDDING_INPUTS 2048
+
 /* The model endpoints, each with its own body schema. */
 enum openai_endpoint { OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS };
 
@@ -39,8 +49,11 @@ struct openai_request {
 };
 
 /**
- * Parses and validates a request body for `endpoint`: known fields must have their
- * documented JSON types, unknown fields pass through untouched.
+ * Parses and validates a request body for `endpoint` in time linear in its length: strict
+ * JSON within the limits above, without duplicate keys, NUL or invalid UTF-8 in any string;
+ * known fields must have their documented JSON types and ranges (OpenAI's bounds: n 1..128,
+ * temperature 0..2, top_p 0..1, penalties -2..2, max_tokens >= 1, ...); unknown fields pass
+ * through untouched.
  * @param body  borrowed; must outlive `out`.
  * @return 0 with `out` filled (arena), or -1 with `err` (400 naming the field; 500 on OOM).
  */

@@ -669,6 +669,35 @@ static void test_config_load_string_route_policies_retry_and_cooldown(void **sta
         28, "unknown key 'failure' in cooldown (did you mean 'failures'?)");
 }
 
+/* A master key no client could present (clients' keys are trimmed of spaces and tabs) is a
+ * config error naming the reference, never the value. */
+static void test_config_load_string_refuses_blank_master_key(void **state)
+{
+    (void)state;
+    const char *yaml = "auth:\n  master_key: env:CFG_TEST_MASTER\n";
+    setenv("CFG_TEST_MASTER", "                    ", 1);
+    expect_exact(yaml, 2, 15, "master_key (env:CFG_TEST_MASTER) resolves to only whitespace");
+    setenv("CFG_TEST_MASTER", "sk-0123456789abcdef ", 1);
+    expect_error(yaml, 2, 15, "master_key (env:CFG_TEST_MASTER) starts or ends with a space");
+    setenv("CFG_TEST_MASTER", " sk-0123456789abcdef", 1);
+    expect_error(yaml, 2, 15, "starts or ends with a space");
+    setenv("CFG_TEST_MASTER", "sk-0123456789\tabcdef", 1);
+    expect_error(yaml, 2, 15, "control characters");
+    char path[64];
+    write_temp(path, "   \n", 4);
+    char file_yaml[128];
+    snprintf(file_yaml, sizeof file_yaml, "auth:\n  master_key: file:%s\n", path);
+    struct config_error e;
+    assert_null(load(file_yaml, &e));
+    if (strstr(e.msg, "resolves to only whitespace") == NULL) fail_msg("%s", e.msg);
+    unlink(path);
+    setenv("CFG_TEST_MASTER", "sk-0123 456789abcdef", 1); /* inner spaces are fine */
+    struct config *cfg = load(yaml, &e);
+    assert_non_null(cfg);
+    config_free(cfg);
+    unsetenv("CFG_TEST_MASTER");
+}
+
 static void test_config_load_string_refuses_later_sections(void **state)
 {
     (void)state;
@@ -1062,6 +1091,7 @@ int main(void)
 #ifdef STRATUS_HAVE_ENGINE
         cmocka_unit_test(test_config_load_string_local_backend),
 #endif
+        cmocka_unit_test(test_config_load_string_refuses_blank_master_key),
         cmocka_unit_test(test_config_load_string_refuses_later_sections),
         cmocka_unit_test(test_config_load_string_checks_base_url),
         cmocka_unit_test(test_config_load_string_rejects_control_characters),

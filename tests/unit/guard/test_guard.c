@@ -2,6 +2,8 @@
  * limits, budget admission under concurrency and UTC periods; and report time parsing. */
 #include "unit/cmocka_all.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "cost/report.h"
@@ -211,6 +213,72 @@ static void test_budget_race_overshoot_is_at_most_one_reservation(void **state)
     budget_book_free(b);
 }
 
+/* Charges and usage at the ends of int64 (max_tokens 2^63 - 1, an upstream reporting any
+ * count): arrival times saturate instead of wrapping into credit. */
+static void test_gcra_saturates_huge_and_negative_charges(void **state)
+{
+    (void)state;
+    int64_t now = 5000000000LL;
+    struct gcra_result r;
+    struct gcra t = {0};
+    gcra_take(&t, 100, INT64_MAX, now, &r);
+    assert_false(r.allowed);
+    assert_true(r.never);
+    assert_int_equal(t.tat_us, 0); /* nothing taken */
+    /* Usage reported far beyond anything: the key is in debt, not in credit. */
+    gcra_take(&t, 100, 10, now, &r);
+    assert_true(r.allowed);
+    gcra_adjust(&t, 100, INT64_MAX, now);
+    assert_true(t.tat_us > now);
+    gcra_take(&t, 100, 1, now + 3600000000LL, &r); /* an hour later: still in debt */
+    assert_false(r.allowed);
+    assert_true(r.retry_after_ms > 0);
+    /* A negative charge gives no credit. */
+    struct gcra u = {0};
+    gcra_take(&u, 60, 60, now, &r);
+    assert_true(r.allowed);
+    gcra_take(&u, 60, -1000, now, &r);
+    gcra_take(&u, 60, 1, now, &r);
+    assert_false(r.allowed);
+    /* The largest limit and charge: allowed, with a sane remainder. */
+    struct gcra w = {0};
+    gcra_take(&w, INT64_MAX, INT64_MAX, now, &r);
+    assert_true(r.allowed);
+    assert_true(r.remaining >= 0);
+}
+
+/* A reservation or cost that is not a finite amount (a worst case priced from 2^63 tokens,
+ * a NaN from a broken price) must leave counters finite: one NaN and a budget never
+ * refuses again. */
+static void test_budget_counters_stay_finite(void **state)
+{
+    (void)state;
+    struct budget_book *b = budget_book_new();
+    struct budget_conf rule = {.scope = BUDGET_SCOPE_KEY,
+                               .name = "k",
+                               .limit_usd = 10.0,
+                               .period = BUDGET_DAILY,
+                               .soft = 0.8};
+    struct budget_applies a = {&rule, "k"};
+    struct budget_hold h;
+    struct budget_verdict v;
+    assert_int_equal(budget_admit(b, &a, 1, INFINITY, T_2026_11_29, &v, &h), 0);
+    assert_false(v.reject);
+    assert_true(isfinite(budget_used(b, BUDGET_SCOPE_KEY, BUDGET_DAILY, "k", T_2026_11_29)));
+    budget_settle(&h, 1.25);
+    assert_true(budget_used(b, BUDGET_SCOPE_KEY, BUDGET_DAILY, "k", T_2026_11_29) == 1.25);
+    assert_int_equal(budget_admit(b, &a, 1, NAN, T_2026_11_29, &v, &h), 0);
+    budget_settle(&h, NAN);
+    double used = budget_used(b, BUDGET_SCOPE_KEY, BUDGET_DAILY, "k", T_2026_11_29);
+    assert_true(isfinite(used));
+    assert_true(used >= 10.0); /* a cost nobody can tell counts as the most, not as nothing */
+    assert_int_equal(budget_admit(b, &a, 1, 0.01, T_2026_11_29, &v, &h), 0);
+    assert_true(v.reject);
+    assert_true(budget_clamp_usd(-1) == 0);
+    assert_true(budget_clamp_usd(1e300) == BUDGET_MAX_USD);
+    budget_book_free(b);
+}
+
 static void test_report_parse_time_forms(void **state)
 {
     (void)state;
@@ -239,6 +307,8 @@ int main(void)
         cmocka_unit_test(test_gcra_burst_then_steady_rate),
         cmocka_unit_test(test_budget_periods_are_utc_days_and_months),
         cmocka_unit_test(test_budget_race_overshoot_is_at_most_one_reservation),
+        cmocka_unit_test(test_gcra_saturates_huge_and_negative_charges),
+        cmocka_unit_test(test_budget_counters_stay_finite),
         cmocka_unit_test(test_report_parse_time_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

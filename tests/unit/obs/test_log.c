@@ -1,0 +1,84 @@
+/* Unit tests for src/obs/log.c: JSON escaping of any bytes (logs and error bodies). */
+#include "unit/cmocka_all.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "obs/log.h"
+
+/* `"` + escaped + `"` must be a JSON string whose value is `want`. */
+static void expect_json_string(const char *escaped, const char *want)
+{
+    char quoted[2048];
+    snprintf(quoted, sizeof quoted, "\"%s\"", escaped);
+    json_error_t jerr;
+    json_t *j = json_loads(quoted, JSON_DECODE_ANY, &jerr);
+    if (!json_is_string(j)) fail_msg("not a JSON string: %s (%s)", quoted, jerr.text);
+    if (want && strcmp(json_string_value(j), want) != 0)
+        fail_msg("%s decodes to '%s', not '%s'", quoted, json_string_value(j), want);
+    json_decref(j);
+}
+
+static void test_json_escape_replaces_invalid_utf8(void **state)
+{
+    (void)state;
+    char buf[256];
+    const char model[] = "a\xff"
+                         "b\xc3"
+                         "\xa9"
+                         "c\xed\xa0\x80"
+                         "d\xc0\xaf"
+                         "e\xf4\x90\x80\x80";
+    json_escape(buf, sizeof buf, model, sizeof model - 1);
+    assert_string_equal(buf, "a\\ufffdb\xc3\xa9"
+                             "c\\ufffd\\ufffd\\ufffdd\\ufffd\\ufffde\\ufffd\\ufffd\\ufffd\\ufffd");
+    expect_json_string(buf, NULL);
+    /* A sequence cut by the end of the input is invalid too. */
+    json_escape(buf, sizeof buf, "x\xe2\x82", 3);
+    assert_string_equal(buf, "x\\ufffd\\ufffd");
+    /* Valid text of every length passes through; quotes and controls are escaped. */
+    const char ok[] = "\"q\" \\ \n\t\x01\x7f \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    json_escape(buf, sizeof buf, ok, sizeof ok - 1);
+    expect_json_string(buf, ok);
+}
+
+/* A buffer too small cuts between escapes, never inside one: still one JSON string. */
+static void test_json_escape_truncates_between_escapes(void **state)
+{
+    (void)state;
+    const char in[] = "\x01\x01\xff\xe2\x82\xac\"";
+    for (size_t cap = 1; cap < 32; cap++) {
+        char buf[32];
+        size_t need = json_escape(buf, cap, in, sizeof in - 1);
+        assert_int_equal(need, 6 + 6 + 6 + 3 + 2);
+        assert_true(strlen(buf) < cap);
+        expect_json_string(buf, NULL);
+    }
+}
+
+/* A log line with hostile values is still one JSON object. */
+static void test_log_str_keeps_line_valid_json(void **state)
+{
+    (void)state;
+    struct log_line l;
+    char bad[600];
+    for (size_t i = 0; i < sizeof bad - 1; i++) bad[i] = (char)(i % 2 ? 0xff : 0x01);
+    bad[sizeof bad - 1] = '\0';
+    log_begin(&l, "info", "request");
+    for (int k = 0; k < 8; k++) log_str(&l, "model", bad); /* more than the line holds */
+    l.buf[l.len++] = '}';
+    json_error_t jerr;
+    json_t *j = json_loadb(l.buf, l.len, 0, &jerr);
+    if (j == NULL) fail_msg("line is not JSON: %s", jerr.text);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_escape_replaces_invalid_utf8),
+        cmocka_unit_test(test_json_escape_truncates_between_escapes),
+        cmocka_unit_test(test_log_str_keeps_line_valid_json),
+    };
+    return cmocka_run_group_tests_name("src/obs/log.c", tests, NULL, NULL);
+}
