@@ -113,8 +113,10 @@ $(OUT)/bench/parse_bench_quadratic: bench/parse/parse_bench.c $(QUADRATIC_SRC) s
 bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench $(OUT)/bench/ledger_bench \
 	$(OUT)/bench/parse_bench $(OUT)/bench/parse_bench_quadratic
 
-# Every public header must compile on its own (catches missing includes).
+# Every public header must compile on its own (catches missing includes), and includes run
+# one way through src/ (scripts/check-includes.mjs; docs/architecture.md "Floors").
 headers:
+	@node scripts/check-includes.mjs >/dev/null || node scripts/check-includes.mjs
 	@mkdir -p $(OUT)/headers
 	@for h in $(HDR_SRC); do \
 	    printf '#include "%s"\n' "$${h#src/}" > $(OUT)/headers/one.c; \

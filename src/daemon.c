@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/openai.h"
+#include "api/dispatch.h"
 #include "engine/supervisor.h"
 #include "http/server.h"
 #include "obs/log.h"

@@ -20,7 +20,7 @@
 #include "util/clock.h"
 #include "util/json_scan.h"
 #ifndef JSON_SCAN_QUADRATIC
-#include "api/openai.h"
+#include "openai/request.h"
 #endif
 
 /* A chat body of about `bytes`, malloc'd; *messages: how many messages it holds. */

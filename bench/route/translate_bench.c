@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "providers/anthropic.h"
 #include "providers/aws/bedrock.h"
 #include "providers/aws/sigv4.h"

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/openai.h"
+#include "api/respond.h"
 #include "app.h"
 #include "cost/report.h"
 #include "guard/guard.h"

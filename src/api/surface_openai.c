@@ -9,6 +9,10 @@
 #include <string.h>
 
 #include "api/surface_openai.h"
+
+#include "api/respond.h"
+#include "app.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "obs/log.h"
 #include "util/arena.h"
@@ -165,6 +169,17 @@ static void openai_error(struct exchange *x, const struct call_failure *f)
     }
     http_respond(x->req, f->err.status, "application/json", body, strlen(body));
     free(body);
+}
+
+void openai_list_models(struct app *app, struct http_request *req, const struct principal *who)
+{
+    json_t *data = json_array();
+    for (size_t i = 0; i < app->cfg->n_models; i++)
+        if (who->kind != PRINCIPAL_KEY || key_allows_model(&who->key, app->cfg->models[i].name))
+            json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
+                                                  app->cfg->models[i].name, "object", "model",
+                                                  "created", 0, "owned_by", "stratus"));
+    api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 const struct surface_ops surface_openai = {

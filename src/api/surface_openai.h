@@ -10,11 +10,17 @@
 
 #include "api/surface.h"
 
+struct app;
 struct evbuffer;
+struct http_request;
+struct principal;
 
 /* Per-exchange state (surface_openai.state_size bytes, zeroed, request arena). */
 struct openai_state {
     struct evbuffer *out; /* chunks framed since the last flush; owned, made on first use */
 };
+
+/** GET /v1/models: the model groups this caller may use, OpenAI's list shape. */
+void openai_list_models(struct app *app, struct http_request *req, const struct principal *who);
 
 #endif

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "guard/budget.h"
 #include "guard/ratelimit.h"
 #include "providers/anthropic.h"

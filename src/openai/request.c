@@ -1,26 +1,18 @@
 /*
- * DESIGN: routing is a small static table (path → methods → handler); a path that exists
- * with another method answers 405 with Allow, anything else 404. Bodies are validated
- * against a per-endpoint table of known fields and their JSON types: unknown fields pass
- * through untouched (providers add fields faster than gateways do), known fields with the
- * wrong type are refused here with the field's name instead of an opaque upstream error.
+ * DESIGN: bodies are validated against a per-endpoint table of known fields, their JSON
+ * types and OpenAI's documented ranges: unknown fields pass through untouched (providers add
+ * fields faster than gateways do), known fields that are wrong are refused here with the
+ * field's name instead of an opaque upstream error. The scan itself (util/json_scan) is
+ * strict, linear and bounded, so no body can hold the event loop.
  */
-#include "api/openai.h"
+#include "openai/request.h"
 
-#include <event2/buffer.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/admin.h"
-#include "api/proxy.h"
-#include "obs/record.h"
-#include "app.h"
-#include "guard/guard.h"
-#include "http/server.h"
-#include "providers/provider.h"
 #include "util/arena.h"
 
 enum kind {
@@ -414,172 +406,4 @@ const char *openai_endpoint_path(enum openai_endpoint endpoint)
         return "embeddings";
     }
     return "?";
-}
-
-/* ---- handlers ---------------------------------------------------------------------- */
-
-void api_log(const struct http_request *req, int status, const char *error)
-{
-    record_request(NULL, &(struct request_record){.req = req, .status = status, .error = error});
-}
-
-void api_respond_json(struct http_request *req, int status, json_t *doc)
-{
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
-    json_decref(doc);
-    if (s == NULL) {
-        struct err e;
-        err_oom(&e);
-        api_log(req, 500, e.msg);
-        http_respond_error(req, &e);
-        return;
-    }
-    api_log(req, status, NULL);
-    http_respond(req, status, "application/json", s, strlen(s));
-    free(s);
-}
-
-static void handle_health(struct app *app, struct http_request *req, const struct principal *who)
-{
-    (void)app;
-    (void)who;
-    static const char body[] = "{\"status\":\"ok\"}";
-    api_log(req, 200, NULL);
-    http_respond(req, 200, "application/json", body, sizeof body - 1);
-}
-
-static void handle_ready(struct app *app, struct http_request *req, const struct principal *who)
-{
-    (void)who;
-    json_t *list = json_array();
-    for (size_t i = 0; i < app->n_backends; i++) {
-        struct backend *b = &app->backends[i];
-        json_t *o = json_pack("{s:s, s:b}", "name", b->conf->name, "ready", b->ready);
-        if (b->load.valid)
-            json_object_set_new(o, "engine",
-                                json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->load.slots,
-                                          "busy_slots", b->load.busy_slots, "queue_depth",
-                                          b->load.queue_depth, "tokens_per_s", b->load.tokens_per_s,
-                                          "ttft_ms", b->load.ttft_ms));
-        if (!b->ready) {
-            json_object_set_new(o, "reason", json_string(b->not_ready_reason));
-        }
-        json_array_append_new(list, o);
-    }
-    /* Ready means every model group can be served now by at least one of its targets; a
-     * backend nobody runs (the default config lists llama-server and Ollama as options)
-     * only matters if a group depends on it alone. */
-    json_t *models = json_array();
-    bool serving = !app->stopping;
-    for (size_t i = 0; i < app->cfg->n_models; i++) {
-        const struct model_conf *m = &app->cfg->models[i];
-        size_t usable = 0;
-        for (size_t t = 0; t < m->n_targets; t++)
-            usable += app_backend(app, m->targets[t].backend_index)->ready;
-        json_t *o = json_pack("{s:s, s:b, s:i}", "name", m->name, "ready", usable > 0,
-                              "usable_targets", (json_int_t)usable);
-        if (usable == 0) {
-            serving = false;
-            json_object_set_new(o, "reason", json_string("no target's backend is ready"));
-        }
-        json_array_append_new(models, o);
-    }
-    json_t *doc = json_pack("{s:s, s:o, s:o}", "status", serving ? "ready" : "not_ready", "models",
-                            models, "backends", list);
-    api_respond_json(req, serving ? 200 : 503, doc);
-}
-
-static void handle_models(struct app *app, struct http_request *req, const struct principal *who)
-{
-    json_t *data = json_array();
-    for (size_t i = 0; i < app->cfg->n_models; i++)
-        if (who->kind != PRINCIPAL_KEY || key_allows_model(&who->key, app->cfg->models[i].name))
-            json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
-                                                  app->cfg->models[i].name, "object", "model",
-                                                  "created", 0, "owned_by", "stratus"));
-    api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
-}
-
-static void reply_error(struct http_request *req, const struct err *e)
-{
-    api_log(req, e->status, e->msg);
-    http_respond_error(req, e);
-}
-
-enum access { OPEN, API, ADMIN }; /* who may call: anyone, any key, the master key */
-
-/* A model endpoint is a surface (its wire format) and the endpoint in the request model;
- * anything else is a handler. */
-struct route {
-    const char *path;
-    const char *method;
-    enum access access;
-    bool prefix; /* path is a prefix ("/admin/keys/" + id) */
-    void (*handle)(struct app *app, struct http_request *req, const struct principal *who);
-    const struct surface_ops *surface;
-    enum openai_endpoint endpoint;
-};
-
-static const struct route routes[] = {
-    {"/health", "GET", OPEN, false, handle_health, NULL, 0},
-    {"/ready", "GET", OPEN, false, handle_ready, NULL, 0},
-    {"/v1/models", "GET", API, false, handle_models, NULL, 0},
-    {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
-    {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},
-    {"/v1/embeddings", "POST", API, false, NULL, &surface_openai, OPENAI_EMBEDDINGS},
-    {"/admin/keys", "POST", ADMIN, false, admin_create_key, NULL, 0},
-    {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
-    {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
-    {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
-};
-
-void api_handle(struct http_request *req, void *ud)
-{
-    struct app *app = ud;
-    struct err e;
-    err_clear(&e);
-    const struct route *path_match = NULL;
-    char allow[64] = "";
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        const struct route *r = &routes[i];
-        bool match = r->prefix ? strncmp(r->path, req->path, strlen(r->path)) == 0 &&
-                                     req->path[strlen(r->path)] != '\0'
-                               : strcmp(r->path, req->path) == 0;
-        if (!match) continue;
-        path_match = r;
-        if (strcmp(r->method, req->method) == 0) {
-            struct principal *who = arena_calloc(req->arena, 1, sizeof *who);
-            if (who == NULL) {
-                err_oom(&e);
-                break;
-            }
-            if (r->access != OPEN &&
-                guard_authenticate(app->guard, req, r->access == ADMIN, who, &e) != 0) {
-                if (r->access == API) { /* a model request: it gets a ledger row too */
-                    proxy_record_refusal(app, req, NULL, e.status, e.msg);
-                    http_respond_error(req, &e);
-                    return;
-                }
-                break;
-            }
-            if (r->surface)
-                proxy_handle(app, req, r->surface, r->endpoint, who);
-            else
-                r->handle(app, req, who);
-            return;
-        }
-        size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
-    }
-    if (e.status) {
-        /* authentication failed or out of memory: already in e */
-    } else if (path_match) {
-        http_add_header(req, "Allow", allow);
-        err_set(&e, 405, "invalid_request_error", "method_not_allowed",
-                "method %s is not allowed on %s; use %s", req->method, req->path, allow);
-    } else {
-        err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
-                req->method, req->path);
-    }
-    reply_error(req, &e);
 }

@@ -1,11 +1,11 @@
-/* Unit tests for src/api/openai.c: request body validation. */
+/* Unit tests for src/openai/request.c: request body validation. */
 #include "unit/cmocka_all.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/openai.h"
+#include "openai/request.h"
 #include "util/arena.h"
 
 static struct arena *arena;

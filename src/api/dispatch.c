@@ -1,0 +1,103 @@
+/*
+ * DESIGN: routing is a small static table (path → methods → handler or surface); a path that
+ * exists with another method answers 405 with Allow, anything else 404. A new inbound API is
+ * one surface file plus its lines here.
+ */
+#include "api/dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/admin.h"
+#include "api/proxy.h"
+#include "api/respond.h"
+#include "api/status.h"
+#include "api/surface_openai.h"
+#include "app.h"
+#include "guard/guard.h"
+#include "http/server.h"
+#include "util/arena.h"
+
+static void reply_error(struct http_request *req, const struct err *e)
+{
+    api_log(req, e->status, e->msg);
+    http_respond_error(req, e);
+}
+
+enum access { OPEN, API, ADMIN }; /* who may call: anyone, any key, the master key */
+
+/* A model endpoint is a surface (its wire format) and the endpoint in the request model;
+ * anything else is a handler. */
+struct route {
+    const char *path;
+    const char *method;
+    enum access access;
+    bool prefix; /* path is a prefix ("/admin/keys/" + id) */
+    void (*handle)(struct app *app, struct http_request *req, const struct principal *who);
+    const struct surface_ops *surface;
+    enum openai_endpoint endpoint;
+};
+
+static const struct route routes[] = {
+    {"/health", "GET", OPEN, false, status_health, NULL, 0},
+    {"/ready", "GET", OPEN, false, status_ready, NULL, 0},
+    {"/v1/models", "GET", API, false, openai_list_models, NULL, 0},
+    {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
+    {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},
+    {"/v1/embeddings", "POST", API, false, NULL, &surface_openai, OPENAI_EMBEDDINGS},
+    {"/admin/keys", "POST", ADMIN, false, admin_create_key, NULL, 0},
+    {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
+    {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
+    {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
+};
+
+void api_handle(struct http_request *req, void *ud)
+{
+    struct app *app = ud;
+    struct err e;
+    err_clear(&e);
+    const struct route *path_match = NULL;
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct route *r = &routes[i];
+        bool match = r->prefix ? strncmp(r->path, req->path, strlen(r->path)) == 0 &&
+                                     req->path[strlen(r->path)] != '\0'
+                               : strcmp(r->path, req->path) == 0;
+        if (!match) continue;
+        path_match = r;
+        if (strcmp(r->method, req->method) == 0) {
+            struct principal *who = arena_calloc(req->arena, 1, sizeof *who);
+            if (who == NULL) {
+                err_oom(&e);
+                break;
+            }
+            if (r->access != OPEN &&
+                guard_authenticate(app->guard, req, r->access == ADMIN, who, &e) != 0) {
+                if (r->access == API) { /* a model request: it gets a ledger row too */
+                    proxy_record_refusal(app, req, NULL, e.status, e.msg);
+                    http_respond_error(req, &e);
+                    return;
+                }
+                break;
+            }
+            if (r->surface)
+                proxy_handle(app, req, r->surface, r->endpoint, who);
+            else
+                r->handle(app, req, who);
+            return;
+        }
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+    }
+    if (e.status) {
+        /* authentication failed or out of memory: already in e */
+    } else if (path_match) {
+        http_add_header(req, "Allow", allow);
+        err_set(&e, 405, "invalid_request_error", "method_not_allowed",
+                "method %s is not allowed on %s; use %s", req->method, req->path, allow);
+    } else {
+        err_set(&e, 404, "invalid_request_error", "not_found", "no such endpoint: %s %s",
+                req->method, req->path);
+    }
+    reply_error(req, &e);
+}
