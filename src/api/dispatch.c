@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/admin.h"
+#include "api/credential.h"
 #include "api/proxy.h"
 #include "api/respond.h"
 #include "api/status.h"
@@ -51,6 +52,21 @@ static const struct route routes[] = {
     {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
 };
 
+/* The caller, from the credential where this route's API carries it (the surface's place
+ * for model APIs, a bearer token for the rest). Without auth nothing is asked. */
+static int authenticate(struct app *app, struct http_request *req, const struct route *r,
+                        struct principal *who, struct err *e)
+{
+    const char *key = NULL;
+    size_t len = 0;
+    if (guard_auth_enabled(app->guard)) {
+        int (*credential)(const struct http_request *, const char **, size_t *, struct err *) =
+            r->surface ? r->surface->credential : credential_bearer;
+        if (credential(req, &key, &len, e) != 0) return -1;
+    }
+    return guard_authenticate(app->guard, key, len, r->access == ADMIN, who, e);
+}
+
 void api_handle(struct http_request *req, void *ud)
 {
     struct app *app = ud;
@@ -71,8 +87,7 @@ void api_handle(struct http_request *req, void *ud)
                 err_oom(&e);
                 break;
             }
-            if (r->access != OPEN &&
-                guard_authenticate(app->guard, req, r->access == ADMIN, who, &e) != 0) {
+            if (r->access != OPEN && authenticate(app, req, r, who, &e) != 0) {
                 if (r->access == API) { /* a model request: it gets a ledger row too */
                     proxy_record_refusal(app, req, NULL, e.status, e.msg);
                     http_respond_error(req, &e);

@@ -207,6 +207,8 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
 {
     struct proxy *p = ud;
     if (p->finished) return; /* the client left while Redis was asked */
+    for (size_t i = 0; i < p->adm.n_headers; i++)
+        http_add_header(p->x.req, p->adm.headers[i].name, p->adm.headers[i].value);
     if (rc != 0) {
         refuse(p, refusal);
         return;
@@ -280,7 +282,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
                                     .route = route_estimate(p->x.request, p->model)};
     double reserve = router_worst_case_cost(app->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    guard_admit(app->guard, req, who, p->model, p->customer, p->call.route.prompt_tokens,
+    guard_admit(app->guard, who, p->model, p->customer, p->call.route.prompt_tokens,
                 p->call.route.output_tokens, reserve, &p->adm, on_admitted, p);
 }
 

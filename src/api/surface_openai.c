@@ -10,6 +10,7 @@
 
 #include "api/surface_openai.h"
 
+#include "api/credential.h"
 #include "api/respond.h"
 #include "app.h"
 #include "guard/guard.h"
@@ -21,16 +22,6 @@ static void free_state(void *ud)
 {
     struct openai_state *st = ud;
     if (st->out) evbuffer_free(st->out);
-}
-
-static int openai_credential(const struct http_request *req, const char **key, size_t *len,
-                             struct err *err)
-{
-    (void)err;
-    const char *h = http_request_header(req, "authorization");
-    *key = h;
-    *len = h ? strlen(h) : 0;
-    return 0;
 }
 
 static int openai_parse(struct exchange *x, enum openai_endpoint endpoint, struct err *err)
@@ -185,7 +176,7 @@ void openai_list_models(struct app *app, struct http_request *req, const struct 
 const struct surface_ops surface_openai = {
     .name = "openai",
     .state_size = sizeof(struct openai_state),
-    .credential = openai_credential,
+    .credential = credential_bearer,
     .parse = openai_parse,
     .start = openai_start,
     .chunk = openai_chunk,

@@ -13,7 +13,6 @@
 #include <time.h>
 
 #include "guard/ratelimit.h"
-#include "http/server.h"
 #include "obs/log.h"
 #include "store/jobs.h"
 #include "util/clock.h"
@@ -242,41 +241,14 @@ void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
 /* ---- authentication ----------------------------------------------------------------- */
 
 /* How many Authorization headers the request carries. */
-static size_t authorization_headers(const struct http_request *req)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (strcasecmp(req->headers[i].name, "authorization") == 0) n++;
-    return n;
-}
-
-static bool blank(char c)
-{
-    return c == ' ' || c == '\t'; /* optional whitespace around a header value (RFC 9110) */
-}
-
-int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
+int guard_authenticate(struct guard *g, const char *secret, size_t len, bool admin,
                        struct principal *out, struct err *err)
 {
     memset(out, 0, sizeof *out);
     if (!g->auth) return 0;
-    /* Two keys in one request: we would check the first while a proxy in front, or a log,
-     * may take the other. Refused rather than guessed. */
-    size_t n_auth = authorization_headers(req);
-    if (n_auth > 1)
-        return err_set(err, 400, "invalid_request_error", "duplicate_header",
-                       "the request has %zu Authorization headers; send exactly one", n_auth);
-    const char *h = http_request_header(req, "authorization");
-    if (h == NULL || h[0] == '\0')
+    if (secret == NULL || len == 0)
         return err_set(err, 401, "invalid_request_error", "missing_api_key",
                        "no API key: send Authorization: Bearer <key>");
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
-                       "the Authorization header must be 'Bearer <key>'");
-    const char *secret = h + 7;
-    while (blank(*secret)) secret++;
-    size_t len = strlen(secret);
-    while (len > 0 && blank(secret[len - 1])) len--;
     char hash[65];
     keys_hash(secret, len, hash);
     if (CRYPTO_memcmp(hash, g->master_hash, 64) == 0) {
@@ -336,15 +308,24 @@ static size_t put_int(char *out, int64_t v)
     return n;
 }
 
-static void ratelimit_headers(struct http_request *req, bool tokens, const struct gcra_result *r)
+/* A header admission wants on the response, whatever the answer. */
+static void add_header(struct admission *adm, const char *name, const char *value)
+{
+    if (adm->n_headers == ADMIT_MAX_HEADERS) return;
+    struct admit_header *h = &adm->headers[adm->n_headers++];
+    h->name = name;
+    snprintf(h->value, sizeof h->value, "%s", value);
+}
+
+static void ratelimit_headers(struct admission *adm, bool tokens, const struct gcra_result *r)
 {
     bool requests = !tokens;
     char v[40];
     put_int(v, r->limit > 0 ? r->limit : 0);
-    http_add_header(req, requests ? "x-ratelimit-limit-requests" : "x-ratelimit-limit-tokens", v);
+    add_header(adm, requests ? "x-ratelimit-limit-requests" : "x-ratelimit-limit-tokens", v);
     put_int(v, r->remaining > 0 ? r->remaining : 0);
-    http_add_header(
-        req, requests ? "x-ratelimit-remaining-requests" : "x-ratelimit-remaining-tokens", v);
+    add_header(adm, requests ? "x-ratelimit-remaining-requests" : "x-ratelimit-remaining-tokens",
+               v);
     int64_t ms = r->reset_ms > 0 ? r->reset_ms : 0;
     size_t n = put_int(v, ms / 1000); /* seconds with milliseconds: "1.250s" */
     v[n++] = '.';
@@ -353,14 +334,14 @@ static void ratelimit_headers(struct http_request *req, bool tokens, const struc
     v[n++] = (char)('0' + ms % 10);
     v[n++] = 's';
     v[n] = '\0';
-    http_add_header(req, requests ? "x-ratelimit-reset-requests" : "x-ratelimit-reset-tokens", v);
+    add_header(adm, requests ? "x-ratelimit-reset-requests" : "x-ratelimit-reset-tokens", v);
 }
 
-static void retry_after(struct http_request *req, int64_t ms)
+static void retry_after(struct admission *adm, int64_t ms)
 {
     char v[24];
     snprintf(v, sizeof v, "%lld", (long long)((ms + 999) / 1000 > 0 ? (ms + 999) / 1000 : 1));
-    http_add_header(req, "Retry-After", v);
+    add_header(adm, "Retry-After", v);
 }
 
 /* The config budget for `name` in `scope`: its own entry, else the "*" one. */
@@ -402,7 +383,7 @@ static void collect_budgets(struct guard *g, const struct key_record *k, struct 
     }
 }
 
-static int rate_limited(struct http_request *req, const struct key_record *k, bool tokens,
+static int rate_limited(struct admission *adm, const struct key_record *k, bool tokens,
                         const struct gcra_result *r, int64_t charged, struct err *err)
 {
     if (tokens && r->never)
@@ -410,26 +391,26 @@ static int rate_limited(struct http_request *req, const struct key_record *k, bo
                        "request needs ~%lld tokens (prompt estimate + max_tokens), more than key "
                        "%s's whole limit of %lld tokens per minute",
                        (long long)charged, k->id, (long long)k->tpm);
-    retry_after(req, r->retry_after_ms);
+    retry_after(adm, r->retry_after_ms);
     return err_set(err, 429, tokens ? "tokens" : "requests", "rate_limit_exceeded",
                    "rate limit reached for key %s: %lld %s per minute; retry in %.1f s", k->id,
                    (long long)(tokens ? k->tpm : k->rpm), tokens ? "tokens" : "requests",
                    (double)r->retry_after_ms / 1000.0);
 }
 
-static int budget_rejected(struct guard *g, struct http_request *req, const char *why,
+static int budget_rejected(struct guard *g, struct admission *adm, const char *why,
                            int64_t reset_ms, struct err *err)
 {
     char reset[32];
     clock_iso8601(reset_ms, reset, sizeof reset);
-    retry_after(req, reset_ms - g->now_ms());
+    retry_after(adm, reset_ms - g->now_ms());
     return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                    "budget exceeded: %s; it resets at %s", why, reset);
 }
 
 /* In-process admission: this instance's counters. */
-static int admit_locally(struct guard *g, struct http_request *req, const struct key_record *k,
-                         struct admission *adm, struct err *err)
+static int admit_locally(struct guard *g, const struct key_record *k, struct admission *adm,
+                         struct err *err)
 {
     int64_t now_us = (int64_t)(clock_now_ns() / 1000);
     struct key_limits *l = NULL;
@@ -441,15 +422,15 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
         struct gcra_result rr = {0}, tr = {0};
         if (k->rpm > 0) {
             gcra_take(&l->rpm, k->rpm, 1, now_us, &rr);
-            ratelimit_headers(req, false, &rr);
-            if (!rr.allowed) return rate_limited(req, k, false, &rr, 1, err);
+            ratelimit_headers(adm, false, &rr);
+            if (!rr.allowed) return rate_limited(adm, k, false, &rr, 1, err);
         }
         if (k->tpm > 0) {
             gcra_take(&l->tpm, k->tpm, adm->tokens_charged, now_us, &tr);
-            ratelimit_headers(req, true, &tr);
+            ratelimit_headers(adm, true, &tr);
             if (!tr.allowed) {
                 l->rpm = saved_rpm; /* a refused request does not use up a request */
-                return rate_limited(req, k, true, &tr, adm->tokens_charged, err);
+                return rate_limited(adm, k, true, &tr, adm->tokens_charged, err);
             }
             adm->tpm_limit = k->tpm;
         }
@@ -465,7 +446,7 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
             l->tpm = saved_tpm;
         }
         adm->tpm_limit = 0;
-        return budget_rejected(g, req, v.why, v.reset_ms, err);
+        return budget_rejected(g, adm, v.why, v.reset_ms, err);
     }
     adm->held = true;
     adm->mode = v.mode;
@@ -475,7 +456,6 @@ static int admit_locally(struct guard *g, struct http_request *req, const struct
 
 struct admit_pending {
     struct guard *guard;
-    struct http_request *req;
     const struct key_record *key; /* in the request's principal (arena) */
     struct admission *adm;        /* NULL once cancelled */
     struct shared_ask ask;        /* a copy: settles a cancelled admission */
@@ -500,25 +480,24 @@ static void on_shared_answer(const struct shared_answer *a, void *ud)
     int rc = 0;
     const struct key_record *k = p->key;
     if (a == NULL) {
-        rc = admit_locally(g, p->req, k, adm, &e); /* Redis down: this instance's counters */
+        rc = admit_locally(g, k, adm, &e); /* Redis down: this instance's counters */
     } else {
         struct gcra_result rr = a->rpm, tr = a->tpm;
         rr.limit = k ? k->rpm : 0;
         tr.limit = k ? k->tpm : 0;
-        if (k && k->rpm > 0) ratelimit_headers(p->req, false, &rr);
-        if (k && k->tpm > 0 && a->status != SHARED_RPM_LIMITED)
-            ratelimit_headers(p->req, true, &tr);
+        if (k && k->rpm > 0) ratelimit_headers(adm, false, &rr);
+        if (k && k->tpm > 0 && a->status != SHARED_RPM_LIMITED) ratelimit_headers(adm, true, &tr);
         if (a->status == SHARED_RPM_LIMITED) {
-            rc = rate_limited(p->req, k, false, &rr, 1, &e);
+            rc = rate_limited(adm, k, false, &rr, 1, &e);
         } else if (a->status == SHARED_TPM_LIMITED) {
-            rc = rate_limited(p->req, k, true, &tr, adm->tokens_charged, &e);
+            rc = rate_limited(adm, k, true, &tr, adm->tokens_charged, &e);
         } else if (a->status == SHARED_BUDGET_REJECTED && a->budget >= 0 &&
                    (size_t)a->budget < adm->n_applies) {
             char why[160];
             budget_describe(&adm->applies[a->budget], a->used, true, why, sizeof why);
             rc = budget_rejected(
-                g, p->req, why,
-                budget_period_end(adm->applies[a->budget].rule->period, g->now_ms()), &e);
+                g, adm, why, budget_period_end(adm->applies[a->budget].rule->period, g->now_ms()),
+                &e);
         } else {
             adm->shared = true;
             adm->tpm_limit = k ? k->tpm : 0;
@@ -543,10 +522,9 @@ static int64_t tokens_asked(long prompt_tokens, long output_tokens)
     return p > INT64_MAX - o ? INT64_MAX : p + o;
 }
 
-void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
-                 const struct model_conf *model, const char *customer, long prompt_tokens,
-                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
-                 void *ud)
+void guard_admit(struct guard *g, const struct principal *who, const struct model_conf *model,
+                 const char *customer, long prompt_tokens, long output_tokens, double reserve_usd,
+                 struct admission *adm, guard_admit_cb done, void *ud)
 {
     memset(adm, 0, sizeof *adm);
     struct err e;
@@ -584,7 +562,7 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
                 b->ttl_ms = counter_ttl(r->period, now);
             }
             *p = (struct admit_pending){
-                .guard = g, .req = req, .key = k, .adm = adm, .ask = *ask, .done = done, .ud = ud};
+                .guard = g, .key = k, .adm = adm, .ask = *ask, .done = done, .ud = ud};
             if (shared_admit(g->shared, ask, on_shared_answer, p) == 0) {
                 adm->pending = p;
                 return;
@@ -592,7 +570,7 @@ void guard_admit(struct guard *g, struct http_request *req, const struct princip
             free(p);
         }
     }
-    int rc = admit_locally(g, req, k, adm, &e);
+    int rc = admit_locally(g, k, adm, &e);
     done(ud, rc, &e);
 }
 

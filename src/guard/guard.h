@@ -1,11 +1,11 @@
 /*
  * guard — who may call, what they may use, how fast and for how much.
  *
- *   guard_authenticate  Authorization: Bearer <master key | virtual key> → a principal, or
- *                       401 (missing, unknown, revoked, expired) / 403 (admin with a
- *                       virtual key) / 400 duplicate_header (more than one Authorization
- *                       header). Spaces and tabs around the key are ignored. Without
- *                       auth.master_key every caller is "open".
+ *   guard_authenticate  the key a request carried (its surface finds it: for OpenAI and
+ *                       the admin API, Authorization: Bearer — api/credential.c) → master
+ *                       or virtual key principal, or 401 (missing, unknown, revoked,
+ *                       expired) / 403 (admin with a virtual key). Without auth.master_key
+ *                       every caller is "open".
  *   guard_admit         for one model request: the key's model list (403), its RPM and TPM
  *                       (429 rate_limit_exceeded, Retry-After, x-ratelimit-* headers), then
  *                       budgets of key, team and customer (429 budget_exceeded with the
@@ -35,7 +35,6 @@
 #include "util/err.h"
 
 struct event_base;
-struct http_request;
 struct store_handle;
 struct store_jobs;
 struct guard;
@@ -52,8 +51,18 @@ struct principal {
     struct key_record key; /* a copy (PRINCIPAL_KEY): snapshots may change mid-request */
 };
 
+/* A response header admission wants sent (x-ratelimit-*, Retry-After). */
+struct admit_header {
+    const char *name; /* static */
+    char value[24];
+};
+#define ADMIT_MAX_HEADERS 8
+
 /* What admission decided and holds; lives with the request (its arena). */
 struct admission {
+    /* Headers for the response, admitted or refused: the caller adds them. */
+    struct admit_header headers[ADMIT_MAX_HEADERS];
+    size_t n_headers;
     enum route_budget mode;
     char why[160];
     /* in-process counters */
@@ -90,21 +99,23 @@ void guard_free(struct guard *g);
 
 bool guard_auth_enabled(const struct guard *g);
 
-/** @return 0 with `out` filled, or -1 with `err` (400/401/403). `admin`: an /admin call. */
-int guard_authenticate(struct guard *g, const struct http_request *req, bool admin,
+/** Who holds `secret` (the key the request's surface carried; NULL or empty when none): the
+ *  master key, a live virtual key, or — without auth — anyone. @return 0 with `out` filled,
+ *  or -1 with `err` (401 missing/unknown/revoked/expired, 403 a virtual key on /admin).
+ *  `admin`: an /admin call. */
+int guard_authenticate(struct guard *g, const char *secret, size_t len, bool admin,
                        struct principal *out, struct err *err);
 
 /**
  * Admits a request for `model`. `prompt_tokens`/`output_tokens` are the estimates routing
- * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Adds
- * x-ratelimit-* headers to `req` when the key has limits, Retry-After on a 429.
+ * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Puts
+ * x-ratelimit-* headers in adm->headers when the key has limits, Retry-After on a 429.
  * `done` is called exactly once: before this returns (in-process counters) or when Redis
  * answers — unless guard_cancel() comes first.
  */
-void guard_admit(struct guard *g, struct http_request *req, const struct principal *who,
-                 const struct model_conf *model, const char *customer, long prompt_tokens,
-                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
-                 void *ud);
+void guard_admit(struct guard *g, const struct principal *who, const struct model_conf *model,
+                 const char *customer, long prompt_tokens, long output_tokens, double reserve_usd,
+                 struct admission *adm, guard_admit_cb done, void *ud);
 
 /** The request is going away: a Redis answer still out is dropped (and what it reserved is
  *  given back). Safe to call in any state. */

@@ -42,7 +42,7 @@ static char *framed(struct fixture *f)
     return out;
 }
 
-static void test_the_credential_is_the_authorization_header(void **state)
+static void test_the_credential_is_the_bearer_token(void **state)
 {
     (void)state;
     struct fixture f;
@@ -51,12 +51,24 @@ static void test_the_credential_is_the_authorization_header(void **state)
     size_t len;
     struct err e;
     assert_int_equal(surface_openai.credential(&f.req, &key, &len, &e), 0);
-    assert_null(key);
-    f.headers[0] = (struct http_header){"authorization", "Bearer sk-1"};
+    assert_null(key); /* none sent: the guard says 401 when auth is on */
+    f.headers[0] = (struct http_header){"authorization", "Bearer \tsk-1\t "};
     f.req.n_headers = 1;
     assert_int_equal(surface_openai.credential(&f.req, &key, &len, &e), 0);
-    assert_string_equal(key, "Bearer sk-1");
-    assert_int_equal(len, 11);
+    assert_int_equal(len, 4); /* blanks around the key are not part of it */
+    assert_memory_equal(key, "sk-1", 4);
+    f.headers[0].value = "Basic dXNlcjpwYXNz";
+    err_clear(&e);
+    assert_int_equal(surface_openai.credential(&f.req, &key, &len, &e), -1);
+    assert_int_equal(e.status, 401);
+    assert_string_equal(e.code, "invalid_api_key");
+    f.headers[0].value = "Bearer sk-1";
+    f.headers[1] = (struct http_header){"Authorization", "Bearer sk-2"};
+    f.req.n_headers = 2;
+    err_clear(&e);
+    assert_int_equal(surface_openai.credential(&f.req, &key, &len, &e), -1);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.code, "duplicate_header");
     teardown(&f);
 }
 
@@ -109,7 +121,7 @@ static void test_chunks_are_framed_as_sse_and_the_unasked_usage_chunk_dropped(vo
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_the_credential_is_the_authorization_header),
+        cmocka_unit_test(test_the_credential_is_the_bearer_token),
         cmocka_unit_test(test_parse_fills_the_request_model_or_names_the_field),
         cmocka_unit_test(test_chunks_are_framed_as_sse_and_the_unasked_usage_chunk_dropped),
     };
