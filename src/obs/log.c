@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "util/clock.h"
 
 static void append(struct log_line *l, const char *s, size_t n)
 {
@@ -267,4 +270,68 @@ void log_msg(const char *level, const char *event, const char *fmt, ...)
     log_begin(&l, level, event);
     log_str(&l, "message", msg);
     log_end(&l);
+}
+
+bool log_rate_allow(struct log_rate *r, unsigned per_second, uint64_t now_ns,
+                    unsigned long *suppressed)
+{
+    if (r->window_start_ns == 0 || now_ns - r->window_start_ns >= 1000000000u) {
+        r->window_start_ns = now_ns;
+        r->used = 0;
+    }
+    if (r->used >= per_second) {
+        r->suppressed++;
+        return false;
+    }
+    r->used++;
+    if (suppressed) *suppressed = r->suppressed;
+    r->suppressed = 0;
+    return true;
+}
+
+/* libevent's log callback takes no user data, so its limiter has to live at file scope; the
+ * mutex is there because libevent may log from any thread that touches it. */
+static struct {
+    pthread_mutex_t lock;
+    struct log_rate rate;
+    unsigned per_second;
+} libevent_log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const char *libevent_level(int severity)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        return "debug";
+    case EVENT_LOG_MSG:
+        return "info";
+    case EVENT_LOG_WARN:
+        return "warn";
+    default:
+        return "error";
+    }
+}
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    unsigned long dropped = 0;
+    pthread_mutex_lock(&libevent_log.lock);
+    bool allow =
+        log_rate_allow(&libevent_log.rate, libevent_log.per_second, clock_now_ns(), &dropped);
+    pthread_mutex_unlock(&libevent_log.lock);
+    if (!allow) return;
+    struct log_line l;
+    log_begin(&l, libevent_level(severity), "libevent");
+    log_str(&l, "message", msg);
+    if (dropped) log_int(&l, "suppressed", (long long)dropped);
+    /* Written at once, not batched: libevent forbids calling into it from this callback, and
+     * the batch would (event_active). */
+    l.buf[l.len++] = '}';
+    l.buf[l.len++] = '\n';
+    write_all(l.buf, l.len);
+}
+
+void log_capture_libevent(unsigned per_second)
+{
+    libevent_log.per_second = per_second;
+    event_set_log_callback(on_libevent_log);
 }
