@@ -19,7 +19,9 @@
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@
 #include "store/jobs.h"
 #include "store/ledger.h"
 #include "util/clock.h"
+#include "util/json_text.h"
 
 #define PROBE_INTERVAL_MS 5000
 #define PROBE_TICK_MS     250
@@ -237,6 +240,40 @@ static void log_banner(const struct app *app)
         }
 }
 
+/* Every client connection, upstream connection and store file is a descriptor, and the soft
+ * limit (often 1024) is far below what a gateway needs while the hard limit is not: raise
+ * the soft one, then size max_connections so clients can never take the descriptors that
+ * upstream connects and the store need (a full table fails every proxied request with 502
+ * and makes accept() fail on every loop turn). */
+static int connections_for_fd_limit(int configured)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_msg("warn", "fd_limit", "getrlimit(RLIMIT_NOFILE): %s; keeping max_connections %d",
+                strerror(errno), configured);
+        return configured;
+    }
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was; /* keep what we have */
+    }
+    uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    int cap = http_server_connection_cap(nofile, configured);
+    struct log_line l;
+    log_begin(&l, cap < configured ? "warn" : "info", "fd_limit");
+    log_int(&l, "nofile_soft_was", was == RLIM_INFINITY ? -1 : (long long)was);
+    log_int(&l, "nofile", rl.rlim_cur == RLIM_INFINITY ? -1 : (long long)rl.rlim_cur);
+    log_int(&l, "nofile_hard", rl.rlim_max == RLIM_INFINITY ? -1 : (long long)rl.rlim_max);
+    log_int(&l, "reserve", HTTP_SERVER_FD_RESERVE);
+    log_int(&l, "max_connections_configured", configured);
+    log_int(&l, "max_connections", cap);
+    if (cap < configured)
+        log_str(&l, "message", "max_connections lowered to fit the descriptor limit (ulimit -n)");
+    log_end(&l);
+    return cap;
+}
+
 static void app_teardown(struct app *app)
 {
     log_batch_stop();
@@ -362,7 +399,7 @@ int app_run(struct config *cfg, const char *listen)
         .header_timeout_ms = cfg->limits.header_timeout_ms,
         .body_timeout_ms = cfg->limits.body_timeout_ms,
         .idle_timeout_ms = cfg->limits.idle_timeout_ms,
-        .max_connections = cfg->limits.max_connections,
+        .max_connections = connections_for_fd_limit(cfg->limits.max_connections),
         .log_requests = cfg->log_requests,
     };
     app->call_env = (struct call_env){.loop = app->loop,

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "cli/commands.h"
 #include "config/config.h"
+#include "obs/log.h"
 #include "route/explain.h"
 #ifdef STRATUS_HAVE_ENGINE
 #include "engine/worker.h"
@@ -114,6 +115,7 @@ static int route_command(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    log_capture_libevent(10); /* libevent's warnings become JSON lines too, rate-limited */
     if (argc < 2) {
         usage(stderr);
         return 2;

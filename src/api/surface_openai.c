@@ -15,8 +15,8 @@
 #include "app.h"
 #include "guard/guard.h"
 #include "http/server.h"
-#include "obs/log.h"
 #include "util/arena.h"
+#include "util/json_text.h"
 
 static void free_state(void *ud)
 {

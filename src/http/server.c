@@ -14,6 +14,19 @@
  * Finishing a response never frees anything in place: the handler may be deep inside a
  * libcurl callback when it answers, so the request is released from a deferred event
  * ("resume"), which then parses the next pipelined request, if any.
+ *
+ * An error the server finds itself (limits, framing, timeouts) usually arrives while the
+ * client is still sending. Closing then, with its bytes unread in our socket, makes the kernel
+ * send a reset that can destroy the error response before the client reads it (Node's fetch
+ * and the OpenAI SDK then see ECONNRESET and retry the whole upload). So such a connection
+ * closes like nginx's lingering_close: once the response is written the write side is shut
+ * down (the client sees the end of the response) and input is read and dropped until the
+ * client closes, LINGER_MS pass or the byte allowance is used up, whichever comes first.
+ *
+ * Accepting never spins: a full process (EMFILE) or system (ENFILE) descriptor table makes
+ * accept() fail on every loop turn while the connection waits in the backlog, so the listener
+ * is disabled for ACCEPT_PAUSE_MS after any accept failure. Lines an outsider can trigger at
+ * will (refused connections, accept failures) are rate-limited.
  */
 #include "http/server.h"
 
@@ -42,12 +55,27 @@
 #include "obs/log.h"
 #include "util/arena.h"
 #include "util/clock.h"
+#include "util/json_text.h"
 
 #define OUTPUT_HIGH_WATER (256 * 1024)
 #define OUTPUT_LOW_WATER  (64 * 1024)
 #define INPUT_HIGH_WATER  (64 * 1024)
 
-enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_CLOSING };
+/* Long enough for the kernel to hand back descriptors that connections in flight release,
+ * short enough that a client retrying after the pause barely notices. */
+#define ACCEPT_PAUSE_MS 100
+/* Lingering close: 5 s is nginx's lingering_timeout, ample for a client on any network to
+ * send what is already in flight and read the error. Bytes: a client that overshoots the body
+ * limit by up to 16 MiB (the usual mistake: a file a bit too big) still reads its 413; beyond
+ * that it is abuse or a runaway stream, and the reset is its problem. */
+#define LINGER_MS          5000
+#define LINGER_EXTRA_BYTES (16u << 20)
+/* Per readable event while lingering, so one discarding client cannot starve the loop. */
+#define LINGER_READ_BUDGET (256 * 1024)
+/* Refused-connection and accept-failure lines per second (plus a count of the rest). */
+#define LOG_LINES_PER_S 5
+
+enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_CLOSING, CONN_LINGER };
 
 struct strbuf {
     char *p;
@@ -66,6 +94,9 @@ struct http_server {
     bool draining;
     struct http_conn *conns; /* doubly linked, for drain and free */
     uint64_t id_state;
+    struct event *accept_resume; /* re-enables the listener after an accept failure */
+    struct log_rate refused_log, accept_log;
+    struct http_server_stats stats;
 };
 
 struct http_conn {
@@ -84,8 +115,16 @@ struct http_conn {
     size_t head_bytes;
     size_t body_bytes;
     struct strbuf url, field, value;
-    bool value_pending; /* a header value was seen and not yet stored */
-    int fail_status;    /* set by a parser callback that rejects the request */
+    bool value_pending;   /* a header value was seen and not yet stored */
+    int fail_status;      /* set by a parser callback that rejects the request */
+    const char *fail_msg; /* static: why a 400 was chosen (else http-parser's description) */
+    bool linger;          /* close lingering: request bytes may still be on their way */
+    size_t linger_left;   /* bytes still to drop before giving up on the client */
+    /* Obsolete line folding is seen by looking back from a header value to the line start;
+     * exec_base is the start of the bytes the parser is running on, and tail_fold says the
+     * bytes parsed before them ended in LF followed only by spaces or tabs. */
+    const char *exec_base;
+    bool tail_fold;
     bool keep_alive;
     bool http10;
     bool waiting_drain;
@@ -96,6 +135,7 @@ struct http_conn {
 static const http_parser_settings *parser_settings(void);
 static void process_input(struct http_conn *c);
 static void conn_close(struct http_conn *c);
+static void conn_end(struct http_conn *c);
 static void request_finish(struct http_request *req);
 static void schedule_flush(struct http_conn *c);
 static void set_reading(struct http_conn *c, bool on);
@@ -398,7 +438,7 @@ void http_respond(struct http_request *req, int status, const char *content_type
 {
     if (req->done || req->head_sent) return;
     write_head(req, status, content_type, (long long)len);
-    if (len) evbuffer_add(req->_conn->out, body, len);
+    if (len && !req->head) evbuffer_add(req->_conn->out, body, len);
     request_finish(req);
 }
 
@@ -435,7 +475,7 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
     struct http_conn *c = req->_conn;
     if (req->done || c == NULL) return -1;
     size_t len = alen + blen;
-    if (len == 0) return 0;
+    if (len == 0 || req->head) return 0; /* HEAD: the head went out, the body never does */
     struct evbuffer *out = c->out;
     schedule_flush(c);
     if (req->_stream_chunked) {
@@ -463,7 +503,7 @@ int http_stream_write(struct http_request *req, const char *data, size_t len)
 void http_stream_end(struct http_request *req)
 {
     if (req->done) return;
-    if (req->_stream_chunked) evbuffer_add(req->_conn->out, "0\r\n\r\n", 5);
+    if (req->_stream_chunked && !req->head) evbuffer_add(req->_conn->out, "0\r\n\r\n", 5);
     schedule_flush(req->_conn);
     request_finish(req);
 }
@@ -479,7 +519,24 @@ static void request_finish(struct http_request *req)
     event_active(c->resume, EV_TIMEOUT, 0);
 }
 
-/* Answers an error the server found itself (limits, parse errors, timeouts), then closes. */
+/* The access-log line for a request the server refused itself: the API never saw it, and
+ * without this line an oversized upload or a malformed head would leave no trace. */
+static void log_rejected(const struct http_request *req, const struct err *e)
+{
+    if (!req->log) return;
+    struct log_line l;
+    log_begin(&l, "info", "request");
+    log_str(&l, "id", req->request_id);
+    log_str(&l, "method", req->head ? "HEAD" : req->method);
+    log_str(&l, "path", req->path);
+    log_int(&l, "status", e->status);
+    log_ms(&l, "latency_ms", (double)(clock_now_ns() - req->start_ns) / 1e6);
+    log_str(&l, "error", e->msg);
+    log_end(&l);
+}
+
+/* Answers an error the server found itself (limits, parse errors, timeouts), then closes
+ * lingering: the request it refused may still be arriving. */
 static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
@@ -501,13 +558,23 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
     if (c->req->request_id[0] == '\0') make_request_id(c->srv, c->req->request_id);
     c->keep_alive = false;
     c->fail_status = status;
+    c->linger = true;
     c->srv->n_active++; /* request_finish() balances this */
     evtimer_del(c->timer);
     set_reading(c, false);
+    log_rejected(c->req, &e);
     http_respond_error(c->req, &e);
 }
 
 /* ---- parser callbacks -------------------------------------------------------------- */
+
+/* Makes the parser stop with `status`; `why` (static, may be NULL) explains a 400. */
+static int reject(struct http_conn *c, int status, const char *why)
+{
+    c->fail_status = status;
+    c->fail_msg = why;
+    return -1;
+}
 
 static int head_budget(struct http_conn *c, size_t n)
 {
@@ -539,6 +606,10 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t n)
 {
     struct http_conn *c = p->data;
+    /* The method is known once the URL starts: an error answered from here on to a HEAD
+     * request must not carry a body either. */
+    c->req->head = p->method == HTTP_HEAD;
+    c->req->method = c->req->head ? "GET" : http_method_str((enum http_method)p->method);
     if (head_budget(c, n)) return -1;
     return strbuf_append(&c->url, at, n);
 }
@@ -563,11 +634,52 @@ static int store_header(struct http_conn *c)
     return 0;
 }
 
+/* RFC 9110 5.1: a field name is a token. http-parser lets a space through ("Foo : bar",
+ * " Foo: bar" on the first line), which RFC 9112 5.1 says must be refused: servers and proxies
+ * that trim it would disagree with those that don't about which header this is. */
+static bool is_token(const char *s, size_t n)
+{
+    if (n == 0) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && (ch == '\0' || strchr("!#$%&'*+-.^_`|~", ch) == NULL)) return false;
+    }
+    return true;
+}
+
+/* Stores the header whose name and value are complete, after checking its name. */
+static int finish_header(struct http_conn *c)
+{
+    if (!is_token(c->field.p, c->field.len))
+        return reject(c, 400, "invalid character in a header field name");
+    return store_header(c) == 0 ? 0 : reject(c, 500, NULL);
+}
+
+/* Whether value bytes at `at` begin a continuation line (obs-fold, RFC 9112 5.2): looking
+ * back over spaces and tabs reaches a line feed instead of the colon. http-parser joins such
+ * lines into the value; we refuse them. The look-back may run into bytes parsed before. */
+static bool starts_folded_line(const struct http_conn *c, const char *at)
+{
+    const char *p = at;
+    while (p > c->exec_base && (p[-1] == ' ' || p[-1] == '\t')) p--;
+    return p > c->exec_base ? p[-1] == '\n' : c->tail_fold;
+}
+
+/* tail_fold after the parser consumed p[0..n): those bytes end in LF and blanks, or they are
+ * all blanks and what came before did. */
+static bool tail_fold_after(bool before, const char *p, size_t n)
+{
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    return n == 0 ? before : p[n - 1] == '\n';
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct http_conn *c = p->data;
     if (head_budget(c, n + 4)) return -1; /* +4: ": " and CRLF count towards the limit */
-    if (c->value_pending && store_header(c)) return -1;
+    if (c->value_pending && finish_header(c)) return -1;
     return strbuf_append(&c->field, at, n);
 }
 
@@ -575,22 +687,35 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     struct http_conn *c = p->data;
     if (head_budget(c, n)) return -1;
+    if (starts_folded_line(c, at))
+        return reject(c, 400, "obsolete line folding in a header field value");
     c->value_pending = true;
     return strbuf_append(&c->value, at, n);
+}
+
+/* RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host; HTTP/1.0 may omit it. */
+static const char *host_problem(const struct http_request *req, const http_parser *p)
+{
+    size_t hosts = 0;
+    for (size_t i = 0; i < req->n_headers; i++) hosts += strcmp(req->headers[i].name, "host") == 0;
+    if (hosts > 1) return "more than one Host header";
+    bool http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
+    if (hosts == 0 && http11) return "HTTP/1.1 request without a Host header";
+    return NULL;
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
     struct http_request *req = c->req;
-    if (c->value_pending && store_header(c)) return -1;
+    if (c->value_pending && finish_header(c)) return -1;
+    if (req->method == NULL) req->method = http_method_str((enum http_method)p->method);
     const char *url = c->url.p ? c->url.p : "/";
     const char *q = strchr(url, '?');
     req->path =
         q ? arena_strndup(req->arena, url, (size_t)(q - url)) : arena_strdup(req->arena, url);
     req->query = q ? arena_strdup(req->arena, q + 1) : NULL;
-    req->method = http_method_str((enum http_method)p->method);
-    if (req->path == NULL) return -1;
+    if (req->path == NULL) return reject(c, 500, NULL);
     c->http10 = p->http_major == 1 && p->http_minor == 0;
     c->keep_alive = http_should_keep_alive(p) != 0;
 
@@ -600,6 +725,8 @@ static int on_headers_complete(http_parser *p)
     else
         make_request_id(c->srv, req->request_id);
 
+    const char *bad_host = host_problem(req, p);
+    if (bad_host) return reject(c, 400, bad_host);
     /* Refuse an announced oversized body before reading any of it. */
     if ((p->flags & F_CHUNKED) == 0 && p->content_length != ULLONG_MAX &&
         p->content_length > c->srv->opts.max_body_bytes) {
@@ -627,6 +754,17 @@ static int on_body(http_parser *p, const char *at, size_t n)
     return evbuffer_add(c->req->body, at, n);
 }
 
+/* A chunk that cannot fit in what is left of the body limit is refused when announced, not
+ * after body_timeout_ms of waiting for bytes we would refuse anyway. 413 rather than 400: the
+ * framing is valid, the body is too large, as with an oversized Content-Length. */
+static int on_chunk_header(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    if (p->content_length > c->srv->opts.max_body_bytes - c->body_bytes)
+        return reject(c, 413, NULL);
+    return 0;
+}
+
 static int on_message_complete(http_parser *p)
 {
     http_parser_pause(p, 1); /* one request at a time; process_input dispatches it */
@@ -642,6 +780,7 @@ static const http_parser_settings *parser_settings(void)
         .on_header_value = on_header_value,
         .on_headers_complete = on_headers_complete,
         .on_body = on_body,
+        .on_chunk_header = on_chunk_header,
         .on_message_complete = on_message_complete,
     };
     return &settings;
@@ -670,6 +809,8 @@ static void fail_from_parser(struct http_conn *c)
                   "request line and headers exceed the limit of %zu bytes", max_head);
     else if (c->fail_status == 500)
         conn_fail(c, 500, "out_of_memory", "out of memory");
+    else if (c->fail_msg)
+        conn_fail(c, 400, "bad_request", "malformed HTTP request: %s", c->fail_msg);
     else
         conn_fail(c, 400, "bad_request", "malformed HTTP request: %s", http_errno_description(e));
 }
@@ -682,7 +823,9 @@ static void process_input(struct http_conn *c)
     while (c->state != CONN_HANDLING && c->state != CONN_CLOSING && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        c->exec_base = v.iov_base;
         size_t used = http_parser_execute(&c->parser, parser_settings(), v.iov_base, v.iov_len);
+        c->tail_fold = tail_fold_after(c->tail_fold, v.iov_base, used);
         evbuffer_drain(in, used);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
@@ -710,8 +853,8 @@ static void on_resume(evutil_socket_t fd, short what, void *ud)
         if (c->state == CONN_CLOSING || c->srv->draining) {
             c->state = CONN_CLOSING;
             set_reading(c, false);
-            if (evbuffer_get_length(c->out) == 0 && !c->flush_pending) conn_close(c);
-            return; /* else the flush closes it once everything is written */
+            if (evbuffer_get_length(c->out) == 0 && !c->flush_pending) conn_end(c);
+            return; /* else the flush ends it once everything is written */
         }
         c->state = CONN_IDLE;
         timer_set(c, c->srv->opts.idle_timeout_ms);
@@ -720,10 +863,54 @@ static void on_resume(evutil_socket_t fd, short what, void *ud)
     }
 }
 
+/* Lingering close, once the response is written: the client sees its end (FIN), and what it
+ * still sends is dropped until it closes or the time or byte allowance runs out. */
+static void conn_linger(struct http_conn *c)
+{
+    if (shutdown(c->fd, SHUT_WR) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_LINGER;
+    c->linger_left = c->srv->opts.max_body_bytes + LINGER_EXTRA_BYTES;
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    timer_set(c, LINGER_MS);
+    set_reading(c, true);
+}
+
+/* The response that ends this connection is written: close now, or lingering if the request
+ * we refused may still be arriving. */
+static void conn_end(struct http_conn *c)
+{
+    if (c->linger && !c->srv->draining)
+        conn_linger(c);
+    else
+        conn_close(c);
+}
+
+static void linger_read(struct http_conn *c)
+{
+    char scrap[16384];
+    for (size_t budget = LINGER_READ_BUDGET; budget > 0;) {
+        ssize_t n = recv(c->fd, scrap, sizeof scrap, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        if (n <= 0 || (size_t)n >= c->linger_left) {
+            conn_close(c); /* the client closed, failed, or sent more than we will drop */
+            return;
+        }
+        c->linger_left -= (size_t)n;
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+    }
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *ud)
 {
     struct http_conn *c = ud;
     (void)what;
+    if (c->state == CONN_LINGER) {
+        linger_read(c);
+        return;
+    }
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(c->in, 16384, &v, 1) < 1) {
         conn_close(c);
@@ -766,7 +953,7 @@ static void flush_output(struct http_conn *c)
         c->writing = false;
     }
     if (pending == 0 && c->state == CONN_CLOSING && c->req == NULL) {
-        conn_close(c);
+        conn_end(c);
         return;
     }
     if (c->waiting_drain && pending <= OUTPUT_LOW_WATER && c->req && !c->req->done) {
@@ -800,6 +987,7 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
     (void)what;
     switch (c->state) {
     case CONN_IDLE:
+    case CONN_LINGER:
         conn_close(c);
         break;
     case CONN_HEAD:
@@ -849,6 +1037,24 @@ static void conn_close(struct http_conn *c)
     free(c);
 }
 
+/* Closing at once (rather than leaving the connection in the backlog) tells the client to go
+ * elsewhere now; the line says why, at most LOG_LINES_PER_S times a second. */
+static void refuse_connection(struct http_server *s, evutil_socket_t fd)
+{
+    evutil_closesocket(fd);
+    s->stats.refused++;
+    unsigned long dropped = 0;
+    if (!log_rate_allow(&s->refused_log, LOG_LINES_PER_S, clock_now_ns(), &dropped)) return;
+    struct log_line l;
+    log_begin(&l, "warn", "connection_refused");
+    log_str(&l, "address", s->address);
+    log_int(&l, "max_connections", s->opts.max_connections);
+    log_int(&l, "refused_total", (long long)s->stats.refused);
+    if (dropped) log_int(&l, "suppressed", (long long)dropped);
+    log_str(&l, "message", "max_connections reached: connection closed");
+    log_end(&l);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len,
                       void *ud)
 {
@@ -856,8 +1062,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)addr;
     (void)len;
-    if (s->n_conns >= (size_t)s->opts.max_connections || s->draining) {
+    if (s->draining) {
         evutil_closesocket(fd);
+        return;
+    }
+    if (s->n_conns >= (size_t)s->opts.max_connections) {
+        refuse_connection(s, fd);
         return;
     }
     int one = 1;
@@ -897,7 +1107,59 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     timer_set(c, s->opts.idle_timeout_ms);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *ud)
+{
+    struct http_server *s = ud;
+    (void)fd;
+    (void)what;
+    if (s->listener && !s->draining) evconnlistener_enable(s->listener);
+}
+
+/* accept() failed. The pending connection stays in the backlog, so the listener would fire
+ * again on the next loop turn and fail again: pause it instead of spinning. */
+static void on_accept_error(struct evconnlistener *l, void *ud)
+{
+    struct http_server *s = ud;
+    int e = EVUTIL_SOCKET_ERROR();
+    s->stats.accept_errors++;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    if (evconnlistener_disable(l) == 0 && evtimer_add(s->accept_resume, &tv) == 0)
+        s->stats.accept_pauses++;
+    unsigned long dropped = 0;
+    if (!log_rate_allow(&s->accept_log, LOG_LINES_PER_S, clock_now_ns(), &dropped)) return;
+    struct log_line line;
+    log_begin(&line, "warn", "accept_failed");
+    log_str(&line, "address", s->address);
+    log_str(&line, "error", evutil_socket_error_to_string(e));
+    log_int(&line, "pause_ms", ACCEPT_PAUSE_MS);
+    log_int(&line, "connections", (long long)s->n_conns);
+    if (dropped) log_int(&line, "suppressed", (long long)dropped);
+    log_end(&line);
+}
+
+/* Everything a listener needs besides the socket: the accept-failure pause. */
+static int listener_setup(struct http_server *s, struct err *err)
+{
+    s->accept_resume = evtimer_new(s->loop, on_accept_resume, s);
+    if (s->accept_resume == NULL) return err_oom(err);
+    evconnlistener_set_error_cb(s->listener, on_accept_error);
+    return 0;
+}
+
 /* ---- server ------------------------------------------------------------------------ */
+
+int http_server_connection_cap(uint64_t nofile, int configured)
+{
+    uint64_t spare = nofile > HTTP_SERVER_FD_RESERVE ? nofile - HTTP_SERVER_FD_RESERVE : 0;
+    uint64_t cap = spare / 2, limit = configured > 0 ? (uint64_t)configured : 1;
+    if (cap > limit) cap = limit;
+    return cap > 0 ? (int)cap : 1;
+}
+
+void http_server_stats(const struct http_server *s, struct http_server_stats *out)
+{
+    *out = s->stats;
+}
 
 struct http_server *http_server_new(struct event_base *loop, const char *host, int port,
                                     struct http_server_opts opts, http_handler_cb handler, void *ud,
@@ -942,6 +1204,10 @@ struct http_server *http_server_new(struct event_base *loop, const char *host, i
         return NULL;
     }
     freeaddrinfo(res);
+    if (listener_setup(s, err) != 0) {
+        http_server_free(s);
+        return NULL;
+    }
 
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -994,6 +1260,10 @@ struct http_server *http_server_new_unix(struct event_base *loop, const char *pa
         return NULL;
     }
     snprintf(s->address, sizeof s->address, "unix:%.70s", path);
+    if (listener_setup(s, err) != 0) {
+        http_server_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -1010,11 +1280,13 @@ void http_server_drain(struct http_server *s)
         evconnlistener_free(s->listener);
         s->listener = NULL;
     }
+    if (s->accept_resume) evtimer_del(s->accept_resume);
     struct http_conn *c = s->conns;
     while (c) {
         struct http_conn *next = c->next;
-        if (c->state == CONN_IDLE && c->req == NULL && evbuffer_get_length(c->in) == 0)
-            conn_close(c);
+        /* A lingering connection has had its answer; shutdown need not wait for its client. */
+        bool idle = c->state == CONN_IDLE && c->req == NULL && evbuffer_get_length(c->in) == 0;
+        if (idle || c->state == CONN_LINGER) conn_close(c);
         c = next;
     }
 }
@@ -1034,5 +1306,6 @@ void http_server_free(struct http_server *s)
     if (s == NULL) return;
     while (s->conns) conn_close(s->conns);
     if (s->listener) evconnlistener_free(s->listener);
+    if (s->accept_resume) event_free(s->accept_resume);
     free(s);
 }

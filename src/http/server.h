@@ -11,7 +11,19 @@
  * pipelined requests wait their turn.
  *
  * Errors the server detects itself (413, 431, 400, 408) are answered with the same
- * OpenAI-style JSON body as every other error.
+ * OpenAI-style JSON body as every other error, then the connection closes "lingering": the
+ * write side is shut down and request bytes still on their way are read and dropped for a
+ * bounded time, so the client reads the error instead of a connection reset.
+ *
+ * The head is parsed strictly (RFC 9112): HTTP/1.1 without exactly one Host, a header name
+ * with a space or other non-token byte ("Foo : bar"), obsolete line folding, and a chunk
+ * larger than what is left of the body limit are refused at once.
+ *
+ * HEAD is served as GET: the handler sees method "GET" and `head` set, and whatever it answers
+ * goes out with the same status and headers (Content-Length included) but without a body.
+ *
+ * Accepting: connections above max_connections are closed at once (logged, rate-limited);
+ * when accept() fails (EMFILE, ENFILE, ...) the listener pauses briefly instead of spinning.
  *
  * Thread: everything here runs on the event-loop thread only.
  */
@@ -43,7 +55,7 @@ typedef void (*http_drain_cb)(struct http_request *req, void *ud);
 
 struct http_request {
     struct arena *arena; /* owned by the request; freed with it */
-    const char *method;  /* "GET", "POST", ... */
+    const char *method;  /* "GET", "POST", ... ("GET" for a HEAD request) */
     const char *path;    /* without the query string */
     const char *query;   /* after '?', or NULL */
     struct http_header *headers;
@@ -54,6 +66,7 @@ struct http_request {
     bool head_sent;        /* status line and headers are written */
     bool done;             /* the response is complete */
     bool log;              /* write the per-request log line (config log.requests) */
+    bool head;             /* a HEAD request: answered like GET, but no body is sent */
     struct http_conn *_conn;
     http_abort_cb _abort_cb;
     http_drain_cb _drain_cb;
@@ -102,6 +115,33 @@ size_t http_server_active_requests(const struct http_server *s);
 
 /** Connections open right now. */
 size_t http_server_connections(const struct http_server *s);
+
+/** What the accept path has refused or survived since start (for logs and metrics). */
+struct http_server_stats {
+    uint64_t refused;       /* connections closed at once: max_connections reached */
+    uint64_t accept_errors; /* accept() failures (EMFILE, ENFILE, ENOBUFS, ...) */
+    uint64_t accept_pauses; /* times the listener paused after such a failure */
+};
+
+/** Fills `out` with the server's counters. */
+void http_server_stats(const struct http_server *s, struct http_server_stats *out);
+
+/**
+ * File descriptors kept back from client connections for everything else the process opens:
+ * stdio, the event loop's epoll/signal/notify descriptors, the listener, SQLite's database,
+ * WAL and shm files (two handles), Redis/PostgreSQL connections, engine workers' sockets and
+ * pipes, DNS resolutions in flight, the files that config reloads read. A running gateway
+ * holds about 20 of these; 64 leaves room for bursts.
+ */
+#define HTTP_SERVER_FD_RESERVE 64
+
+/**
+ * How many client connections `nofile` descriptors (RLIMIT_NOFILE) can carry: at most
+ * `configured`, and at most half of what HTTP_SERVER_FD_RESERVE leaves, because every client
+ * connection with a request in flight may hold an upstream connection (libcurl) at the same
+ * time, and an upstream that cannot connect fails the request with a 502. At least 1.
+ */
+int http_server_connection_cap(uint64_t nofile, int configured);
 
 /** Closes every connection (aborting requests in flight) and frees. NULL-safe. */
 void http_server_free(struct http_server *s);

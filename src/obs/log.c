@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util/utf8.h"
+#include "util/clock.h"
+#include "util/json_text.h"
 
 /* Room left in the line, keeping space for "}\n". */
 static size_t room_of(const struct log_line *l)
@@ -35,59 +37,6 @@ static void append(struct log_line *l, const char *s, size_t n)
     }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
-}
-
-/* One character of `s` at *i as JSON string text in out (at most 6 bytes); advances *i. Bytes
- * that are not UTF-8 become U+FFFD, so a line stays valid JSON whatever a client sent. */
-static size_t escape_one(const char *s, size_t n, size_t *i, char out[8])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char c = (unsigned char)s[*i];
-    size_t k = 0;
-    *i += 1;
-    if (c == '"' || c == '\\') {
-        out[k++] = '\\';
-        out[k++] = (char)c;
-    } else if (c == '\n' || c == '\r' || c == '\t') {
-        out[k++] = '\\';
-        out[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-    } else if (c < 0x20 || c == 0x7f) {
-        memcpy(out, "\\u00", 4);
-        out[4] = hex[c >> 4];
-        out[5] = hex[c & 15];
-        k = 6;
-    } else if (c < 0x80) {
-        out[k++] = (char)c;
-    } else {
-        size_t seq = utf8_sequence((const unsigned char *)s + *i - 1, n - (*i - 1));
-        if (seq == 0) {
-            memcpy(out, "\\ufffd", 6);
-            return 6;
-        }
-        memcpy(out, s + *i - 1, seq);
-        *i += seq - 1;
-        k = seq;
-    }
-    return k;
-}
-
-size_t json_escape(char *buf, size_t cap, const char *s, size_t n)
-{
-    size_t out = 0, kept = 0; /* kept: the whole escapes that fit in buf */
-    bool full = cap == 0;
-    for (size_t i = 0; i < n;) {
-        char one[8];
-        size_t k = escape_one(s, n, &i, one);
-        if (!full && out + k < cap) {
-            memcpy(buf + out, one, k);
-            kept = out + k;
-        } else {
-            full = true; /* never half an escape: the prefix ends before it */
-        }
-        out += k;
-    }
-    if (cap) buf[kept] = '\0';
-    return out;
 }
 
 /* Room a key keeps for its value: any number, null, or a string cut short (log_strn). */
@@ -315,4 +264,68 @@ void log_msg(const char *level, const char *event, const char *fmt, ...)
     log_begin(&l, level, event);
     log_str(&l, "message", msg);
     log_end(&l);
+}
+
+bool log_rate_allow(struct log_rate *r, unsigned per_second, uint64_t now_ns,
+                    unsigned long *suppressed)
+{
+    if (r->window_start_ns == 0 || now_ns - r->window_start_ns >= 1000000000u) {
+        r->window_start_ns = now_ns;
+        r->used = 0;
+    }
+    if (r->used >= per_second) {
+        r->suppressed++;
+        return false;
+    }
+    r->used++;
+    if (suppressed) *suppressed = r->suppressed;
+    r->suppressed = 0;
+    return true;
+}
+
+/* libevent's log callback takes no user data, so its limiter has to live at file scope; the
+ * mutex is there because libevent may log from any thread that touches it. */
+static struct {
+    pthread_mutex_t lock;
+    struct log_rate rate;
+    unsigned per_second;
+} libevent_log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const char *libevent_level(int severity)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        return "debug";
+    case EVENT_LOG_MSG:
+        return "info";
+    case EVENT_LOG_WARN:
+        return "warn";
+    default:
+        return "error";
+    }
+}
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    unsigned long dropped = 0;
+    pthread_mutex_lock(&libevent_log.lock);
+    bool allow =
+        log_rate_allow(&libevent_log.rate, libevent_log.per_second, clock_now_ns(), &dropped);
+    pthread_mutex_unlock(&libevent_log.lock);
+    if (!allow) return;
+    struct log_line l;
+    log_begin(&l, libevent_level(severity), "libevent");
+    log_str(&l, "message", msg);
+    if (dropped) log_int(&l, "suppressed", (long long)dropped);
+    /* Written at once, not batched: libevent forbids calling into it from this callback, and
+     * the batch would (event_active). */
+    l.buf[l.len++] = '}';
+    l.buf[l.len++] = '\n';
+    write_all(l.buf, l.len);
+}
+
+void log_capture_libevent(unsigned per_second)
+{
+    libevent_log.per_second = per_second;
+    event_set_log_callback(on_libevent_log);
 }

@@ -54,10 +54,31 @@ int log_batch_start(struct event_base *loop);
 /** Writes what is pending and returns to one write per line. */
 void log_batch_stop(void);
 
-/** Writes `s` (n bytes, any bytes at all) JSON-escaped, without quotes, to buf (cap bytes,
- *  NUL-terminated). Invalid UTF-8 becomes \ufffd; control characters are escaped.
- *  @return bytes the whole escape takes (like snprintf); when that is >= cap, buf holds the
- *          longest prefix of whole escapes that fits (never half of one). */
-size_t json_escape(char *buf, size_t cap, const char *s, size_t n);
+/**
+ * A rate limit for one kind of line that an outsider can trigger at will (refused
+ * connections, accept errors, libevent warnings): without it, a flood of connections becomes
+ * a flood of log lines that fills the disk and eats the loop's time.
+ * Zero-initialise; not thread-safe (guard it with a lock if several threads share it).
+ */
+struct log_rate {
+    uint64_t window_start_ns; /* start of the current one-second window */
+    unsigned used;            /* lines allowed in this window */
+    unsigned long suppressed; /* lines refused since the last allowed one */
+};
+
+/**
+ * Whether a line may be written at monotonic time `now_ns`: at most `per_second` lines per
+ * one-second window. When it says yes, `*suppressed` (may be NULL) gets the number of lines
+ * refused since the previous allowed one, for the caller to log as a count.
+ */
+bool log_rate_allow(struct log_rate *r, unsigned per_second, uint64_t now_ns,
+                    unsigned long *suppressed);
+
+/**
+ * Sends libevent's own messages (warnings such as accept() failures) to the JSON log as
+ * {"event":"libevent","level":...,"message":...}, at most `per_second` lines a second plus a
+ * count of the lines dropped. Process-wide (libevent has one log callback); call once at start.
+ */
+void log_capture_libevent(unsigned per_second);
 
 #endif

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "providers/provider.h"
-#include "obs/log.h"
 #include "util/arena.h"
+#include "util/json_text.h"
 
 struct edit {
     size_t from, to;  /* replace bytes [from, to) of the original ... */

@@ -34,10 +34,11 @@ export function writeConfig(yaml) {
   return file;
 }
 
-export async function startGateway(yaml, { env = {}, args = [], file: reuse } = {}) {
+// `wrapper`: a command the binary runs under, outermost (e.g. ['prlimit', '--nofile=128:128', '--']).
+export async function startGateway(yaml, { env = {}, args = [], file: reuse, wrapper: outer = [] } = {}) {
   const file = reuse ?? writeConfig(yaml); // `file`: restart on the same config (and its store)
   const wrapper = process.env.STRATUS_WRAPPER ? process.env.STRATUS_WRAPPER.split(/\s+/).filter(Boolean) : [];
-  const cmd = [...wrapper, BIN, 'serve', '--config', file, '--listen', '127.0.0.1:0', ...args];
+  const cmd = [...outer, ...wrapper, BIN, 'serve', '--config', file, '--listen', '127.0.0.1:0', ...args];
   const child = spawn(cmd[0], cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   const gw = {

@@ -1,10 +1,14 @@
-/* Unit tests for src/obs/log.c: JSON escaping of any bytes (logs and error bodies). */
+/* Unit tests for src/obs/log.c: JSON escaping of any bytes (logs and error bodies), the rate
+ * limit for lines outsiders can trigger. */
 #include "unit/cmocka_all.h"
 
 #include <jansson.h>
 #include <string.h>
 
 #include "obs/log.h"
+#include "util/json_text.h"
+
+#define SEC 1000000000ull
 
 /* `"` + escaped + `"` must be a JSON string whose value is `want`. */
 static void expect_json_string(const char *escaped, const char *want)
@@ -73,12 +77,39 @@ static void test_log_str_keeps_line_valid_json(void **state)
     json_decref(j);
 }
 
+static void test_log_rate_allow_caps_lines_per_second(void **state)
+{
+    (void)state;
+    struct log_rate r = {0};
+    unsigned allowed = 0;
+    for (int i = 0; i < 100; i++) allowed += log_rate_allow(&r, 5, 10 * SEC + (uint64_t)i, NULL);
+    assert_int_equal(allowed, 5);
+}
+
+static void test_log_rate_allow_reports_suppressed_count_in_next_window(void **state)
+{
+    (void)state;
+    struct log_rate r = {0};
+    unsigned long dropped = 99;
+    assert_true(log_rate_allow(&r, 2, 10 * SEC, &dropped));
+    assert_int_equal(dropped, 0);
+    assert_true(log_rate_allow(&r, 2, 10 * SEC + 1, &dropped));
+    for (int i = 0; i < 7; i++) assert_false(log_rate_allow(&r, 2, 10 * SEC + 2, &dropped));
+    assert_false(log_rate_allow(&r, 2, 11 * SEC - 1, &dropped)); /* same window still */
+    assert_true(log_rate_allow(&r, 2, 11 * SEC, &dropped));
+    assert_int_equal(dropped, 8);
+    assert_true(log_rate_allow(&r, 2, 11 * SEC + 1, &dropped));
+    assert_int_equal(dropped, 0); /* the count was handed out once */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_escape_replaces_invalid_utf8),
         cmocka_unit_test(test_json_escape_truncates_between_escapes),
         cmocka_unit_test(test_log_str_keeps_line_valid_json),
+        cmocka_unit_test(test_log_rate_allow_caps_lines_per_second),
+        cmocka_unit_test(test_log_rate_allow_reports_suppressed_count_in_next_window),
     };
     return cmocka_run_group_tests_name("src/obs/log.c", tests, NULL, NULL);
 }
