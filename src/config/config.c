@@ -1,5 +1,9 @@
 /*
  * DESIGN
+ * Why one file of ~1,400 lines: each section's parser is small, but all of them share the
+ * loader's position-aware error, type and secret-reference helpers; split by section, those
+ * helpers would become a header used nowhere else.
+ *
  * libyaml's document API gives a node tree with start marks, so every error can point at
  * the exact line and column. Parsing is a walk over that tree with one small function per
  * section; each knows its allowed keys, so an unknown key (a typo) is always an error,

@@ -1,5 +1,9 @@
 /*
  * DESIGN
+ * Why one file of ~1,000 lines: the engine thread's decode loop, the job lifecycle and the
+ * loop-thread side share one struct under one lock discipline, which is easier to check in
+ * one place than across files.
+ *
  * Two threads share a small, mutex-protected surface: the queue of jobs waiting for a slot,
  * each job's cancel flag, and an outbox of events. Everything about llama.cpp — the context,
  * the batch, sampler chains, token buffers — belongs to the engine thread alone, so decode

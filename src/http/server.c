@@ -1,5 +1,9 @@
 /*
  * DESIGN
+ * Why one file of ~1,300 lines: a connection is one state machine — parsing, limits, phase
+ * timers, writes, lingering close, shutdown — whose invariants (one request in the handler,
+ * exactly one abort callback, never freed inside its own callback) span all of it.
+ *
  * One `struct http_conn` per accepted socket with its own read/write events and input/output
  * evbuffers (not a bufferevent: reading with recv() into reserved space skips libevent's
  * FIONREAD ioctl, and writing directly — registering for EV_WRITE only when the socket

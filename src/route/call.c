@@ -1,5 +1,9 @@
 /*
  * DESIGN
+ * Why one file of ~900 lines: every function here reads and writes one `struct call`, the
+ * state machine of a request's attempts; split, that struct and its invariants (one report
+ * per attempt, one terminal callback) would have to be shared through a private header.
+ *
  * A `struct call` lives in the request's arena and walks the route plan one attempt at a
  * time (see call.h for the rules). One event timer per call serves both the first-byte
  * timeout and the backoff before a retry. Upstream bytes arrive through upstream.h's
