@@ -120,7 +120,7 @@ headers:
 	@mkdir -p $(OUT)/headers
 	@for h in $(HDR_SRC); do \
 	    printf '#include "%s"\n' "$${h#src/}" > $(OUT)/headers/one.c; \
-	    $(CC) $(BASE_CFLAGS) -fsyntax-only $(OUT)/headers/one.c || exit 1; \
+	    $(CC) $(filter-out -MMD -MP,$(BASE_CFLAGS)) -fsyntax-only $(OUT)/headers/one.c || exit 1; \
 	done
 
 # libFuzzer targets (clang): build/fuzz/<name>; scripts/run-tests fuzz runs each briefly.

@@ -42,8 +42,10 @@ before(async () => {
 });
 
 after(async () => {
-  await gw?.stop();
+  // A clean exit: under ASan (exitcode=66) a leak or an error anywhere above fails here.
+  const code = await gw?.stop();
   await up?.close();
+  assert.equal(code, 0, gw?.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n'));
 });
 
 // POSTs raw bytes (a string or a Buffer) to a /v1 endpoint; returns status, parsed error
