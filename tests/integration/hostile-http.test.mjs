@@ -194,6 +194,12 @@ test('a chunked 12 MiB upload (fetch with a stream body) reads the 413 sent mid-
   });
   assert.equal(r.status, 413);
   assert.equal((await r.json()).error.code, 'body_too_large');
+  // The same on a raw socket, everything in one write: most of it is still unread at the 413.
+  const chunk = `${(64 << 10).toString(16)}\r\n${'x'.repeat(64 << 10)}\r\n`;
+  const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n';
+  const rawUpload = await raw(head + chunk.repeat(192)); // 12 MiB
+  assertRefused(rawUpload, 413, 'body_too_large');
+  assert.equal(rawUpload.error, null, `the client saw ${rawUpload.error}`);
 });
 
 test('a 400 for bad chunk framing while the body keeps coming ends with FIN, not a reset', async () => {
