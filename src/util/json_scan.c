@@ -99,20 +99,25 @@ static bool only_whitespace(const char *p, size_t n)
     return true;
 }
 
+/* Whether jsmn's `n` tokens of `js` are exactly one JSON value: primitives are checked
+ * against the grammar, and jsmn's acceptance of a sequence of values is refused. */
+static bool one_value(const char *js, size_t len, const jsmntok_t *tok, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (tok[i].type == JSMN_PRIMITIVE &&
+            !primitive_valid(js + tok[i].start, (size_t)(tok[i].end - tok[i].start)))
+            return false;
+    if (json_scan_skip(&(struct json_scan){js, len, (jsmntok_t *)tok, n}, 0) != n) return false;
+    return only_whitespace(js + tok[0].end, len - (size_t)tok[0].end);
+}
+
 int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct arena *arena, bool *oom)
 {
     jsmntok_t *tok = NULL;
     int n = 0;
     enum json_scan_status st = tokenize(js, len, arena, 0, &tok, &n);
     *oom = st == JSON_SCAN_OOM;
-    if (st != JSON_SCAN_OK) return -1;
-    for (int i = 0; i < n; i++)
-        if (tok[i].type == JSMN_PRIMITIVE &&
-            !primitive_valid(js + tok[i].start, (size_t)(tok[i].end - tok[i].start)))
-            return -1;
-    /* jsmn accepts a sequence of values; a body is exactly one. */
-    if (json_scan_skip(&(struct json_scan){js, len, tok, n}, 0) != n) return -1;
-    if (!only_whitespace(js + tok[0].end, len - (size_t)tok[0].end)) return -1;
+    if (st != JSON_SCAN_OK || !one_value(js, len, tok, n)) return -1;
     s->js = js;
     s->len = len;
     s->tok = tok;
@@ -165,9 +170,28 @@ static size_t unicode_escape(const char *p, size_t i, size_t n, uint32_t *cp, bo
 }
 
 /* What jansson would refuse in the raw text of a string token, or NULL; *at: where. */
+/* Whether 8 bytes are all plain ASCII a string may hold as they are: no control character,
+ * no backslash, no byte of a multi-byte sequence. Word-at-a-time (the classic "has a byte
+ * less than n" / "has a zero byte" tests: no false negatives), so the common case costs a
+ * few instructions per 8 bytes instead of several per byte. */
+static bool plain_ascii8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t control = (w - ones * 0x20) & ~w & highs;
+    uint64_t b = w ^ (ones * '\\');
+    uint64_t backslash = (b - ones) & ~b & highs;
+    return ((w & highs) | control | backslash) == 0;
+}
+
 static const char *string_fault(const char *p, size_t n, size_t *at)
 {
     for (size_t i = 0; i < n;) {
+        if (i + 8 <= n && plain_ascii8(p + i)) {
+            i += 8;
+            continue;
+        }
         unsigned char c = (unsigned char)p[i];
         *at = i;
         if (c >= 0x20 && c < 0x80 && c != '\\') {
@@ -770,16 +794,4 @@ const char *json_scan_type_name(const struct json_scan *s, int i)
     default:
         return "?";
     }
-}
-
-bool json_scan_check(const char *js, size_t len)
-{
-    /* A scratch arena sized for a typical stream chunk: one allocation, freed at once. */
-    struct arena *a = arena_new(4096);
-    if (a == NULL) return false;
-    struct json_scan s;
-    bool oom;
-    bool ok = json_scan_parse(&s, js, len, a, &oom) == 0;
-    arena_free(a);
-    return ok;
 }

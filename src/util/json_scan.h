@@ -49,10 +49,6 @@ struct json_scan {
 int json_scan_parse(struct json_scan *s, const char *js, size_t len, struct arena *arena,
                     bool *oom);
 
-/** Whether `js` is exactly one valid JSON value (the same rules as json_scan_parse), for
- *  text that is only checked, not read: nothing is kept. False on out of memory too. */
-bool json_scan_check(const char *js, size_t len);
-
 /* Bounds on one scan: what any one body may cost the event loop in CPU and memory. */
 struct json_scan_limits {
     int max_tokens;  /* keys and values in the text (> 0) */

@@ -39,11 +39,32 @@ static size_t escape_one(const char *s, size_t n, size_t *i, char out[8])
     return k;
 }
 
+/* Printable ASCII that stands for itself in a JSON string. */
+static bool plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 size_t json_escape(char *buf, size_t cap, const char *s, size_t n)
 {
     size_t out = 0, kept = 0; /* kept: the whole escapes that fit in buf */
     bool full = cap == 0;
     for (size_t i = 0; i < n;) {
+        /* Runs of plain characters (nearly all of a log line) are copied whole. */
+        size_t run = i;
+        while (run < n && plain((unsigned char)s[run])) run++;
+        if (run > i) {
+            size_t k = run - i;
+            if (!full) {
+                size_t fits = out + k < cap ? k : cap - 1 - out;
+                memcpy(buf + out, s + i, fits);
+                kept = out + fits;
+                full = fits < k;
+            }
+            out += k;
+            i = run;
+            continue;
+        }
         char one[8];
         size_t k = escape_one(s, n, &i, one);
         if (!full && out + k < cap) {

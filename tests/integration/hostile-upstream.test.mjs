@@ -110,7 +110,7 @@ test('a garbage event mid-stream ends the stream with stream_interrupted; the ga
   assert.ok(!events.includes('[DONE]'));
   const last = JSON.parse(events.at(-1));
   assert.equal(last.error.code, 'stream_interrupted');
-  assert.match(last.error.message, /not JSON/);
+  assert.match(last.error.message, /sent an event that is not a JSON object/);
   // What came before the garbage was delivered intact.
   assert.ok(events.slice(0, -1).every((e) => JSON.parse(e).object === 'chat.completion.chunk'));
 });

@@ -363,9 +363,32 @@ static void test_garbage_mid_stream_ends_it_and_is_not_forwarded(void **state)
     c->cb->on_done(UPSTREAM_ABORTED, 200, -1, "", c->ud);
     assert_null(strstr(f.heard.chunks, "oops"));
     assert_true(f.heard.ended);
-    assert_non_null(strstr(f.heard.end_error, "upstream 'a' sent an event that is not JSON"));
+    assert_non_null(
+        strstr(f.heard.end_error, "upstream 'a' sent an event that is not a JSON object"));
     assert_int_equal(n_calls, 1); /* committed: no failover after bytes went out */
     teardown(&f);
+}
+
+static void test_text_or_a_broken_usage_event_mid_stream_ends_it_too(void **state)
+{
+    (void)state;
+    const char *bad[] = {"data: <html>502 Bad Gateway</html>\n\n",
+                         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\": x}}\n\n"};
+    for (size_t i = 0; i < 2; i++) {
+        struct fixture f;
+        setup(&f, "two", stream_body);
+        struct fake_call *c = &calls[0];
+        c->status = 200;
+        const char *good = "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\n";
+        assert_int_equal(c->cb->on_data((struct upstream_call *)c, good, strlen(good), c->ud), 0);
+        assert_int_equal(c->cb->on_data((struct upstream_call *)c, bad[i], strlen(bad[i]), c->ud),
+                         -1);
+        c->cb->on_done(UPSTREAM_ABORTED, 200, -1, "", c->ud);
+        assert_true(f.heard.ended);
+        assert_non_null(strstr(f.heard.end_error, "not"));
+        assert_null(strstr(f.heard.chunks, bad[i] + 6));
+        teardown(&f);
+    }
 }
 
 static void test_a_stream_that_breaks_before_any_event_fails_over(void **state)
@@ -458,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_a_retry_pass_waits_for_the_backoff_then_tries_again),
         cmocka_unit_test(test_a_stream_commits_on_its_first_event_and_ends_after_done),
         cmocka_unit_test(test_garbage_mid_stream_ends_it_and_is_not_forwarded),
+        cmocka_unit_test(test_text_or_a_broken_usage_event_mid_stream_ends_it_too),
         cmocka_unit_test(test_a_stream_that_breaks_before_any_event_fails_over),
         cmocka_unit_test(test_too_large_an_answer_is_final_and_held_bytes_are_returned),
         cmocka_unit_test(test_the_process_wide_hold_budget_refuses_with_503),
