@@ -102,7 +102,8 @@ void api_handle(struct http_request *req, void *ud)
             return;
         }
         size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", r->method);
+        snprintf(allow + n, sizeof allow - n, "%s%s%s", n ? ", " : "", r->method,
+                 strcmp(r->method, "GET") == 0 ? ", HEAD" : ""); /* HEAD is served as GET */
     }
     if (e.status) {
         /* authentication failed or out of memory: already in e */

@@ -30,7 +30,7 @@ static void log_line(const struct request_record *r, uint64_t now)
     struct log_line l;
     log_begin(&l, r->status >= 500 ? "warn" : "info", "request");
     log_str(&l, "id", req->request_id);
-    log_str(&l, "method", req->method);
+    log_str(&l, "method", req->head ? "HEAD" : req->method); /* dispatched as GET */
     log_str(&l, "path", req->path);
     log_str(&l, "model", r->model);
     log_str(&l, "backend", r->backend);

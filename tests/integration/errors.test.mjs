@@ -101,7 +101,7 @@ test('wrong method → 405 with Allow', async () => {
   assert.equal(r.headers.get('allow'), 'POST');
   const r2 = await post({}, { path: '/health', method: 'DELETE' });
   assertError(r2, 405, 'method_not_allowed');
-  assert.equal(r2.headers.get('allow'), 'GET');
+  assert.equal(r2.headers.get('allow'), 'GET, HEAD'); // HEAD is served wherever GET is
 });
 
 test('unknown path → 404 not_found', async () => {

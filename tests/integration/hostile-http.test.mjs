@@ -221,6 +221,8 @@ test('HEAD then GET /health on one keep-alive connection: both parse', async () 
   const second = splitResponse(first.body);
   assert.match(second.head, /^HTTP\/1\.1 200 /, `after the HEAD response came: ${JSON.stringify(first.body.slice(0, 80))}`);
   assert.deepEqual(JSON.parse(second.body), { status: 'ok' });
+  // The log says what the client sent, though HEAD is dispatched as GET.
+  await gw.waitForLog((l) => l.event === 'request' && l.path === '/health' && l.method === 'HEAD');
 });
 
 function request(agent, method, path) {
