@@ -8,31 +8,7 @@
 
 #include "providers/anthropic.h"
 #include "util/arena.h"
-
-static struct arena *arena;
-
-static int setup(void **state)
-{
-    (void)state;
-    arena = arena_new(0);
-    return arena ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    arena_free(arena);
-    return 0;
-}
-
-static struct openai_request parse(const char *body)
-{
-    struct openai_request r;
-    struct err e;
-    if (openai_parse_request(OPENAI_CHAT, body, strlen(body), arena, &r, &e) != 0)
-        fail_msg("parse: %s", e.msg);
-    return r;
-}
+#include "unit/providers/translation_fixture.h"
 
 /* Translates and returns the result as a jansson document (owned). */
 static json_t *anthropic(const char *body, long default_max)
@@ -46,31 +22,6 @@ static json_t *anthropic(const char *body, long default_max)
     assert_non_null(doc);
     return doc;
 }
-
-static void assert_json(json_t *doc, const char *expected)
-{
-    json_t *want = json_loads(expected, 0, NULL);
-    assert_non_null(want);
-    if (!json_equal(doc, want)) {
-        char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-        fail_msg("got %s", got);
-    }
-    json_decref(want);
-}
-
-static const char *const TOOLS_CONVERSATION =
-    "{\"model\":\"m\",\"max_tokens\":50,\"temperature\":0.2,\"top_p\":0.9,\"stop\":\"END\","
-    "\"messages\":["
-    "{\"role\":\"system\",\"content\":\"Be brief.\"},"
-    "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
-    "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0K\"}}]},"
-    "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":"
-    "\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}"
-    "\"}}]},"
-    "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"22C\"}],"
-    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"description\":\"w\","
-    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
-    "\"tool_choice\":\"required\"}";
 
 static void test_anthropic_request_translates_everything(void **state)
 {
@@ -107,20 +58,6 @@ static void test_anthropic_request_defaults_and_url_images(void **state)
                      "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"image\","
                      "\"source\":{\"type\":\"url\",\"url\":\"https://x/i.png\"}}]}]}");
     json_decref(doc);
-}
-
-static json_t *translate_answer(char *(*fn)(const char *, size_t, const char *, struct arena *,
-                                            size_t *, struct err *),
-                                const char *body)
-{
-    struct err e;
-    size_t len;
-    char *out = fn(body, strlen(body), "target", arena, &len, &e);
-    if (out == NULL) fail_msg("%s", e.msg);
-    json_t *doc = json_loadb(out, len, 0, NULL);
-    assert_non_null(doc);
-    json_object_del(doc, "created");
-    return doc;
 }
 
 static void test_anthropic_response_becomes_chat_completion(void **state)

@@ -10,42 +10,7 @@
 #include "providers/aws/bedrock.h"
 #include "providers/messages.h"
 #include "util/arena.h"
-
-static struct arena *arena;
-
-static int setup(void **state)
-{
-    (void)state;
-    arena = arena_new(0);
-    return arena ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    arena_free(arena);
-    return 0;
-}
-
-static struct openai_request parse(const char *body)
-{
-    struct openai_request r;
-    struct err e;
-    if (openai_parse_request(OPENAI_CHAT, body, strlen(body), arena, &r, &e) != 0)
-        fail_msg("parse: %s", e.msg);
-    return r;
-}
-
-static void assert_json(json_t *doc, const char *expected)
-{
-    json_t *want = json_loads(expected, 0, NULL);
-    assert_non_null(want);
-    if (!json_equal(doc, want)) {
-        char *got = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-        fail_msg("got %s", got);
-    }
-    json_decref(want);
-}
+#include "unit/providers/translation_fixture.h"
 
 /* Converts `messages_json` (an OpenAI messages list) in dialect `d`; returns
  * {"messages":[…],"system":[…]} (owned). */
