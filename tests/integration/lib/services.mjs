@@ -2,6 +2,13 @@
 // (postgresql, redis-server; scripts/install-deps installs them) on loopback ports with
 // throw-away data directories. PostgreSQL refuses to run as root, so as root it runs as the
 // `postgres` system user the package creates.
+//
+// Nothing started here may outlive the test process: close() is idempotent and always
+// removes the data directory, and whatever is still running when the process exits — a
+// failed or timed-out test, an after() hook that never ran, an early process.exit, SIGTERM
+// from the runner — is stopped synchronously on the way out. (pg_ctl puts the postmaster
+// in its own session, so ending the test's process group would not reach it.)
+// scripts/run-tests checks afterwards that nothing was left.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, chmodSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +40,18 @@ async function waitPort(port, ms = 15000) {
 function pgBin() {
   const versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
   return `/usr/lib/postgresql/${versions[0]}/bin`;
+}
+
+const live = new Set(); // services not closed yet: each has stopNow(), synchronous
+function stopAll() {
+  for (const svc of [...live]) {
+    try { svc.stopNow(); } catch { /* best effort on the way out */ }
+    live.delete(svc);
+  }
+}
+process.on('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => { stopAll(); process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)); });
 }
 
 const asRoot = process.getuid?.() === 0;
@@ -69,25 +88,62 @@ export async function startPostgres() {
       return out.trim() ? out.trim().split('\n').map((l) => l.split('\t')) : [];
     },
     async close() {
-      await pg.stop();
+      if (!live.has(pg)) return;
+      try {
+        await pg.stop();
+      } finally {
+        pg.stopNow();
+        live.delete(pg);
+      }
+    },
+    // Synchronous: for the exit handler. An immediate stop, then the directory.
+    stopNow() {
+      if (pg.running) {
+        try { run(`${bin}/pg_ctl`, ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* gone already */ }
+        pg.running = false;
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  await start();
+  live.add(pg);
+  try {
+    await start();
+  } catch (e) {
+    await pg.close();
+    throw e;
+  }
   return pg;
 }
 
 export async function startRedis() {
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  await waitPort(port);
-  return {
+  // Its own directory (also how scripts/run-tests recognises a redis-server of ours).
+  const dir = mkdtempSync(join(tmpdir(), 'stratus-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', r));
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const redis = {
     url: `redis://127.0.0.1:${port}`,
     port,
+    // Idempotent: a test may stop Redis on purpose, and after() closes it again.
     async close() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      if (running()) child.kill('SIGTERM');
       await exited;
+      rmSync(dir, { recursive: true, force: true });
+      live.delete(redis);
+    },
+    stopNow() {
+      if (running()) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     },
   };
+  live.add(redis);
+  try {
+    await waitPort(port);
+  } catch (e) {
+    await redis.close();
+    throw e;
+  }
+  return redis;
 }
