@@ -273,7 +273,9 @@ json_t *messages_stop_list(json_t *stop)
     return NULL;
 }
 
-json_t *messages_load_request(const struct openai_request *r, struct err *err)
+/* The client's validated chat body as a document; NULL with `err` (400) when it is not an
+ * object or has no `messages` list. */
+static json_t *load_request(const struct openai_request *r, struct err *err)
 {
     json_t *req = json_loadb(r->scan.js, r->scan.len, 0, NULL);
     if (!json_is_object(req)) {
@@ -288,6 +290,24 @@ json_t *messages_load_request(const struct openai_request *r, struct err *err)
         return NULL;
     }
     return req;
+}
+
+int messages_prepare(enum messages_dialect d, const struct openai_request *r,
+                     struct messages_request *out, struct err *err)
+{
+    json_t *req = load_request(r, err);
+    if (req == NULL) return -1;
+    json_t *messages = json_array(), *system = json_array();
+    if (messages == NULL || system == NULL ||
+        messages_convert(d, json_object_get(req, "messages"), messages, system, err) != 0) {
+        if (messages == NULL || system == NULL) err_oom(err);
+        json_decref(messages);
+        json_decref(system);
+        json_decref(req);
+        return -1;
+    }
+    *out = (struct messages_request){.req = req, .messages = messages, .system = system};
+    return 0;
 }
 
 json_t *messages_max_tokens(json_t *req)

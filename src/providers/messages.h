@@ -41,12 +41,18 @@ enum messages_dialect {
 
 /* ---- requests ------------------------------------------------------------------------- */
 
-/**
- * Parses the client's validated chat body into a document.
- * @return a new reference; NULL with `err` (400) when it is not a JSON object or has no
- *         `messages` list.
- */
-json_t *messages_load_request(const struct openai_request *r, struct err *err);
+/* A client's chat request ready to be re-told in a dialect: its body as a document and its
+ * messages already converted. Three new references, the caller's. */
+struct messages_request {
+    json_t *req;      /* the whole body (sampling, tools, stop … are read from it) */
+    json_t *messages; /* the dialect's turns */
+    json_t *system;   /* system/developer text blocks; empty when none */
+};
+
+/** The body as a document (400 when it has no `messages` list) and messages_convert for `d`.
+ * @return 0 with `out` filled, or -1 with `err` (400 as those say) and nothing left to release. */
+int messages_prepare(enum messages_dialect d, const struct openai_request *r,
+                     struct messages_request *out, struct err *err);
 
 /**
  * Converts the OpenAI `messages` array (borrowed) into `d`'s turns, appended to

@@ -27,17 +27,9 @@
 char *bedrock_request_body(const struct openai_request *r, struct arena *arena, size_t *len,
                            struct err *err)
 {
-    json_t *req = messages_load_request(r, err);
-    if (req == NULL) return NULL;
-    json_t *out = json_object(), *messages = json_array(), *system = json_array();
-    if (messages_convert(MESSAGES_BEDROCK, json_object_get(req, "messages"), messages, system,
-                         err)) {
-        json_decref(messages);
-        json_decref(system);
-        json_decref(out);
-        json_decref(req);
-        return NULL;
-    }
+    struct messages_request m;
+    if (messages_prepare(MESSAGES_BEDROCK, r, &m, err) != 0) return NULL;
+    json_t *req = m.req, *messages = m.messages, *system = m.system, *out = json_object();
     json_object_set_new(out, "messages", messages);
     if (json_array_size(system))
         json_object_set_new(out, "system", system);
