@@ -60,7 +60,7 @@ static int one(enum kind k)
     int rc = -1;
     if (openai_parse_request(OPENAI_CHAT, REQUEST, strlen(REQUEST), a, &r, &e) != 0) goto out;
     if (k == OPENAI) {
-        if (openai_body_for_target(&r, "gpt-4o-mini", a, &len, &e) == NULL) goto out;
+        if (openai_body_for_target(&r, "gpt-4o-mini", false, a, &len, &e) == NULL) goto out;
         struct json_scan s;
         bool oom;
         if (json_scan_parse(&s, OPENAI_ANSWER, strlen(OPENAI_ANSWER), a, &oom) != 0) goto out;

@@ -10,9 +10,11 @@
 
 #include "api/admin.h"
 #include "api/credential.h"
+#include "api/function.h"
 #include "api/proxy.h"
 #include "api/respond.h"
 #include "api/status.h"
+#include "api/surface_lambda.h"
 #include "api/surface_openai.h"
 #include "app.h"
 #include "guard/guard.h"
@@ -46,6 +48,10 @@ static const struct route routes[] = {
     {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
     {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},
     {"/v1/embeddings", "POST", API, false, NULL, &surface_openai, OPENAI_EMBEDDINGS},
+    /* functions: their doors authenticate with their own API's credential and shapes */
+    {"/v1/functions/", "POST", OPEN, true, function_route, NULL, 0},
+    {"/2015-03-31/functions/", "POST", OPEN, true, lambda_route, NULL, 0},
+    {"/endpoints/", "POST", OPEN, true, sagemaker_route, NULL, 0},
     {"/admin/keys", "POST", ADMIN, false, admin_create_key, NULL, 0},
     {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
     {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},

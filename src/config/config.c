@@ -26,7 +26,9 @@
 
 #include "cost/prices.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -926,15 +928,10 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
 
 static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_conf *l)
 {
-    static const char *const keys[] = {"max_body_bytes",
-                                       "max_header_bytes",
-                                       "header_timeout_ms",
-                                       "body_timeout_ms",
-                                       "idle_timeout_ms",
-                                       "max_connections",
-                                       "max_response_bytes",
-                                       "max_buffered_bytes",
-                                       NULL};
+    static const char *const keys[] = {
+        "max_body_bytes",     "max_header_bytes",   "header_timeout_ms",
+        "body_timeout_ms",    "idle_timeout_ms",    "max_connections",
+        "max_response_bytes", "max_buffered_bytes", NULL};
     if (want_mapping(ld, n, "limits") || check_keys(ld, n, keys, "limits")) return -1;
     long body = (long)l->max_body_bytes, head = (long)l->max_header_bytes,
          conns = l->max_connections, resp = (long)l->max_response_bytes,
@@ -949,9 +946,10 @@ static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_c
         get_long(ld, n, "max_buffered_bytes", &buffered, 1024, 1L << 40))
         return -1;
     if (buffered < resp)
-        return fail_at(ld, n, "limits.max_buffered_bytes (%ld) is smaller than "
-                                   "limits.max_response_bytes (%ld): no answer could ever be held",
-                            buffered, resp);
+        return fail_at(ld, n,
+                       "limits.max_buffered_bytes (%ld) is smaller than "
+                       "limits.max_response_bytes (%ld): no answer could ever be held",
+                       buffered, resp);
     l->max_response_bytes = (size_t)resp;
     l->max_buffered_bytes = (size_t)buffered;
     l->max_body_bytes = (size_t)body;
@@ -1076,6 +1074,199 @@ static int each_model(struct loader *ld, const yaml_node_t *n, size_t i, void *o
     return 0;
 }
 
+/* ---- functions ---- */
+
+static const char *const function_kind_names[] = {"classify", "json", "text"};
+
+const char *function_kind_name(enum function_kind k)
+{
+    return function_kind_names[k];
+}
+
+/* Prompt text: like get_string, but newlines and tabs are what prompts are made of (this
+ * text goes to a model, never into a header or a log line). */
+static int get_text(struct loader *ld, const yaml_node_t *map, const char *key, char **out)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *s = scalar(n);
+    if (s == NULL || s[0] == '\0') return fail_at(ld, n, "%s must be a non-empty string", key);
+    for (size_t i = 0; i < n->data.scalar.length; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f || c == 0)
+            return fail_at(ld, n, "%s must not contain control characters", key);
+    }
+    *out = strdup(s);
+    return *out ? 0 : fail_at(ld, n, "out of memory");
+}
+
+/* A template's placeholders are {{name}} with name of letters, digits, _ . - (blanks
+ * around it allowed); anything else that opens with {{ is a mistake caught now. */
+static int check_template(struct loader *ld, const yaml_node_t *n, const char *t)
+{
+    for (const char *p = strstr(t, "{{"); p; p = strstr(p, "{{")) {
+        const char *end = strstr(p + 2, "}}");
+        if (end == NULL)
+            return fail_at(ld, n, "template: '{{' at offset %zu is never closed", (size_t)(p - t));
+        const char *a = p + 2, *b = end;
+        while (a < b && *a == ' ') a++;
+        while (b > a && b[-1] == ' ') b--;
+        if (a == b)
+            return fail_at(ld, n, "template: empty placeholder at offset %zu", (size_t)(p - t));
+        for (const char *c = a; c < b; c++)
+            if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.' && *c != '-')
+                return fail_at(
+                    ld, n,
+                    "template: placeholder '%.*s' must be a field name (letters, digits, _ . -)",
+                    (int)(b - a), a);
+        p = end + 2;
+    }
+    return 0;
+}
+
+/* A YAML node as JSON (for `schema`): plain scalars read as YAML reads them (numbers,
+ * true/false, null), quoted ones as strings. */
+static json_t *yaml_to_json(struct loader *ld, const yaml_node_t *n, int depth)
+{
+    if (depth > 64) return NULL;
+    if (n->type == YAML_MAPPING_NODE) {
+        json_t *o = json_object();
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; o && p < n->data.mapping.pairs.top;
+             p++) {
+            const char *k = scalar(yaml_document_get_node(ld->doc, p->key));
+            json_t *v = yaml_to_json(ld, yaml_document_get_node(ld->doc, p->value), depth + 1);
+            if (k == NULL || v == NULL || json_object_set_new(o, k, v) != 0) {
+                json_decref(o);
+                return NULL;
+            }
+        }
+        return o;
+    }
+    if (n->type == YAML_SEQUENCE_NODE) {
+        json_t *a = json_array();
+        for (yaml_node_item_t *it = n->data.sequence.items.start;
+             a && it < n->data.sequence.items.top; it++) {
+            json_t *v = yaml_to_json(ld, yaml_document_get_node(ld->doc, *it), depth + 1);
+            if (v == NULL || json_array_append_new(a, v) != 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    const char *s = scalar(n), *pl = plain(n);
+    if (s == NULL) return NULL;
+    if (pl == NULL) return json_string(s);
+    if (is_null(n)) return json_null();
+    if (strcmp(pl, "true") == 0) return json_true();
+    if (strcmp(pl, "false") == 0) return json_false();
+    char *end;
+    errno = 0;
+    long long i = strtoll(pl, &end, 10);
+    if (*pl && *end == '\0' && errno == 0) return json_integer(i);
+    double d = strtod(pl, &end);
+    if (*pl && *end == '\0') return json_real(d);
+    return json_string(s);
+}
+
+static int parse_labels(struct loader *ld, const yaml_node_t *ln, struct function_conf *f)
+{
+    if (ln->type != YAML_SEQUENCE_NODE ||
+        ln->data.sequence.items.top == ln->data.sequence.items.start)
+        return fail_at(ld, ln, "function '%s': labels must be a non-empty list", f->name);
+    size_t count = (size_t)(ln->data.sequence.items.top - ln->data.sequence.items.start);
+    if (count > FUNCTION_MAX_LABELS)
+        return fail_at(ld, ln, "function '%s': at most %d labels", f->name, FUNCTION_MAX_LABELS);
+    if ((f->labels = calloc(count, sizeof *f->labels)) == NULL)
+        return fail_at(ld, ln, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *it = yaml_document_get_node(ld->doc, ln->data.sequence.items.start[i]);
+        const char *s = scalar(it);
+        bool blank = true;
+        for (const char *c = s; c && *c; c++) blank &= isspace((unsigned char)*c) != 0;
+        if (s == NULL || blank)
+            return fail_at(ld, it, "function '%s': each label must be a non-blank string", f->name);
+        if (has_control(s, it->data.scalar.length))
+            return fail_at(ld, it, "function '%s': labels must not contain control characters",
+                           f->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcasecmp(f->labels[j], s) == 0)
+                return fail_at(
+                    ld, it,
+                    "function '%s': label '%s' is listed twice (labels must differ, ignoring case)",
+                    f->name, s);
+        if ((f->labels[i] = strdup(s)) == NULL) return fail_at(ld, it, "out of memory");
+        f->n_labels++;
+    }
+    return 0;
+}
+
+static int each_function(struct loader *ld, const yaml_node_t *n, size_t idx, void *out)
+{
+    static const char *const keys[] = {"name",     "model",  "kind",       "labels", "system",
+                                       "template", "schema", "max_tokens", NULL};
+    struct function_conf *f = out;
+    char where[64];
+    snprintf(where, sizeof where, "functions[%zu]", idx);
+    f->line = (int)n->start_mark.line + 1;
+    f->col = (int)n->start_mark.column + 1;
+    f->max_tokens = 512;
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where) ||
+        get_string(ld, n, "name", &f->name, true, where))
+        return -1;
+    if (strlen(f->name) > 64 ||
+        strspn(f->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
+            strlen(f->name))
+        return fail_at(
+            ld, get(ld, n, "name"),
+            "function name '%s' must be 1-64 letters, digits, '-' or '_' (it is part of URLs)",
+            f->name);
+    for (size_t j = 0; j < idx; j++)
+        if (strcmp(ld->cfg->functions[j].name, f->name) == 0)
+            return fail_at(ld, get(ld, n, "name"), "duplicate function name '%s'", f->name);
+    if (get_string(ld, n, "model", &f->model, true, where)) return -1;
+    if (config_find_model(ld->cfg, f->model) == NULL)
+        return fail_at(ld, get(ld, n, "model"),
+                       "function '%s': model '%s' is not a model group in models:", f->name,
+                       f->model);
+    const yaml_node_t *k = get(ld, n, "kind");
+    if (k == NULL)
+        return fail_at(ld, n, "function '%s': missing required key 'kind' (classify, json or text)",
+                       f->name);
+    int kind = plain(k) ? name_index(function_kind_names, 3, plain(k)) : -1;
+    if (kind < 0)
+        return fail_at(ld, k, "function '%s': kind must be classify, json or text", f->name);
+    f->kind = (enum function_kind)kind;
+    if (get_text(ld, n, "system", &f->system) || get_text(ld, n, "template", &f->template))
+        return -1;
+    if (f->template == NULL)
+        return fail_at(ld, n, "function '%s': missing required key 'template'", f->name);
+    if (check_template(ld, get(ld, n, "template"), f->template)) return -1;
+    if (get_long(ld, n, "max_tokens", &f->max_tokens, 1, 1000000)) return -1;
+    const yaml_node_t *ln = get(ld, n, "labels"), *sn = get(ld, n, "schema");
+    if (f->kind == FUNCTION_CLASSIFY) {
+        if (ln == NULL)
+            return fail_at(ld, n, "function '%s': kind classify needs 'labels'", f->name);
+        if (parse_labels(ld, ln, f)) return -1;
+    } else if (ln) {
+        return fail_at(ld, ln, "function '%s': labels are for kind classify", f->name);
+    }
+    if (f->kind == FUNCTION_JSON) {
+        if (sn == NULL || sn->type != YAML_MAPPING_NODE)
+            return fail_at(ld, sn ? sn : n,
+                           "function '%s': kind json needs 'schema', a JSON Schema mapping",
+                           f->name);
+        json_t *schema = yaml_to_json(ld, sn, 0);
+        f->schema = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+        json_decref(schema);
+        if (f->schema == NULL)
+            return fail_at(ld, sn, "function '%s': schema cannot be read as JSON", f->name);
+    } else if (sn) {
+        return fail_at(ld, sn, "function '%s': schema is for kind json", f->name);
+    }
+    return 0;
+}
+
 static int parse_listen(struct loader *ld, const yaml_node_t *l)
 {
     const char *why = NULL;
@@ -1094,8 +1285,8 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log",      "limits", "prices", "store",
-        "auth",   "budgets",           "backends", "models", NULL};
+        "listen", "shutdown_grace_ms", "log",      "limits", "prices",    "store",
+        "auth",   "budgets",           "backends", "models", "functions", NULL};
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -1137,6 +1328,10 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     const yaml_node_t *ms = get_section(ld, root, "models");
     if (ms && parse_sequence(ld, ms, "models", sizeof *cfg->models, (void **)&cfg->models,
                              &cfg->n_models, each_model))
+        return -1;
+    const yaml_node_t *fs = get_section(ld, root, "functions"); /* after models: they name one */
+    if (fs && parse_sequence(ld, fs, "functions", sizeof *cfg->functions, (void **)&cfg->functions,
+                             &cfg->n_functions, each_function))
         return -1;
     return 0;
 }
@@ -1370,6 +1565,14 @@ const struct model_conf *config_find_model(const struct config *cfg, const char 
     return NULL;
 }
 
+const struct function_conf *config_find_function(const struct config *cfg, const char *name)
+{
+    if (cfg == NULL || name == NULL) return NULL;
+    for (size_t i = 0; i < cfg->n_functions; i++)
+        if (strcmp(cfg->functions[i].name, name) == 0) return &cfg->functions[i];
+    return NULL;
+}
+
 static void secret_free(struct secret *s)
 {
     if (s->value) explicit_bzero(s->value, strlen(s->value));
@@ -1404,6 +1607,17 @@ void config_free(struct config *cfg)
         free(m->name);
     }
     free(cfg->models);
+    for (size_t i = 0; i < cfg->n_functions; i++) {
+        struct function_conf *f = &cfg->functions[i];
+        for (size_t j = 0; j < f->n_labels; j++) free(f->labels[j]);
+        free(f->labels);
+        free(f->name);
+        free(f->model);
+        free(f->system);
+        free(f->template);
+        free(f->schema);
+    }
+    free(cfg->functions);
     for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);

@@ -201,6 +201,27 @@ struct budget_conf {
     enum budget_exhausted on_exhausted;
 };
 
+/* A function (`functions:`): a model group plus a prompt, invoked as
+ * POST /v1/functions/{name}/invoke (and through Lambda / SageMaker's wire formats). */
+enum function_kind { FUNCTION_CLASSIFY = 0, FUNCTION_JSON, FUNCTION_TEXT };
+
+#define FUNCTION_MAX_LABELS 64
+
+struct function_conf {
+    char *name;  /* [A-Za-z0-9_-], 1..64 characters: a valid Lambda function name */
+    char *model; /* a model group's name; checked to exist */
+    enum function_kind kind;
+    char **labels; /* classify: unique, non-blank, 1..FUNCTION_MAX_LABELS */
+    size_t n_labels;
+    char *system;    /* optional system prompt */
+    char *template;  /* the user message; {{field}} placeholders, checked well-formed */
+    char *schema;    /* json: the JSON Schema as compact JSON text */
+    long max_tokens; /* json / text: the longest answer; default 512 */
+    int line, col;
+};
+
+const char *function_kind_name(enum function_kind k);
+
 struct config {
     char *path;                     /* the file it was loaded from */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
@@ -218,6 +239,8 @@ struct config {
     size_t n_backends;
     struct model_conf *models;
     size_t n_models;
+    struct function_conf *functions;
+    size_t n_functions;
 };
 
 /**
@@ -238,6 +261,9 @@ int config_parse_listen(const char *s, char **host, int *port, const char **why)
 
 /** Finds a model group by client-facing name; NULL if none. Borrowed from `cfg`. */
 const struct model_conf *config_find_model(const struct config *cfg, const char *name);
+
+/** Finds a function by name; NULL if none. Borrowed from `cfg`. */
+const struct function_conf *config_find_function(const struct config *cfg, const char *name);
 
 /** NULL-safe. */
 void config_free(struct config *cfg);

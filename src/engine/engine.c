@@ -49,7 +49,7 @@ static const char json_grammar[] =
     "[0-9]{1,3} )? ws\n"
     "ws     ::= [ \\t\\n]{0,8}\n";
 
-enum msg_kind { MSG_TEXT, MSG_DONE, MSG_FAILED, MSG_RELEASED, MSG_EMBEDDINGS };
+enum msg_kind { MSG_TEXT, MSG_DONE, MSG_FAILED, MSG_RELEASED, MSG_EMBEDDINGS, MSG_SCORES };
 
 struct msg {
     struct msg *next;
@@ -64,6 +64,10 @@ struct msg {
     float *vectors; /* owned; MSG_EMBEDDINGS */
     size_t n_vectors;
     int dim;
+    struct engine_logprob *logprobs; /* owned; MSG_TEXT */
+    size_t n_logprobs;
+    double *scores; /* owned; MSG_SCORES */
+    size_t n_prompts, n_labels;
 };
 
 struct engine_job {
@@ -86,10 +90,21 @@ struct engine_job {
     char *pending;
     size_t pending_len, pending_cap;
     uint64_t submit_ns, first_token_ns;
-    /* embedding jobs: each input's tokens */
+    /* logprobs of generated tokens not sent yet; lp_end[i] = where entry i's text ends in
+     * the job's text stream, so an entry leaves with the event that carries its text */
+    struct engine_logprob *lp;
+    size_t *lp_end;
+    size_t n_lp, cap_lp;
+    size_t text_total, text_emitted; /* bytes appended to / sent from `pending` */
+    /* embedding and scoring jobs: each input's (prompt's) tokens */
     llama_token **inputs;
     int *input_len;
     size_t n_inputs;
+    /* scoring jobs: each label's tokens after each prompt (prompt i, label l at
+     * i * n_labels + l: how a label tokenises can depend on the text before it) */
+    llama_token **labels;
+    int *label_len;
+    size_t n_labels;
 };
 
 struct engine {
@@ -109,6 +124,8 @@ struct engine {
     int queue_len;                              /* under mu */
     struct engine_job *embed_head, *embed_tail; /* under mu */
     struct llama_context *embed_ctx;            /* engine thread; made on first use */
+    struct engine_job *score_head, *score_tail; /* under mu */
+    struct llama_context *score_ctx;            /* engine thread; made on first use */
     struct msg *outbox_head, *outbox_tail;      /* under mu */
     struct event notify;                        /* loop thread: drains the outbox */
     struct engine_job **slots;                  /* engine thread */
@@ -156,7 +173,8 @@ struct engine_opts engine_default_opts(void)
 
 struct engine_sampling engine_default_sampling(void)
 {
-    return (struct engine_sampling){.temperature = 1.0f, .top_p = 1.0f, .seed = 0xC0FFEE};
+    return (struct engine_sampling){
+        .temperature = 1.0f, .top_p = 1.0f, .seed = 0xC0FFEE, .top_logprobs = -1};
 }
 
 /* ---- loop thread: delivering events ------------------------------------------------ */
@@ -171,6 +189,11 @@ static void job_free(struct engine_job *j)
     for (size_t i = 0; i < j->n_inputs; i++) free(j->inputs[i]);
     free(j->inputs);
     free(j->input_len);
+    for (size_t i = 0; j->labels && i < j->n_inputs * j->n_labels; i++) free(j->labels[i]);
+    free(j->labels);
+    free(j->label_len);
+    free(j->lp);
+    free(j->lp_end);
     if (j->chain) llama_sampler_free(j->chain);
     free(j);
 }
@@ -195,6 +218,7 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
                 .kind = m->kind == MSG_TEXT         ? ENGINE_TEXT
                         : m->kind == MSG_DONE       ? ENGINE_DONE
                         : m->kind == MSG_EMBEDDINGS ? ENGINE_EMBEDDINGS
+                        : m->kind == MSG_SCORES     ? ENGINE_SCORES
                                                     : ENGINE_FAILED,
                 .text = m->text,
                 .len = m->len,
@@ -206,12 +230,19 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
                 .vectors = m->vectors,
                 .n_vectors = m->n_vectors,
                 .dim = m->dim,
+                .logprobs = m->logprobs,
+                .n_logprobs = m->n_logprobs,
+                .scores = m->scores,
+                .n_prompts = m->n_prompts,
+                .n_labels = m->n_labels,
             };
             j->cb(j, &ev, j->ud);
         }
         if (m->kind != MSG_TEXT) job_free(j); /* final: the engine thread is done with it */
         free(m->text);
         free(m->vectors);
+        free(m->logprobs);
+        free(m->scores);
         free(m);
         m = next;
     }
@@ -301,6 +332,17 @@ static void emit_text(struct engine *e, struct engine_job *j, size_t n)
     }
     memmove(j->pending, j->pending + n, j->pending_len - n);
     j->pending_len -= n;
+    j->text_emitted += n;
+    /* The logprob entries whose text is now wholly sent travel with it. */
+    size_t k = 0;
+    while (k < j->n_lp && j->lp_end[k] <= j->text_emitted) k++;
+    if (k > 0 && (m->logprobs = malloc(k * sizeof *m->logprobs)) != NULL) {
+        memcpy(m->logprobs, j->lp, k * sizeof *m->logprobs);
+        m->n_logprobs = k;
+        memmove(j->lp, j->lp + k, (j->n_lp - k) * sizeof *j->lp);
+        memmove(j->lp_end, j->lp_end + k, (j->n_lp - k) * sizeof *j->lp_end);
+        j->n_lp -= k;
+    }
     m->job = j;
     m->kind = MSG_TEXT;
     m->text = t;
@@ -340,6 +382,7 @@ static bool take_piece(struct engine *e, struct engine_job *j, const char *piece
     }
     memcpy(j->pending + j->pending_len, piece, n);
     j->pending_len += n;
+    j->text_total += n;
     for (size_t k = 0; k < j->n_stop; k++) {
         const char *hit = memmem(j->pending, j->pending_len, j->stop[k], strlen(j->stop[k]));
         if (hit) {
@@ -360,6 +403,65 @@ static bool take_piece(struct engine *e, struct engine_job *j, const char *piece
     }
     emit_text(e, j, ok - hold);
     return false;
+}
+
+/* log(sum(exp(row))), computed stably. */
+static double log_sum_exp(const float *row, int n)
+{
+    float max = row[0];
+    for (int i = 1; i < n; i++)
+        if (row[i] > max) max = row[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)row[i] - max);
+    return max + log(sum);
+}
+
+static void copy_piece(const struct llama_vocab *vocab, llama_token t, char *out, int *len)
+{
+    int n = llama_token_to_piece(vocab, t, out, 64, 0, false);
+    *len = n > 0 ? n : 0;
+}
+
+/* Keeps the logprob of the token just sampled (from the raw logits, as OpenAI reports them)
+ * and its most likely alternatives, until the text it produced is sent. */
+static void note_logprob(struct engine *e, struct engine_job *j, llama_token t, size_t piece_len)
+{
+    const float *row = llama_get_logits_ith(e->ctx, j->batch_index);
+    if (row == NULL) return;
+    if (j->n_lp == j->cap_lp) {
+        size_t cap = j->cap_lp ? j->cap_lp * 2 : 16;
+        struct engine_logprob *lp = realloc(j->lp, cap * sizeof *lp);
+        if (lp == NULL) return;
+        j->lp = lp;
+        size_t *end = realloc(j->lp_end, cap * sizeof *end);
+        if (end == NULL) return;
+        j->lp_end = end;
+        j->cap_lp = cap;
+    }
+    int n_vocab = llama_vocab_n_tokens(e->vocab);
+    double lse = log_sum_exp(row, n_vocab);
+    struct engine_logprob *lp = &j->lp[j->n_lp];
+    memset(lp, 0, sizeof *lp);
+    copy_piece(e->vocab, t, lp->token, &lp->token_len);
+    lp->logprob = (float)(row[t] - lse);
+    /* The n best, by insertion into a short sorted list. */
+    int want = j->s.top_logprobs, n = 0;
+    llama_token best[ENGINE_MAX_TOP_LOGPROBS];
+    for (int v = 0; v < n_vocab && want > 0; v++) {
+        if (n == want && row[v] <= row[best[n - 1]]) continue;
+        int at = n < want ? n++ : n - 1;
+        while (at > 0 && row[best[at - 1]] < row[v]) {
+            best[at] = best[at - 1];
+            at--;
+        }
+        best[at] = v;
+    }
+    lp->n_top = n;
+    for (int k = 0; k < n; k++) {
+        copy_piece(e->vocab, best[k], lp->top[k].token, &lp->top[k].token_len);
+        lp->top[k].logprob = (float)(row[best[k]] - lse);
+    }
+    j->lp_end[j->n_lp++] = j->text_total + piece_len;
 }
 
 static struct llama_sampler *make_chain(struct engine *e, const struct engine_sampling *s,
@@ -555,6 +657,7 @@ static void step(struct engine *e)
         j->last = t;
         char piece[256];
         int n = llama_token_to_piece(e->vocab, t, piece, sizeof piece, 0, false);
+        if (j->s.top_logprobs >= 0) note_logprob(e, j, t, n > 0 ? (size_t)n : 0);
         if (n > 0 && take_piece(e, j, piece, (size_t)n)) {
             finish(e, j, "stop");
             continue;
@@ -626,6 +729,194 @@ done:
     post(e, m);
 }
 
+/* ---- scoring ---- */
+
+/* Scoring runs on a third context over the same weights: one sequence per (prompt, label)
+ * pair, the prompt's cells shared by all of its labels' sequences (a unified KV cache lets
+ * one cell belong to several sequences), so each prompt is decoded once. */
+#define SCORE_MAX_SEQ 64
+#define SCORE_BATCH   512
+
+/* One prompt of one job, as the packer sees it. */
+struct score_item {
+    struct engine_job *job;
+    size_t input;
+    double *row; /* the job's scores for this prompt: n_labels log-probabilities */
+};
+
+/* What one batch position's logits are for: the next token of a prompt (label < 0: the
+ * first token of every label) or of label `label`, whose token `next` follows. */
+struct score_out {
+    int item, label, next;
+};
+
+struct score_batch {
+    struct llama_batch b;
+    struct score_out out[SCORE_BATCH];
+};
+
+/* Decodes what is in the batch and adds each output's log-probability to its label. */
+static int score_flush(struct engine *e, struct score_batch *sb, struct score_item *items)
+{
+    if (sb->b.n_tokens == 0) return 0;
+    if (llama_decode(e->score_ctx, sb->b) != 0) return -1;
+    int n_vocab = llama_vocab_n_tokens(e->vocab);
+    for (int k = 0; k < sb->b.n_tokens; k++) {
+        if (!sb->b.logits[k]) continue;
+        const struct score_out *o = &sb->out[k];
+        const float *row = llama_get_logits_ith(e->score_ctx, k);
+        if (row == NULL) return -1;
+        double lse = log_sum_exp(row, n_vocab);
+        struct score_item *it = &items[o->item];
+        if (o->label < 0) {
+            size_t base = it->input * it->job->n_labels;
+            for (size_t l = 0; l < it->job->n_labels; l++)
+                it->row[l] += row[it->job->labels[base + l][0]] - lse;
+        } else {
+            it->row[o->label] += row[o->next] - lse;
+        }
+    }
+    sb->b.n_tokens = 0;
+    return 0;
+}
+
+static int score_push(struct engine *e, struct score_batch *sb, struct score_item *items,
+                      llama_token token, int pos, int seq0, int n_seq, struct score_out out,
+                      bool logits)
+{
+    if (sb->b.n_tokens == SCORE_BATCH && score_flush(e, sb, items) != 0) return -1;
+    int k = sb->b.n_tokens++;
+    sb->b.token[k] = token;
+    sb->b.pos[k] = pos;
+    sb->b.n_seq_id[k] = n_seq;
+    for (int s = 0; s < n_seq; s++) sb->b.seq_id[k][s] = seq0 + s;
+    sb->b.logits[k] = logits;
+    sb->out[k] = out;
+    return 0;
+}
+
+/* Cells one prompt and its labels take: the prompt once, each label but its last token. */
+static int score_cells(const struct engine_job *j, size_t input)
+{
+    int cells = j->input_len[input];
+    for (size_t l = 0; l < j->n_labels; l++) cells += j->label_len[input * j->n_labels + l] - 1;
+    return cells;
+}
+
+/* Scores items[0..n) in one group: they fit the context and the sequence limit. */
+static int score_group(struct engine *e, struct score_batch *sb, struct score_item *items, size_t n)
+{
+    llama_memory_clear(llama_get_memory(e->score_ctx), true);
+    int seq = 0;
+    int *first_seq = calloc(n, sizeof *first_seq);
+    if (first_seq == NULL) return -1;
+    /* Prompts first (a label's tokens need its prompt's cells), then every label. */
+    for (size_t i = 0; i < n; i++) {
+        struct engine_job *j = items[i].job;
+        const llama_token *p = j->inputs[items[i].input];
+        int len = j->input_len[items[i].input];
+        first_seq[i] = seq;
+        for (int k = 0; k < len; k++)
+            if (score_push(e, sb, items, p[k], k, seq, (int)j->n_labels,
+                           (struct score_out){(int)i, -1, 0}, k == len - 1) != 0)
+                goto fail;
+        seq += (int)j->n_labels;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct engine_job *j = items[i].job;
+        int at = j->input_len[items[i].input];
+        for (size_t l = 0; l < j->n_labels; l++) {
+            const llama_token *t = j->labels[items[i].input * j->n_labels + l];
+            int len = j->label_len[items[i].input * j->n_labels + l];
+            for (int k = 0; k + 1 < len; k++)
+                if (score_push(e, sb, items, t[k], at + k, first_seq[i] + (int)l, 1,
+                               (struct score_out){(int)i, (int)l, t[k + 1]}, true) != 0)
+                    goto fail;
+        }
+    }
+    if (score_flush(e, sb, items) != 0) goto fail;
+    free(first_seq);
+    return 0;
+fail:
+    free(first_seq);
+    sb->b.n_tokens = 0;
+    return -1;
+}
+
+static void post_scores(struct engine *e, struct engine_job *j, double *scores, bool ok)
+{
+    struct msg *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        free(scores);
+        return;
+    }
+    m->job = j;
+    if (ok) {
+        m->kind = MSG_SCORES;
+        m->scores = scores;
+        m->n_prompts = j->n_inputs;
+        m->n_labels = j->n_labels;
+        for (size_t i = 0; i < j->n_inputs; i++)
+            m->prompt_tokens += score_cells(j, i); /* every token read, labels included */
+    } else {
+        free(scores);
+        m->kind = MSG_FAILED;
+        err_set(&m->err, 500, "server_error", "scoring_failed", "the engine could not score");
+    }
+    post(e, m);
+}
+
+/* Scores every job taken from the queue together: their prompts are packed into groups
+ * that fit the scoring context, each group decoded in shared batches. */
+static void run_scores(struct engine *e, struct engine_job **jobs, size_t n_jobs)
+{
+    size_t n_items = 0;
+    for (size_t i = 0; i < n_jobs; i++) n_items += jobs[i]->n_inputs;
+    struct score_item *items = calloc(n_items ? n_items : 1, sizeof *items);
+    double **rows = calloc(n_jobs, sizeof *rows);
+    struct score_batch *sb = calloc(1, sizeof *sb);
+    bool ok = items && rows && sb;
+    if (ok && e->score_ctx == NULL) {
+        struct llama_context_params cp = llama_context_default_params();
+        cp.n_ctx = (uint32_t)e->ctx_per_slot;
+        cp.n_batch = cp.n_ubatch = SCORE_BATCH;
+        cp.n_seq_max = SCORE_MAX_SEQ;
+        cp.kv_unified = true;
+        cp.n_threads = cp.n_threads_batch = e->opts.threads;
+        cp.no_perf = true;
+        e->score_ctx = llama_init_from_model(e->model, cp);
+    }
+    ok = ok && e->score_ctx != NULL;
+    if (ok) sb->b = llama_batch_init(SCORE_BATCH, 0, SCORE_MAX_SEQ);
+    size_t at = 0;
+    for (size_t i = 0; ok && i < n_jobs; i++) {
+        rows[i] = calloc(jobs[i]->n_inputs * jobs[i]->n_labels, sizeof **rows);
+        if (rows[i] == NULL) ok = false;
+        for (size_t p = 0; ok && p < jobs[i]->n_inputs; p++)
+            items[at++] = (struct score_item){jobs[i], p, rows[i] + p * jobs[i]->n_labels};
+    }
+    int capacity = e->score_ctx ? (int)llama_n_ctx(e->score_ctx) : 0;
+    for (size_t start = 0; ok && start < n_items;) {
+        size_t end = start;
+        int cells = 0, seqs = 0;
+        while (end < n_items) {
+            const struct score_item *it = &items[end];
+            int c = score_cells(it->job, it->input), s = (int)it->job->n_labels;
+            if (end > start && (cells + c > capacity || seqs + s > SCORE_MAX_SEQ)) break;
+            cells += c;
+            seqs += s;
+            end++;
+        }
+        if (score_group(e, sb, items + start, end - start) != 0) ok = false;
+        start = end;
+    }
+    for (size_t i = 0; i < n_jobs; i++) post_scores(e, jobs[i], rows ? rows[i] : NULL, ok);
+    if (sb && sb->b.token) llama_batch_free(sb->b);
+    free(sb);
+    free(rows);
+    free(items);
+}
+
 static void *engine_thread(void *ud)
 {
     struct engine *e = ud;
@@ -643,6 +934,37 @@ static void *engine_thread(void *ud)
             }
             pthread_mutex_unlock(&e->mu);
             run_embeddings(e, j);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (e->score_head) {
+            /* Every scoring job waiting now goes into the same batches. */
+            size_t n = 0, cap = 0;
+            struct engine_job **jobs = NULL;
+            while (e->score_head) {
+                struct engine_job *j = e->score_head;
+                e->score_head = j->next;
+                j->next = NULL;
+                if (j->cancelled) {
+                    post_released_locked(e, j);
+                    continue;
+                }
+                if (n == cap) {
+                    struct engine_job **grown = realloc(jobs, (cap ? cap * 2 : 8) * sizeof *jobs);
+                    if (grown == NULL) { /* keep it queued for the next round */
+                        j->next = e->score_head;
+                        e->score_head = j;
+                        break;
+                    }
+                    jobs = grown;
+                    cap = cap ? cap * 2 : 8;
+                }
+                jobs[n++] = j;
+            }
+            if (e->score_head == NULL) e->score_tail = NULL;
+            pthread_mutex_unlock(&e->mu);
+            run_scores(e, jobs, n);
+            free(jobs);
             pthread_mutex_lock(&e->mu);
             continue;
         }
@@ -949,6 +1271,110 @@ oom:
     return NULL;
 }
 
+/* Tokens of `text` (no BOS unless `bos`) into a new array. @return the count, -1 on OOM. */
+static int tokenize_copy(const struct llama_vocab *vocab, const char *text, bool bos,
+                         llama_token **out)
+{
+    int len = (int)strlen(text), cap = len + 16;
+    *out = malloc((size_t)cap * sizeof **out);
+    if (*out == NULL) return -1;
+    int n = llama_tokenize(vocab, text, len, *out, cap, bos, bos);
+    return n < 0 ? 0 : n; /* cap bounds the tokens of any text (one per byte at most) */
+}
+
+/* A label's tokens as they follow `prompt`: the tail of the tokenised prompt + label when
+ * the prompt's own tokens are its prefix (a tokenizer that marks the start of a text, such
+ * as SentencePiece's leading space, tokenises a word differently alone); else the label
+ * alone. @return the count (0: none), -1 on OOM. */
+static int label_tokens(const struct llama_vocab *vocab, const char *prompt,
+                        const llama_token *prompt_tokens, int n_prompt, const char *label,
+                        llama_token **out)
+{
+    size_t pl = strlen(prompt), ll = strlen(label);
+    char *joined = malloc(pl + ll + 1);
+    llama_token *all = NULL;
+    if (joined == NULL) return -1;
+    memcpy(joined, prompt, pl);
+    memcpy(joined + pl, label, ll + 1);
+    int n = tokenize_copy(vocab, joined, true, &all);
+    free(joined);
+    if (n < 0) return -1;
+    if (n > n_prompt && memcmp(all, prompt_tokens, (size_t)n_prompt * sizeof *all) == 0) {
+        memmove(all, all + n_prompt, (size_t)(n - n_prompt) * sizeof *all);
+        *out = all;
+        return n - n_prompt;
+    }
+    free(all);
+    return tokenize_copy(vocab, label, false, out);
+}
+
+struct engine_job *engine_submit_scores(struct engine *e, const char *const *prompts,
+                                        size_t n_prompts, const char *const *labels,
+                                        size_t n_labels, engine_event_cb cb, void *ud,
+                                        struct err *err)
+{
+    if (n_prompts == 0 || n_labels == 0 || n_labels > SCORE_MAX_SEQ) {
+        err_set(err, 400, "invalid_request_error", "invalid_labels",
+                "scoring needs at least one prompt and 1 to %d labels", SCORE_MAX_SEQ);
+        return NULL;
+    }
+    struct engine_job *j = calloc(1, sizeof *j);
+    if (j == NULL) goto oom;
+    j->e = e;
+    j->cb = cb;
+    j->ud = ud;
+    j->slot = -1;
+    j->inputs = calloc(n_prompts, sizeof *j->inputs);
+    j->input_len = calloc(n_prompts, sizeof *j->input_len);
+    j->labels = calloc(n_prompts * n_labels, sizeof *j->labels);
+    j->label_len = calloc(n_prompts * n_labels, sizeof *j->label_len);
+    if (!j->inputs || !j->input_len || !j->labels || !j->label_len) goto oom;
+    j->n_labels = n_labels;
+    for (size_t i = 0; i < n_prompts; i++) {
+        j->n_inputs++;
+        int n = tokenize_copy(e->vocab, prompts[i], true, &j->inputs[i]);
+        if (n < 0) goto oom;
+        j->input_len[i] = n;
+        if (n == 0) {
+            err_set(err, 400, "invalid_request_error", "empty_prompt", "prompt %zu has no tokens",
+                    i);
+            goto refuse;
+        }
+        for (size_t l = 0; l < n_labels; l++) {
+            size_t at = i * n_labels + l;
+            int got =
+                label_tokens(e->vocab, prompts[i], j->inputs[i], n, labels[l], &j->labels[at]);
+            if (got < 0) goto oom;
+            if (got == 0) {
+                err_set(err, 400, "invalid_request_error", "invalid_labels",
+                        "label '%s' has no tokens for this model", labels[l]);
+                goto refuse;
+            }
+            j->label_len[at] = got;
+        }
+        if (score_cells(j, i) > e->ctx_per_slot) {
+            err_set(err, 400, "invalid_request_error", "context_length_exceeded",
+                    "prompt %zu and its labels need %d tokens but the context holds %d", i,
+                    score_cells(j, i), e->ctx_per_slot);
+            goto refuse;
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    if (e->score_tail)
+        e->score_tail->next = j;
+    else
+        e->score_head = j;
+    e->score_tail = j;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return j;
+oom:
+    err_oom(err);
+refuse:
+    job_free(j);
+    return NULL;
+}
+
 void engine_cancel(struct engine_job *job)
 {
     struct engine *e = job->e;
@@ -992,6 +1418,8 @@ void engine_free(struct engine *e)
         }
         free(m->text);
         free(m->vectors);
+        free(m->logprobs);
+        free(m->scores);
         free(m);
         m = next;
     }
@@ -1004,7 +1432,12 @@ void engine_free(struct engine *e)
         next = j->next;
         job_free(j);
     }
+    for (struct engine_job *j = e->score_head, *next; j; j = next) {
+        next = j->next;
+        job_free(j);
+    }
     if (e->embed_ctx) llama_free(e->embed_ctx);
+    if (e->score_ctx) llama_free(e->score_ctx);
     free(e->slots);
     if (e->batch.token) llama_batch_free(e->batch);
     if (e->ctx) llama_free(e->ctx);

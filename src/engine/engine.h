@@ -52,11 +52,36 @@ struct engine_sampling {
     const char *const *stop; /* borrowed until the job ends */
     size_t n_stop;
     bool json; /* constrain output to JSON (response_format json_object) */
+    /* Log-probabilities of the sampled tokens under the model (before temperature and
+     * truncation, as OpenAI reports them): -1 off, else how many alternatives each token
+     * carries (0..ENGINE_MAX_TOP_LOGPROBS). */
+    int top_logprobs;
+};
+
+#define ENGINE_MAX_TOP_LOGPROBS 20
+
+/* One generated token with its log-probability and the most likely alternatives. */
+struct engine_logprob {
+    char token[64]; /* the token's text (raw bytes, not always valid UTF-8) */
+    int token_len;
+    float logprob;
+    int n_top;
+    struct {
+        char token[64];
+        int token_len;
+        float logprob;
+    } top[ENGINE_MAX_TOP_LOGPROBS];
 };
 
 struct engine_sampling engine_default_sampling(void);
 
-enum engine_event_kind { ENGINE_TEXT, ENGINE_DONE, ENGINE_FAILED, ENGINE_EMBEDDINGS };
+enum engine_event_kind {
+    ENGINE_TEXT,
+    ENGINE_DONE,
+    ENGINE_FAILED,
+    ENGINE_EMBEDDINGS,
+    ENGINE_SCORES
+};
 
 struct engine_event {
     enum engine_event_kind kind;
@@ -68,6 +93,13 @@ struct engine_event {
     const float *vectors; /* ENGINE_EMBEDDINGS: n_vectors × dim floats, unit length */
     size_t n_vectors;
     int dim;
+    /* ENGINE_TEXT with top_logprobs >= 0: the tokens whose text this event carries (a token
+     * whose text a stop string swallowed has none). */
+    const struct engine_logprob *logprobs;
+    size_t n_logprobs;
+    /* ENGINE_SCORES: n_prompts × n_labels log-probabilities, row-major. */
+    const double *scores;
+    size_t n_prompts, n_labels;
     struct err err; /* ENGINE_FAILED */
 };
 
@@ -103,6 +135,19 @@ struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t le
  *  ENGINE_FAILED). `inputs` are copied. An input longer than the context fails now (400). */
 struct engine_job *engine_submit_embeddings(struct engine *e, const char *const *inputs, size_t n,
                                             engine_event_cb cb, void *ud, struct err *err);
+
+/** Queues scoring work: for each prompt, the log-probability that the model continues it
+ *  with each label's tokens (the sum over the label's tokens, teacher-forced: nothing is
+ *  sampled). Each prompt is decoded once and shared by all its labels' sequences in the KV
+ *  cache, and every scoring job waiting when the engine thread gets to them is decoded in
+ *  the same batches, so scoring N labels of M prompts costs about one pass over the M
+ *  prompts plus the label tokens. The answer is one ENGINE_SCORES event (or ENGINE_FAILED).
+ *  Inputs are copied. A label with no tokens, or a prompt plus labels longer than the
+ *  context, fails now (400). */
+struct engine_job *engine_submit_scores(struct engine *e, const char *const *prompts,
+                                        size_t n_prompts, const char *const *labels,
+                                        size_t n_labels, engine_event_cb cb, void *ud,
+                                        struct err *err);
 
 /** The client is gone: no more callbacks; the slot is freed before the next decode step. */
 void engine_cancel(struct engine_job *job);

@@ -44,7 +44,88 @@ struct job_ctx {
     long created;
     struct evbuffer *text; /* non-stream: the whole answer */
     json_t *body;          /* owned */
+    bool logprobs;         /* the client asked for them */
+    json_t *lp;            /* owned; non-stream: every token's entry (chat) or the legacy
+                            * completions object's arrays */
+    size_t text_offset;    /* completions: bytes of text before the next token */
 };
+
+/* A token's text as a JSON string: its bytes when they are valid UTF-8 (a token may hold
+ * part of a character), else the ASCII kept and the rest as U+FFFD. */
+static json_t *token_text(const char *p, int n)
+{
+    json_t *v = json_stringn(p, (size_t)n);
+    if (v) return v;
+    char buf[64 * 3 + 1];
+    size_t w = 0;
+    for (int i = 0; i < n; i++) {
+        if ((unsigned char)p[i] < 0x80) {
+            buf[w++] = p[i];
+        } else {
+            memcpy(buf + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        }
+    }
+    return json_stringn(buf, w);
+}
+
+static json_t *token_bytes(const char *p, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)p[i]));
+    return a;
+}
+
+/* Chat's shape: {token, logprob, bytes, top_logprobs:[{token, logprob, bytes}]}. */
+static json_t *chat_logprob(const struct engine_logprob *lp)
+{
+    json_t *top = json_array();
+    for (int k = 0; k < lp->n_top; k++)
+        json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token",
+                                             token_text(lp->top[k].token, lp->top[k].token_len),
+                                             "logprob", (double)lp->top[k].logprob, "bytes",
+                                             token_bytes(lp->top[k].token, lp->top[k].token_len)));
+    return json_pack("{s:o, s:f, s:o, s:o}", "token", token_text(lp->token, lp->token_len),
+                     "logprob", (double)lp->logprob, "bytes", token_bytes(lp->token, lp->token_len),
+                     "top_logprobs", top);
+}
+
+/* Completions' legacy shape: parallel arrays of tokens, their logprobs, {token: logprob}
+ * alternatives and each token's offset in the text. */
+static json_t *legacy_logprobs(void)
+{
+    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs",
+                     "text_offset");
+}
+
+static void legacy_add(json_t *o, const struct engine_logprob *lp, size_t *offset)
+{
+    json_array_append_new(json_object_get(o, "tokens"), token_text(lp->token, lp->token_len));
+    json_array_append_new(json_object_get(o, "token_logprobs"), json_real(lp->logprob));
+    json_t *top = json_object();
+    for (int k = 0; k < lp->n_top; k++) {
+        json_t *t = token_text(lp->top[k].token, lp->top[k].token_len);
+        json_object_set_new(top, json_string_value(t), json_real(lp->top[k].logprob));
+        json_decref(t);
+    }
+    json_array_append_new(json_object_get(o, "top_logprobs"), top);
+    json_array_append_new(json_object_get(o, "text_offset"), json_integer((json_int_t)*offset));
+    *offset += (size_t)lp->token_len;
+}
+
+/* The logprobs an event carries, in the endpoint's shape. */
+static json_t *event_logprobs(struct job_ctx *c, const struct engine_event *ev)
+{
+    if (c->chat) {
+        json_t *content = json_array();
+        for (size_t i = 0; i < ev->n_logprobs; i++)
+            json_array_append_new(content, chat_logprob(&ev->logprobs[i]));
+        return json_pack("{s:o, s:n}", "content", content, "refusal");
+    }
+    json_t *o = legacy_logprobs();
+    for (size_t i = 0; i < ev->n_logprobs; i++) legacy_add(o, &ev->logprobs[i], &c->text_offset);
+    return o;
+}
 
 static void send_json(struct http_request *req, int status, json_t *doc)
 {
@@ -109,11 +190,21 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
     if (ev->kind == ENGINE_TEXT) {
         if (!c->stream) {
             evbuffer_add(c->text, ev->text, ev->len);
+            for (size_t i = 0; c->logprobs && i < ev->n_logprobs; i++) {
+                if (c->chat)
+                    json_array_append_new(c->lp, chat_logprob(&ev->logprobs[i]));
+                else
+                    legacy_add(c->lp, &ev->logprobs[i], &c->text_offset);
+            }
             return;
         }
         start_stream(c);
         json_t *piece = json_stringn(ev->text, ev->len);
-        sse_json(c->req, chunk(c, c->chat ? json_pack("{s:o}", "content", piece) : piece, NULL));
+        json_t *doc = chunk(c, c->chat ? json_pack("{s:o}", "content", piece) : piece, NULL);
+        if (c->logprobs)
+            json_object_set_new(json_array_get(json_object_get(doc, "choices"), 0), "logprobs",
+                                event_logprobs(c, ev));
+        sse_json(c->req, doc);
         return;
     }
     /* ENGINE_DONE */
@@ -142,6 +233,14 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
                             "content", text, "finish_reason", ev->finish_reason)
                 : json_pack("{s:i, s:o, s:s}", "index", 0, "text", text, "finish_reason",
                             ev->finish_reason);
+    if (c->logprobs && c->chat) {
+        json_object_set_new(choice, "logprobs",
+                            json_pack("{s:O, s:n}", "content", c->lp, "refusal"));
+    } else if (c->logprobs) {
+        json_object_set(choice, "logprobs", c->lp);
+    } else {
+        json_object_set_new(choice, "logprobs", json_null());
+    }
     json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:{s:f}}", "id", c->id, "object",
                             c->chat ? "chat.completion" : "text_completion", "created",
                             (json_int_t)c->created, "model", c->w->model_name, "choices", choice,
@@ -163,6 +262,7 @@ static void release_ctx(void *ud)
     if (c->job) engine_cancel(c->job);
     if (c->text) evbuffer_free(c->text);
     json_decref(c->body);
+    json_decref(c->lp);
 }
 
 static double num(const json_t *o, const char *k, double dflt)
@@ -210,15 +310,87 @@ static int read_sampling(json_t *body, struct engine_sampling *s, const char **s
         }
     }
     s->stop = stops;
+    /* chat: logprobs true (+ top_logprobs 0..20); completions: logprobs = alternatives 0..5 */
+    const json_t *lp = json_object_get(body, "logprobs");
+    if (json_is_true(lp)) {
+        const json_t *top = json_object_get(body, "top_logprobs");
+        s->top_logprobs = json_is_integer(top) ? clamp_int((double)json_integer_value(top), 0,
+                                                           ENGINE_MAX_TOP_LOGPROBS)
+                                               : 0;
+    } else if (json_is_integer(lp)) {
+        s->top_logprobs = clamp_int((double)json_integer_value(lp), 0, ENGINE_MAX_TOP_LOGPROBS);
+    }
     const json_t *rf = json_object_get(body, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
-    if (rft && strcmp(rft, "json_object") == 0)
+    /* json_schema: the output is held to JSON by the grammar; the schema itself is checked
+     * by the gateway (functions) — llama.cpp's schema-to-grammar converter lives in its C++
+     * common library, which this build does not link. */
+    if (rft && (strcmp(rft, "json_object") == 0 || strcmp(rft, "json_schema") == 0))
         s->json = true;
     else if (rft && strcmp(rft, "text") != 0)
         return err_param(
             err, 400, "response_format",
-            "response_format type '%s' is not supported by local models (text, json_object)", rft);
+            "response_format type '%s' is not supported by local models (text, json_object, "
+            "json_schema)", rft);
     return 0;
+}
+
+/* A scoring request's answer: a chat completion whose content is the most likely label, with
+ * every label's log-probability in "stratus_label_logprobs" (the request's order). */
+static void on_scores(struct engine_job *job, const struct engine_event *ev, void *ud)
+{
+    struct job_ctx *c = ud;
+    (void)job;
+    c->job = NULL;
+    if (ev->kind != ENGINE_SCORES) {
+        http_respond_error(c->req, &ev->err);
+        return;
+    }
+    json_t *labels = json_object_get(c->body, "stratus_labels");
+    json_t *lps = json_array();
+    size_t best = 0;
+    for (size_t l = 0; l < ev->n_labels; l++) {
+        json_array_append_new(lps, json_real(ev->scores[l]));
+        if (ev->scores[l] > ev->scores[best]) best = l;
+    }
+    json_t *choice =
+        json_pack("{s:i, s:{s:s, s:O}, s:s, s:n}", "index", 0, "message", "role", "assistant",
+                  "content", json_array_get(labels, best), "finish_reason", "stop", "logprobs");
+    send_json(c->req, 200,
+              json_pack("{s:s, s:s, s:i, s:s, s:[o], s:{s:i, s:i, s:i}, s:o}", "id", c->id,
+                        "object", "chat.completion", "created", (json_int_t)c->created, "model",
+                        c->w->model_name, "choices", choice, "usage", "prompt_tokens",
+                        ev->prompt_tokens, "completion_tokens", 0, "total_tokens",
+                        ev->prompt_tokens, "stratus_label_logprobs", lps));
+}
+
+/* `stratus_labels` (the gateway's functions ask it): score the labels after the prompt
+ * instead of generating. */
+static void submit_scores(struct worker *w, struct job_ctx *c, const char *prompt, json_t *labels)
+{
+    struct err e;
+    err_clear(&e);
+    size_t n = json_array_size(labels);
+    const char **texts = arena_calloc(c->req->arena, n ? n : 1, sizeof *texts);
+    if (texts == NULL) {
+        err_oom(&e);
+        http_respond_error(c->req, &e);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((texts[i] = json_string_value(json_array_get(labels, i))) == NULL) {
+            err_param(&e, 400, "stratus_labels", "stratus_labels must be an array of strings");
+            http_respond_error(c->req, &e);
+            return;
+        }
+    if (c->stream) {
+        err_param(&e, 400, "stratus_labels", "scoring labels cannot be streamed");
+        http_respond_error(c->req, &e);
+        return;
+    }
+    http_request_set_callbacks(c->req, on_abort, NULL, c);
+    c->job = engine_submit_scores(w->engine, &prompt, 1, texts, n, on_scores, c, &e);
+    if (c->job == NULL) http_respond_error(c->req, &e);
 }
 
 static void handle_generate(struct worker *w, struct http_request *req, bool chat)
@@ -265,6 +437,18 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
         http_respond_error(req, &e);
         return;
     }
+    c->logprobs = s.top_logprobs >= 0;
+    if (c->logprobs && (c->lp = chat ? json_array() : legacy_logprobs()) == NULL) {
+        err_oom(&e);
+        http_respond_error(req, &e);
+        return;
+    }
+    json_t *labels = json_object_get(c->body, "stratus_labels");
+    if (labels && !chat) {
+        err_param(&e, 400, "stratus_labels", "stratus_labels is for chat completions only");
+        http_respond_error(req, &e);
+        return;
+    }
     char *prompt = NULL;
     if (chat) {
         json_t *msgs = json_object_get(c->body, "messages");
@@ -300,6 +484,11 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
             }
         }
         prompt = engine_chat_prompt(w->engine, roles, contents, n, &e);
+        if (prompt && labels) {
+            submit_scores(w, c, prompt, labels);
+            free(prompt);
+            return;
+        }
     } else {
         json_t *p = json_object_get(c->body, "prompt");
         const char *t =

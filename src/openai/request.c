@@ -353,6 +353,7 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
     memset(out, 0, sizeof *out);
     out->endpoint = endpoint;
     out->stream_options_tok = -1;
+    out->labels_tok = -1;
     const struct field_rule *rules = endpoint == OPENAI_CHAT          ? chat_rules
                                      : endpoint == OPENAI_COMPLETIONS ? completion_rules
                                                                       : embedding_rules;
@@ -384,6 +385,7 @@ int openai_parse_request(enum openai_endpoint endpoint, const char *body, size_t
     out->stream = json_scan_is_true(s, value_of(rules, values, "stream"));
     int so = value_of(rules, values, "stream_options");
     out->stream_options_tok = so;
+    out->labels_tok = json_scan_get(s, 0, "stratus_labels");
     if (json_scan_is_object(s, so)) {
         int iu = json_scan_get(s, so, "include_usage");
         if (iu >= 0 && !json_scan_is_bool(s, iu) && !json_scan_is_null(s, iu))

@@ -46,6 +46,10 @@ struct openai_request {
     int stream_options_tok; /* token of "stream_options", -1 when absent */
     bool stream;            /* "stream": true */
     bool want_usage;        /* "stream_options": {"include_usage": true} */
+    /* "stratus_labels": the local engine's scoring extension (functions ask it: score these
+     * labels after the prompt instead of generating); the value's token, -1 when absent.
+     * Only self-hosted targets see it: it is cut from bodies sent elsewhere. */
+    int labels_tok;
 };
 
 /**

@@ -17,11 +17,27 @@ struct edit {
     const char *text; /* ... with this */
 };
 
+/* The bytes that removing the member whose value is token `v` takes: from its key's quote
+ * through the comma after it, or from the comma before it when it is the last member. */
+static struct edit cut_member(const struct json_scan *s, int v)
+{
+    size_t from = (size_t)s->tok[v - 1].start - 1, to = (size_t)s->tok[v].end;
+    if (s->tok[v].type == JSMN_STRING) to++; /* a string token's end excludes its quote */
+    size_t after = to;
+    while (after < s->len && strchr(" \t\r\n", s->js[after])) after++;
+    if (after < s->len && s->js[after] == ',') return (struct edit){from, after + 1, ""};
+    size_t before = from;
+    while (before > 0 && strchr(" \t\r\n", s->js[before - 1])) before--;
+    if (before > 0 && s->js[before - 1] == ',') return (struct edit){before - 1, to, ""};
+    return (struct edit){from, to, ""};
+}
+
 char *openai_body_for_target(const struct openai_request *request, const char *target_model,
-                             struct arena *arena, size_t *len, struct err *err)
+                             bool keep_extensions, struct arena *arena, size_t *len,
+                             struct err *err)
 {
     const struct json_scan *s = &request->scan;
-    struct edit edits[2];
+    struct edit edits[3];
     size_t n_edits = 0;
 
     /* "model": the string token's bytes exclude its quotes; replace quotes and all. */
@@ -56,11 +72,14 @@ char *openai_body_for_target(const struct openai_request *request, const char *t
             }
         }
     }
-    if (n_edits == 2 && edits[1].from < edits[0].from) {
-        struct edit t = edits[0];
-        edits[0] = edits[1];
-        edits[1] = t;
-    }
+    if (!keep_extensions && request->labels_tok > 0)
+        edits[n_edits++] = cut_member(s, request->labels_tok);
+    for (size_t i = 1; i < n_edits; i++) /* in text order */
+        for (size_t k = i; k > 0 && edits[k].from < edits[k - 1].from; k--) {
+            struct edit t = edits[k];
+            edits[k] = edits[k - 1];
+            edits[k - 1] = t;
+        }
     size_t total = s->len;
     for (size_t i = 0; i < n_edits; i++)
         total += strlen(edits[i].text) - (edits[i].to - edits[i].from);
@@ -116,7 +135,8 @@ int openai_upstream_request(struct backend *b, const struct provider_request *pr
                             struct arena *arena, struct upstream_request *out, struct err *err)
 {
     size_t len = 0;
-    char *body = openai_body_for_target(pr->request, pr->target_model, arena, &len, err);
+    char *body = openai_body_for_target(pr->request, pr->target_model, backend_self_hosted(b),
+                                        arena, &len, err);
     if (body == NULL) return -1;
     char *url = arena_printf(arena, "%s/%s", b->conf->base_url,
                              openai_endpoint_path(pr->request->endpoint));

@@ -128,12 +128,15 @@ void backend_destroy(struct backend *b);
 
 /**
  * OpenAI wire format: the client's body for a target, edited in place as text — "model"
- * set to `target_model` and, for streams, stream_options.include_usage=true so the gateway
- * always learns usage. Every other byte passes through unchanged.
+ * set to `target_model`, for streams stream_options.include_usage=true so the gateway
+ * always learns usage, and the gateway's own extension members (`stratus_labels`) cut
+ * unless `keep_extensions` (a self-hosted engine that reads them). Every other byte passes
+ * through unchanged.
  * @return the body in `arena`, its length in *len; NULL with `err` on failure.
  */
 char *openai_body_for_target(const struct openai_request *request, const char *target_model,
-                             struct arena *arena, size_t *len, struct err *err);
+                             bool keep_extensions, struct arena *arena, size_t *len,
+                             struct err *err);
 
 /** The OpenAI provider's build step (URL from base_url, static headers, rewritten body);
  *  other providers speaking the same wire format reuse it. */

@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct err e;
     if (openai_parse_request(ep, body, len, a, &req, &e) == 0) {
         size_t out_len = 0;
-        char *out = openai_body_for_target(&req, "target-\"model\"", a, &out_len, &e);
+        char *out = openai_body_for_target(&req, "target-\"model\"", false, a, &out_len, &e);
         if (out == NULL) abort();
         json_t *j = json_loadb(out, out_len, 0, NULL);
         json_t *orig = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);

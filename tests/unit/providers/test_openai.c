@@ -16,7 +16,7 @@ static json_t *rewrite(const char *in, const char *model, char *text, size_t cap
     struct openai_request r;
     size_t len = 0;
     assert_int_equal(openai_parse_request(OPENAI_CHAT, in, strlen(in), a, &r, &e), 0);
-    char *s = openai_body_for_target(&r, model, a, &len, &e);
+    char *s = openai_body_for_target(&r, model, false, a, &len, &e);
     assert_non_null(s);
     assert_int_equal(len, strlen(s));
     snprintf(text, cap, "%s", s);

@@ -1,0 +1,236 @@
+/*
+ * DESIGN: functions through AWS's wire formats, so code written for Lambda or SageMaker
+ * changes only its endpoint. Both are thin doors over api/function: they find the
+ * function name in the path and speak AWS's error conventions — an x-amzn-ErrorType header
+ * naming the exception (what the AWS SDKs turn into typed errors) and a JSON body with the
+ * message. Lambda tells the service failing (4xx/5xx + exception) from the *function*
+ * failing (200 + X-Amz-Function-Error: Unhandled + {errorMessage, errorType}); SageMaker
+ * reports a failing model as 424 ModelError carrying the model's own status and message.
+ */
+#include "api/surface_lambda.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/credential.h"
+#include "api/function.h"
+#include "app.h"
+#include "http/server.h"
+#include "obs/record.h"
+
+static void aws_error(struct http_request *req, int status, const char *type, json_t *body)
+{
+    http_add_header(req, "x-amzn-ErrorType", type);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        http_respond(req, status, "application/json", "{}", 2);
+        return;
+    }
+    http_respond(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* A Bearer stratus key (what `AWS_BEARER_TOKEN_*`-style clients send). SigV4-signed calls
+ * carry no stratus key: with auth on they are refused, saying so. */
+static int aws_credential(const struct http_request *req, const char **key, size_t *len,
+                          struct err *err)
+{
+    const char *h = http_request_header(req, "authorization");
+    if (h && strncasecmp(h, "AWS4-HMAC-SHA256", 16) == 0)
+        return err_set(err, 403, "authentication_error", "sigv4_not_accepted",
+                       "SigV4-signed requests are not accepted here yet; send the stratus key "
+                       "as 'Authorization: Bearer <key>'");
+    return credential_bearer(req, key, len, err);
+}
+
+/* ---- Lambda ------------------------------------------------------------------------- */
+
+static const char *lambda_exception(int status)
+{
+    switch (status) {
+    case 401:
+        return "UnrecognizedClientException";
+    case 403:
+        return "AccessDeniedException";
+    case 404:
+        return "ResourceNotFoundException";
+    case 413:
+        return "RequestTooLargeException";
+    case 429:
+        return "TooManyRequestsException";
+    default:
+        return status < 500 ? "InvalidRequestContentException" : "ServiceException";
+    }
+}
+
+static void lambda_answer(struct http_request *req, const char *json, size_t len)
+{
+    http_add_header(req, "X-Amz-Executed-Version", "$LATEST");
+    http_respond(req, 200, "application/json", json, len);
+}
+
+static void lambda_fail(struct http_request *req, const struct err *e, bool function_error,
+                        const char *raw)
+{
+    if (function_error) {
+        json_t *body = json_pack("{s:s, s:s}", "errorMessage", e->msg, "errorType",
+                                 e->code ? e->code : e->type);
+        if (raw) json_object_set_new(body, "raw", json_string(raw));
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        http_add_header(req, "X-Amz-Function-Error", "Unhandled");
+        http_add_header(req, "X-Amz-Executed-Version", "$LATEST");
+        http_respond(req, 200, "application/json", text ? text : "{}", text ? strlen(text) : 2);
+        free(text);
+        return;
+    }
+    const char *type = lambda_exception(e->status);
+    aws_error(req, e->status, type,
+              json_pack("{s:s, s:s, s:s}", "Type", "User", "message", e->msg, "Message", e->msg));
+}
+
+static const struct function_door door_lambda = {
+    .name = "lambda",
+    .credential = aws_credential,
+    .answer = lambda_answer,
+    .fail = lambda_fail,
+};
+
+/* Percent-decodes `in` into `out`. @return false on a bad escape or when it does not fit. */
+static bool url_decode(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            unsigned v;
+            if (i + 2 >= n || !isxdigit((unsigned char)in[i + 1]) ||
+                !isxdigit((unsigned char)in[i + 2]) || sscanf(in + i + 1, "%2x", &v) != 1)
+                return false;
+            c = (char)v;
+            i += 2;
+        }
+        if (c == '\0' || w + 1 >= cap) return false;
+        out[w++] = c;
+    }
+    out[w] = '\0';
+    return true;
+}
+
+/* The name in /<prefix><name><suffix>, percent-decoded; NULL when the path is not that. */
+static const char *name_between(const char *path, const char *prefix, const char *suffix, char *out,
+                                size_t cap)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path);
+    if (len <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + len - sl, suffix) != 0 ||
+        memchr(path + pl, '/', len - pl - sl))
+        return NULL;
+    return url_decode(path + pl, len - pl - sl, out, cap) ? out : NULL;
+}
+
+void lambda_route(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    char name[256];
+    struct err e;
+    if (name_between(req->path, "/2015-03-31/functions/", "/invocations", name, sizeof name) ==
+        NULL) {
+        err_set(&e, 404, "invalid_request_error", "not_found",
+                "no such Lambda operation: %s %s (Invoke: POST "
+                "/2015-03-31/functions/{name}/invocations)",
+                req->method, req->path);
+        record_request(NULL, &(struct request_record){.req = req, .status = 404, .error = e.msg});
+        lambda_fail(req, &e, false, NULL);
+        return;
+    }
+    /* FunctionName may be an ARN (arn:aws:lambda:region:account:function:NAME[:qualifier]). */
+    const char *fn = name;
+    const char *marker = strstr(name, ":function:");
+    if (strncmp(name, "arn:", 4) == 0 && marker) {
+        fn = marker + 10;
+        char *qualifier = strchr((char *)fn, ':');
+        if (qualifier) *qualifier = '\0';
+    }
+    const char *type = http_request_header(req, "x-amz-invocation-type");
+    if (type && strcmp(type, "RequestResponse") != 0 && strcmp(type, "DryRun") != 0) {
+        err_set(&e, 400, "invalid_request_error", "invocation_type",
+                "InvocationType %s is not supported: stratus answers synchronously "
+                "(RequestResponse, or DryRun to check the call)",
+                type);
+        record_request(NULL, &(struct request_record){.req = req, .status = 400, .error = e.msg});
+        lambda_fail(req, &e, false, NULL);
+        return;
+    }
+    if (type && strcmp(type, "DryRun") == 0) {
+        if (config_find_function(app->cfg, fn) == NULL) {
+            err_set(&e, 404, "invalid_request_error", "function_not_found",
+                    "Function not found: %s", fn);
+            lambda_fail(req, &e, false, NULL);
+            return;
+        }
+        http_respond(req, 204, "application/json", "", 0);
+        return;
+    }
+    function_invoke(app, req, &door_lambda, fn);
+}
+
+/* ---- SageMaker runtime -------------------------------------------------------------- */
+
+static void sagemaker_answer(struct http_request *req, const char *json, size_t len)
+{
+    http_add_header(req, "x-Amzn-Invoked-Production-Variant", "AllTraffic");
+    http_respond(req, 200, "application/json", json, len);
+}
+
+static void sagemaker_fail(struct http_request *req, const struct err *e, bool function_error,
+                           const char *raw)
+{
+    if (function_error) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "Received client error (%d) from primary with message \"%s\"",
+                 e->status, e->msg);
+        json_t *body = json_pack("{s:i, s:s, s:s}", "OriginalStatusCode", e->status,
+                                 "OriginalMessage", e->msg, "message", msg);
+        if (raw) json_object_set_new(body, "raw", json_string(raw));
+        aws_error(req, 424, "ModelError", body);
+        return;
+    }
+    const char *type = e->status == 429   ? "ThrottlingException"
+                       : e->status == 503 ? "ServiceUnavailable"
+                       : e->status >= 500 ? "InternalFailure"
+                       : e->status == 401 ? "UnrecognizedClientException"
+                       : e->status == 403 ? "AccessDeniedException"
+                                          : "ValidationError";
+    /* SageMaker answers an unknown endpoint with 400 ValidationError. */
+    int status = e->status == 404 ? 400 : e->status;
+    aws_error(req, status, type, json_pack("{s:s}", "message", e->msg));
+}
+
+static const struct function_door door_sagemaker = {
+    .name = "sagemaker",
+    .credential = aws_credential,
+    .answer = sagemaker_answer,
+    .fail = sagemaker_fail,
+};
+
+void sagemaker_route(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    char name[256];
+    if (name_between(req->path, "/endpoints/", "/invocations", name, sizeof name) == NULL) {
+        struct err e;
+        err_set(&e, 404, "invalid_request_error", "not_found",
+                "no such SageMaker runtime operation: %s %s (InvokeEndpoint: POST "
+                "/endpoints/{name}/invocations)",
+                req->method, req->path);
+        record_request(NULL, &(struct request_record){.req = req, .status = 404, .error = e.msg});
+        sagemaker_fail(req, &e, false, NULL);
+        return;
+    }
+    function_invoke(app, req, &door_sagemaker, name);
+}
