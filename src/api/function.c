@@ -31,7 +31,8 @@
 
 /* ---- pure parts (unit-tested) ------------------------------------------------------- */
 
-char *function_fill_template(const char *template, const json_t *input, struct err *err)
+char *function_fill_template(const char *template, const json_t *input, char *missing,
+                             size_t missing_cap, struct err *err)
 {
     size_t cap = strlen(template) + 64, len = 0;
     char *out = malloc(cap);
@@ -52,9 +53,9 @@ char *function_fill_template(const char *template, const json_t *input, struct e
             const json_t *v = json_object_get(input, field);
             if (v == NULL) {
                 free(out);
-                err_param(err, 400, field, "input is missing field '%s' (the template uses {{%s}})",
-                          field, field);
-                err->code = "missing_field";
+                snprintf(missing, missing_cap, "%s", field);
+                err_set(err, 400, "invalid_request_error", "missing_field",
+                        "input is missing field '%s' (the template uses {{%s}})", field, field);
                 return NULL;
             }
             if (json_is_string(v)) {
@@ -173,8 +174,12 @@ static int build_request(struct invocation *inv, const json_t *input, struct ele
                          : json_is_string(input) ? "a string"
                          : json_is_number(input) ? "a number"
                                                  : "another JSON value");
-    char *user = function_fill_template(fn->template, input, err);
-    if (user == NULL) return -1;
+    char missing[128] = "";
+    char *user = function_fill_template(fn->template, input, missing, sizeof missing, err);
+    if (user == NULL) {
+        if (missing[0]) err->param = arena_strdup(inv->req->arena, missing); /* lives as long */
+        return -1;
+    }
     json_t *messages = json_array();
     char *system = NULL;
     if (fn->kind == FUNCTION_CLASSIFY) {
@@ -688,7 +693,20 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
                                      .output_tokens = inv->output_estimate};
     double reserve = router_worst_case_cost(app->router, inv->model, &estimate);
     http_request_set_callbacks(req, on_client_abort, NULL, inv);
-    guard_admit(app->guard, &inv->who, inv->model, inv->customer, inv->prompt_estimate,
+    /* A key allowed the function by name may use its model group for it: admission checks
+     * limits and budgets as that key, not the group name against its list. */
+    struct principal *as = &inv->who;
+    if (inv->who.kind == PRINCIPAL_KEY && key_allows_model(&inv->who.key, inv->fn->name)) {
+        as = arena_alloc(req->arena, sizeof *as);
+        if (as == NULL) {
+            err_oom(&e);
+            refuse(inv, &e, false);
+            return;
+        }
+        *as = inv->who;
+        as->key.models[0] = '\0';
+    }
+    guard_admit(app->guard, as, inv->model, inv->customer, inv->prompt_estimate,
                 inv->output_estimate, reserve, &inv->adm, on_admitted, inv);
 }
 

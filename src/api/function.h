@@ -62,9 +62,11 @@ void function_route(struct app *app, struct http_request *req, const struct prin
  * Fills `template`'s {{field}} placeholders from `input` (a JSON object): strings as they
  * are, other values as compact JSON, null as nothing. Values are text: a value holding
  * "{{x}}" is not expanded again.
- * @return a malloc'd string, or NULL with `err` (400 naming a missing field; 500 on OOM).
+ * @return a malloc'd string, or NULL with `err` (400 naming a missing field, whose name is
+ *  also copied into `missing`; 500 on OOM).
  */
-char *function_fill_template(const char *template, const json_t *input, struct err *err);
+char *function_fill_template(const char *template, const json_t *input, char *missing,
+                             size_t missing_cap, struct err *err);
 
 /**
  * Label probabilities from label log-probabilities: exp, normalised to sum to 1 (stable for

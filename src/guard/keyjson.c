@@ -133,8 +133,11 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
         if (!json_is_string(m))
             return bad(e, "models", "\"models\" must be an array of model names");
         const char *name = json_string_value(m);
-        if (config_find_model(cfg, name) == NULL) {
-            err_param(e, 400, "models", "model '%.128s' is not configured", name);
+        /* A function's name lets the key call that function (not its model group). */
+        if (config_find_model(cfg, name) == NULL && config_find_function(cfg, name) == NULL) {
+            err_param(e, 400, "models",
+                      "model '%.128s' is not configured (no model group or function has that name)",
+                      name);
             e->code = "model_not_found";
             return -1;
         }

@@ -21,6 +21,9 @@
 //                            that status with a body quoting the Authorization header it got
 //                            (a careless upstream echoing the gateway's key)
 //   garbage-mid-stream       2 chunks, then an event that is not JSON, then more and [DONE]
+//   logprobs-phish           answers "phishing"; with logprobs asked, the first token's
+//                            top_logprobs are ph 0.6, legit 0.3, Ph 0.05, xyz 0.05
+//   json-ok | json-bad       answers {"sender":"bob"} | {"name":1} (structured-output tests)
 //   knob-NAME                behaviour set at run time through `knobs[NAME]`:
 //                            { delay: ms before answering, fail: HTTP status to fail with,
 //                              failTimes: fail this many requests (failStatus, 503) then answer }
@@ -138,13 +141,22 @@ export async function startFake({ port = 0 } = {}) {
     }
 
     const lastUser = [...(body.messages ?? [])].reverse().find((m) => m.role === 'user');
-    const text = model === 'echo' ? String(lastUser?.content ?? '') : 'Hello from the fake';
+    const text = model === 'echo' ? String(lastUser?.content ?? '')
+      : model === 'logprobs-phish' ? 'phishing'
+        : model === 'json-ok' ? '{"sender":"bob"}'
+          : model === 'json-bad' ? '{"name":1}' : 'Hello from the fake';
+    let logprobs = null;
+    if (model === 'logprobs-phish' && body.logprobs) {
+      const alt = (token, p) => ({ token, logprob: Math.log(p), bytes: [...Buffer.from(token)] });
+      const top = [alt('ph', 0.6), alt('legit', 0.3), alt('Ph', 0.05), alt('xyz', 0.05)];
+      logprobs = { content: [{ ...alt('ph', 0.6), top_logprobs: top.slice(0, body.top_logprobs ?? 0) }], refusal: null };
+    }
 
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({
         id, object: 'chat.completion', created: 1700000000, model,
-        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop', logprobs }],
         usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16,
           ...(model.includes('cached') ? { prompt_tokens_details: { cached_tokens: 8 } } : {}) },
       }));
