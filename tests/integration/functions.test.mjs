@@ -83,10 +83,10 @@ before(async () => {
     { timeout: 30000 * SCALE, what: 'the demo model to load' });
 });
 after(async () => {
-  await gw?.stop();
   await up?.close();
   await anthropic?.close();
 });
+
 
 test('classify on the local engine: scores are probabilities that sum to 1, label is the argmax, and it is deterministic', async () => {
   const r = await invoke('phishing-rater', EMAIL);
@@ -324,7 +324,7 @@ test('keys: a key whose models list names the function may call it; others get 4
     assert.equal(bearer.status, 200);
     assert.equal((await bearer.json()).label, 'legitimate');
   } finally {
-    await g.stop();
+    assert.equal(await g.stop(), 0);
   }
 });
 
@@ -348,4 +348,9 @@ test('config: functions are checked at load with line:col (labels empty or dupli
     try { execFileSync(process.env.STRATUS_BIN || 'build/stratus', ['check', '--config', file], { stdio: 'pipe' }); } catch (e) { err = String(e.stderr); }
     assert.match(err, want, fn);
   }
+});
+
+// Last: a clean exit (under ASan, a leak or error makes it non-zero).
+test('the gateway shuts down cleanly after all of the above', async () => {
+  assert.equal(await gw.stop(), 0, gw.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n').slice(0, 2000));
 });

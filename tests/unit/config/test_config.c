@@ -1069,6 +1069,72 @@ static void test_config_free_accepts_null(void **state)
     config_free(NULL);
 }
 
+static void test_config_functions(void **state)
+{
+    (void)state;
+    struct config_error e;
+    const char *yaml = UP "models:\n  - { name: m, targets: [ { backend: up } ] }\n"
+                          "functions:\n"
+                          "  - name: rater\n"
+                          "    model: m\n"
+                          "    kind: classify\n"
+                          "    labels: [phishing, legitimate]\n"
+                          "    system: \"You rate emails.\"\n"
+                          "    template: \"From: {{from}}\\n\\n{{ body }}\"\n"
+                          "  - name: extract\n"
+                          "    model: m\n"
+                          "    kind: json\n"
+                          "    schema: { type: object, properties: { n: { type: integer, "
+                          "minimum: 1 }, s: { type: string, enum: [\"1\", x] } } }\n"
+                          "    template: \"{{text}}\"\n"
+                          "    max_tokens: 64\n";
+    struct config *c = load(yaml, &e);
+    if (c == NULL) fail_msg("%d:%d %s", e.line, e.col, e.msg);
+    assert_int_equal(c->n_functions, 2);
+    const struct function_conf *f = config_find_function(c, "rater");
+    assert_non_null(f);
+    assert_int_equal(f->kind, FUNCTION_CLASSIFY);
+    assert_int_equal(f->n_labels, 2);
+    assert_string_equal(f->labels[1], "legitimate");
+    assert_string_equal(f->template, "From: {{from}}\n\n{{ body }}");
+    assert_string_equal(f->system, "You rate emails.");
+    assert_int_equal(f->max_tokens, 512);
+    f = config_find_function(c, "extract");
+    assert_int_equal(f->kind, FUNCTION_JSON);
+    assert_int_equal(f->max_tokens, 64);
+    /* YAML typing carries over: plain numbers are numbers, quoted ones strings. */
+    assert_string_equal(f->schema, "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
+                                   "\"integer\",\"minimum\":1},\"s\":{\"type\":\"string\","
+                                   "\"enum\":[\"1\",\"x\"]}}}");
+    assert_null(config_find_function(c, "m"));
+    config_free(c);
+
+#define FN_BASE UP "models:\n  - { name: m, targets: [ { backend: up } ] }\nfunctions:\n"
+    expect_error(FN_BASE "  - { name: f, model: m, kind: classify, labels: [a, b, A], "
+                         "template: x }\n",
+                 6, 57, "label 'A' is listed twice");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: classify, labels: [], template: x }\n", 6,
+                 50, "labels must be a non-empty list");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: classify, template: x }\n", 6, 5,
+                 "kind classify needs 'labels'");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text, labels: [a], template: x }\n", 6, 46,
+                 "labels are for kind classify");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text, template: \"a {{b\" }\n", 6, 48,
+                 "is never closed");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text, template: \"{{ }}\" }\n", 6, 48,
+                 "empty placeholder");
+    expect_error(FN_BASE "  - { name: f, model: zz, kind: text, template: x }\n", 6, 23,
+                 "model 'zz' is not a model group");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text }\n", 6, 5,
+                 "missing required key 'template'");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text, template: x }\n"
+                         "  - { name: f, model: m, kind: text, template: y }\n",
+                 7, 13, "duplicate function name 'f'");
+    expect_error(FN_BASE "  - { name: f, model: m, kind: text, template: x, labelz: [a] }\n", 6, 51,
+                 "unknown key 'labelz'");
+#undef FN_BASE
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1114,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_config_find_model_by_name),
         cmocka_unit_test(test_config_free_accepts_null),
         cmocka_unit_test(test_config_limits_for_held_answers),
+        cmocka_unit_test(test_config_functions),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }

@@ -82,12 +82,50 @@ static void test_openai_body_for_target_asks_for_stream_usage(void **state)
     }
 }
 
+/* The engine's scoring extension reaches self-hosted targets only: cut for the rest,
+ * wherever it sits among the members, leaving valid JSON and every other byte. */
+static void test_openai_body_for_target_cuts_extensions(void **state)
+{
+    (void)state;
+    const char *cases[] = {
+        "{\"stratus_labels\":[\"a\",\"b\"],\"model\":\"c\",\"messages\":[{\"role\":\"user\"}]}",
+        "{\"model\":\"c\", \"stratus_labels\" : [\"a\"] ,\"messages\":[{\"role\":\"user\"}]}",
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}] , \"stratus_labels\":[\"a\"] }",
+        "{\"model\":\"c\",\"messages\":[{\"role\":\"user\"}],\"stream\":true,"
+        "\"stratus_labels\":\"x\"}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int keep = 0; keep < 2; keep++) {
+            struct arena *a = arena_new(1024);
+            struct err e;
+            struct openai_request r;
+            size_t len = 0;
+            assert_int_equal(
+                openai_parse_request(OPENAI_CHAT, cases[i], strlen(cases[i]), a, &r, &e), 0);
+            assert_true(r.labels_tok > 0);
+            char *s = openai_body_for_target(&r, "m2", keep, a, &len, &e);
+            assert_non_null(s);
+            json_t *out = json_loads(s, JSON_REJECT_DUPLICATES, NULL);
+            if (out == NULL) fail_msg("case %zu keep %d: not JSON: %s", i, keep, s);
+            assert_string_equal(json_string_value(json_object_get(out, "model")), "m2");
+            assert_non_null(json_object_get(out, "messages"));
+            if (keep)
+                assert_non_null(json_object_get(out, "stratus_labels"));
+            else if (json_object_get(out, "stratus_labels"))
+                fail_msg("case %zu: extension not cut: %s", i, s);
+            json_decref(out);
+            arena_free(a);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_openai_body_for_target_rewrites_model_only),
         cmocka_unit_test(test_openai_body_for_target_escapes_target_model),
         cmocka_unit_test(test_openai_body_for_target_asks_for_stream_usage),
+        cmocka_unit_test(test_openai_body_for_target_cuts_extensions),
     };
     return cmocka_run_group_tests_name("src/providers/openai.c", tests, NULL, NULL);
 }
