@@ -331,7 +331,8 @@ static int read_sampling(json_t *body, struct engine_sampling *s, const char **s
         return err_param(
             err, 400, "response_format",
             "response_format type '%s' is not supported by local models (text, json_object, "
-            "json_schema)", rft);
+            "json_schema)",
+            rft);
     return 0;
 }
 
