@@ -17,6 +17,7 @@
 #include "api/surface_openai.h"
 #include "app.h"
 #include "guard/guard.h"
+#include "guard/sigv4_verify.h"
 #include "http/server.h"
 #include "util/arena.h"
 
@@ -66,6 +67,8 @@ static int authenticate(struct app *app, struct http_request *req, const struct 
 {
     const char *key = NULL;
     size_t len = 0;
+    if (r->surface && r->surface->sigv4 && sigv4_is_signed(req))
+        return guard_authenticate_sigv4(app->guard, req, who, e);
     if (guard_auth_enabled(app->guard)) {
         int (*credential)(const struct http_request *, const char **, size_t *, struct err *) =
             r->surface ? r->surface->credential : credential_bearer;

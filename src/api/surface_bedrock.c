@@ -43,6 +43,15 @@ static int invalid(struct err *err, const char *fmt, ...)
 const char *bedrock_exception(const struct err *e, int *status)
 {
     *status = e->status;
+    /* Auth refusals are named by what went wrong, as AWS names them. */
+    if (e->code && strcmp(e->code, "invalid_signature") == 0) {
+        *status = 403;
+        return "InvalidSignatureException";
+    }
+    if (e->code && strcmp(e->code, "incomplete_signature") == 0) {
+        *status = 400;
+        return "IncompleteSignatureException";
+    }
     switch (e->status) {
     case 400:
         return "ValidationException";
@@ -1092,6 +1101,7 @@ static void bedrock_body(struct exchange *x, int status, const char *json, size_
 const struct surface_ops surface_bedrock = {
     .name = "bedrock",
     .state_size = sizeof(struct bedrock_state),
+    .sigv4 = true,
     .credential = credential_bearer,
     .parse = bedrock_parse,
     .start = bedrock_start,

@@ -7,6 +7,7 @@
 // the real local engine on the tiny demo model.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
@@ -15,10 +16,13 @@ import {
 } from '@aws-sdk/client-bedrock-runtime';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { EventStreamCodec } from '@smithy/eventstream-codec';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { HttpRequest } from '@smithy/protocol-http';
+import { Sha256 } from '@aws-crypto/sha256-js';
 import { toUtf8, fromUtf8 } from '@smithy/util-utf8';
 import { startFake } from '../fakes/openai.mjs';
 import { startBedrockFake } from '../fakes/bedrock.mjs';
-import { startGateway, config, waitFor, SCALE } from './lib/gateway.mjs';
+import { startGateway, config, waitFor, SCALE, BIN } from './lib/gateway.mjs';
 
 const MK = 'test-master-key-bedrock-0123456789';
 const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
@@ -345,4 +349,88 @@ test('the local engine answers Converse and ConverseStream with the same greedy 
   }
   assert.equal(streamed, text);
   assert.equal(meta.usage.outputTokens, 12);
+});
+
+// ---- SigV4 with `stratus keys create --aws` credentials -----------------------------------
+
+function sigv4Client(credentials, extra = {}) {
+  return new BedrockRuntimeClient({
+    endpoint: gw.baseURL, region: 'us-east-1', maxAttempts: 1, requestHandler: requestHandler(), credentials, ...extra,
+  });
+}
+
+async function awsKey() {
+  const out = execFileSync(BIN, ['keys', 'create', '--config', gw.file, '--aws', '--json', '--name', 'sdk'],
+    { env: { ...process.env, MK, AWS_ACCESS_KEY_ID: AWS_UP.accessKeyId, AWS_SECRET_ACCESS_KEY: AWS_UP.secretAccessKey }, encoding: 'utf8' });
+  const made = JSON.parse(out);
+  assert.match(made.aws_access_key_id, /^ASTR[A-Z2-7]{16}$/);
+  assert.equal(made.aws_secret_access_key.length, 40);
+  // The running gateway picks the CLI's key up within refresh_ms.
+  const creds = { accessKeyId: made.aws_access_key_id, secretAccessKey: made.aws_secret_access_key };
+  await waitFor(async () => {
+    try { await sigv4Client(creds).send(new ConverseCommand({ modelId: 'chat', messages: [user('ping')] })); return true; } catch { return false; }
+  }, { timeout: 5000, what: 'the new key' });
+  return creds;
+}
+
+test('admin API: "aws": true returns SigV4 credentials that sign InvokeModel', async () => {
+  const made = await (await fetch(`${gw.baseURL}/admin/keys`, {
+    method: 'POST', headers: { authorization: `Bearer ${MK}` }, body: JSON.stringify({ aws: true, name: 'api' }),
+  })).json();
+  assert.match(made.aws_access_key_id, /^ASTR/);
+  const r = await sigv4Client({ accessKeyId: made.aws_access_key_id, secretAccessKey: made.aws_secret_access_key })
+    .send(new InvokeModelCommand({ modelId: 'chat', body: JSON.stringify({
+      anthropic_version: 'bedrock-2023-05-31', max_tokens: 5, messages: [{ role: 'user', content: 'via admin' }] }) }));
+  assert.equal(JSON.parse(utf8.decode(r.body)).content[0].text, 'via admin');
+  const bad = await fetch(`${gw.baseURL}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${MK}` }, body: '{"aws": 1}' });
+  assert.equal(bad.status, 400);
+});
+
+test('SigV4: keys create --aws credentials sign Converse and ConverseStream; the key is the principal', async () => {
+  const creds = await awsKey();
+  const client = sigv4Client(creds);
+  const r = await client.send(new ConverseCommand({ modelId: 'my group/v1', messages: [user('signed')] }));
+  assert.equal(r.output.message.content[0].text, 'Hello from the fake');
+  const s = await client.send(new ConverseStreamCommand({ modelId: 'streamy', messages: [user('go')] }));
+  let text = '';
+  for await (const ev of s.stream) text += ev.contentBlockDelta?.delta?.text ?? '';
+  assert.equal(text, 'tok0 tok1 tok2 tok3 ');
+  // The list shows the access key id, never the secret.
+  const list = await (await fetch(`${gw.baseURL}/admin/keys`, { headers: { authorization: `Bearer ${MK}` } })).json();
+  const listed = list.data.find((k) => k.aws_access_key_id === creds.accessKeyId);
+  assert.ok(listed);
+  assert.ok(!JSON.stringify(list).includes(creds.secretAccessKey));
+  // The signature stands for that virtual key: revoking it refuses the next signed request.
+  await fetch(`${gw.baseURL}/admin/keys/${listed.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${MK}` } });
+  const e = await rejects(client.send(new ConverseCommand({ modelId: 'chat', messages: [user('x')] })), 'UnrecognizedClientException', 403);
+  assert.match(e.message, /revoked/);
+});
+
+test('SigV4 refusals: wrong secret, expired date, unknown key id, tampered header or body', async () => {
+  const creds = await awsKey();
+  const ask = new ConverseCommand({ modelId: 'chat', messages: [user('x')] });
+  let e = await rejects(sigv4Client({ ...creds, secretAccessKey: 'Z'.repeat(40) }).send(ask),
+    'InvalidSignatureException', 403);
+  assert.match(e.message, /signature we calculated does not match/);
+  e = await rejects(sigv4Client(creds, { systemClockOffset: -10 * 60 * 1000 }).send(ask), 'InvalidSignatureException', 403);
+  assert.match(e.message, /Signature expired: \d{8}T\d{6}Z is now earlier than/);
+  e = await rejects(sigv4Client({ accessKeyId: 'ASTRAAAAAAAAAAAAAAAA', secretAccessKey: creds.secretAccessKey }).send(ask),
+    'UnrecognizedClientException', 403);
+
+  // A request signed by the SDK's signer, then changed in transit.
+  const signer = new SignatureV4({ credentials: creds, region: 'us-east-1', service: 'bedrock', sha256: Sha256 });
+  const body = JSON.stringify({ messages: [user('signed body')] });
+  const signed = await signer.sign(new HttpRequest({
+    method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port: gw.port, path: '/model/chat/converse',
+    headers: { host: gw.address, 'content-type': 'application/json', 'x-custom': 'one' }, body,
+  }));
+  const send = (headers, b = body) => fetch(`${gw.baseURL}/model/chat/converse`, { method: 'POST', headers, body: b });
+  const ok = await send(signed.headers);
+  assert.equal(ok.status, 200, await ok.clone().text());
+  for (const [headers, b] of [[{ ...signed.headers, 'x-custom': 'two' }, body], [signed.headers, body.replace('signed', 'forged')]]) {
+    const res = await send(headers, b);
+    assert.equal(res.status, 403);
+    assert.equal(res.headers.get('x-amzn-errortype'), 'InvalidSignatureException');
+    assert.match((await res.json()).message, /does not match/);
+  }
 });

@@ -145,8 +145,7 @@ static void test_bedrock_translate_request_names_the_wrong_field(void **state)
          "{\"messages\":[{\"role\":\"user\",\"content\":[{\"image\":{\"format\":\"png\","
          "\"source\":{\"bytes\":1}}}]}]}",
          "messages[0].content[0].image.source.bytes (base64) must be a string"},
-        {BEDROCK_CONVERSE,
-         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"toolUse\":{}}]}]}",
+        {BEDROCK_CONVERSE, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"toolUse\":{}}]}]}",
          "only an assistant message may use a tool"},
         {BEDROCK_CONVERSE,
          "{\"messages\":[{\"role\":\"user\",\"content\":[]}],\"inferenceConfig\":"
@@ -185,8 +184,8 @@ static const char completion[] =
 static void test_bedrock_translate_answer_converse_and_invoke(void **state)
 {
     (void)state;
-    char *c = bedrock_translate_answer(BEDROCK_CONVERSE, "chat", completion,
-                                       sizeof completion - 1, 12);
+    char *c =
+        bedrock_translate_answer(BEDROCK_CONVERSE, "chat", completion, sizeof completion - 1, 12);
     assert_non_null(c);
     assert_json_equal(c, "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":["
                          "{\"text\":\"Checking.\"},{\"toolUse\":{\"toolUseId\":\"t9\","
@@ -194,8 +193,8 @@ static void test_bedrock_translate_answer_converse_and_invoke(void **state)
                          "\"usage\":{\"inputTokens\":3,\"outputTokens\":4,\"totalTokens\":7},"
                          "\"metrics\":{\"latencyMs\":12}}");
     free(c);
-    char *m = bedrock_translate_answer(BEDROCK_INVOKE, "chat", completion, sizeof completion - 1,
-                                       12);
+    char *m =
+        bedrock_translate_answer(BEDROCK_INVOKE, "chat", completion, sizeof completion - 1, 12);
     assert_non_null(m);
     assert_json_equal(m, "{\"id\":\"c1\",\"type\":\"message\",\"role\":\"assistant\","
                          "\"model\":\"chat\",\"content\":[{\"type\":\"text\","
@@ -275,8 +274,8 @@ static void test_bedrock_stream_converse_text_then_tool(void **state)
     evbuffer_free(out);
 }
 
-static void test_bedrock_stream_invoke_wraps_anthropic_events_and_breaks_with_exception(
-    void **state)
+static void
+test_bedrock_stream_invoke_wraps_anthropic_events_and_breaks_with_exception(void **state)
 {
     (void)state;
     struct bedrock_state st = {.op = BEDROCK_INVOKE_STREAM, .model_id = "chat", .block = -1};
@@ -330,7 +329,8 @@ int main(void)
         cmocka_unit_test(test_bedrock_translate_request_names_the_wrong_field),
         cmocka_unit_test(test_bedrock_translate_answer_converse_and_invoke),
         cmocka_unit_test(test_bedrock_stream_converse_text_then_tool),
-        cmocka_unit_test(test_bedrock_stream_invoke_wraps_anthropic_events_and_breaks_with_exception),
+        cmocka_unit_test(
+            test_bedrock_stream_invoke_wraps_anthropic_events_and_breaks_with_exception),
         cmocka_unit_test(test_bedrock_exception_maps_statuses_as_aws_does),
     };
     return cmocka_run_group_tests_name("src/api/surface_bedrock.c", tests, NULL, NULL);
