@@ -34,6 +34,7 @@ struct admin_job {
     struct job_link *link;    /* in the request's arena while req is set */
     struct key_record key;    /* create: the new key; revoke: id */
     char secret[KEY_SECRET_SIZE];
+    char aws_secret[AWSKEY_SECRET_SIZE]; /* create with "aws": true; "" otherwise */
     int rc;
     char why[400];
     struct key_record *keys; /* the key list after the call */
@@ -101,6 +102,8 @@ static void done(void *ud)
     } else if (j->op == OP_CREATE) {
         json_t *doc = key_to_json(&j->key, clock_wall_ms());
         json_object_set_new(doc, "key", json_string(j->secret));
+        if (j->aws_secret[0])
+            json_object_set_new(doc, "aws_secret_access_key", json_string(j->aws_secret));
         api_respond_json(req, 201, doc);
     } else if (j->op == OP_REVOKE && j->rc == 0) {
         err_set(&e, 404, "invalid_request_error", "key_not_found",
@@ -121,6 +124,7 @@ static void done(void *ud)
     free(j->keys);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
     explicit_bzero(j->secret, sizeof j->secret);
+    explicit_bzero(j->aws_secret, sizeof j->aws_secret);
     free(j);
 }
 
@@ -173,10 +177,19 @@ void admin_create_key(struct app *app, struct http_request *req, const struct pr
         return;
     }
     int64_t now = clock_wall_ms();
-    int rc = key_from_json(body, app->cfg, now, &j->key, &e);
+    /* "aws": true also gives the key SigV4 credentials (AWS SDKs sign with them). */
+    json_t *aws = json_object_get(body, "aws");
+    int rc = aws && !json_is_boolean(aws)
+                 ? err_param(&e, 400, "aws", "\"aws\" must be true or false")
+                 : 0;
+    bool want_aws = json_is_true(aws);
+    json_object_del(body, "aws");
+    if (rc == 0) rc = key_from_json(body, app->cfg, now, &j->key, &e);
     json_decref(body);
     if (rc == 0 && keys_mint(&j->key, j->secret, now) != 0)
         rc = err_set(&e, 500, "server_error", NULL, "the random source failed");
+    if (rc == 0 && want_aws && guard_mint_aws(app->guard, &j->key, j->aws_secret) != 0)
+        rc = err_set(&e, 500, "server_error", NULL, "could not make AWS credentials");
     if (rc != 0) {
         free(j);
         fail(req, &e);

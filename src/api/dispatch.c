@@ -14,10 +14,12 @@
 #include "api/proxy.h"
 #include "api/respond.h"
 #include "api/status.h"
+#include "api/surface_bedrock.h"
 #include "api/surface_lambda.h"
 #include "api/surface_openai.h"
 #include "app.h"
 #include "guard/guard.h"
+#include "guard/sigv4_verify.h"
 #include "http/server.h"
 #include "util/arena.h"
 
@@ -36,6 +38,7 @@ struct route {
     const char *method;
     enum access access;
     bool prefix; /* path is a prefix ("/admin/keys/" + id) */
+    /* A '*' in path stands for one non-empty segment without '/': "/model/" id "/invoke" */
     void (*handle)(struct app *app, struct http_request *req, const struct principal *who);
     const struct surface_ops *surface;
     enum openai_endpoint endpoint;
@@ -52,6 +55,11 @@ static const struct route routes[] = {
     {"/v1/functions/", "POST", OPEN, true, function_route, NULL, 0},
     {"/2015-03-31/functions/", "POST", OPEN, true, lambda_route, NULL, 0},
     {"/endpoints/", "POST", OPEN, true, sagemaker_route, NULL, 0},
+    {"/model/*/converse", "POST", API, false, NULL, &surface_bedrock, OPENAI_CHAT},
+    {"/model/*/converse-stream", "POST", API, false, NULL, &surface_bedrock, OPENAI_CHAT},
+    {"/model/*/invoke", "POST", API, false, NULL, &surface_bedrock, OPENAI_CHAT},
+    {"/model/*/invoke-with-response-stream", "POST", API, false, NULL, &surface_bedrock,
+     OPENAI_CHAT},
     {"/admin/keys", "POST", ADMIN, false, admin_create_key, NULL, 0},
     {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
     {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
@@ -65,12 +73,28 @@ static int authenticate(struct app *app, struct http_request *req, const struct 
 {
     const char *key = NULL;
     size_t len = 0;
+    if (r->surface && r->surface->sigv4 && sigv4_is_signed(req))
+        return guard_authenticate_sigv4(app->guard, req, who, e);
     if (guard_auth_enabled(app->guard)) {
         int (*credential)(const struct http_request *, const char **, size_t *, struct err *) =
             r->surface ? r->surface->credential : credential_bearer;
         if (credential(req, &key, &len, e) != 0) return -1;
     }
     return guard_authenticate(app->guard, key, len, r->access == ADMIN, who, e);
+}
+
+/* Whether `r` serves `path`: exactly, by prefix, or around one '*' segment. */
+static bool matches(const struct route *r, const char *path)
+{
+    const char *star = strchr(r->path, '*');
+    size_t n = strlen(path);
+    if (star) {
+        size_t p = (size_t)(star - r->path), s = strlen(star + 1);
+        return n > p + s && strncmp(r->path, path, p) == 0 && strcmp(path + n - s, star + 1) == 0 &&
+               memchr(path + p, '/', n - p - s) == NULL;
+    }
+    if (!r->prefix) return strcmp(r->path, path) == 0;
+    return strncmp(r->path, path, strlen(r->path)) == 0 && path[strlen(r->path)] != '\0';
 }
 
 void api_handle(struct http_request *req, void *ud)
@@ -82,10 +106,7 @@ void api_handle(struct http_request *req, void *ud)
     char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
-        bool match = r->prefix ? strncmp(r->path, req->path, strlen(r->path)) == 0 &&
-                                     req->path[strlen(r->path)] != '\0'
-                               : strcmp(r->path, req->path) == 0;
-        if (!match) continue;
+        if (!matches(r, req->path)) continue;
         path_match = r;
         if (strcmp(r->method, req->method) == 0) {
             struct principal *who = arena_calloc(req->arena, 1, sizeof *who);
@@ -95,8 +116,14 @@ void api_handle(struct http_request *req, void *ud)
             }
             if (r->access != OPEN && authenticate(app, req, r, who, &e) != 0) {
                 if (r->access == API) { /* a model request: it gets a ledger row too */
+                    /* ...and the refusal in its API's shape (OpenAI's: http_respond_error) */
                     proxy_record_refusal(app, req, NULL, e.status, e.msg);
-                    http_respond_error(req, &e);
+                    struct exchange x = {.req = req};
+                    struct call_failure f = surface_failure(&e);
+                    if (r->surface)
+                        r->surface->error(&x, &f);
+                    else
+                        http_respond_error(req, &e);
                     return;
                 }
                 break;

@@ -22,6 +22,7 @@
 #include "api/credential.h"
 #include "app.h"
 #include "guard/guard.h"
+#include "guard/sigv4_verify.h"
 #include "http/server.h"
 #include "obs/record.h"
 #include "route/call.h"
@@ -618,11 +619,14 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
     /* Who is calling, from this API's credential. */
     const char *key = NULL;
     size_t key_len = 0;
-    if (guard_auth_enabled(app->guard) && door->credential(req, &key, &key_len, &e) != 0) {
-        refuse(inv, &e, false);
-        return;
-    }
-    if (guard_authenticate(app->guard, key, key_len, false, &inv->who, &e) != 0) {
+    int rc;
+    if (door->sigv4 && guard_auth_enabled(app->guard) && sigv4_is_signed(req))
+        rc = guard_authenticate_sigv4(app->guard, req, &inv->who, &e);
+    else if (guard_auth_enabled(app->guard) && door->credential(req, &key, &key_len, &e) != 0)
+        rc = -1;
+    else
+        rc = guard_authenticate(app->guard, key, key_len, false, &inv->who, &e);
+    if (rc != 0) {
         refuse(inv, &e, false);
         return;
     }

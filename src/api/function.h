@@ -38,6 +38,7 @@ struct principal;
 
 struct function_door {
     const char *name; /* "functions", "lambda", "sagemaker" */
+    bool sigv4;       /* AWS SDKs sign with SigV4: keys made with --aws are checked that way */
     /** The credential in this API's place, as surface_ops.credential. */
     int (*credential)(const struct http_request *req, const char **key, size_t *len,
                       struct err *err);

@@ -39,6 +39,7 @@ struct exchange {
 struct surface_ops {
     const char *name;  /* "openai" */
     size_t state_size; /* bytes of per-exchange state the surface wants */
+    bool sigv4;        /* the API also takes AWS SigV4-signed requests (guard checks them) */
 
     /** The credential the request carries in this API's place (a bearer token for OpenAI;
      *  x-api-key, SigV4 for others), borrowed from the request. @return 0 with *key set

@@ -35,17 +35,23 @@ static void aws_error(struct http_request *req, int status, const char *type, js
     free(text);
 }
 
-/* A Bearer stratus key (what `AWS_BEARER_TOKEN_*`-style clients send). SigV4-signed calls
- * carry no stratus key: with auth on they are refused, saying so. */
-static int aws_credential(const struct http_request *req, const char **key, size_t *len,
-                          struct err *err)
+/* Credential refusals, named as AWS names them (AWS answers a missing or unknown
+ * credential with 403). @return the exception, or NULL when `e` is not one. */
+static const char *auth_exception(const struct err *e, int *status)
 {
-    const char *h = http_request_header(req, "authorization");
-    if (h && strncasecmp(h, "AWS4-HMAC-SHA256", 16) == 0)
-        return err_set(err, 403, "authentication_error", "sigv4_not_accepted",
-                       "SigV4-signed requests are not accepted here yet; send the stratus key "
-                       "as 'Authorization: Bearer <key>'");
-    return credential_bearer(req, key, len, err);
+    if (e->code && strcmp(e->code, "invalid_signature") == 0) {
+        *status = 403;
+        return "InvalidSignatureException";
+    }
+    if (e->code && strcmp(e->code, "incomplete_signature") == 0) {
+        *status = 400;
+        return "IncompleteSignatureException";
+    }
+    if (e->status == 401) {
+        *status = 403;
+        return "UnrecognizedClientException";
+    }
+    return NULL;
 }
 
 /* ---- Lambda ------------------------------------------------------------------------- */
@@ -53,8 +59,6 @@ static int aws_credential(const struct http_request *req, const char **key, size
 static const char *lambda_exception(int status)
 {
     switch (status) {
-    case 401:
-        return "UnrecognizedClientException";
     case 403:
         return "AccessDeniedException";
     case 404:
@@ -89,14 +93,17 @@ static void lambda_fail(struct http_request *req, const struct err *e, bool func
         free(text);
         return;
     }
-    const char *type = lambda_exception(e->status);
-    aws_error(req, e->status, type,
+    int status = e->status;
+    const char *type = auth_exception(e, &status);
+    if (type == NULL) type = lambda_exception(e->status);
+    aws_error(req, status, type,
               json_pack("{s:s, s:s, s:s}", "Type", "User", "message", e->msg, "Message", e->msg));
 }
 
 static const struct function_door door_lambda = {
     .name = "lambda",
-    .credential = aws_credential,
+    .credential = credential_bearer,
+    .sigv4 = true,
     .answer = lambda_answer,
     .fail = lambda_fail,
 };
@@ -200,20 +207,22 @@ static void sagemaker_fail(struct http_request *req, const struct err *e, bool f
         aws_error(req, 424, "ModelError", body);
         return;
     }
-    const char *type = e->status == 429   ? "ThrottlingException"
-                       : e->status == 503 ? "ServiceUnavailable"
-                       : e->status >= 500 ? "InternalFailure"
-                       : e->status == 401 ? "UnrecognizedClientException"
-                       : e->status == 403 ? "AccessDeniedException"
-                                          : "ValidationError";
     /* SageMaker answers an unknown endpoint with 400 ValidationError. */
     int status = e->status == 404 ? 400 : e->status;
+    const char *type = auth_exception(e, &status);
+    if (type == NULL)
+        type = e->status == 429   ? "ThrottlingException"
+               : e->status == 503 ? "ServiceUnavailable"
+               : e->status >= 500 ? "InternalFailure"
+               : e->status == 403 ? "AccessDeniedException"
+                                  : "ValidationError";
     aws_error(req, status, type, json_pack("{s:s}", "message", e->msg));
 }
 
 static const struct function_door door_sagemaker = {
     .name = "sagemaker",
-    .credential = aws_credential,
+    .credential = credential_bearer,
+    .sigv4 = true,
     .answer = sagemaker_answer,
     .fail = sagemaker_fail,
 };

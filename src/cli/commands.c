@@ -16,6 +16,7 @@
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "cost/report.h"
+#include "guard/awskeys.h"
 #include "guard/keyjson.h"
 #include "guard/keys.h"
 #include "store/store.h"
@@ -147,10 +148,25 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
         fprintf(stderr, "stratus keys create: %s\n", e.msg);
         return 2;
     }
-    char secret[KEY_SECRET_SIZE];
+    char secret[KEY_SECRET_SIZE], aws_secret[AWSKEY_SECRET_SIZE] = "";
     if (keys_mint(&k, secret, now) != 0) {
         fprintf(stderr, "stratus keys create: the random source failed\n");
         return 1;
+    }
+    if (opt(o, "--aws")) { /* SigV4 credentials, sealed under the master key (awskeys.h) */
+        const char *master = cfg->auth.master_key.value;
+        unsigned char seal[AWSKEY_KEY_SIZE];
+        if (master == NULL) {
+            fprintf(stderr, "stratus keys create: --aws needs auth.master_key in the config "
+                            "(the AWS secret is sealed under it)\n");
+            return 2;
+        }
+        if (awskeys_derive(master, strlen(master), seal) != 0 ||
+            awskeys_mint(&k, seal, aws_secret) != 0) {
+            fprintf(stderr, "stratus keys create: could not make AWS credentials\n");
+            return 1;
+        }
+        explicit_bzero(seal, sizeof seal);
     }
     struct store_handle s;
     if (open_store(cfg, &s) != 0) return 1;
@@ -164,14 +180,21 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
     if (as_json) {
         json_t *doc = key_to_json(&k, now);
         json_object_set_new(doc, "key", json_string(secret));
+        if (aws_secret[0])
+            json_object_set_new(doc, "aws_secret_access_key", json_string(aws_secret));
         print_json(doc);
     } else {
         printf("created %s%s%s%s\n", k.id, k.team[0] ? " (team " : "", k.team,
                k.team[0] ? ")" : "");
         printf("key: %s\n", secret);
+        if (aws_secret[0]) {
+            printf("aws_access_key_id: %s\n", k.aws_key_id);
+            printf("aws_secret_access_key: %s\n", aws_secret);
+        }
         printf("This is the only time the key is shown: store it now.\n");
     }
     explicit_bzero(secret, sizeof secret);
+    explicit_bzero(aws_secret, sizeof aws_secret);
     return 0;
 }
 
@@ -246,19 +269,13 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct opt o[] = {{"--config", NULL, false},
-                      {"--name", NULL, false},
-                      {"--team", NULL, false},
-                      {"--models", NULL, false},
-                      {"--budget-usd", NULL, false},
-                      {"--budget-period", NULL, false},
-                      {"--budget-soft", NULL, false},
-                      {"--on-exhausted", NULL, false},
-                      {"--rpm", NULL, false},
-                      {"--tpm", NULL, false},
-                      {"--expires-in", NULL, false},
-                      {"--json", NULL, true},
-                      {NULL, NULL, false}};
+    struct opt o[] = {{"--config", NULL, false},      {"--name", NULL, false},
+                      {"--team", NULL, false},        {"--models", NULL, false},
+                      {"--budget-usd", NULL, false},  {"--budget-period", NULL, false},
+                      {"--budget-soft", NULL, false}, {"--on-exhausted", NULL, false},
+                      {"--rpm", NULL, false},         {"--tpm", NULL, false},
+                      {"--expires-in", NULL, false},  {"--aws", NULL, true},
+                      {"--json", NULL, true},         {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;
@@ -269,7 +286,7 @@ int cli_keys(int argc, char **argv)
     int rc = parse_opts("stratus keys", argc, argv, 3, o, revoke ? &id : NULL);
     if (rc) return rc;
     if (!create)
-        for (size_t i = 1; i < 11; i++)
+        for (size_t i = 1; i < 12; i++)
             if (o[i].value) {
                 fprintf(stderr, "stratus keys %s: %s is for 'keys create'\n", sub, o[i].name);
                 return 2;

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "guard/awskeys.h"
 #include "guard/ratelimit.h"
+#include "guard/sigv4_verify.h"
 #include "obs/log.h"
 #include "store/jobs.h"
 #include "util/clock.h"
@@ -37,6 +39,7 @@ struct guard {
     const struct config *cfg;
     bool auth;
     char master_hash[65];
+    unsigned char aws_key[AWSKEY_KEY_SIZE]; /* seals keys' SigV4 secrets (awskeys.h) */
     struct key_table *keys;
     struct key_limits *limits[LIMIT_BUCKETS];
     struct budget_book *book;
@@ -168,8 +171,14 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
     g->jobs = jobs;
     g->now_ms = clock_wall_ms;
     g->auth = cfg->auth.master_key.value != NULL;
-    if (g->auth)
+    if (g->auth) {
         keys_hash(cfg->auth.master_key.value, strlen(cfg->auth.master_key.value), g->master_hash);
+        if (awskeys_derive(cfg->auth.master_key.value, strlen(cfg->auth.master_key.value),
+                           g->aws_key) != 0) {
+            err_set(err, 500, "server_error", NULL, "OpenSSL has no HKDF");
+            goto fail;
+        }
+    }
     if ((g->book = budget_book_new()) == NULL) {
         err_oom(err);
         goto fail;
@@ -240,6 +249,60 @@ void guard_set_clock(struct guard *g, int64_t (*now_ms)(void))
 
 /* ---- authentication ----------------------------------------------------------------- */
 
+/* A live key, or why not (401 revoked / expired). */
+static int live(struct guard *g, const struct key_record *k, struct err *err)
+{
+    char when[32];
+    if (k->revoked_ms) {
+        clock_iso8601(k->revoked_ms, when, sizeof when);
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "API key %s was revoked at %s", k->id, when);
+    }
+    if (k->expires_ms && g->now_ms() >= k->expires_ms) {
+        clock_iso8601(k->expires_ms, when, sizeof when);
+        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
+                       "API key %s expired at %s", k->id, when);
+    }
+    return 0;
+}
+
+int guard_authenticate_sigv4(struct guard *g, const struct http_request *req, struct principal *out,
+                             struct err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!g->auth) return 0;
+    struct sigv4_presented p;
+    if (sigv4_parse(req, &p, err) != 0) return -1;
+    const struct key_record *k = NULL;
+    for (size_t i = 0; i < key_table_size(g->keys) && k == NULL; i++) {
+        const struct key_record *c = key_table_at(g->keys, i);
+        if (c->aws_key_id[0] && strcmp(c->aws_key_id, p.key_id) == 0) k = c;
+    }
+    if (k == NULL)
+        return err_set(err, 401, "invalid_request_error", "unrecognized_client",
+                       "The security token included in the request is invalid: no key has "
+                       "access key id %.24s",
+                       p.key_id);
+    if (live(g, k, err) != 0) return -1;
+    char secret[AWSKEY_SECRET_SIZE];
+    if (awskeys_open(k, g->aws_key, secret) != 0)
+        return err_set(err, 403, "permission_error", "invalid_signature",
+                       "the AWS secret of key %s does not open under this master key; issue "
+                       "a new one",
+                       k->id);
+    int rc = sigv4_verify(req, &p, secret, (time_t)(g->now_ms() / 1000), err);
+    OPENSSL_cleanse(secret, sizeof secret);
+    if (rc != 0) return -1;
+    out->kind = PRINCIPAL_KEY;
+    out->key = *k;
+    return 0;
+}
+
+int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE])
+{
+    return g->auth ? awskeys_mint(rec, g->aws_key, secret) : -1;
+}
+
 /* How many Authorization headers the request carries. */
 int guard_authenticate(struct guard *g, const char *secret, size_t len, bool admin,
                        struct principal *out, struct err *err)
@@ -259,17 +322,7 @@ int guard_authenticate(struct guard *g, const char *secret, size_t len, bool adm
     if (k == NULL)
         return err_set(err, 401, "invalid_request_error", "invalid_api_key",
                        "invalid API key (keys start with " KEY_SECRET_PREFIX ")");
-    char when[32];
-    if (k->revoked_ms) {
-        clock_iso8601(k->revoked_ms, when, sizeof when);
-        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
-                       "API key %s was revoked at %s", k->id, when);
-    }
-    if (k->expires_ms && g->now_ms() >= k->expires_ms) {
-        clock_iso8601(k->expires_ms, when, sizeof when);
-        return err_set(err, 401, "invalid_request_error", "invalid_api_key",
-                       "API key %s expired at %s", k->id, when);
-    }
+    if (live(g, k, err) != 0) return -1;
     if (admin)
         return err_set(err, 403, "permission_error", "admin_only",
                        "admin endpoints need the master key; %s is a virtual key", k->id);

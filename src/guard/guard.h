@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "guard/awskeys.h"
 #include "guard/budget.h"
 #include "guard/keys.h"
 #include "guard/shared.h"
@@ -105,6 +106,20 @@ bool guard_auth_enabled(const struct guard *g);
  *  `admin`: an /admin call. */
 int guard_authenticate(struct guard *g, const char *secret, size_t len, bool admin,
                        struct principal *out, struct err *err);
+
+struct http_request;
+
+/** Who signed `req` with SigV4 (guard/sigv4_verify.h): the live virtual key whose access
+ *  key id the signature names, when the signature is right and within 5 minutes — or,
+ *  without auth, anyone. @return 0 with `out` filled, or -1 with `err`: 400
+ *  incomplete_signature, 401 unrecognized_client (no such access key id) or
+ *  invalid_api_key (revoked, expired), 403 invalid_signature. */
+int guard_authenticate_sigv4(struct guard *g, const struct http_request *req, struct principal *out,
+                             struct err *err);
+
+/** Gives `rec` SigV4 credentials sealed under this guard's master key (awskeys_mint).
+ *  @return 0 with the secret (shown once) in `secret`, or -1 (auth off, random source). */
+int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE]);
 
 /**
  * Admits a request for `model`. `prompt_tokens`/`output_tokens` are the estimates routing

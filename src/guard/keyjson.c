@@ -27,14 +27,18 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms)
     const char *status = k->revoked_ms                              ? "revoked"
                          : k->expires_ms && now_ms >= k->expires_ms ? "expired"
                                                                     : "active";
-    return json_pack("{s:s, s:s, s:s, s:s?, s:o, s:f, s:s, s:f, s:s, s:I, s:I, s:o, s:o, s:o}",
-                     "id", k->id, "status", status, "name", k->name, "team",
-                     k->team[0] ? k->team : NULL, "models", models, "budget_usd", k->budget_usd,
-                     "budget_period", budget_period_name(k->budget_period), "budget_soft",
-                     k->budget_soft, "on_exhausted", budget_exhausted_name(k->on_exhausted), "rpm",
-                     (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "created_at",
-                     time_or_null(k->created_ms), "expires_at", time_or_null(k->expires_ms),
-                     "revoked_at", time_or_null(k->revoked_ms));
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:s, s:s?, s:o, s:f, s:s, s:f, s:s, s:I, s:I, s:o, s:o, s:o}", "id", k->id,
+        "status", status, "name", k->name, "team", k->team[0] ? k->team : NULL, "models", models,
+        "budget_usd", k->budget_usd, "budget_period", budget_period_name(k->budget_period),
+        "budget_soft", k->budget_soft, "on_exhausted", budget_exhausted_name(k->on_exhausted),
+        "rpm", (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "created_at",
+        time_or_null(k->created_ms), "expires_at", time_or_null(k->expires_ms), "revoked_at",
+        time_or_null(k->revoked_ms));
+    /* The SigV4 access key id is public like the key id; its secret never leaves sealed. */
+    if (doc && k->aws_key_id[0])
+        json_object_set_new(doc, "aws_access_key_id", json_string(k->aws_key_id));
+    return doc;
 }
 
 int64_t key_parse_duration(const char *s)

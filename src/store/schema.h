@@ -63,14 +63,17 @@ static const struct migration schema_migrations[] = {
     {3, "DROP INDEX IF EXISTS requests_key;"
         "DROP INDEX IF EXISTS requests_team;"
         "DROP INDEX IF EXISTS requests_customer"},
+    /* SigV4 credentials of a virtual key (guard/awskeys.h): the secret is stored sealed. */
+    {4, "ALTER TABLE api_keys ADD COLUMN aws_key_id TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE api_keys ADD COLUMN aws_secret_sealed TEXT NOT NULL DEFAULT ''"},
 };
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
-    "tpm, created_ms, expires_ms, revoked_ms"
-#define KEY_N_COLUMNS 14
+    "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed"
+#define KEY_N_COLUMNS 16
 
 /* The insert every store prepares; parameters in column order. */
 #define LEDGER_COLUMNS                                                                             \

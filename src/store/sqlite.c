@@ -202,9 +202,10 @@ static int fail(struct store *s, sqlite3_stmt *q, char *why, size_t size)
 static int sqlite_key_insert(struct store *s, const struct key_record *k, char *why, size_t size)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(
-            s->db, "INSERT INTO api_keys (" KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO api_keys (" KEY_COLUMNS
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &q, NULL) != SQLITE_OK)
         return fail(s, q, why, size);
     sqlite3_bind_text(q, 1, k->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, k->hash, -1, SQLITE_STATIC);
@@ -220,6 +221,8 @@ static int sqlite_key_insert(struct store *s, const struct key_record *k, char *
     sqlite3_bind_int64(q, 12, k->created_ms);
     sqlite3_bind_int64(q, 13, k->expires_ms);
     sqlite3_bind_int64(q, 14, k->revoked_ms);
+    sqlite3_bind_text(q, 15, k->aws_key_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 16, k->aws_secret_sealed, -1, SQLITE_STATIC);
     if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return 0;
@@ -284,6 +287,8 @@ static int sqlite_key_list(struct store *s, struct key_record **out, char *why, 
         k->created_ms = sqlite3_column_int64(q, 11);
         k->expires_ms = sqlite3_column_int64(q, 12);
         k->revoked_ms = sqlite3_column_int64(q, 13);
+        column_text(q, 14, k->aws_key_id, sizeof k->aws_key_id);
+        column_text(q, 15, k->aws_secret_sealed, sizeof k->aws_secret_sealed);
     }
     if (rc != SQLITE_DONE) {
         free(keys);

@@ -73,6 +73,8 @@ struct key_record {
     enum budget_exhausted on_exhausted;
     int64_t rpm, tpm;                           /* 0 = unlimited */
     int64_t created_ms, expires_ms, revoked_ms; /* 0 = never / not revoked */
+    char aws_key_id[24];         /* SigV4 access key id ("ASTR…"), "" when the key has none */
+    char aws_secret_sealed[144]; /* its secret, sealed (guard/awskeys.h); "" when none */
 };
 
 struct store;

@@ -302,8 +302,8 @@ test('keys: a key whose models list names the function may call it; others get 4
   const g = await startGateway(yaml({ auth: true }), { env: { MK, ANTHROPIC_KEY: 'test-anthropic-key' } });
   try {
     await waitFor(async () => (await fetch(`${g.baseURL}/ready`)).status === 200, { timeout: 30000 * SCALE, what: 'ready' });
-    const mk = (models) => fetch(`${g.baseURL}/admin/keys`, { method: 'POST',
-      headers: { authorization: `Bearer ${MK}`, 'content-type': 'application/json' }, body: JSON.stringify({ models }) }).then((r) => r.json());
+    const mk = (models, more = {}) => fetch(`${g.baseURL}/admin/keys`, { method: 'POST',
+      headers: { authorization: `Bearer ${MK}`, 'content-type': 'application/json' }, body: JSON.stringify({ models, ...more }) }).then((r) => r.json());
     const allowed = await mk(['rater-echo']);
     const other = await mk(['cloud-json']);
     const call = (key, name = 'rater-echo') => fetch(`${g.baseURL}/v1/functions/${name}/invoke`, { method: 'POST',
@@ -314,11 +314,25 @@ test('keys: a key whose models list names the function may call it; others get 4
     assert.match((await denied.json()).error.message, /may not call function 'rater-echo'/);
     assert.equal((await call('sk-wrong')).status, 401);
     const noKey = await fetch(`${g.baseURL}/2015-03-31/functions/rater-echo/invocations`, { method: 'POST', body: '{}' });
-    assert.equal(noKey.status, 401);
+    assert.equal(noKey.status, 403); // AWS answers a missing credential with 403
     assert.equal(noKey.headers.get('x-amzn-errortype'), 'UnrecognizedClientException');
-    const lambda = new LambdaClient({ ...aws, endpoint: g.baseURL, maxAttempts: 1 });
-    await assert.rejects(lambda.send(new InvokeCommand({ FunctionName: 'rater-echo', Payload: Buffer.from('{}') })),
-      (e) => e.$metadata.httpStatusCode === 403 && /Bearer/.test(e.message));
+    // SigV4 as the AWS SDKs sign: credentials from `keys create --aws` (here the admin API).
+    const unknown = new LambdaClient({ ...aws, endpoint: g.baseURL, maxAttempts: 1 });
+    await assert.rejects(unknown.send(new InvokeCommand({ FunctionName: 'rater-echo', Payload: Buffer.from('{}') })),
+      (e) => e.name === 'UnrecognizedClientException' && e.$metadata.httpStatusCode === 403);
+    const awsKey = await mk(['rater-echo'], { aws: true });
+    const creds = { accessKeyId: awsKey.aws_access_key_id, secretAccessKey: awsKey.aws_secret_access_key };
+    const signed = new LambdaClient({ region: 'us-east-1', credentials: creds, endpoint: g.baseURL, maxAttempts: 1 });
+    const ok = await signed.send(new InvokeCommand({ FunctionName: 'rater-echo', Payload: Buffer.from('{"answer":"phishing"}') }));
+    assert.equal(JSON.parse(Buffer.from(ok.Payload).toString()).label, 'phishing');
+    const wrong = new LambdaClient({ region: 'us-east-1', endpoint: g.baseURL, maxAttempts: 1,
+      credentials: { ...creds, secretAccessKey: creds.secretAccessKey.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) } });
+    await assert.rejects(wrong.send(new InvokeCommand({ FunctionName: 'rater-echo', Payload: Buffer.from('{}') })),
+      (e) => e.name === 'InvalidSignatureException' && e.$metadata.httpStatusCode === 403);
+    const sm = new SageMakerRuntimeClient({ region: 'us-east-1', credentials: creds, endpoint: g.baseURL, maxAttempts: 1 });
+    const smOut = await sm.send(new InvokeEndpointCommand({ EndpointName: 'rater-echo', ContentType: 'application/json',
+      Body: Buffer.from('{"answer":"legitimate"}') }));
+    assert.equal(JSON.parse(Buffer.from(smOut.Body).toString()).label, 'legitimate');
     const bearer = await fetch(`${g.baseURL}/2015-03-31/functions/rater-echo/invocations`, { method: 'POST',
       headers: { authorization: `Bearer ${allowed.key}` }, body: JSON.stringify({ answer: 'legitimate' }) });
     assert.equal(bearer.status, 200);

@@ -187,3 +187,45 @@ void aws_eventstream_free(struct aws_eventstream *d)
     d->buf = NULL;
     d->len = d->cap = 0;
 }
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+size_t aws_eventstream_encode(const struct aws_event_header *headers, size_t n_headers,
+                              const void *payload, size_t payload_len, uint8_t *out, size_t cap)
+{
+    size_t headers_len = 0;
+    for (size_t i = 0; i < n_headers; i++) {
+        size_t nl = strlen(headers[i].name), vl = strlen(headers[i].value);
+        if (nl == 0 || nl > 255 || vl > 65535) return 0;
+        headers_len += 1 + nl + 1 + 2 + vl; /* name length, name, type 7, value length, value */
+    }
+    size_t total = MIN_MESSAGE + headers_len + payload_len;
+    if (total > UINT32_MAX) return 0;
+    if (total > cap) return total;
+    put32(out, (uint32_t)total);
+    put32(out + 4, (uint32_t)headers_len);
+    put32(out + 8, (uint32_t)crc32(0L, out, 8));
+    uint8_t *p = out + PRELUDE;
+    for (size_t i = 0; i < n_headers; i++) {
+        size_t nl = strlen(headers[i].name), vl = strlen(headers[i].value);
+        *p++ = (uint8_t)nl;
+        memcpy(p, headers[i].name, nl);
+        p += nl;
+        *p++ = 7;
+        *p++ = (uint8_t)(vl >> 8);
+        *p++ = (uint8_t)vl;
+        memcpy(p, headers[i].value, vl);
+        p += vl;
+    }
+    if (payload_len) memcpy(p, payload, payload_len);
+    p += payload_len;
+    /* zlib's crc32 takes a uInt length; a message is far below 4 GiB (checked above). */
+    put32(p, (uint32_t)crc32(0L, out, (uInt)(total - 4)));
+    return total;
+}

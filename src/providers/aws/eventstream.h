@@ -1,6 +1,7 @@
 /*
- * aws/eventstream — incremental decoder for the AWS event-stream binary framing that
- * Bedrock's ConverseStream (and other AWS streaming APIs) answer with.
+ * aws/eventstream — the AWS event-stream binary framing: an incremental decoder for what
+ * Bedrock's ConverseStream (and other AWS streaming APIs) answer with, and an encoder for
+ * the streams stratus answers with itself (the inbound Bedrock runtime, api/surface_bedrock).
  *
  * A message is: prelude (total length, headers length, CRC32 of those 8 bytes), headers,
  * payload, and a CRC32 of everything before it. Bytes arrive in arbitrary pieces; the
@@ -46,5 +47,21 @@ int aws_eventstream_feed(struct aws_eventstream *d, const uint8_t *data, size_t 
 size_t aws_eventstream_pending(const struct aws_eventstream *d);
 
 void aws_eventstream_free(struct aws_eventstream *d);
+
+/* One header to encode: a string value (type 7), the only kind our answers need. */
+struct aws_event_header {
+    const char *name;  /* 1..255 bytes */
+    const char *value; /* up to 65535 bytes */
+};
+
+/**
+ * Encodes one message (prelude, its CRC, the headers, the payload, the message CRC; CRC32
+ * is zlib's) into `out` when it fits `cap`.
+ * @return the message's length (write nothing when it exceeds `cap`: call again with that
+ *  much room), or 0 when a header name or value is too long for the format.
+ * Thread: any; no state.
+ */
+size_t aws_eventstream_encode(const struct aws_event_header *headers, size_t n_headers,
+                              const void *payload, size_t payload_len, uint8_t *out, size_t cap);
 
 #endif

@@ -71,6 +71,13 @@ static int collect(void *ud, const struct aws_event *ev)
     return 0;
 }
 
+static int seen_exception(void *ud, const struct aws_event *ev)
+{
+    assert_string_equal(ev->message_type, "exception");
+    snprintf(ud, 64, "%s", ev->exception_type ? ev->exception_type : "-");
+    return 0;
+}
+
 static size_t two_messages(uint8_t *buf)
 {
     size_t n = encode(buf, "contentBlockDelta", "{\"delta\":{\"text\":\"Hi\"}}");
@@ -165,6 +172,70 @@ static void test_aws_eventstream_pending_reports_truncation(void **state)
     aws_eventstream_free(&d);
 }
 
+/* The encoder's output is what the decoder (and so AWS's format) expects: same bytes as
+ * the hand-built reference, and a round trip through the decoder one byte at a time. */
+static void test_aws_eventstream_encode_round_trips_through_the_decoder(void **state)
+{
+    (void)state;
+    const struct aws_event_header h[3] = {
+        {":event-type", "contentBlockDelta"},
+        {":content-type", "application/json"},
+        {":message-type", "event"},
+    };
+    const char *payload = "{\"delta\":{\"text\":\"Hi\"}}";
+    uint8_t buf[256];
+    size_t need = aws_eventstream_encode(h, 3, payload, strlen(payload), NULL, 0);
+    assert_true(need > 16);
+    assert_int_equal(aws_eventstream_encode(h, 3, payload, strlen(payload), buf, sizeof buf), need);
+    /* The reference message adds one short header (7 bytes): the rest is identical. */
+    uint8_t ref[256];
+    size_t rn = encode(ref, "contentBlockDelta", payload);
+    assert_int_equal(rn, need + 7);
+    assert_memory_equal(buf + 12, ref + 12, need - 16 - strlen(payload));
+    struct aws_eventstream d;
+    struct seen s = {0};
+    struct err e;
+    aws_eventstream_init(&d, 0);
+    for (size_t i = 0; i < need; i++)
+        assert_int_equal(aws_eventstream_feed(&d, buf + i, 1, collect, &s, &e), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.types[0], "contentBlockDelta");
+    assert_string_equal(s.payloads[0], payload);
+    assert_int_equal(aws_eventstream_pending(&d), 0);
+    /* One flipped payload bit: the message CRC the encoder wrote no longer matches. */
+    buf[need - 6] ^= 1;
+    assert_int_equal(aws_eventstream_feed(&d, buf, need, collect, &s, &e), -1);
+    assert_non_null(strstr(e.msg, "message CRC"));
+    aws_eventstream_free(&d);
+}
+
+static void test_aws_eventstream_encode_exception_frame_and_limits(void **state)
+{
+    (void)state;
+    const struct aws_event_header h[3] = {
+        {":exception-type", "modelStreamErrorException"},
+        {":content-type", "application/json"},
+        {":message-type", "exception"},
+    };
+    uint8_t buf[256];
+    size_t n = aws_eventstream_encode(h, 3, "{}", 2, buf, sizeof buf);
+    assert_true(n > 0 && n <= sizeof buf);
+    struct aws_eventstream d;
+    struct err e;
+    aws_eventstream_init(&d, 0);
+    char type[64] = "";
+    assert_int_equal(aws_eventstream_feed(&d, buf, n, seen_exception, type, &e), 0);
+    assert_string_equal(type, "modelStreamErrorException");
+    aws_eventstream_free(&d);
+    /* Too small a buffer: nothing written, the size needed returned. */
+    uint8_t small[8] = {0};
+    assert_int_equal(aws_eventstream_encode(h, 3, "{}", 2, small, sizeof small), n);
+    assert_int_equal(small[0], 0);
+    /* An empty header name cannot be encoded. */
+    const struct aws_event_header bad[1] = {{"", "x"}};
+    assert_int_equal(aws_eventstream_encode(bad, 1, NULL, 0, buf, sizeof buf), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +243,8 @@ int main(void)
         cmocka_unit_test(test_aws_eventstream_feed_rejects_bad_crcs_and_lengths),
         cmocka_unit_test(test_aws_eventstream_feed_stops_when_the_callback_says_so),
         cmocka_unit_test(test_aws_eventstream_pending_reports_truncation),
+        cmocka_unit_test(test_aws_eventstream_encode_round_trips_through_the_decoder),
+        cmocka_unit_test(test_aws_eventstream_encode_exception_frame_and_limits),
     };
     return cmocka_run_group_tests_name("src/providers/aws/eventstream.c", tests, NULL, NULL);
 }
