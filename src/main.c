@@ -193,8 +193,11 @@ int main(int argc, char **argv)
     int rc = cli_load_config(config_path, &cfg);
     if (rc != 0) return rc;
     if (strcmp(cmd, "check") == 0) {
-        printf("%s: ok (%zu backend%s, %zu model%s)\n", config_path, cfg->n_backends,
+        printf("%s: ok (%zu backend%s, %zu model%s", config_path, cfg->n_backends,
                cfg->n_backends == 1 ? "" : "s", cfg->n_models, cfg->n_models == 1 ? "" : "s");
+        if (cfg->n_functions)
+            printf(", %zu function%s", cfg->n_functions, cfg->n_functions == 1 ? "" : "s");
+        printf(")\n");
         config_free(cfg);
         return 0;
     }

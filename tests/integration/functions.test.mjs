@@ -364,6 +364,18 @@ test('config: functions are checked at load with line:col (labels empty or dupli
   }
 });
 
+test('the example clients work as documented (examples/phishing-rater: client.mjs through Lambda, rate.sh with curl)', async () => {
+  const env = { ...process.env, STRATUS_URL: gw.baseURL };
+  const out = execFileSync('node', ['examples/phishing-rater/client.mjs'], { env, encoding: 'utf8' });
+  assert.match(out, /^(phishing|legitimate) \(p=[01]\.\d{3}, logprobs, local, [\d.]+ ms\)\n$/);
+  const curl = JSON.parse(execFileSync('examples/phishing-rater/rate.sh', [gw.baseURL], { encoding: 'utf8' }));
+  assert.ok(['phishing', 'legitimate'].includes(curl.label));
+  assert.equal(curl.score_source, 'logprobs');
+  execFileSync(process.env.STRATUS_BIN || 'build/stratus', ['check', '--config', 'examples/phishing-rater/stratus.yaml']);
+  assert.match(execFileSync(process.env.STRATUS_BIN || 'build/stratus', ['check', '--config', 'config/stratus.yaml'], { encoding: 'utf8' }),
+    /1 function\)/);
+});
+
 // Last: a clean exit (under ASan, a leak or error makes it non-zero).
 test('the gateway shuts down cleanly after all of the above', async () => {
   assert.equal(await gw.stop(), 0, gw.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n').slice(0, 2000));
