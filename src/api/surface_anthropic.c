@@ -808,6 +808,24 @@ static const char *stop_reason(const char *finish)
     return "end_turn";
 }
 
+/* The stop sequence that ended the answer, when the target says which: OpenAI's API does not,
+ * vLLM puts the matched string in the choice's `stop_reason`. Believed only when it is one of
+ * the request's own stop sequences; otherwise the answer simply ended (end_turn). */
+static const char *matched_stop(const struct exchange *x, json_t *choice)
+{
+    const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
+    const char *said = json_string_value(json_object_get(choice, "stop_reason"));
+    if (finish == NULL || strcmp(finish, "stop") != 0 || said == NULL || said[0] == '\0')
+        return NULL;
+    const struct json_scan *sc = &x->request->scan;
+    int stop = json_scan_get(sc, 0, "stop");
+    if (!json_scan_is_array(sc, stop)) return NULL;
+    int i = stop + 1;
+    for (int k = 0; k < json_scan_size(sc, stop); k++, i = json_scan_skip(sc, i))
+        if (json_scan_string_is(sc, i, said)) return said;
+    return NULL;
+}
+
 /* msg_ + the upstream's id without OpenAI's prefix; an Anthropic target's id is kept as is. */
 static void message_id(const char *upstream, char *out, size_t cap)
 {
@@ -918,11 +936,13 @@ static char *message_json(const struct exchange *x, const char *json, size_t len
     message_id(json_string_value(json_object_get(doc, "id")), idbuf, sizeof idbuf);
     long long in, out, cached;
     usage_of(x, json_object_get(doc, "usage"), &in, &out, &cached);
-    msg = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:n, s:o}", "id", idbuf, "type", "message",
+    const char *stop = matched_stop(x, choice);
+    msg = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:s?, s:o}", "id", idbuf, "type", "message",
                     "role", "assistant", "model", x->request->model, "content", content,
                     "stop_reason",
-                    stop_reason(json_string_value(json_object_get(choice, "finish_reason"))),
-                    "stop_sequence", "usage", usage_json(in, out, cached));
+                    stop ? "stop_sequence"
+                         : stop_reason(json_string_value(json_object_get(choice, "finish_reason"))),
+                    "stop_sequence", stop, "usage", usage_json(in, out, cached));
     if (msg == NULL || (s = json_dumps(msg, JSON_COMPACT)) == NULL) err_oom(err);
 out:
     json_decref(doc);
@@ -1069,6 +1089,8 @@ static int anthropic_chunk(struct exchange *x, const struct call_chunk *ch)
     }
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     if (finish) snprintf(st->finish, sizeof st->finish, "%s", finish);
+    const char *stop = matched_stop(x, choice);
+    if (stop && (st->stop_sequence = arena_strdup(x->req->arena, stop)) == NULL) rc = -1;
     json_decref(doc);
     return rc == 0 ? 1 : -1;
 }
@@ -1103,9 +1125,11 @@ static int stream_close(struct exchange *x, struct evbuffer *out)
     json_t *usage = usage_json(in, outt, cached);
     if (rc == 0)
         rc = event(out, "message_delta",
-                   json_pack("{s:s, s:{s:s, s:n}, s:o}", "type", "message_delta", "delta",
-                             "stop_reason", stop_reason(st->finish[0] ? st->finish : NULL),
-                             "stop_sequence", "usage", usage));
+                   json_pack("{s:s, s:{s:s, s:s?}, s:o}", "type", "message_delta", "delta",
+                             "stop_reason",
+                             st->stop_sequence ? "stop_sequence"
+                                               : stop_reason(st->finish[0] ? st->finish : NULL),
+                             "stop_sequence", st->stop_sequence, "usage", usage));
     else
         json_decref(usage);
     if (rc == 0) rc = event(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));

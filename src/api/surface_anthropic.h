@@ -34,14 +34,15 @@ struct principal;
 /* Per-exchange state (surface_anthropic.state_size bytes, zeroed, request arena). Streams
  * only: the answer is re-told as content blocks, so the writer remembers which block is open. */
 struct anthropic_state {
-    struct evbuffer *out; /* events framed since the last flush; owned, made on first use */
-    bool started;         /* message_start sent */
-    int blocks;           /* content blocks opened so far (the next block's index) */
-    bool open;            /* a block is open (its index is blocks - 1) */
-    int open_tool;        /* the open block is the OpenAI tool call with this index; -1 text */
-    char finish[24];      /* the OpenAI finish_reason seen, "" none yet */
-    char id[72];          /* the message id, msg_… */
-    bool have_usage;      /* a usage chunk came: its counts, for when there is no call */
+    struct evbuffer *out;      /* events framed since the last flush; owned, made on first use */
+    bool started;              /* message_start sent */
+    int blocks;                /* content blocks opened so far (the next block's index) */
+    bool open;                 /* a block is open (its index is blocks - 1) */
+    int open_tool;             /* the open block is the OpenAI tool call with this index; -1 text */
+    char finish[24];           /* the OpenAI finish_reason seen, "" none yet */
+    const char *stop_sequence; /* the stop sequence the target says it matched; arena */
+    char id[72];               /* the message id, msg_… */
+    bool have_usage;           /* a usage chunk came: its counts, for when there is no call */
     long long prompt, completion;
 };
 
