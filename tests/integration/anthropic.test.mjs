@@ -404,3 +404,9 @@ test('local engine: count_tokens and system blocks', async () => {
   const c = await client.messages.countTokens({ model: 'tiny', messages: user('Write a poem about the sea') });
   assert.equal(c.input_tokens, Math.ceil('Write a poem about the sea'.length / 4));
 });
+
+// Last: under the ASan build a leak or memory error anywhere above makes the exit code 66.
+test('the gateway shuts down cleanly after all of the above (exit 0, no sanitizer report)', async () => {
+  assert.equal(await gw.stop(), 0, gw.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n').slice(0, 4000));
+  assert.ok(!/Sanitizer/.test(gw.stderr));
+});
