@@ -14,6 +14,7 @@
 #include "api/proxy.h"
 #include "api/respond.h"
 #include "api/status.h"
+#include "api/surface_anthropic.h"
 #include "api/surface_bedrock.h"
 #include "api/surface_lambda.h"
 #include "api/surface_openai.h"
@@ -32,7 +33,8 @@ static void reply_error(struct http_request *req, const struct err *e)
 enum access { OPEN, API, ADMIN }; /* who may call: anyone, any key, the master key */
 
 /* A model endpoint is a surface (its wire format) and the endpoint in the request model;
- * anything else is a handler. */
+ * anything else is a handler. A handler with a surface (a model API's side endpoint, like
+ * count_tokens) takes the credential from the surface's place and refuses in its shape. */
 struct route {
     const char *path;
     const char *method;
@@ -51,6 +53,9 @@ static const struct route routes[] = {
     {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
     {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},
     {"/v1/embeddings", "POST", API, false, NULL, &surface_openai, OPENAI_EMBEDDINGS},
+    {"/v1/messages", "POST", API, false, NULL, &surface_anthropic, OPENAI_CHAT},
+    {"/v1/messages/count_tokens", "POST", API, false, anthropic_count_tokens, &surface_anthropic,
+     0},
     /* functions: their doors authenticate with their own API's credential and shapes */
     {"/v1/functions/", "POST", OPEN, true, function_route, NULL, 0},
     {"/2015-03-31/functions/", "POST", OPEN, true, lambda_route, NULL, 0},
@@ -128,10 +133,10 @@ void api_handle(struct http_request *req, void *ud)
                 }
                 break;
             }
-            if (r->surface)
-                proxy_handle(app, req, r->surface, r->endpoint, who);
-            else
+            if (r->handle)
                 r->handle(app, req, who);
+            else
+                proxy_handle(app, req, r->surface, r->endpoint, who);
             return;
         }
         size_t n = strlen(allow);
