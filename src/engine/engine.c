@@ -810,17 +810,33 @@ static int score_group(struct engine *e, struct score_batch *sb, struct score_it
     int seq = 0;
     int *first_seq = calloc(n, sizeof *first_seq);
     if (first_seq == NULL) return -1;
-    /* Prompts first (a label's tokens need its prompt's cells), then every label. */
+    /* The tokens every prompt of the group starts with (the chat template, a function's
+     * system prompt and template head) are decoded once, in cells shared by every
+     * sequence; each prompt keeps at least its last token to itself (its logits). */
+    const llama_token *p0 = items[0].job->inputs[items[0].input];
+    int common = items[0].job->input_len[items[0].input] - 1;
+    for (size_t i = 0; i < n; i++) {
+        first_seq[i] = seq;
+        seq += (int)items[i].job->n_labels;
+        const llama_token *p = items[i].job->inputs[items[i].input];
+        int len = items[i].job->input_len[items[i].input], k = 0;
+        while (k < common && k < len - 1 && p[k] == p0[k]) k++;
+        common = k;
+    }
+    if (n < 2) common = 0; /* nothing to share */
+    for (int k = 0; k < common; k++)
+        if (score_push(e, sb, items, p0[k], k, 0, seq, (struct score_out){0, -1, 0}, false) != 0)
+            goto fail;
+    /* Then each prompt's own tokens (a label's tokens need its prompt's cells), then every
+     * label. */
     for (size_t i = 0; i < n; i++) {
         struct engine_job *j = items[i].job;
         const llama_token *p = j->inputs[items[i].input];
         int len = j->input_len[items[i].input];
-        first_seq[i] = seq;
-        for (int k = 0; k < len; k++)
-            if (score_push(e, sb, items, p[k], k, seq, (int)j->n_labels,
+        for (int k = common; k < len; k++)
+            if (score_push(e, sb, items, p[k], k, first_seq[i], (int)j->n_labels,
                            (struct score_out){(int)i, -1, 0}, k == len - 1) != 0)
                 goto fail;
-        seq += (int)j->n_labels;
     }
     for (size_t i = 0; i < n; i++) {
         struct engine_job *j = items[i].job;
