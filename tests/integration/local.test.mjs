@@ -127,6 +127,49 @@ test('JSON mode output is always JSON: complete when the model stops, a valid JS
   }
 });
 
+test('logprobs: chat (whole and streamed) and completions report each token with its alternatives, consistent with the text', async () => {
+  const r = await ask('Tell me', { max_tokens: 6, logprobs: true, top_logprobs: 3 });
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, r.usage.completion_tokens);
+  assert.equal(content.map((t) => t.token).join(''), r.choices[0].message.content);
+  for (const t of content) {
+    assert.ok(t.logprob <= 0);
+    assert.equal(t.top_logprobs.length, 3);
+    assert.deepEqual(t.bytes, [...Buffer.from(t.token)]);
+    for (let i = 1; i < 3; i++) assert.ok(t.top_logprobs[i - 1].logprob >= t.top_logprobs[i].logprob);
+    // Greedy: the token chosen is the most likely one.
+    assert.equal(t.token, t.top_logprobs[0].token);
+    assert.equal(t.logprob, t.top_logprobs[0].logprob);
+  }
+  // Without top_logprobs: the tokens alone, no alternatives.
+  const bare = await ask('Tell me', { max_tokens: 6, logprobs: true });
+  assert.deepEqual(bare.choices[0].logprobs.content.map((t) => [t.token, t.logprob, t.top_logprobs.length]),
+    content.map((t) => [t.token, t.logprob, 0]));
+  // Not asked: null, as OpenAI answers.
+  assert.equal((await ask('Tell me', { max_tokens: 2 })).choices[0].logprobs, null);
+  // Streamed: each chunk carries the entries of its own text; together the same as whole.
+  const s = await client.chat.completions.create({ model: 'tiny', temperature: 0, max_tokens: 6, stream: true,
+    logprobs: true, top_logprobs: 3, messages: [{ role: 'user', content: 'Tell me' }] });
+  const streamed = [];
+  for await (const c of s) {
+    const d = c.choices[0];
+    if (d?.logprobs?.content) {
+      assert.equal(d.logprobs.content.map((t) => t.token).join(''), d.delta.content);
+      streamed.push(...d.logprobs.content);
+    }
+  }
+  assert.deepEqual(streamed, content);
+  // Completions: the legacy shape, parallel arrays and text offsets.
+  const c = await client.completions.create({ model: 'tiny', prompt: 'Once upon', max_tokens: 5, temperature: 0, logprobs: 2 });
+  const lp = c.choices[0].logprobs;
+  assert.equal(lp.tokens.join(''), c.choices[0].text);
+  assert.equal(lp.token_logprobs.length, lp.tokens.length);
+  assert.equal(lp.top_logprobs.length, lp.tokens.length);
+  assert.ok(lp.top_logprobs.every((o) => Object.keys(o).length >= 1 && Object.keys(o).length <= 2));
+  let offset = 0;
+  lp.tokens.forEach((t, i) => { assert.equal(lp.text_offset[i], offset); offset += Buffer.byteLength(t); });
+});
+
 test('a prompt longer than the context is a 400 naming both numbers', async () => {
   await assert.rejects(ask('word '.repeat(2000)), (e) => {
     assert.equal(e.status, 400);
