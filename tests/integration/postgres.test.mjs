@@ -41,6 +41,33 @@ test('two instances share one PostgreSQL ledger; migrations run once', async () 
   assert.ok(Math.abs(cost - 20 * (11 + 10) / 1e6) < 1e-12);
 });
 
+test('AWS credentials of keys live in PostgreSQL too: made on one instance, SigV4 verified on another', async () => {
+  const MK = 'sk-master-postgres-aws-0123456789';
+  const extra = `store: { url: "${pg.url}" }\nauth: { master_key: env:MK, refresh_ms: 200 }`;
+  const cfg = config({ extra, backends: [{ name: 'up', url: up.url }], models });
+  const [g1, g2] = await Promise.all([startGateway(cfg, { env: { MK } }), startGateway(cfg, { env: { MK } })]);
+  try {
+    const made = await (await fetch(`${g1.baseURL}/admin/keys`, { method: 'POST',
+      headers: { authorization: `Bearer ${MK}` }, body: JSON.stringify({ aws: true, name: 'pg-aws' }) })).json();
+    assert.match(made.aws_access_key_id, /^ASTR/);
+    const stored = pg.query(`SELECT aws_secret_sealed <> '' FROM api_keys WHERE aws_key_id = '${made.aws_access_key_id}'`);
+    assert.deepEqual(stored, [['t']]);
+    assert.equal(pg.query('SELECT COUNT(*) FROM api_keys').flat().join(), '1');
+    assert.ok(!JSON.stringify(pg.query('SELECT * FROM api_keys')).includes(made.aws_secret_access_key), 'secret not stored in clear');
+    const { BedrockRuntimeClient, ConverseCommand } = await import('@aws-sdk/client-bedrock-runtime');
+    const { NodeHttpHandler } = await import('@smithy/node-http-handler');
+    const client = new BedrockRuntimeClient({ region: 'us-east-1', endpoint: g2.baseURL, maxAttempts: 1,
+      requestHandler: new NodeHttpHandler(), // HTTP/1.1 until the listener speaks HTTP/2 (#15)
+      credentials: { accessKeyId: made.aws_access_key_id, secretAccessKey: made.aws_secret_access_key } });
+    const out = await waitFor(async () => {
+      try { return await client.send(new ConverseCommand({ modelId: 'chat', messages: [{ role: 'user', content: [{ text: 'hi' }] }] })); } catch { return null; }
+    }, { timeout: 5000, what: 'the key to reach the second instance' });
+    assert.equal(out.output.message.content[0].text, 'Hello from the fake');
+  } finally {
+    await Promise.all([g1.stop(), g2.stop()]);
+  }
+});
+
 test('text with tabs and backslashes survives the COPY batch exactly', async () => {
   const gw = await startGateway(config({ extra: `store: { url: "${pg.url}" }`, backends: [{ name: 'up', url: up.url }], models }));
   assert.equal((await post(gw, { 'x-stratus-customer': 'tab\there \\N back\\slash' })).status, 200);
