@@ -89,6 +89,7 @@ struct engine_job {
     size_t n_stop, max_stop;
     char *pending;
     size_t pending_len, pending_cap;
+    char *grammar; /* owned copy of s.grammar */
     uint64_t submit_ns, first_token_ns;
     /* logprobs of generated tokens not sent yet; lp_end[i] = where entry i's text ends in
      * the job's text stream, so an entry leaves with the event that carries its text */
@@ -186,6 +187,7 @@ static void job_free(struct engine_job *j)
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->stop);
     free(j->pending);
+    free(j->grammar);
     for (size_t i = 0; i < j->n_inputs; i++) free(j->inputs[i]);
     free(j->inputs);
     free(j->input_len);
@@ -472,11 +474,12 @@ static struct llama_sampler *make_chain(struct engine *e, const struct engine_sa
         err_oom(err);
         return NULL;
     }
-    if (s->json) {
-        struct llama_sampler *g = llama_sampler_init_grammar(e->vocab, json_grammar, "root");
+    if (s->json || s->grammar) {
+        struct llama_sampler *g =
+            llama_sampler_init_grammar(e->vocab, s->grammar ? s->grammar : json_grammar, "root");
         if (g == NULL) {
             llama_sampler_free(c);
-            err_set(err, 500, "server_error", NULL, "cannot build the JSON grammar");
+            err_set(err, 500, "server_error", NULL, "cannot build the output grammar");
             return NULL;
         }
         llama_sampler_chain_add(c, g);
@@ -1217,6 +1220,7 @@ struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t le
         }
     }
     j->s.stop = NULL;
+    if (s->grammar && (j->s.grammar = j->grammar = strdup(s->grammar)) == NULL) goto oom;
     pthread_mutex_lock(&e->mu);
     if (e->queue_len >= e->opts.max_queue && e->busy >= e->opts.parallel) {
         pthread_mutex_unlock(&e->mu);

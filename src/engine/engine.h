@@ -52,6 +52,9 @@ struct engine_sampling {
     const char *const *stop; /* borrowed until the job ends */
     size_t n_stop;
     bool json; /* constrain output to JSON (response_format json_object) */
+    /* Constrain output to this GBNF grammar (root rule "root"; engine/schema_grammar makes
+     * one from a JSON Schema) instead; copied at submit. NULL: none. */
+    const char *grammar;
     /* Log-probabilities of the sampled tokens under the model (before temperature and
      * truncation, as OpenAI reports them): -1 off, else how many alternatives each token
      * carries (0..ENGINE_MAX_TOP_LOGPROBS). */

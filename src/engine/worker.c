@@ -22,6 +22,7 @@
 
 #include "openai/request.h"
 #include "engine/engine.h"
+#include "engine/schema_grammar.h"
 #include "engine/worker.h"
 #include "http/server.h"
 #include "obs/log.h"
@@ -48,6 +49,7 @@ struct job_ctx {
     json_t *lp;            /* owned; non-stream: every token's entry (chat) or the legacy
                             * completions object's arrays */
     size_t text_offset;    /* completions: bytes of text before the next token */
+    char *grammar;         /* owned: response_format json_schema's grammar, or NULL */
 };
 
 /* A token's text as a JSON string: its bytes when they are valid UTF-8 (a token may hold
@@ -263,6 +265,7 @@ static void release_ctx(void *ud)
     if (c->text) evbuffer_free(c->text);
     json_decref(c->body);
     json_decref(c->lp);
+    free(c->grammar);
 }
 
 static double num(const json_t *o, const char *k, double dflt)
@@ -279,8 +282,9 @@ static int clamp_int(double v, int lo, int hi)
     return v != v || v < lo ? lo : v > hi ? hi : (int)v;
 }
 
+/* `*grammar` receives a malloc'd grammar the caller frees after submitting (or NULL). */
 static int read_sampling(json_t *body, struct engine_sampling *s, const char **stops,
-                         size_t max_stops, struct err *err)
+                         size_t max_stops, char **grammar, struct err *err)
 {
     *s = engine_default_sampling();
     s->temperature = (float)num(body, "temperature", 1.0);
@@ -322,12 +326,18 @@ static int read_sampling(json_t *body, struct engine_sampling *s, const char **s
     }
     const json_t *rf = json_object_get(body, "response_format");
     const char *rft = json_string_value(json_object_get(rf, "type"));
-    /* json_schema: the output is held to JSON by the grammar; the schema itself is checked
-     * by the gateway (functions) — llama.cpp's schema-to-grammar converter lives in its C++
-     * common library, which this build does not link. */
-    if (rft && (strcmp(rft, "json_object") == 0 || strcmp(rft, "json_schema") == 0))
+    if (rft && strcmp(rft, "json_schema") == 0) {
+        /* The schema becomes the grammar; one the converter does not cover is held to any
+         * JSON object (the gateway checks the schema either way). */
+        char why[160];
+        const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        if ((*grammar = schema_grammar(schema, why, sizeof why)) != NULL)
+            s->grammar = *grammar;
+        else
+            s->json = true;
+    } else if (rft && strcmp(rft, "json_object") == 0) {
         s->json = true;
-    else if (rft && strcmp(rft, "text") != 0)
+    } else if (rft && strcmp(rft, "text") != 0)
         return err_param(
             err, 400, "response_format",
             "response_format type '%s' is not supported by local models (text, json_object, "
@@ -434,7 +444,7 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
     }
     const char *stops[16];
     struct engine_sampling s;
-    if (read_sampling(c->body, &s, stops, 16, &e) != 0) {
+    if (read_sampling(c->body, &s, stops, 16, &c->grammar, &e) != 0) {
         http_respond_error(req, &e);
         return;
     }

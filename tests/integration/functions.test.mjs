@@ -57,6 +57,12 @@ functions:
     kind: json
     schema: { type: object, properties: { sender: { type: string } }, required: [sender] }
     template: "Who sent this? {{text}}"
+  - name: local-json
+    model: demo
+    kind: json
+    schema: { type: object, properties: { verdict: { enum: [yes, no] }, urgent: { type: boolean }, tags: { type: array, items: { enum: [a, b] }, maxItems: 3 } }, required: [verdict, urgent, tags] }
+    template: "Is this urgent? {{text}}"
+    max_tokens: 120
   - { name: echo-text, model: cloud-echo, kind: text, template: "Say: {{text}}" }
   - { name: local-text, model: demo, kind: text, template: "Say: {{text}}", max_tokens: 6 }
 `;
@@ -210,6 +216,19 @@ test('json functions return the structured output, and output that breaks the sc
   assert.equal(e.code, 'invalid_output');
   assert.match(e.message, /missing required property 'sender'/);
   assert.equal(e.raw, '{"name":1}');
+});
+
+test('json functions on the local engine: the schema becomes the grammar, so even a random model answers in it', async () => {
+  for (const text of ['The server is down!', 'Lunch at noon', 'Invoice attached']) {
+    const r = await invoke('local-json', { text });
+    assert.equal(r.status, 200, await r.clone().text());
+    const { output, backend } = await r.json();
+    assert.equal(backend, 'local');
+    assert.deepEqual(Object.keys(output), ['verdict', 'urgent', 'tags']);
+    assert.ok(['yes', 'no'].includes(output.verdict));
+    assert.equal(typeof output.urgent, 'boolean');
+    assert.ok(output.tags.length <= 3 && output.tags.every((t) => t === 'a' || t === 'b'));
+  }
 });
 
 test('text functions return the completion; template values are inserted as text, never expanded', async () => {
