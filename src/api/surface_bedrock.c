@@ -1,13 +1,18 @@
 /*
- * DESIGN: see surface_bedrock.h. A Bedrock body is read with jansson (it is translated, not
- * forwarded, so a DOM is the simple tool) into an OpenAI chat body that then goes through
- * openai_parse_request like any client's — every check and limit of the request model
- * applies unchanged. Our own checks only name Bedrock's fields where a type is wrong, so the
- * client learns which of *its* fields to fix.
+ * DESIGN: see surface_bedrock.h. A Bedrock body is scanned into jsmn tokens (util/json_scan,
+ * strict and bounded like any OpenAI body) and re-told as the OpenAI chat body it means,
+ * written as text: JSON string values are copied as the client escaped them (a string's
+ * raw text between its quotes is valid JSON string text in both formats), so nothing is
+ * unescaped, re-escaped or held in a DOM. That body then goes through openai_parse_request
+ * like any client's — every check and limit of the request model applies unchanged. Our own
+ * checks only name Bedrock's fields where a type is wrong, so the client learns which of
+ * *its* fields to fix.
  *
- * Answers come back as OpenAI JSON (whole) or chat.completion.chunks (streams); each chunk
- * is parsed and becomes zero or more event-stream frames. Frames queue in one evbuffer and
- * leave together at flush, one write per upstream read, as the OpenAI surface does.
+ * Answers come back as OpenAI JSON (whole) or chat.completion.chunks (streams), scanned the
+ * same way and written back in Bedrock's shapes, strings again copied verbatim; a tool
+ * call's arguments (JSON text inside a string) are unescaped once to become an object. Each
+ * chunk becomes zero or more event-stream frames; frames queue in one evbuffer and leave
+ * together at flush, one write per upstream read, as the OpenAI surface does.
  */
 #include "api/surface_bedrock.h"
 
@@ -15,6 +20,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +30,8 @@
 #include "providers/aws/eventstream.h"
 #include "util/arena.h"
 #include "util/clock.h"
+#include "util/json_scan.h"
+#include "util/json_text.h"
 
 /* ---- errors ------------------------------------------------------------------------- */
 
@@ -139,560 +147,819 @@ int bedrock_route(const char *path, struct arena *a, enum bedrock_op *op, const 
     return 0;
 }
 
-/* ---- requests: Bedrock → OpenAI ----------------------------------------------------- */
+/* ---- JSON text out -------------------------------------------------------------------- */
 
-/* The field's value if it has the wanted type; `what` names it for the error. Absent is
- * fine (NULL, 0) unless `required`. */
-static int get_field(json_t *obj, const char *key, int type, bool required, json_t **out,
-                     struct err *err, const char *what)
-{
-    static const char *const names[] = {
-        [JSON_OBJECT] = "an object",   [JSON_ARRAY] = "a list",  [JSON_STRING] = "a string",
-        [JSON_INTEGER] = "an integer", [JSON_REAL] = "a number", [JSON_TRUE] = "a boolean",
-    };
-    json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (v == NULL || json_is_null(v)) {
-        if (required) return invalid(err, "%s is required", what);
-        return 0;
-    }
-    bool ok = json_typeof(v) == (json_type)type || (type == JSON_REAL && json_is_integer(v)) ||
-              (type == JSON_TRUE && json_is_boolean(v));
-    if (!ok) return invalid(err, "%s must be %s", what, names[type]);
-    *out = v;
-    return 0;
-}
-
-#define FIELD(obj, key, type, req, out, ...)                                                       \
-    do {                                                                                           \
-        char what_[160];                                                                           \
-        snprintf(what_, sizeof what_, __VA_ARGS__);                                                \
-        if (get_field(obj, key, type, req, out, err, what_) != 0) return -1;                       \
-    } while (0)
-
-/* Appends `s` to a growing text (joined system blocks, assistant text). */
-static int append_text(json_t **acc, const char *s, const char *sep)
-{
-    if (*acc == NULL) {
-        *acc = json_string(s);
-        return *acc ? 0 : -1;
-    }
-    const char *old = json_string_value(*acc);
-    size_t a = strlen(old), b = strlen(s), c = strlen(sep);
-    char *joined = malloc(a + b + c + 1);
-    if (joined == NULL) return -1;
-    memcpy(joined, old, a);
-    memcpy(joined + a, sep, c);
-    memcpy(joined + a + c, s, b + 1);
-    int rc = json_string_set(*acc, joined);
-    free(joined);
-    return rc;
-}
-
-/* One OpenAI tool call from a tool-use block: the input object becomes the arguments text. */
-static json_t *tool_call(const char *id, const char *name, json_t *input)
-{
-    char *args = input ? json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("{}");
-    json_t *tc = args ? json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function",
-                                  "function", "name", name, "arguments", args)
-                      : NULL;
-    free(args);
-    return tc;
-}
-
-/* A message being built: its text parts (and images), tool calls, and tool results. */
-struct pending {
-    json_t *parts; /* [{type:text|image_url, ...}] */
-    bool has_image;
-    json_t *calls;   /* assistant tool_calls */
-    json_t *results; /* role:tool messages, which OpenAI wants before the user's text */
+/* A JSON text being written: in an arena (the request body the model borrows) or malloc'd
+ * (answers, frame payloads). Appends do not fail one by one: running out of memory sets
+ * `oom`, which the writer checks once at the end. */
+struct text {
+    char *p;
+    size_t len, cap;
+    struct arena *arena; /* NULL: p is malloc'd, the caller frees it */
+    bool oom;
 };
 
-static void pending_free(struct pending *p)
+/* Room for n more bytes and a NUL. */
+static bool room(struct text *t, size_t n)
 {
-    json_decref(p->parts);
-    json_decref(p->calls);
-    json_decref(p->results);
-}
-
-static int add_part_text(struct pending *p, const char *text)
-{
-    return json_array_append_new(p->parts, json_pack("{s:s, s:s}", "type", "text", "text", text));
-}
-
-static int add_part_image(struct pending *p, const char *media_type, const char *b64)
-{
-    char *url = malloc(strlen(media_type) + strlen(b64) + 16);
-    if (url == NULL) return -1;
-    sprintf(url, "data:%s;base64,%s", media_type, b64);
-    int rc = json_array_append_new(
-        p->parts, json_pack("{s:s, s:{s:s}}", "type", "image_url", "image_url", "url", url));
-    free(url);
-    p->has_image = true;
-    return rc;
-}
-
-/* The pending message(s) onto `messages`: tool results first, then the message itself. */
-static int flush_pending(struct pending *p, const char *role, json_t *messages)
-{
-    if (json_array_extend(messages, p->results) != 0) return -1;
-    json_t *content;
-    size_t n = json_array_size(p->parts);
-    if (p->has_image) {
-        content = json_incref(p->parts);
-    } else if (n > 0) { /* text only: one string, which every OpenAI-speaking server reads */
-        json_t *acc = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (append_text(&acc,
-                            json_string_value(json_object_get(json_array_get(p->parts, i), "text")),
-                            "") != 0) {
-                json_decref(acc);
-                return -1;
-            }
-        content = acc;
-    } else if (strcmp(role, "assistant") == 0 && json_array_size(p->calls) > 0) {
-        content = json_null();
-    } else {
-        return 0; /* only tool results */
+    if (t->len + n < t->cap) return true;
+    if (t->oom) return false;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap <= t->len + n) {
+        if (cap > SIZE_MAX / 4) {
+            t->oom = true;
+            return false;
+        }
+        cap *= 2;
     }
-    json_t *m = json_pack("{s:s, s:o}", "role", role, "content", content);
-    if (m && json_array_size(p->calls) > 0) json_object_set(m, "tool_calls", p->calls);
-    return m ? json_array_append_new(messages, m) : -1;
+    char *p;
+    if (t->arena) {
+        if ((p = arena_alloc(t->arena, cap)) != NULL && t->len) memcpy(p, t->p, t->len);
+    } else {
+        p = realloc(t->p, cap);
+    }
+    if (p == NULL) {
+        t->oom = true;
+        return false;
+    }
+    t->p = p;
+    t->cap = cap;
+    return true;
 }
 
-static int tool_result_message(struct pending *p, const char *id, const char *text)
+static void put(struct text *t, const char *s, size_t n)
 {
-    return json_array_append_new(p->results, json_pack("{s:s, s:s, s:s}", "role", "tool",
-                                                       "tool_call_id", id, "content", text));
+    if (!room(t, n)) return;
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
 }
 
-/* Converse: one content block of message i. */
-static int converse_block(json_t *b, size_t i, size_t j, bool user, struct pending *p,
+/* A string literal (its length known at compile time); put_s for any other string. */
+#define PUT(t, lit) put(t, "" lit, sizeof(lit) - 1)
+
+static void put_s(struct text *t, const char *s)
+{
+    put(t, s, strlen(s));
+}
+
+static void put_int(struct text *t, long long v)
+{
+    char b[24], *e = b + sizeof b, *p = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0) *--p = '-';
+    put(t, p, (size_t)(e - p));
+}
+
+/* Any bytes as the contents of a JSON string (json_text: invalid UTF-8 becomes U+FFFD). */
+static void put_escaped(struct text *t, const char *s, size_t n)
+{
+    size_t need = json_escape(NULL, 0, s, n);
+    if (!room(t, need)) return;
+    json_escape(t->p + t->len, need + 1, s, n);
+    t->len += need;
+}
+
+/* The raw text of token i: a string's escaped contents (no quotes), any other value whole. */
+static void put_raw(struct text *t, const struct json_scan *s, int i)
+{
+    put(t, s->js + s->tok[i].start, (size_t)(s->tok[i].end - s->tok[i].start));
+}
+
+/* String token i with its quotes, exactly as the client wrote it. */
+static void put_str(struct text *t, const struct json_scan *s, int i)
+{
+    put(t, s->js + s->tok[i].start - 1, (size_t)(s->tok[i].end - s->tok[i].start) + 2);
+}
+
+static size_t raw_len(const struct json_scan *s, int i)
+{
+    return (size_t)(s->tok[i].end - s->tok[i].start);
+}
+
+/* The JSON text of value i (checked JSON) as the contents of a JSON string, compact as
+ * json_dumps(JSON_COMPACT) writes it: whitespace between tokens dropped, every quote and
+ * backslash escaped once more. The strings inside keep their own escapes. */
+static void put_as_string(struct text *t, const struct json_scan *s, int i)
+{
+    bool str = s->tok[i].type == JSMN_STRING;
+    const char *p = s->js + s->tok[i].start - str, *end = s->js + s->tok[i].end + str;
+    bool in = false;
+    while (p < end) {
+        const char *run = p;
+        if (in)
+            while (run < end && *run != '"' && *run != '\\') run++;
+        else
+            while (run < end && *run != '"' && *run != ' ' && *run != '\t' && *run != '\n' &&
+                   *run != '\r')
+                run++;
+        put(t, p, (size_t)(run - p));
+        if ((p = run) == end) break;
+        if (*p == '"') {
+            PUT(t, "\\\"");
+            in = !in;
+            p++;
+        } else if (*p == '\\') { /* in a string: the escape and the character it escapes */
+            PUT(t, "\\\\");
+            if (p[1] == '"' || p[1] == '\\') PUT(t, "\\");
+            put(t, p + 1, 1);
+            p += 2;
+        } else {
+            p++; /* whitespace between tokens */
+        }
+    }
+}
+
+/* ---- requests: Bedrock → OpenAI ----------------------------------------------------- */
+
+/* The same bounds the request model puts on an OpenAI body (openai/request.h). */
+static const struct json_scan_limits body_limits = {
+    .max_tokens = OPENAI_MAX_JSON_VALUES,
+    .max_depth = OPENAI_MAX_DEPTH,
+    .max_members = OPENAI_MAX_OBJECT_MEMBERS,
+};
+
+/* What a field must be; the names are what the client's SDK calls them. */
+enum want { W_OBJECT, W_LIST, W_STRING, W_INTEGER, W_NUMBER };
+
+static bool is(const struct json_scan *s, int v, enum want w)
+{
+    switch (w) {
+    case W_OBJECT:
+        return json_scan_is_object(s, v);
+    case W_LIST:
+        return json_scan_is_array(s, v);
+    case W_STRING:
+        return json_scan_is_string(s, v);
+    case W_INTEGER:
+        return json_scan_is_integer(s, v);
+    case W_NUMBER:
+        return json_scan_is_number(s, v);
+    }
+    return false;
+}
+
+static int field(const struct json_scan *s, int v, enum want w, bool required, int *out,
+                 struct err *err, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+/* Member value v (-1 when absent) if it has the wanted type, else -1 in *out; JSON null is
+ * absent. Absent is fine unless `required`. fmt names the field, formatted only for the
+ * error. @return 0, or -1 with err. */
+static int field(const struct json_scan *s, int v, enum want w, bool required, int *out,
+                 struct err *err, const char *fmt, ...)
+{
+    static const char *const names[] = {"an object", "a list", "a string", "an integer",
+                                        "a number"};
+    *out = -1;
+    bool absent = v < 0 || json_scan_is_null(s, v);
+    if ((absent && !required) || (!absent && is(s, v, w))) {
+        if (!absent) *out = v;
+        return 0;
+    }
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (absent) return invalid(err, "%s is required", what);
+    return invalid(err, "%s must be %s", what, names[w]);
+}
+
+/* Needs `s` and `err` in scope; returns -1 from the caller on a refusal. */
+#define FIELD(v, w, req, out, ...)                                                                 \
+    do {                                                                                           \
+        if (field(s, v, w, req, out, err, __VA_ARGS__) != 0) return -1;                            \
+    } while (0)
+
+#define MEMBERS(obj, keys, out) json_scan_members(s, obj, keys, sizeof(keys) / sizeof(keys[0]), out)
+
+/* One translation: the client's body (scanned) and the OpenAI body being written. */
+struct tr {
+    const struct json_scan *s;
+    struct arena *arena;
+    struct text o;
+    int messages;    /* messages written so far */
+    struct blk *blk; /* one message's content blocks, reused; arena */
+    size_t blk_cap;
+};
+
+/* Whether string token i, unescaped, is `lit` (the raw text nearly always settles it). */
+static bool str_is(struct tr *t, int i, const char *lit)
+{
+    const struct json_scan *s = t->s;
+    if (json_scan_string_is(s, i, lit)) return true;
+    if (!json_scan_is_string(s, i) || memchr(s->js + s->tok[i].start, '\\', raw_len(s, i)) == NULL)
+        return false;
+    char *u = json_scan_string_dup(s, i, t->arena);
+    return u && strcmp(u, lit) == 0;
+}
+
+/* A content block checked and remembered, written once its whole message is known. */
+enum blk_kind { B_SKIP, B_TEXT, B_IMAGE, B_TOOL_USE, B_TOOL_RESULT };
+struct blk {
+    enum blk_kind kind;
+    int a, b, c; /* TEXT: a text. IMAGE: a format (c: Converse, "image/" goes first) or
+                  * media type, b base64 data. TOOL_USE: a id, b name, c input (-1: none).
+                  * TOOL_RESULT: a id, b content (-1: none), c 1 for Anthropic's shape. */
+};
+
+static struct blk *blocks(struct tr *t, size_t n)
+{
+    if (t->blk == NULL || n > t->blk_cap) {
+        size_t cap = n < 16 ? 16 : n;
+        struct blk *b = arena_calloc(t->arena, cap, sizeof *b);
+        if (b == NULL) return NULL;
+        t->blk = b;
+        t->blk_cap = cap;
+    }
+    return t->blk;
+}
+
+/* Converse: content block j of message i. */
+static int converse_block(struct tr *t, int b, size_t i, size_t j, bool user, struct blk *out,
                           struct err *err)
 {
-    json_t *v;
-    if (!json_is_object(b))
+    static const char *const keys[] = {"text", "image", "toolUse", "toolResult", "cachePoint"};
+    const struct json_scan *s = t->s;
+    int m[5];
+    if (!json_scan_is_object(s, b))
         return invalid(err, "messages[%zu].content[%zu] must be an object", i, j);
-    if (json_object_get(b, "text")) {
-        FIELD(b, "text", JSON_STRING, true, &v, "messages[%zu].content[%zu].text", i, j);
-        return add_part_text(p, json_string_value(v)) ? err_oom(err) : 0;
+    MEMBERS(b, keys, m);
+    if (m[0] >= 0) {
+        out->kind = B_TEXT;
+        FIELD(m[0], W_STRING, true, &out->a, "messages[%zu].content[%zu].text", i, j);
+        return 0;
     }
-    if (json_object_get(b, "image")) {
-        json_t *img, *fmt, *src, *bytes;
-        FIELD(b, "image", JSON_OBJECT, true, &img, "messages[%zu].content[%zu].image", i, j);
-        FIELD(img, "format", JSON_STRING, true, &fmt, "messages[%zu].content[%zu].image.format", i,
-              j);
-        FIELD(img, "source", JSON_OBJECT, true, &src, "messages[%zu].content[%zu].image.source", i,
-              j);
-        FIELD(src, "bytes", JSON_STRING, true, &bytes,
+    if (m[1] >= 0) {
+        static const char *const ik[] = {"format", "source"};
+        int img, src, im[2];
+        FIELD(m[1], W_OBJECT, true, &img, "messages[%zu].content[%zu].image", i, j);
+        MEMBERS(img, ik, im);
+        FIELD(im[0], W_STRING, true, &out->a, "messages[%zu].content[%zu].image.format", i, j);
+        FIELD(im[1], W_OBJECT, true, &src, "messages[%zu].content[%zu].image.source", i, j);
+        FIELD(json_scan_get(s, src, "bytes"), W_STRING, true, &out->b,
               "messages[%zu].content[%zu].image.source.bytes (base64)", i, j);
-        char media[48];
-        snprintf(media, sizeof media, "image/%s", json_string_value(fmt));
-        return add_part_image(p, media, json_string_value(bytes)) ? err_oom(err) : 0;
+        out->kind = B_IMAGE;
+        out->c = 1;
+        return 0;
     }
-    if (json_object_get(b, "toolUse")) {
-        json_t *tu, *id, *name, *input;
+    if (m[2] >= 0) {
+        static const char *const uk[] = {"toolUseId", "name", "input"};
+        int tu, um[3];
         if (user)
             return invalid(err,
                            "messages[%zu].content[%zu].toolUse: only an assistant "
                            "message may use a tool",
                            i, j);
-        FIELD(b, "toolUse", JSON_OBJECT, true, &tu, "messages[%zu].content[%zu].toolUse", i, j);
-        FIELD(tu, "toolUseId", JSON_STRING, true, &id,
-              "messages[%zu].content[%zu].toolUse.toolUseId", i, j);
-        FIELD(tu, "name", JSON_STRING, true, &name, "messages[%zu].content[%zu].toolUse.name", i,
-              j);
-        input = json_object_get(tu, "input");
-        return json_array_append_new(
-                   p->calls, tool_call(json_string_value(id), json_string_value(name), input))
-                   ? err_oom(err)
-                   : 0;
+        FIELD(m[2], W_OBJECT, true, &tu, "messages[%zu].content[%zu].toolUse", i, j);
+        MEMBERS(tu, uk, um);
+        FIELD(um[0], W_STRING, true, &out->a, "messages[%zu].content[%zu].toolUse.toolUseId", i, j);
+        FIELD(um[1], W_STRING, true, &out->b, "messages[%zu].content[%zu].toolUse.name", i, j);
+        out->kind = B_TOOL_USE;
+        out->c = um[2];
+        return 0;
     }
-    if (json_object_get(b, "toolResult")) {
-        json_t *tr, *id, *content;
+    if (m[3] >= 0) {
+        static const char *const rk[] = {"toolUseId", "content"};
+        int tr, rm[2];
         if (!user)
             return invalid(err,
                            "messages[%zu].content[%zu].toolResult: only a user "
                            "message may carry a tool result",
                            i, j);
-        FIELD(b, "toolResult", JSON_OBJECT, true, &tr, "messages[%zu].content[%zu].toolResult", i,
+        FIELD(m[3], W_OBJECT, true, &tr, "messages[%zu].content[%zu].toolResult", i, j);
+        MEMBERS(tr, rk, rm);
+        FIELD(rm[0], W_STRING, true, &out->a, "messages[%zu].content[%zu].toolResult.toolUseId", i,
               j);
-        FIELD(tr, "toolUseId", JSON_STRING, true, &id,
-              "messages[%zu].content[%zu].toolResult.toolUseId", i, j);
-        FIELD(tr, "content", JSON_ARRAY, true, &content,
-              "messages[%zu].content[%zu].toolResult.content", i, j);
-        json_t *text = NULL;
-        for (size_t k = 0; k < json_array_size(content); k++) {
-            json_t *c = json_array_get(content, k), *t;
-            if (!json_is_object(c))
+        FIELD(rm[1], W_LIST, true, &out->b, "messages[%zu].content[%zu].toolResult.content", i, j);
+        int c = out->b + 1;
+        for (int k = 0; k < json_scan_size(s, out->b); k++, c = json_scan_skip(s, c)) {
+            if (!json_scan_is_object(s, c))
                 return invalid(err,
-                               "messages[%zu].content[%zu].toolResult.content[%zu] must "
+                               "messages[%zu].content[%zu].toolResult.content[%d] must "
                                "be an object",
                                i, j, k);
-            char *dumped = NULL;
-            if (json_object_get(c, "json")) {
-                dumped = json_dumps(json_object_get(c, "json"), JSON_COMPACT | JSON_ENCODE_ANY);
-            } else {
-                if (get_field(c, "text", JSON_STRING, true, &t, err, "toolResult content text") !=
-                    0) {
-                    json_decref(text);
-                    return invalid(err,
-                                   "messages[%zu].content[%zu].toolResult.content[%zu] "
-                                   "must be {\"text\": string} or {\"json\": …}",
-                                   i, j, k);
-                }
-                dumped = strdup(json_string_value(t));
-            }
-            int rc = dumped ? append_text(&text, dumped, "\n") : -1;
-            free(dumped);
-            if (rc != 0) {
-                json_decref(text);
-                return err_oom(err);
-            }
+            if (json_scan_get(s, c, "json") < 0 &&
+                !json_scan_is_string(s, json_scan_get(s, c, "text")))
+                return invalid(err,
+                               "messages[%zu].content[%zu].toolResult.content[%d] "
+                               "must be {\"text\": string} or {\"json\": …}",
+                               i, j, k);
         }
-        int rc = tool_result_message(p, json_string_value(id), text ? json_string_value(text) : "");
-        json_decref(text);
-        return rc ? err_oom(err) : 0;
+        out->kind = B_TOOL_RESULT;
+        out->c = 0;
+        return 0;
     }
-    if (json_object_get(b, "cachePoint")) return 0; /* a hint to Bedrock's cache: nothing to do */
-    const char *kind = json_object_iter_key(json_object_iter(b));
+    if (m[4] >= 0) { /* a hint to Bedrock's cache: nothing to do */
+        out->kind = B_SKIP;
+        return 0;
+    }
+    const char *kind = json_scan_size(s, b) > 0 ? json_scan_string_dup(s, b + 1, t->arena) : NULL;
     return invalid(err,
                    "messages[%zu].content[%zu]: content block '%s' is not supported "
                    "(text, image, toolUse, toolResult are)",
                    i, j, kind ? kind : "{}");
 }
 
-static int converse_messages(json_t *in, json_t *messages, struct err *err)
+/* InvokeModel (Anthropic on Bedrock): content block j of message i. */
+static int anthropic_block(struct tr *t, int b, size_t i, size_t j, bool user, struct blk *out,
+                           struct err *err)
 {
-    json_t *list, *sys;
-    FIELD(in, "system", JSON_ARRAY, false, &sys, "system");
-    json_t *system = NULL;
-    for (size_t i = 0; sys && i < json_array_size(sys); i++) {
-        json_t *b = json_array_get(sys, i), *t;
-        if (!json_is_object(b)) return invalid(err, "system[%zu] must be an object", i);
-        if (json_object_get(b, "cachePoint")) continue;
-        if (get_field(b, "text", JSON_STRING, true, &t, err, "") != 0)
-            return invalid(err, "system[%zu].text must be a string", i);
-        if (append_text(&system, json_string_value(t), "\n") != 0) return err_oom(err);
+    static const char *const keys[] = {"type", "text",        "source",  "id",
+                                       "name", "tool_use_id", "content", "input"};
+    const struct json_scan *s = t->s;
+    int m[8], type;
+    if (!json_scan_is_object(s, b))
+        return invalid(err, "messages[%zu].content[%zu] must be an object", i, j);
+    MEMBERS(b, keys, m);
+    FIELD(m[0], W_STRING, true, &type, "messages[%zu].content[%zu].type", i, j);
+    if (str_is(t, type, "text")) {
+        out->kind = B_TEXT;
+        FIELD(m[1], W_STRING, true, &out->a, "messages[%zu].content[%zu].text", i, j);
+        return 0;
     }
-    if (system && json_array_append_new(
-                      messages, json_pack("{s:s, s:o}", "role", "system", "content", system)) != 0)
-        return err_oom(err);
-    FIELD(in, "messages", JSON_ARRAY, true, &list, "messages");
-    if (json_array_size(list) == 0) return invalid(err, "messages must not be empty");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        json_t *m = json_array_get(list, i), *role, *content;
-        if (!json_is_object(m)) return invalid(err, "messages[%zu] must be an object", i);
-        FIELD(m, "role", JSON_STRING, true, &role, "messages[%zu].role", i);
-        bool user = strcmp(json_string_value(role), "user") == 0;
-        if (!user && strcmp(json_string_value(role), "assistant") != 0)
+    if (str_is(t, type, "image")) {
+        static const char *const sk[] = {"media_type", "data"};
+        int src, sm[2];
+        FIELD(m[2], W_OBJECT, true, &src, "messages[%zu].content[%zu].source", i, j);
+        MEMBERS(src, sk, sm);
+        FIELD(sm[0], W_STRING, true, &out->a, "messages[%zu].content[%zu].source.media_type", i, j);
+        FIELD(sm[1], W_STRING, true, &out->b, "messages[%zu].content[%zu].source.data", i, j);
+        out->kind = B_IMAGE;
+        out->c = 0;
+        return 0;
+    }
+    if (str_is(t, type, "tool_use")) {
+        if (user)
+            return invalid(err,
+                           "messages[%zu].content[%zu]: only an assistant message "
+                           "may use a tool",
+                           i, j);
+        FIELD(m[3], W_STRING, true, &out->a, "messages[%zu].content[%zu].id", i, j);
+        FIELD(m[4], W_STRING, true, &out->b, "messages[%zu].content[%zu].name", i, j);
+        out->kind = B_TOOL_USE;
+        out->c = m[7];
+        return 0;
+    }
+    if (str_is(t, type, "tool_result")) {
+        int content = m[6];
+        if (!user)
+            return invalid(err,
+                           "messages[%zu].content[%zu]: only a user message may "
+                           "carry a tool result",
+                           i, j);
+        FIELD(m[5], W_STRING, true, &out->a, "messages[%zu].content[%zu].tool_use_id", i, j);
+        if (json_scan_is_array(s, content)) {
+            int c = content + 1;
+            for (int k = 0; k < json_scan_size(s, content); k++, c = json_scan_skip(s, c))
+                if (!json_scan_is_string(s, json_scan_get(s, c, "text")))
+                    return invalid(err,
+                                   "messages[%zu].content[%zu].content[%d].text must be "
+                                   "a string",
+                                   i, j, k);
+        } else if (content >= 0 && !json_scan_is_string(s, content)) {
+            return invalid(err, "messages[%zu].content[%zu].content must be a string or a list", i,
+                           j);
+        }
+        out->kind = B_TOOL_RESULT;
+        out->b = content;
+        out->c = 1;
+        return 0;
+    }
+    char *name = json_scan_string_dup(s, type, t->arena);
+    return invalid(err,
+                   "messages[%zu].content[%zu].type '%s' is not supported (text, image, "
+                   "tool_use, tool_result are)",
+                   i, j, name ? name : "?");
+}
+
+/* The separator before the next message of the messages list. */
+static void next_message(struct tr *t)
+{
+    if (t->messages++) PUT(&t->o, ",");
+}
+
+/* A tool result's text: Converse joins its text and json parts, Anthropic its text parts,
+ * one per line; a json part is its compact JSON text. */
+static void put_result_text(struct tr *t, const struct blk *b)
+{
+    const struct json_scan *s = t->s;
+    if (b->b < 0) return;
+    if (json_scan_is_string(s, b->b)) {
+        put_raw(&t->o, s, b->b);
+        return;
+    }
+    int c = b->b + 1;
+    for (int k = 0; k < json_scan_size(s, b->b); k++, c = json_scan_skip(s, c)) {
+        if (k) PUT(&t->o, "\\n");
+        int js = b->c ? -1 : json_scan_get(s, c, "json");
+        if (js >= 0)
+            put_as_string(&t->o, s, js);
+        else
+            put_raw(&t->o, s, json_scan_get(s, c, "text"));
+    }
+}
+
+/* A message's checked blocks as OpenAI messages: its tool results first (role tool, which
+ * OpenAI wants before the user's text), then the message: one string when it is only text
+ * (which every OpenAI-speaking server reads), parts when it has an image, null content when
+ * an assistant only calls tools; and its tool calls. */
+static void put_message(struct tr *t, const struct blk *bl, size_t n, bool user)
+{
+    const struct json_scan *s = t->s;
+    struct text *o = &t->o;
+    size_t texts = 0, images = 0, calls = 0;
+    for (size_t k = 0; k < n; k++) {
+        texts += bl[k].kind == B_TEXT;
+        images += bl[k].kind == B_IMAGE;
+        calls += bl[k].kind == B_TOOL_USE;
+        if (bl[k].kind != B_TOOL_RESULT) continue;
+        next_message(t);
+        PUT(o, "{\"role\":\"tool\",\"tool_call_id\":");
+        put_str(o, s, bl[k].a);
+        PUT(o, ",\"content\":\"");
+        put_result_text(t, &bl[k]);
+        PUT(o, "\"}");
+    }
+    if (texts + images == 0 && (user || calls == 0)) return; /* only tool results */
+    next_message(t);
+    put_s(o, user ? "{\"role\":\"user\",\"content\":" : "{\"role\":\"assistant\",\"content\":");
+    if (images) {
+        PUT(o, "[");
+        bool first = true;
+        for (size_t k = 0; k < n; k++) {
+            if (bl[k].kind != B_TEXT && bl[k].kind != B_IMAGE) continue;
+            if (!first) PUT(o, ",");
+            first = false;
+            if (bl[k].kind == B_TEXT) {
+                PUT(o, "{\"type\":\"text\",\"text\":");
+                put_str(o, s, bl[k].a);
+                PUT(o, "}");
+                continue;
+            }
+            PUT(o, "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:");
+            if (bl[k].c) PUT(o, "image/");
+            put_raw(o, s, bl[k].a);
+            PUT(o, ";base64,");
+            put_raw(o, s, bl[k].b);
+            PUT(o, "\"}}");
+        }
+        PUT(o, "]");
+    } else if (texts) {
+        PUT(o, "\"");
+        for (size_t k = 0; k < n; k++)
+            if (bl[k].kind == B_TEXT) put_raw(o, s, bl[k].a);
+        PUT(o, "\"");
+    } else {
+        PUT(o, "null");
+    }
+    if (calls) {
+        PUT(o, ",\"tool_calls\":[");
+        bool first = true;
+        for (size_t k = 0; k < n; k++) {
+            if (bl[k].kind != B_TOOL_USE) continue;
+            if (!first) PUT(o, ",");
+            first = false;
+            PUT(o, "{\"id\":");
+            put_str(o, s, bl[k].a);
+            PUT(o, ",\"type\":\"function\",\"function\":{\"name\":");
+            put_str(o, s, bl[k].b);
+            PUT(o, ",\"arguments\":\"");
+            if (bl[k].c >= 0)
+                put_as_string(o, s, bl[k].c);
+            else
+                PUT(o, "{}");
+            PUT(o, "\"}}");
+        }
+        PUT(o, "]");
+    }
+    PUT(o, "}");
+}
+
+/* The messages list (checked a list) into OpenAI messages. */
+static int put_messages(struct tr *t, int list, bool converse, struct err *err)
+{
+    static const char *const keys[] = {"role", "content"};
+    const struct json_scan *s = t->s;
+    if (json_scan_size(s, list) == 0) return invalid(err, "messages must not be empty");
+    int m = list + 1;
+    for (size_t i = 0; i < (size_t)json_scan_size(s, list); i++, m = json_scan_skip(s, m)) {
+        int mm[2], role, content;
+        if (!json_scan_is_object(s, m)) return invalid(err, "messages[%zu] must be an object", i);
+        MEMBERS(m, keys, mm);
+        FIELD(mm[0], W_STRING, true, &role, "messages[%zu].role", i);
+        bool user = str_is(t, role, "user");
+        if (!user && !str_is(t, role, "assistant"))
             return invalid(err, "messages[%zu].role must be 'user' or 'assistant'", i);
-        FIELD(m, "content", JSON_ARRAY, true, &content, "messages[%zu].content", i);
-        struct pending p = {json_array(), false, json_array(), json_array()};
-        int rc = p.parts && p.calls && p.results ? 0 : err_oom(err);
-        for (size_t j = 0; rc == 0 && j < json_array_size(content); j++)
-            rc = converse_block(json_array_get(content, j), i, j, user, &p, err);
-        if (rc == 0 && flush_pending(&p, user ? "user" : "assistant", messages) != 0)
-            rc = err_oom(err);
-        pending_free(&p);
-        if (rc != 0) return -1;
+        size_t n;
+        struct blk *bl;
+        if (converse) {
+            FIELD(mm[1], W_LIST, true, &content, "messages[%zu].content", i);
+        } else if (json_scan_is_string(s, (content = mm[1]))) {
+            if ((bl = blocks(t, 1)) == NULL) return err_oom(err);
+            bl[0] = (struct blk){.kind = B_TEXT, .a = content};
+            put_message(t, bl, 1, user);
+            continue;
+        } else if (!json_scan_is_array(s, content)) {
+            return invalid(err, "messages[%zu].content must be a string or a list of blocks", i);
+        }
+        n = (size_t)json_scan_size(s, content);
+        if ((bl = blocks(t, n)) == NULL) return err_oom(err);
+        int b = content + 1;
+        for (size_t j = 0; j < n; j++, b = json_scan_skip(s, b)) {
+            bl[j] = (struct blk){.kind = B_SKIP, .a = -1, .b = -1, .c = -1};
+            if ((converse ? converse_block(t, b, i, j, user, &bl[j], err)
+                          : anthropic_block(t, b, i, j, user, &bl[j], err)) != 0)
+                return -1;
+        }
+        put_message(t, bl, n, user);
     }
     return 0;
 }
 
-static int converse_options(json_t *in, json_t *out, struct err *err)
+/* A system message of the text blocks in list `sys`, one per line: Converse's
+ * [{text}|{cachePoint}] or Anthropic's [{type: text, text}]. */
+static int put_system_blocks(struct tr *t, int sys, bool converse, struct err *err)
 {
-    json_t *cfg, *v, *tc;
-    FIELD(in, "inferenceConfig", JSON_OBJECT, false, &cfg, "inferenceConfig");
-    if (cfg) {
-        FIELD(cfg, "maxTokens", JSON_INTEGER, false, &v, "inferenceConfig.maxTokens");
-        if (v) json_object_set(out, "max_tokens", v);
-        FIELD(cfg, "temperature", JSON_REAL, false, &v, "inferenceConfig.temperature");
-        if (v) json_object_set(out, "temperature", v);
-        FIELD(cfg, "topP", JSON_REAL, false, &v, "inferenceConfig.topP");
-        if (v) json_object_set(out, "top_p", v);
-        FIELD(cfg, "stopSequences", JSON_ARRAY, false, &v, "inferenceConfig.stopSequences");
-        for (size_t i = 0; v && i < json_array_size(v); i++)
-            if (!json_is_string(json_array_get(v, i)))
-                return invalid(err, "inferenceConfig.stopSequences[%zu] must be a string", i);
-        if (v && json_array_size(v)) json_object_set(out, "stop", v);
+    const struct json_scan *s = t->s;
+    int b = sys + 1, joined = 0;
+    for (int i = 0; i < json_scan_size(s, sys); i++, b = json_scan_skip(s, b)) {
+        if (converse && !json_scan_is_object(s, b))
+            return invalid(err, "system[%d] must be an object", i);
+        if (converse && json_scan_get(s, b, "cachePoint") >= 0) continue;
+        int text = json_scan_get(s, b, "text");
+        if (!json_scan_is_string(s, text))
+            return invalid(err, "system[%d].text must be a string", i);
+        if (joined++ == 0) {
+            next_message(t);
+            PUT(&t->o, "{\"role\":\"system\",\"content\":\"");
+        } else {
+            PUT(&t->o, "\\n");
+        }
+        put_raw(&t->o, s, text);
     }
-    FIELD(in, "toolConfig", JSON_OBJECT, false, &tc, "toolConfig");
-    if (tc == NULL) return 0;
-    json_t *tools_in, *choice, *tools = json_array();
-    if (tools == NULL || json_object_set_new(out, "tools", tools) != 0) return err_oom(err);
-    FIELD(tc, "tools", JSON_ARRAY, true, &tools_in, "toolConfig.tools");
-    for (size_t i = 0; i < json_array_size(tools_in); i++) {
-        json_t *t = json_array_get(tools_in, i), *spec, *name, *desc, *schema, *js;
-        if (!json_is_object(t)) return invalid(err, "toolConfig.tools[%zu] must be an object", i);
-        if (json_object_get(t, "cachePoint")) continue;
-        FIELD(t, "toolSpec", JSON_OBJECT, true, &spec, "toolConfig.tools[%zu].toolSpec", i);
-        FIELD(spec, "name", JSON_STRING, true, &name, "toolConfig.tools[%zu].toolSpec.name", i);
-        FIELD(spec, "description", JSON_STRING, false, &desc,
-              "toolConfig.tools[%zu].toolSpec.description", i);
-        FIELD(spec, "inputSchema", JSON_OBJECT, true, &schema,
-              "toolConfig.tools[%zu].toolSpec.inputSchema", i);
-        FIELD(schema, "json", JSON_OBJECT, true, &js,
-              "toolConfig.tools[%zu].toolSpec.inputSchema.json", i);
-        json_t *fn = json_pack("{s:O, s:O}", "name", name, "parameters", js);
-        if (fn && desc) json_object_set(fn, "description", desc);
-        if (fn == NULL || json_array_append_new(tools, json_pack("{s:s, s:o}", "type", "function",
-                                                                 "function", fn)) != 0)
-            return err_oom(err);
+    if (joined) PUT(&t->o, "\"}");
+    return 0;
+}
+
+/* A list of strings (stop sequences) checked and, when not empty, written as "stop". */
+static int put_stop(struct tr *t, int list, const char *name, struct err *err)
+{
+    const struct json_scan *s = t->s;
+    int e = list + 1;
+    for (int k = 0; k < json_scan_size(s, list); k++, e = json_scan_skip(s, e))
+        if (!json_scan_is_string(s, e)) return invalid(err, "%s[%d] must be a string", name, k);
+    if (json_scan_size(s, list) == 0) return 0;
+    PUT(&t->o, ",\"stop\":");
+    put_raw(&t->o, s, list);
+    return 0;
+}
+
+/* An optional number or integer member copied under its OpenAI name. */
+static void put_option(struct tr *t, const char *key, int v)
+{
+    if (v < 0) return;
+    PUT(&t->o, ",\"");
+    put(&t->o, key, strlen(key));
+    PUT(&t->o, "\":");
+    put_raw(&t->o, t->s, v);
+}
+
+/* One OpenAI function tool. */
+static void put_tool(struct tr *t, int name, int desc, int schema)
+{
+    PUT(&t->o, "{\"type\":\"function\",\"function\":{\"name\":");
+    put_str(&t->o, t->s, name);
+    if (desc >= 0) {
+        PUT(&t->o, ",\"description\":");
+        put_str(&t->o, t->s, desc);
     }
-    FIELD(tc, "toolChoice", JSON_OBJECT, false, &choice, "toolConfig.toolChoice");
-    if (choice == NULL) return 0;
-    json_t *named;
-    if (json_object_get(choice, "auto")) {
-        json_object_set_new(out, "tool_choice", json_string("auto"));
-    } else if (json_object_get(choice, "any")) {
-        json_object_set_new(out, "tool_choice", json_string("required"));
-    } else if ((named = json_object_get(choice, "tool")) != NULL) {
-        json_t *name;
-        if (!json_is_object(named))
+    PUT(&t->o, ",\"parameters\":");
+    put_raw(&t->o, t->s, schema);
+    PUT(&t->o, "}}");
+}
+
+static void put_named_choice(struct tr *t, int name)
+{
+    PUT(&t->o, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":");
+    put_str(&t->o, t->s, name);
+    PUT(&t->o, "}}");
+}
+
+/* Converse: system and messages, then inferenceConfig and toolConfig. */
+static int converse_request(struct tr *t, struct err *err)
+{
+    static const char *const keys[] = {"system", "messages", "inferenceConfig", "toolConfig"};
+    const struct json_scan *s = t->s;
+    int m[4], sys, list, cfg, tc;
+    MEMBERS(0, keys, m);
+    FIELD(m[0], W_LIST, false, &sys, "system");
+    if (sys >= 0 && put_system_blocks(t, sys, true, err) != 0) return -1;
+    FIELD(m[1], W_LIST, true, &list, "messages");
+    if (put_messages(t, list, true, err) != 0) return -1;
+    PUT(&t->o, "]");
+
+    FIELD(m[2], W_OBJECT, false, &cfg, "inferenceConfig");
+    if (cfg >= 0) {
+        static const char *const ck[] = {"maxTokens", "temperature", "topP", "stopSequences"};
+        int c[4], v;
+        MEMBERS(cfg, ck, c);
+        FIELD(c[0], W_INTEGER, false, &v, "inferenceConfig.maxTokens");
+        put_option(t, "max_tokens", v);
+        FIELD(c[1], W_NUMBER, false, &v, "inferenceConfig.temperature");
+        put_option(t, "temperature", v);
+        FIELD(c[2], W_NUMBER, false, &v, "inferenceConfig.topP");
+        put_option(t, "top_p", v);
+        FIELD(c[3], W_LIST, false, &v, "inferenceConfig.stopSequences");
+        if (v >= 0 && put_stop(t, v, "inferenceConfig.stopSequences", err) != 0) return -1;
+    }
+    FIELD(m[3], W_OBJECT, false, &tc, "toolConfig");
+    if (tc < 0) return 0;
+    static const char *const tk[] = {"tools", "toolChoice"};
+    int tm[2], tools, choice;
+    MEMBERS(tc, tk, tm);
+    FIELD(tm[0], W_LIST, true, &tools, "toolConfig.tools");
+    PUT(&t->o, ",\"tools\":[");
+    int e = tools + 1, written = 0;
+    for (int i = 0; i < json_scan_size(s, tools); i++, e = json_scan_skip(s, e)) {
+        static const char *const sk[] = {"name", "description", "inputSchema"};
+        int spec, sm[3], name, desc, schema, js;
+        if (!json_scan_is_object(s, e))
+            return invalid(err, "toolConfig.tools[%d] must be an object", i);
+        if (json_scan_get(s, e, "cachePoint") >= 0) continue;
+        FIELD(json_scan_get(s, e, "toolSpec"), W_OBJECT, true, &spec,
+              "toolConfig.tools[%d].toolSpec", i);
+        MEMBERS(spec, sk, sm);
+        FIELD(sm[0], W_STRING, true, &name, "toolConfig.tools[%d].toolSpec.name", i);
+        FIELD(sm[1], W_STRING, false, &desc, "toolConfig.tools[%d].toolSpec.description", i);
+        FIELD(sm[2], W_OBJECT, true, &schema, "toolConfig.tools[%d].toolSpec.inputSchema", i);
+        FIELD(json_scan_get(s, schema, "json"), W_OBJECT, true, &js,
+              "toolConfig.tools[%d].toolSpec.inputSchema.json", i);
+        if (written++) PUT(&t->o, ",");
+        put_tool(t, name, desc, js);
+    }
+    PUT(&t->o, "]");
+    FIELD(tm[1], W_OBJECT, false, &choice, "toolConfig.toolChoice");
+    if (choice < 0) return 0;
+    static const char *const ck[] = {"auto", "any", "tool"};
+    int cm[3];
+    MEMBERS(choice, ck, cm);
+    if (cm[0] >= 0) {
+        PUT(&t->o, ",\"tool_choice\":\"auto\"");
+    } else if (cm[1] >= 0) {
+        PUT(&t->o, ",\"tool_choice\":\"required\"");
+    } else if (cm[2] >= 0) {
+        int name;
+        if (!json_scan_is_object(s, cm[2]))
             return invalid(err, "toolConfig.toolChoice.tool must be an object");
-        FIELD(named, "name", JSON_STRING, true, &name, "toolConfig.toolChoice.tool.name");
-        json_object_set_new(
-            out, "tool_choice",
-            json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name));
+        FIELD(json_scan_get(s, cm[2], "name"), W_STRING, true, &name,
+              "toolConfig.toolChoice.tool.name");
+        put_named_choice(t, name);
     } else {
         return invalid(err, "toolConfig.toolChoice must be one of auto, any, tool");
     }
     return 0;
 }
 
-/* InvokeModel (Anthropic on Bedrock): one content block of message i. */
-static int anthropic_block(json_t *b, size_t i, size_t j, bool user, struct pending *p,
-                           struct err *err)
+/* InvokeModel: an Anthropic Messages body as Bedrock takes it (anthropic_version in the
+ * body, the model in the path). Its options are checked first, written last. */
+static int anthropic_request(struct tr *t, struct err *err)
 {
-    json_t *type, *v;
-    if (!json_is_object(b))
-        return invalid(err, "messages[%zu].content[%zu] must be an object", i, j);
-    FIELD(b, "type", JSON_STRING, true, &type, "messages[%zu].content[%zu].type", i, j);
-    const char *t = json_string_value(type);
-    if (strcmp(t, "text") == 0) {
-        FIELD(b, "text", JSON_STRING, true, &v, "messages[%zu].content[%zu].text", i, j);
-        return add_part_text(p, json_string_value(v)) ? err_oom(err) : 0;
-    }
-    if (strcmp(t, "image") == 0) {
-        json_t *src, *media, *data;
-        FIELD(b, "source", JSON_OBJECT, true, &src, "messages[%zu].content[%zu].source", i, j);
-        FIELD(src, "media_type", JSON_STRING, true, &media,
-              "messages[%zu].content[%zu].source.media_type", i, j);
-        FIELD(src, "data", JSON_STRING, true, &data, "messages[%zu].content[%zu].source.data", i,
-              j);
-        return add_part_image(p, json_string_value(media), json_string_value(data)) ? err_oom(err)
-                                                                                    : 0;
-    }
-    if (strcmp(t, "tool_use") == 0) {
-        json_t *id, *name;
-        if (user)
-            return invalid(err,
-                           "messages[%zu].content[%zu]: only an assistant message "
-                           "may use a tool",
-                           i, j);
-        FIELD(b, "id", JSON_STRING, true, &id, "messages[%zu].content[%zu].id", i, j);
-        FIELD(b, "name", JSON_STRING, true, &name, "messages[%zu].content[%zu].name", i, j);
-        return json_array_append_new(p->calls,
-                                     tool_call(json_string_value(id), json_string_value(name),
-                                               json_object_get(b, "input")))
-                   ? err_oom(err)
-                   : 0;
-    }
-    if (strcmp(t, "tool_result") == 0) {
-        json_t *id, *content = json_object_get(b, "content"), *text = NULL;
-        if (!user)
-            return invalid(err,
-                           "messages[%zu].content[%zu]: only a user message may "
-                           "carry a tool result",
-                           i, j);
-        FIELD(b, "tool_use_id", JSON_STRING, true, &id, "messages[%zu].content[%zu].tool_use_id", i,
-              j);
-        if (json_is_string(content)) {
-            text = json_incref(content);
-        } else if (json_is_array(content)) {
-            for (size_t k = 0; k < json_array_size(content); k++) {
-                json_t *s = json_object_get(json_array_get(content, k), "text");
-                if (!json_is_string(s)) {
-                    json_decref(text);
-                    return invalid(err,
-                                   "messages[%zu].content[%zu].content[%zu].text must be "
-                                   "a string",
-                                   i, j, k);
-                }
-                if (append_text(&text, json_string_value(s), "\n") != 0) {
-                    json_decref(text);
-                    return err_oom(err);
-                }
-            }
-        } else if (content != NULL) {
-            return invalid(err, "messages[%zu].content[%zu].content must be a string or a list", i,
-                           j);
-        }
-        int rc = tool_result_message(p, json_string_value(id), text ? json_string_value(text) : "");
-        json_decref(text);
-        return rc ? err_oom(err) : 0;
-    }
-    return invalid(err,
-                   "messages[%zu].content[%zu].type '%s' is not supported (text, image, "
-                   "tool_use, tool_result are)",
-                   i, j, t);
-}
+    static const char *const keys[] = {
+        "anthropic_version", "max_tokens", "temperature", "top_p", "top_k",
+        "stop_sequences",    "system",     "messages",    "tools", "tool_choice"};
+    const struct json_scan *s = t->s;
+    int m[10], v, max_tokens, temperature, top_p, stop, list, tools, choice;
+    MEMBERS(0, keys, m);
+    FIELD(m[0], W_STRING, true, &v, "anthropic_version");
+    FIELD(m[1], W_INTEGER, true, &max_tokens, "max_tokens");
+    FIELD(m[2], W_NUMBER, false, &temperature, "temperature");
+    FIELD(m[3], W_NUMBER, false, &top_p, "top_p");
+    FIELD(m[4], W_INTEGER, false, &v, "top_k"); /* checked; OpenAI has no top_k */
+    FIELD(m[5], W_LIST, false, &stop, "stop_sequences");
+    int e = stop + 1;
+    for (int k = 0; stop >= 0 && k < json_scan_size(s, stop); k++, e = json_scan_skip(s, e))
+        if (!json_scan_is_string(s, e))
+            return invalid(err, "stop_sequences[%d] must be a string", k);
 
-static int anthropic_request(json_t *in, json_t *out, struct err *err)
-{
-    json_t *v, *sys, *list, *messages = json_object_get(out, "messages");
-    FIELD(in, "anthropic_version", JSON_STRING, true, &v, "anthropic_version");
-    FIELD(in, "max_tokens", JSON_INTEGER, true, &v, "max_tokens");
-    json_object_set(out, "max_tokens", v);
-    FIELD(in, "temperature", JSON_REAL, false, &v, "temperature");
-    if (v) json_object_set(out, "temperature", v);
-    FIELD(in, "top_p", JSON_REAL, false, &v, "top_p");
-    if (v) json_object_set(out, "top_p", v);
-    FIELD(in, "top_k", JSON_INTEGER, false, &v, "top_k"); /* checked; OpenAI has no top_k */
-    FIELD(in, "stop_sequences", JSON_ARRAY, false, &v, "stop_sequences");
-    for (size_t i = 0; v && i < json_array_size(v); i++)
-        if (!json_is_string(json_array_get(v, i)))
-            return invalid(err, "stop_sequences[%zu] must be a string", i);
-    if (v && json_array_size(v)) json_object_set(out, "stop", v);
-
-    sys = json_object_get(in, "system");
-    json_t *system = NULL;
-    if (json_is_string(sys)) {
-        system = json_incref(sys);
-    } else if (json_is_array(sys)) {
-        for (size_t i = 0; i < json_array_size(sys); i++) {
-            json_t *t = json_object_get(json_array_get(sys, i), "text");
-            if (!json_is_string(t)) {
-                json_decref(system);
-                return invalid(err, "system[%zu].text must be a string", i);
-            }
-            if (append_text(&system, json_string_value(t), "\n") != 0) {
-                json_decref(system);
-                return err_oom(err);
-            }
-        }
-    } else if (sys && !json_is_null(sys)) {
+    int sys = m[6];
+    if (json_scan_is_string(s, sys)) {
+        next_message(t);
+        PUT(&t->o, "{\"role\":\"system\",\"content\":");
+        put_str(&t->o, s, sys);
+        PUT(&t->o, "}");
+    } else if (json_scan_is_array(s, sys)) {
+        if (put_system_blocks(t, sys, false, err) != 0) return -1;
+    } else if (sys >= 0 && !json_scan_is_null(s, sys)) {
         return invalid(err, "system must be a string or a list of text blocks");
     }
-    if (system && json_array_append_new(
-                      messages, json_pack("{s:s, s:o}", "role", "system", "content", system)) != 0)
-        return err_oom(err);
+    FIELD(m[7], W_LIST, true, &list, "messages");
+    if (put_messages(t, list, false, err) != 0) return -1;
+    PUT(&t->o, "]");
 
-    FIELD(in, "messages", JSON_ARRAY, true, &list, "messages");
-    if (json_array_size(list) == 0) return invalid(err, "messages must not be empty");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        json_t *m = json_array_get(list, i), *role, *content;
-        if (!json_is_object(m)) return invalid(err, "messages[%zu] must be an object", i);
-        FIELD(m, "role", JSON_STRING, true, &role, "messages[%zu].role", i);
-        bool user = strcmp(json_string_value(role), "user") == 0;
-        if (!user && strcmp(json_string_value(role), "assistant") != 0)
-            return invalid(err, "messages[%zu].role must be 'user' or 'assistant'", i);
-        content = json_object_get(m, "content");
-        struct pending p = {json_array(), false, json_array(), json_array()};
-        int rc = p.parts && p.calls && p.results ? 0 : err_oom(err);
-        if (rc == 0 && json_is_string(content)) {
-            rc = add_part_text(&p, json_string_value(content)) ? err_oom(err) : 0;
-        } else if (rc == 0 && json_is_array(content)) {
-            for (size_t j = 0; rc == 0 && j < json_array_size(content); j++)
-                rc = anthropic_block(json_array_get(content, j), i, j, user, &p, err);
-        } else if (rc == 0) {
-            rc = invalid(err, "messages[%zu].content must be a string or a list of blocks", i);
+    FIELD(m[8], W_LIST, false, &tools, "tools");
+    if (tools >= 0 && json_scan_size(s, tools) > 0) {
+        static const char *const tk[] = {"name", "description", "input_schema"};
+        PUT(&t->o, ",\"tools\":[");
+        e = tools + 1;
+        for (int i = 0; i < json_scan_size(s, tools); i++, e = json_scan_skip(s, e)) {
+            int tm[3], name, desc, schema;
+            if (!json_scan_is_object(s, e)) return invalid(err, "tools[%d] must be an object", i);
+            MEMBERS(e, tk, tm);
+            FIELD(tm[0], W_STRING, true, &name, "tools[%d].name", i);
+            FIELD(tm[1], W_STRING, false, &desc, "tools[%d].description", i);
+            FIELD(tm[2], W_OBJECT, true, &schema, "tools[%d].input_schema", i);
+            if (i) PUT(&t->o, ",");
+            put_tool(t, name, desc, schema);
         }
-        if (rc == 0 && flush_pending(&p, user ? "user" : "assistant", messages) != 0)
-            rc = err_oom(err);
-        pending_free(&p);
-        if (rc != 0) return -1;
+        PUT(&t->o, "]");
     }
-
-    FIELD(in, "tools", JSON_ARRAY, false, &v, "tools");
-    if (v && json_array_size(v)) {
-        json_t *tools = json_array();
-        if (tools == NULL || json_object_set_new(out, "tools", tools) != 0) return err_oom(err);
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            json_t *t = json_array_get(v, i), *name, *desc, *schema;
-            if (!json_is_object(t)) return invalid(err, "tools[%zu] must be an object", i);
-            FIELD(t, "name", JSON_STRING, true, &name, "tools[%zu].name", i);
-            FIELD(t, "description", JSON_STRING, false, &desc, "tools[%zu].description", i);
-            FIELD(t, "input_schema", JSON_OBJECT, true, &schema, "tools[%zu].input_schema", i);
-            json_t *fn = json_pack("{s:O, s:O}", "name", name, "parameters", schema);
-            if (fn && desc) json_object_set(fn, "description", desc);
-            if (fn == NULL ||
-                json_array_append_new(
-                    tools, json_pack("{s:s, s:o}", "type", "function", "function", fn)) != 0)
-                return err_oom(err);
-        }
-    }
-    json_t *choice, *type;
-    FIELD(in, "tool_choice", JSON_OBJECT, false, &choice, "tool_choice");
-    if (choice) {
-        FIELD(choice, "type", JSON_STRING, true, &type, "tool_choice.type");
-        const char *t = json_string_value(type);
-        if (strcmp(t, "auto") == 0 || strcmp(t, "none") == 0) {
-            json_object_set_new(out, "tool_choice", json_string(t));
-        } else if (strcmp(t, "any") == 0) {
-            json_object_set_new(out, "tool_choice", json_string("required"));
-        } else if (strcmp(t, "tool") == 0) {
-            json_t *name;
-            FIELD(choice, "name", JSON_STRING, true, &name, "tool_choice.name");
-            json_object_set_new(
-                out, "tool_choice",
-                json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name", name));
+    FIELD(m[9], W_OBJECT, false, &choice, "tool_choice");
+    if (choice >= 0) {
+        int type;
+        FIELD(json_scan_get(s, choice, "type"), W_STRING, true, &type, "tool_choice.type");
+        if (str_is(t, type, "auto")) {
+            PUT(&t->o, ",\"tool_choice\":\"auto\"");
+        } else if (str_is(t, type, "none")) {
+            PUT(&t->o, ",\"tool_choice\":\"none\"");
+        } else if (str_is(t, type, "any")) {
+            PUT(&t->o, ",\"tool_choice\":\"required\"");
+        } else if (str_is(t, type, "tool")) {
+            int name;
+            FIELD(json_scan_get(s, choice, "name"), W_STRING, true, &name, "tool_choice.name");
+            put_named_choice(t, name);
         } else {
             return invalid(err, "tool_choice.type must be auto, any, tool or none");
         }
     }
+    put_option(t, "max_tokens", max_tokens);
+    put_option(t, "temperature", temperature);
+    put_option(t, "top_p", top_p);
+    if (stop >= 0 && put_stop(t, stop, "stop_sequences", err) != 0) return -1;
     return 0;
+}
+
+/* Why a body is not JSON we read, as jansson words it (error paths only): the scan is
+ * stricter than nothing and exactly as strict as jansson, so jansson names the fault. */
+static int not_json(const char *body, size_t len, const struct json_scan_fault *f, struct err *err)
+{
+    switch (f->status) {
+    case JSON_SCAN_OOM:
+        return err_oom(err);
+    case JSON_SCAN_TOO_MANY_TOKENS:
+    case JSON_SCAN_TOO_DEEP:
+    case JSON_SCAN_TOO_MANY_MEMBERS:
+        return invalid(err,
+                       "the body is beyond the gateway's limits (%d JSON values, %d levels of "
+                       "nesting, %d keys in an object)",
+                       OPENAI_MAX_JSON_VALUES, OPENAI_MAX_DEPTH, OPENAI_MAX_OBJECT_MEMBERS);
+    default:
+        break;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL)
+        return invalid(err, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
+    json_decref(j);
+    return invalid(err, "the body is not valid JSON: %s (at byte %zu)",
+                   f->why && f->why[0] ? f->why : "refused", f->offset);
 }
 
 int bedrock_translate_request(enum bedrock_op op, const char *model_id, const char *body,
                               size_t len, struct arena *a, char **out, size_t *out_len,
                               struct err *err)
 {
-    int rc = -1;
-    json_error_t je;
-    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je), *o = NULL;
-    char *text = NULL;
-    if (in == NULL) {
-        invalid(err, "the body is not valid JSON: %s (at byte %d)", je.text, je.position);
-        goto out;
-    }
-    if (!json_is_object(in)) {
-        invalid(err, "the body must be a JSON object");
-        goto out;
-    }
-    o = json_pack("{s:s, s:[]}", "model", model_id, "messages");
-    if (o == NULL) {
-        err_oom(err);
-        goto out;
-    }
+    struct json_scan s;
+    struct json_scan_fault f;
+    if (json_scan_parse_checked(&s, body, len, a, &body_limits, &f) != 0)
+        return not_json(body, len, &f, err);
+    if (!json_scan_is_object(&s, 0)) return invalid(err, "the body must be a JSON object");
+    /* Strings are copied as the client escaped them, so the body rarely grows by much. */
+    struct tr t = {.s = &s, .arena = a, .o = {.arena = a}};
+    if (!room(&t.o, len + 256)) return err_oom(err);
+    PUT(&t.o, "{\"model\":\"");
+    put_escaped(&t.o, model_id, strlen(model_id));
+    PUT(&t.o, "\",\"messages\":[");
     bool converse = op == BEDROCK_CONVERSE || op == BEDROCK_CONVERSE_STREAM;
-    if (converse ? converse_messages(in, json_object_get(o, "messages"), err) != 0 ||
-                       converse_options(in, o, err) != 0
-                 : anthropic_request(in, o, err) != 0)
-        goto out;
-    if (op == BEDROCK_CONVERSE_STREAM || op == BEDROCK_INVOKE_STREAM)
-        json_object_set_new(o, "stream", json_true());
-    text = json_dumps(o, JSON_COMPACT);
-    size_t n = text ? strlen(text) : 0;
-    if (text == NULL || (*out = arena_strndup(a, text, n)) == NULL) {
-        err_oom(err);
-        goto out;
-    }
-    *out_len = n;
-    rc = 0;
-out:
-    free(text);
-    json_decref(in);
-    json_decref(o);
-    return rc;
+    if ((converse ? converse_request(&t, err) : anthropic_request(&t, err)) != 0) return -1;
+    if (op == BEDROCK_CONVERSE_STREAM || op == BEDROCK_INVOKE_STREAM) PUT(&t.o, ",\"stream\":true");
+    PUT(&t.o, "}");
+    if (t.o.oom) return err_oom(err);
+    t.o.p[t.o.len] = '\0';
+    *out = t.o.p;
+    *out_len = t.o.len;
+    return 0;
 }
 
 /* ---- answers: OpenAI → Bedrock ------------------------------------------------------ */
 
-static const char *or_default(const char *s, const char *fallback)
+/* Answers come from our own providers, but their strings are copied verbatim, so they get
+ * the same strict scan as a client's body: whatever we copy is valid JSON text. */
+static int scan_answer(struct json_scan *s, const char *json, size_t len, struct arena *a)
 {
-    return s ? s : fallback;
+    struct json_scan_fault f;
+    return json_scan_parse_checked(s, json, len, a, &body_limits, &f);
 }
 
 static const char *stop_reason(const char *finish)
@@ -705,108 +972,167 @@ static const char *stop_reason(const char *finish)
     return "end_turn";
 }
 
-/* A tool call's arguments text as an object (a model's malformed arguments: {}). */
-static json_t *tool_input(json_t *fn)
+/* Bedrock's stop reason for finish_reason token i (-1, or not a string: end_turn). */
+static const char *stop_reason_of(const struct json_scan *s, int i, struct arena *a)
 {
-    const char *args = json_string_value(json_object_get(fn, "arguments"));
-    json_t *input = args ? json_loads(args, JSON_DECODE_ANY, NULL) : NULL;
-    if (!json_is_object(input)) {
-        json_decref(input);
-        input = json_object();
-    }
-    return input;
+    return stop_reason(json_scan_is_string(s, i) ? json_scan_string_dup(s, i, a) : NULL);
+}
+
+/* A string member's raw text, or `fallback` (raw JSON string contents) when it is not one. */
+static void put_str_or(struct text *t, const struct json_scan *s, int i, const char *fallback)
+{
+    PUT(t, "\"");
+    if (json_scan_is_string(s, i))
+        put_raw(t, s, i);
+    else
+        put(t, fallback, strlen(fallback));
+    PUT(t, "\"");
+}
+
+static long long integer_or_zero(const struct json_scan *s, int i)
+{
+    long long v = 0;
+    return json_scan_integer(s, i, &v) ? v : 0;
+}
+
+/* A tool call's arguments text (token i) as an object: the model's malformed arguments are
+ * {}. The text is unescaped once and, when it is a JSON object, copied as it is. */
+static void put_tool_input(struct text *t, const struct json_scan *s, int i, struct arena *a)
+{
+    char *args = json_scan_is_string(s, i) ? json_scan_string_dup(s, i, a) : NULL;
+    struct json_scan in;
+    if (args && scan_answer(&in, args, strlen(args), a) == 0 && json_scan_is_object(&in, 0))
+        put(t, args, strlen(args));
+    else
+        PUT(t, "{}");
 }
 
 char *bedrock_translate_answer(enum bedrock_op op, const char *model_id, const char *json,
                                size_t len, long latency_ms)
 {
-    json_t *doc = json_loadb(json, len, 0, NULL), *ans = NULL;
-    char *s = NULL;
-    json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
-    json_t *msg = json_object_get(choice, "message");
-    if (!json_is_object(msg)) goto out;
-    const char *text = json_string_value(json_object_get(msg, "content"));
-    json_t *calls = json_object_get(msg, "tool_calls");
-    json_t *usage = json_object_get(doc, "usage");
-    json_int_t in = json_integer_value(json_object_get(usage, "prompt_tokens"));
-    json_int_t outn = json_integer_value(json_object_get(usage, "completion_tokens"));
-    const char *stop = stop_reason(json_string_value(json_object_get(choice, "finish_reason")));
-    json_t *content = json_array();
+    static const char *const root_keys[] = {"id", "choices", "usage"};
+    static const char *const choice_keys[] = {"message", "finish_reason"};
+    static const char *const msg_keys[] = {"content", "tool_calls"};
+    static const char *const call_keys[] = {"id", "function"};
+    static const char *const fn_keys[] = {"name", "arguments"};
+    static const char *const usage_keys[] = {"prompt_tokens", "completion_tokens"};
+    struct arena *a = arena_new(4096);
+    struct json_scan sc, *s = &sc;
+    struct text o = {0};
+    char *res = NULL;
+    int r[3], c[2], m[2], u[2];
+    if (a == NULL || scan_answer(s, json, len, a) != 0) goto out;
+    MEMBERS(0, root_keys, r);
+    int choice = json_scan_is_array(s, r[1]) && json_scan_size(s, r[1]) > 0 ? r[1] + 1 : -1;
+    MEMBERS(choice, choice_keys, c);
+    if (!json_scan_is_object(s, c[0])) goto out;
+    MEMBERS(c[0], msg_keys, m);
+    MEMBERS(r[2], usage_keys, u);
+    int text = json_scan_is_string(s, m[0]) ? m[0] : -1;
+    int calls = json_scan_is_array(s, m[1]) ? m[1] : -1;
+    int n_calls = calls >= 0 ? json_scan_size(s, calls) : 0;
+    long long in = integer_or_zero(s, u[0]), outn = integer_or_zero(s, u[1]);
+    const char *stop = stop_reason_of(s, c[1], a);
     bool converse = op == BEDROCK_CONVERSE || op == BEDROCK_CONVERSE_STREAM;
-    if (text && (*text || json_array_size(calls) == 0))
-        json_array_append_new(content, converse
-                                           ? json_pack("{s:s}", "text", text)
-                                           : json_pack("{s:s, s:s}", "type", "text", "text", text));
-    for (size_t i = 0; i < json_array_size(calls); i++) {
-        json_t *c = json_array_get(calls, i), *fn = json_object_get(c, "function");
-        const char *id = json_string_value(json_object_get(c, "id"));
-        const char *name = json_string_value(json_object_get(fn, "name"));
-        json_t *b = converse
-                        ? json_pack("{s:{s:s, s:s, s:o}}", "toolUse", "toolUseId", id ? id : "",
-                                    "name", name ? name : "", "input", tool_input(fn))
-                        : json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id ? id : "",
-                                    "name", name ? name : "", "input", tool_input(fn));
-        json_array_append_new(content, b);
+    if (!room(&o, len + 256)) goto out;
+    if (converse) {
+        PUT(&o, "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[");
+    } else {
+        PUT(&o, "{\"id\":");
+        put_str_or(&o, s, r[0], "msg_stratus");
+        PUT(&o, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+        put_escaped(&o, model_id, strlen(model_id));
+        PUT(&o, "\",\"content\":[");
     }
-    if (converse)
-        ans = json_pack("{s:{s:{s:s, s:o}}, s:s, s:{s:I, s:I, s:I}, s:{s:i}}", "output", "message",
-                        "role", "assistant", "content", content, "stopReason", stop, "usage",
-                        "inputTokens", in, "outputTokens", outn, "totalTokens", in + outn,
-                        "metrics", "latencyMs", (int)latency_ms);
-    else
-        ans = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:{s:I, s:I}}", "id",
-                        or_default(json_string_value(json_object_get(doc, "id")), "msg_stratus"),
-                        "type", "message", "role", "assistant", "model", model_id, "content",
-                        content, "stop_reason", stop, "stop_sequence", "usage", "input_tokens", in,
-                        "output_tokens", outn);
-    if (ans) s = json_dumps(ans, JSON_COMPACT);
+    bool first = true;
+    if (text >= 0 && (raw_len(s, text) > 0 || n_calls == 0)) {
+        put_s(&o, converse ? "{\"text\":" : "{\"type\":\"text\",\"text\":");
+        put_str(&o, s, text);
+        PUT(&o, "}");
+        first = false;
+    }
+    int call = calls + 1;
+    for (int i = 0; i < n_calls; i++, call = json_scan_skip(s, call)) {
+        int cm[2], fm[2];
+        MEMBERS(call, call_keys, cm);
+        MEMBERS(cm[1], fn_keys, fm);
+        if (!first) PUT(&o, ",");
+        first = false;
+        put_s(&o, converse ? "{\"toolUse\":{\"toolUseId\":" : "{\"type\":\"tool_use\",\"id\":");
+        put_str_or(&o, s, cm[0], "");
+        PUT(&o, ",\"name\":");
+        put_str_or(&o, s, fm[0], "");
+        PUT(&o, ",\"input\":");
+        put_tool_input(&o, s, fm[1], a);
+        put_s(&o, converse ? "}}" : "}");
+    }
+    if (converse) {
+        PUT(&o, "]}},\"stopReason\":\"");
+        put(&o, stop, strlen(stop));
+        PUT(&o, "\",\"usage\":{\"inputTokens\":");
+        put_int(&o, in);
+        PUT(&o, ",\"outputTokens\":");
+        put_int(&o, outn);
+        PUT(&o, ",\"totalTokens\":");
+        put_int(&o, (long long)((unsigned long long)in + (unsigned long long)outn));
+        PUT(&o, "},\"metrics\":{\"latencyMs\":");
+        put_int(&o, (int)latency_ms);
+        PUT(&o, "}}");
+    } else {
+        PUT(&o, "],\"stop_reason\":\"");
+        put(&o, stop, strlen(stop));
+        PUT(&o, "\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
+        put_int(&o, in);
+        PUT(&o, ",\"output_tokens\":");
+        put_int(&o, outn);
+        PUT(&o, "}}");
+    }
+    if (o.oom) goto out;
+    o.p[o.len] = '\0';
+    res = o.p;
+    o.p = NULL;
 out:
-    json_decref(ans);
-    json_decref(doc);
-    return s;
+    free(o.p);
+    arena_free(a);
+    return res;
 }
 
 /* ---- streams -------------------------------------------------------------------------- */
 
-/* One frame: the three headers every event of ours has, then `payload` (taken). */
-static int frame(struct evbuffer *out, const char *kind, const char *type, json_t *payload)
+/* One chunk's or one ending's frames: the payload being written (json), the base64 of an
+ * Anthropic event (b64), and where frames go. Both texts are reused frame after frame. */
+struct frames {
+    struct evbuffer *out;
+    struct text json, b64;
+};
+
+static void frames_free(struct frames *f)
 {
-    int rc = -1;
-    char *p = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-    json_decref(payload);
-    if (p == NULL) return -1;
+    free(f->json.p);
+    free(f->b64.p);
+}
+
+/* One frame of payload p (then emptied): the three headers every event of ours has. The
+ * message is encoded straight into the evbuffer's space. @return 1, or -1. */
+static int frame(struct evbuffer *out, const char *kind, const char *type, struct text *p)
+{
+    if (p->oom) return -1;
     bool exception = strcmp(kind, "exception") == 0;
     struct aws_event_header h[3] = {
         {exception ? ":exception-type" : ":event-type", type},
         {":content-type", "application/json"},
         {":message-type", kind},
     };
-    size_t len = strlen(p);
-    size_t need = aws_eventstream_encode(h, 3, p, len, NULL, 0);
-    uint8_t *buf = need ? malloc(need) : NULL;
-    if (buf && aws_eventstream_encode(h, 3, p, len, buf, need) == need)
-        rc = evbuffer_add(out, buf, need) == 0 ? 1 : -1;
-    free(buf);
-    free(p);
-    return rc;
-}
-
-/* An Anthropic stream event, base64 in a `chunk` event (InvokeModelWithResponseStream). */
-static int chunk_frame(struct evbuffer *out, json_t *event)
-{
-    char *p = event ? json_dumps(event, JSON_COMPACT) : NULL;
-    json_decref(event);
-    if (p == NULL) return -1;
-    size_t n = strlen(p);
-    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
-    int rc = -1;
-    if (b64) {
-        EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)p, (int)n);
-        rc = frame(out, "event", "chunk", json_pack("{s:s}", "bytes", b64));
-    }
-    free(b64);
-    free(p);
-    return rc;
+    const char *payload = p->p ? p->p : "";
+    size_t len = p->len;
+    p->len = 0;
+    size_t need = aws_eventstream_encode(h, 3, payload, len, NULL, 0);
+    struct evbuffer_iovec v;
+    if (need == 0 || evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) != 1 ||
+        aws_eventstream_encode(h, 3, payload, len, v.iov_base, v.iov_len) != need)
+        return -1;
+    v.iov_len = need;
+    return evbuffer_commit_space(out, &v, 1) == 0 ? 1 : -1;
 }
 
 static bool invoke_stream(const struct bedrock_state *st)
@@ -814,163 +1140,238 @@ static bool invoke_stream(const struct bedrock_state *st)
     return st->op == BEDROCK_INVOKE_STREAM;
 }
 
-static int close_block(struct bedrock_state *st, struct evbuffer *out)
+/* The event in f->json as this stream sends it: a Converse event of `type`, or (Invoke)
+ * an Anthropic stream event, base64 in a `chunk` event. @return 1, or -1. */
+static int emit(const struct bedrock_state *st, struct frames *f, const char *type)
+{
+    if (!invoke_stream(st)) return frame(f->out, "event", type, &f->json);
+    if (f->json.oom) return -1;
+    size_t n = f->json.len;
+    f->json.len = 0;
+    f->b64.len = 0;
+    PUT(&f->b64, "{\"bytes\":\"");
+    if (!room(&f->b64, 4 * ((n + 2) / 3) + 2)) return -1;
+    f->b64.len +=
+        (size_t)EVP_EncodeBlock((unsigned char *)f->b64.p + f->b64.len,
+                                (const unsigned char *)(f->json.p ? f->json.p : ""), (int)n);
+    PUT(&f->b64, "\"}");
+    return frame(f->out, "event", "chunk", &f->b64);
+}
+
+static int close_block(struct bedrock_state *st, struct frames *f)
 {
     if (st->block < 0) return 0;
     int idx = st->block;
     st->block = -1;
-    if (invoke_stream(st))
-        return chunk_frame(out,
-                           json_pack("{s:s, s:i}", "type", "content_block_stop", "index", idx));
-    return frame(out, "event", "contentBlockStop", json_pack("{s:i}", "contentBlockIndex", idx));
+    if (invoke_stream(st)) {
+        PUT(&f->json, "{\"type\":\"content_block_stop\",\"index\":");
+    } else {
+        PUT(&f->json, "{\"contentBlockIndex\":");
+    }
+    put_int(&f->json, idx);
+    PUT(&f->json, "}");
+    return emit(st, f, "contentBlockStop");
 }
 
-static int text_delta(struct bedrock_state *st, const char *text, struct evbuffer *out)
+/* A text delta: `text` is raw JSON string contents (n bytes). */
+static int text_delta(struct bedrock_state *st, struct frames *f, const char *text, size_t n)
 {
-    int n = 0, rc;
+    int k = 0, rc;
     if (st->block >= 0 && st->block_tool) {
-        if ((rc = close_block(st, out)) < 0) return -1;
-        n += rc;
+        if ((rc = close_block(st, f)) < 0) return -1;
+        k += rc;
     }
     if (st->block < 0) {
         st->block = st->blocks++;
         st->block_tool = false;
         /* Converse opens a text block with its first delta; Anthropic announces it. */
         if (invoke_stream(st)) {
-            if (chunk_frame(out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "type",
-                                           "content_block_start", "index", st->block,
-                                           "content_block", "type", "text", "text", "")) < 0)
-                return -1;
-            n++;
+            PUT(&f->json, "{\"type\":\"content_block_start\",\"index\":");
+            put_int(&f->json, st->block);
+            PUT(&f->json, ",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}");
+            if (emit(st, f, "contentBlockStart") < 0) return -1;
+            k++;
         }
     }
-    rc = invoke_stream(st)
-             ? chunk_frame(out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
-                                          "index", st->block, "delta", "type", "text_delta", "text",
-                                          text))
-             : frame(out, "event", "contentBlockDelta",
-                     json_pack("{s:i, s:{s:s}}", "contentBlockIndex", st->block, "delta", "text",
-                               text));
-    return rc < 0 ? -1 : n + rc;
+    if (invoke_stream(st)) {
+        PUT(&f->json, "{\"type\":\"content_block_delta\",\"index\":");
+        put_int(&f->json, st->block);
+        PUT(&f->json, ",\"delta\":{\"type\":\"text_delta\",\"text\":\"");
+    } else {
+        PUT(&f->json, "{\"contentBlockIndex\":");
+        put_int(&f->json, st->block);
+        PUT(&f->json, ",\"delta\":{\"text\":\"");
+    }
+    put(&f->json, text, n);
+    PUT(&f->json, "\"}}");
+    rc = emit(st, f, "contentBlockDelta");
+    return rc < 0 ? -1 : k + rc;
 }
 
-static int tool_delta(struct bedrock_state *st, json_t *tc, struct evbuffer *out)
+/* One entry of a delta's tool_calls (token tc). */
+static int tool_delta(struct bedrock_state *st, struct frames *f, const struct json_scan *s, int tc)
 {
-    int n = 0, rc;
-    json_t *fn = json_object_get(tc, "function");
-    json_int_t index = json_integer_value(json_object_get(tc, "index"));
-    const char *id = json_string_value(json_object_get(tc, "id"));
-    const char *name = json_string_value(json_object_get(fn, "name"));
-    const char *args = json_string_value(json_object_get(fn, "arguments"));
-    bool fresh = st->block < 0 || !st->block_tool || (id && *id) || index != st->tool_index;
+    static const char *const keys[] = {"index", "id", "function"};
+    static const char *const fn_keys[] = {"name", "arguments"};
+    int k = 0, rc, m[3], fm[2];
+    MEMBERS(tc, keys, m);
+    MEMBERS(m[2], fn_keys, fm);
+    long long index = integer_or_zero(s, m[0]);
+    int id = json_scan_is_string(s, m[1]) ? m[1] : -1;
+    int args = json_scan_is_string(s, fm[1]) ? fm[1] : -1;
+    bool fresh = st->block < 0 || !st->block_tool || (id >= 0 && raw_len(s, id) > 0) ||
+                 index != st->tool_index;
     if (fresh) {
-        if ((rc = close_block(st, out)) < 0) return -1;
-        n += rc;
+        if ((rc = close_block(st, f)) < 0) return -1;
+        k += rc;
         st->block = st->blocks++;
         st->block_tool = true;
         st->tool_index = (int)index;
-        rc = invoke_stream(st)
-                 ? chunk_frame(out, json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:{}}}", "type",
-                                              "content_block_start", "index", st->block,
-                                              "content_block", "type", "tool_use", "id",
-                                              id ? id : "", "name", name ? name : "", "input"))
-                 : frame(out, "event", "contentBlockStart",
-                         json_pack("{s:i, s:{s:{s:s, s:s}}}", "contentBlockIndex", st->block,
-                                   "start", "toolUse", "toolUseId", id ? id : "", "name",
-                                   name ? name : ""));
-        if (rc < 0) return -1;
-        n += rc;
+        if (invoke_stream(st)) {
+            PUT(&f->json, "{\"type\":\"content_block_start\",\"index\":");
+            put_int(&f->json, st->block);
+            PUT(&f->json, ",\"content_block\":{\"type\":\"tool_use\",\"id\":");
+            put_str_or(&f->json, s, id, "");
+            PUT(&f->json, ",\"name\":");
+            put_str_or(&f->json, s, fm[0], "");
+            PUT(&f->json, ",\"input\":{}}}");
+        } else {
+            PUT(&f->json, "{\"contentBlockIndex\":");
+            put_int(&f->json, st->block);
+            PUT(&f->json, ",\"start\":{\"toolUse\":{\"toolUseId\":");
+            put_str_or(&f->json, s, id, "");
+            PUT(&f->json, ",\"name\":");
+            put_str_or(&f->json, s, fm[0], "");
+            PUT(&f->json, "}}}");
+        }
+        if ((rc = emit(st, f, "contentBlockStart")) < 0) return -1;
+        k += rc;
     }
-    if (args && *args) {
-        rc = invoke_stream(st)
-                 ? chunk_frame(out, json_pack("{s:s, s:i, s:{s:s, s:s}}", "type",
-                                              "content_block_delta", "index", st->block, "delta",
-                                              "type", "input_json_delta", "partial_json", args))
-                 : frame(out, "event", "contentBlockDelta",
-                         json_pack("{s:i, s:{s:{s:s}}}", "contentBlockIndex", st->block, "delta",
-                                   "toolUse", "input", args));
-        if (rc < 0) return -1;
-        n += rc;
+    if (args >= 0 && raw_len(s, args) > 0) {
+        if (invoke_stream(st)) {
+            PUT(&f->json, "{\"type\":\"content_block_delta\",\"index\":");
+            put_int(&f->json, st->block);
+            PUT(&f->json, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":");
+            put_str(&f->json, s, args);
+            PUT(&f->json, "}}");
+        } else {
+            PUT(&f->json, "{\"contentBlockIndex\":");
+            put_int(&f->json, st->block);
+            PUT(&f->json, ",\"delta\":{\"toolUse\":{\"input\":");
+            put_str(&f->json, s, args);
+            PUT(&f->json, "}}}");
+        }
+        if ((rc = emit(st, f, "contentBlockDelta")) < 0) return -1;
+        k += rc;
     }
-    return n;
+    return k;
 }
 
 int bedrock_stream_chunk(struct bedrock_state *st, const char *json, size_t len,
                          struct evbuffer *out)
 {
-    json_t *doc = json_loadb(json, len, 0, NULL);
-    if (doc == NULL) return -1;
-    int n = 0, rc = 0;
+    static const char *const root_keys[] = {"id", "choices"};
+    static const char *const choice_keys[] = {"delta", "finish_reason"};
+    static const char *const delta_keys[] = {"content", "tool_calls"};
+    struct arena *a = arena_new(2048);
+    struct json_scan sc, *s = &sc;
+    struct frames f = {.out = out};
+    int n = 0, rc = -1, r[2], c[2], d[2];
+    if (a == NULL || scan_answer(s, json, len, a) != 0) goto out;
+    MEMBERS(0, root_keys, r);
     if (!st->message_started) {
         st->message_started = true;
-        rc = invoke_stream(st)
-                 ? chunk_frame(out,
-                               json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, "
-                                         "s:{s:i, s:i}}}",
-                                         "type", "message_start", "message", "id",
-                                         or_default(json_string_value(json_object_get(doc, "id")),
-                                                    "msg_stratus"),
-                                         "type", "message", "role", "assistant", "model",
-                                         st->model_id ? st->model_id : "", "content", "stop_reason",
-                                         "stop_sequence", "usage", "input_tokens", 0,
-                                         "output_tokens", 0))
-                 : frame(out, "event", "messageStart", json_pack("{s:s}", "role", "assistant"));
-        if (rc < 0) goto out;
+        if (invoke_stream(st)) {
+            PUT(&f.json, "{\"type\":\"message_start\",\"message\":{\"id\":");
+            put_str_or(&f.json, s, r[0], "msg_stratus");
+            PUT(&f.json, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+            if (st->model_id) put_escaped(&f.json, st->model_id, strlen(st->model_id));
+            PUT(&f.json, "\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+                         "\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}");
+        } else {
+            PUT(&f.json, "{\"role\":\"assistant\"}");
+        }
+        if ((rc = emit(st, &f, "messageStart")) < 0) goto out;
         n += rc;
     }
-    json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
-    json_t *delta = json_object_get(choice, "delta");
-    const char *text = json_string_value(json_object_get(delta, "content"));
-    if (text && *text) {
-        if ((rc = text_delta(st, text, out)) < 0) goto out;
+    int choice = json_scan_is_array(s, r[1]) && json_scan_size(s, r[1]) > 0 ? r[1] + 1 : -1;
+    MEMBERS(choice, choice_keys, c);
+    MEMBERS(c[0], delta_keys, d);
+    rc = 0;
+    if (json_scan_is_string(s, d[0]) && raw_len(s, d[0]) > 0) {
+        if ((rc = text_delta(st, &f, s->js + s->tok[d[0]].start, raw_len(s, d[0]))) < 0) goto out;
         n += rc;
     }
-    json_t *calls = json_object_get(delta, "tool_calls");
-    for (size_t i = 0; i < json_array_size(calls); i++) {
-        if ((rc = tool_delta(st, json_array_get(calls, i), out)) < 0) goto out;
-        n += rc;
+    if (json_scan_is_array(s, d[1])) {
+        int tc = d[1] + 1;
+        for (int i = 0; i < json_scan_size(s, d[1]); i++, tc = json_scan_skip(s, tc)) {
+            if ((rc = tool_delta(st, &f, s, tc)) < 0) goto out;
+            n += rc;
+        }
     }
-    const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    if (finish) st->stop_reason = stop_reason(finish);
+    if (json_scan_is_string(s, c[1])) st->stop_reason = stop_reason_of(s, c[1], a);
 out:
-    json_decref(doc);
+    frames_free(&f);
+    arena_free(a);
     return rc < 0 ? -1 : n;
 }
 
 int bedrock_stream_end(struct bedrock_state *st, long long input_tokens, long long output_tokens,
                        long latency_ms, const char *error, struct evbuffer *out)
 {
-    if (error)
-        return frame(out, "exception", "modelStreamErrorException",
-                     json_pack("{s:s}", "message", error)) < 0
-                   ? -1
-                   : 0;
+    struct frames f = {.out = out};
+    int rc = -1;
+    if (error) {
+        PUT(&f.json, "{\"message\":\"");
+        put_escaped(&f.json, error, strlen(error));
+        PUT(&f.json, "\"}");
+        rc = frame(out, "exception", "modelStreamErrorException", &f.json);
+        goto out;
+    }
     if (input_tokens < 0) input_tokens = 0;
     if (output_tokens < 0) output_tokens = 0;
     const char *stop = st->stop_reason ? st->stop_reason : "end_turn";
-    if (close_block(st, out) < 0) return -1;
+    if (close_block(st, &f) < 0) goto out;
     if (invoke_stream(st)) {
-        if (chunk_frame(out, json_pack("{s:s, s:{s:s, s:n}, s:{s:I, s:I}}", "type", "message_delta",
-                                       "delta", "stop_reason", stop, "stop_sequence", "usage",
-                                       "input_tokens", (json_int_t)input_tokens, "output_tokens",
-                                       (json_int_t)output_tokens)) < 0)
-            return -1;
-        return chunk_frame(out, json_pack("{s:s, s:{s:I, s:I, s:i, s:i}}", "type", "message_stop",
-                                          "amazon-bedrock-invocationMetrics", "inputTokenCount",
-                                          (json_int_t)input_tokens, "outputTokenCount",
-                                          (json_int_t)output_tokens, "invocationLatency",
-                                          (int)latency_ms, "firstByteLatency", (int)latency_ms)) < 0
-                   ? -1
-                   : 0;
+        PUT(&f.json, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"");
+        put(&f.json, stop, strlen(stop));
+        PUT(&f.json, "\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":");
+        put_int(&f.json, input_tokens);
+        PUT(&f.json, ",\"output_tokens\":");
+        put_int(&f.json, output_tokens);
+        PUT(&f.json, "}}");
+        if (emit(st, &f, "messageDelta") < 0) goto out;
+        PUT(&f.json, "{\"type\":\"message_stop\",\"amazon-bedrock-invocationMetrics\":"
+                     "{\"inputTokenCount\":");
+        put_int(&f.json, input_tokens);
+        PUT(&f.json, ",\"outputTokenCount\":");
+        put_int(&f.json, output_tokens);
+        PUT(&f.json, ",\"invocationLatency\":");
+        put_int(&f.json, (int)latency_ms);
+        PUT(&f.json, ",\"firstByteLatency\":");
+        put_int(&f.json, (int)latency_ms);
+        PUT(&f.json, "}}");
+        rc = emit(st, &f, "messageStop");
+        goto out;
     }
-    if (frame(out, "event", "messageStop", json_pack("{s:s}", "stopReason", stop)) < 0) return -1;
-    return frame(out, "event", "metadata",
-                 json_pack("{s:{s:I, s:I, s:I}, s:{s:i}}", "usage", "inputTokens",
-                           (json_int_t)input_tokens, "outputTokens", (json_int_t)output_tokens,
-                           "totalTokens", (json_int_t)(input_tokens + output_tokens), "metrics",
-                           "latencyMs", (int)latency_ms)) < 0
-               ? -1
-               : 0;
+    PUT(&f.json, "{\"stopReason\":\"");
+    put(&f.json, stop, strlen(stop));
+    PUT(&f.json, "\"}");
+    if (frame(out, "event", "messageStop", &f.json) < 0) goto out;
+    PUT(&f.json, "{\"usage\":{\"inputTokens\":");
+    put_int(&f.json, input_tokens);
+    PUT(&f.json, ",\"outputTokens\":");
+    put_int(&f.json, output_tokens);
+    PUT(&f.json, ",\"totalTokens\":");
+    put_int(&f.json,
+            (long long)((unsigned long long)input_tokens + (unsigned long long)output_tokens));
+    PUT(&f.json, "},\"metrics\":{\"latencyMs\":");
+    put_int(&f.json, (int)latency_ms);
+    PUT(&f.json, "}}");
+    rc = frame(out, "event", "metadata", &f.json);
+out:
+    frames_free(&f);
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- the surface ---------------------------------------------------------------------- */

@@ -434,3 +434,9 @@ test('SigV4 refusals: wrong secret, expired date, unknown key id, tampered heade
     assert.match((await res.json()).message, /does not match/);
   }
 });
+
+// Last: under the ASan build a leak or memory error anywhere above makes the exit code 66.
+test('the gateway shuts down cleanly after all of the above (exit 0, no sanitizer report)', async () => {
+  assert.equal(await gw.stop(), 0, gw.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n').slice(0, 4000));
+  assert.ok(!/Sanitizer/.test(gw.stderr));
+});
