@@ -2,15 +2,22 @@
  * DESIGN: see surface_anthropic.h. The request side re-tells the Anthropic body as the OpenAI
  * chat body it means and hands that to openai_parse_request, so admission, routing, every
  * provider and the ledger see one request model and nothing below api/ learns a second
- * format. The cost is one jansson document per request; the body is first scanned within the
- * request model's limits (util/json_scan) so a hostile body cannot make that document huge.
- * Checks that Anthropic makes and OpenAI does not (max_tokens required, temperature 0..1,
- * unknown top-level fields) happen here, with Anthropic's field paths in the message.
+ * format. Checks that Anthropic makes and OpenAI does not (max_tokens required, temperature
+ * 0..1, unknown top-level fields) happen here, with Anthropic's field paths in the message.
+ *
+ * No JSON document is built on the way (a jansson round trip cost more than everything else
+ * the request does): the body is scanned into jsmn tokens (util/json_scan) within the request
+ * model's limits, strictly, and the OpenAI body is written as text. A strictly scanned
+ * string's raw bytes are valid JSON string text in both formats, so values are copied as they
+ * were written, never decoded and re-escaped; only a tool call's arguments (a string holding
+ * JSON on one side, an object on the other) change form.
  *
  * The answer side never sees the target's own format: translating providers already turned
  * it into OpenAI data (route/call.h), so one translation (OpenAI → Anthropic) serves every
- * backend. Streams keep a little state: OpenAI deltas are flat, Anthropic's live in numbered
- * content blocks that must be opened and closed in order.
+ * backend, the same way: a strict scan of the answer or chunk, the Message or events written
+ * as text. Streams keep a little state: OpenAI deltas are flat, Anthropic's live in numbered
+ * content blocks that must be opened and closed in order. Errors and count_tokens (neither
+ * on the hot path) still use jansson.
  */
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -29,6 +36,7 @@
 #include "http/server.h"
 #include "util/arena.h"
 #include "util/json_scan.h"
+#include "util/json_text.h"
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
@@ -159,6 +167,184 @@ static int anthropic_credential(const struct http_request *req, const char **key
     return 0;
 }
 
+/* ---- JSON text out ------------------------------------------------------------------------ */
+
+/* JSON text being written, in an arena. It grows by doubling; an outgrown block stays in the
+ * arena until the request ends (a translation is about as long as its input, so little is
+ * left behind). Once out of memory, writes are dropped and `oom` tells the caller. */
+struct out {
+    struct arena *arena;
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void out_init(struct out *o, struct arena *a, size_t cap)
+{
+    *o = (struct out){.arena = a};
+    if (cap && (o->p = arena_alloc(a, cap)) != NULL) o->cap = cap;
+}
+
+/* Room for n more bytes. */
+static bool reserve(struct out *o, size_t n)
+{
+    if (o->len + n <= o->cap) return true;
+    if (o->oom) return false;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n) cap *= 2;
+    char *p = arena_alloc(o->arena, cap);
+    if (p == NULL) {
+        o->oom = true;
+        return false;
+    }
+    if (o->len) memcpy(p, o->p, o->len);
+    o->p = p;
+    o->cap = cap;
+    return true;
+}
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (!reserve(o, n)) return;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+#define PUT(o, lit) put((o), "" lit, sizeof(lit) - 1)
+
+static void put_int(struct out *o, long long v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof b, "%lld", v);
+    put(o, b, (size_t)n);
+}
+
+/* `n` bytes of C text as a JSON string (escaped; bytes that are not UTF-8 become U+FFFD). */
+static void put_str(struct out *o, const char *s, size_t n)
+{
+    size_t need = json_escape(NULL, 0, s, n);
+    PUT(o, "\"");
+    if (reserve(o, need + 1)) {
+        json_escape(o->p + o->len, need + 1, s, n);
+        o->len += need;
+    }
+    PUT(o, "\"");
+}
+
+static size_t tok_len(const struct json_scan *s, int i)
+{
+    return (size_t)(s->tok[i].end - s->tok[i].start);
+}
+
+/* Token i's text as it is: a strictly scanned string's raw bytes are already JSON text, so a
+ * string value moves from one format to the other without being decoded and re-escaped. */
+static void put_tok(struct out *o, const struct json_scan *s, int i)
+{
+    bool str = s->tok[i].type == JSMN_STRING;
+    put(o, s->js + s->tok[i].start - str, tok_len(s, i) + 2 * str);
+}
+
+/* A string token's raw text without its quotes (to join strings inside one JSON string). */
+static void put_inner(struct out *o, const struct json_scan *s, int i)
+{
+    put(o, s->js + s->tok[i].start, tok_len(s, i));
+}
+
+/* Raw JSON string text escaped once more, as the inside of a string holding JSON text. */
+static void put_escaped(struct out *o, const char *p, size_t n)
+{
+    size_t from = 0;
+    for (size_t k = 0; k < n; k++)
+        if (p[k] == '"' || p[k] == '\\') {
+            put(o, p + from, k - from);
+            put(o, p[k] == '"' ? "\\\"" : "\\\\", 2);
+            from = k + 1;
+        }
+    put(o, p + from, n - from);
+}
+
+/* Value token i as compact JSON text (whitespace between tokens dropped, as json_dumps
+ * would write it), or with `quoted` that text escaped as the inside of a JSON string (OpenAI's
+ * tool-call arguments are a string holding JSON). Depth is bounded by the scan's limits.
+ * @return the token after i and its children. */
+static int put_compact(struct out *o, const struct json_scan *s, int i, bool quoted)
+{
+    const jsmntok_t *t = &s->tok[i];
+    if (t->type == JSMN_STRING) {
+        if (!quoted) {
+            put_tok(o, s, i);
+        } else {
+            PUT(o, "\\\"");
+            put_escaped(o, s->js + t->start, tok_len(s, i));
+            PUT(o, "\\\"");
+        }
+        return i + 1;
+    }
+    if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY) {
+        put_inner(o, s, i); /* true, false, null, a number */
+        return i + 1;
+    }
+    bool object = t->type == JSMN_OBJECT;
+    put(o, object ? "{" : "[", 1);
+    int j = i + 1;
+    for (int m = 0; m < t->size && j < s->n; m++) {
+        if (m) PUT(o, ",");
+        if (object) {
+            j = put_compact(o, s, j, quoted);
+            PUT(o, ":");
+        }
+        j = put_compact(o, s, j, quoted);
+    }
+    put(o, object ? "}" : "]", 1);
+    return j;
+}
+
+/* ---- reading a scan --------------------------------------------------------------------- */
+
+static const struct json_scan_limits scan_limits = {
+    .max_tokens = OPENAI_MAX_JSON_VALUES,
+    .max_depth = OPENAI_MAX_DEPTH,
+    .max_members = OPENAI_MAX_OBJECT_MEMBERS,
+};
+
+/* String token i unescaped (in `a`), or NULL when it is not a string (or no memory). */
+static char *str_dup(const struct json_scan *s, int i, struct arena *a)
+{
+    return json_scan_string_dup(s, i, a);
+}
+
+/* Whether token i is a string that unescaped is `lit`. The raw bytes settle it unless the
+ * string has escapes ("t\u0065xt" is "text" to every JSON reader). */
+static bool str_is(const struct json_scan *s, int i, const char *lit, struct arena *a)
+{
+    if (!json_scan_is_string(s, i)) return false;
+    const char *p = s->js + s->tok[i].start;
+    size_t n = tok_len(s, i), k = strlen(lit);
+    if (memchr(p, '\\', n) == NULL) return n == k && memcmp(p, lit, k) == 0;
+    const char *d = str_dup(s, i, a);
+    return d && strcmp(d, lit) == 0;
+}
+
+/* The "type" string of object token b, or -1 (not an object, no string type). */
+static int type_of(const struct json_scan *s, int b)
+{
+    int t = json_scan_get(s, b, "type");
+    return json_scan_is_string(s, t) ? t : -1;
+}
+
+/* An integer member as jansson's json_integer_value reads it: 0 when it is not one. */
+static long long int_of(const struct json_scan *s, int i)
+{
+    long long v;
+    return json_scan_integer(s, i, &v) ? v : 0;
+}
+
+/* The first element of an array token, or -1. */
+static int first_of(const struct json_scan *s, int arr)
+{
+    return json_scan_is_array(s, arr) && json_scan_size(s, arr) > 0 ? arr + 1 : -1;
+}
+
 /* ---- requests: Anthropic Messages → OpenAI chat ------------------------------------------ */
 
 /* What the surface does with a top-level field of a Messages body. */
@@ -174,21 +360,40 @@ struct top_field {
     bool counts; /* also accepted by count_tokens */
 };
 
-static const struct top_field top_fields[] = {
-    {"model", USE, true},
-    {"messages", USE, true},
-    {"max_tokens", USE, false},
-    {"system", USE, true},
-    {"metadata", USE, false},
-    {"stop_sequences", USE, false},
-    {"stream", USE, false},
-    {"temperature", USE, false},
-    {"top_p", USE, false},
-    {"top_k", IGNORE, false}, /* OpenAI has no top_k; strict targets would refuse it */
-    {"tools", USE, true},
-    {"tool_choice", USE, true},
-    {"thinking", USE, true}, /* "disabled" only: see translate() */
-    {"output_config", USE, true},
+/* Indexes into top_fields, which json_scan_members fills in one pass over the body. */
+enum {
+    F_MODEL,
+    F_MESSAGES,
+    F_MAX_TOKENS,
+    F_SYSTEM,
+    F_METADATA,
+    F_STOP_SEQUENCES,
+    F_STREAM,
+    F_TEMPERATURE,
+    F_TOP_P,
+    F_TOP_K,
+    F_TOOLS,
+    F_TOOL_CHOICE,
+    F_THINKING,
+    F_OUTPUT_CONFIG,
+    N_TOP_FIELDS = 24,
+};
+
+static const struct top_field top_fields[N_TOP_FIELDS] = {
+    [F_MODEL] = {"model", USE, true},
+    [F_MESSAGES] = {"messages", USE, true},
+    [F_MAX_TOKENS] = {"max_tokens", USE, false},
+    [F_SYSTEM] = {"system", USE, true},
+    [F_METADATA] = {"metadata", USE, false},
+    [F_STOP_SEQUENCES] = {"stop_sequences", USE, false},
+    [F_STREAM] = {"stream", USE, false},
+    [F_TEMPERATURE] = {"temperature", USE, false},
+    [F_TOP_P] = {"top_p", USE, false},
+    [F_TOP_K] = {"top_k", IGNORE, false}, /* OpenAI has no top_k; strict targets would refuse it */
+    [F_TOOLS] = {"tools", USE, true},
+    [F_TOOL_CHOICE] = {"tool_choice", USE, true},
+    [F_THINKING] = {"thinking", USE, true}, /* "disabled" only: see translate() */
+    [F_OUTPUT_CONFIG] = {"output_config", USE, true},
     {"service_tier", IGNORE, false},
     {"speed", IGNORE, true},
     {"inference_geo", IGNORE, false},
@@ -203,600 +408,585 @@ static const struct top_field top_fields[] = {
 
 static const struct top_field *top_field(const char *name)
 {
-    for (size_t i = 0; i < sizeof top_fields / sizeof top_fields[0]; i++)
+    for (size_t i = 0; i < N_TOP_FIELDS; i++)
         if (strcmp(top_fields[i].name, name) == 0) return &top_fields[i];
     return NULL;
 }
 
-static const char *type_name(const json_t *v)
+static const char *type_name(const struct json_scan *s, int i)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "a list";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "?";
+    if (json_scan_is_object(s, i)) return "an object";
+    if (json_scan_is_array(s, i)) return "a list";
+    if (json_scan_is_string(s, i)) return "a string";
+    if (json_scan_is_integer(s, i)) return "an integer";
+    if (json_scan_is_number(s, i)) return "a number";
+    if (json_scan_is_bool(s, i)) return "a boolean";
+    return json_scan_is_null(s, i) ? "null" : "?";
 }
 
-static const char *block_type(const json_t *b)
+/* One translation: the scanned Messages body in, the OpenAI chat body out. */
+struct tx {
+    const struct json_scan *s;
+    struct arena *arena;
+    struct err *err;
+    struct out body; /* the OpenAI chat body */
+    int messages;    /* OpenAI messages written so far */
+    struct out a, b; /* scratch for one turn (parts and tool messages; text and calls) */
+};
+
+/* A string token unescaped for a message (error paths only); "" when out of memory. */
+static const char *decoded(struct tx *t, int i)
 {
-    return json_string_value(json_object_get(b, "type"));
+    const char *d = str_dup(t->s, i, t->arena);
+    return d ? d : "";
 }
 
-/* A tool_result's content as the text of an OpenAI tool message (text blocks joined). */
-static int tool_result_text(json_t *content, const char *path, struct err *err, json_t **out)
+static bool is(struct tx *t, int i, const char *lit)
 {
-    if (content == NULL || json_is_null(content)) {
-        *out = json_string("");
+    return str_is(t->s, i, lit, t->arena);
+}
+
+/* The next OpenAI message begins. */
+static void message(struct tx *t)
+{
+    if (t->messages++) PUT(&t->body, ",");
+}
+
+/* n messages written to `list`, each after a comma, go into the body's messages. */
+static void messages_from(struct tx *t, const struct out *list, int n)
+{
+    if (n == 0) return;
+    size_t skip = t->messages == 0; /* the first message has no comma before it */
+    put(&t->body, list->p + skip, list->len - skip);
+    t->messages += n;
+}
+
+/* A tool_result's content as the text of an OpenAI tool message (text blocks joined by
+ * newlines), written inside the string already open in `o`. */
+static int tool_result_text(struct tx *t, int content, const char *path, struct out *o)
+{
+    const struct json_scan *s = t->s;
+    if (content < 0 || json_scan_is_null(s, content)) return 0;
+    if (json_scan_is_string(s, content)) {
+        put_inner(o, s, content);
         return 0;
     }
-    if (json_is_string(content)) {
-        *out = json_incref(content);
-        return 0;
-    }
-    if (!json_is_array(content))
-        return bad(err, "%s.content: Input should be a valid string or list", path);
-    size_t total = 0, k;
-    json_t *b;
-    json_array_foreach(content, k, b)
-    {
-        const char *t = block_type(b);
-        if (t == NULL || strcmp(t, "text") != 0 || !json_is_string(json_object_get(b, "text")))
-            return bad(err,
-                       "%s.content.%zu: only text blocks are supported in a tool_result by this "
+    if (!json_scan_is_array(s, content))
+        return bad(t->err, "%s.content: Input should be a valid string or list", path);
+    int b = content + 1;
+    for (int k = 0; k < json_scan_size(s, content); k++, b = json_scan_skip(s, b)) {
+        int str = json_scan_get(s, b, "text");
+        if (!is(t, type_of(s, b), "text") || !json_scan_is_string(s, str))
+            return bad(t->err,
+                       "%s.content.%d: only text blocks are supported in a tool_result by this "
                        "gateway (its targets take tool output as text)",
                        path, k);
-        total += json_string_length(json_object_get(b, "text")) + 1;
+        if (k) PUT(o, "\\n");
+        put_inner(o, s, str);
     }
-    char *s = malloc(total + 1), *p = s;
-    if (s == NULL) return err_oom(err);
-    json_array_foreach(content, k, b)
-    {
-        json_t *t = json_object_get(b, "text");
-        if (k) *p++ = '\n';
-        memcpy(p, json_string_value(t), json_string_length(t));
-        p += json_string_length(t);
-    }
-    *out = json_stringn(s, (size_t)(p - s));
-    free(s);
-    return *out ? 0 : err_oom(err);
+    return 0;
 }
 
-/* An image block as an OpenAI image_url part: base64 becomes a data: URL, a url source
- * stays a URL (whether the target can fetch it is the target's business). */
-static json_t *image_part(json_t *b, const char *path, struct err *err)
+/* An image block as an OpenAI image_url part (after a comma, into `o`): base64 becomes a
+ * data: URL, a url source stays a URL (whether the target can fetch it is its business). */
+static int image_part(struct tx *t, int b, const char *path, struct out *o)
 {
-    json_t *src = json_object_get(b, "source");
-    const char *st = block_type(src);
-    if (!json_is_object(src) || st == NULL) {
-        bad(err, "%s.source: Input should be an object with a type", path);
-        return NULL;
+    const struct json_scan *s = t->s;
+    int src = json_scan_get(s, b, "source"), st = type_of(s, src);
+    if (st < 0) return bad(t->err, "%s.source: Input should be an object with a type", path);
+    if (is(t, st, "base64")) {
+        int mt = json_scan_get(s, src, "media_type"), data = json_scan_get(s, src, "data");
+        if (!json_scan_is_string(s, mt) || !json_scan_is_string(s, data))
+            return bad(t->err, "%s.source: a base64 source needs string media_type and data", path);
+        PUT(o, ",{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:");
+        put_inner(o, s, mt);
+        PUT(o, ";base64,");
+        put_inner(o, s, data);
+        PUT(o, "\"}}");
+        return 0;
     }
-    char *url = NULL;
-    if (strcmp(st, "base64") == 0) {
-        const char *mt = json_string_value(json_object_get(src, "media_type"));
-        json_t *data = json_object_get(src, "data");
-        if (mt == NULL || !json_is_string(data)) {
-            bad(err, "%s.source: a base64 source needs string media_type and data", path);
-            return NULL;
-        }
-        size_t n = strlen(mt) + json_string_length(data) + 16;
-        if ((url = malloc(n)) == NULL) {
-            err_oom(err);
-            return NULL;
-        }
-        snprintf(url, n, "data:%s;base64,%s", mt, json_string_value(data));
-    } else if (strcmp(st, "url") == 0 && json_is_string(json_object_get(src, "url"))) {
-        url = strdup(json_string_value(json_object_get(src, "url")));
-        if (url == NULL) {
-            err_oom(err);
-            return NULL;
-        }
-    } else {
-        bad(err, "%s.source.type: '%s' is not supported by this gateway (base64, url)", path, st);
-        return NULL;
+    int url = json_scan_get(s, src, "url");
+    if (is(t, st, "url") && json_scan_is_string(s, url)) {
+        PUT(o, ",{\"type\":\"image_url\",\"image_url\":{\"url\":");
+        put_tok(o, s, url);
+        PUT(o, "}}");
+        return 0;
     }
-    json_t *part = json_pack("{s:s, s:{s:s}}", "type", "image_url", "image_url", "url", url);
-    free(url);
-    if (part == NULL) err_oom(err);
-    return part;
+    return bad(t->err, "%s.source.type: '%s' is not supported by this gateway (base64, url)", path,
+               decoded(t, st));
 }
 
 /* One user turn: tool results become OpenAI tool messages (first: they answer the previous
  * assistant turn's calls, and OpenAI wants them right after it), the rest one user message. */
-static int user_turn(json_t *content, const char *path, json_t *out, struct err *err)
+static int user_turn(struct tx *t, int content, const char *path)
 {
-    json_t *parts = json_array(), *tools = json_array();
-    int rc = -1;
-    size_t k;
-    json_t *b;
+    const struct json_scan *s = t->s;
+    struct out *parts = &t->a, *tools = &t->b;
+    parts->len = tools->len = 0;
+    int n_parts = 0, n_tools = 0, only_text = -1; /* the text when the first part is text */
     char bp[64];
-    json_array_foreach(content, k, b)
-    {
-        snprintf(bp, sizeof bp, "%s.%zu", path, k);
-        const char *t = block_type(b);
-        if (!json_is_object(b) || t == NULL) {
-            bad(err, "%s: Input should be a content block (an object with a type)", bp);
-            goto out;
-        }
-        if (strcmp(t, "text") == 0) {
-            json_t *text = json_object_get(b, "text");
-            if (!json_is_string(text)) {
-                bad(err, "%s.text: Input should be a valid string", bp);
-                goto out;
-            }
-            json_array_append_new(parts, json_pack("{s:s, s:O}", "type", "text", "text", text));
-        } else if (strcmp(t, "image") == 0) {
-            json_t *part = image_part(b, bp, err);
-            if (part == NULL) goto out;
-            json_array_append_new(parts, part);
-        } else if (strcmp(t, "tool_result") == 0) {
-            json_t *id = json_object_get(b, "tool_use_id"), *text = NULL;
-            if (!json_is_string(id)) {
-                bad(err, "%s.tool_use_id: Field required (a string)", bp);
-                goto out;
-            }
-            if (tool_result_text(json_object_get(b, "content"), bp, err, &text) != 0) goto out;
+    int b = content + 1;
+    for (int k = 0; k < json_scan_size(s, content); k++, b = json_scan_skip(s, b)) {
+        snprintf(bp, sizeof bp, "%s.%d", path, k);
+        int ty = type_of(s, b);
+        if (ty < 0)
+            return bad(t->err, "%s: Input should be a content block (an object with a type)", bp);
+        if (is(t, ty, "text")) {
+            int str = json_scan_get(s, b, "text");
+            if (!json_scan_is_string(s, str))
+                return bad(t->err, "%s.text: Input should be a valid string", bp);
+            if (n_parts++ == 0) only_text = str;
+            PUT(parts, ",{\"type\":\"text\",\"text\":");
+            put_tok(parts, s, str);
+            PUT(parts, "}");
+        } else if (is(t, ty, "image")) {
+            if (image_part(t, b, bp, parts) != 0) return -1;
+            n_parts++;
+        } else if (is(t, ty, "tool_result")) {
+            int id = json_scan_get(s, b, "tool_use_id");
+            if (!json_scan_is_string(s, id))
+                return bad(t->err, "%s.tool_use_id: Field required (a string)", bp);
+            PUT(tools, ",{\"role\":\"tool\",\"tool_call_id\":");
+            put_tok(tools, s, id);
+            PUT(tools, ",\"content\":\"");
             /* OpenAI tool messages have no error flag; the text says it instead. */
-            if (json_is_true(json_object_get(b, "is_error"))) {
-                char *s = malloc(json_string_length(text) + 8);
-                if (s == NULL) {
-                    json_decref(text);
-                    err_oom(err);
-                    goto out;
-                }
-                memcpy(s, "Error: ", 7);
-                memcpy(s + 7, json_string_value(text), json_string_length(text));
-                json_t *t2 = json_stringn(s, json_string_length(text) + 7);
-                free(s);
-                json_decref(text);
-                text = t2;
-            }
-            json_array_append_new(tools, json_pack("{s:s, s:O, s:o}", "role", "tool",
-                                                   "tool_call_id", id, "content", text));
+            if (json_scan_is_true(s, json_scan_get(s, b, "is_error"))) PUT(tools, "Error: ");
+            if (tool_result_text(t, json_scan_get(s, b, "content"), bp, tools) != 0) return -1;
+            PUT(tools, "\"}");
+            n_tools++;
         } else {
-            bad(err, "%s.type: '%s' blocks are not supported by this gateway in user turns", bp, t);
-            goto out;
+            return bad(t->err,
+                       "%s.type: '%s' blocks are not supported by this gateway in user turns", bp,
+                       decoded(t, ty));
         }
     }
-    json_array_extend(out, tools);
-    if (json_array_size(parts) == 1 && strcmp(block_type(json_array_get(parts, 0)), "text") == 0)
-        json_array_append_new(out, json_pack("{s:s, s:O}", "role", "user", "content",
-                                             json_object_get(json_array_get(parts, 0), "text")));
-    else if (json_array_size(parts) > 0)
-        json_array_append_new(out, json_pack("{s:s, s:O}", "role", "user", "content", parts));
-    rc = 0;
-out:
-    json_decref(parts);
-    json_decref(tools);
-    return rc;
+    messages_from(t, tools, n_tools);
+    if (n_parts == 0) return 0;
+    message(t);
+    PUT(&t->body, "{\"role\":\"user\",\"content\":");
+    if (n_parts == 1 && only_text >= 0) {
+        put_tok(&t->body, s, only_text);
+    } else {
+        PUT(&t->body, "[");
+        put(&t->body, parts->p + 1, parts->len - 1);
+        PUT(&t->body, "]");
+    }
+    PUT(&t->body, "}");
+    return 0;
 }
 
 /* One assistant turn: text joined, tool_use blocks as tool_calls with their input as the
  * arguments string. Thinking blocks are earlier answers' reasoning; no target here takes
  * them back, so they are left out. */
-static int assistant_turn(json_t *content, const char *path, json_t *out, struct err *err)
+static int assistant_turn(struct tx *t, int content, const char *path)
 {
-    json_t *calls = json_array(), *msg = NULL;
-    struct evbuffer *text = evbuffer_new();
-    int rc = -1;
-    size_t k;
-    json_t *b;
+    const struct json_scan *s = t->s;
+    struct out *joined = &t->a, *calls = &t->b;
+    joined->len = calls->len = 0;
+    int n_calls = 0;
     char bp[64];
-    if (calls == NULL || text == NULL) {
-        err_oom(err);
-        goto out;
-    }
-    json_array_foreach(content, k, b)
-    {
-        snprintf(bp, sizeof bp, "%s.%zu", path, k);
-        const char *t = block_type(b);
-        if (!json_is_object(b) || t == NULL) {
-            bad(err, "%s: Input should be a content block (an object with a type)", bp);
-            goto out;
-        }
-        if (strcmp(t, "text") == 0) {
-            json_t *s = json_object_get(b, "text");
-            if (!json_is_string(s)) {
-                bad(err, "%s.text: Input should be a valid string", bp);
-                goto out;
-            }
-            evbuffer_add(text, json_string_value(s), json_string_length(s));
-        } else if (strcmp(t, "tool_use") == 0) {
-            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name");
-            json_t *input = json_object_get(b, "input");
-            if (!json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
-                bad(err, "%s: a tool_use block needs a string id and name and an object input", bp);
-                goto out;
-            }
-            char *args = json_dumps(input, JSON_COMPACT);
-            if (args == NULL) {
-                err_oom(err);
-                goto out;
-            }
-            json_array_append_new(calls, json_pack("{s:O, s:s, s:{s:O, s:s}}", "id", id, "type",
-                                                   "function", "function", "name", name,
-                                                   "arguments", args));
-            free(args);
-        } else if (strcmp(t, "thinking") != 0 && strcmp(t, "redacted_thinking") != 0) {
-            bad(err, "%s.type: '%s' blocks are not supported by this gateway in assistant turns",
-                bp, t);
-            goto out;
+    int b = content + 1;
+    for (int k = 0; k < json_scan_size(s, content); k++, b = json_scan_skip(s, b)) {
+        snprintf(bp, sizeof bp, "%s.%d", path, k);
+        int ty = type_of(s, b);
+        if (ty < 0)
+            return bad(t->err, "%s: Input should be a content block (an object with a type)", bp);
+        if (is(t, ty, "text")) {
+            int str = json_scan_get(s, b, "text");
+            if (!json_scan_is_string(s, str))
+                return bad(t->err, "%s.text: Input should be a valid string", bp);
+            put_inner(joined, s, str);
+        } else if (is(t, ty, "tool_use")) {
+            int id = json_scan_get(s, b, "id"), name = json_scan_get(s, b, "name");
+            int input = json_scan_get(s, b, "input");
+            if (!json_scan_is_string(s, id) || !json_scan_is_string(s, name) ||
+                !json_scan_is_object(s, input))
+                return bad(t->err,
+                           "%s: a tool_use block needs a string id and name and an object input",
+                           bp);
+            PUT(calls, ",{\"id\":");
+            put_tok(calls, s, id);
+            PUT(calls, ",\"type\":\"function\",\"function\":{\"name\":");
+            put_tok(calls, s, name);
+            PUT(calls, ",\"arguments\":\"");
+            put_compact(calls, s, input, true);
+            PUT(calls, "\"}}");
+            n_calls++;
+        } else if (!is(t, ty, "thinking") && !is(t, ty, "redacted_thinking")) {
+            return bad(t->err,
+                       "%s.type: '%s' blocks are not supported by this gateway in assistant turns",
+                       bp, decoded(t, ty));
         }
     }
-    size_t n = evbuffer_get_length(text);
-    msg = json_pack("{s:s}", "role", "assistant");
-    if (msg == NULL) {
-        err_oom(err);
-        goto out;
+    message(t);
+    PUT(&t->body, "{\"role\":\"assistant\",\"content\":");
+    if (joined->len || n_calls == 0) {
+        PUT(&t->body, "\"");
+        put(&t->body, joined->p, joined->len);
+        PUT(&t->body, "\"");
+    } else {
+        PUT(&t->body, "null");
     }
-    json_object_set_new(msg, "content",
-                        n || !json_array_size(calls)
-                            ? json_stringn(n ? (const char *)evbuffer_pullup(text, -1) : "", n)
-                            : json_null());
-    if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
-    json_array_append(out, msg);
-    rc = 0;
-out:
-    if (text) evbuffer_free(text);
-    json_decref(calls);
-    json_decref(msg);
-    return rc;
+    if (n_calls) {
+        PUT(&t->body, ",\"tool_calls\":[");
+        put(&t->body, calls->p + 1, calls->len - 1);
+        PUT(&t->body, "]");
+    }
+    PUT(&t->body, "}");
+    return 0;
 }
 
-static int translate_messages(json_t *messages, json_t *out, struct err *err)
+static int translate_messages(struct tx *t, int messages)
 {
-    if (!json_is_array(messages))
-        return bad(err, "messages: Input should be a valid list, got %s", type_name(messages));
-    if (json_array_size(messages) == 0)
-        return bad(err, "messages: at least one message is required");
-    size_t i;
-    json_t *m;
-    json_array_foreach(messages, i, m)
-    {
+    const struct json_scan *s = t->s;
+    if (!json_scan_is_array(s, messages))
+        return bad(t->err, "messages: Input should be a valid list, got %s",
+                   type_name(s, messages));
+    if (json_scan_size(s, messages) == 0)
+        return bad(t->err, "messages: at least one message is required");
+    int m = messages + 1;
+    for (int i = 0; i < json_scan_size(s, messages); i++, m = json_scan_skip(s, m)) {
         char path[48];
-        snprintf(path, sizeof path, "messages.%zu", i);
-        if (!json_is_object(m)) return bad(err, "%s: Input should be an object", path);
-        const char *key;
-        json_t *v;
-        json_object_foreach(m, key, v)
-        {
-            if (strcmp(key, "role") != 0 && strcmp(key, "content") != 0)
-                return bad(err, "%s.%s: Extra inputs are not permitted", path, key);
+        snprintf(path, sizeof path, "messages.%d", i);
+        if (!json_scan_is_object(s, m)) return bad(t->err, "%s: Input should be an object", path);
+        int role = -1, content = -1, key = m + 1;
+        for (int k = 0; k < json_scan_size(s, m); k++, key = json_scan_skip(s, key + 1)) {
+            if (is(t, key, "role"))
+                role = key + 1;
+            else if (is(t, key, "content"))
+                content = key + 1;
+            else
+                return bad(t->err, "%s.%s: Extra inputs are not permitted", path, decoded(t, key));
         }
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (role == NULL || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0))
-            return bad(err, "%s.role: Input should be 'user' or 'assistant'", path);
-        json_t *content = json_object_get(m, "content");
-        if (json_is_string(content)) {
-            json_array_append_new(out, json_pack("{s:s, s:O}", "role", role, "content", content));
+        bool user = is(t, role, "user");
+        if (!user && !is(t, role, "assistant"))
+            return bad(t->err, "%s.role: Input should be 'user' or 'assistant'", path);
+        if (json_scan_is_string(s, content)) {
+            message(t);
+            if (user)
+                PUT(&t->body, "{\"role\":\"user\",\"content\":");
+            else
+                PUT(&t->body, "{\"role\":\"assistant\",\"content\":");
+            put_tok(&t->body, s, content);
+            PUT(&t->body, "}");
             continue;
         }
-        if (!json_is_array(content))
-            return bad(err, "%s.content: Input should be a valid string or list, got %s", path,
-                       content ? type_name(content) : "nothing");
+        if (!json_scan_is_array(s, content))
+            return bad(t->err, "%s.content: Input should be a valid string or list, got %s", path,
+                       content >= 0 ? type_name(s, content) : "nothing");
         strcat(path, ".content");
-        if ((strcmp(role, "user") == 0 ? user_turn : assistant_turn)(content, path, out, err) != 0)
-            return -1;
+        if ((user ? user_turn : assistant_turn)(t, content, path) != 0) return -1;
     }
     return 0;
 }
 
-static int translate_system(json_t *system, json_t *out, struct err *err)
+static int translate_system(struct tx *t, int system)
 {
-    if (system == NULL) return 0;
-    if (json_is_string(system)) {
-        if (json_string_length(system))
-            json_array_append_new(out,
-                                  json_pack("{s:s, s:O}", "role", "system", "content", system));
+    const struct json_scan *s = t->s;
+    if (system < 0) return 0;
+    if (json_scan_is_string(s, system)) {
+        if (tok_len(s, system)) {
+            message(t);
+            PUT(&t->body, "{\"role\":\"system\",\"content\":");
+            put_tok(&t->body, s, system);
+            PUT(&t->body, "}");
+        }
         return 0;
     }
-    if (!json_is_array(system))
-        return bad(err, "system: Input should be a valid string or list, got %s",
-                   type_name(system));
-    json_t *parts = json_array();
-    size_t k;
-    json_t *b;
-    json_array_foreach(system, k, b)
-    {
-        const char *t = block_type(b);
-        json_t *text = json_object_get(b, "text");
-        if (t == NULL || strcmp(t, "text") != 0 || !json_is_string(text)) {
-            json_decref(parts);
-            return bad(err, "system.%zu: Input should be a text block", k);
-        }
-        json_array_append_new(parts, json_pack("{s:s, s:O}", "type", "text", "text", text));
+    if (!json_scan_is_array(s, system))
+        return bad(t->err, "system: Input should be a valid string or list, got %s",
+                   type_name(s, system));
+    struct out *parts = &t->a;
+    parts->len = 0;
+    int b = system + 1;
+    for (int k = 0; k < json_scan_size(s, system); k++, b = json_scan_skip(s, b)) {
+        int str = json_scan_get(s, b, "text");
+        if (!is(t, type_of(s, b), "text") || !json_scan_is_string(s, str))
+            return bad(t->err, "system.%d: Input should be a text block", k);
+        PUT(parts, ",{\"type\":\"text\",\"text\":");
+        put_tok(parts, s, str);
+        PUT(parts, "}");
     }
-    if (json_array_size(parts))
-        json_array_append_new(out, json_pack("{s:s, s:o}", "role", "system", "content", parts));
-    else
-        json_decref(parts);
+    if (parts->len) {
+        message(t);
+        PUT(&t->body, "{\"role\":\"system\",\"content\":[");
+        put(&t->body, parts->p + 1, parts->len - 1);
+        PUT(&t->body, "]}");
+    }
     return 0;
 }
 
-static int translate_tools(json_t *tools, json_t *choice, json_t *out, struct err *err)
+static int translate_tools(struct tx *t, int tools, int choice)
 {
-    if (tools == NULL) return 0;
-    if (!json_is_array(tools))
-        return bad(err, "tools: Input should be a valid list, got %s", type_name(tools));
-    json_t *fns = json_array();
-    size_t k;
-    json_t *t;
-    json_array_foreach(tools, k, t)
-    {
-        const char *type = block_type(t);
-        json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
-        json_t *desc = json_object_get(t, "description");
-        if (type && strcmp(type, "custom") != 0) {
-            json_decref(fns);
-            return bad(err,
-                       "tools.%zu.type: '%s' is an Anthropic server tool; this gateway serves "
+    const struct json_scan *s = t->s;
+    struct out *o = &t->body;
+    if (tools < 0) return 0;
+    if (!json_scan_is_array(s, tools))
+        return bad(t->err, "tools: Input should be a valid list, got %s", type_name(s, tools));
+    if (json_scan_size(s, tools) == 0) return 0;
+    PUT(o, ",\"tools\":[");
+    int tl = tools + 1;
+    for (int k = 0; k < json_scan_size(s, tools); k++, tl = json_scan_skip(s, tl)) {
+        int type = type_of(s, tl);
+        if (type >= 0 && !is(t, type, "custom"))
+            return bad(t->err,
+                       "tools.%d.type: '%s' is an Anthropic server tool; this gateway serves "
                        "only client tools (name, description, input_schema)",
-                       k, type);
+                       k, decoded(t, type));
+        int name = json_scan_get(s, tl, "name"), schema = json_scan_get(s, tl, "input_schema");
+        int desc = json_scan_get(s, tl, "description");
+        if (!json_scan_is_string(s, name) || !json_scan_is_object(s, schema) ||
+            (desc >= 0 && !json_scan_is_string(s, desc)))
+            return bad(t->err, "tools.%d: a tool needs a string name and an object input_schema",
+                       k);
+        if (k) PUT(o, ",");
+        PUT(o, "{\"type\":\"function\",\"function\":{\"name\":");
+        put_tok(o, s, name);
+        PUT(o, ",\"parameters\":");
+        put_tok(o, s, schema);
+        if (desc >= 0) {
+            PUT(o, ",\"description\":");
+            put_tok(o, s, desc);
         }
-        if (!json_is_string(name) || !json_is_object(schema) || (desc && !json_is_string(desc))) {
-            json_decref(fns);
-            return bad(err, "tools.%zu: a tool needs a string name and an object input_schema", k);
-        }
-        json_t *fn = json_pack("{s:O, s:O}", "name", name, "parameters", schema);
-        if (desc) json_object_set(fn, "description", desc);
-        json_array_append_new(fns, json_pack("{s:s, s:o}", "type", "function", "function", fn));
+        PUT(o, "}}");
     }
-    if (json_array_size(fns) == 0) {
-        json_decref(fns);
-        return 0;
+    PUT(o, "]");
+    if (choice < 0) return 0;
+    int ct = type_of(s, choice), name = json_scan_get(s, choice, "name");
+    if (ct < 0) return bad(t->err, "tool_choice: Input should be an object with a type");
+    if (is(t, ct, "auto")) {
+        PUT(o, ",\"tool_choice\":\"auto\"");
+    } else if (is(t, ct, "any")) {
+        PUT(o, ",\"tool_choice\":\"required\"");
+    } else if (is(t, ct, "none")) {
+        PUT(o, ",\"tool_choice\":\"none\"");
+    } else if (is(t, ct, "tool") && json_scan_is_string(s, name)) {
+        PUT(o, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":");
+        put_tok(o, s, name);
+        PUT(o, "}}");
+    } else {
+        return bad(t->err, "tool_choice.type: Input should be 'auto', 'any', 'tool' (with a name) "
+                           "or 'none'");
     }
-    json_object_set_new(out, "tools", fns);
-    if (choice == NULL) return 0;
-    const char *ct = block_type(choice);
-    if (!json_is_object(choice) || ct == NULL)
-        return bad(err, "tool_choice: Input should be an object with a type");
-    if (strcmp(ct, "auto") == 0)
-        json_object_set_new(out, "tool_choice", json_string("auto"));
-    else if (strcmp(ct, "any") == 0)
-        json_object_set_new(out, "tool_choice", json_string("required"));
-    else if (strcmp(ct, "none") == 0)
-        json_object_set_new(out, "tool_choice", json_string("none"));
-    else if (strcmp(ct, "tool") == 0 && json_is_string(json_object_get(choice, "name")))
-        json_object_set_new(out, "tool_choice",
-                            json_pack("{s:s, s:{s:O}}", "type", "function", "function", "name",
-                                      json_object_get(choice, "name")));
-    else
-        return bad(err, "tool_choice.type: Input should be 'auto', 'any', 'tool' (with a name) "
-                        "or 'none'");
-    if (json_is_true(json_object_get(choice, "disable_parallel_tool_use")))
-        json_object_set_new(out, "parallel_tool_calls", json_false());
+    if (json_scan_is_true(s, json_scan_get(s, choice, "disable_parallel_tool_use")))
+        PUT(o, ",\"parallel_tool_calls\":false");
     return 0;
 }
 
-static int number_in(json_t *v, const char *name, double lo, double hi, struct err *err)
+/* A number token's value; the checked scan has made sure it fits a double. */
+static double number_value(struct tx *t, int i)
 {
-    if (!json_is_number(v))
-        return bad(err, "%s: Input should be a valid number, got %s", name, type_name(v));
-    double d = json_number_value(v);
+    double d = 0;
+    if (json_scan_number(t->s, i, &d)) return d;
+    char *c = arena_strndup(t->arena, t->s->js + t->s->tok[i].start, tok_len(t->s, i));
+    return c ? strtod(c, NULL) : 0; /* longer than json_scan_number reads */
+}
+
+/* A sampling field within [lo, hi], copied as it was written. */
+static int number_in(struct tx *t, int v, const char *name, double lo, double hi)
+{
+    if (v < 0) return 0;
+    if (!json_scan_is_number(t->s, v))
+        return bad(t->err, "%s: Input should be a valid number, got %s", name, type_name(t->s, v));
+    double d = number_value(t, v);
     if (d < lo || d > hi)
-        return bad(err, "%s: Input should be between %g and %g, got %g", name, lo, hi, d);
+        return bad(t->err, "%s: Input should be between %g and %g, got %g", name, lo, hi, d);
+    PUT(&t->body, ",\"");
+    put(&t->body, name, strlen(name));
+    PUT(&t->body, "\":");
+    put_tok(&t->body, t->s, v);
     return 0;
 }
 
-/* The whole body (an object) as an OpenAI chat body: a new reference, or NULL with `err`. */
-static json_t *translate(json_t *in, bool counting, struct err *err)
+/* The first top-level field refused, in the body's order, as Anthropic reports it. */
+static int refused_field(struct tx *t, bool counting)
 {
-    json_t *out = json_object(), *messages = json_array(), *v;
-    const char *key;
-    if (out == NULL || messages == NULL) {
-        err_oom(err);
-        goto fail;
+    const struct json_scan *s = t->s;
+    int key = 1;
+    for (int m = 0; m < json_scan_size(s, 0); m++, key = json_scan_skip(s, key + 1)) {
+        const char *name = decoded(t, key);
+        const struct top_field *f = top_field(name);
+        if (f == NULL || (counting && !f->counts))
+            return bad(t->err, "%s: Extra inputs are not permitted", name);
+        if (f->use == REFUSE)
+            return bad(t->err,
+                       "%s: this gateway does not support it (its targets cannot provide it)",
+                       name);
     }
-    json_object_foreach(in, key, v)
-    {
-        const struct top_field *f = top_field(key);
-        if (f == NULL || (counting && !f->counts)) {
-            bad(err, "%s: Extra inputs are not permitted", key);
-            goto fail;
+    return bad(t->err, "request body: a field is not permitted");
+}
+
+/* The whole body (an object) as an OpenAI chat body in t->body. @return 0, or -1 with err. */
+static int translate(struct tx *t, bool counting)
+{
+    const struct json_scan *s = t->s;
+    struct out *o = &t->body;
+    const char *names[N_TOP_FIELDS];
+    int v[N_TOP_FIELDS], known = 0;
+    bool refuse = false;
+    for (size_t k = 0; k < N_TOP_FIELDS; k++) names[k] = top_fields[k].name;
+    json_scan_members(s, 0, names, N_TOP_FIELDS, v);
+    for (size_t k = 0; k < N_TOP_FIELDS; k++)
+        if (v[k] >= 0) {
+            known++; /* no key twice: the checked scan refused those */
+            if (top_fields[k].use == REFUSE || (counting && !top_fields[k].counts)) refuse = true;
         }
-        if (f->use == REFUSE) {
-            bad(err, "%s: this gateway does not support it (its targets cannot provide it)", key);
-            goto fail;
-        }
-    }
-    json_t *model = json_object_get(in, "model");
-    if (model == NULL) {
-        bad(err, "model: Field required");
-        goto fail;
-    }
-    if (!json_is_string(model) || json_string_length(model) == 0) {
-        bad(err, "model: Input should be a non-empty string");
-        goto fail;
-    }
-    json_object_set(out, "model", model);
-    json_t *mt = json_object_get(in, "max_tokens");
+    if (refuse || known != json_scan_size(s, 0)) return refused_field(t, counting);
+    int model = v[F_MODEL], mt = v[F_MAX_TOKENS], x;
+    if (model < 0) return bad(t->err, "model: Field required");
+    if (!json_scan_is_string(s, model) || tok_len(s, model) == 0)
+        return bad(t->err, "model: Input should be a non-empty string");
+    PUT(o, "{\"model\":");
+    put_tok(o, s, model);
     if (!counting) {
-        if (mt == NULL) {
-            bad(err, "max_tokens: Field required");
-            goto fail;
-        }
-        if (!json_is_integer(mt) || json_integer_value(mt) < 1) {
-            bad(err, "max_tokens: Input should be an integer of at least 1");
-            goto fail;
-        }
-        json_object_set(out, "max_tokens", mt);
+        long long n;
+        if (mt < 0) return bad(t->err, "max_tokens: Field required");
+        if (!json_scan_integer(s, mt, &n) || n < 1)
+            return bad(t->err, "max_tokens: Input should be an integer of at least 1");
+        PUT(o, ",\"max_tokens\":");
+        put_tok(o, s, mt);
     }
-    if (translate_system(json_object_get(in, "system"), messages, err) != 0) goto fail;
-    if (!json_object_get(in, "messages")) {
-        bad(err, "messages: Field required");
-        goto fail;
+    PUT(o, ",\"messages\":[");
+    if (translate_system(t, v[F_SYSTEM]) != 0) return -1;
+    if (v[F_MESSAGES] < 0) return bad(t->err, "messages: Field required");
+    if (translate_messages(t, v[F_MESSAGES]) != 0) return -1;
+    PUT(o, "]");
+    if ((x = v[F_STREAM]) >= 0) {
+        if (!json_scan_is_bool(s, x)) return bad(t->err, "stream: Input should be a valid boolean");
+        PUT(o, ",\"stream\":");
+        put_tok(o, s, x);
     }
-    if (translate_messages(json_object_get(in, "messages"), messages, err) != 0) goto fail;
-    json_object_set(out, "messages", messages);
-    if ((v = json_object_get(in, "stream"))) {
-        if (!json_is_boolean(v)) {
-            bad(err, "stream: Input should be a valid boolean");
-            goto fail;
-        }
-        json_object_set(out, "stream", v);
-    }
-    if ((v = json_object_get(in, "temperature"))) {
-        if (number_in(v, "temperature", 0, 1, err) != 0) goto fail;
-        json_object_set(out, "temperature", v);
-    }
-    if ((v = json_object_get(in, "top_p"))) {
-        if (number_in(v, "top_p", 0, 1, err) != 0) goto fail;
-        json_object_set(out, "top_p", v);
-    }
-    if ((v = json_object_get(in, "top_k")) && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-        bad(err, "top_k: Input should be a non-negative integer");
-        goto fail;
-    }
-    if ((v = json_object_get(in, "stop_sequences"))) {
-        size_t k;
-        json_t *s;
-        if (!json_is_array(v)) {
-            bad(err, "stop_sequences: Input should be a valid list, got %s", type_name(v));
-            goto fail;
-        }
-        json_array_foreach(v, k, s)
-        {
-            if (!json_is_string(s) || json_string_length(s) == 0) {
-                bad(err, "stop_sequences.%zu: Input should be a non-empty string", k);
-                goto fail;
-            }
-        }
-        if (json_array_size(v)) json_object_set(out, "stop", v);
-    }
-    if ((v = json_object_get(in, "metadata"))) {
-        json_t *user = json_object_get(v, "user_id");
-        if (!json_is_object(v) || (user && !json_is_string(user) && !json_is_null(user))) {
-            bad(err, "metadata: Input should be an object with a string user_id");
-            goto fail;
-        }
-        if (json_is_string(user)) json_object_set(out, "user", user);
-    }
-    if ((v = json_object_get(in, "thinking"))) {
-        const char *t = block_type(v);
-        if (t == NULL || strcmp(t, "disabled") != 0) {
-            bad(err, "thinking: extended thinking is not supported by this gateway (its targets "
-                     "return no thinking blocks); leave it out or send {\"type\":\"disabled\"}");
-            goto fail;
+    if (number_in(t, v[F_TEMPERATURE], "temperature", 0, 1) != 0) return -1;
+    if (number_in(t, v[F_TOP_P], "top_p", 0, 1) != 0) return -1;
+    if ((x = v[F_TOP_K]) >= 0 && (!json_scan_is_integer(s, x) || int_of(s, x) < 0))
+        return bad(t->err, "top_k: Input should be a non-negative integer");
+    if ((x = v[F_STOP_SEQUENCES]) >= 0) {
+        if (!json_scan_is_array(s, x))
+            return bad(t->err, "stop_sequences: Input should be a valid list, got %s",
+                       type_name(s, x));
+        int e = x + 1;
+        for (int k = 0; k < json_scan_size(s, x); k++, e = json_scan_skip(s, e))
+            if (!json_scan_is_string(s, e) || tok_len(s, e) == 0)
+                return bad(t->err, "stop_sequences.%d: Input should be a non-empty string", k);
+        if (json_scan_size(s, x)) {
+            PUT(o, ",\"stop\":");
+            put_tok(o, s, x);
         }
     }
-    if ((v = json_object_get(in, "output_config"))) {
-        json_t *fmt = json_object_get(v, "format");
-        if (!json_is_object(v) || (fmt && !json_is_null(fmt) && !json_is_object(fmt))) {
-            bad(err, "output_config: Input should be an object (effort, format)");
-            goto fail;
+    if ((x = v[F_METADATA]) >= 0) {
+        int user = json_scan_get(s, x, "user_id");
+        if (!json_scan_is_object(s, x) ||
+            (user >= 0 && !json_scan_is_string(s, user) && !json_scan_is_null(s, user)))
+            return bad(t->err, "metadata: Input should be an object with a string user_id");
+        if (json_scan_is_string(s, user)) {
+            PUT(o, ",\"user\":");
+            put_tok(o, s, user);
         }
-        if (json_is_object(fmt)) {
-            const char *ft = block_type(fmt);
-            json_t *schema = json_object_get(fmt, "schema");
-            if (ft == NULL || strcmp(ft, "json_schema") != 0 || !json_is_object(schema)) {
-                bad(err, "output_config.format: Input should be {\"type\":\"json_schema\", "
-                         "\"schema\":{...}}");
-                goto fail;
-            }
-            json_object_set_new(out, "response_format",
-                                json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
-                                          "json_schema", "name", "output", "schema", schema,
-                                          "strict", 1));
+    }
+    if ((x = v[F_THINKING]) >= 0 && !is(t, type_of(s, x), "disabled"))
+        return bad(t->err, "thinking: extended thinking is not supported by this gateway (its "
+                           "targets return no thinking blocks); leave it out or send "
+                           "{\"type\":\"disabled\"}");
+    if ((x = v[F_OUTPUT_CONFIG]) >= 0) {
+        int fmt = json_scan_get(s, x, "format");
+        if (!json_scan_is_object(s, x) ||
+            (fmt >= 0 && !json_scan_is_null(s, fmt) && !json_scan_is_object(s, fmt)))
+            return bad(t->err, "output_config: Input should be an object (effort, format)");
+        if (json_scan_is_object(s, fmt)) {
+            int schema = json_scan_get(s, fmt, "schema");
+            if (!is(t, type_of(s, fmt), "json_schema") || !json_scan_is_object(s, schema))
+                return bad(t->err,
+                           "output_config.format: Input should be {\"type\":\"json_schema\", "
+                           "\"schema\":{...}}");
+            PUT(o, ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":"
+                   "\"output\",\"schema\":");
+            put_tok(o, s, schema);
+            PUT(o, ",\"strict\":true}}");
         }
         /* effort is a hint about how hard to think: no target here takes it */
     }
-    if (translate_tools(json_object_get(in, "tools"), json_object_get(in, "tool_choice"), out,
-                        err) != 0)
-        goto fail;
-    json_decref(messages);
-    return out;
-fail:
-    json_decref(out);
-    json_decref(messages);
-    return NULL;
+    if (translate_tools(t, v[F_TOOLS], v[F_TOOL_CHOICE]) != 0) return -1;
+    PUT(o, "}");
+    return 0;
 }
 
-/* The body as a document, after the same bounded scan the request model makes (a body of
- * millions of tiny values would otherwise become millions of jansson nodes). */
-static json_t *load_body(struct http_request *req, struct arena *a, struct err *err)
+/* The body scanned within the request model's limits: strict JSON (every string copied into
+ * the translation is valid JSON text), no key twice, bounded in size and depth. */
+static int load_body(struct http_request *req, struct arena *a, struct json_scan *s,
+                     struct err *err)
 {
     size_t len = evbuffer_get_length(req->body);
     const char *bytes = len ? (const char *)evbuffer_pullup(req->body, -1) : "";
-    if (len == 0) {
-        bad(err, "request body is empty; expected a JSON object");
-        return NULL;
-    }
-    static const struct json_scan_limits lim = {
-        .max_tokens = OPENAI_MAX_JSON_VALUES,
-        .max_depth = OPENAI_MAX_DEPTH,
-        .max_members = OPENAI_MAX_OBJECT_MEMBERS,
-    };
-    struct json_scan s;
+    if (len == 0) return bad(err, "request body is empty; expected a JSON object");
     struct json_scan_fault f;
-    json_error_t jerr;
-    if (json_scan_parse_checked(&s, bytes, len, a, &lim, &f) != 0) {
-        if (f.status == JSON_SCAN_OOM) {
-            err_oom(err);
-        } else if (f.status == JSON_SCAN_TOO_MANY_TOKENS || f.status == JSON_SCAN_TOO_DEEP ||
-                   f.status == JSON_SCAN_TOO_MANY_MEMBERS) {
-            bad(err,
-                "request body is beyond the gateway's limits (%d values, %d levels of "
-                "nesting, %d keys in an object)",
-                OPENAI_MAX_JSON_VALUES, OPENAI_MAX_DEPTH, OPENAI_MAX_OBJECT_MEMBERS);
-        } else if (f.status == JSON_SCAN_DUPLICATE_KEY) {
-            bad(err, "request body has a key twice in one object (at byte %zu)", f.offset);
-        } else {
-            json_t *j = json_loadb(bytes, len, 0, &jerr);
-            if (j == NULL)
-                bad(err, "request body is not valid JSON: %s at line %d column %d", jerr.text,
-                    jerr.line, jerr.column);
-            else
-                bad(err, "request body is not valid JSON (%s at byte %zu)",
-                    f.why && f.why[0] ? f.why : "refused", f.offset);
-            json_decref(j);
-        }
-        return NULL;
+    if (json_scan_parse_checked(s, bytes, len, a, &scan_limits, &f) != 0) {
+        if (f.status == JSON_SCAN_OOM) return err_oom(err);
+        if (f.status == JSON_SCAN_TOO_MANY_TOKENS || f.status == JSON_SCAN_TOO_DEEP ||
+            f.status == JSON_SCAN_TOO_MANY_MEMBERS)
+            return bad(err,
+                       "request body is beyond the gateway's limits (%d values, %d levels of "
+                       "nesting, %d keys in an object)",
+                       OPENAI_MAX_JSON_VALUES, OPENAI_MAX_DEPTH, OPENAI_MAX_OBJECT_MEMBERS);
+        if (f.status == JSON_SCAN_DUPLICATE_KEY)
+            return bad(err, "request body has a key twice in one object (at byte %zu)", f.offset);
+        /* the precise reason (line, column) comes from jansson, on this error path only */
+        json_error_t jerr;
+        json_t *j = json_loadb(bytes, len, 0, &jerr);
+        if (j == NULL)
+            bad(err, "request body is not valid JSON: %s at line %d column %d", jerr.text,
+                jerr.line, jerr.column);
+        else
+            bad(err, "request body is not valid JSON (%s at byte %zu)",
+                f.why && f.why[0] ? f.why : "refused", f.offset);
+        json_decref(j);
+        return -1;
     }
-    json_t *doc = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (doc == NULL) {
-        bad(err, "request body is not valid JSON: %s", jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        bad(err, "request body must be a JSON object, got %s", type_name(doc));
-        json_decref(doc);
-        return NULL;
-    }
-    return doc;
+    if (!json_scan_is_object(s, 0))
+        return bad(err, "request body must be a JSON object, got %s", type_name(s, 0));
+    return 0;
+}
+
+/* Scans and translates the request's body into t (t->body: the OpenAI chat body, arena). */
+static int translate_body(struct http_request *req, bool counting, struct json_scan *s,
+                          struct tx *t, struct err *err)
+{
+    struct arena *a = req->arena;
+    if (load_body(req, a, s, err) != 0) return -1;
+    *t = (struct tx){.s = s, .arena = a, .err = err};
+    out_init(&t->body, a, s->len + s->len / 4 + 256);
+    out_init(&t->a, a, 0);
+    out_init(&t->b, a, 0);
+    if (translate(t, counting) != 0) return -1;
+    if (t->body.oom || t->a.oom || t->b.oom) return err_oom(err);
+    return 0;
 }
 
 static int anthropic_parse(struct exchange *x, enum openai_endpoint endpoint, struct err *err)
 {
     struct arena *a = x->req->arena;
-    json_t *in = load_body(x->req, a, err), *chat = in ? translate(in, false, err) : NULL;
-    json_decref(in);
-    if (chat == NULL) return -1;
-    char *text = json_dumps(chat, JSON_COMPACT);
-    json_decref(chat);
-    size_t len = text ? strlen(text) : 0;
-    char *body = text ? arena_strndup(a, text, len) : NULL; /* the model borrows it */
-    free(text);
-    struct openai_request *r = body ? arena_alloc(a, sizeof *r) : NULL;
+    struct json_scan s;
+    struct tx t;
+    if (translate_body(x->req, false, &s, &t, err) != 0) return -1;
+    struct openai_request *r = arena_alloc(a, sizeof *r);
     if (r == NULL) return err_oom(err);
-    if (openai_parse_request(endpoint, body, len, a, r, err) != 0) return -1;
+    /* the model borrows t.body, which lives in the request arena */
+    if (openai_parse_request(endpoint, t.body.p, t.body.len, a, r, err) != 0) return -1;
     x->request = r;
     return 0;
 }
 
 /* ---- answers: OpenAI → Anthropic --------------------------------------------------------- */
+
+/* An answer or chunk from the target, scanned strictly (as jansson would read it), so every
+ * string copied from it into the client's answer is valid JSON text.
+ * @return 0, 1 when it is not a JSON object, -1 out of memory. */
+static int scan_answer(struct json_scan *s, const char *json, size_t len, struct arena *a)
+{
+    struct json_scan_fault f;
+    if (json_scan_parse_checked(s, json, len, a, &scan_limits, &f) != 0)
+        return f.status == JSON_SCAN_OOM ? -1 : 1;
+    return json_scan_is_object(s, 0) ? 0 : 1;
+}
 
 static const char *stop_reason(const char *finish)
 {
@@ -810,19 +1000,22 @@ static const char *stop_reason(const char *finish)
 
 /* The stop sequence that ended the answer, when the target says which: OpenAI's API does not,
  * vLLM puts the matched string in the choice's `stop_reason`. Believed only when it is one of
- * the request's own stop sequences; otherwise the answer simply ended (end_turn). */
-static const char *matched_stop(const struct exchange *x, json_t *choice)
+ * the request's own stop sequences; otherwise the answer simply ended (end_turn).
+ * @return it unescaped (in `a`), or NULL. */
+static const char *matched_stop(const struct exchange *x, const struct json_scan *s, int choice,
+                                struct arena *a)
 {
-    const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    const char *said = json_string_value(json_object_get(choice, "stop_reason"));
-    if (finish == NULL || strcmp(finish, "stop") != 0 || said == NULL || said[0] == '\0')
+    int said = json_scan_get(s, choice, "stop_reason");
+    if (!str_is(s, json_scan_get(s, choice, "finish_reason"), "stop", a) ||
+        !json_scan_is_string(s, said) || tok_len(s, said) == 0)
         return NULL;
+    const char *d = str_dup(s, said, a);
     const struct json_scan *sc = &x->request->scan;
     int stop = json_scan_get(sc, 0, "stop");
-    if (!json_scan_is_array(sc, stop)) return NULL;
+    if (d == NULL || !json_scan_is_array(sc, stop)) return NULL;
     int i = stop + 1;
     for (int k = 0; k < json_scan_size(sc, stop); k++, i = json_scan_skip(sc, i))
-        if (json_scan_string_is(sc, i, said)) return said;
+        if (str_is(sc, i, d, a)) return d;
     return NULL;
 }
 
@@ -838,8 +1031,26 @@ static void message_id(const char *upstream, char *out, size_t cap)
     snprintf(out, cap, "msg_%s", upstream);
 }
 
+/* The counts an OpenAI usage object holds (0 for each one missing). */
+struct counts {
+    bool have;
+    long long prompt, completion, cached;
+};
+
+static struct counts counts_of(const struct json_scan *s, int usage)
+{
+    if (!json_scan_is_object(s, usage)) return (struct counts){0};
+    int details = json_scan_get(s, usage, "prompt_tokens_details");
+    return (struct counts){
+        .have = true,
+        .prompt = int_of(s, json_scan_get(s, usage, "prompt_tokens")),
+        .completion = int_of(s, json_scan_get(s, usage, "completion_tokens")),
+        .cached = int_of(s, json_scan_get(s, details, "cached_tokens")),
+    };
+}
+
 /* The usage the gateway accounted (what the ledger and the cost say), else the answer's. */
-static void usage_of(const struct exchange *x, json_t *usage, long long *in, long long *out,
+static void usage_of(const struct exchange *x, struct counts c, long long *in, long long *out,
                      long long *cached)
 {
     *in = *out = -1;
@@ -852,116 +1063,150 @@ static void usage_of(const struct exchange *x, json_t *usage, long long *in, lon
             *cached = ci->usage.cached > 0 ? ci->usage.cached : 0;
         }
     }
-    if (*in < 0 && json_is_object(usage)) {
-        *in = json_integer_value(json_object_get(usage, "prompt_tokens"));
-        *out = json_integer_value(json_object_get(usage, "completion_tokens"));
-        *cached = json_integer_value(
-            json_object_get(json_object_get(usage, "prompt_tokens_details"), "cached_tokens"));
+    if (*in < 0 && c.have) {
+        *in = c.prompt;
+        *out = c.completion;
+        *cached = c.cached;
     }
     if (*in < 0) *in = 0;
     if (*out < 0) *out = 0;
     if (*cached > *in) *cached = *in;
 }
 
-/* Anthropic's input_tokens leave out what was read from a cache (counted apart); OpenAI's
- * prompt_tokens include it. */
-static json_t *usage_json(long long in, long long out, long long cached)
+/* Anthropic's usage; its input_tokens leave out what was read from a cache (counted apart),
+ * OpenAI's prompt_tokens include it. */
+static void put_usage(struct out *o, const struct exchange *x, struct counts c)
 {
-    json_t *u = json_pack("{s:I, s:I}", "input_tokens", (json_int_t)(in - cached), "output_tokens",
-                          (json_int_t)out);
-    if (cached > 0) json_object_set_new(u, "cache_read_input_tokens", json_integer(cached));
-    return u;
-}
-
-static json_t *text_of(json_t *content)
-{
-    if (json_is_string(content)) return json_incref(content);
-    if (!json_is_array(content)) return NULL;
-    /* content parts (some servers answer that way): their text joined */
-    struct evbuffer *b = evbuffer_new();
-    size_t k;
-    json_t *p;
-    json_array_foreach(content, k, p)
-    {
-        json_t *t = json_object_get(p, "text");
-        if (json_is_string(t)) evbuffer_add(b, json_string_value(t), json_string_length(t));
-    }
-    size_t n = b ? evbuffer_get_length(b) : 0;
-    json_t *s = n ? json_stringn((const char *)evbuffer_pullup(b, -1), n) : NULL;
-    if (b) evbuffer_free(b);
-    return s;
-}
-
-/* A chat.completion as a Message; NULL with `err` when it cannot be one. */
-static char *message_json(const struct exchange *x, const char *json, size_t len, struct err *err)
-{
-    json_t *doc = json_loadb(json, len, 0, NULL), *msg = NULL, *content = json_array();
-    char *s = NULL;
-    json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
-    json_t *m = json_object_get(choice, "message");
-    if (!json_is_object(m)) {
-        err_set(err, 502, "upstream_error", "bad_upstream_response",
-                "the target's answer has no message");
-        goto out;
-    }
-    json_t *text = text_of(json_object_get(m, "content"));
-    if (text && json_string_length(text))
-        json_array_append_new(content, json_pack("{s:s, s:o}", "type", "text", "text", text));
-    else
-        json_decref(text);
-    size_t k;
-    json_t *tc;
-    json_array_foreach(json_object_get(m, "tool_calls"), k, tc)
-    {
-        json_t *fn = json_object_get(tc, "function");
-        const char *args = json_string_value(json_object_get(fn, "arguments"));
-        json_t *input = args && args[0] ? json_loads(args, 0, NULL) : json_object();
-        if (!json_is_object(input)) {
-            /* Anthropic's input is an object; handing over something else would break the
-             * client's tool dispatch later and further from the cause. */
-            json_decref(input);
-            err_set(err, 502, "upstream_error", "bad_upstream_response",
-                    "the target called tool %zu with arguments that are not a JSON object", k);
-            goto out;
-        }
-        const char *id = json_string_value(json_object_get(tc, "id"));
-        char idbuf[64];
-        if (id == NULL) snprintf(idbuf, sizeof idbuf, "toolu_%zu", k);
-        const char *name = json_string_value(json_object_get(fn, "name"));
-        json_array_append_new(content,
-                              json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id",
-                                        id ? id : idbuf, "name", name ? name : "", "input", input));
-    }
-    char idbuf[96];
-    message_id(json_string_value(json_object_get(doc, "id")), idbuf, sizeof idbuf);
     long long in, out, cached;
-    usage_of(x, json_object_get(doc, "usage"), &in, &out, &cached);
-    const char *stop = matched_stop(x, choice);
-    msg = json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:s?, s:o}", "id", idbuf, "type", "message",
-                    "role", "assistant", "model", x->request->model, "content", content,
-                    "stop_reason",
-                    stop ? "stop_sequence"
-                         : stop_reason(json_string_value(json_object_get(choice, "finish_reason"))),
-                    "stop_sequence", stop, "usage", usage_json(in, out, cached));
-    if (msg == NULL || (s = json_dumps(msg, JSON_COMPACT)) == NULL) err_oom(err);
-out:
-    json_decref(doc);
-    json_decref(msg);
-    json_decref(content);
-    return s;
+    usage_of(x, c, &in, &out, &cached);
+    PUT(o, "{\"input_tokens\":");
+    put_int(o, in - cached);
+    PUT(o, ",\"output_tokens\":");
+    put_int(o, out);
+    if (cached > 0) {
+        PUT(o, ",\"cache_read_input_tokens\":");
+        put_int(o, cached);
+    }
+    PUT(o, "}");
+}
+
+/* The message's text as a text block (after `,` when not the first): a string, or content
+ * parts' texts joined (some servers answer that way); nothing when it is empty. */
+static void put_text_block(struct out *o, const struct json_scan *s, int content)
+{
+    size_t mark = o->len;
+    PUT(o, "{\"type\":\"text\",\"text\":\"");
+    size_t start = o->len;
+    if (json_scan_is_string(s, content)) {
+        put_inner(o, s, content);
+    } else if (json_scan_is_array(s, content)) {
+        int p = content + 1;
+        for (int k = 0; k < json_scan_size(s, content); k++, p = json_scan_skip(s, p)) {
+            int str = json_scan_get(s, p, "text");
+            if (json_scan_is_string(s, str)) put_inner(o, s, str);
+        }
+    }
+    if (o->len == start) {
+        o->len = mark; /* no text: no block */
+        return;
+    }
+    PUT(o, "\"}");
+}
+
+/* A tool call's arguments (a string holding JSON) as the tool_use block's input object. */
+static int put_input(struct out *o, const struct json_scan *s, int args, size_t k, struct arena *a,
+                     struct err *err)
+{
+    if (!json_scan_is_string(s, args) || tok_len(s, args) == 0) {
+        PUT(o, "{}");
+        return 0;
+    }
+    const char *json = str_dup(s, args, a); /* the one value that must be decoded */
+    struct json_scan in = {0};
+    int rc = json ? scan_answer(&in, json, strlen(json), a) : -1;
+    if (rc < 0) return err_oom(err);
+    if (rc > 0)
+        /* Anthropic's input is an object; handing over something else would break the
+         * client's tool dispatch later and further from the cause. */
+        return err_set(err, 502, "upstream_error", "bad_upstream_response",
+                       "the target called tool %zu with arguments that are not a JSON object", k);
+    put_compact(o, &in, 0, false);
+    return 0;
+}
+
+/* A chat.completion as a Message in `o` (request arena); -1 with `err` when it cannot be one. */
+static int message_json(const struct exchange *x, const char *json, size_t len, struct out *o,
+                        struct err *err)
+{
+    struct arena *a = x->req->arena;
+    struct json_scan s = {0};
+    int rc = scan_answer(&s, json, len, a);
+    if (rc < 0) return err_oom(err);
+    int choice = rc == 0 ? first_of(&s, json_scan_get(&s, 0, "choices")) : -1;
+    int m = json_scan_get(&s, choice, "message");
+    if (!json_scan_is_object(&s, m))
+        return err_set(err, 502, "upstream_error", "bad_upstream_response",
+                       "the target's answer has no message");
+    char idbuf[96];
+    message_id(str_dup(&s, json_scan_get(&s, 0, "id"), a), idbuf, sizeof idbuf);
+    out_init(o, a, len + 256);
+    PUT(o, "{\"id\":");
+    put_str(o, idbuf, strlen(idbuf));
+    PUT(o, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    put_tok(o, &x->request->scan, x->request->model_tok);
+    PUT(o, ",\"content\":[");
+    size_t content_at = o->len;
+    put_text_block(o, &s, json_scan_get(&s, m, "content"));
+    int calls = json_scan_get(&s, m, "tool_calls"), tc = calls + 1;
+    for (int k = 0; json_scan_is_array(&s, calls) && k < json_scan_size(&s, calls);
+         k++, tc = json_scan_skip(&s, tc)) {
+        int fn = json_scan_get(&s, tc, "function"), id = json_scan_get(&s, tc, "id");
+        int name = json_scan_get(&s, fn, "name");
+        if (o->len != content_at) PUT(o, ",");
+        PUT(o, "{\"type\":\"tool_use\",\"id\":");
+        if (json_scan_is_string(&s, id)) {
+            put_tok(o, &s, id);
+        } else {
+            PUT(o, "\"toolu_");
+            put_int(o, k);
+            PUT(o, "\"");
+        }
+        PUT(o, ",\"name\":");
+        if (json_scan_is_string(&s, name))
+            put_tok(o, &s, name);
+        else
+            PUT(o, "\"\"");
+        PUT(o, ",\"input\":");
+        if (put_input(o, &s, json_scan_get(&s, fn, "arguments"), (size_t)k, a, err) != 0) return -1;
+        PUT(o, "}");
+    }
+    const char *stop = matched_stop(x, &s, choice, a);
+    PUT(o, "],\"stop_reason\":\"");
+    const char *reason =
+        stop ? "stop_sequence"
+             : stop_reason(str_dup(&s, json_scan_get(&s, choice, "finish_reason"), a));
+    put(o, reason, strlen(reason));
+    PUT(o, "\",\"stop_sequence\":");
+    if (stop)
+        put_str(o, stop, strlen(stop));
+    else
+        PUT(o, "null");
+    PUT(o, ",\"usage\":");
+    put_usage(o, x, counts_of(&s, json_scan_get(&s, 0, "usage")));
+    PUT(o, "}");
+    return o->oom ? err_oom(err) : 0;
 }
 
 static void anthropic_body(struct exchange *x, int status, const char *json, size_t len)
 {
     struct err e;
+    struct out o;
     err_clear(&e);
-    char *s = message_json(x, json, len, &e);
-    if (s == NULL) {
+    if (message_json(x, json, len, &o, &e) != 0) {
         respond_error(x->req, e.status, e.msg, NULL);
         return;
     }
-    http_respond(x->req, status, "application/json", s, strlen(s));
-    free(s);
+    http_respond(x->req, status, "application/json", o.p, o.len);
 }
 
 /* ---- streams ----------------------------------------------------------------------------- */
@@ -983,116 +1228,154 @@ static struct evbuffer *out_buffer(struct exchange *x)
     return st->out;
 }
 
-/* "event: <type>\ndata: <doc>\n\n"; `doc` is taken. @return 0, or -1 out of memory. */
-static int event(struct evbuffer *out, const char *type, json_t *doc)
+/* "event: <type>\ndata: " — the event's JSON and "\n\n" follow. */
+static void event(struct out *o, const char *type)
 {
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (s == NULL) return -1;
-    int rc = evbuffer_add_printf(out, "event: %s\ndata: %s\n\n", type, s) < 0 ? -1 : 0;
-    free(s);
-    return rc;
+    PUT(o, "event: ");
+    put(o, type, strlen(type));
+    PUT(o, "\ndata: ");
 }
 
-static int close_block(struct anthropic_state *st, struct evbuffer *out)
+static void close_block(struct anthropic_state *st, struct out *o)
 {
-    if (!st->open) return 0;
+    if (!st->open) return;
     st->open = false;
-    return event(out, "content_block_stop",
-                 json_pack("{s:s, s:i}", "type", "content_block_stop", "index", st->blocks - 1));
+    event(o, "content_block_stop");
+    PUT(o, "{\"type\":\"content_block_stop\",\"index\":");
+    put_int(o, st->blocks - 1);
+    PUT(o, "}\n\n");
 }
 
-static int open_block(struct anthropic_state *st, struct evbuffer *out, json_t *block, int tool)
+/* Opens the next block: its content_block (an object) and "}\n\n" follow. */
+static void open_block(struct anthropic_state *st, struct out *o, int tool)
 {
-    if (close_block(st, out) != 0) {
-        json_decref(block);
-        return -1;
-    }
+    close_block(st, o);
     st->open = true;
     st->open_tool = tool;
-    return event(out, "content_block_start",
-                 json_pack("{s:s, s:i, s:o}", "type", "content_block_start", "index", st->blocks++,
-                           "content_block", block));
+    event(o, "content_block_start");
+    PUT(o, "{\"type\":\"content_block_start\",\"index\":");
+    put_int(o, st->blocks++);
+    PUT(o, ",\"content_block\":");
 }
 
-static int message_start(struct exchange *x, struct evbuffer *out, const char *upstream_id)
+/* A content_block_delta for the open block: its delta's members follow, then "}}\n\n". */
+static void block_delta(struct anthropic_state *st, struct out *o, const char *type)
+{
+    event(o, "content_block_delta");
+    PUT(o, "{\"type\":\"content_block_delta\",\"index\":");
+    put_int(o, st->blocks - 1);
+    PUT(o, ",\"delta\":{\"type\":\"");
+    put(o, type, strlen(type));
+    PUT(o, "\",");
+}
+
+static void message_start(struct exchange *x, struct out *o, const char *upstream_id)
 {
     struct anthropic_state *st = x->state;
     st->started = true;
     message_id(upstream_id, st->id, sizeof st->id);
     /* The prompt's token count is known only when the upstream's usage arrives at the end:
      * 0 here, the real count in message_delta (the SDKs take it from there). */
-    return event(out, "message_start",
-                 json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:i, s:i}}}", "type",
-                           "message_start", "message", "id", st->id, "type", "message", "role",
-                           "assistant", "model", x->request->model, "content", "stop_reason",
-                           "stop_sequence", "usage", "input_tokens", 0, "output_tokens", 0));
+    event(o, "message_start");
+    PUT(o, "{\"type\":\"message_start\",\"message\":{\"id\":");
+    put_str(o, st->id, strlen(st->id));
+    PUT(o, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    put_tok(o, &x->request->scan, x->request->model_tok);
+    PUT(o, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"
+           "{\"input_tokens\":0,\"output_tokens\":0}}}\n\n");
 }
 
-static int tool_delta(struct anthropic_state *st, struct evbuffer *out, json_t *tc)
+static void tool_delta(struct anthropic_state *st, struct out *o, const struct json_scan *s, int tc)
 {
-    json_t *fn = json_object_get(tc, "function");
-    int index = (int)json_integer_value(json_object_get(tc, "index"));
+    int fn = json_scan_get(s, tc, "function");
+    int index = (int)int_of(s, json_scan_get(s, tc, "index"));
     if (!st->open || st->open_tool != index) {
-        const char *id = json_string_value(json_object_get(tc, "id"));
-        const char *name = json_string_value(json_object_get(fn, "name"));
-        char idbuf[48];
-        snprintf(idbuf, sizeof idbuf, "toolu_%d", index);
-        if (open_block(st, out,
-                       json_pack("{s:s, s:s, s:s, s:{}}", "type", "tool_use", "id", id ? id : idbuf,
-                                 "name", name ? name : "", "input"),
-                       index) != 0)
-            return -1;
+        int id = json_scan_get(s, tc, "id"), name = json_scan_get(s, fn, "name");
+        open_block(st, o, index);
+        PUT(o, "{\"type\":\"tool_use\",\"id\":");
+        if (json_scan_is_string(s, id)) {
+            put_tok(o, s, id);
+        } else {
+            PUT(o, "\"toolu_");
+            put_int(o, index);
+            PUT(o, "\"");
+        }
+        PUT(o, ",\"name\":");
+        if (json_scan_is_string(s, name))
+            put_tok(o, s, name);
+        else
+            PUT(o, "\"\"");
+        PUT(o, ",\"input\":{}}}\n\n");
     }
-    json_t *args = json_object_get(fn, "arguments");
-    if (!json_is_string(args) || json_string_length(args) == 0) return 0;
-    return event(out, "content_block_delta",
-                 json_pack("{s:s, s:i, s:{s:s, s:O}}", "type", "content_block_delta", "index",
-                           st->blocks - 1, "delta", "type", "input_json_delta", "partial_json",
-                           args));
+    int args = json_scan_get(s, fn, "arguments");
+    if (!json_scan_is_string(s, args) || tok_len(s, args) == 0) return;
+    block_delta(st, o, "input_json_delta");
+    PUT(o, "\"partial_json\":");
+    put_tok(o, s, args);
+    PUT(o, "}}\n\n");
+}
+
+/* One chunk's events, written into `o` (the chunk's own scratch arena). */
+static int chunk_events(struct exchange *x, const struct call_chunk *ch, struct arena *a,
+                        struct out *o)
+{
+    struct anthropic_state *st = x->state;
+    struct json_scan s = {0};
+    int rc = scan_answer(&s, ch->json, ch->len, a);
+    if (rc < 0) return -1;
+    int doc = rc == 0 ? 0 : -1; /* a chunk that is not an object reads as an empty one */
+    struct counts c = counts_of(&s, json_scan_get(&s, doc, "usage"));
+    if (c.have) { /* kept for when there is no call to ask (unit tests) */
+        st->have_usage = true;
+        st->prompt = c.prompt;
+        st->completion = c.completion;
+    }
+    if (ch->usage_only) return 0; /* the counts go out in message_delta */
+    if (!st->started) message_start(x, o, str_dup(&s, json_scan_get(&s, doc, "id"), a));
+    int choice = first_of(&s, json_scan_get(&s, doc, "choices"));
+    int delta = json_scan_get(&s, choice, "delta");
+    int text = json_scan_get(&s, delta, "content");
+    if (json_scan_is_string(&s, text) && tok_len(&s, text)) {
+        if (!st->open || st->open_tool != -1) {
+            open_block(st, o, -1);
+            PUT(o, "{\"type\":\"text\",\"text\":\"\"}}\n\n");
+        }
+        block_delta(st, o, "text_delta");
+        PUT(o, "\"text\":");
+        put_tok(o, &s, text);
+        PUT(o, "}}\n\n");
+    }
+    int calls = json_scan_get(&s, delta, "tool_calls"), tc = calls + 1;
+    for (int k = 0; json_scan_is_array(&s, calls) && k < json_scan_size(&s, calls);
+         k++, tc = json_scan_skip(&s, tc))
+        tool_delta(st, o, &s, tc);
+    int finish = json_scan_get(&s, choice, "finish_reason");
+    if (json_scan_is_string(&s, finish)) {
+        const char *f = str_dup(&s, finish, a);
+        if (f == NULL) return -1;
+        snprintf(st->finish, sizeof st->finish, "%s", f);
+    }
+    const char *stop = matched_stop(x, &s, choice, a);
+    if (stop && (st->stop_sequence = arena_strdup(x->req->arena, stop)) == NULL) return -1;
+    return o->oom ? -1 : 1;
 }
 
 static int anthropic_chunk(struct exchange *x, const struct call_chunk *ch)
 {
-    struct anthropic_state *st = x->state;
-    json_t *doc = json_loadb(ch->json, ch->len, 0, NULL);
-    json_t *usage = json_object_get(doc, "usage");
-    if (json_is_object(usage)) { /* kept for when there is no call to ask (unit tests) */
-        st->have_usage = true;
-        st->prompt = json_integer_value(json_object_get(usage, "prompt_tokens"));
-        st->completion = json_integer_value(json_object_get(usage, "completion_tokens"));
+    /* The chunk's scan and events live in a scratch arena of their own: a long stream must
+     * not grow the request's arena chunk by chunk. */
+    struct arena *a = arena_new(16384);
+    struct evbuffer *out = ch->usage_only ? NULL : out_buffer(x);
+    if (a == NULL || (!ch->usage_only && out == NULL)) {
+        arena_free(a);
+        return -1;
     }
-    if (ch->usage_only) {
-        json_decref(doc);
-        return 0; /* the counts go out in message_delta */
-    }
-    struct evbuffer *out = out_buffer(x);
-    int rc = out ? 0 : -1;
-    if (rc == 0 && !st->started)
-        rc = message_start(x, out, json_string_value(json_object_get(doc, "id")));
-    json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
-    json_t *delta = json_object_get(choice, "delta");
-    json_t *text = json_object_get(delta, "content");
-    if (rc == 0 && json_is_string(text) && json_string_length(text)) {
-        if (!st->open || st->open_tool != -1)
-            rc = open_block(st, out, json_pack("{s:s, s:s}", "type", "text", "text", ""), -1);
-        if (rc == 0)
-            rc = event(out, "content_block_delta",
-                       json_pack("{s:s, s:i, s:{s:s, s:O}}", "type", "content_block_delta", "index",
-                                 st->blocks - 1, "delta", "type", "text_delta", "text", text));
-    }
-    size_t k;
-    json_t *tc;
-    json_array_foreach(json_object_get(delta, "tool_calls"), k, tc)
-    {
-        if (rc == 0) rc = tool_delta(st, out, tc);
-    }
-    const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    if (finish) snprintf(st->finish, sizeof st->finish, "%s", finish);
-    const char *stop = matched_stop(x, choice);
-    if (stop && (st->stop_sequence = arena_strdup(x->req->arena, stop)) == NULL) rc = -1;
-    json_decref(doc);
-    return rc == 0 ? 1 : -1;
+    struct out o;
+    out_init(&o, a, 1024);
+    int rc = chunk_events(x, ch, a, &o);
+    if (rc > 0 && o.len && evbuffer_add(out, o.p, o.len) != 0) rc = -1;
+    arena_free(a);
+    return rc;
 }
 
 static void anthropic_start(struct exchange *x, int status)
@@ -1111,29 +1394,28 @@ static int anthropic_flush(struct exchange *x)
 }
 
 /* The closing events: the open block, the stop reason and the usage, message_stop. */
-static int stream_close(struct exchange *x, struct evbuffer *out)
+static void stream_close(struct exchange *x, struct out *o)
 {
     struct anthropic_state *st = x->state;
-    int rc = st->started ? 0 : message_start(x, out, NULL);
-    if (rc == 0) rc = close_block(st, out);
-    long long in = 0, outt = 0, cached = 0;
-    json_t *u = st->have_usage ? json_pack("{s:I, s:I}", "prompt_tokens", (json_int_t)st->prompt,
-                                           "completion_tokens", (json_int_t)st->completion)
-                               : NULL;
-    usage_of(x, u, &in, &outt, &cached);
-    json_decref(u);
-    json_t *usage = usage_json(in, outt, cached);
-    if (rc == 0)
-        rc = event(out, "message_delta",
-                   json_pack("{s:s, s:{s:s, s:s?}, s:o}", "type", "message_delta", "delta",
-                             "stop_reason",
-                             st->stop_sequence ? "stop_sequence"
-                                               : stop_reason(st->finish[0] ? st->finish : NULL),
-                             "stop_sequence", st->stop_sequence, "usage", usage));
+    if (!st->started) message_start(x, o, NULL);
+    close_block(st, o);
+    event(o, "message_delta");
+    PUT(o, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"");
+    const char *reason =
+        st->stop_sequence ? "stop_sequence" : stop_reason(st->finish[0] ? st->finish : NULL);
+    put(o, reason, strlen(reason));
+    PUT(o, "\",\"stop_sequence\":");
+    if (st->stop_sequence)
+        put_str(o, st->stop_sequence, strlen(st->stop_sequence));
     else
-        json_decref(usage);
-    if (rc == 0) rc = event(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
-    return rc;
+        PUT(o, "null");
+    PUT(o, "},\"usage\":");
+    put_usage(o, x,
+              (struct counts){
+                  .have = st->have_usage, .prompt = st->prompt, .completion = st->completion});
+    PUT(o, "}\n\n");
+    event(o, "message_stop");
+    PUT(o, "{\"type\":\"message_stop\"}\n\n");
 }
 
 static void anthropic_end(struct exchange *x, const char *error)
@@ -1143,15 +1425,23 @@ static void anthropic_end(struct exchange *x, const char *error)
         http_stream_end(x->req);
         return;
     }
+    struct out o;
+    out_init(&o, x->req->arena, 1024);
     if (error == NULL) {
-        if (stream_close(x, out) != 0) /* no memory for the close: say so, as an error */
+        stream_close(x, &o);
+        if (o.oom) /* no memory for the close: say so, as an error */
             error = "out of memory";
+        else
+            evbuffer_add(out, o.p, o.len);
     }
     if (error != NULL) {
         /* what was queued goes first, then Anthropic's stream error event */
-        json_t *e = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", "api_error",
-                              "message", error);
-        if (event(out, "error", e) != 0)
+        o.len = 0;
+        event(&o, "error");
+        PUT(&o, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+        put_str(&o, error, strlen(error));
+        PUT(&o, "}}\n\n");
+        if (o.oom || evbuffer_add(out, o.p, o.len) != 0)
             evbuffer_add_printf(out, "event: error\ndata: {\"type\":\"error\",\"error\":{"
                                      "\"type\":\"api_error\",\"message\":\"stream broken\"}}\n\n");
     }
@@ -1215,10 +1505,15 @@ static void count_refuse(struct http_request *req, const struct err *e)
 void anthropic_count_tokens(struct app *app, struct http_request *req, const struct principal *who)
 {
     struct err e;
+    struct json_scan s;
+    struct tx t;
     err_clear(&e);
-    json_t *in = load_body(req, req->arena, &e), *chat = in ? translate(in, true, &e) : NULL;
-    json_decref(in);
+    /* not on the hot path: the estimate walks a document of the translated body */
+    json_t *chat = translate_body(req, true, &s, &t, &e) == 0
+                       ? json_loadb(t.body.p, t.body.len, 0, NULL)
+                       : NULL;
     if (chat == NULL) {
+        if (e.status == 0) err_oom(&e);
         count_refuse(req, &e);
         return;
     }

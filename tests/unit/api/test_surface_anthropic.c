@@ -199,6 +199,55 @@ static void test_parse_translates_images_tools_and_tool_results(void **state)
               "true}},\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
 }
 
+/* Strings are copied as they were written (escapes and all), so they mean the same after;
+ * field names and types are read unescaped, as any JSON reader would; a tool_use input
+ * becomes compact JSON text inside the arguments string. */
+static void test_parse_copies_strings_verbatim_and_reads_escapes(void **state)
+{
+    (void)state;
+    parses_to(
+        "{\"m\\u006fdel\":\"m\\u00e9\",\"max_tokens\":5,\"system\":\"a\\\"b\\\\c\\n\\u00e9\","
+        "\"messages\":[{\"role\":\"us\\u0065r\",\"content\":[{\"type\":\"t\\u0065xt\","
+        "\"text\":\"\\ud83d\\ude00 \\/ \\t\"}]},{\"role\":\"assistant\",\"content\":[{"
+        "\"type\":\"tool_use\",\"id\":\"t\\\"1\",\"name\":\"f\",\"input\":{ \"q\" : \"say "
+        "\\\"hi\\\"\\n\", \"n\" : [ 1, 2.50, {\"k\\u00e9\":null} ] }}]},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\\\"1\","
+        "\"content\":[{\"type\":\"text\",\"text\":\"x\\\"\"},{\"type\":\"text\",\"text\":"
+        "\"\\u00e9\"}]}]}]}",
+        "{\"model\":\"m\\u00e9\",\"max_tokens\":5,\"messages\":["
+        "{\"role\":\"system\",\"content\":\"a\\\"b\\\\c\\n\\u00e9\"},"
+        "{\"role\":\"user\",\"content\":\"\\ud83d\\ude00 / \\t\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"t\\\"1\",\"type\":"
+        "\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+        "\"{\\\"q\\\":\\\"say \\\\\\\"hi\\\\\\\"\\\\n\\\",\\\"n\\\":[1,2.50,{\\\"k\\\\u00e9\\\":"
+        "null}]}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"t\\\"1\",\"content\":\"x\\\"\\n\\u00e9\"}]}");
+    /* the arguments string holds JSON that reads back as the input object */
+    struct fixture f;
+    struct err e;
+    setup(&f, "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"assistant\",\"content\":"
+              "[{\"type\":\"tool_use\",\"id\":\"i\",\"name\":\"f\",\"input\":{\"a\":\"\\\\\\\"\","
+              "\"b\":{\"c\":[true,false]}}}]}]}");
+    assert_int_equal(surface_anthropic.parse(&f.x, OPENAI_CHAT, &e), 0);
+    json_t *got = json_loadb(f.x.request->scan.js, f.x.request->scan.len, 0, NULL);
+    const char *args = json_string_value(json_object_get(
+        json_object_get(
+            json_array_get(
+                json_object_get(json_array_get(json_object_get(got, "messages"), 0), "tool_calls"),
+                0),
+            "function"),
+        "arguments"));
+    assert_non_null(args);
+    json_t *input = json_loads(args, 0, NULL), *want = json_loads("{\"a\":\"\\\\\\\"\",\"b\":"
+                                                                  "{\"c\":[true,false]}}",
+                                                                  0, NULL);
+    assert_true(json_equal(input, want));
+    json_decref(input);
+    json_decref(want);
+    json_decref(got);
+    teardown(&f);
+}
+
 static void test_parse_refuses_what_anthropic_refuses_naming_the_field(void **state)
 {
     (void)state;
@@ -370,6 +419,41 @@ static void test_chunks_become_message_start_and_numbered_blocks(void **state)
     teardown(&f);
 }
 
+/* Chunk strings reach the events as written; a chunk that is not strict JSON (a raw control
+ * character would break the SSE framing) adds nothing; the matched stop sequence is compared
+ * unescaped and written escaped. */
+static void test_chunks_copy_strings_and_skip_garbled_ones(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct err e;
+    setup(&f,
+          "{\"model\":\"c\",\"max_tokens\":9,\"stream\":true,\"stop_sequences\":[\"\\u00e9\\\"\"],"
+          "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+    assert_int_equal(surface_anthropic.parse(&f.x, OPENAI_CHAT, &e), 0);
+    assert_int_equal(
+        feed(&f, "{\"id\":\"x\\\"y\",\"choices\":[{\"delta\":{\"content\":\"a\\n\"}}]}", false), 1);
+    assert_int_equal(feed(&f, "{\"choices\":[{\"delta\":{\"content\":\"raw\nline\"}}]}", false), 1);
+    assert_int_equal(feed(&f,
+                          "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\","
+                          "\"stop_reason\":\"\\u00e9\\\"\"}]}",
+                          false),
+                     1);
+    assert_string_equal(
+        queued(&f),
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"
+        "\"msg_x\\\"y\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],"
+        "\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":0,"
+        "\"output_tokens\":0}}}\n\n"
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+        "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"text_delta\",\"text\":\"a\\n\"}}\n\n");
+    assert_string_equal(f.state.finish, "stop");
+    assert_string_equal(f.state.stop_sequence, "\xc3\xa9\"");
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,10 +461,12 @@ int main(void)
         cmocka_unit_test(test_parse_fills_the_request_model),
         cmocka_unit_test(test_parse_translates_sampling_system_and_metadata),
         cmocka_unit_test(test_parse_translates_images_tools_and_tool_results),
+        cmocka_unit_test(test_parse_copies_strings_verbatim_and_reads_escapes),
         cmocka_unit_test(test_parse_refuses_what_anthropic_refuses_naming_the_field),
         cmocka_unit_test(test_parse_refuses_bad_messages_naming_the_path),
         cmocka_unit_test(test_parse_refuses_bodies_that_are_not_json_objects),
         cmocka_unit_test(test_chunks_become_message_start_and_numbered_blocks),
+        cmocka_unit_test(test_chunks_copy_strings_and_skip_garbled_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
