@@ -15,8 +15,8 @@
  * Per connection: at most H2_MAX_STREAMS streams at once (SETTINGS_MAX_CONCURRENT_STREAMS;
  * more are refused with RST_STREAM REFUSED_STREAM); client resets are rate-limited (rapid
  * reset, CVE-2023-44487: a burst of H2_RESET_BURST, then H2_RESET_RATE per second, past that
- * GOAWAY ENHANCE_YOUR_CALM and close). A client RST_STREAM aborts its request (the abort
- * callback fires at once); a closed connection aborts all of its streams. A protocol error
+ * nghttp2 sends GOAWAY and the connection closes). A client RST_STREAM aborts its request (the
+ * abort callback fires at once); a closed connection aborts all of its streams. A protocol error
  * ends that connection (GOAWAY) and nothing else.
  *
  * Thread: event-loop thread only.
