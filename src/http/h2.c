@@ -240,7 +240,10 @@ static void submit_head(struct http_request *req, int status, const char *conten
         snprintf(length_s, sizeof length_s, "%lld", content_length);
         nva[n++] = nv_make("content-length", length_s);
     }
-    nva[n++] = nv_make("x-request-id", req->request_id);
+    /* Unique per response: indexing it in HPACK's dynamic table would only evict entries
+     * that do repeat (content-type, x-stratus-*) and cost an insert each time. */
+    nva[n] = nv_make("x-request-id", req->request_id);
+    nva[n++].flags = NGHTTP2_NV_FLAG_NO_INDEX;
     for (size_t i = 0; i < req->_n_resp_headers; i++) {
         /* HTTP/2 field names are lower case (RFC 9113 8.2.1) and connection-specific ones are
          * malformed (8.2.2); handlers may have written either, in HTTP/1.1 spelling. */
