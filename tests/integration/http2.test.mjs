@@ -8,6 +8,8 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import OpenAI from 'openai';
+import { NodeHttp2Handler } from '@smithy/node-http-handler';
+import { HttpRequest } from '@smithy/protocol-http';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, waitFor, SCALE } from './lib/gateway.mjs';
 
@@ -245,6 +247,31 @@ test('HTTP/1.1 and the OpenAI SDK still work on the same port', async () => {
   let text = '';
   for await (const ch of stream) text += ch.choices[0]?.delta?.content ?? '';
   assert.equal(text, Array.from({ length: 20 }, (_, i) => `tok${i} `).join(''));
+});
+
+test("the AWS SDK's HTTP/2 handler (NodeHttp2Handler, BedrockRuntimeClient's default) gets answers", async () => {
+  const handler = new NodeHttp2Handler();
+  const send = async (method, path, body) => {
+    const { response } = await handler.handle(new HttpRequest({
+      protocol: 'http:', hostname: '127.0.0.1', port: gw.port, method, path, body,
+      headers: body ? { 'content-type': 'application/json' } : {},
+    }));
+    let text = '';
+    for await (const d of response.body) text += d;
+    return { status: response.statusCode, headers: response.headers, text };
+  };
+  try {
+    const h = await send('GET', '/health');
+    assert.equal(h.status, 200);
+    assert.deepEqual(JSON.parse(h.text), { status: 'ok' });
+    const s = await send('POST', '/v1/chat/completions',
+      JSON.stringify({ model: 'twenty', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+    assert.equal(s.status, 200);
+    assert.equal(s.headers['x-stratus-backend'], 'up');
+    assert.equal(sseContent(s.text), Array.from({ length: 20 }, (_, i) => `tok${i} `).join(''));
+  } finally {
+    handler.destroy();
+  }
 });
 
 // ---- raw frames, for what node:http2 will not send ---------------------------------------
