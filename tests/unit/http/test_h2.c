@@ -122,6 +122,25 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same server with idle_timeout_ms short enough to wait for. */
+static int setup_short_idle(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    struct err e = {0};
+    struct http_server_opts o = {.max_body_bytes = MAX_BODY,
+                                 .max_header_bytes = 4096,
+                                 .header_timeout_ms = 10000,
+                                 .body_timeout_ms = 10000,
+                                 .idle_timeout_ms = 150,
+                                 .max_connections = 100};
+    f->loop = event_base_new();
+    f->srv = http_server_new(f->loop, "127.0.0.1", 0, o, handle, f, &e);
+    assert_non_null(f->srv);
+    f->port = atoi(strrchr(http_server_address(f->srv), ':') + 1);
+    *state = f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -598,6 +617,32 @@ static void test_h2_garbage_after_preface_closes_that_connection_only(void **sta
     assert_non_null(strstr(buf, "\r\n\r\nhello"));
 }
 
+static void test_h2_stuck_stream_is_reset_after_idle_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct client *c = client_new(f);
+    struct cstream *big = submit(c, "GET", "/stream");
+    big->hold_window = true; /* never read: its output cannot move */
+    RUN_UNTIL(f, c, f->slow == 1);
+    RUN_UNTIL(f, c, big->closed);
+    assert_int_equal(big->error, NGHTTP2_CANCEL);
+    assert_int_equal(f->aborted, 1); /* the handler learnt at once */
+    assert_int_equal(http_server_active_requests(f->srv), 0);
+    client_free(c);
+}
+
+static void test_h2_connection_without_streams_gets_goaway_after_idle_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct client *c = client_new(f);
+    struct cstream *st = submit(c, "GET", "/hello");
+    RUN_UNTIL(f, c, st->closed);
+    RUN_UNTIL(f, c, c->goaway && c->eof);
+    assert_int_equal(c->goaway_code, NGHTTP2_NO_ERROR);
+    assert_int_equal(http_server_connections(f->srv), 0);
+    client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +663,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_h2_garbage_after_preface_closes_that_connection_only,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_h2_stuck_stream_is_reset_after_idle_timeout,
+                                        setup_short_idle, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_h2_connection_without_streams_gets_goaway_after_idle_timeout, setup_short_idle,
+            teardown),
     };
     return cmocka_run_group_tests_name("src/http/h2.c", tests, NULL, NULL);
 }
