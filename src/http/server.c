@@ -56,13 +56,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "http/h2.h"
 #include "obs/log.h"
 #include "util/arena.h"
 #include "util/clock.h"
 #include "util/json_text.h"
 
-#define OUTPUT_HIGH_WATER (256 * 1024)
-#define OUTPUT_LOW_WATER  (64 * 1024)
+#define OUTPUT_HIGH_WATER HTTP_OUTPUT_HIGH_WATER
+#define OUTPUT_LOW_WATER  HTTP_OUTPUT_LOW_WATER
 #define INPUT_HIGH_WATER  (64 * 1024)
 
 /* Long enough for the kernel to hand back descriptors that connections in flight release,
@@ -87,17 +88,10 @@ struct strbuf {
 };
 
 struct http_server {
-    struct event_base *loop;
+    struct http_core core; /* loop, limits, handler, counters: shared with HTTP/2 (h2.c) */
     struct evconnlistener *listener;
-    struct http_server_opts opts;
-    http_handler_cb handler;
-    void *ud;
     char address[80];
-    size_t n_conns;
-    size_t n_active;
-    bool draining;
-    struct http_conn *conns; /* doubly linked, for drain and free */
-    uint64_t id_state;
+    struct http_conn *conns;     /* HTTP/1.1 ones, doubly linked, for drain and free */
     struct event *accept_resume; /* re-enables the listener after an accept failure */
     struct log_rate refused_log, accept_log;
     struct http_server_stats stats;
@@ -133,12 +127,14 @@ struct http_conn {
     bool http10;
     bool waiting_drain;
     bool in_process;
+    bool preface_check; /* nothing parsed yet: the first bytes may be the HTTP/2 preface */
     struct http_conn *prev, *next;
 };
 
 static const http_parser_settings *parser_settings(void);
 static void process_input(struct http_conn *c);
 static void conn_close(struct http_conn *c);
+static void conn_release(struct http_conn *c, bool keep_fd);
 static void conn_end(struct http_conn *c);
 static void request_finish(struct http_request *req);
 static void schedule_flush(struct http_conn *c);
@@ -160,39 +156,6 @@ static int strbuf_append(struct strbuf *b, const char *s, size_t n)
     b->len += n;
     b->p[b->len] = '\0';
     return 0;
-}
-
-static uint64_t next_random(struct http_server *s)
-{
-    /* xorshift64*: request ids need to be unique, not secret. */
-    uint64_t x = s->id_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    s->id_state = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* "req_" and 16 hex digits. */
-static void make_request_id(struct http_server *s, char *out)
-{
-    uint64_t r = next_random(s);
-    memcpy(out, "req_", 4);
-    for (int i = 0; i < 16; i++) out[4 + i] = "0123456789abcdef"[(r >> (60 - 4 * i)) & 15];
-    out[20] = '\0';
-}
-
-static bool request_id_acceptable(const char *v)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n > 64) return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = v[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == ':';
-        if (!ok) return false;
-    }
-    return true;
 }
 
 static void timer_set(struct http_conn *c, long ms)
@@ -272,70 +235,16 @@ static void set_reading(struct http_conn *c, bool on)
 
 /* ---- request objects --------------------------------------------------------------- */
 
-static void request_free(struct http_request *req)
-{
-    if (req == NULL) return;
-    evbuffer_free(req->body);
-    arena_free(req->arena);
-}
+static const struct http_proto h1_proto;
 
 static struct http_request *request_new(struct http_conn *c)
 {
-    struct arena *a = arena_new(4096);
-    if (a == NULL) return NULL;
-    struct http_request *req = arena_calloc(a, 1, sizeof *req);
-    struct evbuffer *body = evbuffer_new();
-    if (req == NULL || body == NULL) {
-        if (body) evbuffer_free(body);
-        arena_free(a);
-        return NULL;
-    }
-    req->arena = a;
-    req->body = body;
-    req->_conn = c;
-    req->start_ns = clock_now_ns();
-    req->log = c->srv->opts.log_requests;
-    return req;
+    return http_request_new(&c->srv->core, &h1_proto, c);
 }
 
-const char *http_request_header(const struct http_request *req, const char *name)
+static size_t h1_pending(const struct http_request *req)
 {
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
-    return NULL;
-}
-
-int http_add_header(struct http_request *req, const char *name, const char *value)
-{
-    if (req->_n_resp_headers == req->_cap_resp_headers) {
-        size_t cap = req->_cap_resp_headers ? req->_cap_resp_headers * 2 : 8;
-        struct http_header *h = arena_alloc(req->arena, cap * sizeof *h);
-        if (h == NULL) return -1;
-        if (req->_n_resp_headers) memcpy(h, req->_resp_headers, req->_n_resp_headers * sizeof *h);
-        req->_resp_headers = h;
-        req->_cap_resp_headers = cap;
-    }
-    char *n = arena_strdup(req->arena, name), *v = arena_strdup(req->arena, value);
-    if (n == NULL || v == NULL) return -1;
-    /* Header injection guard: values never carry CR/LF onto the wire. */
-    for (char *p = v; *p; p++)
-        if (*p == '\r' || *p == '\n') *p = ' ';
-    req->_resp_headers[req->_n_resp_headers++] = (struct http_header){n, v};
-    return 0;
-}
-
-void http_request_set_callbacks(struct http_request *req, http_abort_cb abort, http_drain_cb drain,
-                                void *ud)
-{
-    req->_abort_cb = abort;
-    req->_drain_cb = drain;
-    req->_cb_ud = ud;
-}
-
-size_t http_request_pending_output(const struct http_request *req)
-{
-    struct http_conn *c = req->_conn;
-    if (c == NULL) return 0;
+    const struct http_conn *c = req->_conn;
     return evbuffer_get_length(c->out);
 }
 
@@ -385,7 +294,7 @@ static void write_head(struct http_request *req, int status, const char *content
     h.n = 0;
     h.overflow = false;
     schedule_flush(c);
-    bool close_after = !c->keep_alive || c->srv->draining || c->fail_status != 0;
+    bool close_after = !c->keep_alive || c->srv->core.draining || c->fail_status != 0;
     head_str(&h, c->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     head_add(&h, num, format_uint(num, (unsigned)status, 10));
     head_str(&h, " ");
@@ -437,49 +346,25 @@ static void write_head(struct http_request *req, int status, const char *content
     req->_status = status;
 }
 
-void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
-                  size_t len)
+static void h1_respond(struct http_request *req, int status, const char *content_type,
+                       const char *body, size_t len)
 {
-    if (req->done || req->head_sent) return;
+    struct http_conn *c = req->_conn;
     write_head(req, status, content_type, (long long)len);
-    if (len && !req->head) evbuffer_add(req->_conn->out, body, len);
+    if (len && !req->head) evbuffer_add(c->out, body, len);
     request_finish(req);
 }
 
-void http_respond_error(struct http_request *req, const struct err *e)
+static void h1_start(struct http_request *req, int status, const char *content_type)
 {
-    char msg[1100], body[1600];
-    json_escape(msg, sizeof msg, e->msg, strlen(e->msg));
-    int status = e->status ? e->status : 500;
-    int n =
-        snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":", msg,
-                 e->type ? e->type : "server_error");
-    if (e->code)
-        n += snprintf(body + n, sizeof body - (size_t)n, "\"%s\"", e->code);
-    else
-        n += snprintf(body + n, sizeof body - (size_t)n, "null");
-    if (e->param)
-        n += snprintf(body + n, sizeof body - (size_t)n, ",\"param\":\"%s\"}}", e->param);
-    else
-        n += snprintf(body + n, sizeof body - (size_t)n, ",\"param\":null}}");
-    if (n >= (int)sizeof body) n = (int)sizeof body - 1;
-    http_respond(req, status, "application/json", body, (size_t)n);
-}
-
-void http_stream_start(struct http_request *req, int status, const char *content_type)
-{
-    if (req->done || req->head_sent) return;
-    http_add_header(req, "Cache-Control", "no-cache");
     write_head(req, status, content_type, -1);
 }
 
-int http_stream_write2(struct http_request *req, const char *a, size_t alen, const char *b,
-                       size_t blen)
+static int h1_write(struct http_request *req, const char *a, size_t alen, const char *b,
+                    size_t blen)
 {
     struct http_conn *c = req->_conn;
-    if (req->done || c == NULL) return -1;
     size_t len = alen + blen;
-    if (len == 0 || req->head) return 0; /* HEAD: the head went out, the body never does */
     struct evbuffer *out = c->out;
     schedule_flush(c);
     if (req->_stream_chunked) {
@@ -499,44 +384,31 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
     return 0;
 }
 
-int http_stream_write(struct http_request *req, const char *data, size_t len)
+static void h1_end(struct http_request *req)
 {
-    return http_stream_write2(req, data, len, NULL, 0);
-}
-
-void http_stream_end(struct http_request *req)
-{
-    if (req->done) return;
-    if (req->_stream_chunked && !req->head) evbuffer_add(req->_conn->out, "0\r\n\r\n", 5);
-    schedule_flush(req->_conn);
+    struct http_conn *c = req->_conn;
+    if (req->_stream_chunked && !req->head) evbuffer_add(c->out, "0\r\n\r\n", 5);
+    schedule_flush(c);
     request_finish(req);
 }
+
+static const struct http_proto h1_proto = {
+    .name = "HTTP/1.1",
+    .respond = h1_respond,
+    .start = h1_start,
+    .write = h1_write,
+    .end = h1_end,
+    .pending = h1_pending,
+};
 
 /* Marks the response complete; the request is released from the resume event so a handler
  * answering from inside a callback never has its state freed under it. */
 static void request_finish(struct http_request *req)
 {
     struct http_conn *c = req->_conn;
-    req->done = true;
-    c->srv->n_active--;
+    http_core_finished(&c->srv->core, req);
     c->state = c->keep_alive ? CONN_IDLE : CONN_CLOSING;
     event_active(c->resume, EV_TIMEOUT, 0);
-}
-
-/* The access-log line for a request the server refused itself: the API never saw it, and
- * without this line an oversized upload or a malformed head would leave no trace. */
-static void log_rejected(const struct http_request *req, const struct err *e)
-{
-    if (!req->log) return;
-    struct log_line l;
-    log_begin(&l, "info", "request");
-    log_str(&l, "id", req->request_id);
-    log_str(&l, "method", req->head ? "HEAD" : req->method);
-    log_str(&l, "path", req->path);
-    log_int(&l, "status", e->status);
-    log_ms(&l, "latency_ms", (double)(clock_now_ns() - req->start_ns) / 1e6);
-    log_str(&l, "error", e->msg);
-    log_end(&l);
 }
 
 /* Answers an error the server found itself (limits, parse errors, timeouts), then closes
@@ -559,14 +431,14 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
         conn_close(c);
         return;
     }
-    if (c->req->request_id[0] == '\0') make_request_id(c->srv, c->req->request_id);
+    if (c->req->request_id[0] == '\0') http_request_assign_id(&c->srv->core, c->req);
     c->keep_alive = false;
     c->fail_status = status;
     c->linger = true;
-    c->srv->n_active++; /* request_finish() balances this */
+    c->srv->core.n_active++; /* request_finish() balances this */
     evtimer_del(c->timer);
     set_reading(c, false);
-    log_rejected(c->req, &e);
+    http_request_log_rejected(c->req, &e);
     http_respond_error(c->req, &e);
 }
 
@@ -583,7 +455,7 @@ static int reject(struct http_conn *c, int status, const char *why)
 static int head_budget(struct http_conn *c, size_t n)
 {
     c->head_bytes += n;
-    if (c->head_bytes > c->srv->opts.max_header_bytes) {
+    if (c->head_bytes > c->srv->core.opts.max_header_bytes) {
         c->fail_status = 431;
         return -1;
     }
@@ -603,7 +475,7 @@ static int on_message_begin(http_parser *p)
     c->url.len = c->field.len = c->value.len = 0;
     c->value_pending = false;
     c->state = CONN_HEAD;
-    timer_set(c, c->srv->opts.header_timeout_ms);
+    timer_set(c, c->srv->core.opts.header_timeout_ms);
     return 0;
 }
 
@@ -723,17 +595,13 @@ static int on_headers_complete(http_parser *p)
     c->http10 = p->http_major == 1 && p->http_minor == 0;
     c->keep_alive = http_should_keep_alive(p) != 0;
 
-    const char *rid = http_request_header(req, "x-request-id");
-    if (rid && request_id_acceptable(rid))
-        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
-    else
-        make_request_id(c->srv, req->request_id);
+    http_request_assign_id(&c->srv->core, req);
 
     const char *bad_host = host_problem(req, p);
     if (bad_host) return reject(c, 400, bad_host);
     /* Refuse an announced oversized body before reading any of it. */
     if ((p->flags & F_CHUNKED) == 0 && p->content_length != ULLONG_MAX &&
-        p->content_length > c->srv->opts.max_body_bytes) {
+        p->content_length > c->srv->core.opts.max_body_bytes) {
         c->fail_status = 413;
         return -1;
     }
@@ -743,7 +611,7 @@ static int on_headers_complete(http_parser *p)
         schedule_flush(c);
     }
     c->state = CONN_BODY;
-    timer_set(c, c->srv->opts.body_timeout_ms);
+    timer_set(c, c->srv->core.opts.body_timeout_ms);
     return 0;
 }
 
@@ -751,7 +619,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct http_conn *c = p->data;
     c->body_bytes += n;
-    if (c->body_bytes > c->srv->opts.max_body_bytes) {
+    if (c->body_bytes > c->srv->core.opts.max_body_bytes) {
         c->fail_status = 413;
         return -1;
     }
@@ -764,7 +632,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_chunk_header(http_parser *p)
 {
     struct http_conn *c = p->data;
-    if (p->content_length > c->srv->opts.max_body_bytes - c->body_bytes)
+    if (p->content_length > c->srv->core.opts.max_body_bytes - c->body_bytes)
         return reject(c, 413, NULL);
     return 0;
 }
@@ -797,14 +665,14 @@ static void dispatch(struct http_conn *c)
     struct http_server *s = c->srv;
     c->state = CONN_HANDLING;
     evtimer_del(c->timer);
-    s->n_active++;
-    s->handler(c->req, s->ud);
+    http_core_dispatch(&s->core, c->req);
 }
 
 static void fail_from_parser(struct http_conn *c)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    size_t max_body = c->srv->opts.max_body_bytes, max_head = c->srv->opts.max_header_bytes;
+    size_t max_body = c->srv->core.opts.max_body_bytes,
+           max_head = c->srv->core.opts.max_header_bytes;
     if (c->fail_status == 413)
         conn_fail(c, 413, "body_too_large", "request body exceeds the limit of %zu bytes",
                   max_body);
@@ -851,17 +719,17 @@ static void on_resume(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     if (c->req && c->req->done) {
-        request_free(c->req);
+        http_request_free(c->req);
         c->req = NULL;
         c->waiting_drain = false;
-        if (c->state == CONN_CLOSING || c->srv->draining) {
+        if (c->state == CONN_CLOSING || c->srv->core.draining) {
             c->state = CONN_CLOSING;
             set_reading(c, false);
             if (evbuffer_get_length(c->out) == 0 && !c->flush_pending) conn_end(c);
             return; /* else the flush ends it once everything is written */
         }
         c->state = CONN_IDLE;
-        timer_set(c, c->srv->opts.idle_timeout_ms);
+        timer_set(c, c->srv->core.opts.idle_timeout_ms);
         set_reading(c, evbuffer_get_length(c->in) < INPUT_HIGH_WATER);
         process_input(c);
     }
@@ -876,7 +744,7 @@ static void conn_linger(struct http_conn *c)
         return;
     }
     c->state = CONN_LINGER;
-    c->linger_left = c->srv->opts.max_body_bytes + LINGER_EXTRA_BYTES;
+    c->linger_left = c->srv->core.opts.max_body_bytes + LINGER_EXTRA_BYTES;
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     timer_set(c, LINGER_MS);
     set_reading(c, true);
@@ -886,7 +754,7 @@ static void conn_linger(struct http_conn *c)
  * we refused may still be arriving. */
 static void conn_end(struct http_conn *c)
 {
-    if (c->linger && !c->srv->draining)
+    if (c->linger && !c->srv->core.draining)
         conn_linger(c);
     else
         conn_close(c);
@@ -905,6 +773,34 @@ static void linger_read(struct http_conn *c)
         c->linger_left -= (size_t)n;
         budget -= (size_t)n < budget ? (size_t)n : budget;
     }
+}
+
+/* The first bytes of a connection decide its protocol: the HTTP/2 client preface hands the
+ * socket and what was read to h2.c; anything else is HTTP/1.x from here on. A proper prefix
+ * of the preface waits for more (the idle timer still runs).
+ * @return true to go on parsing HTTP/1.x; false when the connection is gone or waits. */
+static bool check_preface(struct http_conn *c)
+{
+    size_t n = evbuffer_get_length(c->in);
+    if (n > H2_PREFACE_LEN) n = H2_PREFACE_LEN;
+    int m = h2_preface_match((const char *)evbuffer_pullup(c->in, (ev_ssize_t)n), n);
+    if (m == 0) return false;
+    c->preface_check = false;
+    if (m < 0) return true;
+    struct http_core *core = &c->srv->core;
+    struct err e;
+    int fd = c->fd;
+    struct evbuffer *in = c->in;
+    c->in = evbuffer_new(); /* the bytes go with the socket */
+    if (c->in == NULL) {
+        c->in = in;
+        conn_close(c);
+        return false;
+    }
+    conn_release(c, true);
+    if (h2_conn_start(core, fd, in, &e) != 0) log_msg("warn", "h2_start_failed", "%s", e.msg);
+    evbuffer_free(in);
+    return false;
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *ud)
@@ -928,6 +824,7 @@ static void on_readable(evutil_socket_t fd, short what, void *ud)
     }
     v.iov_len = (size_t)n;
     evbuffer_commit_space(c->in, &v, 1);
+    if (c->preface_check && !check_preface(c)) return;
     /* Pipelined bytes beyond the cap wait in the kernel until this request is answered. */
     if (evbuffer_get_length(c->in) >= INPUT_HIGH_WATER) set_reading(c, false);
     process_input(c);
@@ -948,7 +845,7 @@ static void flush_output(struct http_conn *c)
     if (pending > 0 && !c->writing) {
         /* The write timeout only runs while output is stuck: a client that stops reading a
          * stream is dropped after idle_timeout_ms instead of pinning it forever. */
-        long wt = c->srv->opts.idle_timeout_ms;
+        long wt = c->srv->core.opts.idle_timeout_ms;
         struct timeval tv = {wt / 1000, (wt % 1000) * 1000};
         event_add(&c->write_ev, &tv);
         c->writing = true;
@@ -996,37 +893,36 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
         break;
     case CONN_HEAD:
         conn_fail(c, 408, "request_timeout", "request head not received within %ld ms",
-                  c->srv->opts.header_timeout_ms);
+                  c->srv->core.opts.header_timeout_ms);
         break;
     case CONN_BODY:
         conn_fail(c, 408, "request_timeout", "request body not received within %ld ms",
-                  c->srv->opts.body_timeout_ms);
+                  c->srv->core.opts.body_timeout_ms);
         break;
     default:
         break;
     }
 }
 
-static void conn_close(struct http_conn *c)
+/* Frees the connection; the socket is closed unless `keep_fd` (handed to HTTP/2). */
+static void conn_release(struct http_conn *c, bool keep_fd)
 {
     struct http_server *s = c->srv;
     struct http_request *req = c->req;
     if (req && c->state == CONN_HANDLING && !req->done) {
         /* Client gone mid-request: let the handler cancel its work, then release it. */
-        req->done = true;
-        s->n_active--;
-        if (req->_abort_cb) req->_abort_cb(req, req->_cb_ud);
+        http_core_abort(&s->core, req);
     } else if (req && c->fail_status && !req->done) {
-        s->n_active--;
+        s->core.n_active--;
     }
-    request_free(req);
+    http_request_free(req);
     c->req = NULL;
     if (c->prev)
         c->prev->next = c->next;
     else
         s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    s->n_conns--;
+    s->core.n_conns--;
     event_free(c->timer);
     event_free(c->resume);
     event_del(&c->read_ev);
@@ -1034,11 +930,16 @@ static void conn_close(struct http_conn *c)
     event_del(&c->flush_ev);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
-    evutil_closesocket(c->fd);
+    if (!keep_fd) evutil_closesocket(c->fd);
     free(c->url.p);
     free(c->field.p);
     free(c->value.p);
     free(c);
+}
+
+static void conn_close(struct http_conn *c)
+{
+    conn_release(c, false);
 }
 
 /* Closing at once (rather than leaving the connection in the backlog) tells the client to go
@@ -1052,7 +953,7 @@ static void refuse_connection(struct http_server *s, evutil_socket_t fd)
     struct log_line l;
     log_begin(&l, "warn", "connection_refused");
     log_str(&l, "address", s->address);
-    log_int(&l, "max_connections", s->opts.max_connections);
+    log_int(&l, "max_connections", s->core.opts.max_connections);
     log_int(&l, "refused_total", (long long)s->stats.refused);
     if (dropped) log_int(&l, "suppressed", (long long)dropped);
     log_str(&l, "message", "max_connections reached: connection closed");
@@ -1066,11 +967,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)addr;
     (void)len;
-    if (s->draining) {
+    if (s->core.draining) {
         evutil_closesocket(fd);
         return;
     }
-    if (s->n_conns >= (size_t)s->opts.max_connections) {
+    if (s->core.n_conns >= (size_t)s->core.opts.max_connections) {
         refuse_connection(s, fd);
         return;
     }
@@ -1086,8 +987,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     evutil_make_socket_nonblocking(fd);
     c->in = evbuffer_new();
     c->out = evbuffer_new();
-    c->timer = evtimer_new(s->loop, on_timer, c);
-    c->resume = event_new(s->loop, -1, 0, on_resume, c);
+    c->timer = evtimer_new(s->core.loop, on_timer, c);
+    c->resume = event_new(s->core.loop, -1, 0, on_resume, c);
     if (c->in == NULL || c->out == NULL || c->timer == NULL || c->resume == NULL) {
         if (c->in) evbuffer_free(c->in);
         if (c->out) evbuffer_free(c->out);
@@ -1097,18 +998,19 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         free(c);
         return;
     }
-    event_assign(&c->read_ev, s->loop, fd, EV_READ | EV_PERSIST, on_readable, c);
-    event_assign(&c->write_ev, s->loop, fd, EV_WRITE | EV_PERSIST, on_writable, c);
-    event_assign(&c->flush_ev, s->loop, -1, 0, on_flush, c);
+    event_assign(&c->read_ev, s->core.loop, fd, EV_READ | EV_PERSIST, on_readable, c);
+    event_assign(&c->write_ev, s->core.loop, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    event_assign(&c->flush_ev, s->core.loop, -1, 0, on_flush, c);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    c->preface_check = true;
     c->state = CONN_IDLE;
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
-    s->n_conns++;
+    s->core.n_conns++;
     set_reading(c, true);
-    timer_set(c, s->opts.idle_timeout_ms);
+    timer_set(c, s->core.opts.idle_timeout_ms);
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *ud)
@@ -1116,7 +1018,7 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *ud)
     struct http_server *s = ud;
     (void)fd;
     (void)what;
-    if (s->listener && !s->draining) evconnlistener_enable(s->listener);
+    if (s->listener && !s->core.draining) evconnlistener_enable(s->listener);
 }
 
 /* accept() failed. The pending connection stays in the backlog, so the listener would fire
@@ -1136,7 +1038,7 @@ static void on_accept_error(struct evconnlistener *l, void *ud)
     log_str(&line, "address", s->address);
     log_str(&line, "error", evutil_socket_error_to_string(e));
     log_int(&line, "pause_ms", ACCEPT_PAUSE_MS);
-    log_int(&line, "connections", (long long)s->n_conns);
+    log_int(&line, "connections", (long long)s->core.n_conns);
     if (dropped) log_int(&line, "suppressed", (long long)dropped);
     log_end(&line);
 }
@@ -1144,7 +1046,7 @@ static void on_accept_error(struct evconnlistener *l, void *ud)
 /* Everything a listener needs besides the socket: the accept-failure pause. */
 static int listener_setup(struct http_server *s, struct err *err)
 {
-    s->accept_resume = evtimer_new(s->loop, on_accept_resume, s);
+    s->accept_resume = evtimer_new(s->core.loop, on_accept_resume, s);
     if (s->accept_resume == NULL) return err_oom(err);
     evconnlistener_set_error_cb(s->listener, on_accept_error);
     return 0;
@@ -1179,13 +1081,13 @@ struct http_server *http_server_new(struct event_base *loop, const char *host, i
         err_oom(err);
         return NULL;
     }
-    s->loop = loop;
-    s->opts = opts;
-    s->handler = handler;
-    s->ud = ud;
+    s->core.loop = loop;
+    s->core.opts = opts;
+    s->core.handler = handler;
+    s->core.ud = ud;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = clock_now_ns();
-    s->id_state = seed | 1;
+    s->core.id_state = seed | 1;
     /* http-parser's own head limit is global; keep it above ours so ours decides. */
     http_parser_set_max_header_size((uint32_t)(opts.max_header_bytes + 8192));
 
@@ -1247,11 +1149,11 @@ struct http_server *http_server_new_unix(struct event_base *loop, const char *pa
         err_oom(err);
         return NULL;
     }
-    s->loop = loop;
-    s->opts = opts;
-    s->handler = handler;
-    s->ud = ud;
-    s->id_state = clock_now_ns() | 1;
+    s->core.loop = loop;
+    s->core.opts = opts;
+    s->core.handler = handler;
+    s->core.ud = ud;
+    s->core.id_state = clock_now_ns() | 1;
     snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
     unlink(path);
     mode_t old = umask(077); /* the socket is created owner-only */
@@ -1278,8 +1180,8 @@ const char *http_server_address(const struct http_server *s)
 
 void http_server_drain(struct http_server *s)
 {
-    if (s->draining) return;
-    s->draining = true;
+    if (s->core.draining) return;
+    s->core.draining = true;
     if (s->listener) {
         evconnlistener_free(s->listener);
         s->listener = NULL;
@@ -1293,22 +1195,24 @@ void http_server_drain(struct http_server *s)
         if (idle || c->state == CONN_LINGER) conn_close(c);
         c = next;
     }
+    h2_drain_all(&s->core);
 }
 
 size_t http_server_active_requests(const struct http_server *s)
 {
-    return s->n_active;
+    return s->core.n_active;
 }
 
 size_t http_server_connections(const struct http_server *s)
 {
-    return s->n_conns;
+    return s->core.n_conns;
 }
 
 void http_server_free(struct http_server *s)
 {
     if (s == NULL) return;
     while (s->conns) conn_close(s->conns);
+    h2_free_all(&s->core);
     if (s->listener) evconnlistener_free(s->listener);
     if (s->accept_resume) event_free(s->accept_resume);
     free(s);

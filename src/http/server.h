@@ -1,14 +1,16 @@
 /*
- * server — the HTTP/1.1 front door: accepts connections on the event loop, parses requests
+ * server — the front door: accepts connections on the event loop, parses HTTP/1.1 requests
  * with http-parser, enforces input limits and timeouts, and writes responses (whole or
- * streamed with chunked encoding).
+ * streamed with chunked encoding). A connection whose first bytes are the HTTP/2 client
+ * preface (h2c with prior knowledge) is handed to h2.c instead; the request and response API
+ * (http/request.h) is the same for both.
  *
  * Lifecycle of a request: the server parses the head and body (up to limits), then calls the
  * handler with a `struct http_request` it owns. The handler answers now or later with
  * http_respond() or http_stream_start()/write()/end(). If the client goes away first, the
  * server calls the request's abort callback (if set) exactly once and then frees the request;
- * after that the handler must not touch it. One request per connection is handled at a time;
- * pipelined requests wait their turn.
+ * after that the handler must not touch it. One request per HTTP/1.1 connection is handled at
+ * a time; pipelined requests wait their turn (HTTP/2 runs up to H2_MAX_STREAMS at once).
  *
  * Errors the server detects itself (413, 431, 400, 408) are answered with the same
  * OpenAI-style JSON body as every other error, then the connection closes "lingering": the
@@ -34,58 +36,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/request.h"
 #include "util/err.h"
 
 struct event_base;
-struct evbuffer;
-struct arena;
 struct http_server;
-struct http_conn;
-
-struct http_header {
-    const char *name; /* lower-cased, arena */
-    const char *value;
-};
-
-struct http_request;
-
-typedef void (*http_handler_cb)(struct http_request *req, void *ud);
-typedef void (*http_abort_cb)(struct http_request *req, void *ud);
-typedef void (*http_drain_cb)(struct http_request *req, void *ud);
-
-struct http_request {
-    struct arena *arena; /* owned by the request; freed with it */
-    const char *method;  /* "GET", "POST", ... ("GET" for a HEAD request) */
-    const char *path;    /* without the query string */
-    const char *query;   /* after '?', or NULL */
-    struct http_header *headers;
-    size_t n_headers;
-    struct evbuffer *body; /* complete request body; owned by the request */
-    uint64_t start_ns;     /* monotonic time the first byte of the request arrived */
-    char request_id[72];   /* the client's x-request-id if sane, else generated */
-    bool head_sent;        /* status line and headers are written */
-    bool done;             /* the response is complete */
-    bool log;              /* write the per-request log line (config log.requests) */
-    bool head;             /* a HEAD request: answered like GET, but no body is sent */
-    struct http_conn *_conn;
-    http_abort_cb _abort_cb;
-    http_drain_cb _drain_cb;
-    void *_cb_ud;
-    bool _stream_chunked;
-    int _status;
-    struct http_header *_resp_headers; /* extra response headers, arena */
-    size_t _n_resp_headers, _cap_resp_headers;
-};
-
-struct http_server_opts {
-    size_t max_body_bytes;
-    size_t max_header_bytes;
-    long header_timeout_ms;
-    long body_timeout_ms;
-    long idle_timeout_ms;
-    int max_connections;
-    bool log_requests;
-};
 
 /**
  * Binds and listens on host:port (port 0 picks a free one).
@@ -145,43 +100,5 @@ int http_server_connection_cap(uint64_t nofile, int configured);
 
 /** Closes every connection (aborting requests in flight) and frees. NULL-safe. */
 void http_server_free(struct http_server *s);
-
-/** Case-insensitive lookup of a request header; borrowed, NULL if absent. */
-const char *http_request_header(const struct http_request *req, const char *name);
-
-/** Adds a response header (name and value copied into the request arena). Before the head. */
-int http_add_header(struct http_request *req, const char *name, const char *value);
-
-/** Sets callbacks: `abort` when the client disconnects before the response is done; `drain`
- *  when the output buffer fell below the low-water mark after http_stream_write returned 1. */
-void http_request_set_callbacks(struct http_request *req, http_abort_cb abort, http_drain_cb drain,
-                                void *ud);
-
-/** Sends a complete response with Content-Length. `body` is copied. */
-void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
-                  size_t len);
-
-/** Sends an OpenAI-style JSON error from `e` ({"error":{message,type,code,param}}). */
-void http_respond_error(struct http_request *req, const struct err *e);
-
-/** Starts a streamed response (chunked on HTTP/1.1). */
-void http_stream_start(struct http_request *req, int status, const char *content_type);
-
-/**
- * Writes a piece of a streamed response.
- * @return 0 ok; 1 ok but the client is slow (output above the high-water mark: pause the
- *         producer until the drain callback); -1 the client is gone (abort callback comes).
- */
-int http_stream_write(struct http_request *req, const char *data, size_t len);
-
-/** Like http_stream_write for two pieces sent as one chunk (an event and its terminator). */
-int http_stream_write2(struct http_request *req, const char *a, size_t alen, const char *b,
-                       size_t blen);
-
-/** Ends a streamed response. */
-void http_stream_end(struct http_request *req);
-
-/** Bytes of response waiting in the output buffer. */
-size_t http_request_pending_output(const struct http_request *req);
 
 #endif
