@@ -131,27 +131,36 @@ int sigv4_verify(const struct http_request *req, const struct sigv4_presented *p
      * own, the session token is a credential. */
     struct sigv4_header headers[MAX_SIGNED];
     size_t n = 0;
-    const char *host = NULL, *token = NULL;
+    const char *host = NULL, *token = NULL, *host_name = NULL;
     char names[sizeof p->signed_headers], *save = NULL;
     memcpy(names, p->signed_headers, sizeof names);
     for (char *name = strtok_r(names, ";", &save); name; name = strtok_r(NULL, ";", &save)) {
-        const char *v = http_request_header(req, name);
+        /* HTTP/2 clients (the AWS SDK's NodeHttp2Handler) sign :authority instead of host;
+         * the HTTP/2 layer gives its value as the host header. */
+        bool authority = strcmp(name, ":authority") == 0;
+        const char *v = http_request_header(req, authority ? "host" : name);
         if (v == NULL)
             return invalid(err, "the signed header '%s' is not in the request%s", name, "");
-        if (strcmp(name, "host") == 0)
+        if (strcmp(name, "host") == 0 || authority) {
+            if (host) return invalid(err, "both host and :authority are signed%s%s", "", "");
             host = v;
-        else if (strcmp(name, "x-amz-security-token") == 0)
+            host_name = authority ? ":authority" : NULL;
+        } else if (name[0] == ':') {
+            return invalid(err, "the pseudo-header '%s' cannot be signed%s", name, "");
+        } else if (strcmp(name, "x-amz-security-token") == 0) {
             token = v;
-        else if (strcmp(name, "x-amz-date") != 0) {
+        } else if (strcmp(name, "x-amz-date") != 0) {
             if (n == MAX_SIGNED) return invalid(err, "too many signed headers%s%s", "", "");
             headers[n++] = (struct sigv4_header){name, v};
         }
     }
-    if (host == NULL) return invalid(err, "the host header must be signed%s%s", "", "");
+    if (host == NULL)
+        return invalid(err, "the host header (or :authority) must be signed%s%s", "", "");
     size_t len = evbuffer_get_length(req->body);
     struct sigv4_request r = {
         .method = req->method,
         .host = host,
+        .host_name = host_name,
         .path = req->path,
         .query = req->query,
         .headers = headers,

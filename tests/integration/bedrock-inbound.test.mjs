@@ -29,10 +29,11 @@ const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf'
 const AWS_UP = { accessKeyId: 'AKIDUPSTREAM', secretAccessKey: 'upstream/secret', sessionToken: 'tok' };
 let gw, oa, bed;
 
-// HTTP/1.1 until the listener speaks HTTP/2 (#15): the SDK's default handler is
-// NodeHttp2Handler; flip this one helper when the listener gains HTTP/2.
+// The SDK as it ships: its default handler is NodeHttp2Handler (h2c with prior knowledge on
+// an http:// endpoint, which the listener speaks, #15). HTTP1=1 runs the suite over HTTP/1.1
+// instead; one test below always does.
 function requestHandler() {
-  return new NodeHttpHandler();
+  return process.env.HTTP1 === '1' ? new NodeHttpHandler() : undefined;
 }
 
 // A client as an application would make one: only `endpoint` (and the auth) is ours.
@@ -100,6 +101,19 @@ test('Converse: text answer, stop reason, usage, metrics, stratus headers; the u
   assert.equal(sent.temperature, 0.2);
   assert.equal(sent.top_p, 0.9);
   assert.deepEqual(sent.stop, ['END']);
+});
+
+test('Converse and ConverseStream over HTTP/1.1 too (a client that configures NodeHttpHandler)', async () => {
+  const c = new BedrockRuntimeClient({ endpoint: gw.baseURL, region: 'us-east-1', maxAttempts: 1,
+    requestHandler: new NodeHttpHandler(), token: { token: MK }, authSchemePreference: ['httpBearerAuth'] });
+  const out = await c.send(new ConverseCommand({ modelId: 'chat', messages: [user('hello over 1.1')] }));
+  assert.equal(out.output.message.role, 'assistant');
+  assert.ok(out.output.message.content[0].text.length > 0);
+  const s = await c.send(new ConverseStreamCommand({ modelId: 'chat', messages: [user('stream over 1.1')] }));
+  const kinds = [];
+  for await (const ev of s.stream) kinds.push(Object.keys(ev)[0]);
+  assert.equal(kinds[0], 'messageStart');
+  assert.equal(kinds.at(-1), 'metadata');
 });
 
 test('Converse: a model group name with a space and a slash arrives percent-decoded', async () => {

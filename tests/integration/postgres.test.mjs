@@ -55,9 +55,7 @@ test('AWS credentials of keys live in PostgreSQL too: made on one instance, SigV
     assert.equal(pg.query('SELECT COUNT(*) FROM api_keys').flat().join(), '1');
     assert.ok(!JSON.stringify(pg.query('SELECT * FROM api_keys')).includes(made.aws_secret_access_key), 'secret not stored in clear');
     const { BedrockRuntimeClient, ConverseCommand } = await import('@aws-sdk/client-bedrock-runtime');
-    const { NodeHttpHandler } = await import('@smithy/node-http-handler');
     const client = new BedrockRuntimeClient({ region: 'us-east-1', endpoint: g2.baseURL, maxAttempts: 1,
-      requestHandler: new NodeHttpHandler(), // HTTP/1.1 until the listener speaks HTTP/2 (#15)
       credentials: { accessKeyId: made.aws_access_key_id, secretAccessKey: made.aws_secret_access_key } });
     const out = await waitFor(async () => {
       try { return await client.send(new ConverseCommand({ modelId: 'chat', messages: [{ role: 'user', content: [{ text: 'hi' }] }] })); } catch { return null; }

@@ -151,7 +151,8 @@ int sigv4_sign(const struct sigv4_credentials *c, const struct sigv4_request *r,
         err_set(err, 500, "server_error", NULL, "too many headers to sign");
         goto out;
     }
-    headers[n_headers++] = (struct kv){strdup("host"), trimmed_lower(r->host, false)};
+    headers[n_headers++] =
+        (struct kv){strdup(r->host_name ? r->host_name : "host"), trimmed_lower(r->host, false)};
     for (size_t i = 0; i < r->n_headers; i++)
         headers[n_headers++] = (struct kv){trimmed_lower(r->headers[i].name, true),
                                            trimmed_lower(r->headers[i].value, false)};

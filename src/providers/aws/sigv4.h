@@ -29,10 +29,12 @@ struct sigv4_header {
 };
 
 struct sigv4_request {
-    const char *method;                 /* "GET", "POST" */
-    const char *host;                   /* "bedrock-runtime.us-east-1.amazonaws.com" */
-    const char *path;                   /* "/model/…/converse-stream", not yet encoded */
-    const char *query;                  /* "a=1&b=2" (raw) or NULL */
+    const char *method;    /* "GET", "POST" */
+    const char *host;      /* "bedrock-runtime.us-east-1.amazonaws.com" */
+    const char *host_name; /* the header host is signed as: NULL "host"; ":authority" when an
+                            * HTTP/2 client signed the pseudo-header (verification) */
+    const char *path;      /* "/model/…/converse-stream", not yet encoded */
+    const char *query;     /* "a=1&b=2" (raw) or NULL */
     const struct sigv4_header *headers; /* signed besides host and x-amz-*; may be NULL */
     size_t n_headers;
     const void *payload;
