@@ -213,3 +213,8 @@ void http_stream_end(struct http_request *req)
     if (req->done) return;
     req->_proto->end(req);
 }
+
+const char *http_request_protocol(const struct http_request *req)
+{
+    return req->_proto ? req->_proto->name : "HTTP/1.1";
+}

@@ -87,6 +87,9 @@ struct http_server_opts {
 /** Case-insensitive lookup of a request header; borrowed, NULL if absent. */
 const char *http_request_header(const struct http_request *req, const char *name);
 
+/** "HTTP/1.1" or "HTTP/2": what carried the request (for logs). */
+const char *http_request_protocol(const struct http_request *req);
+
 /** Adds a response header (name and value copied into the request arena). Before the head.
  *  Values never carry CR/LF onto the wire; HTTP/2 sends the name lower-cased. */
 int http_add_header(struct http_request *req, const char *name, const char *value);

@@ -4,6 +4,7 @@
 // reset floods). HTTP/1.1 and the OpenAI SDK keep working on the same port.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { resolve } from 'node:path';
@@ -91,6 +92,7 @@ test('GET /health and /v1/models over h2c prior knowledge, logged like HTTP/1.1'
   const line = await gw.waitForLog((l) => l.event === 'request' && l.id === 'h2-models-1');
   assert.equal(line.status, 200);
   assert.equal(line.path, '/v1/models');
+  assert.equal(line.protocol, 'HTTP/2');
   // Errors keep their status and JSON body; HEAD answers the head without a body.
   const nf = await request(s, { ':path': '/nope' });
   assert.equal(nf.status, 404);
@@ -236,13 +238,28 @@ test('an oversized body is refused with 413, announced or not, and the connectio
   s.close();
 });
 
+test('curl --http2-prior-knowledge: JSON and a streamed chat over HTTP/2', async () => {
+  const health = execFileSync('curl', ['-sS', '--http2-prior-knowledge', '-w', '\n%{http_version} %{http_code}', `${gw.baseURL}/health`],
+    { encoding: 'utf8' });
+  assert.equal(health, '{"status":"ok"}\n2 200');
+  const sse = execFileSync('curl', ['-sSN', '--http2-prior-knowledge', '-H', 'content-type: application/json',
+    '-d', JSON.stringify({ model: 'twenty', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    `${gw.baseURL}/v1/chat/completions`], { encoding: 'utf8' });
+  const events = sse.split('\n\n').filter((e) => e.startsWith('data: '));
+  assert.equal(events.at(-1), 'data: [DONE]');
+  const text = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? '').join('');
+  assert.equal(text, Array.from({ length: 20 }, (_, i) => `tok${i} `).join(''));
+});
+
 test('HTTP/1.1 and the OpenAI SDK still work on the same port', async () => {
   const r = await fetch(`${gw.baseURL}/health`);
   assert.equal(r.status, 200);
   assert.deepEqual(await r.json(), { status: 'ok' });
   const client = new OpenAI({ baseURL: `${gw.baseURL}/v1`, apiKey: 'unused', maxRetries: 0 });
-  const c = await client.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] });
+  const c = await client.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'hi' }] },
+    { headers: { 'x-request-id': 'h1-chat-1' } });
   assert.equal(c.choices[0].message.content, 'Hello from the fake');
+  assert.equal((await gw.waitForLog((l) => l.event === 'request' && l.id === 'h1-chat-1')).protocol, 'HTTP/1.1');
   const stream = await client.chat.completions.create({ model: 'twenty', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   let text = '';
   for await (const ch of stream) text += ch.choices[0]?.delta?.content ?? '';
