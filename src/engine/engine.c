@@ -1245,6 +1245,21 @@ oom:
     return NULL;
 }
 
+/* Queues work the engine thread does between decode steps (embeddings, scoring) and wakes
+ * it. */
+static void side_enqueue(struct engine *e, struct engine_job **head, struct engine_job **tail,
+                         struct engine_job *j)
+{
+    pthread_mutex_lock(&e->mu);
+    if (*tail)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 struct engine_job *engine_submit_embeddings(struct engine *e, const char *const *inputs, size_t n,
                                             engine_event_cb cb, void *ud, struct err *err)
 {
@@ -1276,14 +1291,7 @@ struct engine_job *engine_submit_embeddings(struct engine *e, const char *const 
         }
         j->input_len[i] = t;
     }
-    pthread_mutex_lock(&e->mu);
-    if (e->embed_tail)
-        e->embed_tail->next = j;
-    else
-        e->embed_head = j;
-    e->embed_tail = j;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
+    side_enqueue(e, &e->embed_head, &e->embed_tail, j);
     return j;
 oom:
     job_free(j);
@@ -1379,14 +1387,7 @@ struct engine_job *engine_submit_scores(struct engine *e, const char *const *pro
             goto refuse;
         }
     }
-    pthread_mutex_lock(&e->mu);
-    if (e->score_tail)
-        e->score_tail->next = j;
-    else
-        e->score_head = j;
-    e->score_tail = j;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
+    side_enqueue(e, &e->score_head, &e->score_tail, j);
     return j;
 oom:
     err_oom(err);

@@ -4,7 +4,8 @@
 // reset floods). HTTP/1.1 and the OpenAI SDK keep working on the same port.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { resolve } from 'node:path';
@@ -239,12 +240,13 @@ test('an oversized body is refused with 413, announced or not, and the connectio
 });
 
 test('curl --http2-prior-knowledge: JSON and a streamed chat over HTTP/2', async () => {
-  const health = execFileSync('curl', ['-sS', '--http2-prior-knowledge', '-w', '\n%{http_version} %{http_code}', `${gw.baseURL}/health`],
-    { encoding: 'utf8' });
+  // Asynchronously: the fake upstream answering the chat lives in this process.
+  const curl = async (...args) => (await promisify(execFile)('curl', args, { encoding: 'utf8' })).stdout;
+  const health = await curl('-sS', '--http2-prior-knowledge', '-w', '\n%{http_version} %{http_code}', `${gw.baseURL}/health`);
   assert.equal(health, '{"status":"ok"}\n2 200');
-  const sse = execFileSync('curl', ['-sSN', '--http2-prior-knowledge', '-H', 'content-type: application/json',
+  const sse = await curl('-sSN', '--http2-prior-knowledge', '-H', 'content-type: application/json',
     '-d', JSON.stringify({ model: 'twenty', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
-    `${gw.baseURL}/v1/chat/completions`], { encoding: 'utf8' });
+    `${gw.baseURL}/v1/chat/completions`);
   const events = sse.split('\n\n').filter((e) => e.startsWith('data: '));
   assert.equal(events.at(-1), 'data: [DONE]');
   const text = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? '').join('');
