@@ -130,6 +130,13 @@ static int on_chunk(void *ud, struct call *c, const struct call_chunk *chunk)
     return p->surface->chunk(&p->x, chunk);
 }
 
+static int on_raw(void *ud, struct call *c, const char *bytes, size_t len)
+{
+    struct proxy *p = ud;
+    p->x.call = c;
+    return p->surface->raw ? p->surface->raw(&p->x, bytes, len) : -1;
+}
+
 static int on_flush(void *ud, struct call *c)
 {
     struct proxy *p = ud;
@@ -173,6 +180,7 @@ static void on_fail(void *ud, struct call *c, const struct call_failure *f)
 static const struct call_sink sink = {
     .start = on_start,
     .chunk = on_chunk,
+    .raw = on_raw,
     .flush = on_flush,
     .body = on_body,
     .end = on_end,

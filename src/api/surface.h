@@ -56,6 +56,10 @@ struct surface_ops {
     /** Queues one chunk in the API's framing. @return 1 queued, 0 not for this client,
      *  -1 out of memory. */
     int (*chunk)(struct exchange *x, const struct call_chunk *chunk);
+    /** Passthrough streams (call_info.native): queues the target's own bytes, which are
+     *  already in this API's format; the chunks translated from them are then dropped.
+     *  Optional: only surfaces that set openai_request.native_* need it. @return 0, -1 OOM. */
+    int (*raw)(struct exchange *x, const char *bytes, size_t len);
     /** Writes what was queued. @return 0, 1 (client slow), -1 (client gone). */
     int (*flush)(struct exchange *x);
     /** Ends the stream: complete (`error` NULL) or broken (the API's error event). */

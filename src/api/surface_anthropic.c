@@ -971,6 +971,16 @@ static int anthropic_parse(struct exchange *x, enum openai_endpoint endpoint, st
     if (r == NULL) return err_oom(err);
     /* the model borrows t.body, which lives in the request arena */
     if (openai_parse_request(endpoint, t.body.p, t.body.len, a, r, err) != 0) return -1;
+    /* An Anthropic target gets the client's own body (passthrough): nothing is lost to a
+     * translation there and back (stop_sequence, cache counts, citations, new fields). */
+    int m = json_scan_get(&s, 0, "model");
+    if (m > 0) {
+        r->native_dialect = DIALECT_ANTHROPIC;
+        r->native_body = s.js;
+        r->native_len = s.len;
+        r->native_model_at = (size_t)s.tok[m].start - 1;
+        r->native_model_len = (size_t)(s.tok[m].end - s.tok[m].start) + 2;
+    }
     x->request = r;
     return 0;
 }
@@ -1202,6 +1212,11 @@ static void anthropic_body(struct exchange *x, int status, const char *json, siz
     struct err e;
     struct out o;
     err_clear(&e);
+    const struct call_info *in = x->call ? call_info(x->call) : NULL;
+    if (in && in->native_answer) { /* an Anthropic target's own Message, as it came */
+        http_respond(x->req, status, "application/json", in->native_answer, in->native_answer_len);
+        return;
+    }
     if (message_json(x, json, len, &o, &e) != 0) {
         respond_error(x->req, e.status, e.msg, NULL);
         return;
@@ -1360,8 +1375,15 @@ static int chunk_events(struct exchange *x, const struct call_chunk *ch, struct 
     return o->oom ? -1 : 1;
 }
 
+static int anthropic_raw(struct exchange *x, const char *bytes, size_t len)
+{
+    struct evbuffer *out = out_buffer(x);
+    return out && evbuffer_add(out, bytes, len) == 0 ? 0 : -1;
+}
+
 static int anthropic_chunk(struct exchange *x, const struct call_chunk *ch)
 {
+    if (x->call && call_info(x->call)->native) return 0; /* its bytes went as they came */
     /* The chunk's scan and events live in a scratch arena of their own: a long stream must
      * not grow the request's arena chunk by chunk. */
     struct arena *a = arena_new(16384);
@@ -1422,6 +1444,12 @@ static void anthropic_end(struct exchange *x, const char *error)
 {
     struct evbuffer *out = out_buffer(x);
     if (out == NULL) {
+        http_stream_end(x->req);
+        return;
+    }
+    if (error == NULL && x->call && call_info(x->call)->native) {
+        /* The target's own message_stop went out with its bytes. */
+        anthropic_flush(x);
         http_stream_end(x->req);
         return;
     }
@@ -1540,6 +1568,7 @@ const struct surface_ops surface_anthropic = {
     .parse = anthropic_parse,
     .start = anthropic_start,
     .chunk = anthropic_chunk,
+    .raw = anthropic_raw,
     .flush = anthropic_flush,
     .end = anthropic_end,
     .body = anthropic_body,

@@ -50,6 +50,13 @@ struct openai_request {
      * labels after the prompt instead of generating); the value's token, -1 when absent.
      * Only self-hosted targets see it: it is cut from bodies sent elsewhere. */
     int labels_tok;
+    /* The client's own body when a surface translated it from another API (NULL for
+     * OpenAI's): a provider speaking that API sends it as it came, with only the model
+     * replaced (`native_model_at`/`_len`: the model value's bytes, quotes included), and
+     * its answer goes back untranslated — passthrough. Borrowed from the request. */
+    enum openai_dialect { DIALECT_OPENAI = 0, DIALECT_ANTHROPIC } native_dialect;
+    const char *native_body;
+    size_t native_len, native_model_at, native_model_len;
 };
 
 /**

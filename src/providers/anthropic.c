@@ -20,6 +20,7 @@
 #include "http/sse.h"
 #include "providers/messages.h"
 #include "providers/provider.h"
+#include "util/json_text.h"
 #include "util/arena.h"
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -300,13 +301,36 @@ static bool chat_only(enum openai_endpoint endpoint)
     return endpoint == OPENAI_CHAT;
 }
 
+/* The client's own Messages body (it came through the Anthropic surface), with only the
+ * model replaced: nothing to translate. */
+static char *native_body(const struct openai_request *r, const char *target_model,
+                         struct arena *arena, size_t *len)
+{
+    size_t ml = strlen(target_model), cap = r->native_len + ml * 6 + 3;
+    char *out = arena_alloc(arena, cap), *w = out;
+    if (out == NULL) return NULL;
+    memcpy(w, r->native_body, r->native_model_at);
+    w += r->native_model_at;
+    *w++ = '"';
+    w += json_escape(w, ml * 6 + 1, target_model, ml);
+    *w++ = '"';
+    size_t rest = r->native_model_at + r->native_model_len;
+    memcpy(w, r->native_body + rest, r->native_len - rest);
+    w += r->native_len - rest;
+    *w = '\0';
+    *len = (size_t)(w - out);
+    return out;
+}
+
 static int anthropic_build(struct backend *b, const struct provider_request *pr,
                            struct arena *arena, struct upstream_request *out, struct err *err)
 {
     size_t len = 0;
-    char *body = anthropic_request_body(pr->request, pr->target_model, b->conf->max_tokens, arena,
-                                        &len, err);
-    if (body == NULL) return -1;
+    bool native = pr->request->native_dialect == DIALECT_ANTHROPIC;
+    char *body = native ? native_body(pr->request, pr->target_model, arena, &len)
+                        : anthropic_request_body(pr->request, pr->target_model, b->conf->max_tokens,
+                                                 arena, &len, err);
+    if (body == NULL) return native ? err_oom(err) : -1;
     char *url = arena_printf(arena, "%s/v1/messages", b->conf->base_url);
     if (url == NULL) return err_oom(err);
     *out = (struct upstream_request){
@@ -316,6 +340,7 @@ static int anthropic_build(struct backend *b, const struct provider_request *pr,
         .body_len = len,
         .timeout_ms = b->conf->timeout_ms,
         .connect_timeout_ms = b->conf->connect_timeout_ms,
+        .native = native,
     };
     return 0;
 }

@@ -513,6 +513,10 @@ static int on_data(struct upstream_call *call, const char *data, size_t n, void 
     err_clear(&e);
     int rc;
     const struct provider_ops *ops = c->backend->ops;
+    if (c->info.native) { /* the client's API: its bytes go as they came */
+        if (c->sink->raw(c->ud, c, data, n) != 0) return -1;
+        c->queued++;
+    }
     if (c->translate) {
         rc = ops->stream_feed(c->translate, data, n, on_translated_chunk, c, &e);
         if (rc == 0 && !c->saw_done && ops->stream_complete(c->translate)) {
@@ -537,6 +541,10 @@ static void deliver_body(struct call *c, long status)
     size_t len;
     const char *bytes = held_bytes(c, &len);
     const struct provider_ops *ops = c->backend->ops;
+    if (c->info.native) {
+        c->info.native_answer = bytes;
+        c->info.native_answer_len = len;
+    }
     if (ops->translate_response) {
         struct err e;
         err_clear(&e);
@@ -751,6 +759,7 @@ static void begin_attempt(struct call *c, const struct target_conf *t)
     c->stream_error[0] = '\0';
     c->attempt_first_byte_ns = 0;
     c->translate = NULL;
+    c->info.native = false;
     c->pr = (struct provider_request){.request = c->request, .target_model = t->model};
     c->attempt_start_ns = clock_now_ns();
 }
@@ -763,7 +772,9 @@ static void next_attempt(struct call *c)
         begin_attempt(c, &c->model->targets[c->plan.order[c->attempt]]);
         struct upstream_request ur;
         const struct provider_ops *ops = c->backend->ops;
+        ur = (struct upstream_request){0};
         bool built = ops->build(c->backend, &c->pr, c->arena, &ur, &e) == 0;
+        c->info.native = built && ur.native && c->sink->raw;
         if (built && c->stream && ops->stream_open &&
             (c->translate = ops->stream_open(&c->pr, c->arena)) == NULL) {
             err_oom(&e);

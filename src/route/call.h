@@ -86,6 +86,13 @@ struct call_info {
     struct usage usage; /* provider counts, or an estimate (usage.estimated) */
     bool cost_known;
     double cost_usd;
+    /* Passthrough (the target speaks the client's API, openai_request.native_*): the
+     * attempt answering does, and a whole answer's untranslated bytes (valid during the
+     * body callback), for the surface to send as they came. Streams give their bytes to
+     * call_sink.raw. */
+    bool native;
+    const char *native_answer;
+    size_t native_answer_len;
 };
 
 /* One attempt, for the all-failed summary. */
@@ -127,6 +134,10 @@ struct call_sink {
     void (*start)(void *ud, struct call *c, int status);
     /** Queues one chunk. @return 1 queued, 0 dropped (not for this client), -1 no memory. */
     int (*chunk)(void *ud, struct call *c, const struct call_chunk *chunk);
+    /** Passthrough streams: the upstream's own bytes, queued before the chunks the same
+     *  bytes are translated into (which the surface then drops). Optional. @return 0, or
+     *  -1 out of memory. */
+    int (*raw)(void *ud, struct call *c, const char *bytes, size_t len);
     /** Sends what was queued since the last flush. @return 0, 1 (client slow: the call
      *  pauses until call_resume), -1 (client gone). */
     int (*flush)(void *ud, struct call *c);

@@ -9,12 +9,13 @@ import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
+import { startAnthropicFake } from '../fakes/anthropic.mjs';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, waitFor, SCALE } from './lib/gateway.mjs';
 
 const MK = 'test-master-key-anthropic-0123';
 const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
-let fake, tools, gw, client;
+let fake, tools, ant, gw, client;
 
 // An OpenAI-compatible upstream that calls a tool: whole or streamed (text first, then the
 // call's arguments in two pieces), as OpenAI does. With `stop` in the request it ends the
@@ -62,10 +63,12 @@ before(async () => {
   assert.ok(existsSync(MODEL), `${MODEL} is missing: run make models`);
   fake = await startFake();
   tools = await startToolFake();
+  ant = await startAnthropicFake();
   const y = `log: { requests: true }\nauth: { master_key: env:MK, refresh_ms: 200 }\nbackends:\n` +
     `  - { name: oa, type: openai, base_url: "${fake.url}", timeout_ms: ${10000 * SCALE} }\n` +
     `  - { name: tf, type: openai, base_url: "${tools.url}", timeout_ms: ${10000 * SCALE} }\n` +
     `  - { name: local, type: local, model_path: "${MODEL}", parallel: 2, threads: 2, ctx_size: 512 }\n` +
+    `  - { name: ant, type: anthropic, base_url: "${ant.url}", api_key: "env:ANT_KEY", timeout_ms: ${10000 * SCALE} }\n` +
     'models:\n' +
     '  - { name: fake, retry: { retries: 0 }, targets: [ { backend: oa, model: echo } ] }\n' +
     '  - { name: fake-stream, retry: { retries: 0 }, targets: [ { backend: oa, model: stream-3 } ] }\n' +
@@ -73,8 +76,10 @@ before(async () => {
     '  - { name: broken, retry: { retries: 0 }, targets: [ { backend: oa, model: fail-500 } ] }\n' +
     '  - { name: cut, retry: { retries: 0 }, targets: [ { backend: oa, model: reset-mid-stream } ] }\n' +
     '  - { name: tools, retry: { retries: 0 }, targets: [ { backend: tf, model: tool-model } ] }\n' +
-    '  - { name: tiny, targets: [ { backend: local, model: tiny } ] }\n';
-  gw = await startGateway(y, { env: { MK } });
+    '  - { name: tiny, targets: [ { backend: local, model: tiny } ] }\n' +
+    '  - { name: claude, retry: { retries: 0 }, targets: [ { backend: ant, model: claude-echo } ] }\n' +
+    '  - { name: claude-or-openai, retry: { retries: 0 }, targets: [ { backend: ant, model: fail-500 }, { backend: oa, model: echo } ] }\n';
+  gw = await startGateway(y, { env: { MK, ANT_KEY: 'test-anthropic-key' } });
   client = new Anthropic({ baseURL: gw.baseURL, apiKey: MK, maxRetries: 0, timeout: 60000 * SCALE });
   await waitFor(async () => (await fetch(`${gw.baseURL}/ready`)).status === 200, { timeout: 30000, what: 'the local model' });
 });
@@ -83,6 +88,7 @@ after(async () => {
   await gw?.stop();
   await fake?.close();
   await tools?.close();
+  await ant?.close();
 });
 
 const last = (f) => f.requests[f.requests.length - 1];
@@ -406,6 +412,55 @@ test('local engine: count_tokens and system blocks', async () => {
 });
 
 // Last: under the ASan build a leak or memory error anywhere above makes the exit code 66.
+test('passthrough: an Anthropic target gets the client\'s own body and its Message comes back as it was', async () => {
+  const n = ant.requests.length;
+  const params = { model: 'claude', max_tokens: 50, top_k: 5, metadata: { user_id: 'u-1' }, stop_sequences: ['three'],
+    system: [{ type: 'text', text: 'Be brief.', cache_control: { type: 'ephemeral' } }],
+    messages: user('one two three four') };
+  const r = await client.messages.create(params).withResponse();
+  const sent = ant.requests[n];
+  // Byte for byte but the model: fields a translation would drop (top_k, cache_control) arrive.
+  assert.deepEqual(sent.body, { ...params, model: 'claude-echo' });
+  assert.equal(sent.raw, JSON.stringify({ ...params, model: 'claude-echo' }));
+  const m = r.data;
+  assert.match(m.id, /^msg_\d{4}$/); // the target's own id
+  assert.equal(m.model, 'claude-echo');
+  assert.equal(m.stop_reason, 'stop_sequence'); // a translation could only say end_turn
+  assert.equal(m.stop_sequence, 'three');
+  assert.equal(m.content[0].text, 'one two');
+  assert.equal(r.response.headers.get('x-stratus-backend'), 'ant');
+  // Accounted like any request: the target's usage is in the log line.
+  const line = await gw.waitForLog((l) => l.event === 'request' && l.backend === 'ant' && l.status === 200 && !l.stream);
+  assert.equal(line.prompt_tokens, m.usage.input_tokens);
+  assert.equal(line.completion_tokens, m.usage.output_tokens);
+});
+
+test('passthrough streams: the target\'s events as it sent them (ping included), usage accounted', async () => {
+  const { types, final } = await streamed({ model: 'claude', max_tokens: 50, stop_sequences: ['c'], messages: user('a b c d') });
+  assert.deepEqual(types.filter((t) => t !== 'content_block_delta'),
+    ['message_start', 'content_block_start', 'content_block_stop', 'message_delta', 'message_stop']);
+  assert.equal(final.stop_reason, 'stop_sequence');
+  assert.equal(final.stop_sequence, 'c');
+  assert.equal(final.content[0].text, 'a b');
+  const raw = await post('/v1/messages', { model: 'claude', max_tokens: 20, stream: true, messages: user('x y') });
+  const text = await raw.text();
+  assert.match(text, /^event: message_start\n/);
+  assert.match(text, /event: ping\n/); // the target's own keep-alive, passed on
+  assert.ok(text.trimEnd().endsWith('data: {"type":"message_stop"}'), text.slice(-200));
+  const line = await gw.waitForLog((l) => l.event === 'request' && l.backend === 'ant' && l.stream && l.completion_tokens === 2);
+  assert.equal(line.status, 200);
+});
+
+test('passthrough is per attempt: when the Anthropic target fails over to an OpenAI one, the answer is translated', async () => {
+  const m = await client.messages.create({ model: 'claude-or-openai', max_tokens: 20, messages: user('hello there') });
+  assert.equal(m.content[0].text, 'hello there');
+  assert.equal(m.model, 'claude-or-openai'); // our Message: the group the client asked for
+  assert.equal(m.stop_reason, 'end_turn');
+  const s = await streamed({ model: 'claude-or-openai', max_tokens: 20, messages: user('streamed words') });
+  assert.equal(s.final.model, 'claude-or-openai'); // translated from the OpenAI fake's chunks
+  assert.equal(s.final.content[0].text, 'streamed words'.repeat(3)); // the fake streams the echo 3 times
+});
+
 test('the gateway shuts down cleanly after all of the above (exit 0, no sanitizer report)', async () => {
   assert.equal(await gw.stop(), 0, gw.stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n').slice(0, 4000));
   assert.ok(!/Sanitizer/.test(gw.stderr));
