@@ -126,12 +126,18 @@ headers:
 # libFuzzer targets (clang): build/fuzz/<name>; scripts/run-tests fuzz runs each briefly.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-FUZZ_LIB := $(LIB_SRC)
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+# The library is compiled once for every target (-fsanitize=fuzzer-no-link: instrumented,
+# without libFuzzer's main), then each target links against those objects.
+FUZZ_FLAGS := $(filter-out -MMD -MP,$(BASE_CFLAGS)) -Wno-error -Wno-unknown-warning-option -g -O1
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@clang $(FUZZ_FLAGS) -MMD -MP -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+-include $(FUZZ_OBJ:.o=.d)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ $@"
-	@clang $(filter-out -MMD -MP,$(BASE_CFLAGS)) -Wno-error -Wno-unknown-warning-option -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB) $(BASE_LIBS)
+	@clang $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) $(BASE_LIBS)
 fuzz: $(FUZZ_BIN)
 
 debug:
