@@ -401,6 +401,11 @@ int app_run(struct config *cfg, const char *listen)
         .idle_timeout_ms = cfg->limits.idle_timeout_ms,
         .max_connections = connections_for_fd_limit(cfg->limits.max_connections),
         .log_requests = cfg->log_requests,
+        .access = {.allow = cfg->access.allow,
+                   .n_allow = cfg->access.n_allow,
+                   .allow_set = cfg->access.allow_set,
+                   .trust_proxy = cfg->access.trust_proxy,
+                   .n_trust_proxy = cfg->access.n_trust_proxy},
     };
     app->call_env = (struct call_env){.loop = app->loop,
                                       .router = app->router,

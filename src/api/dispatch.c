@@ -78,14 +78,17 @@ static int authenticate(struct app *app, struct http_request *req, const struct 
 {
     const char *key = NULL;
     size_t len = 0;
-    if (r->surface && r->surface->sigv4 && sigv4_is_signed(req))
-        return guard_authenticate_sigv4(app->guard, req, who, e);
+    if (r->surface && r->surface->sigv4 && sigv4_is_signed(req)) {
+        if (guard_authenticate_sigv4(app->guard, req, who, e) != 0) return -1;
+        return guard_check_client(who, req, e);
+    }
     if (guard_auth_enabled(app->guard)) {
         int (*credential)(const struct http_request *, const char **, size_t *, struct err *) =
             r->surface ? r->surface->credential : credential_bearer;
         if (credential(req, &key, &len, e) != 0) return -1;
     }
-    return guard_authenticate(app->guard, key, len, r->access == ADMIN, who, e);
+    if (guard_authenticate(app->guard, key, len, r->access == ADMIN, who, e) != 0) return -1;
+    return guard_check_client(who, req, e); /* the key's allowed_cidrs */
 }
 
 /* Whether `r` serves `path`: exactly, by prefix, or around one '*' segment. */

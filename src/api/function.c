@@ -626,6 +626,7 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         rc = -1;
     else
         rc = guard_authenticate(app->guard, key, key_len, false, &inv->who, &e);
+    if (rc == 0) rc = guard_check_client(&inv->who, req, &e); /* the key's allowed_cidrs */
     if (rc != 0) {
         refuse(inv, &e, false);
         return;

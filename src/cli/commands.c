@@ -136,6 +136,14 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
         free(copy);
         json_object_set_new(body, "models", list);
     }
+    if (opt(o, "--allowed-cidrs")) {
+        json_t *list = json_array();
+        char *copy = strdup(opt(o, "--allowed-cidrs")), *save = NULL;
+        for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save))
+            json_array_append_new(list, json_string(m));
+        free(copy);
+        json_object_set_new(body, "allowed_cidrs", list);
+    }
     struct key_record k;
     memset(&k, 0, sizeof k);
     struct err e;
@@ -224,8 +232,8 @@ static int keys_list(struct config *cfg, bool as_json)
         for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
         print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
-        printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s\n", "ID", "STATUS", "NAME", "TEAM",
-               "MODELS", "BUDGET", "RPM", "TPM");
+        printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s %s\n", "ID", "STATUS", "NAME", "TEAM",
+               "MODELS", "BUDGET", "RPM", "TPM", "FROM");
         for (int i = 0; i < n; i++) {
             const struct key_record *k = &keys[i];
             char budget[40], rpm[24], tpm[24];
@@ -238,9 +246,10 @@ static int keys_list(struct config *cfg, bool as_json)
             const char *status = k->revoked_ms                           ? "revoked"
                                  : k->expires_ms && now >= k->expires_ms ? "expired"
                                                                          : "active";
-            printf("%-20s %-8s %-16.16s %-12.12s %-24.24s %12s %7s %9s\n", k->id, status,
+            printf("%-20s %-8s %-16.16s %-12.12s %-24.24s %12s %7s %9s %s\n", k->id, status,
                    k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
-                   k->models[0] ? k->models : "(all)", budget, rpm, tpm);
+                   k->models[0] ? k->models : "(all)", budget, rpm, tpm,
+                   k->allowed_cidrs[0] ? k->allowed_cidrs : "(any)");
         }
     }
     free(keys);
@@ -269,13 +278,21 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct opt o[] = {{"--config", NULL, false},      {"--name", NULL, false},
-                      {"--team", NULL, false},        {"--models", NULL, false},
-                      {"--budget-usd", NULL, false},  {"--budget-period", NULL, false},
-                      {"--budget-soft", NULL, false}, {"--on-exhausted", NULL, false},
-                      {"--rpm", NULL, false},         {"--tpm", NULL, false},
-                      {"--expires-in", NULL, false},  {"--aws", NULL, true},
-                      {"--json", NULL, true},         {NULL, NULL, false}};
+    struct opt o[] = {{"--config", NULL, false},
+                      {"--name", NULL, false},
+                      {"--team", NULL, false},
+                      {"--models", NULL, false},
+                      {"--budget-usd", NULL, false},
+                      {"--budget-period", NULL, false},
+                      {"--budget-soft", NULL, false},
+                      {"--on-exhausted", NULL, false},
+                      {"--rpm", NULL, false},
+                      {"--tpm", NULL, false},
+                      {"--expires-in", NULL, false},
+                      {"--aws", NULL, true},
+                      {"--allowed-cidrs", NULL, false},
+                      {"--json", NULL, true},
+                      {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;

@@ -1267,6 +1267,42 @@ static int each_function(struct loader *ld, const yaml_node_t *n, size_t idx, vo
     return 0;
 }
 
+/* A list of CIDRs ("10.0.0.0/8", "::1/128", bare addresses), each checked where it stands. */
+static int parse_cidrs(struct loader *ld, const yaml_node_t *n, const char *what, struct cidr **out,
+                       size_t *count)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail_at(ld, n, "%s must be a list of CIDRs like [10.0.0.0/8, \"::1/128\"]", what);
+    size_t total = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (total == 0)
+        return fail_at(ld, n, "%s is empty: list at least one CIDR, or leave the key out", what);
+    if ((*out = calloc(total, sizeof **out)) == NULL) return fail_at(ld, n, "out of memory");
+    for (size_t i = 0; i < total; i++) {
+        const yaml_node_t *it = yaml_document_get_node(ld->doc, n->data.sequence.items.start[i]);
+        const char *s = scalar(it), *why = NULL;
+        if (s == NULL) return fail_at(ld, it, "%s: each entry must be a CIDR string", what);
+        if (cidr_parse(s, &(*out)[i], &why) != 0)
+            return fail_at(ld, it, "%s: '%.64s' is not a CIDR: %s", what, s, why);
+        (*count)++;
+    }
+    return 0;
+}
+
+static int parse_access(struct loader *ld, const yaml_node_t *n, struct access_conf *a)
+{
+    static const char *const keys[] = {"allow", "trust_proxy", NULL};
+    if (want_mapping(ld, n, "access") || check_keys(ld, n, keys, "access")) return -1;
+    const yaml_node_t *al = get(ld, n, "allow");
+    if (al) {
+        a->allow_set = true;
+        if (parse_cidrs(ld, al, "access.allow", &a->allow, &a->n_allow)) return -1;
+    }
+    const yaml_node_t *tp = get(ld, n, "trust_proxy");
+    if (tp && parse_cidrs(ld, tp, "access.trust_proxy", &a->trust_proxy, &a->n_trust_proxy))
+        return -1;
+    return 0;
+}
+
 static int parse_listen(struct loader *ld, const yaml_node_t *l)
 {
     const char *why = NULL;
@@ -1285,8 +1321,8 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log",      "limits", "prices",    "store",
-        "auth",   "budgets",           "backends", "models", "functions", NULL};
+        "listen", "shutdown_grace_ms", "log",      "limits", "prices",    "store", "auth",
+        "access", "budgets",           "backends", "models", "functions", NULL};
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -1314,6 +1350,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (st && parse_store(ld, st, &cfg->store)) return -1;
     const yaml_node_t *au = get(ld, root, "auth");
     if (au && parse_auth(ld, au, &cfg->auth)) return -1;
+    const yaml_node_t *ac = get_section(ld, root, "access");
+    if (ac && parse_access(ld, ac, &cfg->access)) return -1;
     const yaml_node_t *bu = get_section(ld, root, "budgets");
     if (bu && parse_sequence(ld, bu, "budgets", sizeof *cfg->budgets, (void **)&cfg->budgets,
                              &cfg->n_budgets, each_budget))
@@ -1583,6 +1621,8 @@ static void secret_free(struct secret *s)
 void config_free(struct config *cfg)
 {
     if (cfg == NULL) return;
+    free(cfg->access.allow);
+    free(cfg->access.trust_proxy);
     for (size_t i = 0; i < cfg->n_backends; i++) {
         struct backend_conf *b = &cfg->backends[i];
         free(b->name);

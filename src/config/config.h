@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/cidr.h"
+
 /* Where a config error happened; line and column are 1-based, 0 when unknown. */
 struct config_error {
     char file[256];
@@ -222,6 +224,15 @@ struct function_conf {
 
 const char *function_kind_name(enum function_kind k);
 
+/* `access:` (http/access.h): who may connect, and whose X-Forwarded-For is believed. */
+struct access_conf {
+    struct cidr *allow; /* owned; allow_set false: everyone */
+    size_t n_allow;
+    bool allow_set;
+    struct cidr *trust_proxy; /* owned */
+    size_t n_trust_proxy;
+};
+
 struct config {
     char *path;                     /* the file it was loaded from */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
@@ -233,6 +244,7 @@ struct config {
     struct limits_conf limits;
     struct store_conf store;
     struct auth_conf auth;
+    struct access_conf access;
     struct budget_conf *budgets;
     size_t n_budgets;
     struct backend_conf *backends;

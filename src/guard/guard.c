@@ -15,6 +15,7 @@
 #include "guard/awskeys.h"
 #include "guard/ratelimit.h"
 #include "guard/sigv4_verify.h"
+#include "http/request.h"
 #include "obs/log.h"
 #include "store/jobs.h"
 #include "util/clock.h"
@@ -296,6 +297,15 @@ int guard_authenticate_sigv4(struct guard *g, const struct http_request *req, st
     out->kind = PRINCIPAL_KEY;
     out->key = *k;
     return 0;
+}
+
+int guard_check_client(const struct principal *who, const struct http_request *req, struct err *err)
+{
+    if (who->kind != PRINCIPAL_KEY) return 0;
+    if (key_allows_client(&who->key, req->client[0] ? req->client_ip : NULL)) return 0;
+    return err_set(err, 403, "permission_error", "ip_not_allowed",
+                   "API key %s may not be used from %s (its allowed_cidrs: %s)", who->key.id,
+                   req->client[0] ? req->client : "this connection", who->key.allowed_cidrs);
 }
 
 int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE])

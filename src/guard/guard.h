@@ -117,6 +117,12 @@ struct http_request;
 int guard_authenticate_sigv4(struct guard *g, const struct http_request *req, struct principal *out,
                              struct err *err);
 
+/** Whether `who` may act from `req`'s client address (http/access.h sets it): a virtual
+ *  key with allowed_cidrs is refused anywhere else. Call right after authentication.
+ *  @return 0, or -1 with `err`: 403 permission_error ip_not_allowed. */
+int guard_check_client(const struct principal *who, const struct http_request *req,
+                       struct err *err);
+
 /** Gives `rec` SigV4 credentials sealed under this guard's master key (awskeys_mint).
  *  @return 0 with the secret (shown once) in `secret`, or -1 (auth off, random source). */
 int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE]);

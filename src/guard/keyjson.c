@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/cidr.h"
 #include "util/clock.h"
 
 static json_t *time_or_null(int64_t ms)
@@ -35,6 +36,18 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms)
         "rpm", (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm, "created_at",
         time_or_null(k->created_ms), "expires_at", time_or_null(k->expires_ms), "revoked_at",
         time_or_null(k->revoked_ms));
+    json_t *cidrs = json_array();
+    for (const char *p = k->allowed_cidrs; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        json_array_append_new(cidrs, json_stringn(p, len));
+        if (comma == NULL) break;
+        p = comma + 1;
+    }
+    if (doc)
+        json_object_set_new(doc, "allowed_cidrs", cidrs);
+    else
+        json_decref(cidrs);
     /* The SigV4 access key id is public like the key id; its secret never leaves sealed. */
     if (doc && k->aws_key_id[0])
         json_object_set_new(doc, "aws_access_key_id", json_string(k->aws_key_id));
@@ -104,8 +117,8 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
                   struct key_record *k, struct err *e)
 {
     static const char *const known[] = {
-        "name", "team", "models",     "budget_usd", "budget_period", "budget_soft", "on_exhausted",
-        "rpm",  "tpm",  "expires_in", NULL};
+        "name",         "team", "models", "budget_usd", "budget_period", "budget_soft",
+        "on_exhausted", "rpm",  "tpm",    "expires_in", "allowed_cidrs", NULL};
     if (!json_is_object(body))
         return err_set(e, 400, "invalid_request_error", "invalid_json",
                        "request body must be a JSON object");
@@ -118,7 +131,8 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
         if (!ok)
             return err_set(e, 400, "invalid_request_error", "unknown_field",
                            "unknown field \"%.64s\" (known: name, team, models, budget_usd, "
-                           "budget_period, budget_soft, on_exhausted, rpm, tpm, expires_in)",
+                           "budget_period, budget_soft, on_exhausted, rpm, tpm, expires_in, "
+                           "allowed_cidrs)",
                            field);
     }
     k->budget_soft = 0.8;
@@ -148,6 +162,32 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
         int n = snprintf(k->models + w, sizeof k->models - w, "%s%s", w ? "," : "", name);
         if (n < 0 || (size_t)n >= sizeof k->models - w)
             return bad(e, "models", "\"models\" is too long");
+        w += (size_t)n;
+    }
+    const json_t *cidrs = json_object_get(body, "allowed_cidrs");
+    if (cidrs && !json_is_array(cidrs))
+        return bad(
+            e, "allowed_cidrs",
+            "\"allowed_cidrs\" must be an array of CIDRs like [\"10.0.0.0/8\", \"::1/128\"]");
+    w = 0;
+    json_array_foreach(cidrs, i, m)
+    {
+        struct cidr c;
+        const char *why = NULL;
+        if (!json_is_string(m))
+            return bad(e, "allowed_cidrs", "\"allowed_cidrs\" must be an array of CIDR strings");
+        if (cidr_parse(json_string_value(m), &c, &why) != 0) {
+            err_param(e, 400, "allowed_cidrs", "\"allowed_cidrs\": '%.64s' is not a CIDR: %s",
+                      json_string_value(m), why);
+            e->code = "invalid_value";
+            return -1;
+        }
+        char text[CIDR_TEXT_SIZE];
+        cidr_format(&c, text); /* stored normalised: what the key is checked against */
+        int n =
+            snprintf(k->allowed_cidrs + w, sizeof k->allowed_cidrs - w, "%s%s", w ? "," : "", text);
+        if (n < 0 || (size_t)n >= sizeof k->allowed_cidrs - w)
+            return bad(e, "allowed_cidrs", "\"allowed_cidrs\" is too long");
         w += (size_t)n;
     }
     const json_t *b = json_object_get(body, "budget_usd");

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/cidr.h"
+
 struct key_table {
     struct key_record *by_hash; /* sorted by hash */
     size_t n;
@@ -140,6 +142,27 @@ bool key_allows_model(const struct key_record *k, const char *model)
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (len == n && memcmp(p, model, n) == 0) return true;
+        if (comma == NULL) break;
+        p = comma + 1;
+    }
+    return false;
+}
+
+bool key_allows_client(const struct key_record *k, const uint8_t *client)
+{
+    if (k->allowed_cidrs[0] == '\0') return true;
+    if (client == NULL) return false;
+    for (const char *p = k->allowed_cidrs; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[CIDR_TEXT_SIZE];
+        struct cidr c;
+        const char *why;
+        if (len < sizeof one) {
+            memcpy(one, p, len);
+            one[len] = '\0';
+            if (cidr_parse(one, &c, &why) == 0 && cidr_contains(&c, client)) return true;
+        }
         if (comma == NULL) break;
         p = comma + 1;
     }

@@ -53,6 +53,10 @@ const struct key_record *key_table_at(const struct key_table *t, size_t i);
 /** NULL-safe. */
 void key_table_free(struct key_table *t);
 
+/** Whether key `k` may be used from `client` (IPv4-mapped bytes; NULL: not an IP peer).
+ *  An empty allowed_cidrs = anywhere; with a list, a request without an address is refused. */
+bool key_allows_client(const struct key_record *k, const uint8_t *client);
+
 /** Whether key `k` may use the model alias `model` (its list is empty = every model). */
 bool key_allows_model(const struct key_record *k, const char *model);
 

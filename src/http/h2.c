@@ -93,6 +93,9 @@ struct h2_stream {
 struct h2_conn {
     struct http_core *core; /* borrowed */
     int fd;
+    bool has_peer;
+    uint8_t peer[16];
+    enum access_verdict verdict;
     nghttp2_session *session;
     struct event read_ev, write_ev, flush_ev, idle_ev;
     struct evbuffer *out;
@@ -348,11 +351,11 @@ static const struct http_proto h2_proto = {
 /* Answers an error this file found (limits, timeouts); the handler never sees the request.
  * If the client is still sending, the stream is reset (NO_ERROR) once the answer is out:
  * RFC 9113 8.1 lets a server stop a request whose complete response it has sent. */
+static void stream_fail_err(struct h2_stream *st, const struct err *err);
 static void stream_fail(struct h2_stream *st, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void stream_fail(struct h2_stream *st, int status, const char *code, const char *fmt, ...)
 {
-    struct http_request *req = st->req;
     struct err e;
     err_clear(&e);
     e.status = status;
@@ -362,6 +365,13 @@ static void stream_fail(struct h2_stream *st, int status, const char *code, cons
     va_start(ap, fmt);
     vsnprintf(e.msg, sizeof e.msg, fmt, ap);
     va_end(ap);
+    stream_fail_err(st, &e);
+}
+
+static void stream_fail_err(struct h2_stream *st, const struct err *err)
+{
+    struct http_request *req = st->req;
+    struct err e = *err;
     if (req->request_id[0] == '\0') http_request_assign_id(st->conn->core, req);
     st->state = ST_ANSWERED;
     st->rst_after_response = !st->remote_done;
@@ -527,6 +537,14 @@ static void headers_complete(struct h2_conn *c, struct h2_stream *st)
     }
     if (st->fail_status) {
         stream_fail(st, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    struct err ae;
+    err_clear(&ae);
+    if (http_request_set_client(c->core, req, c->verdict, c->has_peer ? c->peer : NULL, &ae) != 0) {
+        if (c->verdict == ACCESS_DENY) /* this peer may send nothing: no further streams */
+            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
+        stream_fail_err(st, &ae);
         return;
     }
     const char *cl = http_request_header(req, "content-length");
@@ -799,12 +817,16 @@ out:
     return rv;
 }
 
-int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, struct err *err)
+int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, const uint8_t *peer,
+                  enum access_verdict verdict, struct err *err)
 {
     struct h2_conn *c = calloc(1, sizeof *c);
     if (c == NULL || (c->out = evbuffer_new()) == NULL) goto fail;
     c->core = core;
     c->fd = fd;
+    c->has_peer = peer != NULL;
+    if (peer) memcpy(c->peer, peer, 16);
+    c->verdict = verdict;
     if (session_new(c) != 0) goto fail;
     event_assign(&c->read_ev, core->loop, fd, EV_READ | EV_PERSIST, on_readable, c);
     event_assign(&c->write_ev, core->loop, fd, EV_WRITE | EV_PERSIST, on_writable, c);

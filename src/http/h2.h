@@ -49,10 +49,14 @@ int h2_preface_match(const char *p, size_t n);
  *               failure).
  * @param input  bytes read from the socket so far (starting with the preface); they are
  *               *moved* out of it (the buffer stays the caller's).
+ * @param peer     the peer's address (IPv4 mapped), *copied*; NULL when not an IP socket.
+ * @param verdict  what access made of that peer at accept (http/access.h): a refused peer's
+ *                 streams get 403 ip_not_allowed and the connection goes away after them.
  * @return 0, the connection is counted in core->n_conns and linked in core->h2_conns; -1 with
  *         `err` filled (out of memory).
  */
-int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, struct err *err);
+int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, const uint8_t *peer,
+                  enum access_verdict verdict, struct err *err);
 
 /** Shutdown: each connection gets GOAWAY (last stream = the last one it started) and closes
  *  once its streams are answered and written; idle ones close as soon as GOAWAY is out. */

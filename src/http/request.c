@@ -85,6 +85,47 @@ void http_request_assign_id(struct http_core *core, struct http_request *req)
     req->request_id[20] = '\0';
 }
 
+int http_request_set_client(struct http_core *core, struct http_request *req,
+                            enum access_verdict verdict, const uint8_t *peer, struct err *e)
+{
+    if (peer == NULL) return 0; /* a UNIX socket: the gateway's own engine workers */
+    const struct access_policy *p = &core->opts.access;
+    cidr_format_addr(peer, req->peer);
+    memcpy(req->client_ip, peer, 16);
+    if (verdict == ACCESS_PER_REQUEST) {
+        const char *xff[16];
+        size_t n = 0;
+        for (size_t i = 0; i < req->n_headers && n < 16; i++)
+            if (strcmp(req->headers[i].name, "x-forwarded-for") == 0)
+                xff[n++] = req->headers[i].value;
+        if (access_xff_client(p, peer, xff, n, req->client_ip) != 0) {
+            snprintf(req->client, sizeof req->client, "%s", req->peer);
+            return err_set(e, 400, "invalid_request_error", "bad_forwarded_for",
+                           "X-Forwarded-For from trusted proxy %s holds an entry that is not "
+                           "an IP address",
+                           req->peer);
+        }
+        req->proxied = memcmp(req->client_ip, peer, 16) != 0;
+    }
+    cidr_format_addr(req->client_ip, req->client);
+    bool allowed =
+        verdict == ACCESS_PER_REQUEST ? access_allowed(p, req->client_ip) : verdict == ACCESS_ALLOW;
+    if (allowed) return 0;
+    access_refuse(req->client_ip, e);
+    unsigned long dropped = 0;
+    if (log_rate_allow(&core->access_log, 20, clock_now_ns(), &dropped)) {
+        struct log_line l;
+        log_begin(&l, "warn", "ip_not_allowed");
+        log_str(&l, "client", req->client);
+        if (req->proxied) log_str(&l, "peer", req->peer);
+        log_str(&l, "path", req->path);
+        if (dropped) log_int(&l, "suppressed", (long long)dropped);
+        log_str(&l, "message", "client address outside access.allow: 403");
+        log_end(&l);
+    }
+    return -1;
+}
+
 void http_core_dispatch(struct http_core *core, struct http_request *req)
 {
     core->n_active++;
@@ -115,6 +156,8 @@ void http_request_log_rejected(const struct http_request *req, const struct err 
     log_str(&l, "method", req->head ? "HEAD" : req->method ? req->method : "?");
     log_str(&l, "path", req->path ? req->path : "?");
     log_int(&l, "status", e->status);
+    if (req->client[0]) log_str(&l, "client", req->client);
+    if (req->proxied) log_str(&l, "peer", req->peer);
     log_ms(&l, "latency_ms", (double)(clock_now_ns() - req->start_ns) / 1e6);
     log_str(&l, "error", e->msg);
     log_end(&l);

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/access.h"
 #include "obs/log.h"
 #include "util/err.h"
 
@@ -61,6 +62,13 @@ struct http_request {
     bool done;             /* the response is complete */
     bool log;              /* write the per-request log line (config log.requests) */
     bool head;             /* a HEAD request: answered like GET, but no body is sent */
+    /* Who sent it (http/access.h): `client` is the address every check applies to — the
+     * peer, or the one a trusted proxy named in X-Forwarded-For (then `proxied`). Both ""
+     * on a UNIX socket. */
+    char client[CIDR_TEXT_SIZE];
+    char peer[CIDR_TEXT_SIZE];
+    uint8_t client_ip[16]; /* `client` as bytes (IPv4 mapped); valid when client[0] */
+    bool proxied;
     /* Private to src/http/. */
     const struct http_proto *_proto; /* the protocol that carries this request */
     void *_conn;                     /* that protocol's connection (HTTP/1.1) or stream (HTTP/2) */
@@ -82,6 +90,7 @@ struct http_server_opts {
     long idle_timeout_ms;    /* idle keep-alive connection; output stuck this long */
     int max_connections;
     bool log_requests;
+    struct access_policy access; /* `access:`; all zero: everyone, X-Forwarded-For ignored */
 };
 
 /** Case-insensitive lookup of a request header; borrowed, NULL if absent. */
@@ -164,8 +173,9 @@ struct http_core {
     size_t n_active; /* requests in a handler: dispatched and not yet done or aborted */
     bool draining;   /* shutting down: no new connections, requests or streams */
     uint64_t id_state;
-    struct h2_conn *h2_conns; /* doubly linked; h2.c keeps it */
-    struct log_rate h2_log;   /* HTTP/2 connection errors an outsider can cause at will */
+    struct h2_conn *h2_conns;   /* doubly linked; h2.c keeps it */
+    struct log_rate h2_log;     /* HTTP/2 connection errors an outsider can cause at will */
+    struct log_rate access_log; /* refused addresses (ip_not_allowed) */
 };
 
 /** A new request for `conn` spoken by `proto`: arena, empty body, start time, log switch.
@@ -178,6 +188,17 @@ void http_request_free(struct http_request *req);
 
 /** Sets req->request_id from the client's x-request-id if sane, else a fresh "req_…". */
 void http_request_assign_id(struct http_core *core, struct http_request *req);
+
+/**
+ * Sets req->client/peer/proxied for a request from `peer` (NULL: not an IP socket) whose
+ * connection got `verdict` at accept, reading X-Forwarded-For from the head when the peer is a
+ * trusted proxy; then applies access.allow to the client. Call once the head is complete and
+ * before any body byte is read. A refusal is logged (naming the address, rate-limited).
+ * @return 0, or -1 with `e`: 403 ip_not_allowed, 400 bad_forwarded_for (an entry that is
+ *         not an IP address).
+ */
+int http_request_set_client(struct http_core *core, struct http_request *req,
+                            enum access_verdict verdict, const uint8_t *peer, struct err *e);
 
 /** A request enters its handler (counted in n_active). */
 void http_core_dispatch(struct http_core *core, struct http_request *req);

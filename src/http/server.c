@@ -127,7 +127,11 @@ struct http_conn {
     bool http10;
     bool waiting_drain;
     bool in_process;
-    bool preface_check; /* nothing parsed yet: the first bytes may be the HTTP/2 preface */
+    bool preface_check;          /* nothing parsed yet: the first bytes may be the HTTP/2 preface */
+    bool has_peer;               /* an IP peer (not a UNIX socket) */
+    uint8_t peer[16];            /* its address, IPv4 mapped */
+    enum access_verdict verdict; /* access: decided at accept */
+    struct err access_err;       /* why the head was refused by access (status 0: it was not) */
     struct http_conn *prev, *next;
 };
 
@@ -415,6 +419,7 @@ static void request_finish(struct http_request *req)
  * lingering: the request it refused may still be arriving. */
 static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void conn_fail_err(struct http_conn *c, const struct err *err);
 static void conn_fail(struct http_conn *c, int status, const char *code, const char *fmt, ...)
 {
     struct err e;
@@ -426,6 +431,13 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
     va_start(ap, fmt);
     vsnprintf(e.msg, sizeof e.msg, fmt, ap);
     va_end(ap);
+    conn_fail_err(c, &e);
+}
+
+static void conn_fail_err(struct http_conn *c, const struct err *err)
+{
+    struct err e = *err;
+    int status = e.status;
     if (c->req == NULL) c->req = request_new(c);
     if (c->req == NULL) {
         conn_close(c);
@@ -596,6 +608,12 @@ static int on_headers_complete(http_parser *p)
     c->keep_alive = http_should_keep_alive(p) != 0;
 
     http_request_assign_id(&c->srv->core, req);
+    /* access: before anything else about the request, and before any body byte is read. */
+    if (http_request_set_client(&c->srv->core, req, c->verdict, c->has_peer ? c->peer : NULL,
+                                &c->access_err) != 0) {
+        c->fail_status = c->access_err.status;
+        return -1;
+    }
 
     const char *bad_host = host_problem(req, p);
     if (bad_host) return reject(c, 400, bad_host);
@@ -673,7 +691,9 @@ static void fail_from_parser(struct http_conn *c)
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     size_t max_body = c->srv->core.opts.max_body_bytes,
            max_head = c->srv->core.opts.max_header_bytes;
-    if (c->fail_status == 413)
+    if (c->access_err.status)
+        conn_fail_err(c, &c->access_err);
+    else if (c->fail_status == 413)
         conn_fail(c, 413, "body_too_large", "request body exceeds the limit of %zu bytes",
                   max_body);
     else if (c->fail_status == 431 || e == HPE_HEADER_OVERFLOW)
@@ -791,6 +811,10 @@ static bool check_preface(struct http_conn *c)
     struct err e;
     int fd = c->fd;
     struct evbuffer *in = c->in;
+    bool has_peer = c->has_peer;
+    uint8_t peer[16];
+    memcpy(peer, c->peer, 16);
+    enum access_verdict verdict = c->verdict;
     c->in = evbuffer_new(); /* the bytes go with the socket */
     if (c->in == NULL) {
         c->in = in;
@@ -798,7 +822,8 @@ static bool check_preface(struct http_conn *c)
         return false;
     }
     conn_release(c, true);
-    if (h2_conn_start(core, fd, in, &e) != 0) log_msg("warn", "h2_start_failed", "%s", e.msg);
+    if (h2_conn_start(core, fd, in, has_peer ? peer : NULL, verdict, &e) != 0)
+        log_msg("warn", "h2_start_failed", "%s", e.msg);
     evbuffer_free(in);
     return false;
 }
@@ -965,7 +990,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     struct http_server *s = ud;
     (void)l;
-    (void)addr;
     (void)len;
     if (s->core.draining) {
         evutil_closesocket(fd);
@@ -984,6 +1008,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     c->srv = s;
     c->fd = fd;
+    /* access: the verdict on this peer is made once, here; its first request carries it. */
+    c->has_peer = cidr_from_sockaddr(addr, c->peer) == 0;
+    c->verdict = access_classify(&s->core.opts.access, c->has_peer ? c->peer : NULL);
     evutil_make_socket_nonblocking(fd);
     c->in = evbuffer_new();
     c->out = evbuffer_new();

@@ -33,6 +33,8 @@ static void log_line(const struct request_record *r, uint64_t now)
     log_str(&l, "method", req->head ? "HEAD" : req->method); /* dispatched as GET */
     log_str(&l, "path", req->path);
     log_str(&l, "protocol", http_request_protocol(req));
+    log_str(&l, "client", req->client[0] ? req->client : NULL);
+    if (req->proxied) log_str(&l, "peer", req->peer); /* the trusted proxy it came through */
     log_str(&l, "model", r->model);
     log_str(&l, "backend", r->backend);
     log_str(&l, "target_model", r->target_model);

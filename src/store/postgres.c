@@ -291,14 +291,16 @@ static int pg_key_insert(struct store *s, const struct key_record *k, char *why,
     snprintf(created, sizeof created, "%lld", (long long)k->created_ms);
     snprintf(expires, sizeof expires, "%lld", (long long)k->expires_ms);
     snprintf(revoked, sizeof revoked, "%lld", (long long)k->revoked_ms);
-    const char *v[KEY_N_COLUMNS] = {k->id,     k->hash, k->name,       k->team,
-                                    k->models, budget,  period,        soft,
-                                    exhausted, rpm,     tpm,           created,
-                                    expires,   revoked, k->aws_key_id, k->aws_secret_sealed};
-    PGresult *r = params_retry(s,
-                               "INSERT INTO api_keys (" KEY_COLUMNS
-                               ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-                               KEY_N_COLUMNS, v);
+    const char *v[KEY_N_COLUMNS] = {k->id,           k->hash, k->name,       k->team,
+                                    k->models,       budget,  period,        soft,
+                                    exhausted,       rpm,     tpm,           created,
+                                    expires,         revoked, k->aws_key_id, k->aws_secret_sealed,
+                                    k->allowed_cidrs};
+    PGresult *r =
+        params_retry(s,
+                     "INSERT INTO api_keys (" KEY_COLUMNS
+                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)",
+                     KEY_N_COLUMNS, v);
     int rc = ok(r, s, why, size, "key insert");
     PQclear(r);
     return rc;
@@ -351,6 +353,7 @@ static int pg_key_list(struct store *s, struct key_record **out, char *why, size
         k->revoked_ms = atoll(PQgetvalue(r, i, 13));
         snprintf(k->aws_key_id, sizeof k->aws_key_id, "%s", PQgetvalue(r, i, 14));
         snprintf(k->aws_secret_sealed, sizeof k->aws_secret_sealed, "%s", PQgetvalue(r, i, 15));
+        snprintf(k->allowed_cidrs, sizeof k->allowed_cidrs, "%s", PQgetvalue(r, i, 16));
     }
     PQclear(r);
     *out = keys;

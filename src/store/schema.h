@@ -66,14 +66,16 @@ static const struct migration schema_migrations[] = {
     /* SigV4 credentials of a virtual key (guard/awskeys.h): the secret is stored sealed. */
     {4, "ALTER TABLE api_keys ADD COLUMN aws_key_id TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE api_keys ADD COLUMN aws_secret_sealed TEXT NOT NULL DEFAULT ''"},
+    /* Where a virtual key may be used from (guard: 403 ip_not_allowed elsewhere). */
+    {5, "ALTER TABLE api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT ''"},
 };
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
-    "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed"
-#define KEY_N_COLUMNS 16
+    "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed, allowed_cidrs"
+#define KEY_N_COLUMNS 17
 
 /* The insert every store prepares; parameters in column order. */
 #define LEDGER_COLUMNS                                                                             \

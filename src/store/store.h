@@ -75,6 +75,7 @@ struct key_record {
     int64_t created_ms, expires_ms, revoked_ms; /* 0 = never / not revoked */
     char aws_key_id[24];         /* SigV4 access key id ("ASTR…"), "" when the key has none */
     char aws_secret_sealed[144]; /* its secret, sealed (guard/awskeys.h); "" when none */
+    char allowed_cidrs[512];     /* comma-separated CIDRs the key may be used from; "" = any */
 };
 
 struct store;
