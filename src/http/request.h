@@ -34,6 +34,7 @@
 struct event_base;
 struct evbuffer;
 struct arena;
+struct tls_ctx;
 
 struct http_header {
     const char *name; /* lower-cased, arena */
@@ -82,6 +83,9 @@ struct http_server_opts {
     long idle_timeout_ms;    /* idle keep-alive connection; output stuck this long */
     int max_connections;
     bool log_requests;
+    struct tls_ctx *tls; /* borrowed (outlives the server); NULL: plain TCP. With it, every
+                          * connection starts with a TLS handshake (within header_timeout_ms)
+                          * and ALPN "h2" hands it to HTTP/2 */
 };
 
 /** Case-insensitive lookup of a request header; borrowed, NULL if absent. */
