@@ -17,6 +17,7 @@
 struct event_base;
 struct event;
 struct http_server;
+struct tls_ctx;
 struct upstream;
 struct router;
 struct backend;
@@ -25,9 +26,12 @@ struct store_jobs;
 struct guard;
 
 struct app {
-    struct event_base *loop;       /* owned */
-    struct config *cfg;            /* owned; immutable while serving */
-    struct http_server *server;    /* owned */
+    struct event_base *loop;        /* owned */
+    struct config *cfg;             /* owned; immutable while serving */
+    struct http_server *server;     /* the first listener's: servers[0] */
+    struct http_server *servers[8]; /* owned: one per listener (config listen:) */
+    size_t n_servers;
+    struct tls_ctx *tls;           /* owned; NULL without a tls: section; reloaded on SIGHUP */
     struct upstream *upstream;     /* owned */
     struct router *router;         /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
@@ -36,14 +40,14 @@ struct app {
     struct supervisor *supervisor; /* owned; NULL without local backends */
     struct backend *backends;      /* owned array, parallel to cfg->backends */
     size_t n_backends;
-    struct event *probe_timer;        /* owned: periodic reachability probes */
-    struct event *sig_term, *sig_int; /* owned */
-    struct event *stop_timer;         /* owned: checks drain progress / grace deadline */
+    struct event *probe_timer;                  /* owned: periodic reachability probes */
+    struct event *sig_term, *sig_int, *sig_hup; /* owned */
+    struct event *stop_timer;                   /* owned: checks drain progress / grace deadline */
     bool stopping;
     uint64_t stop_deadline_ns;
     size_t probes_running;
     unsigned probe_tick;
-    size_t buffered_bytes;  /* upstream answers held whole right now (limits.max_buffered_bytes) */
+    size_t buffered_bytes; /* upstream answers held whole right now (limits.max_buffered_bytes) */
     struct call_env call_env; /* what every request's attempts need, borrowed from above */
 };
 

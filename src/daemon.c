@@ -28,6 +28,7 @@
 #include "api/dispatch.h"
 #include "engine/supervisor.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "obs/log.h"
 #include "providers/provider.h"
 #include "providers/upstream.h"
@@ -136,6 +137,51 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *ud)
     if (!app->stopping) evtimer_add(app->probe_timer, &tv);
 }
 
+static size_t connections(const struct app *app)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < app->n_servers; i++) n += http_server_connections(app->servers[i]);
+    return n;
+}
+
+static size_t active_requests(const struct app *app)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < app->n_servers; i++) n += http_server_active_requests(app->servers[i]);
+    return n;
+}
+
+/* SIGHUP: the certificate and key are read again; new handshakes use them, connections open
+ * keep theirs. A file that does not load leaves the old pair serving. */
+static void on_hup(evutil_socket_t sig, short what, void *ud)
+{
+    struct app *app = ud;
+    (void)sig;
+    (void)what;
+    struct log_line l;
+    if (app->tls == NULL) {
+        log_msg("info", "sighup", "nothing to reload (no tls: section)");
+        return;
+    }
+    struct err e;
+    err_clear(&e);
+    if (tls_ctx_reload(app->tls, &e) != 0) {
+        log_begin(&l, "error", "tls_reload_failed");
+        log_str(&l, "cert", app->cfg->tls.cert);
+        log_str(&l, "key", app->cfg->tls.key);
+        log_str(&l, "error", e.msg);
+        log_str(&l, "message", "the previous certificate and key stay in use");
+        log_end(&l);
+        return;
+    }
+    char fp[65];
+    tls_ctx_fingerprint(app->tls, fp);
+    log_begin(&l, "info", "tls_reloaded");
+    log_str(&l, "cert", app->cfg->tls.cert);
+    log_str(&l, "sha256", fp);
+    log_end(&l);
+}
+
 static void on_stop_check(evutil_socket_t fd, short what, void *ud)
 {
     struct app *app = ud;
@@ -144,12 +190,12 @@ static void on_stop_check(evutil_socket_t fd, short what, void *ud)
     /* Done when every connection is gone, not merely every request: a finished response may
      * still sit in a connection's output buffer, and stopping then would cut its tail. While
      * draining, connections close as soon as their last response is written. */
-    size_t conns = http_server_connections(app->server);
+    size_t conns = connections(app);
     if (conns == 0 || clock_now_ns() >= app->stop_deadline_ns) {
         if (conns > 0)
             log_msg("warn", "shutdown",
                     "grace period over; closing %zu connection(s), %zu request(s) in flight", conns,
-                    http_server_active_requests(app->server));
+                    active_requests(app));
         event_base_loopbreak(app->loop);
     }
 }
@@ -168,10 +214,10 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
     struct log_line l;
     log_begin(&l, "info", "shutdown");
     log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    log_int(&l, "in_flight", (long long)http_server_active_requests(app->server));
+    log_int(&l, "in_flight", (long long)active_requests(app));
     log_int(&l, "grace_ms", app->cfg->shutdown_grace_ms);
     log_end(&l);
-    http_server_drain(app->server);
+    for (size_t i = 0; i < app->n_servers; i++) http_server_drain(app->servers[i]);
     evtimer_del(app->probe_timer);
     struct timeval tv = {0, STOP_CHECK_MS * 1000};
     event_add(app->stop_timer, &tv);
@@ -277,7 +323,9 @@ static int connections_for_fd_limit(int configured)
 static void app_teardown(struct app *app)
 {
     log_batch_stop();
-    http_server_free(app->server); /* requests settle their budget holds as they go */
+    /* requests settle their budget holds as they go */
+    for (size_t i = 0; i < app->n_servers; i++) http_server_free(app->servers[i]);
+    tls_ctx_free(app->tls); /* after every connection made from it */
     guard_free(app->guard);
     store_jobs_stop(app->jobs);
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
@@ -290,6 +338,7 @@ static void app_teardown(struct app *app)
     if (app->stop_timer) event_free(app->stop_timer);
     if (app->sig_term) event_free(app->sig_term);
     if (app->sig_int) event_free(app->sig_int);
+    if (app->sig_hup) event_free(app->sig_hup);
     if (app->loop) event_base_free(app->loop);
     config_free(app->cfg);
     curl_global_cleanup();
@@ -375,14 +424,21 @@ int app_run(struct config *cfg, const char *listen)
     }
 
     const char *why = NULL;
+    /* --listen replaces the configured listeners with one, which speaks TLS when tls: is set. */
+    struct listen_conf cli = {0};
+    const struct listen_conf *listeners = cfg->listeners;
+    size_t n_listeners = cfg->n_listeners;
     if (listen) {
         if (config_parse_listen(listen, &host, &port, &why) != 0) {
             log_msg("error", "start_failed", "--listen %s: %s", listen, why);
             goto out;
         }
+        cli = (struct listen_conf){.host = host, .port = port, .tls = cfg->tls.cert != NULL};
+        listeners = &cli;
+        n_listeners = 1;
     }
-    {
-        const char *h = host ? host : cfg->listen_host;
+    for (size_t i = 0; i < n_listeners; i++) {
+        const char *h = listeners[i].host;
         bool loopback =
             strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "localhost") == 0;
         if (!loopback && !guard_auth_enabled(app->guard)) {
@@ -392,6 +448,20 @@ int app_run(struct config *cfg, const char *listen)
                     h);
             goto out;
         }
+    }
+    if (cfg->tls.cert) {
+        if ((app->tls = tls_ctx_new(cfg->tls.cert, cfg->tls.key, &e)) == NULL) {
+            log_msg("error", "start_failed", "%s", e.msg);
+            goto out;
+        }
+        char fp[65];
+        tls_ctx_fingerprint(app->tls, fp);
+        struct log_line l;
+        log_begin(&l, "info", "tls");
+        log_str(&l, "cert", cfg->tls.cert);
+        log_str(&l, "key", cfg->tls.key);
+        log_str(&l, "sha256", fp);
+        log_end(&l);
     }
     struct http_server_opts opts = {
         .max_body_bytes = cfg->limits.max_body_bytes,
@@ -414,19 +484,27 @@ int app_run(struct config *cfg, const char *listen)
                                       .backends = app->backends,
                                       .cfg = cfg,
                                       .buffered_bytes = &app->buffered_bytes};
-    app->server = http_server_new(app->loop, host ? host : cfg->listen_host,
-                                  host ? port : cfg->listen_port, opts, api_handle, app, &e);
-    if (app->server == NULL) {
-        log_msg("error", "start_failed", "%s", e.msg);
-        goto out;
+    for (size_t i = 0; i < n_listeners && i < sizeof app->servers / sizeof app->servers[0]; i++) {
+        opts.tls = listeners[i].tls ? app->tls : NULL;
+        app->servers[i] = http_server_new(app->loop, listeners[i].host, listeners[i].port, opts,
+                                          api_handle, app, &e);
+        if (app->servers[i] == NULL) {
+            log_msg("error", "start_failed", "%s", e.msg);
+            goto out;
+        }
+        app->n_servers++;
     }
+    app->server = app->servers[0];
     app->probe_timer = evtimer_new(app->loop, on_probe_timer, app);
     app->stop_timer = event_new(app->loop, -1, EV_PERSIST, on_stop_check, app);
     app->sig_term = evsignal_new(app->loop, SIGTERM, on_signal, app);
     app->sig_int = evsignal_new(app->loop, SIGINT, on_signal, app);
-    if (!app->probe_timer || !app->stop_timer || !app->sig_term || !app->sig_int) goto oom;
+    app->sig_hup = evsignal_new(app->loop, SIGHUP, on_hup, app);
+    if (!app->probe_timer || !app->stop_timer || !app->sig_term || !app->sig_int || !app->sig_hup)
+        goto oom;
     event_add(app->sig_term, NULL);
     event_add(app->sig_int, NULL);
+    event_add(app->sig_hup, NULL);
     for (size_t i = 0; i < app->n_backends; i++) {
         if (!app->backends[i].ops->supervised) continue;
         if (app->supervisor == NULL) {
@@ -450,9 +528,12 @@ int app_run(struct config *cfg, const char *listen)
     on_probe_timer(-1, 0, app);
 
     struct log_line l;
-    log_begin(&l, "info", "listening");
-    log_str(&l, "address", http_server_address(app->server));
-    log_end(&l);
+    for (size_t i = 0; i < app->n_servers; i++) {
+        log_begin(&l, "info", "listening");
+        log_str(&l, "address", http_server_address(app->servers[i]));
+        log_bool(&l, "tls", listeners[i].tls);
+        log_end(&l);
+    }
 
     event_base_dispatch(app->loop);
     log_msg("info", "stopped", "bye");

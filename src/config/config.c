@@ -1303,26 +1303,95 @@ static int parse_access(struct loader *ld, const yaml_node_t *n, struct access_c
     return 0;
 }
 
+/* One entry of `listen:`: "HOST:PORT" or { address: HOST:PORT, tls: BOOL }. */
+static int parse_listener(struct loader *ld, const yaml_node_t *n, struct listen_conf *out)
+{
+    static const char *const keys[] = {"address", "tls", NULL};
+    const char *why = NULL;
+    const yaml_node_t *addr = n, *tls = NULL;
+    out->tls = ld->cfg->tls.cert != NULL; /* with a tls: section, TLS unless told otherwise */
+    if (n->type == YAML_MAPPING_NODE) {
+        if (check_keys(ld, n, keys, "a listen entry")) return -1;
+        if ((addr = get(ld, n, "address")) == NULL)
+            return fail_at(ld, n, "a listen entry needs 'address' (HOST:PORT)");
+        tls = get(ld, n, "tls");
+        if (get_bool(ld, n, "tls", &out->tls)) return -1;
+    }
+    if (scalar(addr) == NULL)
+        return fail_at(ld, addr,
+                       "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\"), "
+                       "a list of them, or { address, tls } entries");
+    if (config_parse_listen(scalar(addr), &out->host, &out->port, &why) != 0)
+        return fail_at(ld, addr, "listen: %s", why);
+    if (out->tls && ld->cfg->tls.cert == NULL)
+        return fail_at(ld, tls, "listen: tls: true needs a tls: section with cert and key");
+    return 0;
+}
+
 static int parse_listen(struct loader *ld, const yaml_node_t *l)
 {
-    const char *why = NULL;
-    char *host = NULL;
-    int port = 0;
-    if (scalar(l) == NULL)
-        return fail_at(ld, l, "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\")");
-    if (config_parse_listen(scalar(l), &host, &port, &why) != 0)
-        return fail_at(ld, l, "listen: %s", why);
-    free(ld->cfg->listen_host);
-    ld->cfg->listen_host = host;
-    ld->cfg->listen_port = port;
+    struct config *cfg = ld->cfg;
+    const yaml_node_t *items[CONFIG_MAX_LISTENERS];
+    size_t n = 0;
+    if (l->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *i = l->data.sequence.items.start; i < l->data.sequence.items.top;
+             i++) {
+            if (n == CONFIG_MAX_LISTENERS)
+                return fail_at(ld, l, "listen: at most %d listeners", CONFIG_MAX_LISTENERS);
+            items[n++] = yaml_document_get_node(ld->doc, *i);
+        }
+        if (n == 0) return fail_at(ld, l, "listen: the list is empty");
+    } else {
+        items[n++] = l;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) free(cfg->listeners[i].host); /* the default */
+    free(cfg->listeners);
+    cfg->n_listeners = 0;
+    cfg->listeners = calloc(n, sizeof *cfg->listeners);
+    if (cfg->listeners == NULL) return fail_at(ld, l, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (parse_listener(ld, items[i], &cfg->listeners[i])) return -1;
+        cfg->n_listeners++;
+    }
     return 0;
+}
+
+/* A tls: reference must name something readable now, so a typo fails at load with its line;
+ * whether it holds a usable certificate is OpenSSL's to say when the listener starts. */
+static int tls_ref(struct loader *ld, const yaml_node_t *n, const char *key, char **out)
+{
+    const char *ref = scalar(n);
+    if (n == NULL) return fail_at(ld, NULL, "tls: needs '%s'", key);
+    if (ref == NULL || (strncmp(ref, "file:", 5) != 0 && strncmp(ref, "env:", 4) != 0))
+        return fail_at(ld, n, "tls.%s must be a reference (file:PATH or env:NAME) to PEM text",
+                       key);
+    if (has_control(ref, n->data.scalar.length))
+        return fail_at(ld, n, "tls.%s must not contain control characters", key);
+    if (ref[0] == 'f' && access(ref + 5, R_OK) != 0)
+        return fail_at(ld, n, "tls.%s: cannot read %s: %s", key, ref + 5,
+                       ref[5] ? strerror(errno) : "empty path");
+    if (ref[0] == 'e' && (getenv(ref + 4) == NULL || getenv(ref + 4)[0] == '\0'))
+        return fail_at(ld, n, "tls.%s: environment variable %s is not set", key, ref + 4);
+    if ((*out = strdup(ref)) == NULL) return fail_at(ld, n, "out of memory");
+    return 0;
+}
+
+static int parse_tls(struct loader *ld, const yaml_node_t *t)
+{
+    static const char *const keys[] = {"cert", "key", NULL};
+    if (want_mapping(ld, t, "tls") || check_keys(ld, t, keys, "tls")) return -1;
+    const yaml_node_t *cert = get(ld, t, "cert"), *key = get(ld, t, "key");
+    if (cert == NULL || key == NULL)
+        return fail_at(ld, t, "tls needs both 'cert' and 'key' (file:PATH or env:NAME)");
+    return tls_ref(ld, cert, "cert", &ld->cfg->tls.cert) ||
+           tls_ref(ld, key, "key", &ld->cfg->tls.key);
 }
 
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log",      "limits", "prices",    "store", "auth",
-        "access", "budgets",           "backends", "models", "functions", NULL};
+        "listen", "tls",    "shutdown_grace_ms", "log",      "limits", "prices",    "store",
+        "auth",   "access", "budgets",           "backends", "models", "functions", NULL};
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -1338,8 +1407,21 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     }
     if (check_keys(ld, root, keys, "the configuration")) return -1;
 
-    const yaml_node_t *l = get(ld, root, "listen");
+    /* tls before listen: whether a listener speaks TLS by default depends on it. */
+    const yaml_node_t *tl = get_section(ld, root, "tls");
+    if (tl && parse_tls(ld, tl)) return -1;
+    const yaml_node_t *l = get_section(ld, root, "listen");
     if (l && parse_listen(ld, l)) return -1;
+    if (l == NULL) cfg->listeners[0].tls = cfg->tls.cert != NULL; /* the default listener */
+    bool any_tls = false;
+    for (size_t i = 0; i < cfg->n_listeners; i++) any_tls |= cfg->listeners[i].tls;
+    if (tl && !any_tls)
+        return fail_at(ld, tl, "tls: no listener uses it (every listen entry says tls: false)");
+    char *first = strdup(cfg->listeners[0].host);
+    if (first == NULL) return fail_at(ld, root, "out of memory");
+    free(cfg->listen_host);
+    cfg->listen_host = first;
+    cfg->listen_port = cfg->listeners[0].port;
     if (get_long(ld, root, "shutdown_grace_ms", &cfg->shutdown_grace_ms, 0, MS_MAX)) return -1;
     const yaml_node_t *lg = get_section(ld, root, "log");
     if (lg && (want_mapping(ld, lg, "log") || check_keys(ld, lg, log_keys, "log") ||
@@ -1381,6 +1463,11 @@ static struct config *config_defaults(const char *name)
     cfg->path = strdup(name);
     cfg->listen_host = strdup("127.0.0.1");
     cfg->listen_port = 8080;
+    cfg->listeners = calloc(1, sizeof *cfg->listeners);
+    if (cfg->listeners) {
+        cfg->n_listeners = 1;
+        cfg->listeners[0] = (struct listen_conf){.host = strdup("127.0.0.1"), .port = 8080};
+    }
     cfg->shutdown_grace_ms = 10000;
     cfg->log_requests = true;
     cfg->store.queue_size = 10000;
@@ -1397,7 +1484,8 @@ static struct config *config_defaults(const char *name)
         .max_response_bytes = 64u << 20,
         .max_buffered_bytes = 256u << 20,
     };
-    if (cfg->path == NULL || cfg->listen_host == NULL) {
+    if (cfg->path == NULL || cfg->listen_host == NULL || cfg->listeners == NULL ||
+        cfg->listeners[0].host == NULL) {
         config_free(cfg);
         return NULL;
     }
@@ -1667,6 +1755,10 @@ void config_free(struct config *cfg)
     prices_free(cfg->prices);
     free(cfg->prices_path);
     free(cfg->listen_host);
+    for (size_t i = 0; i < cfg->n_listeners; i++) free(cfg->listeners[i].host);
+    free(cfg->listeners);
+    free(cfg->tls.cert);
+    free(cfg->tls.key);
     free(cfg->path);
     free(cfg);
 }

@@ -233,14 +233,35 @@ struct access_conf {
     size_t n_trust_proxy;
 };
 
+/* One listening socket. `listen:` is one HOST:PORT or a list of them, each a string or
+ * { address: HOST:PORT, tls: BOOL }; with a `tls:` section every listener speaks TLS unless
+ * its entry says tls: false. */
+struct listen_conf {
+    char *host;
+    int port;
+    bool tls;
+};
+
+#define CONFIG_MAX_LISTENERS 8
+
+/* `tls:` — the certificate chain and key, as references (file:PATH, the PEM file re-read on
+ * SIGHUP; or env:NAME, the PEM text). Both NULL when the section is absent. */
+struct tls_conf {
+    char *cert;
+    char *key;
+};
+
 struct config {
     char *path;                     /* the file it was loaded from */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
     struct price_catalogue *prices; /* owned; NULL when none */
-    char *listen_host;              /* default "127.0.0.1" */
-    int listen_port;                /* default 8080 */
-    long shutdown_grace_ms;         /* default 10000 */
-    bool log_requests;              /* default true: one JSON line per request on stderr */
+    char *listen_host;              /* the first listener's; default "127.0.0.1" */
+    int listen_port;                /* the first listener's; default 8080 */
+    struct listen_conf *listeners;  /* at least one; listeners[0] is listen_host:listen_port */
+    size_t n_listeners;
+    struct tls_conf tls;
+    long shutdown_grace_ms; /* default 10000 */
+    bool log_requests;      /* default true: one JSON line per request on stderr */
     struct limits_conf limits;
     struct store_conf store;
     struct auth_conf auth;

@@ -4,7 +4,7 @@
  * 9113 8.2-8.3 on request headers); this file owns the socket, the timers and the mapping of
  * streams onto `struct http_request`. nghttp2 is used in its memory mode: bytes read from the
  * socket go into nghttp2_session_mem_recv(), frames come out of nghttp2_session_mem_send()
- * into our output buffer. So nghttp2 never touches the socket, and a TLS transport (#12) only
+ * into our output buffer. So nghttp2 never touches the socket, and TLS (http/tls.h) only
  * replaces conn_recv()/conn_send().
  *
  * Re-entrancy: nghttp2 calls us back from inside mem_recv/mem_send, and forbids calling those
@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http/tls.h"
 #include "obs/log.h"
 #include "util/arena.h"
 #include "util/clock.h"
@@ -96,6 +97,7 @@ struct h2_conn {
     bool has_peer;
     uint8_t peer[16];
     enum access_verdict verdict;
+    struct ssl_st *tls; /* owned; NULL on cleartext (h2c) */
     nghttp2_session *session;
     struct event read_ev, write_ev, flush_ev, idle_ev;
     struct evbuffer *out;
@@ -138,16 +140,16 @@ static void log_conn_error(struct h2_conn *c, const char *what, const char *deta
     log_end(&l);
 }
 
-/* ---- socket I/O (a TLS transport replaces these two) ------------------------------ */
+/* ---- socket I/O (TLS replaces these two on a TLS listener) ------------------------- */
 
 static ssize_t conn_recv(struct h2_conn *c, void *buf, size_t cap)
 {
-    return recv(c->fd, buf, cap, 0);
+    return c->tls ? tls_recv(c->tls, buf, cap) : recv(c->fd, buf, cap, 0);
 }
 
 static int conn_send(struct h2_conn *c)
 {
-    return evbuffer_write(c->out, c->fd);
+    return c->tls ? tls_send(c->tls, c->out) : evbuffer_write(c->out, c->fd);
 }
 
 /* ---- streams ----------------------------------------------------------------------- */
@@ -746,7 +748,9 @@ static void on_readable(evutil_socket_t fd, short what, void *ud)
         conn_close(c); /* EOF or error: every stream still open is aborted */
         return;
     }
-    feed(c, buf, (size_t)n);
+    /* A record larger than the chunk stays decrypted inside OpenSSL: read it next turn. */
+    if (feed(c, buf, (size_t)n) == 0 && c->tls && tls_pending(c->tls))
+        event_active(&c->read_ev, EV_READ, 0);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *ud)
@@ -772,6 +776,7 @@ static void conn_close(struct h2_conn *c)
     event_del(&c->flush_ev);
     event_del(&c->idle_ev);
     evbuffer_free(c->out);
+    tls_conn_free(c->tls, true);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -817,13 +822,15 @@ out:
     return rv;
 }
 
-int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, const uint8_t *peer,
-                  enum access_verdict verdict, struct err *err)
+int h2_conn_start(struct http_core *core, int fd, struct ssl_st *tls, struct evbuffer *input,
+                  const uint8_t *peer, enum access_verdict verdict, struct err *err)
 {
     struct h2_conn *c = calloc(1, sizeof *c);
     if (c == NULL || (c->out = evbuffer_new()) == NULL) goto fail;
     c->core = core;
     c->fd = fd;
+    c->tls = tls;
+    tls = NULL;
     c->has_peer = peer != NULL;
     if (peer) memcpy(c->peer, peer, 16);
     c->verdict = verdict;
@@ -838,7 +845,12 @@ int h2_conn_start(struct http_core *core, int fd, struct evbuffer *input, const 
     core->n_conns++;
     event_add(&c->read_ev, NULL);
     timer_ms(&c->idle_ev, core->opts.idle_timeout_ms);
-    size_t n = evbuffer_get_length(input);
+    if (c->tls) event_active(&c->read_ev, EV_READ, 0); /* OpenSSL may hold the preface */
+    size_t n = input ? evbuffer_get_length(input) : 0;
+    if (n == 0) {
+        schedule_flush(c); /* our SETTINGS go first */
+        return 0;
+    }
     const uint8_t *p = evbuffer_pullup(input, -1);
     if (feed(c, p, n) == 0) evbuffer_drain(input, n);
     return 0;
@@ -846,8 +858,10 @@ fail:
     if (c) {
         if (c->session) nghttp2_session_del(c->session);
         if (c->out) evbuffer_free(c->out);
+        tls_conn_free(c->tls, false);
         free(c);
     }
+    tls_conn_free(tls, false);
     close(fd);
     return err_oom(err);
 }

@@ -35,6 +35,7 @@
 struct event_base;
 struct evbuffer;
 struct arena;
+struct tls_ctx;
 
 struct http_header {
     const char *name; /* lower-cased, arena */
@@ -91,6 +92,9 @@ struct http_server_opts {
     int max_connections;
     bool log_requests;
     struct access_policy access; /* `access:`; all zero: everyone, X-Forwarded-For ignored */
+    struct tls_ctx *tls;         /* borrowed (outlives the server); NULL: plain TCP. With it, every
+                                  * connection starts with a TLS handshake (within header_timeout_ms)
+                                  * and ALPN "h2" hands it to HTTP/2 */
 };
 
 /** Case-insensitive lookup of a request header; borrowed, NULL if absent. */

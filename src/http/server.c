@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "http/h2.h"
+#include "http/tls.h"
 #include "obs/log.h"
 #include "util/arena.h"
 #include "util/clock.h"
@@ -80,7 +81,15 @@
 /* Refused-connection and accept-failure lines per second (plus a count of the rest). */
 #define LOG_LINES_PER_S 5
 
-enum conn_state { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_HANDLING, CONN_CLOSING, CONN_LINGER };
+enum conn_state {
+    CONN_HANDSHAKE,
+    CONN_IDLE,
+    CONN_HEAD,
+    CONN_BODY,
+    CONN_HANDLING,
+    CONN_CLOSING,
+    CONN_LINGER
+};
 
 struct strbuf {
     char *p;
@@ -93,13 +102,14 @@ struct http_server {
     char address[80];
     struct http_conn *conns;     /* HTTP/1.1 ones, doubly linked, for drain and free */
     struct event *accept_resume; /* re-enables the listener after an accept failure */
-    struct log_rate refused_log, accept_log;
+    struct log_rate refused_log, accept_log, tls_log;
     struct http_server_stats stats;
 };
 
 struct http_conn {
     struct http_server *srv;
     evutil_socket_t fd;
+    struct ssl_st *tls;    /* owned; NULL on a plain listener */
     struct event read_ev;  /* EV_READ|EV_PERSIST while we want input */
     struct event write_ev; /* EV_WRITE|EV_PERSIST only while output would block */
     struct event flush_ev; /* activated when output was added: one writev per loop turn */
@@ -235,6 +245,19 @@ static void set_reading(struct http_conn *c, bool on)
     else
         event_del(&c->read_ev);
     c->reading = on;
+    /* Bytes OpenSSL decrypted already are not announced by the socket. */
+    if (on && c->tls && tls_pending(c->tls)) event_active(&c->read_ev, EV_READ, 0);
+}
+
+/* The two calls that move bytes; TLS replaces them on a TLS listener. */
+static ssize_t conn_recv(struct http_conn *c, void *buf, size_t cap)
+{
+    return c->tls ? tls_recv(c->tls, buf, cap) : recv(c->fd, buf, cap, 0);
+}
+
+static int conn_send(struct http_conn *c)
+{
+    return c->tls ? tls_send(c->tls, c->out) : evbuffer_write(c->out, c->fd);
 }
 
 /* ---- request objects --------------------------------------------------------------- */
@@ -759,6 +782,7 @@ static void on_resume(evutil_socket_t fd, short what, void *ud)
  * still sends is dropped until it closes or the time or byte allowance runs out. */
 static void conn_linger(struct http_conn *c)
 {
+    if (c->tls) tls_close_notify(c->tls); /* what follows is read raw and dropped */
     if (shutdown(c->fd, SHUT_WR) != 0) {
         conn_close(c);
         return;
@@ -810,6 +834,7 @@ static bool check_preface(struct http_conn *c)
     struct http_core *core = &c->srv->core;
     struct err e;
     int fd = c->fd;
+    struct ssl_st *tls = c->tls;
     struct evbuffer *in = c->in;
     bool has_peer = c->has_peer;
     uint8_t peer[16];
@@ -821,19 +846,78 @@ static bool check_preface(struct http_conn *c)
         conn_close(c);
         return false;
     }
+    c->tls = NULL;
     conn_release(c, true);
-    if (h2_conn_start(core, fd, in, has_peer ? peer : NULL, verdict, &e) != 0)
+    if (h2_conn_start(core, fd, tls, in, has_peer ? peer : NULL, verdict, &e) != 0)
         log_msg("warn", "h2_start_failed", "%s", e.msg);
     evbuffer_free(in);
     return false;
+}
+
+static void log_tls_failure(struct http_server *s, const char *why)
+{
+    unsigned long dropped = 0;
+    if (!log_rate_allow(&s->tls_log, LOG_LINES_PER_S, clock_now_ns(), &dropped)) return;
+    struct log_line l;
+    log_begin(&l, "info", "tls_handshake_failed");
+    log_str(&l, "address", s->address);
+    log_str(&l, "error", why);
+    if (dropped) log_int(&l, "suppressed", (long long)dropped);
+    log_end(&l);
+}
+
+/* Drives the handshake from the socket's events. Once it is done, ALPN decides: "h2" hands
+ * the connection to h2.c, anything else is HTTP/1.1 (a client without ALPN may still open
+ * with the HTTP/2 preface, as over cleartext). */
+static void handshake(struct http_conn *c)
+{
+    char why[256];
+    enum tls_step st = tls_handshake(c->tls, why, sizeof why);
+    if (st == TLS_FAILED) {
+        log_tls_failure(c->srv, why);
+        conn_close(c);
+        return;
+    }
+    if (st == TLS_WANT_WRITE && !c->writing) {
+        event_add(&c->write_ev, NULL);
+        c->writing = true;
+    } else if (st != TLS_WANT_WRITE && c->writing) {
+        event_del(&c->write_ev);
+        c->writing = false;
+    }
+    if (st != TLS_DONE) return;
+    if (tls_alpn_h2(c->tls)) {
+        struct http_core *core = &c->srv->core;
+        struct err e;
+        int fd = c->fd;
+        struct ssl_st *tls = c->tls;
+        bool has_peer = c->has_peer;
+        uint8_t peer[16];
+        memcpy(peer, c->peer, 16);
+        enum access_verdict verdict = c->verdict;
+        c->tls = NULL;
+        conn_release(c, true);
+        if (h2_conn_start(core, fd, tls, NULL, has_peer ? peer : NULL, verdict, &e) != 0)
+            log_msg("warn", "h2_start_failed", "%s", e.msg);
+        return;
+    }
+    c->preface_check = !tls_alpn_chosen(c->tls);
+    c->state = CONN_IDLE;
+    timer_set(c, c->srv->core.opts.idle_timeout_ms);
+    if (tls_pending(c->tls)) event_active(&c->read_ev, EV_READ, 0);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *ud)
 {
     struct http_conn *c = ud;
     (void)what;
+    (void)fd;
     if (c->state == CONN_LINGER) {
         linger_read(c);
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE) {
+        handshake(c);
         return;
     }
     struct evbuffer_iovec v;
@@ -841,7 +925,7 @@ static void on_readable(evutil_socket_t fd, short what, void *ud)
         conn_close(c);
         return;
     }
-    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    ssize_t n = conn_recv(c, v.iov_base, v.iov_len);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         conn_close(c); /* EOF or error: the client is gone */
@@ -852,6 +936,8 @@ static void on_readable(evutil_socket_t fd, short what, void *ud)
     if (c->preface_check && !check_preface(c)) return;
     /* Pipelined bytes beyond the cap wait in the kernel until this request is answered. */
     if (evbuffer_get_length(c->in) >= INPUT_HIGH_WATER) set_reading(c, false);
+    /* A record larger than what was read stays decrypted inside OpenSSL: read it next turn. */
+    if (c->tls && c->reading && tls_pending(c->tls)) event_active(&c->read_ev, EV_READ, 0);
     process_input(c);
 }
 
@@ -860,7 +946,7 @@ static void flush_output(struct http_conn *c)
 {
     c->flush_pending = false;
     if (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
+        int n = conn_send(c);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             conn_close(c);
             return;
@@ -903,6 +989,10 @@ static void on_writable(evutil_socket_t fd, short what, void *ud)
         conn_close(c);
         return;
     }
+    if (c->state == CONN_HANDSHAKE) {
+        handshake(c);
+        return;
+    }
     flush_output(c);
 }
 
@@ -912,6 +1002,10 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     switch (c->state) {
+    case CONN_HANDSHAKE:
+        log_tls_failure(c->srv, "handshake not complete within header_timeout_ms");
+        conn_close(c);
+        break;
     case CONN_IDLE:
     case CONN_LINGER:
         conn_close(c);
@@ -955,6 +1049,8 @@ static void conn_release(struct http_conn *c, bool keep_fd)
     event_del(&c->flush_ev);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
+    /* close_notify only on a clean end: not after a failed handshake or a broken socket. */
+    tls_conn_free(c->tls, c->state != CONN_HANDSHAKE);
     if (!keep_fd) evutil_closesocket(c->fd);
     free(c->url.p);
     free(c->field.p);
@@ -1032,12 +1128,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->parser.data = c;
     c->preface_check = true;
     c->state = CONN_IDLE;
+    if (s->core.opts.tls) {
+        if ((c->tls = tls_conn_new(s->core.opts.tls, fd)) == NULL) {
+            evbuffer_free(c->in);
+            evbuffer_free(c->out);
+            event_free(c->timer);
+            event_free(c->resume);
+            evutil_closesocket(fd);
+            free(c);
+            return;
+        }
+        c->state = CONN_HANDSHAKE; /* slow handshakes count against the head's deadline */
+    }
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->core.n_conns++;
     set_reading(c, true);
-    timer_set(c, s->core.opts.idle_timeout_ms);
+    timer_set(c, c->tls ? s->core.opts.header_timeout_ms : s->core.opts.idle_timeout_ms);
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *ud)
@@ -1219,7 +1327,7 @@ void http_server_drain(struct http_server *s)
         struct http_conn *next = c->next;
         /* A lingering connection has had its answer; shutdown need not wait for its client. */
         bool idle = c->state == CONN_IDLE && c->req == NULL && evbuffer_get_length(c->in) == 0;
-        if (idle || c->state == CONN_LINGER) conn_close(c);
+        if (idle || c->state == CONN_LINGER || c->state == CONN_HANDSHAKE) conn_close(c);
         c = next;
     }
     h2_drain_all(&s->core);

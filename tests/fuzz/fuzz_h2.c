@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     evbuffer_add(in, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", H2_PREFACE_LEN);
     evbuffer_add(in, data, size);
     struct err e;
-    if (h2_conn_start(&core, sv[0], in, NULL, ACCESS_ALLOW, &e) != 0) abort();
+    if (h2_conn_start(&core, sv[0], NULL, in, NULL, ACCESS_ALLOW, &e) != 0) abort();
     evbuffer_free(in);
     char sink[65536];
     for (int i = 0; i < 16; i++) {

@@ -35,10 +35,12 @@ export function writeConfig(yaml) {
 }
 
 // `wrapper`: a command the binary runs under, outermost (e.g. ['prlimit', '--nofile=128:128', '--']).
-export async function startGateway(yaml, { env = {}, args = [], file: reuse, wrapper: outer = [] } = {}) {
+// `listen: false`: no --listen, the config's own listeners serve (gw.listeners: every
+// `listening` line, once `listeners` of them are out).
+export async function startGateway(yaml, { env = {}, args = [], file: reuse, wrapper: outer = [], listen = true, listeners = 1 } = {}) {
   const file = reuse ?? writeConfig(yaml); // `file`: restart on the same config (and its store)
   const wrapper = process.env.STRATUS_WRAPPER ? process.env.STRATUS_WRAPPER.split(/\s+/).filter(Boolean) : [];
-  const cmd = [...outer, ...wrapper, BIN, 'serve', '--config', file, '--listen', '127.0.0.1:0', ...args];
+  const cmd = [...outer, ...wrapper, BIN, 'serve', '--config', file, ...(listen ? ['--listen', '127.0.0.1:0'] : []), ...args];
   const child = spawn(cmd[0], cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   const gw = {
@@ -59,8 +61,10 @@ export async function startGateway(yaml, { env = {}, args = [], file: reuse, wra
     }
   });
   child.stdout.on('data', (d) => { gw.stdout += d; });
-  const listening = await waitFor(() => gw.logs.find((l) => l.event === 'listening') || gw.exitCode !== null,
+  const listening = await waitFor(() => (gw.logs.filter((l) => l.event === 'listening').length >= listeners
+      && gw.logs.find((l) => l.event === 'listening')) || gw.exitCode !== null,
     { timeout: 10000, what: 'the listening log line' });
+  gw.listeners = gw.logs.filter((l) => l.event === 'listening');
   if (listening === true || gw.exitCode !== null) throw new Error(`gateway exited early (${gw.exitCode}):\n${gw.stderr}`);
   gw.address = listening.address;
   gw.baseURL = `http://${listening.address}`;

@@ -244,7 +244,8 @@ static void test_config_load_string_rejects_unknown_keys(void **state)
                  6, 54, "unknown key 'cached' in model 'm' target 1 price");
     expect_exact(UP "models:\n  - { name: m, rout: priority, targets: [ { backend: up } ] }\n", 4,
                  16, "unknown key 'rout' in models[0] (did you mean 'route'?)");
-    expect_exact("tls: { cert: x }\n", 1, 1, "unknown key 'tls' in the configuration");
+    expect_exact("tls: { cert: env:HOME, key: env:HOME, ca: x }\n", 1, 39,
+                 "unknown key 'ca' in tls");
     expect_exact("[1, 2]: x\n", 1, 1, "keys in the configuration must be plain strings");
 }
 
@@ -322,8 +323,10 @@ static void test_config_load_string_rejects_bad_listen(void **state)
     expect_exact("listen: 1.2.3.4:99999\n", 1, 9, "listen: port must be a number from 0 to 65535");
     expect_exact("listen: \"::1:80\"\n", 1, 9,
                  "listen: an IPv6 address needs brackets, as in [::1]:8080");
-    expect_exact("listen: [a, b]\n", 1, 9,
-                 "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\")");
+    expect_exact("listen: [a, b]\n", 1, 10, "listen: expected HOST:PORT");
+    expect_exact("listen: [[a]]\n", 1, 10,
+                 "listen must be a string HOST:PORT (quote IPv6: \"[::1]:8080\"), a list of them, "
+                 "or { address, tls } entries");
     struct config_error e;
     struct config *c = load("listen: \"[::1]:80\"\n", &e);
     assert_non_null(c);
@@ -1135,6 +1138,71 @@ static void test_config_functions(void **state)
 #undef FN_BASE
 }
 
+static void test_config_listen_and_tls(void **state)
+{
+    (void)state;
+    struct config_error e;
+    /* A plain string keeps working: one plain listener. */
+    struct config *c = load("listen: 0.0.0.0:9000\n", &e);
+    assert_non_null(c);
+    assert_int_equal(c->n_listeners, 1);
+    assert_string_equal(c->listeners[0].host, "0.0.0.0");
+    assert_int_equal(c->listeners[0].port, 9000);
+    assert_false(c->listeners[0].tls);
+    assert_null(c->tls.cert);
+    config_free(c);
+    /* No listen: the default listener. */
+    c = load("log: { requests: false }\n", &e);
+    assert_non_null(c);
+    assert_int_equal(c->n_listeners, 1);
+    assert_string_equal(c->listeners[0].host, "127.0.0.1");
+    assert_int_equal(c->listeners[0].port, 8080);
+    config_free(c);
+    /* With tls:, every listener speaks TLS unless it says tls: false. */
+    c = load("tls: { cert: env:HOME, key: \"file:/dev/null\" }\n"
+             "listen: [ { address: \"127.0.0.1:8080\", tls: false }, \"[::]:8443\" ]\n",
+             &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_string_equal(c->tls.cert, "env:HOME");
+    assert_string_equal(c->tls.key, "file:/dev/null");
+    assert_int_equal(c->n_listeners, 2);
+    assert_false(c->listeners[0].tls);
+    assert_true(c->listeners[1].tls);
+    assert_string_equal(c->listeners[1].host, "::");
+    assert_int_equal(c->listeners[1].port, 8443);
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8080);
+    config_free(c);
+    /* tls: with the default listener, and with a single string. */
+    c = load("tls: { cert: env:HOME, key: env:HOME }\n", &e);
+    assert_non_null(c);
+    assert_true(c->listeners[0].tls);
+    config_free(c);
+    c = load("tls: { cert: env:HOME, key: env:HOME }\nlisten: 127.0.0.1:1\n", &e);
+    assert_non_null(c);
+    assert_true(c->listeners[0].tls);
+    config_free(c);
+
+    expect_exact("listen: [ { address: \"1.2.3.4:5\", tls: true } ]\n", 1, 40,
+                 "listen: tls: true needs a tls: section with cert and key");
+    expect_exact("listen: [ { adress: \"1.2.3.4:5\" } ]\n", 1, 13,
+                 "unknown key 'adress' in a listen entry (did you mean 'address'?)");
+    expect_exact("listen: [ { tls: false } ]\n", 1, 11,
+                 "a listen entry needs 'address' (HOST:PORT)");
+    expect_exact("listen: []\n", 1, 9, "listen: the list is empty");
+    expect_exact("tls: { cert: env:HOME, key: env:HOME }\n"
+                 "listen: [ { address: \"1.2.3.4:5\", tls: false } ]\n",
+                 1, 6, "tls: no listener uses it (every listen entry says tls: false)");
+    expect_exact("tls: { cert: env:HOME }\n", 1, 6,
+                 "tls needs both 'cert' and 'key' (file:PATH or env:NAME)");
+    expect_exact("tls: { cert: /etc/cert.pem, key: env:HOME }\n", 1, 14,
+                 "tls.cert must be a reference (file:PATH or env:NAME) to PEM text");
+    expect_exact("tls: { cert: env:HOME, key: \"file:/nonexistent/k.pem\" }\n", 1, 29,
+                 "tls.key: cannot read /nonexistent/k.pem: No such file or directory");
+    expect_exact("tls: { cert: env:STRATUS_NO_SUCH_VAR, key: env:HOME }\n", 1, 14,
+                 "tls.cert: environment variable STRATUS_NO_SUCH_VAR is not set");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1181,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_config_free_accepts_null),
         cmocka_unit_test(test_config_limits_for_held_answers),
         cmocka_unit_test(test_config_functions),
+        cmocka_unit_test(test_config_listen_and_tls),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
