@@ -1350,8 +1350,8 @@ static int parse_listen(struct loader *ld, const yaml_node_t *l)
     cfg->listeners = calloc(n, sizeof *cfg->listeners);
     if (cfg->listeners == NULL) return fail_at(ld, l, "out of memory");
     for (size_t i = 0; i < n; i++) {
+        cfg->n_listeners++; /* before parsing: config_free() releases a half-built entry */
         if (parse_listener(ld, items[i], &cfg->listeners[i])) return -1;
-        cfg->n_listeners++;
     }
     return 0;
 }

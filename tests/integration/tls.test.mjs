@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
@@ -84,6 +84,7 @@ before(async () => {
 
 after(async () => {
   await fake?.close();
+  rmSync(dir, { recursive: true, force: true }); // the certificates and keys made above
 });
 
 test('https: /health over TLS with the configured certificate; the start line logs its fingerprint', async () => {
