@@ -34,6 +34,7 @@
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "route/router.h"
+#include "guard/content.h"
 #include "guard/guard.h"
 #include "store/jobs.h"
 #include "store/ledger.h"
@@ -279,6 +280,7 @@ static void app_teardown(struct app *app)
     log_batch_stop();
     http_server_free(app->server); /* requests settle their budget holds as they go */
     guard_free(app->guard);
+    content_guard_free(app->content);
     store_jobs_stop(app->jobs);
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
     upstream_free(app->upstream);
@@ -372,6 +374,10 @@ int app_run(struct config *cfg, const char *listen)
         if (!guard_auth_enabled(app->guard))
             log_str(&l, "message", "no auth.master_key: every caller is trusted; loopback only");
         log_end(&l);
+    }
+    if ((app->content = content_guard_new(&cfg->guards, &e)) == NULL) {
+        log_msg("error", "start_failed", "guards: %s", e.msg);
+        goto out;
     }
 
     const char *why = NULL;
