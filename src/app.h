@@ -45,7 +45,7 @@ struct app {
     uint64_t stop_deadline_ns;
     size_t probes_running;
     unsigned probe_tick;
-    size_t buffered_bytes;  /* upstream answers held whole right now (limits.max_buffered_bytes) */
+    size_t buffered_bytes; /* upstream answers held whole right now (limits.max_buffered_bytes) */
     struct call_env call_env; /* what every request's attempts need, borrowed from above */
 };
 

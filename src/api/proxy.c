@@ -32,7 +32,7 @@ struct proxy {
     const struct principal *who;
     char customer[128]; /* x-stratus-customer or `user`, read once */
     struct call_request call;
-    struct admission adm; /* budget hold and TPM charge, settled in finish() */
+    struct admission adm;     /* budget hold and TPM charge, settled in finish() */
     struct output_guard *out; /* output guards; NULL when off */
     char input_guard[200];    /* what the input guards found, names only */
     char guard[256];          /* input_guard plus the output's findings: header and ledger */

@@ -1363,9 +1363,9 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
             return -1;
     }
     const yaml_node_t *o = get_section(ld, n, "output");
-    if (o && (want_mapping(ld, o, "guards.output") ||
-              check_keys(ld, o, out_keys, "guards.output") ||
-              get_pii_mode(ld, o, "guards.output", true, &g->output_pii)))
+    if (o &&
+        (want_mapping(ld, o, "guards.output") || check_keys(ld, o, out_keys, "guards.output") ||
+         get_pii_mode(ld, o, "guards.output", true, &g->output_pii)))
         return -1;
     return 0;
 }
@@ -1373,8 +1373,8 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "shutdown_grace_ms", "log",      "limits", "prices",    "store",
-        "auth",   "budgets",           "backends", "models", "functions", "guards", NULL};
+        "listen",  "shutdown_grace_ms", "log",    "limits",    "prices", "store", "auth",
+        "budgets", "backends",          "models", "functions", "guards", NULL};
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};

@@ -149,9 +149,8 @@ static void visit_texts(struct walk *w, const struct json_scan *s, int i)
     }
 }
 
-int content_guard_input(struct content_guard *g, const struct openai_request *r,
-                        bool privacy_local, struct arena *arena, struct input_verdict *v,
-                        struct err *err)
+int content_guard_input(struct content_guard *g, const struct openai_request *r, bool privacy_local,
+                        struct arena *arena, struct input_verdict *v, struct err *err)
 {
     *v = (struct input_verdict){.private_only = privacy_local};
     if (g == NULL) return 0;
@@ -361,11 +360,10 @@ int output_guard_stream_end(struct output_guard *o, char **out, size_t *out_len)
         struct pii_buf b = {0};
         rc = stream_text(o, i, "", 0, true, &b);
         if (rc == 0 && !o->blocked && b.len) {
-            json_t *c = o->text_field
-                            ? json_pack("{sIs#sn}", "index", (json_int_t)i, "text", b.data, b.len,
-                                        "finish_reason")
-                            : json_pack("{sIs{ss#}sn}", "index", (json_int_t)i, "delta",
-                                        "content", b.data, b.len, "finish_reason");
+            json_t *c = o->text_field ? json_pack("{sIs#sn}", "index", (json_int_t)i, "text",
+                                                  b.data, b.len, "finish_reason")
+                                      : json_pack("{sIs{ss#}sn}", "index", (json_int_t)i, "delta",
+                                                  "content", b.data, b.len, "finish_reason");
             json_array_append_new(choices, c);
         }
         free(b.data);

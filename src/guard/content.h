@@ -53,9 +53,8 @@ struct input_verdict {
  * @return 0 (go; v->private_only says how to route), or -1 with `err`: 400 guard_blocked
  * (a deny rule, or pii: block), 500 on OOM.
  */
-int content_guard_input(struct content_guard *g, const struct openai_request *r,
-                        bool privacy_local, struct arena *arena, struct input_verdict *v,
-                        struct err *err);
+int content_guard_input(struct content_guard *g, const struct openai_request *r, bool privacy_local,
+                        struct arena *arena, struct input_verdict *v, struct err *err);
 
 /* ---- output ------------------------------------------------------------------------- */
 

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CONTEXT 8         /* bytes of lookbehind kept before a stream's held tail */
+#define CONTEXT  8         /* bytes of lookbehind kept before a stream's held tail */
 #define MAX_HOLD (1 << 14) /* safety net; the pattern's bounds keep holds far below it */
 
 #define HEX   "[0-9A-Fa-f]{1,4}"
@@ -60,12 +60,13 @@ static const char pattern[] =
     "){1,4}|(?:" HEX ":){1,2}(?::" HEX "){1,5}|" HEX ":(?::" HEX "){1,6}|::" HEX "(?::" HEX
     "){0,6})(?![A-Za-z0-9_:])"
     /* phone: separators required */
-    "|(?<![A-Za-z0-9_+.:/-])(?<![0-9][ ])((?:\\+[0-9]{1,3}[ .-]?)?(?:\\([0-9]{1,4}\\)[ .-]?)?[0-9]{2,4}"
+    "|(?<![A-Za-z0-9_+.:/-])(?<![0-9][ ])((?:\\+[0-9]{1,3}[ .-]?)?(?:\\([0-9]{1,4}\\)[ "
+    ".-]?)?[0-9]{2,4}"
     "(?:[ .-][0-9]{2,8}){1,4})(?![A-Za-z0-9_-]|[ .-][0-9])(?C3)";
 
-static const char *const kind_names[PII_N_KINDS] = {
-    "secret_token", "aws_access_key", "email", "iban", "credit_card",
-    "ssn",          "ipv4",           "ipv6",  "phone"};
+static const char *const kind_names[PII_N_KINDS] = {"secret_token", "aws_access_key", "email",
+                                                    "iban",         "credit_card",    "ssn",
+                                                    "ipv4",         "ipv6",           "phone"};
 
 struct pii {
     pcre2_code *code;
