@@ -34,14 +34,26 @@ static struct config *load(int n_deny, const char *in, const char *out)
     char y[8192];
     int w = snprintf(y, sizeof y, "guards:\n  input:\n    pii: %s\n", in);
     if (n_deny) w += snprintf(y + w, sizeof y - (size_t)w, "    deny:\n");
-    static const char *const rules[] = {
-        "(?i)ignore (all )?previous instructions", "(?i)disregard (the )?system prompt",
-        "(?i)you are now DAN", "(?i)jailbreak", "rm -rf /", "(?i)reveal your (system )?prompt",
-        "(?i)act as (an? )?unfiltered", "(?i)developer mode", "(?i)\\bpwned\\b",
-        "(?i)base64 decode this", "(?i)sudo ", "(?i)drop table", "<script[^>]*>",
-        "(?i)bypass (the )?filter", "(?i)pretend you have no rules", "(?i)token smuggling",
-        "(?i)print the hidden", "(?i)forget everything", "(?i)without any restrictions",
-        "(?i)override safety"};
+    static const char *const rules[] = {"(?i)ignore (all )?previous instructions",
+                                        "(?i)disregard (the )?system prompt",
+                                        "(?i)you are now DAN",
+                                        "(?i)jailbreak",
+                                        "rm -rf /",
+                                        "(?i)reveal your (system )?prompt",
+                                        "(?i)act as (an? )?unfiltered",
+                                        "(?i)developer mode",
+                                        "(?i)\\bpwned\\b",
+                                        "(?i)base64 decode this",
+                                        "(?i)sudo ",
+                                        "(?i)drop table",
+                                        "<script[^>]*>",
+                                        "(?i)bypass (the )?filter",
+                                        "(?i)pretend you have no rules",
+                                        "(?i)token smuggling",
+                                        "(?i)print the hidden",
+                                        "(?i)forget everything",
+                                        "(?i)without any restrictions",
+                                        "(?i)override safety"};
     for (int i = 0; i < n_deny; i++)
         w += snprintf(y + w, sizeof y - (size_t)w, "      - \"%s\"\n", rules[i]);
     snprintf(y + w, sizeof y - (size_t)w, "  output:\n    pii: %s\n", out);
@@ -79,8 +91,8 @@ int main(void)
     char prompt[4200] = "";
     while (strlen(prompt) + sizeof words < 4096) strcat(prompt, words);
     char body[5000];
-    snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
-             prompt);
+    snprintf(body, sizeof body,
+             "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}", prompt);
     int iters = 20000;
     printf("| measurement | us |\n|---|---|\n");
     printf("| input, %zu B prompt: 20 deny rules + PII | %.2f |\n", strlen(prompt),
@@ -91,9 +103,10 @@ int main(void)
     struct config *cfg = load(0, "off", "redact");
     struct err e;
     struct content_guard *g = content_guard_new(&cfg->guards, &e);
-    const char chunk[] = "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":"
-                         "1700000000,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
-                         "\" growth in the northern region, while \"},\"finish_reason\":null}]}";
+    const char chunk[] =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":"
+        "1700000000,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+        "\" growth in the northern region, while \"},\"finish_reason\":null}]}";
     struct arena *a = arena_new(1 << 16);
     bool oom;
     struct output_guard *o = output_guard_new(g, a, &oom);
@@ -119,7 +132,8 @@ int main(void)
         output_guard_body(o, answer, strlen(answer), &out, &len, &e);
         free(out);
     }
-    printf("| output whole 4 KB answer (redact, nothing found) | %.2f |\n", (now_us() - t0) / iters);
+    printf("| output whole 4 KB answer (redact, nothing found) | %.2f |\n",
+           (now_us() - t0) / iters);
     arena_free(a);
     content_guard_free(g);
     config_free(cfg);

@@ -6,8 +6,8 @@
  *   1. Filters drop targets that cannot or should not take this request: the provider does
  *      not serve the endpoint (capability), the local engine is down or still loading
  *      (readiness), the target's circuit breaker is open or its half-open probe is already
- *      out (cooldown). Filters are a list of small functions; budget and privacy filters
- *      (later issues) are more entries in it.
+ *      out (cooldown). Filters are a list of small functions; the budget (local only) and
+ *      privacy (route_request.private_only) filters are entries in it.
  *   2. The group's policy orders what is left — priority (configured order), weighted
  *      (random by weight), latency (peak-EWMA of time to first byte, power of two choices),
  *      least-busy (requests in flight; a local engine's busy slots and queue), cost (the
