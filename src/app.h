@@ -24,6 +24,7 @@ struct backend;
 struct supervisor;
 struct store_jobs;
 struct guard;
+struct content_guard;
 
 struct app {
     struct event_base *loop;        /* owned */
@@ -37,6 +38,7 @@ struct app {
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
     struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
     struct guard *guard;           /* owned: keys, rate limits, budgets */
+    struct content_guard *content; /* owned: guards (deny rules, PII) */
     struct supervisor *supervisor; /* owned; NULL without local backends */
     struct backend *backends;      /* owned array, parallel to cfg->backends */
     size_t n_backends;

@@ -35,6 +35,7 @@
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "route/router.h"
+#include "guard/content.h"
 #include "guard/guard.h"
 #include "store/jobs.h"
 #include "store/ledger.h"
@@ -327,6 +328,7 @@ static void app_teardown(struct app *app)
     for (size_t i = 0; i < app->n_servers; i++) http_server_free(app->servers[i]);
     tls_ctx_free(app->tls); /* after every connection made from it */
     guard_free(app->guard);
+    content_guard_free(app->content);
     store_jobs_stop(app->jobs);
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
     upstream_free(app->upstream);
@@ -421,6 +423,10 @@ int app_run(struct config *cfg, const char *listen)
         if (!guard_auth_enabled(app->guard))
             log_str(&l, "message", "no auth.master_key: every caller is trusted; loopback only");
         log_end(&l);
+    }
+    if ((app->content = content_guard_new(&cfg->guards, &e)) == NULL) {
+        log_msg("error", "start_failed", "guards: %s", e.msg);
+        goto out;
     }
 
     const char *why = NULL;

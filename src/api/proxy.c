@@ -10,9 +10,12 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "app.h"
+#include "guard/content.h"
 #include "guard/guard.h"
 #include "http/server.h"
 #include "obs/record.h"
@@ -29,7 +32,10 @@ struct proxy {
     const struct principal *who;
     char customer[128]; /* x-stratus-customer or `user`, read once */
     struct call_request call;
-    struct admission adm; /* budget hold and TPM charge, settled in finish() */
+    struct admission adm;     /* budget hold and TPM charge, settled in finish() */
+    struct output_guard *out; /* output guards; NULL when off */
+    char input_guard[200];    /* what the input guards found, names only */
+    char guard[256];          /* input_guard plus the output's findings: header and ledger */
     bool finished;
 };
 
@@ -60,6 +66,23 @@ static void customer_of(const struct http_request *req, const struct openai_requ
 
 /* ---- the end of a request ----------------------------------------------------------- */
 
+/* What the guards found so far, for x-stratus-guard and the ledger (names only). */
+static const char *guard_summary(struct proxy *p)
+{
+    pii_kinds k = output_guard_kinds(p->out);
+    char names[120];
+    if (k == 0) return snprintf(p->guard, sizeof p->guard, "%s", p->input_guard), p->guard;
+    snprintf(p->guard, sizeof p->guard, "%s%soutput-pii:%s", p->input_guard,
+             p->input_guard[0] ? ", " : "", pii_kinds_format(k, "+", names, sizeof names));
+    return p->guard;
+}
+
+static void add_guard_header(struct proxy *p)
+{
+    const char *g = guard_summary(p);
+    if (g[0]) http_add_header(p->x.req, "x-stratus-guard", g);
+}
+
 static void finish(struct proxy *p, int status, const char *error)
 {
     if (p->finished) return;
@@ -73,6 +96,7 @@ static void finish(struct proxy *p, int status, const char *error)
         .who = p->who,
         .customer = p->customer,
         .stream = p->x.request && p->x.request->stream,
+        .guard = guard_summary(p),
     };
     if (p->x.call) {
         const struct call_info *in = call_info(p->x.call);
@@ -120,6 +144,7 @@ static void on_start(void *ud, struct call *c, int status)
     struct proxy *p = ud;
     p->x.call = c;
     add_target_headers(p);
+    add_guard_header(p); /* a stream's: what was found before its head went out */
     p->surface->start(&p->x, status);
 }
 
@@ -127,7 +152,21 @@ static int on_chunk(void *ud, struct call *c, const struct call_chunk *chunk)
 {
     struct proxy *p = ud;
     p->x.call = c;
-    return p->surface->chunk(&p->x, chunk);
+    if (p->out == NULL) return p->surface->chunk(&p->x, chunk);
+    char *json = NULL;
+    size_t len = 0;
+    if (output_guard_chunk(p->out, chunk->json, chunk->len, &json, &len) != 0) return -1;
+    if (json == NULL) return p->surface->chunk(&p->x, chunk);
+    struct call_chunk ch = *chunk;
+    ch.json = json;
+    ch.len = len;
+    if (ch.usage_at) { /* the usage object moved with the rewrite */
+        const char *u = strstr(json, "\"usage\":{");
+        ch.usage_at = u ? (size_t)(u - json) + strlen("\"usage\":{") : 0;
+    }
+    int rc = p->surface->chunk(&p->x, &ch);
+    free(json);
+    return rc;
 }
 
 static int on_raw(void *ud, struct call *c, const char *bytes, size_t len)
@@ -149,6 +188,22 @@ static void on_body(void *ud, struct call *c, int status, const char *json, size
     struct proxy *p = ud;
     p->x.call = c;
     const struct call_info *in = call_info(c);
+    char *rewritten = NULL;
+    size_t rewritten_len = 0;
+    struct err e;
+    err_clear(&e);
+    if (output_guard_body(p->out, json, len, &rewritten, &rewritten_len, &e) != 0) {
+        add_target_headers(p);
+        add_guard_header(p);
+        finish(p, e.status, e.msg);
+        struct call_failure f = surface_failure(&e);
+        p->surface->error(&p->x, &f);
+        return;
+    }
+    if (rewritten) {
+        json = rewritten;
+        len = rewritten_len;
+    }
     char cost[40];
     if (in->cost_known)
         snprintf(cost, sizeof cost, "%.8f", in->cost_usd);
@@ -156,14 +211,37 @@ static void on_body(void *ud, struct call *c, int status, const char *json, size
         snprintf(cost, sizeof cost, "unknown");
     http_add_header(p->x.req, "x-stratus-cost-usd", cost);
     add_target_headers(p);
+    add_guard_header(p);
     finish(p, status, NULL);
     p->surface->body(&p->x, status, json, len);
+    free(rewritten);
 }
 
 static void on_end(void *ud, struct call *c, const char *error)
 {
     struct proxy *p = ud;
     p->x.call = c;
+    char why[200];
+    if (output_guard_blocked(p->out)) {
+        char names[120];
+        snprintf(why, sizeof why,
+                 "guard_blocked: the answer contained personal data or secrets (%s); the rest "
+                 "was withheld",
+                 pii_kinds_format(output_guard_kinds(p->out), ", ", names, sizeof names));
+        error = why;
+    } else if (p->out && error == NULL) {
+        /* Text a choice still held (its stream ended without a finish_reason). */
+        char *json = NULL;
+        size_t len = 0;
+        if (output_guard_stream_end(p->out, &json, &len) != 0) {
+            error = "out of memory";
+        } else if (json) {
+            struct call_chunk ch = {.json = json, .len = len};
+            if (p->surface->chunk(&p->x, &ch) < 0 || p->surface->flush(&p->x) < 0)
+                error = "out of memory";
+            free(json);
+        }
+    }
     finish(p, 200, error);
     p->surface->end(&p->x, error);
 }
@@ -250,6 +328,26 @@ static struct route_request route_estimate(const struct openai_request *r,
     };
 }
 
+/* The guards on the request's text, and the privacy header; sets how the call routes and
+ * whether its answers are rewritten. @return 0, or -1 with `e` (400 guard_blocked). */
+static int guard_content(struct proxy *p, struct err *e)
+{
+    const char *h = http_request_header(p->x.req, "x-stratus-privacy");
+    if (h && strcasecmp(h, "local") != 0)
+        return err_set(e, 400, "invalid_request_error", "invalid_header",
+                       "x-stratus-privacy must be 'local' (or absent)");
+    struct input_verdict v;
+    int rc = content_guard_input(p->app->content, p->x.request, h != NULL, p->x.req->arena, &v, e);
+    snprintf(p->input_guard, sizeof p->input_guard, "%s", v.fired);
+    if (rc != 0) return -1;
+    p->call.route.private_only = v.private_only;
+    bool oom;
+    p->out = output_guard_new(p->app->content, p->x.req->arena, &oom);
+    if (oom) return err_oom(e);
+    p->call.translate_answers = output_guard_rewrites(p->out);
+    return 0;
+}
+
 void proxy_handle(struct app *app, struct http_request *req, const struct surface_ops *surface,
                   enum openai_endpoint endpoint, const struct principal *who)
 {
@@ -288,6 +386,11 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
     p->call = (struct call_request){.request = p->x.request,
                                     .model = p->model,
                                     .route = route_estimate(p->x.request, p->model)};
+    if (guard_content(p, &e) != 0) {
+        add_guard_header(p);
+        refuse(p, &e);
+        return;
+    }
     double reserve = router_worst_case_cost(app->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
     guard_admit(app->guard, who, p->model, p->customer, p->call.route.prompt_tokens,

@@ -35,6 +35,9 @@
 #include <string.h>
 #include <yaml.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #define SECRET_MAX 8192       /* bytes in a secret file; keys are far smaller */
 #define CONFIG_MAX (4u << 20) /* a config file beyond 4 MiB is a mistake */
 #define MS_MAX     86400000L  /* one day, the ceiling for every timeout */
@@ -392,7 +395,7 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
     static const char *const keys[] = {
         "name",     "type",      "model_path", "parallel",           "threads",
         "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms",
-        "cost",     NULL};
+        "cost",     "private",   NULL};
     if (check_keys(ld, n, keys, owner)) return -1;
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
     long parallel = 4, threads = 0, ctx = 4096, queue = 64;
@@ -450,6 +453,7 @@ static int parse_openai_backend(struct loader *ld, const yaml_node_t *n, struct 
                                        "timeout_ms",
                                        "connect_timeout_ms",
                                        "first_byte_timeout_ms",
+                                       "private",
                                        NULL};
     if (check_keys(ld, n, keys, where)) return -1;
     if (get(ld, n, "base_url") == NULL)
@@ -472,6 +476,7 @@ static int parse_anthropic_backend(struct loader *ld, const yaml_node_t *n, stru
                                        "timeout_ms",
                                        "connect_timeout_ms",
                                        "first_byte_timeout_ms",
+                                       "private",
                                        NULL};
     if (check_keys(ld, n, keys, where)) return -1;
     if (parse_url(ld, n, "base_url", &b->base_url, owner)) return -1;
@@ -626,6 +631,7 @@ static int parse_bedrock_backend(struct loader *ld, const yaml_node_t *n, struct
                                        "timeout_ms",
                                        "connect_timeout_ms",
                                        "first_byte_timeout_ms",
+                                       "private",
                                        NULL};
     if (check_keys(ld, n, keys, where)) return -1;
     if (get(ld, n, "endpoint_url") && get(ld, n, "base_url"))
@@ -663,6 +669,7 @@ static int parse_backend(struct loader *ld, const yaml_node_t *n, size_t idx,
     b->line = (int)n->start_mark.line + 1;
     b->col = (int)n->start_mark.column + 1;
     if (want_mapping(ld, n, where)) return -1;
+    if (get_bool(ld, n, "private", &b->is_private)) return -1;
     const yaml_node_t *t = get(ld, n, "type");
     const char *type = scalar(t);
     if (get_string(ld, n, "name", &b->name, true, where)) return -1;
@@ -1387,11 +1394,92 @@ static int parse_tls(struct loader *ld, const yaml_node_t *t)
            tls_ref(ld, key, "key", &ld->cfg->tls.key);
 }
 
+/* ---- guards ------------------------------------------------------------------------- */
+
+static const char *const guard_pii_names[] = {"off", "flag", "route_local", "redact", "block"};
+
+const char *guard_pii_name(enum guard_pii p)
+{
+    return (unsigned)p < 5 ? guard_pii_names[p] : "off";
+}
+
+static int get_pii_mode(struct loader *ld, const yaml_node_t *map, const char *where, bool output,
+                        enum guard_pii *out)
+{
+    const yaml_node_t *n = get(ld, map, "pii");
+    if (n == NULL) return 0;
+    const char *s = scalar(n);
+    int i = s ? name_index(guard_pii_names, 5, s) : -1;
+    if (i < 0 || (output && i == GUARD_PII_ROUTE_LOCAL) || (!output && i == GUARD_PII_REDACT))
+        return fail_at(ld, n, "%s.pii must be one of %s", where,
+                       output ? "off, flag, redact, block" : "off, flag, route_local, block");
+    *out = (enum guard_pii)i;
+    return 0;
+}
+
+static int each_deny(struct loader *ld, const yaml_node_t *n, size_t idx, void *out)
+{
+    static const char *const keys[] = {"name", "pattern", NULL};
+    struct guard_rule *r = out;
+    const yaml_node_t *pn = n;
+    char where[64];
+    snprintf(where, sizeof where, "guards.input.deny[%zu]", idx);
+    if (n->type == YAML_MAPPING_NODE) {
+        if (check_keys(ld, n, keys, where) || get_string(ld, n, "name", &r->name, false, where))
+            return -1;
+        if ((pn = get(ld, n, "pattern")) == NULL)
+            return fail_at(ld, n, "%s: missing required key 'pattern'", where);
+    }
+    const char *pat = scalar(pn);
+    if (pat == NULL || pat[0] == '\0')
+        return fail_at(ld, pn, "%s must be a non-empty string (a PCRE2 pattern)", where);
+    if ((r->pattern = strdup(pat)) == NULL ||
+        (r->name == NULL && (r->name = strdup(where + strlen("guards.input."))) == NULL))
+        return fail_at(ld, pn, "out of memory");
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, pn->data.scalar.length,
+                                     PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ec, &eo, NULL);
+    if (code == NULL) {
+        PCRE2_UCHAR msg[200];
+        pcre2_get_error_message(ec, msg, sizeof msg);
+        return fail_at(ld, pn, "%s: bad regular expression at offset %zu: %s", where, (size_t)eo,
+                       (const char *)msg);
+    }
+    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* no JIT: the interpreter answers */
+    r->code = code;
+    return 0;
+}
+
+static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_conf *g)
+{
+    static const char *const keys[] = {"input", "output", NULL};
+    static const char *const in_keys[] = {"deny", "pii", NULL};
+    static const char *const out_keys[] = {"pii", NULL};
+    if (want_mapping(ld, n, "guards") || check_keys(ld, n, keys, "guards")) return -1;
+    const yaml_node_t *in = get_section(ld, n, "input");
+    if (in) {
+        if (want_mapping(ld, in, "guards.input") || check_keys(ld, in, in_keys, "guards.input") ||
+            get_pii_mode(ld, in, "guards.input", false, &g->input_pii))
+            return -1;
+        const yaml_node_t *d = get_section(ld, in, "deny");
+        if (d && parse_sequence(ld, d, "guards.input.deny", sizeof *g->deny, (void **)&g->deny,
+                                &g->n_deny, each_deny))
+            return -1;
+    }
+    const yaml_node_t *o = get_section(ld, n, "output");
+    if (o &&
+        (want_mapping(ld, o, "guards.output") || check_keys(ld, o, out_keys, "guards.output") ||
+         get_pii_mode(ld, o, "guards.output", true, &g->output_pii)))
+        return -1;
+    return 0;
+}
+
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     static const char *const keys[] = {
-        "listen", "tls",    "shutdown_grace_ms", "log",      "limits", "prices",    "store",
-        "auth",   "access", "budgets",           "backends", "models", "functions", NULL};
+        "listen", "tls",     "shutdown_grace_ms", "log",    "limits",    "prices", "store", "auth",
+        "access", "budgets", "backends",          "models", "functions", "guards", NULL};
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -1449,6 +1537,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (ms && parse_sequence(ld, ms, "models", sizeof *cfg->models, (void **)&cfg->models,
                              &cfg->n_models, each_model))
         return -1;
+    const yaml_node_t *gu = get_section(ld, root, "guards");
+    if (gu && parse_guards(ld, gu, &cfg->guards)) return -1;
     const yaml_node_t *fs = get_section(ld, root, "functions"); /* after models: they name one */
     if (fs && parse_sequence(ld, fs, "functions", sizeof *cfg->functions, (void **)&cfg->functions,
                              &cfg->n_functions, each_function))
@@ -1746,6 +1836,12 @@ void config_free(struct config *cfg)
         free(f->schema);
     }
     free(cfg->functions);
+    for (size_t i = 0; i < cfg->guards.n_deny; i++) {
+        free(cfg->guards.deny[i].name);
+        free(cfg->guards.deny[i].pattern);
+        pcre2_code_free(cfg->guards.deny[i].code);
+    }
+    free(cfg->guards.deny);
     for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);

@@ -94,7 +94,11 @@ struct backend_conf {
     int ctx_size;        /* context tokens per sequence; default 4096 */
     int max_queue;       /* requests waiting for a slot before 429; default 64 */
     struct tco_conf tco; /* `cost:`; prices this backend's tokens when set */
-    int line, col;       /* position of the backend's mapping, for later diagnostics */
+    /* `private: true`: may serve privacy-pinned requests (guards route_local, the
+     * x-stratus-privacy: local header) though it is not self-hosted — an endpoint inside
+     * the operator's own trust boundary. Local backends always may. */
+    bool is_private;
+    int line, col; /* position of the backend's mapping, for later diagnostics */
 };
 
 struct target_conf {
@@ -163,6 +167,35 @@ struct limits_conf {
 };
 
 struct price_catalogue;
+
+/* `guards:` — what a request may say and what an answer may carry (guard/content.h). */
+enum guard_pii {
+    GUARD_PII_OFF = 0,
+    GUARD_PII_FLAG,        /* recorded only */
+    GUARD_PII_ROUTE_LOCAL, /* input: only self-hosted or private targets may serve it */
+    GUARD_PII_REDACT,      /* output: matches become [REDACTED:<kind>] */
+    GUARD_PII_BLOCK,       /* input: 400; output: 502 (streams: ended with an error event) */
+};
+
+/** "off", "flag", "route_local", "redact", "block". */
+const char *guard_pii_name(enum guard_pii p);
+
+struct pcre2_real_code_8;
+
+/* One `guards.input.deny` rule: a PCRE2 pattern (UTF, invalid UTF-8 tolerated), compiled
+ * and JIT-compiled at load. */
+struct guard_rule {
+    char *name;                     /* its `name:`, else "deny[<index>]" */
+    char *pattern;                  /* as written */
+    struct pcre2_real_code_8 *code; /* owned by the tree */
+};
+
+struct guards_conf {
+    struct guard_rule *deny;
+    size_t n_deny;
+    enum guard_pii input_pii;  /* off | flag | route_local | block */
+    enum guard_pii output_pii; /* off | flag | redact | block */
+};
 
 /* Where the ledger goes (`store:`). */
 struct store_conf {
@@ -274,6 +307,7 @@ struct config {
     size_t n_models;
     struct function_conf *functions;
     size_t n_functions;
+    struct guards_conf guards;
 };
 
 /**

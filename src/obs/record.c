@@ -61,6 +61,7 @@ static void log_line(const struct request_record *r, uint64_t now)
     log_str(&l, "route", r->route_policy);
     log_str(&l, "route_reason", r->route_reason && r->route_reason[0] ? r->route_reason : NULL);
     log_str(&l, "error", r->error);
+    if (r->guard && r->guard[0]) log_str(&l, "guard", r->guard);
     log_end(&l);
 }
 
@@ -92,6 +93,7 @@ void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_w
     row.cost_usd = r->accounted ? r->cost_usd : 0;
     row.latency_ms = ms_between(req->start_ns, now);
     row.ttft_ms = r->first_byte_ns ? ms_between(req->start_ns, r->first_byte_ns) : -1;
+    copy_field(row.guard, sizeof row.guard, r->guard);
     if (r->route_policy)
         snprintf(row.route, sizeof row.route, "%s; %s", r->route_policy,
                  r->route_reason ? r->route_reason : "");

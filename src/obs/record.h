@@ -41,6 +41,7 @@ struct request_record {
     struct usage usage; /* -1 fields: unknown */
     bool cost_known;
     double cost_usd;
+    const char *guard; /* guards that fired (names only), or NULL */
 };
 
 struct ledger_row;

@@ -44,6 +44,7 @@ struct call {
     struct route_plan plan;
     struct call_info info;
     bool stream;
+    bool no_native; /* call_request.translate_answers */
     /* the attempt walk */
     size_t attempt;             /* index into plan.order of the current attempt */
     int round;                  /* pass over the plan: 0, then one per retry */
@@ -774,7 +775,7 @@ static void next_attempt(struct call *c)
         const struct provider_ops *ops = c->backend->ops;
         ur = (struct upstream_request){0};
         bool built = ops->build(c->backend, &c->pr, c->arena, &ur, &e) == 0;
-        c->info.native = built && ur.native && c->sink->raw;
+        c->info.native = built && ur.native && c->sink->raw && !c->no_native;
         if (built && c->stream && ops->stream_open &&
             (c->translate = ops->stream_open(&c->pr, c->arena)) == NULL) {
             err_oom(&e);
@@ -870,6 +871,7 @@ struct call *call_start(const struct call_env *env, const struct call_request *r
     c->model = rq->model;
     c->route = rq->route;
     c->stream = rq->request->stream;
+    c->no_native = rq->translate_answers;
     c->plan.order = order;
     c->info.plan = &c->plan;
     c->prompt_tokens = c->completion_tokens = c->cached_tokens = -1;

@@ -154,6 +154,9 @@ struct call_request {
     const struct openai_request *request; /* borrowed for the call's life */
     const struct model_conf *model;
     struct route_request route; /* the policies' view, the budget's mode included */
+    /* Answers must reach the sink as OpenAI data even from a target speaking the client's
+     * own API (no passthrough): the output guards rewrite them. */
+    bool translate_answers;
 };
 
 /**

@@ -170,9 +170,21 @@ static void filter_budget(struct router *r, const struct model_conf *m,
         c->skipped = budget_local_only;
 }
 
-/* In order; a later issue adds a privacy filter here. */
-static const route_filter_fn filters[] = {filter_capability, filter_budget, filter_readiness,
-                                          filter_breaker};
+static const char privacy_pinned[] = "privacy-pinned: not a private target";
+
+/* Privacy before readiness and health: a cloud target must never become a last resort. */
+static void filter_privacy(struct router *r, const struct model_conf *m,
+                           const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)now;
+    const struct backend *b = backend_of(r, m, c->target);
+    if (rq->private_only && !backend_self_hosted(b) && !b->conf->is_private)
+        c->skipped = privacy_pinned;
+}
+
+/* In order. */
+static const route_filter_fn filters[] = {filter_capability, filter_privacy, filter_budget,
+                                          filter_readiness, filter_breaker};
 
 /* ---- policies ----------------------------------------------------------------------- */
 
@@ -316,7 +328,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                      struct err *err)
 {
     uint64_t now = r->now();
-    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0;
+    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0, private_skipped = 0;
     const struct candidate *down = NULL;
     /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
     enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
@@ -332,11 +344,27 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
             health_skipped++;
         else if (cand[i].skipped == budget_local_only)
             budget_skipped++;
+        else if (cand[i].skipped == privacy_pinned)
+            private_skipped++;
         else if (cand[i].down && down == NULL)
             down = &cand[i];
     }
     plan->policy = route_policy_name(policy);
     plan->n = 0;
+    if (kept == 0 && health_skipped == 0 && private_skipped > 0) {
+        const char *why = "";
+        char detail[200] = "";
+        if (down) {
+            const struct backend *b = backend_of(r, m, down->target);
+            snprintf(detail, sizeof detail, " (local engine '%s': %s)", b->conf->name,
+                     b->not_ready_reason[0] ? b->not_ready_reason : "starting");
+            why = detail;
+        }
+        return err_set(err, 503, "server_error", "no_private_target",
+                       "the request is privacy-pinned and model '%s' has no usable self-hosted "
+                       "or private target%s",
+                       m->name, why);
+    }
     if (kept == 0 && health_skipped == 0 && budget_skipped > 0)
         return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                        "%s, which allows local targets only, and model '%s' has none",

@@ -6,8 +6,8 @@
  *   1. Filters drop targets that cannot or should not take this request: the provider does
  *      not serve the endpoint (capability), the local engine is down or still loading
  *      (readiness), the target's circuit breaker is open or its half-open probe is already
- *      out (cooldown). Filters are a list of small functions; budget and privacy filters
- *      (later issues) are more entries in it.
+ *      out (cooldown). Filters are a list of small functions; the budget (local only) and
+ *      privacy (route_request.private_only) filters are entries in it.
  *   2. The group's policy orders what is left — priority (configured order), weighted
  *      (random by weight), latency (peak-EWMA of time to first byte, power of two choices),
  *      least-busy (requests in flight; a local engine's busy slots and queue), cost (the
@@ -61,6 +61,10 @@ struct route_request {
     long output_tokens; /* max_tokens, or the group's expected_output_tokens */
     enum route_budget budget;
     const char *budget_why; /* which budget, how far spent: for the route reason; or NULL */
+    /* Privacy-pinned (guards: pii route_local, x-stratus-privacy: local): only self-hosted
+     * targets or backends marked `private: true` may serve it; when none can, the plan
+     * fails with 503 no_private_target — never a quiet fallback to another target. */
+    bool private_only;
 };
 
 struct route_plan {
@@ -85,7 +89,8 @@ struct router *router_new(const struct config *cfg, struct backend *backends, st
 /**
  * Fills `plan` for `model`. `plan->order` must have room for model->n_targets entries.
  * @return 0, or -1 with `err` (400 when no target serves the endpoint at all; 429
- * budget_exceeded when the budget allows local targets only and the group has none).
+ * budget_exceeded when the budget allows local targets only and the group has none; 503
+ * no_private_target when the request is privacy-pinned and no private target is usable).
  */
 int router_plan(struct router *r, const struct model_conf *model, const struct route_request *rq,
                 struct route_plan *plan, struct err *err);

@@ -199,6 +199,7 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
             lat,
             r->ttft_ms < 0 ? NULL : ttft,
             r->route,
+            r->guard,
         };
         for (int c = 0; c < LEDGER_N_COLUMNS; c++) copy_field(&b, v[c], c == LEDGER_N_COLUMNS - 1);
     }

@@ -68,9 +68,11 @@ static const struct migration schema_migrations[] = {
         "ALTER TABLE api_keys ADD COLUMN aws_secret_sealed TEXT NOT NULL DEFAULT ''"},
     /* Where a virtual key may be used from (guard: 403 ip_not_allowed elsewhere). */
     {5, "ALTER TABLE api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT ''"},
+    /* What the guards found in a request (guard/content.h): rule and kind names only. */
+    {6, "ALTER TABLE requests ADD COLUMN guard TEXT NOT NULL DEFAULT ''"},
 };
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
@@ -81,8 +83,8 @@ static const struct migration schema_migrations[] = {
 #define LEDGER_COLUMNS                                                                             \
     "ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, "          \
     "status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, "       \
-    "latency_ms, ttft_ms, route"
-#define LEDGER_N_COLUMNS 19
+    "latency_ms, ttft_ms, route, guard"
+#define LEDGER_N_COLUMNS 20
 
 /** The migration's SQL with %ID% replaced by `id_type` into `out`. */
 static inline void migration_sql(const struct migration *m, const char *id_type, char *out,

@@ -39,6 +39,7 @@ struct ledger_row {
     double latency_ms;
     double ttft_ms; /* -1 when no byte was sent */
     char route[256];
+    char guard[200]; /* guards that fired: rule and kind names only ("" none) */
 };
 
 /* A spend report: sums over rows in [from_ms, to_ms), grouped by one column. */

@@ -4,6 +4,7 @@
 // the gateway sends upstream (the target's `model`):
 //   ok | echo                plain answers (echo repeats the last user message)
 //   stream-N                 a stream of N content chunks (default 3 for any stream)
+//   echo-split-N             streams the last user message in pieces of N characters
 //   fail-500 | fail-503      HTTP 5xx with an OpenAI error body
 //   fail-429                 HTTP 429 with Retry-After: 1
 //   fail-400                 HTTP 400 {"error":{"message":"bad thing"}} (must pass through)
@@ -179,6 +180,17 @@ export async function startFake({ port = 0 } = {}) {
         rec.progress = i + 1;
         if (!ok) await new Promise((r) => res.once('drain', r));
       }
+      sse(res, '[DONE]');
+      res.end();
+      return finish();
+    }
+    const split = /^echo-split-(\d+)$/.exec(model);
+    if (split) { // the last user message in pieces of N bytes (text split across chunks)
+      const t = String(lastUser?.content ?? '');
+      const size = Number(split[1]);
+      sse(res, { ...chunk(id, model, ''), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+      for (let i = 0; i < t.length; i += size) sse(res, chunk(id, model, t.slice(i, i + size)));
+      sse(res, { ...chunk(id, model, null), choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
       sse(res, '[DONE]');
       res.end();
       return finish();

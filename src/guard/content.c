@@ -1,0 +1,379 @@
+/*
+ * DESIGN
+ * Input: the request model is the OpenAI shape whatever the surface, so one walk over its
+ * token index finds every text a client wrote (message contents and text parts, prompt,
+ * input). Strings without escapes are matched in place; escaped ones are unescaped into
+ * the arena first. Deny rules run one by one on each text, so a rule never matches across
+ * two messages; the first match decides (rules are ordered as written).
+ *
+ * Output: answers reach the proxy as OpenAI JSON (whole, or chat.completion.chunk events)
+ * before any surface writes them, so redacting there covers every inbound API. A whole
+ * answer is decoded with jansson and its content strings rewritten only when something
+ * matched. A stream keeps one pii_stream per choice index: each delta's text goes through
+ * it, what is final goes out in that delta, and what could still become a match waits for
+ * the next delta or the choice's finishing chunk — text is never reordered or dropped.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "guard/content.h"
+
+#include <jansson.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/arena.h"
+
+#define MAX_CHOICES 128 /* OpenAI's n limit */
+
+struct content_guard {
+    const struct guards_conf *conf;
+    struct pii *pii;      /* owned; NULL when neither side looks for PII */
+    pcre2_match_data *md; /* owned; deny rules */
+};
+
+struct output_guard {
+    struct content_guard *g;
+    enum guard_pii mode;
+    bool blocked;
+    pii_kinds kinds;
+    struct pii_stream *streams[MAX_CHOICES]; /* per choice index; malloc, freed with arena */
+    bool text_field;                         /* completions: choices[].text, not delta */
+    json_t *head;                            /* id, object, created, model of the stream */
+};
+
+struct content_guard *content_guard_new(const struct guards_conf *conf, struct err *err)
+{
+    struct content_guard *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        err_oom(err);
+        return NULL;
+    }
+    g->conf = conf;
+    if ((conf->input_pii != GUARD_PII_OFF || conf->output_pii != GUARD_PII_OFF) &&
+        (g->pii = pii_new(err)) == NULL)
+        goto fail;
+    if (conf->n_deny && (g->md = pcre2_match_data_create(1, NULL)) == NULL) {
+        err_oom(err);
+        goto fail;
+    }
+    return g;
+fail:
+    content_guard_free(g);
+    return NULL;
+}
+
+void content_guard_free(struct content_guard *g)
+{
+    if (g == NULL) return;
+    pii_free(g->pii);
+    pcre2_match_data_free(g->md);
+    free(g);
+}
+
+bool content_guard_active(const struct content_guard *g)
+{
+    return g && (g->conf->n_deny || g->conf->input_pii != GUARD_PII_OFF ||
+                 g->conf->output_pii != GUARD_PII_OFF);
+}
+
+/* ---- input -------------------------------------------------------------------------- */
+
+struct walk {
+    struct content_guard *g;
+    struct input_verdict *v;
+    struct arena *arena;
+    struct err *err;
+    bool stop; /* a verdict was reached, or an error */
+};
+
+static void check_text(struct walk *w, const char *t, size_t n)
+{
+    const struct guards_conf *c = w->g->conf;
+    for (size_t i = 0; i < c->n_deny; i++) {
+        int rc = pcre2_match(c->deny[i].code, (PCRE2_SPTR)t, n, 0, 0, w->g->md, NULL);
+        if (rc >= 0) {
+            w->v->deny_rule = c->deny[i].name;
+            w->stop = true;
+            err_set(w->err, 400, "invalid_request_error", "guard_blocked",
+                    "the request was refused by guard rule '%s'", c->deny[i].name);
+            return;
+        }
+    }
+    if (c->input_pii != GUARD_PII_OFF) {
+        pii_kinds k = pii_scan(w->g->pii, t, n);
+        w->v->pii |= k;
+        if (k && c->input_pii == GUARD_PII_BLOCK) {
+            char names[120];
+            w->stop = true;
+            err_set(w->err, 400, "invalid_request_error", "guard_blocked",
+                    "the request contains personal data or secrets (%s)",
+                    pii_kinds_format(k, ", ", names, sizeof names));
+        }
+    }
+}
+
+static void visit_string(struct walk *w, const struct json_scan *s, int i)
+{
+    if (w->stop || !json_scan_is_string(s, i)) return;
+    const char *raw = s->js + s->tok[i].start;
+    size_t n = (size_t)(s->tok[i].end - s->tok[i].start);
+    if (memchr(raw, '\\', n) == NULL) {
+        check_text(w, raw, n);
+        return;
+    }
+    char *t = json_scan_string_dup(s, i, w->arena);
+    if (t == NULL) {
+        w->stop = true;
+        err_oom(w->err);
+        return;
+    }
+    check_text(w, t, strlen(t));
+}
+
+/* A string, or an array of strings (prompt, input) / of parts with "text" (content). */
+static void visit_texts(struct walk *w, const struct json_scan *s, int i)
+{
+    if (i < 0) return;
+    if (json_scan_is_string(s, i)) {
+        visit_string(w, s, i);
+        return;
+    }
+    if (!json_scan_is_array(s, i)) return;
+    int n = json_scan_size(s, i);
+    for (int k = 0, e = i + 1; k < n && !w->stop; k++, e = json_scan_skip(s, e)) {
+        if (json_scan_is_object(s, e))
+            visit_string(w, s, json_scan_get(s, e, "text"));
+        else
+            visit_string(w, s, e);
+    }
+}
+
+int content_guard_input(struct content_guard *g, const struct openai_request *r, bool privacy_local,
+                        struct arena *arena, struct input_verdict *v, struct err *err)
+{
+    *v = (struct input_verdict){.private_only = privacy_local};
+    if (g == NULL) return 0;
+    const struct guards_conf *c = g->conf;
+    struct walk w = {.g = g, .v = v, .arena = arena, .err = err};
+    const struct json_scan *s = &r->scan;
+    if (c->n_deny || c->input_pii != GUARD_PII_OFF) {
+        switch (r->endpoint) {
+        case OPENAI_CHAT: {
+            int msgs = json_scan_get(s, 0, "messages");
+            if (!json_scan_is_array(s, msgs)) break;
+            int n = json_scan_size(s, msgs);
+            for (int k = 0, m = msgs + 1; k < n && !w.stop; k++, m = json_scan_skip(s, m))
+                if (json_scan_is_object(s, m)) visit_texts(&w, s, json_scan_get(s, m, "content"));
+            break;
+        }
+        case OPENAI_COMPLETIONS:
+            visit_texts(&w, s, json_scan_get(s, 0, "prompt"));
+            break;
+        case OPENAI_EMBEDDINGS:
+            visit_texts(&w, s, json_scan_get(s, 0, "input"));
+            break;
+        }
+    }
+    if (v->pii && c->input_pii == GUARD_PII_ROUTE_LOCAL) v->private_only = true;
+    size_t at = 0;
+    if (v->deny_rule)
+        at += (size_t)snprintf(v->fired + at, sizeof v->fired - at, "deny:%s", v->deny_rule);
+    if (v->pii && at < sizeof v->fired) {
+        char names[120];
+        at += (size_t)snprintf(v->fired + at, sizeof v->fired - at, "%spii:%s", at ? ", " : "",
+                               pii_kinds_format(v->pii, "+", names, sizeof names));
+    }
+    if (v->private_only && at < sizeof v->fired)
+        snprintf(v->fired + at, sizeof v->fired - at, "%s%s", at ? ", " : "",
+                 privacy_local ? "privacy:local" : "route_local");
+    return w.stop ? -1 : 0;
+}
+
+/* ---- output ------------------------------------------------------------------------- */
+
+static void release_output(void *ud)
+{
+    struct output_guard *o = ud;
+    for (size_t i = 0; i < MAX_CHOICES; i++) pii_stream_free(o->streams[i]);
+    json_decref(o->head);
+}
+
+struct output_guard *output_guard_new(struct content_guard *g, struct arena *arena, bool *oom)
+{
+    *oom = false;
+    if (g == NULL || g->conf->output_pii == GUARD_PII_OFF) return NULL;
+    struct output_guard *o = arena_calloc(arena, 1, sizeof *o);
+    if (o == NULL || arena_on_free(arena, release_output, o) != 0) {
+        *oom = true;
+        return NULL;
+    }
+    o->g = g;
+    o->mode = g->conf->output_pii;
+    return o;
+}
+
+bool output_guard_rewrites(const struct output_guard *o)
+{
+    return o && o->mode != GUARD_PII_FLAG;
+}
+
+bool output_guard_blocked(const struct output_guard *o)
+{
+    return o && o->blocked;
+}
+
+pii_kinds output_guard_kinds(const struct output_guard *o)
+{
+    return o ? o->kinds : 0;
+}
+
+static int dump(json_t *doc, char **out, size_t *out_len)
+{
+    *out = json_dumps(doc, JSON_COMPACT);
+    if (*out == NULL) return -1;
+    *out_len = strlen(*out);
+    return 0;
+}
+
+int output_guard_body(struct output_guard *o, const char *json, size_t len, char **out,
+                      size_t *out_len, struct err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (o == NULL) return 0;
+    json_t *doc = json_loadb(json, len, 0, NULL);
+    json_t *choices = json_object_get(doc, "choices");
+    bool changed = false;
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(choices); i++) {
+        json_t *ch = json_array_get(choices, i);
+        json_t *holder = json_object_get(ch, "message");
+        const char *key = "content";
+        if (!json_is_object(holder)) {
+            holder = ch;
+            key = "text";
+        }
+        json_t *t = json_object_get(holder, key);
+        if (!json_is_string(t)) continue;
+        struct pii_buf b = {0};
+        pii_kinds k = pii_redact(o->g->pii, json_string_value(t), json_string_length(t),
+                                 o->mode != GUARD_PII_REDACT, &b);
+        o->kinds |= k;
+        if (k && o->mode == GUARD_PII_REDACT && !b.oom) {
+            json_object_set_new(holder, key, json_stringn(b.data ? b.data : "", b.len));
+            changed = true;
+        }
+        if (b.oom) rc = err_oom(err);
+        free(b.data);
+    }
+    if (rc == 0 && o->kinds && o->mode == GUARD_PII_BLOCK) {
+        char names[120];
+        o->blocked = true;
+        rc = err_set(err, 502, "server_error", "guard_blocked",
+                     "the answer contained personal data or secrets (%s) and was withheld",
+                     pii_kinds_format(o->kinds, ", ", names, sizeof names));
+    } else if (rc == 0 && changed && dump(doc, out, out_len) != 0) {
+        rc = err_oom(err);
+    }
+    json_decref(doc);
+    return rc;
+}
+
+/* Runs one choice's text (and its end, when `finish`) through its stream. */
+static int stream_text(struct output_guard *o, size_t idx, const char *t, size_t n, bool finish,
+                       struct pii_buf *b)
+{
+    if (o->streams[idx] == NULL &&
+        (o->streams[idx] = pii_stream_new(o->g->pii, o->mode != GUARD_PII_REDACT)) == NULL)
+        return -1;
+    pii_kinds k = pii_stream_feed(o->streams[idx], t, n, b);
+    if (finish) k |= pii_stream_finish(o->streams[idx], b);
+    o->kinds |= k;
+    if (k && o->mode == GUARD_PII_BLOCK) o->blocked = true;
+    return b->oom ? -1 : 0;
+}
+
+int output_guard_chunk(struct output_guard *o, const char *json, size_t len, char **out,
+                       size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (o == NULL) return 0;
+    json_t *doc = json_loadb(json, len, 0, NULL);
+    json_t *choices = json_object_get(doc, "choices");
+    if (json_array_size(choices) == 0) {
+        json_decref(doc);
+        return 0; /* usage or role only: nothing to look at */
+    }
+    if (o->head == NULL && (o->head = json_object()) != NULL) {
+        const char *keep[] = {"id", "object", "created", "model"};
+        for (size_t i = 0; i < 4; i++)
+            if (json_object_get(doc, keep[i]))
+                json_object_set(o->head, keep[i], json_object_get(doc, keep[i]));
+    }
+    bool changed = false;
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(choices) && rc == 0; i++) {
+        json_t *ch = json_array_get(choices, i);
+        json_int_t idx = json_integer_value(json_object_get(ch, "index"));
+        json_t *holder = json_object_get(ch, "delta");
+        const char *key = "content";
+        if (!json_is_object(holder)) {
+            holder = ch;
+            key = "text";
+            o->text_field = true;
+        }
+        json_t *t = json_object_get(holder, key);
+        json_t *fr = json_object_get(ch, "finish_reason");
+        bool finish = fr && !json_is_null(fr);
+        if ((!json_is_string(t) && !finish) || idx < 0 || idx >= MAX_CHOICES) continue;
+        struct pii_buf b = {0};
+        bool was_blocked = o->blocked;
+        rc = stream_text(o, (size_t)idx, json_is_string(t) ? json_string_value(t) : "",
+                         json_is_string(t) ? json_string_length(t) : 0, finish, &b);
+        if (rc == 0 && o->mode != GUARD_PII_FLAG) {
+            /* block: text passes once final, and nothing after the first match */
+            bool drop = o->blocked && (o->mode == GUARD_PII_BLOCK || was_blocked);
+            size_t n = drop ? 0 : b.len;
+            if (json_is_string(t) || n > 0) {
+                json_object_set_new(holder, key, json_stringn(n ? b.data : "", n));
+                changed = true;
+            }
+        }
+        free(b.data);
+    }
+    if (rc == 0 && changed && dump(doc, out, out_len) != 0) rc = -1;
+    json_decref(doc);
+    return rc;
+}
+
+int output_guard_stream_end(struct output_guard *o, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (o == NULL || o->mode == GUARD_PII_FLAG || o->blocked) return 0;
+    json_t *choices = json_array();
+    int rc = 0;
+    for (size_t i = 0; i < MAX_CHOICES && rc == 0; i++) {
+        if (o->streams[i] == NULL || pii_stream_held(o->streams[i]) == 0) continue;
+        struct pii_buf b = {0};
+        rc = stream_text(o, i, "", 0, true, &b);
+        if (rc == 0 && !o->blocked && b.len) {
+            json_t *c = o->text_field ? json_pack("{sIs#sn}", "index", (json_int_t)i, "text",
+                                                  b.data, b.len, "finish_reason")
+                                      : json_pack("{sIs{ss#}sn}", "index", (json_int_t)i, "delta",
+                                                  "content", b.data, b.len, "finish_reason");
+            json_array_append_new(choices, c);
+        }
+        free(b.data);
+    }
+    if (rc == 0 && json_array_size(choices) > 0) {
+        json_t *doc = o->head ? json_deep_copy(o->head) : json_object();
+        json_object_set(doc, "choices", choices);
+        rc = dump(doc, out, out_len);
+        json_decref(doc);
+    }
+    json_decref(choices);
+    return rc;
+}
