@@ -111,7 +111,7 @@ $(OUT)/bench/parse_bench_quadratic: bench/parse/parse_bench.c $(QUADRATIC_SRC) s
 	@$(CC) $(BASE_CFLAGS) $(CFLAGS_MODE) $(CFLAGS) -DJSON_SCAN_QUADRATIC -o $@ $< \
 	    $(QUADRATIC_SRC) $(LDFLAGS_MODE) -lm
 bench-bins: $(OUT)/bench/route_bench $(OUT)/bench/translate_bench $(OUT)/bench/ledger_bench \
-	$(OUT)/bench/parse_bench $(OUT)/bench/parse_bench_quadratic
+	$(OUT)/bench/parse_bench $(OUT)/bench/parse_bench_quadratic $(OUT)/bench/content_bench
 
 # Every public header must compile on its own (catches missing includes), and includes run
 # one way through src/ (scripts/check-includes.mjs; docs/architecture.md "Floors").

@@ -239,9 +239,32 @@ static int match_at(struct pii *p, const char *text, size_t len, size_t from, ui
     return 1;
 }
 
+/* Whether any kind could match in `text` at all: every kind's match holds a digit, an '@'
+ * (e-mail), a ':' (IPv6), a '_' (GitHub tokens), or a token prefix — "sk-", "xox?-",
+ * "glpat-" (found at their '-') or "AIza"/"AKIA"/"ASIA"/"ABIA"/"ACCA" (at their 'A').
+ * Ordinary prose has none, and one pass over it costs a fraction of running the pattern. */
+static bool may_match(const char *text, size_t len)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = t[i];
+        if ((c >= '0' && c <= '9') || c == '@' || c == ':' || c == '_') return true;
+        if (c == '-' && ((i >= 2 && t[i - 2] == 's' && t[i - 1] == 'k') ||
+                         (i >= 4 && memcmp(t + i - 4, "xox", 3) == 0) ||
+                         (i >= 5 && memcmp(t + i - 5, "glpat", 5) == 0)))
+            return true;
+        if (c == 'A' && i + 4 <= len &&
+            (memcmp(t + i, "AIza", 4) == 0 || memcmp(t + i, "AKIA", 4) == 0 ||
+             memcmp(t + i, "ASIA", 4) == 0 || memcmp(t + i, "ABIA", 4) == 0 ||
+             memcmp(t + i, "ACCA", 4) == 0))
+            return true;
+    }
+    return false;
+}
+
 int pii_find(struct pii *p, const char *text, size_t len, size_t from, struct pii_match *out)
 {
-    if (from > len) return 0;
+    if (from > len || !may_match(text + from, len - from)) return 0;
     return match_at(p, text, len, from, 0, out);
 }
 
