@@ -12,6 +12,7 @@
  */
 #include "api/function.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <math.h>
 #include <stdio.h>
@@ -116,6 +117,7 @@ struct invocation;
 struct element {
     struct invocation *inv;
     struct openai_request request;
+    struct call_request rq; /* borrowed by the call for its life */
     struct call *call;
     bool done;
     int status; /* 200, or the failure's */
@@ -410,19 +412,7 @@ static void settle_and_record(struct invocation *inv, int client_status)
             .who = &inv->who,
             .customer = inv->customer,
         };
-        if (el->call) {
-            const struct call_info *in = call_info(el->call);
-            r.backend = in->backend;
-            r.target_model = in->target_model;
-            r.attempts = in->attempts;
-            r.route_policy = in->plan->policy;
-            r.route_reason = in->plan->reason;
-            r.first_byte_ns = in->first_byte_ns;
-            r.accounted = in->accounted;
-            r.usage = in->usage;
-            r.cost_known = in->cost_known;
-            r.cost_usd = in->cost_usd;
-        }
+        if (el->call) record_set_call(&r, call_info(el->call));
         record_request(inv->app->ledger, &r);
     }
 }
@@ -578,7 +568,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
     inv->starting = true;
     for (size_t i = 0; i < inv->n; i++) {
         struct element *el = &inv->elements[i];
-        struct call_request rq = {
+        el->rq = (struct call_request){
             .request = &el->request,
             .model = inv->model,
             .route = {.endpoint = OPENAI_CHAT,
@@ -587,9 +577,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
                       .budget = inv->adm.mode,
                       .budget_why = inv->adm.why},
         };
-        struct call_request *kept = arena_alloc(inv->req->arena, sizeof *kept);
-        struct call *c =
-            kept ? (*kept = rq, call_start(env, kept, &sink, el, inv->req->arena)) : NULL;
+        struct call *c = call_start(env, &el->rq, &sink, el, inv->req->arena);
         if (c == NULL && !el->done) {
             err_oom(&el->err);
             element_ended(el, 500);
@@ -715,6 +703,39 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
                 inv->output_estimate, reserve, &inv->adm, on_admitted, inv);
 }
 
+/* ---- the doors' paths ---- */
+
+/* Percent-decodes `in` into `out`. @return false on a bad escape or when it does not fit. */
+static bool url_decode(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            unsigned v;
+            if (i + 2 >= n || !isxdigit((unsigned char)in[i + 1]) ||
+                !isxdigit((unsigned char)in[i + 2]) || sscanf(in + i + 1, "%2x", &v) != 1)
+                return false;
+            c = (char)v;
+            i += 2;
+        }
+        if (c == '\0' || w + 1 >= cap) return false;
+        out[w++] = c;
+    }
+    out[w] = '\0';
+    return true;
+}
+
+const char *function_name_in_path(const char *path, const char *prefix, const char *suffix,
+                                  char *out, size_t cap)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path);
+    if (len <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + len - sl, suffix) != 0 ||
+        memchr(path + pl, '/', len - pl - sl))
+        return NULL;
+    return url_decode(path + pl, len - pl - sl, out, cap) ? out : NULL;
+}
+
 /* ---- stratus's own door ------------------------------------------------------------- */
 
 static void native_answer(struct http_request *req, const char *json, size_t len)
@@ -749,11 +770,8 @@ static const struct function_door door_native = {
 void function_route(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who; /* the door authenticates: the route is open */
-    const char *prefix = "/v1/functions/", *suffix = "/invoke";
-    size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(req->path);
     char name[96];
-    if (len <= pl + sl || strcmp(req->path + len - sl, suffix) != 0 ||
-        len - pl - sl >= sizeof name || memchr(req->path + pl, '/', len - pl - sl) != NULL) {
+    if (function_name_in_path(req->path, "/v1/functions/", "/invoke", name, sizeof name) == NULL) {
         struct err e;
         err_set(&e, 404, "invalid_request_error", "not_found",
                 "no such endpoint: %s %s (functions: POST /v1/functions/{name}/invoke)",
@@ -762,6 +780,5 @@ void function_route(struct app *app, struct http_request *req, const struct prin
         native_fail(req, &e, false, NULL);
         return;
     }
-    snprintf(name, sizeof name, "%.*s", (int)(len - pl - sl), req->path + pl);
     function_invoke(app, req, &door_native, name);
 }

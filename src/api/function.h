@@ -56,6 +56,12 @@ struct function_door {
 void function_invoke(struct app *app, struct http_request *req, const struct function_door *door,
                      const char *name);
 
+/** The name in `path` = prefix + name + suffix, percent-decoded into `out` (the doors'
+ *  paths: /v1/functions/{name}/invoke, Lambda's, SageMaker's); NULL when the path is not
+ *  that, the name is empty or holds a '/', or it does not fit. */
+const char *function_name_in_path(const char *path, const char *prefix, const char *suffix,
+                                  char *out, size_t cap);
+
 /** The route handler for POST /v1/functions/{name}/invoke (stratus's own door). */
 void function_route(struct app *app, struct http_request *req, const struct principal *who);
 

@@ -105,16 +105,7 @@ static void finish(struct proxy *p, int status, const char *error)
                 ? in->usage.prompt + (in->usage.completion > 0 ? in->usage.completion : 0)
                 : -1;
         guard_settle(p->app->guard, &p->adm, in->cost_known, in->cost_usd, tokens);
-        r.backend = in->backend;
-        r.target_model = in->target_model;
-        r.attempts = in->attempts;
-        r.route_policy = in->plan->policy;
-        r.route_reason = in->plan->reason;
-        r.first_byte_ns = in->first_byte_ns;
-        r.accounted = in->accounted;
-        r.usage = in->usage;
-        r.cost_known = in->cost_known;
-        r.cost_usd = in->cost_usd;
+        record_set_call(&r, in);
     }
     record_request(p->app->ledger, &r);
 }

@@ -9,7 +9,6 @@
  */
 #include "api/surface_lambda.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,45 +107,13 @@ static const struct function_door door_lambda = {
     .fail = lambda_fail,
 };
 
-/* Percent-decodes `in` into `out`. @return false on a bad escape or when it does not fit. */
-static bool url_decode(const char *in, size_t n, char *out, size_t cap)
-{
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '%') {
-            unsigned v;
-            if (i + 2 >= n || !isxdigit((unsigned char)in[i + 1]) ||
-                !isxdigit((unsigned char)in[i + 2]) || sscanf(in + i + 1, "%2x", &v) != 1)
-                return false;
-            c = (char)v;
-            i += 2;
-        }
-        if (c == '\0' || w + 1 >= cap) return false;
-        out[w++] = c;
-    }
-    out[w] = '\0';
-    return true;
-}
-
-/* The name in /<prefix><name><suffix>, percent-decoded; NULL when the path is not that. */
-static const char *name_between(const char *path, const char *prefix, const char *suffix, char *out,
-                                size_t cap)
-{
-    size_t pl = strlen(prefix), sl = strlen(suffix), len = strlen(path);
-    if (len <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + len - sl, suffix) != 0 ||
-        memchr(path + pl, '/', len - pl - sl))
-        return NULL;
-    return url_decode(path + pl, len - pl - sl, out, cap) ? out : NULL;
-}
-
 void lambda_route(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
     char name[256];
     struct err e;
-    if (name_between(req->path, "/2015-03-31/functions/", "/invocations", name, sizeof name) ==
-        NULL) {
+    if (function_name_in_path(req->path, "/2015-03-31/functions/", "/invocations", name,
+                              sizeof name) == NULL) {
         err_set(&e, 404, "invalid_request_error", "not_found",
                 "no such Lambda operation: %s %s (Invoke: POST "
                 "/2015-03-31/functions/{name}/invocations)",
@@ -231,7 +198,8 @@ void sagemaker_route(struct app *app, struct http_request *req, const struct pri
 {
     (void)who;
     char name[256];
-    if (name_between(req->path, "/endpoints/", "/invocations", name, sizeof name) == NULL) {
+    if (function_name_in_path(req->path, "/endpoints/", "/invocations", name, sizeof name) ==
+        NULL) {
         struct err e;
         err_set(&e, 404, "invalid_request_error", "not_found",
                 "no such SageMaker runtime operation: %s %s (InvokeEndpoint: POST "

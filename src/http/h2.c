@@ -360,12 +360,9 @@ static void stream_fail(struct h2_stream *st, int status, const char *code, cons
 {
     struct err e;
     err_clear(&e);
-    e.status = status;
-    e.type = "invalid_request_error";
-    e.code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    err_vset(&e, status, "invalid_request_error", code, fmt, ap);
     va_end(ap);
     stream_fail_err(st, &e);
 }

@@ -447,12 +447,9 @@ static void conn_fail(struct http_conn *c, int status, const char *code, const c
 {
     struct err e;
     err_clear(&e);
-    e.status = status;
-    e.type = "invalid_request_error";
-    e.code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    err_vset(&e, status, "invalid_request_error", code, fmt, ap);
     va_end(ap);
     conn_fail_err(c, &e);
 }

@@ -6,6 +6,7 @@
 #include "guard/guard.h"
 #include "http/server.h"
 #include "obs/log.h"
+#include "route/call.h"
 #include "store/ledger.h"
 #include "util/clock.h"
 
@@ -109,4 +110,18 @@ void record_request(struct ledger *ledger, const struct request_record *r)
         ledger_append(ledger, &row);
     }
     if (r->req->log) log_line(r, now);
+}
+
+void record_set_call(struct request_record *r, const struct call_info *in)
+{
+    r->backend = in->backend;
+    r->target_model = in->target_model;
+    r->attempts = in->attempts;
+    r->route_policy = in->plan->policy;
+    r->route_reason = in->plan->reason;
+    r->first_byte_ns = in->first_byte_ns;
+    r->accounted = in->accounted;
+    r->usage = in->usage;
+    r->cost_known = in->cost_known;
+    r->cost_usd = in->cost_usd;
 }

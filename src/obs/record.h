@@ -46,6 +46,11 @@ struct request_record {
 
 struct ledger_row;
 
+struct call_info;
+
+/** Copies where a call went and what it used and cost (`in`, borrowed) into `r`. */
+void record_set_call(struct request_record *r, const struct call_info *in);
+
 /** The ledger row for `r`, at monotonic `now` (ns) = wall clock `now_wall_ms`. */
 void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_wall_ms,
                      struct ledger_row *out);

@@ -26,6 +26,18 @@ int err_set(struct err *e, int status, const char *type, const char *code, const
     return -1;
 }
 
+int err_vset(struct err *e, int status, const char *type, const char *code, const char *fmt,
+             va_list ap)
+{
+    if (e == NULL) return -1;
+    e->status = status;
+    e->type = type;
+    e->code = code;
+    e->param = NULL;
+    vset(e, fmt, ap);
+    return -1;
+}
+
 int err_param(struct err *e, int status, const char *param, const char *fmt, ...)
 {
     if (e == NULL) return -1;

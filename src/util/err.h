@@ -24,6 +24,10 @@ struct err {
 int err_set(struct err *e, int status, const char *type, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/** err_set with a va_list, for error builders of their own. Returns -1. */
+int err_vset(struct err *e, int status, const char *type, const char *code, const char *fmt,
+             va_list ap) __attribute__((format(printf, 5, 0)));
+
 /** Like err_set, but also names the offending request field (`param`, static string). */
 int err_param(struct err *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
