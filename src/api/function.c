@@ -639,6 +639,12 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
 
     /* The input: an object, or an array of them (a batch). */
     size_t len = evbuffer_get_length(req->body);
+    if (len > FUNCTION_MAX_INPUT_BYTES) {
+        err_set(&e, 413, "invalid_request_error", "input_too_large",
+                "function input is %zu bytes; at most %u are read", len, FUNCTION_MAX_INPUT_BYTES);
+        refuse(inv, &e, false);
+        return;
+    }
     json_error_t jerr;
     json_t *input = len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len,
                                      JSON_REJECT_DUPLICATES, &jerr)

@@ -35,6 +35,9 @@ struct http_request;
 struct principal;
 
 #define FUNCTION_MAX_BATCH 256
+/* An input is read whole into a document on the event loop: past this, 413 (a function's
+ * input is a record — an email, a form — not a corpus; 1 MiB reads in a few ms). */
+#define FUNCTION_MAX_INPUT_BYTES (1u << 20)
 
 struct function_door {
     const char *name; /* "functions", "lambda", "sagemaker" */

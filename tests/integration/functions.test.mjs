@@ -268,6 +268,14 @@ test('bad input: missing field, not an object, bad JSON, empty batch, unknown fu
   assert.equal(noInvoke.status, 404);
   const get = await fetch(`${gw.baseURL}/v1/functions/phishing-rater/invoke`);
   assert.equal(get.status, 405);
+  // An input is a record, not a corpus: past 1 MiB, 413 naming the limit, and the loop stays free.
+  const huge = invoke('phishing-rater', JSON.stringify({ from: 'a', subject: 'b', body: 'x'.repeat(2 << 20) }));
+  const t0 = Date.now();
+  assert.equal((await fetch(`${gw.baseURL}/health`)).status, 200);
+  assert.ok(Date.now() - t0 < 2000 * SCALE);
+  const big = await huge;
+  assert.equal(big.status, 413);
+  assert.equal((await big.json()).error.code, 'input_too_large');
   const failing = await invoke('rater-broken', { body: 'x' });
   assert.equal(failing.status, 502);
   assert.equal((await fetch(`${gw.baseURL}/health`)).status, 200);
