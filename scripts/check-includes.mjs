@@ -22,7 +22,7 @@ const FLOORS = [
   [6, /^route\//],                            // router, attempt engine, explain
   [7, /^guard\//],                            // keys, rate limits, budgets
   [8, /^obs\//],                              // what a request leaves behind (record)
-  [9, /^api\//], [9, /^app$/],                // inbound surfaces, glue, admin; the daemon
+  [9, /^api\//], [9, /^app$/], [9, /^generation$/],                // inbound surfaces, glue, admin; the daemon
   [10, /^daemon$/],                           // `serve`: the composition root
   [10, /^cli\//], [10, /^main$/],             // commands
 ];

@@ -1,6 +1,11 @@
 /*
  * app — the daemon's context: the event loop and everything hanging off it. daemon.c builds
  * one and passes it explicitly to the API layer; nothing in stratus is global.
+ *
+ * What a reload replaces (models, backends, router, guards, functions, access) lives in the
+ * current generation (generation.h), not here: a request reads app->gen once, when it
+ * starts (api_handle holds that generation for the request's life), and uses that
+ * generation's config, router and backends to its end — never app->gen again.
  * Thread: the event-loop thread owns everything here.
  */
 #ifndef STRATUS_APP_H
@@ -13,6 +18,7 @@
 #include "config/config.h"
 #include "providers/provider.h"
 #include "route/call.h"
+#include "util/err.h"
 
 struct event_base;
 struct event;
@@ -24,11 +30,16 @@ struct backend;
 struct supervisor;
 struct store_jobs;
 struct guard;
-struct content_guard;
+struct generation;
+struct probe;
 
 struct app {
     struct event_base *loop;        /* owned */
-    struct config *cfg;             /* owned; immutable while serving */
+    struct config *cfg;             /* owned: the config read at start (generation 1's), whose
+                                       start-only sections (listen, store, auth, budgets,
+                                       limits, tls paths) the process keeps; immutable */
+    struct generation *gen;         /* the current one (one hold); see generation.h */
+    char exe[4096];                 /* this binary, for engine workers */
     struct http_server *server;     /* the first listener's: servers[0] */
     struct http_server *servers[8]; /* owned: one per listener (config listen:) */
     size_t n_servers;
@@ -38,25 +49,32 @@ struct app {
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
     struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
     struct guard *guard;           /* owned: keys, rate limits, budgets */
-    struct content_guard *content; /* owned: guards (deny rules, PII) */
-    struct supervisor *supervisor; /* owned; NULL without local backends */
-    struct backend *backends;      /* owned array, parallel to cfg->backends */
-    size_t n_backends;
-    struct event *probe_timer;                  /* owned: periodic reachability probes */
+    struct supervisor *supervisor; /* owned; NULL until a local backend is configured */
+    struct event *probe_timer;     /* owned: periodic reachability probes */
     struct event *sig_term, *sig_int, *sig_hup; /* owned */
     struct event *stop_timer;                   /* owned: checks drain progress / grace deadline */
     bool stopping;
     uint64_t stop_deadline_ns;
     size_t probes_running;
+    struct probe *probes; /* owned: those out, linked (freed at shutdown if still out) */
     unsigned probe_tick;
     size_t buffered_bytes; /* upstream answers held whole right now (limits.max_buffered_bytes) */
-    struct call_env call_env; /* what every request's attempts need, borrowed from above */
 };
 
-/** The runtime backend for a target (by the target's backend index). Borrowed. */
-static inline struct backend *app_backend(struct app *app, size_t backend_index)
-{
-    return &app->backends[backend_index];
-}
+/* What a reload did (app_reload). */
+struct reload_result {
+    unsigned long generation; /* the one now current */
+    char changed[200];        /* reloadable sections whose text changed, ", "-joined */
+    char restart_needed[200]; /* start-only sections that changed: kept until a restart */
+    int engines_kept, engines_started, engines_stopped;
+};
+
+/**
+ * Reads the config file again and makes it current (see generation.h). An invalid file
+ * changes nothing: -1 with `err` (400, the message "FILE:LINE:COL: ..."; 500 when
+ * something could not be built), and the log says why. Also re-reads the TLS certificate.
+ * @return 0 with `out` filled.
+ */
+int app_reload(struct app *app, struct reload_result *out, struct err *err);
 
 #endif

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "api/dispatch.h"
+#include "generation.h"
 #include "engine/supervisor.h"
 #include "http/server.h"
 #include "http/tls.h"
@@ -48,10 +49,21 @@
 
 struct probe {
     struct app *app;
+    struct probe *next, **prev_next; /* app->probes */
+    struct generation *gen;          /* held: keeps the backend and its config */
     struct backend *backend;
     char body[1024]; /* what a probe GET answered (a local worker's /stats) */
     size_t len;
 };
+
+static void probe_free(struct probe *pr)
+{
+    *pr->prev_next = pr->next;
+    if (pr->next) pr->next->prev_next = pr->prev_next;
+    pr->app->probes_running--;
+    generation_release(pr->app, pr->gen);
+    free(pr);
+}
 
 static void on_probe_done(enum upstream_result result, long status, long retry_after,
                           const char *message, void *ud)
@@ -78,8 +90,7 @@ static void on_probe_done(enum upstream_result result, long status, long retry_a
         log_str(&l, "reason", b->ready ? NULL : b->not_ready_reason);
         log_end(&l);
     }
-    pr->app->probes_running--;
-    free(pr);
+    probe_free(pr);
 }
 
 static int on_probe_data(struct upstream_call *call, const char *p, size_t n, void *ud)
@@ -102,8 +113,9 @@ static const struct upstream_callbacks probe_callbacks = {
 static void probe_all(struct app *app, unsigned tick)
 {
     if (app->probes_running > 0 || app->stopping) return; /* previous round still out */
-    for (size_t i = 0; i < app->n_backends; i++) {
-        struct backend *b = &app->backends[i];
+    struct generation *g = app->gen;
+    for (size_t i = 0; i < g->cfg->n_backends; i++) {
+        struct backend *b = g->backends[i];
         unsigned every =
             backend_self_hosted(b) ? (b->ready ? 4 : 1) : PROBE_INTERVAL_MS / PROBE_TICK_MS;
         if (tick % every != 0) continue;
@@ -120,11 +132,13 @@ static void probe_all(struct app *app, unsigned tick)
         if (b->ops->probe) b->ops->probe(b, &r);
         struct err e;
         err_clear(&e);
-        if (upstream_start(app->upstream, &r, &probe_callbacks, pr, &e) == NULL) {
-            free(pr);
-            continue;
-        }
+        pr->gen = generation_hold(g);
+        pr->next = app->probes;
+        pr->prev_next = &app->probes;
+        if (app->probes) app->probes->prev_next = &pr->next;
+        app->probes = pr;
         app->probes_running++;
+        if (upstream_start(app->upstream, &r, &probe_callbacks, pr, &e) == NULL) probe_free(pr);
     }
 }
 
@@ -152,18 +166,12 @@ static size_t active_requests(const struct app *app)
     return n;
 }
 
-/* SIGHUP: the certificate and key are read again; new handshakes use them, connections open
- * keep theirs. A file that does not load leaves the old pair serving. */
-static void on_hup(evutil_socket_t sig, short what, void *ud)
+/* The certificate and key are read again; new handshakes use them, connections open keep
+ * theirs. A file that does not load leaves the old pair serving. */
+static void reload_tls(struct app *app)
 {
-    struct app *app = ud;
-    (void)sig;
-    (void)what;
+    if (app->tls == NULL) return;
     struct log_line l;
-    if (app->tls == NULL) {
-        log_msg("info", "sighup", "nothing to reload (no tls: section)");
-        return;
-    }
     struct err e;
     err_clear(&e);
     if (tls_ctx_reload(app->tls, &e) != 0) {
@@ -181,6 +189,93 @@ static void on_hup(evutil_socket_t sig, short what, void *ud)
     log_str(&l, "cert", app->cfg->tls.cert);
     log_str(&l, "sha256", fp);
     log_end(&l);
+}
+
+static void count_engines(const struct generation *old, const struct generation *next,
+                          struct reload_result *out)
+{
+    for (size_t i = 0; i < next->cfg->n_backends; i++) {
+        if (!next->backends[i]->ops->supervised) continue;
+        if (next->fresh[i])
+            out->engines_started++;
+        else
+            out->engines_kept++;
+    }
+    /* An old worker stops when no generation lists its backend any more. */
+    for (size_t i = 0; i < old->cfg->n_backends; i++) {
+        const struct backend *b = old->backends[i];
+        if (!b->ops->supervised) continue;
+        bool listed = false;
+        for (size_t j = 0; j < next->cfg->n_backends && !listed; j++)
+            listed = next->backends[j] == b;
+        out->engines_stopped += !listed;
+    }
+}
+
+int app_reload(struct app *app, struct reload_result *out, struct err *err)
+{
+    memset(out, 0, sizeof *out);
+    reload_tls(app);
+    struct log_line l;
+    struct config_error ce;
+    struct config *cfg = config_load(app->cfg->path, &ce);
+    if (cfg == NULL) {
+        char where[700];
+        config_error_format(&ce, where, sizeof where);
+        log_begin(&l, "error", "reload_failed");
+        log_str(&l, "config", app->cfg->path);
+        log_str(&l, "error", where);
+        log_str(&l, "message", "the running config stays in use");
+        log_end(&l);
+        return err_set(err, 400, "invalid_request_error", "invalid_config", "%s", where);
+    }
+    config_restart_sections(app->cfg, cfg, out->restart_needed, sizeof out->restart_needed);
+    config_reloaded_sections(app->gen->cfg, cfg, out->changed, sizeof out->changed);
+    config_keep_running(cfg, app->cfg);
+    struct generation *g = generation_build(app, cfg, true, app->gen, err);
+    if (g != NULL && generation_start(app, g, err) != 0) {
+        generation_release(app, g);
+        g = NULL;
+    }
+    if (g == NULL) {
+        log_begin(&l, "error", "reload_failed");
+        log_str(&l, "config", app->cfg->path);
+        log_str(&l, "error", err->msg);
+        log_str(&l, "message", "the running config stays in use");
+        log_end(&l);
+        return -1;
+    }
+    count_engines(app->gen, g, out);
+    out->generation = g->number;
+    generation_commit(app, g);
+    log_begin(&l, "info", "config_reloaded");
+    log_str(&l, "config", app->cfg->path);
+    log_int(&l, "generation", (long long)out->generation);
+    log_str(&l, "changed", out->changed);
+    log_int(&l, "engines_kept", out->engines_kept);
+    log_int(&l, "engines_started", out->engines_started);
+    log_int(&l, "engines_stopped", out->engines_stopped);
+    if (out->restart_needed[0]) {
+        log_str(&l, "restart_needed", out->restart_needed);
+        log_str(&l, "message",
+                "these sections are read at start only: their running values "
+                "stay until a restart");
+    }
+    log_end(&l);
+    return 0;
+}
+
+/* SIGHUP: the config file (and the TLS certificate) again; see app_reload. */
+static void on_hup(evutil_socket_t sig, short what, void *ud)
+{
+    struct app *app = ud;
+    (void)sig;
+    (void)what;
+    if (app->stopping) return;
+    struct reload_result r;
+    struct err e;
+    err_clear(&e);
+    app_reload(app, &r, &e); /* the outcome is in the log either way */
 }
 
 static void on_stop_check(evutil_socket_t fd, short what, void *ud)
@@ -328,14 +423,14 @@ static void app_teardown(struct app *app)
     for (size_t i = 0; i < app->n_servers; i++) http_server_free(app->servers[i]);
     tls_ctx_free(app->tls); /* after every connection made from it */
     guard_free(app->guard);
-    content_guard_free(app->content);
     store_jobs_stop(app->jobs);
     supervisor_free(app->supervisor); /* workers stop before the backends they point at */
-    upstream_free(app->upstream);
-    router_free(app->router);
+    app->supervisor = NULL;           /* releasing backends below has none to tell */
+    upstream_free(app->upstream);     /* probes still out are dropped, not answered */
+    while (app->probes) probe_free(app->probes);
     ledger_stop(app->ledger); /* every queued row is written before we go */
-    for (size_t i = 0; i < app->n_backends; i++) backend_destroy(&app->backends[i]);
-    free(app->backends);
+    /* Requests ended with their servers above, so this is the last hold of the last one. */
+    generation_release(app, app->gen);
     if (app->probe_timer) event_free(app->probe_timer);
     if (app->stop_timer) event_free(app->stop_timer);
     if (app->sig_term) event_free(app->sig_term);
@@ -374,17 +469,8 @@ int app_run(struct config *cfg, const char *listen)
     log_banner(app);
     log_batch_start(app->loop); /* after this, request lines leave once per loop turn */
 
-    app->backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *app->backends);
-    if (app->backends == NULL) goto oom;
-    for (size_t i = 0; i < cfg->n_backends; i++) {
-        if (backend_init(&app->backends[i], &cfg->backends[i], &e) != 0) {
-            log_msg("error", "start_failed", "%s", e.msg);
-            goto out;
-        }
-        app->n_backends++;
-    }
     if ((app->upstream = upstream_new(app->loop, &e)) == NULL ||
-        (app->router = router_new(cfg, app->backends, &e)) == NULL) {
+        (app->gen = generation_build(app, cfg, false, NULL, &e)) == NULL) {
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }
@@ -423,10 +509,6 @@ int app_run(struct config *cfg, const char *listen)
         if (!guard_auth_enabled(app->guard))
             log_str(&l, "message", "no auth.master_key: every caller is trusted; loopback only");
         log_end(&l);
-    }
-    if ((app->content = content_guard_new(&cfg->guards, &e)) == NULL) {
-        log_msg("error", "start_failed", "guards: %s", e.msg);
-        goto out;
     }
 
     const char *why = NULL;
@@ -483,13 +565,6 @@ int app_run(struct config *cfg, const char *listen)
                    .trust_proxy = cfg->access.trust_proxy,
                    .n_trust_proxy = cfg->access.n_trust_proxy},
     };
-    app->call_env = (struct call_env){.loop = app->loop,
-                                      .router = app->router,
-                                      .transport = &call_transport_upstream,
-                                      .transport_ctx = app->upstream,
-                                      .backends = app->backends,
-                                      .cfg = cfg,
-                                      .buffered_bytes = &app->buffered_bytes};
     for (size_t i = 0; i < n_listeners && i < sizeof app->servers / sizeof app->servers[0]; i++) {
         opts.tls = listeners[i].tls ? app->tls : NULL;
         app->servers[i] = http_server_new(app->loop, listeners[i].host, listeners[i].port, opts,
@@ -511,25 +586,17 @@ int app_run(struct config *cfg, const char *listen)
     event_add(app->sig_term, NULL);
     event_add(app->sig_int, NULL);
     event_add(app->sig_hup, NULL);
-    for (size_t i = 0; i < app->n_backends; i++) {
-        if (!app->backends[i].ops->supervised) continue;
-        if (app->supervisor == NULL) {
-            char exe[4096];
-            ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-            if (n <= 0) {
-                log_msg("error", "start_failed", "cannot find the stratus binary to run engines");
-                goto out;
-            }
-            exe[n] = '\0';
-            if ((app->supervisor = supervisor_new(app->loop, exe, &e)) == NULL) {
-                log_msg("error", "start_failed", "%s", e.msg);
-                goto out;
-            }
-        }
-        if (supervisor_add(app->supervisor, &app->backends[i], &e) != 0) {
-            log_msg("error", "start_failed", "%s", e.msg);
+    {
+        ssize_t n = readlink("/proc/self/exe", app->exe, sizeof app->exe - 1);
+        if (n <= 0) {
+            log_msg("error", "start_failed", "cannot find the stratus binary to run engines");
             goto out;
         }
+        app->exe[n] = '\0';
+    }
+    if (generation_start(app, app->gen, &e) != 0) {
+        log_msg("error", "start_failed", "%s", e.msg);
+        goto out;
     }
     on_probe_timer(-1, 0, app);
 

@@ -24,6 +24,8 @@ static void usage(FILE *f)
           "usage:\n"
           "  stratus serve --config FILE [--listen HOST:PORT]   run the gateway\n"
           "  stratus check --config FILE                        validate a config file\n"
+          "  stratus reload --config FILE [--url URL] [--cacert PEM] [--json]\n"
+          "        check FILE, then have the running gateway reload it (or: kill -HUP)\n"
           "  stratus route explain --config FILE --model M      how M would route now\n"
           "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
           "        [--max-tokens N]\n"
@@ -169,6 +171,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "keys") == 0) return cli_keys(argc, argv);
     if (strcmp(cmd, "spend") == 0) return cli_spend(argc, argv);
     if (strcmp(cmd, "cost") == 0) return cli_cost(argc, argv);
+    if (strcmp(cmd, "reload") == 0) return cli_reload(argc, argv);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check") != 0) {
         fprintf(stderr, "stratus: unknown command '%s'\n\n", cmd);
         usage(stderr);

@@ -15,6 +15,7 @@ static double bench(enum route_policy policy, size_t n, long iterations)
 {
     struct backend_conf *bc = calloc(n, sizeof *bc);
     struct backend *b = calloc(n, sizeof *b);
+    struct backend **table = calloc(n, sizeof *table);
     struct target_conf *t = calloc(n, sizeof *t);
     size_t *order = calloc(n, sizeof *order);
     char(*names)[16] = calloc(n, sizeof *names);
@@ -43,7 +44,8 @@ static double bench(enum route_policy policy, size_t n, long iterations)
                            .expected_output_tokens = 256};
     struct config cfg = {.models = &m, .n_models = 1, .backends = bc, .n_backends = n};
     struct err e;
-    struct router *r = router_new(&cfg, b, &e);
+    for (size_t i = 0; i < n; i++) table[i] = &b[i];
+    struct router *r = router_new(&cfg, table, &e);
     struct route_request rq = {.endpoint = OPENAI_CHAT, .prompt_tokens = 500, .output_tokens = 256};
     struct route_plan plan = {.order = order};
     for (size_t i = 0; i < n; i++) { /* give latency a measured state */
@@ -58,7 +60,7 @@ static double bench(enum route_policy policy, size_t n, long iterations)
     }
     double ns = (double)(clock_now_ns() - t0) / (double)iterations;
     router_free(r);
-    free(bc), free(b), free(t), free(order), free(names);
+    free(bc), free(b), free(table), free(t), free(order), free(names);
     return ns;
 }
 

@@ -17,6 +17,7 @@
 
 #include "api/respond.h"
 #include "app.h"
+#include "generation.h"
 #include "cost/report.h"
 #include "guard/guard.h"
 #include "guard/keyjson.h"
@@ -184,7 +185,7 @@ void admin_create_key(struct app *app, struct http_request *req, const struct pr
                  : 0;
     bool want_aws = json_is_true(aws);
     json_object_del(body, "aws");
-    if (rc == 0) rc = key_from_json(body, app->cfg, now, &j->key, &e);
+    if (rc == 0) rc = key_from_json(body, app->gen->cfg, now, &j->key, &e);
     json_decref(body);
     if (rc == 0 && keys_mint(&j->key, j->secret, now) != 0)
         rc = err_set(&e, 500, "server_error", NULL, "the random source failed");
@@ -279,4 +280,35 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     j->now_ms = now;
     j->anomaly_factor = factor;
     submit(j);
+}
+
+/* ", "-joined section names as a JSON array. */
+static json_t *section_list(const char *joined)
+{
+    json_t *list = json_array();
+    for (const char *p = joined; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        json_array_append_new(list, json_stringn(p, n));
+        p += n + (end ? 2 : 0);
+    }
+    return list;
+}
+
+void admin_reload(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    struct reload_result r;
+    if (app_reload(app, &r, &e) != 0) {
+        fail(req, &e);
+        return;
+    }
+    api_respond_json(req, 200,
+                     json_pack("{s:s, s:i, s:o, s:o, s:{s:i, s:i, s:i}}", "object", "reload",
+                               "generation", (json_int_t)r.generation, "changed",
+                               section_list(r.changed), "restart_needed",
+                               section_list(r.restart_needed), "engines", "kept", r.engines_kept,
+                               "started", r.engines_started, "stopped", r.engines_stopped));
 }

@@ -19,4 +19,9 @@ void admin_list_keys(struct app *app, struct http_request *req, const struct pri
 void admin_revoke_key(struct app *app, struct http_request *req, const struct principal *who);
 void admin_spend(struct app *app, struct http_request *req, const struct principal *who);
 
+/** POST /admin/reload: reads the config file again and makes it current (app_reload).
+ *  200 {object: "reload", generation, changed, restart_needed, engines: {kept, started,
+ *  stopped}}, or the config error (400 invalid_config, "FILE:LINE:COL: …"). */
+void admin_reload(struct app *app, struct http_request *req, const struct principal *who);
+
 #endif

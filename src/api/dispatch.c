@@ -19,6 +19,7 @@
 #include "api/surface_lambda.h"
 #include "api/surface_openai.h"
 #include "app.h"
+#include "generation.h"
 #include "guard/guard.h"
 #include "guard/sigv4_verify.h"
 #include "http/server.h"
@@ -69,6 +70,7 @@ static const struct route routes[] = {
     {"/admin/keys", "GET", ADMIN, false, admin_list_keys, NULL, 0},
     {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
     {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
+    {"/admin/reload", "POST", ADMIN, false, admin_reload, NULL, 0},
 };
 
 /* The caller, from the credential where this route's API carries it (the surface's place
@@ -110,6 +112,12 @@ void api_handle(struct http_request *req, void *ud)
     struct app *app = ud;
     struct err e;
     err_clear(&e);
+    /* The request runs on the config current now, whatever a reload does meanwhile. */
+    if (generation_hold_for(app, req->arena) == NULL) {
+        err_oom(&e);
+        reply_error(req, &e);
+        return;
+    }
     const struct route *path_match = NULL;
     char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {

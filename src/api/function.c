@@ -22,6 +22,7 @@
 
 #include "api/credential.h"
 #include "app.h"
+#include "generation.h"
 #include "guard/guard.h"
 #include "guard/sigv4_verify.h"
 #include "http/server.h"
@@ -128,6 +129,7 @@ struct element {
 
 struct invocation {
     struct app *app;
+    struct generation *gen; /* the config this invocation runs on (held by api_handle) */
     struct http_request *req;
     const struct function_door *door;
     const struct function_conf *fn;
@@ -564,7 +566,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
         refuse(inv, refusal, false);
         return;
     }
-    struct call_env *env = &inv->app->call_env;
+    struct call_env *env = &inv->gen->call_env;
     inv->starting = true;
     for (size_t i = 0; i < inv->n; i++) {
         struct element *el = &inv->elements[i];
@@ -600,7 +602,7 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         door->fail(req, &e, false, NULL);
         return;
     }
-    *inv = (struct invocation){.app = app, .req = req, .door = door};
+    *inv = (struct invocation){.app = app, .gen = app->gen, .req = req, .door = door};
     const char *customer = http_request_header(req, "x-stratus-customer");
     snprintf(inv->customer, sizeof inv->customer, "%s", customer ? customer : "");
 
@@ -620,14 +622,14 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         return;
     }
     inv->authenticated = true;
-    inv->fn = config_find_function(app->cfg, name);
+    inv->fn = config_find_function(inv->gen->cfg, name);
     if (inv->fn == NULL) {
         err_set(&e, 404, "invalid_request_error", "function_not_found",
                 "function '%s' does not exist (functions: in the config lists them)", name);
         refuse(inv, &e, false);
         return;
     }
-    inv->model = config_find_model(app->cfg, inv->fn->model);
+    inv->model = config_find_model(inv->gen->cfg, inv->fn->model);
     /* A key's model list may name the function itself or its model group. */
     if (inv->who.kind == PRINCIPAL_KEY && !key_allows_model(&inv->who.key, inv->fn->name) &&
         !key_allows_model(&inv->who.key, inv->fn->model)) {
@@ -690,7 +692,7 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
     struct route_request estimate = {.endpoint = OPENAI_CHAT,
                                      .prompt_tokens = inv->prompt_estimate,
                                      .output_tokens = inv->output_estimate};
-    double reserve = router_worst_case_cost(app->router, inv->model, &estimate);
+    double reserve = router_worst_case_cost(inv->gen->router, inv->model, &estimate);
     http_request_set_callbacks(req, on_client_abort, NULL, inv);
     /* A key allowed the function by name may use its model group for it: admission checks
      * limits and budgets as that key, not the group name against its list. */

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "app.h"
+#include "generation.h"
 #include "guard/content.h"
 #include "guard/guard.h"
 #include "http/server.h"
@@ -27,6 +28,7 @@ struct proxy {
     struct exchange x; /* what the surface sees */
     const struct surface_ops *surface;
     struct app *app;
+    struct generation *gen; /* the config this request runs on (held by api_handle) */
     const struct model_conf *model;
     const char *model_name; /* as asked for (found or not), for the record */
     const struct principal *who;
@@ -292,7 +294,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
     }
     p->call.route.budget = p->adm.mode;
     p->call.route.budget_why = p->adm.why;
-    struct call *c = call_start(&p->app->call_env, &p->call, &sink, p, p->x.req->arena);
+    struct call *c = call_start(&p->gen->call_env, &p->call, &sink, p, p->x.req->arena);
     if (c == NULL) {
         struct err e;
         err_oom(&e);
@@ -328,12 +330,12 @@ static int guard_content(struct proxy *p, struct err *e)
         return err_set(e, 400, "invalid_request_error", "invalid_header",
                        "x-stratus-privacy must be 'local' (or absent)");
     struct input_verdict v;
-    int rc = content_guard_input(p->app->content, p->x.request, h != NULL, p->x.req->arena, &v, e);
+    int rc = content_guard_input(p->gen->content, p->x.request, h != NULL, p->x.req->arena, &v, e);
     snprintf(p->input_guard, sizeof p->input_guard, "%s", v.fired);
     if (rc != 0) return -1;
     p->call.route.private_only = v.private_only;
     bool oom;
-    p->out = output_guard_new(p->app->content, p->x.req->arena, &oom);
+    p->out = output_guard_new(p->gen->content, p->x.req->arena, &oom);
     if (oom) return err_oom(e);
     p->call.translate_answers = output_guard_rewrites(p->out);
     return 0;
@@ -356,6 +358,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
     p->x = (struct exchange){.req = req, .state = state};
     p->surface = surface;
     p->app = app;
+    p->gen = app->gen;
     p->who = who;
     struct err e;
     err_clear(&e);
@@ -366,7 +369,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
     }
     customer_of(req, p->x.request, p->customer, sizeof p->customer);
     p->model_name = p->x.request->model;
-    p->model = config_find_model(app->cfg, p->model_name);
+    p->model = config_find_model(p->gen->cfg, p->model_name);
     if (p->model == NULL) {
         err_param(&e, 404, "model", "model '%s' does not exist; GET /v1/models lists the models",
                   p->model_name);
@@ -382,7 +385,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    double reserve = router_worst_case_cost(app->router, p->model, &p->call.route);
+    double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
     guard_admit(app->guard, who, p->model, p->customer, p->call.route.prompt_tokens,
                 p->call.route.output_tokens, reserve, &p->adm, on_admitted, p);

@@ -4,6 +4,7 @@
 
 #include "api/respond.h"
 #include "app.h"
+#include "generation.h"
 #include "http/server.h"
 
 void status_health(struct app *app, struct http_request *req, const struct principal *who)
@@ -18,9 +19,10 @@ void status_health(struct app *app, struct http_request *req, const struct princ
 void status_ready(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
+    const struct generation *g = app->gen;
     json_t *list = json_array();
-    for (size_t i = 0; i < app->n_backends; i++) {
-        struct backend *b = &app->backends[i];
+    for (size_t i = 0; i < g->cfg->n_backends; i++) {
+        const struct backend *b = g->backends[i];
         json_t *o = json_pack("{s:s, s:b}", "name", b->conf->name, "ready", b->ready);
         if (b->load.valid)
             json_object_set_new(o, "engine",
@@ -38,11 +40,11 @@ void status_ready(struct app *app, struct http_request *req, const struct princi
      * only matters if a group depends on it alone. */
     json_t *models = json_array();
     bool serving = !app->stopping;
-    for (size_t i = 0; i < app->cfg->n_models; i++) {
-        const struct model_conf *m = &app->cfg->models[i];
+    for (size_t i = 0; i < g->cfg->n_models; i++) {
+        const struct model_conf *m = &g->cfg->models[i];
         size_t usable = 0;
         for (size_t t = 0; t < m->n_targets; t++)
-            usable += app_backend(app, m->targets[t].backend_index)->ready;
+            usable += g->backends[m->targets[t].backend_index]->ready;
         json_t *o = json_pack("{s:s, s:b, s:i}", "name", m->name, "ready", usable > 0,
                               "usable_targets", (json_int_t)usable);
         if (usable == 0) {

@@ -32,6 +32,7 @@
 #include "api/credential.h"
 #include "api/respond.h"
 #include "app.h"
+#include "generation.h"
 #include "guard/guard.h"
 #include "http/server.h"
 #include "util/arena.h"
@@ -1546,7 +1547,7 @@ void anthropic_count_tokens(struct app *app, struct http_request *req, const str
         return;
     }
     const char *model = json_string_value(json_object_get(chat, "model"));
-    if (config_find_model(app->cfg, model) == NULL) {
+    if (config_find_model(app->gen->cfg, model) == NULL) {
         err_set(&e, 404, "invalid_request_error", "model_not_found",
                 "model: '%s' does not exist; GET /v1/models lists the models", model);
         count_refuse(req, &e);

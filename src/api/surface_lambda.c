@@ -18,6 +18,7 @@
 #include "api/credential.h"
 #include "api/function.h"
 #include "app.h"
+#include "generation.h"
 #include "http/server.h"
 #include "obs/record.h"
 
@@ -141,7 +142,7 @@ void lambda_route(struct app *app, struct http_request *req, const struct princi
         return;
     }
     if (type && strcmp(type, "DryRun") == 0) {
-        if (config_find_function(app->cfg, fn) == NULL) {
+        if (config_find_function(app->gen->cfg, fn) == NULL) {
             err_set(&e, 404, "invalid_request_error", "function_not_found",
                     "Function not found: %s", fn);
             lambda_fail(req, &e, false, NULL);

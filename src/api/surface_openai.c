@@ -13,6 +13,7 @@
 #include "api/credential.h"
 #include "api/respond.h"
 #include "app.h"
+#include "generation.h"
 #include "guard/guard.h"
 #include "http/server.h"
 #include "util/arena.h"
@@ -165,10 +166,11 @@ static void openai_error(struct exchange *x, const struct call_failure *f)
 void openai_list_models(struct app *app, struct http_request *req, const struct principal *who)
 {
     json_t *data = json_array();
-    for (size_t i = 0; i < app->cfg->n_models; i++)
-        if (who->kind != PRINCIPAL_KEY || key_allows_model(&who->key, app->cfg->models[i].name))
+    for (size_t i = 0; i < app->gen->cfg->n_models; i++)
+        if (who->kind != PRINCIPAL_KEY ||
+            key_allows_model(&who->key, app->gen->cfg->models[i].name))
             json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
-                                                  app->cfg->models[i].name, "object", "model",
+                                                  app->gen->cfg->models[i].name, "object", "model",
                                                   "created", 0, "owned_by", "stratus"));
     api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }

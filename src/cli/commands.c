@@ -5,6 +5,7 @@
  */
 #include "cli/commands.h"
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -494,4 +495,132 @@ int cli_cost(int argc, char **argv)
 out:
     config_free(cfg);
     return rc;
+}
+
+/* ---- reload --------------------------------------------------------------------------- */
+
+struct answer {
+    char buf[8192];
+    size_t len;
+};
+
+static size_t on_answer(char *p, size_t size, size_t n, void *ud)
+{
+    struct answer *a = ud;
+    size_t take = size * n;
+    if (take > sizeof a->buf - 1 - a->len) take = sizeof a->buf - 1 - a->len;
+    memcpy(a->buf + a->len, p, take);
+    a->len += take;
+    a->buf[a->len] = '\0';
+    return size * n;
+}
+
+/* The running gateway's address from its config: the first listener, plain preferred; a
+ * wildcard address is reached on loopback. */
+static void gateway_url(const struct config *cfg, char *out, size_t size, bool *tls)
+{
+    const struct listen_conf *l = &cfg->listeners[0];
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (!cfg->listeners[i].tls) {
+            l = &cfg->listeners[i];
+            break;
+        }
+    const char *host = l->host;
+    if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
+    if (strcmp(host, "::") == 0) host = "::1";
+    bool v6 = strchr(host, ':') != NULL;
+    *tls = l->tls;
+    snprintf(out, size, "%s://%s%s%s:%d", l->tls ? "https" : "http", v6 ? "[" : "", host,
+             v6 ? "]" : "", l->port);
+}
+
+int cli_reload(int argc, char **argv)
+{
+    struct opt o[] = {{"--config", NULL, false},
+                      {"--url", NULL, false},
+                      {"--cacert", NULL, false},
+                      {"--json", NULL, true},
+                      {NULL, NULL, false}};
+    if (parse_opts("stratus reload", argc, argv, 2, o, NULL) != 0) return 2;
+    /* The file is checked here first, so a typo is reported to whoever ran the command
+     * with its position, not only in the gateway's log. */
+    struct config *cfg = NULL;
+    int rc = cli_load_config(opt(o, "--config"), &cfg);
+    if (rc != 0) return rc;
+    char url[600], auth[600];
+    bool tls = false;
+    if (opt(o, "--url"))
+        snprintf(url, sizeof url, "%s", opt(o, "--url"));
+    else
+        gateway_url(cfg, url, sizeof url, &tls);
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+    snprintf(url + n, sizeof url - n, "/admin/reload");
+    const char *key = cfg->auth.master_key.value;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key ? key : "");
+    /* A self-signed certificate given as file: is the one to trust by default. */
+    const char *cacert = opt(o, "--cacert");
+    if (cacert == NULL && tls && cfg->tls.cert && strncmp(cfg->tls.cert, "file:", 5) == 0)
+        cacert = cfg->tls.cert + 5;
+
+    struct answer a = {.len = 0};
+    long status = 0;
+    CURL *c = curl_easy_init();
+    struct curl_slist *headers = key ? curl_slist_append(NULL, auth) : NULL;
+    if (c == NULL) {
+        fprintf(stderr, "stratus reload: out of memory\n");
+        config_free(cfg);
+        return 1;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_answer);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);
+    if (cacert) curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
+    CURLcode cr = curl_easy_perform(c);
+    if (cr == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(headers);
+    config_free(cfg);
+    if (cr != CURLE_OK) {
+        fprintf(stderr,
+                "stratus reload: %s: %s (is the gateway running? --url says where; "
+                "kill -HUP <pid> also reloads)\n",
+                url, curl_easy_strerror(cr));
+        return 1;
+    }
+    json_error_t je;
+    json_t *doc = json_loadb(a.buf, a.len, 0, &je);
+    if (opt(o, "--json")) {
+        puts(a.buf);
+    } else if (status == 200 && doc) {
+        printf("reloaded: generation %lld",
+               (long long)json_integer_value(json_object_get(doc, "generation")));
+        json_t *changed = json_object_get(doc, "changed"),
+               *restart = json_object_get(doc, "restart_needed");
+        size_t i;
+        json_t *v;
+        printf("; changed:");
+        if (json_array_size(changed) == 0) printf(" nothing");
+        json_array_foreach(changed, i, v) printf("%s %s", i ? "," : "", json_string_value(v));
+        json_t *eng = json_object_get(doc, "engines");
+        printf("; engines kept %lld, started %lld, stopped %lld\n",
+               (long long)json_integer_value(json_object_get(eng, "kept")),
+               (long long)json_integer_value(json_object_get(eng, "started")),
+               (long long)json_integer_value(json_object_get(eng, "stopped")));
+        if (json_array_size(restart) > 0) {
+            printf("restart needed for:");
+            json_array_foreach(restart, i, v) printf("%s %s", i ? "," : "", json_string_value(v));
+            printf(" (read at start only; their running values stay)\n");
+        }
+    } else {
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+        fprintf(stderr, "stratus reload: HTTP %ld: %s\n", status, msg ? msg : a.buf);
+    }
+    json_decref(doc);
+    return status == 200 ? 0 : 1;
 }

@@ -20,4 +20,9 @@ int cli_keys(int argc, char **argv);
 int cli_spend(int argc, char **argv);
 int cli_cost(int argc, char **argv);
 
+/** `stratus reload [--config FILE] [--url URL] [--cacert PEM] [--json]`: checks the file,
+ *  then asks the running gateway to reload it (POST /admin/reload with the master key).
+ *  @return 0 reloaded, 1 the gateway refused or is unreachable, 2 usage/config error. */
+int cli_reload(int argc, char **argv);
+
 #endif

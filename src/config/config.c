@@ -1475,11 +1475,90 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
     return 0;
 }
 
+/* The top-level sections, in the order of config.section_hash. The first eight are read
+ * once at start (listeners, the store, keys and budgets live as long as the process); the
+ * rest a reload replaces. */
+static const char *const root_keys[] = {
+    "listen", "tls",    "shutdown_grace_ms", "log",    "limits",    "store",  "auth", "budgets",
+    "prices", "access", "backends",          "models", "functions", "guards", NULL};
+#define RESTART_ONLY_SECTIONS 8
+_Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
+               "config.section_hash has a slot per top-level section");
+
+/* FNV-1a over a node's kind and text, depth-first: two sections hash alike when their YAML
+ * says the same thing (formatting and comments aside). */
+static uint64_t node_hash(const yaml_document_t *doc, const yaml_node_t *n, uint64_t h, int depth)
+{
+    const unsigned char kind = (unsigned char)n->type;
+    h = (h ^ kind) * 0x100000001b3ULL;
+    if (depth > 64) return h;
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        for (size_t i = 0; i < n->data.scalar.length; i++)
+            h = (h ^ n->data.scalar.value[i]) * 0x100000001b3ULL;
+        h = (h ^ 0xff) * 0x100000001b3ULL; /* "ab","c" differs from "a","bc" */
+        break;
+    case YAML_SEQUENCE_NODE:
+        for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+             i++)
+            h = node_hash(doc, yaml_document_get_node((yaml_document_t *)doc, *i), h, depth + 1);
+        break;
+    case YAML_MAPPING_NODE:
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
+            h = node_hash(doc, yaml_document_get_node((yaml_document_t *)doc, p->key), h,
+                          depth + 1);
+            h = node_hash(doc, yaml_document_get_node((yaml_document_t *)doc, p->value), h,
+                          depth + 1);
+        }
+        break;
+    default:
+        break;
+    }
+    return h;
+}
+
+static void hash_sections(struct loader *ld, const yaml_node_t *root)
+{
+    for (size_t s = 0; s < CONFIG_SECTIONS; s++) {
+        const yaml_node_t *n = get(ld, root, root_keys[s]);
+        ld->cfg->section_hash[s] = n ? node_hash(ld->doc, n, 0xcbf29ce484222325ULL, 0) : 0;
+    }
+}
+
+static const char *join_sections(const struct config *a, const struct config *b, size_t from,
+                                 size_t to, char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t s = from; s < to && n < size; s++)
+        if (a->section_hash[s] != b->section_hash[s])
+            n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", root_keys[s]);
+    return buf;
+}
+
+const char *config_restart_sections(const struct config *running, const struct config *next,
+                                    char *buf, size_t size)
+{
+    return join_sections(running, next, 0, RESTART_ONLY_SECTIONS, buf, size);
+}
+
+const char *config_reloaded_sections(const struct config *running, const struct config *next,
+                                     char *buf, size_t size)
+{
+    return join_sections(running, next, RESTART_ONLY_SECTIONS, CONFIG_SECTIONS, buf, size);
+}
+
+void config_keep_running(struct config *next, const struct config *running)
+{
+    next->limits = running->limits;
+    next->shutdown_grace_ms = running->shutdown_grace_ms;
+    next->log_requests = running->log_requests;
+}
+
 static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
-    static const char *const keys[] = {
-        "listen", "tls",     "shutdown_grace_ms", "log",    "limits",    "prices", "store", "auth",
-        "access", "budgets", "backends",          "models", "functions", "guards", NULL};
+    const char *const *keys = root_keys;
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
     static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
@@ -1494,6 +1573,7 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
                 return fail_at(ld, kn, "'%s' is not supported by this build", *k);
     }
     if (check_keys(ld, root, keys, "the configuration")) return -1;
+    hash_sections(ld, root);
 
     /* tls before listen: whether a listener speaks TLS by default depends on it. */
     const yaml_node_t *tl = get_section(ld, root, "tls");

@@ -284,8 +284,11 @@ struct tls_conf {
     char *key;
 };
 
+#define CONFIG_SECTIONS 14 /* top-level keys of the file */
+
 struct config {
     char *path;                     /* the file it was loaded from */
+    uint64_t section_hash[CONFIG_SECTIONS]; /* of each top-level section's text; 0 = absent */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
     struct price_catalogue *prices; /* owned; NULL when none */
     char *listen_host;              /* the first listener's; default "127.0.0.1" */
@@ -325,6 +328,25 @@ const char *config_error_format(const struct config_error *error, char *buf, siz
 
 /** Splits "HOST:PORT" ("[::1]:80" for IPv6). @return 0, or -1 with `why` set (static). */
 int config_parse_listen(const char *s, char **host, int *port, const char **why);
+
+/* ---- reload -------------------------------------------------------------------------
+ * A reload (SIGHUP, POST /admin/reload) replaces prices, access, backends, models, functions
+ * and guards. listen, tls (its files are re-read, the paths are not), shutdown_grace_ms,
+ * log, limits, store, auth and budgets are read once at start. */
+
+/** The start-only sections whose text differs between the two, joined by ", " into `buf`
+ *  ("" when none): a reload keeps their running values and says a restart is needed. */
+const char *config_restart_sections(const struct config *running, const struct config *next,
+                                    char *buf, size_t size);
+
+/** The reloadable sections whose text differs, as above. */
+const char *config_reloaded_sections(const struct config *running, const struct config *next,
+                                     char *buf, size_t size);
+
+/** Gives `next` the running values of the start-only settings that code serving requests
+ *  reads from the current config (limits, shutdown_grace_ms, log), so a reload never half
+ *  applies them. */
+void config_keep_running(struct config *next, const struct config *running);
 
 /** Finds a model group by client-facing name; NULL if none. Borrowed from `cfg`. */
 const struct model_conf *config_find_model(const struct config *cfg, const char *name);

@@ -33,6 +33,7 @@ struct worker_proc {
     bool missing_logged; /* the missing model file was reported (once per absence) */
     uint64_t started_ns;
     struct event *restart_timer;
+    bool retired; /* supervisor_remove: b is gone; the process is only waited for */
 };
 
 struct supervisor {
@@ -42,6 +43,7 @@ struct supervisor {
     struct event *sigchld;
     struct worker_proc workers[MAX_WORKERS];
     int n;
+    unsigned next_socket; /* socket names are never reused: a stopping worker may hold one */
     bool stopping;
 };
 
@@ -151,6 +153,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *ud)
             struct worker_proc *w = &s->workers[i];
             if (w->pid != pid) continue;
             w->pid = 0;
+            if (w->retired) {
+                log_msg("info", "engine_stopped", "retired engine worker %d exited", (int)pid);
+                break;
+            }
             w->b->ready = false;
             char why[64];
             if (WIFEXITED(status))
@@ -202,31 +208,65 @@ struct supervisor *supervisor_new(struct event_base *loop, const char *exe, stru
 
 int supervisor_add(struct supervisor *s, struct backend *b, struct err *err)
 {
-    if (s->n == MAX_WORKERS)
+    /* A retired worker's slot is taken again once its process is gone (reloads). */
+    struct worker_proc *w = NULL;
+    for (int i = 0; i < s->n && w == NULL; i++)
+        if (s->workers[i].retired && s->workers[i].pid == 0) w = &s->workers[i];
+    if (w == NULL && s->n == MAX_WORKERS)
         return err_set(err, 500, "server_error", NULL, "at most %d local backends", MAX_WORKERS);
-    struct worker_proc *w = &s->workers[s->n];
+    bool fresh = w == NULL;
+    if (fresh) w = &s->workers[s->n];
     char path[128];
-    snprintf(path, sizeof path, "%s/engine-%d.sock", s->run_dir, s->n);
-    free(b->unix_socket);
-    b->unix_socket = strdup(path);
-    w->restart_timer = evtimer_new(s->loop, on_restart, w);
-    if (b->unix_socket == NULL || w->restart_timer == NULL) {
-        if (w->restart_timer) event_free(w->restart_timer);
-        w->restart_timer = NULL;
+    snprintf(path, sizeof path, "%s/engine-%u.sock", s->run_dir, s->next_socket);
+    char *socket = strdup(path);
+    if (fresh) w->restart_timer = evtimer_new(s->loop, on_restart, w);
+    if (socket == NULL || w->restart_timer == NULL) {
+        free(socket);
+        if (fresh && w->restart_timer) event_free(w->restart_timer);
+        if (fresh) w->restart_timer = NULL;
         return err_oom(err);
     }
+    s->next_socket++;
+    free(b->unix_socket);
+    b->unix_socket = socket;
     w->s = s;
     w->b = b;
+    w->restarts = 0;
+    w->missing_logged = false;
+    w->retired = false;
     snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "loading model");
-    s->n++;
+    if (fresh) s->n++;
     spawn(w);
     return 0;
+}
+
+void supervisor_remove(struct supervisor *s, struct backend *b)
+{
+    if (s == NULL) return;
+    for (int i = 0; i < s->n; i++) {
+        struct worker_proc *w = &s->workers[i];
+        if (w->retired || w->b != b) continue;
+        evtimer_del(w->restart_timer);
+        if (b->unix_socket) unlink(b->unix_socket); /* nobody connects to it again */
+        if (w->pid > 0) {
+            struct log_line l;
+            log_begin(&l, "info", "engine_stopping");
+            log_str(&l, "backend", b->conf->name);
+            log_int(&l, "pid", w->pid);
+            log_str(&l, "message", "its settings changed or it left the config");
+            log_end(&l);
+            kill(w->pid, SIGTERM);
+        }
+        w->retired = true;
+        w->b = NULL;
+        return;
+    }
 }
 
 bool supervisor_running(const struct supervisor *s, const struct backend *b)
 {
     for (int i = 0; i < s->n; i++)
-        if (s->workers[i].b == b) return s->workers[i].pid > 0;
+        if (!s->workers[i].retired && s->workers[i].b == b) return s->workers[i].pid > 0;
     return false;
 }
 
@@ -269,10 +309,19 @@ void supervisor_free(struct supervisor *s)
     supervisor_stop(s, 2000);
     for (int i = 0; i < s->n; i++) {
         if (s->workers[i].restart_timer) event_free(s->workers[i].restart_timer);
-        if (s->workers[i].b && s->workers[i].b->unix_socket) unlink(s->workers[i].b->unix_socket);
+        if (!s->workers[i].retired && s->workers[i].b && s->workers[i].b->unix_socket)
+            unlink(s->workers[i].b->unix_socket);
     }
     if (s->sigchld) event_free(s->sigchld);
     if (s->run_dir[0]) rmdir(s->run_dir);
     free(s->exe);
     free(s);
+}
+
+/* Everything spawn() passes on the worker's command line. */
+bool supervisor_same_worker(const struct backend_conf *a, const struct backend_conf *b)
+{
+    return a->type == b->type && strcmp(a->name, b->name) == 0 && a->model_path && b->model_path &&
+           strcmp(a->model_path, b->model_path) == 0 && a->parallel == b->parallel &&
+           a->threads == b->threads && a->ctx_size == b->ctx_size && a->max_queue == b->max_queue;
 }

@@ -16,6 +16,7 @@
 
 struct event_base;
 struct backend;
+struct backend_conf;
 struct supervisor;
 
 /** @param exe  the stratus binary to run as `exe engine …` (borrowed). @return *owned*. */
@@ -23,6 +24,14 @@ struct supervisor *supervisor_new(struct event_base *loop, const char *exe, stru
 
 /** Starts a worker for `b` (borrowed; must outlive the supervisor). */
 int supervisor_add(struct supervisor *s, struct backend *b, struct err *err);
+
+/** Stops the worker for `b` (SIGTERM; reaped later, never restarted) and forgets `b`,
+ *  which the caller may free right after. For a backend no request can reach any more. */
+void supervisor_remove(struct supervisor *s, struct backend *b);
+
+/** Whether `a` and `b` start the same worker (model file, name, parallel, threads, context,
+ *  queue): a reload keeps a running worker only when they do. */
+bool supervisor_same_worker(const struct backend_conf *a, const struct backend_conf *b);
 
 /** Whether the worker for `b` is running (process alive; the model may still be loading). */
 bool supervisor_running(const struct supervisor *s, const struct backend *b);

@@ -90,6 +90,9 @@ int http_request_set_client(struct http_core *core, struct http_request *req,
 {
     if (peer == NULL) return 0; /* a UNIX socket: the gateway's own engine workers */
     const struct access_policy *p = &core->opts.access;
+    /* After a reload a connection's verdict from accept may be stale; judging again costs a
+     * walk over a few CIDRs. */
+    if (core->access_changed) verdict = access_classify(p, peer);
     cidr_format_addr(peer, req->peer);
     memcpy(req->client_ip, peer, 16);
     if (verdict == ACCESS_PER_REQUEST) {

@@ -180,6 +180,7 @@ struct http_core {
     struct h2_conn *h2_conns;   /* doubly linked; h2.c keeps it */
     struct log_rate h2_log;     /* HTTP/2 connection errors an outsider can cause at will */
     struct log_rate access_log; /* refused addresses (ip_not_allowed) */
+    bool access_changed;        /* the policy was replaced: connections' verdicts are stale */
 };
 
 /** A new request for `conn` spoken by `proto`: arena, empty body, start time, log switch.

@@ -1310,6 +1310,12 @@ const char *http_server_address(const struct http_server *s)
     return s->address;
 }
 
+void http_server_set_access(struct http_server *s, const struct access_policy *access)
+{
+    s->core.opts.access = *access;
+    s->core.access_changed = true;
+}
+
 void http_server_drain(struct http_server *s)
 {
     if (s->core.draining) return;

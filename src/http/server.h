@@ -65,6 +65,11 @@ const char *http_server_address(const struct http_server *s);
  *  a request in flight close once it is answered. */
 void http_server_drain(struct http_server *s);
 
+/** Replaces the access policy (a config reload; `access` borrowed until the next call or
+ *  the server's end). New connections are judged by it; so is every later request on a
+ *  connection opened before, as if it had connected now. */
+void http_server_set_access(struct http_server *s, const struct access_policy *access);
+
 /** Requests being handled right now (for graceful shutdown). */
 size_t http_server_active_requests(const struct http_server *s);
 

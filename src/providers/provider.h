@@ -42,6 +42,7 @@ struct backend {
     char *unix_socket;        /* owned: where a local worker listens (type: local) */
     struct backend_load load; /* self-hosted backends: the last probe's figures */
     void *state;              /* provider-private, owned through ops->destroy */
+    unsigned holds; /* the daemon's: config generations and probes using it (generation.h) */
 };
 
 /* What the API layer asks a provider to send. */

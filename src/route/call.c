@@ -745,7 +745,7 @@ static void on_timer(evutil_socket_t fd, short what, void *ud)
 static void begin_attempt(struct call *c, const struct target_conf *t)
 {
     c->target = t;
-    c->backend = &c->env->backends[t->backend_index];
+    c->backend = c->env->backends[t->backend_index];
     c->info.backend = c->backend->conf->name;
     c->info.target_model = t->model;
     if (c->info.attempts < MAX_ATTEMPTS_LOGGED)

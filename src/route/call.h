@@ -69,7 +69,7 @@ struct call_env {
     struct router *router;
     const struct call_transport *transport;
     void *transport_ctx;
-    struct backend *backends; /* indexed by target_conf.backend_index */
+    struct backend *const *backends; /* indexed by target_conf.backend_index */
     const struct config *cfg; /* limits and the secrets to scrub from upstream text */
     size_t *buffered_bytes;   /* answers held right now, process-wide */
 };

@@ -57,24 +57,27 @@ int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *
     struct err e;
     err_clear(&e);
     struct backend *backends = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *backends);
+    struct backend **table = calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *table);
     size_t n_init = 0;
     struct router *r = NULL;
     size_t *order = calloc(m->n_targets, sizeof *order);
     struct route_explain_row *rows = calloc(m->n_targets, sizeof *rows);
-    if (backends == NULL || order == NULL || rows == NULL) goto out;
+    if (backends == NULL || table == NULL || order == NULL || rows == NULL) goto out;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    for (; n_init < cfg->n_backends; n_init++)
+    for (; n_init < cfg->n_backends; n_init++) {
+        table[n_init] = &backends[n_init];
         if (backend_init(&backends[n_init], &cfg->backends[n_init], &e) != 0) {
             fprintf(err_out, "stratus route explain: %s\n", e.msg);
             goto out;
         }
+    }
     /* Probe only the backends this group uses. */
     for (size_t i = 0; i < m->n_targets; i++) {
         struct backend *b = &backends[m->targets[i].backend_index];
         if (b->not_ready_reason[0] == '\0' || strcmp(b->not_ready_reason, "not probed yet") == 0)
             probe(b, o->probe_timeout_ms > 0 ? o->probe_timeout_ms : 2000);
     }
-    if ((r = router_new(cfg, backends, &e)) == NULL) goto out;
+    if ((r = router_new(cfg, table, &e)) == NULL) goto out;
     struct route_request rq = {
         .endpoint = o->endpoint,
         .prompt_tokens = o->prompt_tokens > 0 ? o->prompt_tokens : 1000,
@@ -131,6 +134,7 @@ out:
     router_free(r);
     for (size_t i = 0; i < n_init; i++) backend_destroy(&backends[i]);
     free(backends);
+    free(table);
     free(order);
     free(rows);
     curl_global_cleanup();

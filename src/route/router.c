@@ -45,7 +45,7 @@ struct target_state {
 
 struct router {
     const struct config *cfg;
-    struct backend *backends;
+    struct backend *const *backends;
     struct target_state *states; /* sum of n_targets over the groups */
     size_t *group_offset;        /* per model group: its first state */
     uint64_t rng;
@@ -87,7 +87,7 @@ static struct target_state *state_of(struct router *r, const struct model_conf *
 
 static struct backend *backend_of(const struct router *r, const struct model_conf *m, size_t target)
 {
-    return &r->backends[m->targets[target].backend_index];
+    return r->backends[m->targets[target].backend_index];
 }
 
 /* The latency estimate as of `now`, faded by the time since it was last fed. */
@@ -404,7 +404,7 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
         }
         for (size_t i = 0; i < kept; i++) plan->order[plan->n++] = cand[i].target;
         const struct target_conf *t = &m->targets[cand[0].target];
-        const char *bname = r->backends[t->backend_index].conf->name;
+        const char *bname = r->backends[t->backend_index]->conf->name;
         size_t skipped = n - kept;
         switch (policy) {
         case ROUTE_PRIORITY:
@@ -599,7 +599,8 @@ void router_set_clock(struct router *r, uint64_t (*now)(void))
     r->now = now ? now : monotonic_now;
 }
 
-struct router *router_new(const struct config *cfg, struct backend *backends, struct err *err)
+struct router *router_new(const struct config *cfg, struct backend *const *backends,
+                          struct err *err)
 {
     struct router *r = calloc(1, sizeof *r);
     size_t total = 0;
@@ -621,6 +622,35 @@ oom:
     router_free(r);
     err_oom(err);
     return NULL;
+}
+
+/* Whether two targets are the same upstream model: same backend name, same model name. */
+static bool same_target(const struct config *a, const struct target_conf *x, const struct config *b,
+                        const struct target_conf *y)
+{
+    return strcmp(a->backends[x->backend_index].name, b->backends[y->backend_index].name) == 0 &&
+           strcmp(x->model, y->model) == 0;
+}
+
+void router_inherit(struct router *to, const struct router *from)
+{
+    /* A reload is rare and groups are small: a nested scan by name costs nothing. */
+    for (size_t g = 0; g < to->cfg->n_models; g++) {
+        const struct model_conf *m = &to->cfg->models[g];
+        const struct model_conf *old = config_find_model(from->cfg, m->name);
+        if (old == NULL) continue;
+        size_t og = (size_t)(old - from->cfg->models);
+        for (size_t t = 0; t < m->n_targets; t++)
+            for (size_t u = 0; u < old->n_targets; u++) {
+                if (!same_target(to->cfg, &m->targets[t], from->cfg, &old->targets[u])) continue;
+                struct target_state *s = &to->states[to->group_offset[g] + t];
+                *s = from->states[from->group_offset[og] + u];
+                s->in_flight = 0; /* those requests report to the router they started on */
+                s->probing = false;
+                break;
+            }
+    }
+    to->rng = from->rng;
 }
 
 void router_seed(struct router *r, uint64_t seed)

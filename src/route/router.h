@@ -83,8 +83,16 @@ struct route_explain_row {
     int rank;            /* 1-based place in the plan, 0 if not in it */
 };
 
-/** @return an *owned* router, or NULL with `err`. `backends` has cfg->n_backends entries. */
-struct router *router_new(const struct config *cfg, struct backend *backends, struct err *err);
+/** @return an *owned* router, or NULL with `err`. `backends` has cfg->n_backends entries
+ *  (borrowed, parallel to cfg->backends; both must outlive the router). */
+struct router *router_new(const struct config *cfg, struct backend *const *backends,
+                          struct err *err);
+
+/** A reloaded router starts from what `from` learned (breakers, latency estimates) for
+ *  every target both know — same model group, backend name and target model — so a reload
+ *  neither forgets a broken upstream nor re-learns latencies. In-flight counts stay with
+ *  the router whose requests they are. */
+void router_inherit(struct router *to, const struct router *from);
 
 /**
  * Fills `plan` for `model`. `plan->order` must have room for model->n_targets entries.

@@ -159,6 +159,7 @@ static const struct call_sink heard_sink = {.start = on_start_heard,
 struct fixture {
     struct config *cfg;
     struct backend backends[4];
+    struct backend *table[4];
     struct router *router;
     struct event_base *loop;
     size_t buffered;
@@ -189,15 +190,17 @@ static void setup(struct fixture *f, const char *model, const char *body)
     f->cfg = config_load_string(yaml, strlen(yaml), "t.yaml", &ce);
     if (f->cfg == NULL) fail_msg("%s", ce.msg);
     struct err e;
-    for (size_t i = 0; i < f->cfg->n_backends; i++)
+    for (size_t i = 0; i < f->cfg->n_backends; i++) {
         assert_int_equal(backend_init(&f->backends[i], &f->cfg->backends[i], &e), 0);
-    f->router = router_new(f->cfg, f->backends, &e);
+        f->table[i] = &f->backends[i];
+    }
+    f->router = router_new(f->cfg, f->table, &e);
     assert_non_null(f->router);
     f->loop = event_base_new();
     f->env = (struct call_env){.loop = f->loop,
                                .router = f->router,
                                .transport = &fake_transport,
-                               .backends = f->backends,
+                               .backends = f->table,
                                .cfg = f->cfg,
                                .buffered_bytes = &f->buffered};
     f->arena = arena_new(4096);

@@ -19,6 +19,7 @@ static uint64_t fake_clock(void)
 struct fixture {
     struct backend_conf bconf[8];
     struct backend backends[8];
+    struct backend *table[8];
     struct target_conf targets[8];
     struct model_conf model;
     struct config cfg;
@@ -36,6 +37,7 @@ static void setup_fixture(struct fixture *f, size_t n, enum route_policy policy,
     for (size_t i = 0; i < n; i++) {
         f->bconf[i] = (struct backend_conf){.name = (char *)names[i],
                                             .type = types ? types[i] : BACKEND_OPENAI};
+        f->table[i] = &f->backends[i];
         f->backends[i].conf = &f->bconf[i];
         f->backends[i].ops = provider_for(f->bconf[i].type);
         f->backends[i].ready = true; /* a local engine serving; tests take it down */
@@ -60,7 +62,7 @@ static void setup_fixture(struct fixture *f, size_t n, enum route_policy policy,
     f->cfg =
         (struct config){.models = &f->model, .n_models = 1, .backends = f->bconf, .n_backends = n};
     struct err e;
-    f->r = router_new(&f->cfg, f->backends, &e);
+    f->r = router_new(&f->cfg, f->table, &e);
     assert_non_null(f->r);
     fake_ns = 1000 * MS;
     router_set_clock(f->r, fake_clock);
