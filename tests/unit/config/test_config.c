@@ -1203,6 +1203,45 @@ static void test_config_listen_and_tls(void **state)
                  "tls.cert: environment variable STRATUS_NO_SUCH_VAR is not set");
 }
 
+/* Reload bookkeeping: which sections changed, by what they say rather than how. */
+static void test_config_sections_changed_for_reload(void **state)
+{
+    (void)state;
+    struct config_error e;
+    const char *base = "listen: 127.0.0.1:8080\n"
+                       "limits: { max_body_bytes: 1000 }\n"
+                       "backends:\n  - { name: up, type: openai, base_url: \"http://h/v1\" }\n"
+                       "models:\n  - { name: m, targets: [ { backend: up } ] }\n";
+    /* The same settings in block style, with comments: nothing changed. */
+    const char *same = "# a comment\nlisten: \"127.0.0.1:8080\"\n"
+                       "limits:\n  max_body_bytes: 1000\n"
+                       "backends:\n  - name: up\n    type: openai\n    base_url: http://h/v1\n"
+                       "models:\n  - name: m\n    targets:\n      - backend: up\n";
+    const char *other = "listen: 127.0.0.1:9090\n"
+                        "limits: { max_body_bytes: 1000 }\n"
+                        "backends:\n  - { name: up, type: openai, base_url: \"http://h/v1\" }\n"
+                        "models:\n  - { name: m2, targets: [ { backend: up } ] }\n"
+                        "access: { allow: [10.0.0.0/8] }\n";
+    struct config *a = load(base, &e), *b = load(same, &e), *c = load(other, &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    char buf[200];
+    assert_string_equal(config_restart_sections(a, b, buf, sizeof buf), "");
+    assert_string_equal(config_reloaded_sections(a, b, buf, sizeof buf), "");
+    assert_string_equal(config_restart_sections(a, c, buf, sizeof buf), "listen");
+    assert_string_equal(config_reloaded_sections(a, c, buf, sizeof buf), "access, models");
+    /* The start-only values that request code reads come from the running config. */
+    c->limits.max_body_bytes = 5;
+    c->shutdown_grace_ms = 1;
+    config_keep_running(c, a);
+    assert_int_equal(c->limits.max_body_bytes, 1000);
+    assert_int_equal(c->shutdown_grace_ms, a->shutdown_grace_ms);
+    config_free(a);
+    config_free(b);
+    config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1250,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_config_limits_for_held_answers),
         cmocka_unit_test(test_config_functions),
         cmocka_unit_test(test_config_listen_and_tls),
+        cmocka_unit_test(test_config_sections_changed_for_reload),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }

@@ -124,6 +124,45 @@ static void test_breaker_opens_after_failures_then_half_open_probe_closes_it(voi
     router_free(f.r);
 }
 
+/* A reload's router starts from what the old one learned about the same targets; targets
+ * it did not know start fresh, and in-flight counts stay with the old router. */
+static void test_reloaded_router_inherits_breakers_by_backend_and_model(void **state)
+{
+    (void)state;
+    struct fixture old, next;
+    setup_fixture(&old, 2, ROUTE_PRIORITY, NULL);
+    for (int i = 0; i < 3; i++) attempt(&old, 0, ROUTE_FAILED, 0, -1);
+    router_begin(old.r, &old.model, 1); /* one request in flight on b */
+    assert_int_equal(first(&old), 1);   /* a's breaker is open */
+
+    /* The new config lists the targets the other way round, plus a new one. */
+    setup_fixture(&next, 3, ROUTE_PRIORITY, NULL);
+    next.bconf[0].name = "b";
+    next.targets[0].model = "b";
+    next.bconf[1].name = "a";
+    next.targets[1].model = "a";
+    router_set_clock(old.r, fake_clock);
+    router_inherit(next.r, old.r);
+    fake_ns = 1000 * MS + 1 * MS;
+    assert_int_equal(first(&next), 0); /* b, first in the new order, is fine */
+    struct route_explain_row rows[3];
+    struct err e;
+    assert_int_equal(router_explain(next.r, &next.model, &next.rq, &next.plan, rows, &e), 0);
+    assert_string_equal(rows[1].state, "open"); /* a is still cooling down */
+    assert_string_equal(rows[2].state, "ok");   /* c is new */
+    assert_int_equal(next.plan.n, 2);           /* a is left out while open */
+
+    /* The same names with another model upstream are another target: nothing inherited. */
+    struct fixture other;
+    setup_fixture(&other, 2, ROUTE_PRIORITY, NULL);
+    other.targets[0].model = "a-bigger";
+    router_inherit(other.r, old.r);
+    assert_int_equal(first(&other), 0);
+    router_free(old.r);
+    router_free(next.r);
+    router_free(other.r);
+}
+
 static void test_failed_probe_reopens_for_twice_as_long(void **state)
 {
     (void)state;
@@ -425,6 +464,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_priority_keeps_configured_order),
         cmocka_unit_test(test_breaker_opens_after_failures_then_half_open_probe_closes_it),
+        cmocka_unit_test(test_reloaded_router_inherits_breakers_by_backend_and_model),
         cmocka_unit_test(test_failed_probe_reopens_for_twice_as_long),
         cmocka_unit_test(test_failures_outside_the_window_do_not_open_it),
         cmocka_unit_test(test_429_with_retry_after_opens_at_once_for_that_long),
