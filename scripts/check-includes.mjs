@@ -4,6 +4,8 @@
 //      only modules on its own floor or below — the floors are listed here and in
 //      docs/architecture.md.
 //   2. No include cycle between modules, on any floor.
+//   3. A source file over 800 lines says why in its opening comment ("Why one file ...",
+//      issue #10), so a long file is a decision someone wrote down, not drift.
 // Prints each violation and exits 1; prints a one-line summary and exits 0 when clean.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -87,9 +89,18 @@ function visit(mod) {
 }
 for (const mod of edges.keys()) if (!colour.has(mod)) visit(mod);
 
+const LONG = 800;
+for (const file of walk(SRC)) {
+  const text = readFileSync(file, 'utf8');
+  const lines = text.split('\n').length - 1;
+  const opening = /^\s*\/\*[\s\S]*?\*\//.exec(text)?.[0] ?? '';
+  if (lines > LONG && !/Why one file/.test(opening))
+    problems.push(`src/${relative(SRC, file)}: ${lines} lines and no "Why one file ..." in its opening comment`);
+}
+
 if (problems.length) {
   for (const p of problems) console.log(p);
   console.log(`check-includes: ${problems.length} problem(s) in ${edges.size} modules`);
   process.exit(1);
 }
-console.log(`check-includes: ${edges.size} modules, includes run one way, no cycles`);
+console.log(`check-includes: ${edges.size} modules, includes run one way, no cycles; long files say why`);

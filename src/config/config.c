@@ -1,6 +1,6 @@
 /*
  * DESIGN
- * Why one file of ~1,400 lines: each section's parser is small, but all of them share the
+ * Why one file of ~1,900 lines: each section's parser is small, but all of them share the
  * loader's position-aware error, type and secret-reference helpers; split by section, those
  * helpers would become a header used nowhere else.
  *

@@ -1,6 +1,6 @@
 /*
  * DESIGN
- * Why one file of ~1,000 lines: the engine thread's decode loop, the job lifecycle and the
+ * Why one file of ~1,500 lines: the engine thread's decode loop, the job lifecycle and the
  * loop-thread side share one struct under one lock discipline, which is easier to check in
  * one place than across files.
  *

@@ -1,5 +1,9 @@
 /*
  * DESIGN
+ * Why one file of ~900 lines: the socket, the timers and the stream mapping all live under
+ * the re-entrancy rules below (what may run inside an nghttp2 callback, what is freed where);
+ * split, each part would have to restate them.
+ *
  * nghttp2 owns the protocol (framing, HPACK, flow control, stream states, the checks of RFC
  * 9113 8.2-8.3 on request headers); this file owns the socket, the timers and the mapping of
  * streams onto `struct http_request`. nghttp2 is used in its memory mode: bytes read from the

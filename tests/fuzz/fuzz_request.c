@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for request validation (src/api/openai.c, src/util/json_scan.c), body
+ * libFuzzer target for request validation (src/openai/request.c, src/util/json_scan.c), body
  * rewriting (src/providers/openai.c) and the admission arithmetic fed by a request
  * (src/guard/ratelimit.c, budget.c):
  *   - a body the gateway accepts is one jansson reads too (with duplicate keys refused),

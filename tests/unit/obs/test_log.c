@@ -1,9 +1,13 @@
 /* Unit tests for src/obs/log.c: JSON escaping of any bytes (logs and error bodies), the rate
- * limit for lines outsiders can trigger. */
+ * limit for lines outsiders can trigger, libevent's own warnings as JSON lines. */
 #include "unit/cmocka_all.h"
 
+#include <event2/event.h>
+#include <event2/util.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "obs/log.h"
 #include "util/json_text.h"
@@ -102,6 +106,48 @@ static void test_log_rate_allow_reports_suppressed_count_in_next_window(void **s
     assert_int_equal(dropped, 0); /* the count was handed out once */
 }
 
+/* Issue #9 item 2: libevent's warnings (an accept() failing with EMFILE printed ~190k plain
+ * "[warn] ..." lines a second) reach stderr as JSON log lines, at most `per_second` of them
+ * in a second; a later window says how many were dropped. evutil_make_socket_nonblocking(-1)
+ * makes libevent warn through event_warn(), as its listener does. */
+static void test_libevent_warnings_become_rate_limited_json_lines(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+    log_capture_libevent(3);
+    for (int i = 0; i < 200; i++) assert_int_equal(evutil_make_socket_nonblocking(-1), -1);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(p[1]);
+    event_set_log_callback(NULL);
+
+    char out[16384];
+    ssize_t n = read(p[0], out, sizeof out - 1);
+    close(p[0]);
+    assert_true(n > 0);
+    out[n] = '\0';
+    int lines = 0;
+    for (char *line = out, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        json_error_t jerr;
+        json_t *j = json_loadb(line, (size_t)(nl - line), 0, &jerr);
+        if (!json_is_object(j))
+            fail_msg("not a JSON line: %.*s (%s)", (int)(nl - line), line, jerr.text);
+        assert_string_equal(json_string_value(json_object_get(j, "event")), "libevent");
+        assert_string_equal(json_string_value(json_object_get(j, "level")), "warn");
+        assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "fcntl(-1"));
+        json_decref(j);
+        lines++;
+    }
+    /* 200 warnings in well under a second: one window's 3, or two windows' if the loop
+     * crossed a second boundary; never the 200. */
+    assert_true(lines >= 3 && lines <= 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -110,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_log_str_keeps_line_valid_json),
         cmocka_unit_test(test_log_rate_allow_caps_lines_per_second),
         cmocka_unit_test(test_log_rate_allow_reports_suppressed_count_in_next_window),
+        cmocka_unit_test(test_libevent_warnings_become_rate_limited_json_lines),
     };
     return cmocka_run_group_tests_name("src/obs/log.c", tests, NULL, NULL);
 }
