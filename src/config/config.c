@@ -1025,6 +1025,19 @@ static int parse_auth(struct loader *ld, const yaml_node_t *n, struct auth_conf 
     return get_long(ld, n, "refresh_ms", &a->refresh_ms, 100, 3600000);
 }
 
+static int parse_metrics(struct loader *ld, const yaml_node_t *n, struct metrics_conf *m)
+{
+    static const char *const keys[] = {"auth", "customers", NULL};
+    if (want_mapping(ld, n, "metrics") || check_keys(ld, n, keys, "metrics")) return -1;
+    if (get_bool(ld, n, "auth", &m->auth)) return -1;
+    long customers = m->max_customers;
+    if (get_long(ld, n, "customers", &customers, 0, 10000)) return -1;
+    m->max_customers = (int)customers;
+    if (m->auth && ld->cfg->auth.master_key.value == NULL)
+        return fail_at(ld, n, "metrics: auth: true needs auth.master_key (the key it asks for)");
+    return 0;
+}
+
 static int each_budget(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
 {
     (void)i;
@@ -1479,9 +1492,10 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
  * once at start (listeners, the store, keys and budgets live as long as the process); the
  * rest a reload replaces. */
 static const char *const root_keys[] = {
-    "listen", "tls",    "shutdown_grace_ms", "log",    "limits",    "store",  "auth", "budgets",
-    "prices", "access", "backends",          "models", "functions", "guards", NULL};
-#define RESTART_ONLY_SECTIONS 8
+    "listen",   "tls",     "shutdown_grace_ms", "log",           "limits", "store",
+    "auth",     "budgets", "metrics",           "observability", "prices", "access",
+    "backends", "models",  "functions",         "guards",        NULL};
+#define RESTART_ONLY_SECTIONS 10
 _Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
                "config.section_hash has a slot per top-level section");
 
@@ -1560,7 +1574,7 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     const char *const *keys = root_keys;
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
-    static const char *const later[] = {"privacy", NULL};
+    static const char *const later[] = {"privacy", "observability", NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
     if (root == NULL || is_null(root)) return 0; /* an empty file: all defaults */
@@ -1600,6 +1614,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (st && parse_store(ld, st, &cfg->store)) return -1;
     const yaml_node_t *au = get(ld, root, "auth");
     if (au && parse_auth(ld, au, &cfg->auth)) return -1;
+    const yaml_node_t *me = get_section(ld, root, "metrics");
+    if (me && parse_metrics(ld, me, &cfg->metrics)) return -1;
     const yaml_node_t *ac = get_section(ld, root, "access");
     if (ac && parse_access(ld, ac, &cfg->access)) return -1;
     const yaml_node_t *bu = get_section(ld, root, "budgets");
@@ -1644,6 +1660,7 @@ static struct config *config_defaults(const char *name)
     cfg->store.batch_size = 256;
     cfg->store.flush_ms = 5;
     cfg->auth.refresh_ms = 2000;
+    cfg->metrics.max_customers = 20;
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,
         .max_header_bytes = 64u << 10,

@@ -284,10 +284,16 @@ struct tls_conf {
     char *key;
 };
 
-#define CONFIG_SECTIONS 14 /* top-level keys of the file */
+/* `metrics:` — GET /metrics (Prometheus). */
+struct metrics_conf {
+    bool auth;         /* the master key is required to scrape; default false */
+    int max_customers; /* customers with their own cost series; the rest are "other"; 20 */
+};
+
+#define CONFIG_SECTIONS 16 /* top-level keys of the file */
 
 struct config {
-    char *path;                     /* the file it was loaded from */
+    char *path;                             /* the file it was loaded from */
     uint64_t section_hash[CONFIG_SECTIONS]; /* of each top-level section's text; 0 = absent */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
     struct price_catalogue *prices; /* owned; NULL when none */
@@ -301,6 +307,7 @@ struct config {
     struct limits_conf limits;
     struct store_conf store;
     struct auth_conf auth;
+    struct metrics_conf metrics;
     struct access_conf access;
     struct budget_conf *budgets;
     size_t n_budgets;
@@ -332,7 +339,7 @@ int config_parse_listen(const char *s, char **host, int *port, const char **why)
 /* ---- reload -------------------------------------------------------------------------
  * A reload (SIGHUP, POST /admin/reload) replaces prices, access, backends, models, functions
  * and guards. listen, tls (its files are re-read, the paths are not), shutdown_grace_ms,
- * log, limits, store, auth and budgets are read once at start. */
+ * log, limits, store, auth, budgets, metrics and observability are read once at start. */
 
 /** The start-only sections whose text differs between the two, joined by ", " into `buf`
  *  ("" when none): a reload keeps their running values and says a restart is needed. */

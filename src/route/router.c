@@ -41,6 +41,8 @@ struct target_state {
     double ewma_us; /* peak-EWMA of time to first byte; 0 = never observed */
     uint64_t ewma_at_ns;
     int in_flight;
+    uint64_t ok, failed, rejected; /* attempts reported, by outcome (cancelled not counted) */
+    uint64_t last_failure_ns;      /* 0: none yet */
 };
 
 struct router {
@@ -542,6 +544,10 @@ void router_report(struct router *r, const struct model_conf *m, size_t target,
     uint64_t now = r->now();
     if (s->in_flight > 0) s->in_flight--;
     bool was_probe = s->breaker == BREAKER_HALF_OPEN && s->probing;
+    s->ok += outcome == ROUTE_OK;
+    s->failed += outcome == ROUTE_FAILED;
+    s->rejected += outcome == ROUTE_REJECTED;
+    if (outcome == ROUTE_FAILED) s->last_failure_ns = now;
     if (outcome == ROUTE_OK) {
         if (ttfb_us > 0) observe_latency(s, m, (double)ttfb_us, now);
         if (s->breaker == BREAKER_HALF_OPEN) {
@@ -587,6 +593,29 @@ void router_report(struct router *r, const struct model_conf *m, size_t target,
         s->open_until_ns = now + open_for;
         s->window_failures = 0;
     }
+}
+
+void router_target_stats(const struct router *r, const struct model_conf *m, size_t target,
+                         struct route_target_stats *out)
+{
+    const struct target_state *s = state_of((struct router *)r, m, target);
+    uint64_t now = r->now();
+    bool open = s->breaker == BREAKER_OPEN && now < s->open_until_ns;
+    enum route_breaker breaker = ROUTE_BREAKER_CLOSED;
+    if (s->breaker == BREAKER_OPEN)
+        breaker = open ? ROUTE_BREAKER_OPEN : ROUTE_BREAKER_HALF_OPEN; /* it may probe now */
+    else if (s->breaker == BREAKER_HALF_OPEN)
+        breaker = ROUTE_BREAKER_HALF_OPEN;
+    *out = (struct route_target_stats){
+        .breaker = breaker,
+        .latency_ewma_ms = latency_now(s, m, now) / 1000.0,
+        .in_flight = s->in_flight,
+        .cooldown_left_ms = open ? (s->open_until_ns - now) / 1000000u : 0,
+        .ok = s->ok,
+        .failed = s->failed,
+        .rejected = s->rejected,
+        .since_last_failure_ms = s->last_failure_ns ? (now - s->last_failure_ns) / 1000000u : 0,
+    };
 }
 
 static uint64_t monotonic_now(void)

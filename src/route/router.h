@@ -116,6 +116,25 @@ void router_begin(struct router *r, const struct model_conf *model, size_t targe
 void router_report(struct router *r, const struct model_conf *model, size_t target,
                    enum route_outcome outcome, uint64_t ttfb_us, long retry_after_s);
 
+/* What the router knows about one target right now (metrics, /admin/routes). */
+enum route_breaker {
+    ROUTE_BREAKER_CLOSED = 0,
+    ROUTE_BREAKER_HALF_OPEN = 1,
+    ROUTE_BREAKER_OPEN = 2
+};
+struct route_target_stats {
+    enum route_breaker breaker; /* an open breaker whose cooldown ended reads half-open */
+    double latency_ewma_ms;     /* peak-EWMA of time to first byte, faded to now; 0 unknown */
+    int in_flight;
+    uint64_t cooldown_left_ms;      /* while open */
+    uint64_t ok, failed, rejected;  /* attempts reported since start (kept across reloads) */
+    uint64_t since_last_failure_ms; /* 0 when it never failed */
+};
+
+/** Fills `out` for `model`'s target `target`. Changes nothing. */
+void router_target_stats(const struct router *r, const struct model_conf *model, size_t target,
+                         struct route_target_stats *out);
+
 /** Plans as router_plan does and describes every target into `rows` (model->n_targets
  *  entries). @return 0, or -1 with `err`. Does not change any state. */
 int router_explain(struct router *r, const struct model_conf *model, const struct route_request *rq,
