@@ -75,10 +75,11 @@ static double bench_input(int n_deny, const char *pii, const char *body, int ite
     struct openai_request r;
     if (openai_parse_request(OPENAI_CHAT, body, strlen(body), a, &r, &e) != 0) exit(1);
     struct input_verdict v;
-    for (int i = 0; i < 1000; i++) content_guard_input(g, &r, false, a, &v, &e);
+    const struct openai_request *rp = &r; /* the bench prompt has nothing to strip */
+    for (int i = 0; i < 1000; i++) content_guard_input(g, &rp, false, a, &v, &e);
     double t0 = now_us();
     for (int i = 0; i < iters; i++)
-        if (content_guard_input(g, &r, false, a, &v, &e) != 0) exit(2);
+        if (content_guard_input(g, &rp, false, a, &v, &e) != 0 || rp != &r) exit(2);
     double us = (now_us() - t0) / iters;
     arena_free(a);
     content_guard_free(g);
