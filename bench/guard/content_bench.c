@@ -2,7 +2,8 @@
  * bench/guard/content_bench — what the content guards add per request and per streamed
  * chunk, on the real code (guard/content.c, guard/pii.c):
  *   1. input: a 4 KB chat prompt (ordinary prose, no match) through 20 deny rules + PII scan
- *      (content_guard_input), and the same with deny rules only and PII only;
+ *      (content_guard_input), and the same with deny rules only, PII only, and neither —
+ *      what the strip_control scan (on with any guards: section) costs on its own;
  *   2. output: one chat.completion.chunk (a ~40-byte delta) through the redacting stream
  *      (output_guard_chunk: decode, match, re-encode), and a whole 4 KB answer (body).
  * Build and run: bench/guard/content_bench.sh (links build/obj).
@@ -75,10 +76,11 @@ static double bench_input(int n_deny, const char *pii, const char *body, int ite
     struct openai_request r;
     if (openai_parse_request(OPENAI_CHAT, body, strlen(body), a, &r, &e) != 0) exit(1);
     struct input_verdict v;
-    for (int i = 0; i < 1000; i++) content_guard_input(g, &r, false, a, &v, &e);
+    const struct openai_request *rp = &r; /* the bench prompt has nothing to strip */
+    for (int i = 0; i < 1000; i++) content_guard_input(g, &rp, false, a, &v, &e);
     double t0 = now_us();
     for (int i = 0; i < iters; i++)
-        if (content_guard_input(g, &r, false, a, &v, &e) != 0) exit(2);
+        if (content_guard_input(g, &rp, false, a, &v, &e) != 0 || rp != &r) exit(2);
     double us = (now_us() - t0) / iters;
     arena_free(a);
     content_guard_free(g);
@@ -99,6 +101,8 @@ int main(void)
            bench_input(20, "flag", body, iters));
     printf("| input: 20 deny rules only | %.2f |\n", bench_input(20, "off", body, iters));
     printf("| input: PII only | %.2f |\n", bench_input(0, "flag", body, iters));
+    printf("| input: strip_control scan only (nothing to strip) | %.2f |\n",
+           bench_input(0, "off", body, iters));
 
     struct config *cfg = load(0, "off", "redact");
     struct err e;

@@ -3,12 +3,18 @@
  * An invocation is a small fan-out over route/call: each input element becomes an OpenAI
  * chat request (the lingua franca every provider already translates), started at once so
  * a batch reaches the engine together; one admission covers them all and each ends in its
- * own ledger row, so the money path is the one every other request takes. The answer is
- * composed only when every element has ended, in the input's order.
+ * own ledger row, so the money path is the one every other request takes. Each element's
+ * chat request goes through the input guards and prompt limits a model request gets
+ * (guard/content.h, guard_check_prompt) before admission. The answer is composed only when
+ * every element has ended, in the input's order.
  *
  * How a classify score is computed depends on what the answering target could report
  * (see function.h); the result says which with score_source, never pretending a generated
  * label is a probability.
+ *
+ * Why one file of ~850 lines: one invocation is read top to bottom here — input and template,
+ * guards, admission, fan-out, scoring, the answer and its ledger rows — and every step shares
+ * the invocation/element state below; the doors' own wire shapes live in surface_lambda.c.
  */
 #include "api/function.h"
 
@@ -23,6 +29,7 @@
 #include "api/credential.h"
 #include "app.h"
 #include "generation.h"
+#include "guard/content.h"
 #include "guard/guard.h"
 #include "guard/sigv4_verify.h"
 #include "http/server.h"
@@ -120,6 +127,8 @@ struct element {
     struct openai_request request;
     struct call_request rq; /* borrowed by the call for its life */
     struct call *call;
+    bool private_only; /* the input guards pinned it to private targets */
+    char guard[200];   /* what the input guards found: the element's ledger row */
     bool done;
     int status; /* 200, or the failure's */
     char *answer;
@@ -143,6 +152,7 @@ struct invocation {
     bool starting, finished;
     struct admission adm;
     long prompt_estimate, output_estimate;
+    char guard[256]; /* what the input guards found, all elements: header, refusal's row */
 };
 
 static void door_fail(struct invocation *inv, const struct err *e, bool function_error,
@@ -163,6 +173,7 @@ static void refuse(struct invocation *inv, const struct err *e, bool function_er
                                          .endpoint = "functions/invoke",
                                          .who = inv->authenticated ? &inv->who : NULL,
                                          .customer = inv->customer,
+                                         .guard = inv->guard,
                                      });
     door_fail(inv, e, function_error, NULL);
 }
@@ -234,7 +245,6 @@ static int build_request(struct invocation *inv, const json_t *input, struct ele
     if (openai_parse_request(OPENAI_CHAT, copy, strlen(copy), inv->req->arena, &el->request, err) !=
         0)
         return -1;
-    inv->prompt_estimate += (long)(strlen(copy) / 4);
     inv->output_estimate += fn->kind == FUNCTION_CLASSIFY ? 16 : fn->max_tokens;
     return 0;
 }
@@ -413,6 +423,7 @@ static void settle_and_record(struct invocation *inv, int client_status)
             .endpoint = "functions/invoke",
             .who = &inv->who,
             .customer = inv->customer,
+            .guard = el->guard,
         };
         if (el->call) record_set_call(&r, call_info(el->call));
         record_request(inv->app->ledger, &r);
@@ -576,6 +587,7 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
             .route = {.endpoint = OPENAI_CHAT,
                       .prompt_tokens = (long)(el->request.scan.len / 4),
                       .output_tokens = inv->output_estimate / (long)inv->n,
+                      .private_only = el->private_only,
                       .budget = inv->adm.mode,
                       .budget_why = inv->adm.why},
         };
@@ -589,6 +601,43 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
     }
     inv->starting = false;
     if (inv->n_done == inv->n) complete(inv);
+}
+
+/* What every model request gets before admission, per element: the input guards
+ * (api/proxy.c's, on the chat request the input became: control characters stripped, deny
+ * rules, PII and privacy pinning, x-stratus-privacy) and the prompt limits. Sums the
+ * prompt estimate of what will be sent. @return 0, or -1 with `e`. */
+static int guard_elements(struct invocation *inv, struct err *e)
+{
+    const char *h = http_request_header(inv->req, "x-stratus-privacy");
+    if (h && strcasecmp(h, "local") != 0)
+        return err_set(e, 400, "invalid_request_error", "invalid_header",
+                       "x-stratus-privacy must be 'local' (or absent)");
+    size_t at = 0;
+    for (size_t i = 0; i < inv->n; i++) {
+        struct element *el = &inv->elements[i];
+        const struct openai_request *r = &el->request;
+        struct input_verdict v;
+        int rc = content_guard_input(inv->gen->content, &r, h != NULL, inv->req->arena, &v, e);
+        if (r != &el->request) el->request = *r; /* stripped: a new model over a new body */
+        snprintf(el->guard, sizeof el->guard, "%s", v.fired);
+        if (v.fired[0] && at < sizeof inv->guard && inv->batch)
+            at += (size_t)snprintf(inv->guard + at, sizeof inv->guard - at, "%sinput[%zu]: %s",
+                                   at ? "; " : "", i, v.fired);
+        else if (v.fired[0] && at < sizeof inv->guard)
+            at += (size_t)snprintf(inv->guard + at, sizeof inv->guard - at, "%s", v.fired);
+        long estimate = (long)(el->request.scan.len / 4);
+        if (rc == 0) rc = guard_check_prompt(&inv->who, inv->model, estimate, e);
+        if (rc != 0 && inv->batch && e->status == 400) {
+            char msg[sizeof e->msg];
+            snprintf(msg, sizeof msg, "input[%zu]: %s", i, e->msg);
+            snprintf(e->msg, sizeof e->msg, "%s", msg);
+        }
+        if (rc != 0) return -1;
+        el->private_only = v.private_only;
+        inv->prompt_estimate += estimate;
+    }
+    return 0;
 }
 
 void function_invoke(struct app *app, struct http_request *req, const struct function_door *door,
@@ -689,6 +738,12 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         }
     }
     json_decref(input);
+    int guarded = guard_elements(inv, &e);
+    if (inv->guard[0]) http_add_header(req, "x-stratus-guard", inv->guard);
+    if (guarded != 0) {
+        refuse(inv, &e, e.status == 400);
+        return;
+    }
     struct route_request estimate = {.endpoint = OPENAI_CHAT,
                                      .prompt_tokens = inv->prompt_estimate,
                                      .output_tokens = inv->output_estimate};

@@ -321,8 +321,9 @@ static struct route_request route_estimate(const struct openai_request *r,
     };
 }
 
-/* The guards on the request's text, and the privacy header; sets how the call routes and
- * whether its answers are rewritten. @return 0, or -1 with `e` (400 guard_blocked). */
+/* The guards on the request's text, and the privacy header; sets what the call sends (the
+ * request stripped of control characters, when any were found), how it routes and whether
+ * its answers are rewritten. @return 0, or -1 with `e` (400 guard_blocked). */
 static int guard_content(struct proxy *p, struct err *e)
 {
     const char *h = http_request_header(p->x.req, "x-stratus-privacy");
@@ -330,9 +331,11 @@ static int guard_content(struct proxy *p, struct err *e)
         return err_set(e, 400, "invalid_request_error", "invalid_header",
                        "x-stratus-privacy must be 'local' (or absent)");
     struct input_verdict v;
-    int rc = content_guard_input(p->gen->content, p->x.request, h != NULL, p->x.req->arena, &v, e);
+    int rc = content_guard_input(p->gen->content, &p->x.request, h != NULL, p->x.req->arena, &v, e);
     snprintf(p->input_guard, sizeof p->input_guard, "%s", v.fired);
     if (rc != 0) return -1;
+    p->call.request = p->x.request;
+    p->call.route = route_estimate(p->x.request, p->model); /* of what goes upstream */
     p->call.route.private_only = v.private_only;
     bool oom;
     p->out = output_guard_new(p->gen->content, p->x.req->arena, &oom);
@@ -377,10 +380,9 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    p->call = (struct call_request){.request = p->x.request,
-                                    .model = p->model,
-                                    .route = route_estimate(p->x.request, p->model)};
-    if (guard_content(p, &e) != 0) {
+    p->call = (struct call_request){.request = p->x.request, .model = p->model};
+    if (guard_content(p, &e) != 0 ||
+        guard_check_prompt(who, p->model, p->call.route.prompt_tokens, &e) != 0) {
         add_guard_header(p);
         refuse(p, &e);
         return;

@@ -115,7 +115,8 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
     static const char *const number_opts[][2] = {{"--budget-usd", "budget_usd"},
                                                  {"--budget-soft", "budget_soft"},
                                                  {"--rpm", "rpm"},
-                                                 {"--tpm", "tpm"}};
+                                                 {"--tpm", "tpm"},
+                                                 {"--max-prompt-tokens", "max_prompt_tokens"}};
     for (size_t i = 0; i < sizeof number_opts / sizeof number_opts[0]; i++) {
         const char *v = opt(o, number_opts[i][0]);
         if (v == NULL) continue;
@@ -279,21 +280,14 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct opt o[] = {{"--config", NULL, false},
-                      {"--name", NULL, false},
-                      {"--team", NULL, false},
-                      {"--models", NULL, false},
-                      {"--budget-usd", NULL, false},
-                      {"--budget-period", NULL, false},
-                      {"--budget-soft", NULL, false},
-                      {"--on-exhausted", NULL, false},
-                      {"--rpm", NULL, false},
-                      {"--tpm", NULL, false},
-                      {"--expires-in", NULL, false},
-                      {"--aws", NULL, true},
-                      {"--allowed-cidrs", NULL, false},
-                      {"--json", NULL, true},
-                      {NULL, NULL, false}};
+    struct opt o[] = {{"--config", NULL, false},        {"--name", NULL, false},
+                      {"--team", NULL, false},          {"--models", NULL, false},
+                      {"--budget-usd", NULL, false},    {"--budget-period", NULL, false},
+                      {"--budget-soft", NULL, false},   {"--on-exhausted", NULL, false},
+                      {"--rpm", NULL, false},           {"--tpm", NULL, false},
+                      {"--expires-in", NULL, false},    {"--aws", NULL, true},
+                      {"--allowed-cidrs", NULL, false}, {"--max-prompt-tokens", NULL, false},
+                      {"--json", NULL, true},           {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;

@@ -865,6 +865,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
                                        "cooldown",
                                        "latency_decay_ms",
                                        "expected_output_tokens",
+                                       "max_prompt_tokens",
                                        NULL};
     char where[64];
     snprintf(where, sizeof where, "models[%zu]", idx);
@@ -894,7 +895,8 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     if (parse_retry(ld, get_section(ld, n, "retry"), &m->retry) ||
         parse_cooldown(ld, get_section(ld, n, "cooldown"), &m->cooldown) ||
         get_long(ld, n, "latency_decay_ms", &m->latency_decay_ms, 1, MS_MAX) ||
-        get_long(ld, n, "expected_output_tokens", &m->expected_output_tokens, 1, 10000000))
+        get_long(ld, n, "expected_output_tokens", &m->expected_output_tokens, 1, 10000000) ||
+        get_long(ld, n, "max_prompt_tokens", &m->max_prompt_tokens, 1, 100000000))
         return -1;
     const yaml_node_t *ts = get(ld, n, "targets");
     if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
@@ -1467,13 +1469,17 @@ static int each_deny(struct loader *ld, const yaml_node_t *n, size_t idx, void *
 static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_conf *g)
 {
     static const char *const keys[] = {"input", "output", NULL};
-    static const char *const in_keys[] = {"deny", "pii", NULL};
+    static const char *const in_keys[] = {"deny", "pii", "strip_control", NULL};
     static const char *const out_keys[] = {"pii", NULL};
+    /* Whoever writes a guards: section asked for content guarding: invisible characters
+     * smuggling text past a reader (and past the deny rules) go unless they say otherwise. */
+    g->strip_control = true;
     if (want_mapping(ld, n, "guards") || check_keys(ld, n, keys, "guards")) return -1;
     const yaml_node_t *in = get_section(ld, n, "input");
     if (in) {
         if (want_mapping(ld, in, "guards.input") || check_keys(ld, in, in_keys, "guards.input") ||
-            get_pii_mode(ld, in, "guards.input", false, &g->input_pii))
+            get_pii_mode(ld, in, "guards.input", false, &g->input_pii) ||
+            get_bool(ld, in, "strip_control", &g->strip_control))
             return -1;
         const yaml_node_t *d = get_section(ld, in, "deny");
         if (d && parse_sequence(ld, d, "guards.input.deny", sizeof *g->deny, (void **)&g->deny,

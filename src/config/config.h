@@ -144,6 +144,9 @@ struct model_conf {
     struct cooldown_conf cooldown;
     long latency_decay_ms;       /* route: latency — how fast an old observation fades; 10000 */
     long expected_output_tokens; /* route: cost — when the request has no max_tokens; 256 */
+    /* Prompts estimated above this many tokens (the routing estimate, body bytes / 4) get
+     * 400 prompt_too_long; a key's own max_prompt_tokens may lower it. 0: no limit. */
+    long max_prompt_tokens;
 };
 
 /** The backend type's name as written in the config ("bedrock"). */
@@ -195,6 +198,10 @@ struct guards_conf {
     size_t n_deny;
     enum guard_pii input_pii;  /* off | flag | route_local | block */
     enum guard_pii output_pii; /* off | flag | redact | block */
+    /* guards.input.strip_control: control and invisible format characters (guard/strip.h)
+     * are removed from prompt text before any target sees it. On by default once a
+     * `guards:` section exists; off without one (bodies then pass byte for byte). */
+    bool strip_control;
 };
 
 /* Where the ledger goes (`store:`). */

@@ -6,6 +6,12 @@
  * the arena first. Deny rules run one by one on each text, so a rule never matches across
  * two messages; the first match decides (rules are ordered as written).
  *
+ * Stripping (strip_control) runs before the rules, as its own walk: a read-only scan of
+ * each string as written (guard/strip.h) that finds nothing in almost every request, so
+ * the common path copies nothing. Only the strings that hold something are unescaped,
+ * cleaned and re-escaped, spliced into one new body and parsed again as a new request
+ * model; every provider builds its upstream body from the model, so none needs to know.
+ *
  * Output: answers reach the proxy as OpenAI JSON (whole, or chat.completion.chunk events)
  * before any surface writes them, so redacting there covers every inbound API. A whole
  * answer is decoded with jansson and its content strings rewritten only when something
@@ -22,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard/strip.h"
 #include "util/arena.h"
+#include "util/json_text.h"
 
 #define MAX_CHOICES 128 /* OpenAI's n limit */
 
@@ -73,18 +81,30 @@ void content_guard_free(struct content_guard *g)
 
 bool content_guard_active(const struct content_guard *g)
 {
-    return g && (g->conf->n_deny || g->conf->input_pii != GUARD_PII_OFF ||
+    return g && (g->conf->strip_control || g->conf->n_deny || g->conf->input_pii != GUARD_PII_OFF ||
                  g->conf->output_pii != GUARD_PII_OFF);
 }
 
 /* ---- input -------------------------------------------------------------------------- */
+
+/* One string of the body rewritten: its token's bytes, quotes included, become `text`. */
+struct edit {
+    size_t from, to;
+    char *text; /* arena */
+    size_t len;
+    struct edit *next;
+};
 
 struct walk {
     struct content_guard *g;
     struct input_verdict *v;
     struct arena *arena;
     struct err *err;
-    bool stop; /* a verdict was reached, or an error */
+    bool stop;         /* a verdict was reached, or an error */
+    bool strip;        /* this walk strips (else it checks) */
+    struct edit *head; /* strip: the edits, in text order */
+    struct edit **tail;
+    size_t grown; /* strip: bytes the edits add (escapes) beyond what they remove */
 };
 
 static void check_text(struct walk *w, const char *t, size_t n)
@@ -113,11 +133,39 @@ static void check_text(struct walk *w, const char *t, size_t n)
     }
 }
 
+/* Strip: string token i, whose raw bytes hold something to strip, becomes an edit. */
+static void strip_string(struct walk *w, const struct json_scan *s, int i)
+{
+    char *t = json_scan_string_dup(s, i, w->arena);
+    if (t == NULL) goto oom;
+    size_t n = strlen(t), kept = strip_text(t, n);
+    if (kept == n) return; /* the raw text only looked like it (a lone surrogate escape) */
+    struct edit *e = arena_alloc(w->arena, sizeof *e);
+    char *q = e ? arena_alloc(w->arena, kept * 6 + 3) : NULL;
+    if (q == NULL) goto oom;
+    q[0] = '"';
+    size_t ql = json_escape(q + 1, kept * 6 + 1, t, kept) + 2;
+    q[ql - 1] = '"';
+    *e = (struct edit){
+        .from = (size_t)s->tok[i].start - 1, .to = (size_t)s->tok[i].end + 1, .text = q, .len = ql};
+    if (ql > e->to - e->from) w->grown += ql - (e->to - e->from);
+    *w->tail = e;
+    w->tail = &e->next;
+    return;
+oom:
+    w->stop = true;
+    err_oom(w->err);
+}
+
 static void visit_string(struct walk *w, const struct json_scan *s, int i)
 {
     if (w->stop || !json_scan_is_string(s, i)) return;
     const char *raw = s->js + s->tok[i].start;
     size_t n = (size_t)(s->tok[i].end - s->tok[i].start);
+    if (w->strip) {
+        if (strip_json_wanted(raw, n)) strip_string(w, s, i);
+        return;
+    }
     if (memchr(raw, '\\', n) == NULL) {
         check_text(w, raw, n);
         return;
@@ -149,36 +197,79 @@ static void visit_texts(struct walk *w, const struct json_scan *s, int i)
     }
 }
 
-int content_guard_input(struct content_guard *g, const struct openai_request *r, bool privacy_local,
-                        struct arena *arena, struct input_verdict *v, struct err *err)
+/* Every text the client wrote, in text order. */
+static void walk_request(struct walk *w, const struct openai_request *r)
+{
+    const struct json_scan *s = &r->scan;
+    switch (r->endpoint) {
+    case OPENAI_CHAT: {
+        int msgs = json_scan_get(s, 0, "messages");
+        if (!json_scan_is_array(s, msgs)) break;
+        int n = json_scan_size(s, msgs);
+        for (int k = 0, m = msgs + 1; k < n && !w->stop; k++, m = json_scan_skip(s, m))
+            if (json_scan_is_object(s, m)) visit_texts(w, s, json_scan_get(s, m, "content"));
+        break;
+    }
+    case OPENAI_COMPLETIONS:
+        visit_texts(w, s, json_scan_get(s, 0, "prompt"));
+        break;
+    case OPENAI_EMBEDDINGS:
+        visit_texts(w, s, json_scan_get(s, 0, "input"));
+        break;
+    }
+}
+
+/* The body with the edits applied, parsed into a new request model: every provider builds
+ * its upstream body from the model, so this one copy reaches every target. The client's own
+ * body (native passthrough) still holds what was stripped, so it is not offered. */
+static int rewrite_request(struct walk *w, const struct openai_request **r)
+{
+    const struct json_scan *s = &(*r)->scan;
+    char *body = arena_alloc(w->arena, s->len + w->grown + 1);
+    struct openai_request *nr = body ? arena_alloc(w->arena, sizeof *nr) : NULL;
+    if (nr == NULL) return err_oom(w->err);
+    size_t at = 0, len = 0;
+    for (const struct edit *e = w->head; e; e = e->next) {
+        memcpy(body + len, s->js + at, e->from - at);
+        len += e->from - at;
+        memcpy(body + len, e->text, e->len);
+        len += e->len;
+        at = e->to;
+    }
+    memcpy(body + len, s->js + at, s->len - at);
+    len += s->len - at;
+    body[len] = '\0';
+    if (openai_parse_request((*r)->endpoint, body, len, w->arena, nr, w->err) != 0) return -1;
+    *r = nr;
+    return 0;
+}
+
+int content_guard_input(struct content_guard *g, const struct openai_request **r,
+                        bool privacy_local, struct arena *arena, struct input_verdict *v,
+                        struct err *err)
 {
     *v = (struct input_verdict){.private_only = privacy_local};
     if (g == NULL) return 0;
     const struct guards_conf *c = g->conf;
     struct walk w = {.g = g, .v = v, .arena = arena, .err = err};
-    const struct json_scan *s = &r->scan;
-    if (c->n_deny || c->input_pii != GUARD_PII_OFF) {
-        switch (r->endpoint) {
-        case OPENAI_CHAT: {
-            int msgs = json_scan_get(s, 0, "messages");
-            if (!json_scan_is_array(s, msgs)) break;
-            int n = json_scan_size(s, msgs);
-            for (int k = 0, m = msgs + 1; k < n && !w.stop; k++, m = json_scan_skip(s, m))
-                if (json_scan_is_object(s, m)) visit_texts(&w, s, json_scan_get(s, m, "content"));
-            break;
+    if (c->strip_control) {
+        w.strip = true;
+        w.tail = &w.head;
+        walk_request(&w, *r);
+        if (w.stop) return -1;
+        if (w.head) {
+            if (rewrite_request(&w, r) != 0) return -1;
+            v->stripped = true;
         }
-        case OPENAI_COMPLETIONS:
-            visit_texts(&w, s, json_scan_get(s, 0, "prompt"));
-            break;
-        case OPENAI_EMBEDDINGS:
-            visit_texts(&w, s, json_scan_get(s, 0, "input"));
-            break;
-        }
+        w.strip = false;
     }
+    if (c->n_deny || c->input_pii != GUARD_PII_OFF) walk_request(&w, *r);
     if (v->pii && c->input_pii == GUARD_PII_ROUTE_LOCAL) v->private_only = true;
     size_t at = 0;
-    if (v->deny_rule)
-        at += (size_t)snprintf(v->fired + at, sizeof v->fired - at, "deny:%s", v->deny_rule);
+    if (v->stripped) at += (size_t)snprintf(v->fired, sizeof v->fired, "strip_control");
+    if (v->deny_rule && at < sizeof v->fired)
+        at += (size_t)snprintf(v->fired + at, sizeof v->fired - at, "%sdeny:%s", at ? ", " : "",
+                               v->deny_rule);
     if (v->pii && at < sizeof v->fired) {
         char names[120];
         at += (size_t)snprintf(v->fired + at, sizeof v->fired - at, "%spii:%s", at ? ", " : "",

@@ -4,7 +4,9 @@
  *
  *   input   every text of the request model (chat message contents, text parts, the
  *           completions prompt, embedding inputs — whichever surface the request came
- *           through): `deny` rules (PCRE2) refuse it (400 guard_blocked, naming the rule);
+ *           through): `strip_control` removes control and invisible format characters
+ *           (guard/strip.h) first, so the rules and every target see the cleaned text;
+ *           `deny` rules (PCRE2) refuse it (400 guard_blocked, naming the rule);
  *           `pii` off | flag (record) | route_local (pin to private targets) | block (400).
  *   output  the answer's text (choices' message.content / text; stream deltas): `pii`
  *           off | flag (record) | redact ([REDACTED:<kind>]) | block (502; a stream that
@@ -41,20 +43,27 @@ bool content_guard_active(const struct content_guard *g);
 
 /* What the input check decided. */
 struct input_verdict {
+    bool stripped;         /* strip_control removed something: the request was rewritten */
     const char *deny_rule; /* the first rule that matched (borrowed from the config), or NULL */
     pii_kinds pii;         /* kinds found (when input pii is not off) */
     bool private_only;     /* only self-hosted or `private: true` targets may serve it */
-    char fired[200];       /* "deny:<rule>", "pii:<kinds>", "route_local": joined by ", " */
+    char fired[200];       /* "strip_control", "deny:<rule>", "pii:<kinds>", "route_local": joined
+                              by ", " */
 };
 
 /**
- * Checks the request's text. `privacy_local`: the client asked for privacy-pinned routing
- * (x-stratus-privacy: local).
+ * Cleans and checks the request's text. `privacy_local`: the client asked for
+ * privacy-pinned routing (x-stratus-privacy: local).
+ * @param r  in: the parsed request. When strip_control removed something, *r is replaced
+ *           by a request model over a rewritten body (*arena*; its native passthrough off:
+ *           the client's own body still holds what was removed) — send that one upstream.
+ *           When nothing was removed *r is untouched and nothing was copied.
  * @return 0 (go; v->private_only says how to route), or -1 with `err`: 400 guard_blocked
- * (a deny rule, or pii: block), 500 on OOM.
+ * (a deny rule, or pii: block), 500 on OOM. *r may have been replaced either way.
  */
-int content_guard_input(struct content_guard *g, const struct openai_request *r, bool privacy_local,
-                        struct arena *arena, struct input_verdict *v, struct err *err);
+int content_guard_input(struct content_guard *g, const struct openai_request **r,
+                        bool privacy_local, struct arena *arena, struct input_verdict *v,
+                        struct err *err);
 
 /* ---- output ------------------------------------------------------------------------- */
 

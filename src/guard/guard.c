@@ -308,6 +308,28 @@ int guard_check_client(const struct principal *who, const struct http_request *r
                    req->client[0] ? req->client : "this connection", who->key.allowed_cidrs);
 }
 
+int guard_check_prompt(const struct principal *who, const struct model_conf *model,
+                       long prompt_tokens, struct err *err)
+{
+    long limit = model->max_prompt_tokens;
+    bool key = false;
+    if (who && who->kind == PRINCIPAL_KEY && who->key.max_prompt_tokens > 0 &&
+        (limit == 0 || who->key.max_prompt_tokens < limit)) {
+        limit = (long)who->key.max_prompt_tokens;
+        key = true;
+    }
+    if (limit == 0 || prompt_tokens <= limit) return 0;
+    char from[96];
+    if (key)
+        snprintf(from, sizeof from, "API key %s", who->key.id);
+    else
+        snprintf(from, sizeof from, "model '%.64s'", model->name);
+    return err_set(err, 400, "invalid_request_error", "prompt_too_long",
+                   "the prompt is ~%ld tokens (estimated as request bytes / 4), over the "
+                   "max_prompt_tokens limit of %ld set for %s",
+                   prompt_tokens, limit, from);
+}
+
 int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE])
 {
     return g->auth ? awskeys_mint(rec, g->aws_key, secret) : -1;

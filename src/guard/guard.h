@@ -123,6 +123,15 @@ int guard_authenticate_sigv4(struct guard *g, const struct http_request *req, st
 int guard_check_client(const struct principal *who, const struct http_request *req,
                        struct err *err);
 
+/** Whether a prompt of `prompt_tokens` — the estimate routing and the budget reserve use
+ *  (route_request.prompt_tokens: body bytes / 4) — fits the smaller of the model group's
+ *  and the key's max_prompt_tokens (0 on either: no limit there). Call before admission,
+ *  so a refused prompt reserves nothing and reaches no target. Thread: any.
+ *  @return 0, or -1 with `err`: 400 invalid_request_error prompt_too_long naming the
+ *  limit, where it comes from and the estimate. */
+int guard_check_prompt(const struct principal *who, const struct model_conf *model,
+                       long prompt_tokens, struct err *err);
+
 /** Gives `rec` SigV4 credentials sealed under this guard's master key (awskeys_mint).
  *  @return 0 with the secret (shown once) in `secret`, or -1 (auth off, random source). */
 int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AWSKEY_SECRET_SIZE]);

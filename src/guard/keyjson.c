@@ -44,10 +44,12 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms)
         if (comma == NULL) break;
         p = comma + 1;
     }
-    if (doc)
+    if (doc) {
         json_object_set_new(doc, "allowed_cidrs", cidrs);
-    else
+        json_object_set_new(doc, "max_prompt_tokens", json_integer(k->max_prompt_tokens));
+    } else {
         json_decref(cidrs);
+    }
     /* The SigV4 access key id is public like the key id; its secret never leaves sealed. */
     if (doc && k->aws_key_id[0])
         json_object_set_new(doc, "aws_access_key_id", json_string(k->aws_key_id));
@@ -116,9 +118,19 @@ static int count(const json_t *v, const char *name, int64_t *out, struct err *e)
 int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
                   struct key_record *k, struct err *e)
 {
-    static const char *const known[] = {
-        "name",         "team", "models", "budget_usd", "budget_period", "budget_soft",
-        "on_exhausted", "rpm",  "tpm",    "expires_in", "allowed_cidrs", NULL};
+    static const char *const known[] = {"name",
+                                        "team",
+                                        "models",
+                                        "budget_usd",
+                                        "budget_period",
+                                        "budget_soft",
+                                        "on_exhausted",
+                                        "rpm",
+                                        "tpm",
+                                        "expires_in",
+                                        "allowed_cidrs",
+                                        "max_prompt_tokens",
+                                        NULL};
     if (!json_is_object(body))
         return err_set(e, 400, "invalid_request_error", "invalid_json",
                        "request body must be a JSON object");
@@ -132,14 +144,16 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
             return err_set(e, 400, "invalid_request_error", "unknown_field",
                            "unknown field \"%.64s\" (known: name, team, models, budget_usd, "
                            "budget_period, budget_soft, on_exhausted, rpm, tpm, expires_in, "
-                           "allowed_cidrs)",
+                           "allowed_cidrs, max_prompt_tokens)",
                            field);
     }
     k->budget_soft = 0.8;
     if (text(json_object_get(body, "name"), "name", k->name, sizeof k->name, e) ||
         text(json_object_get(body, "team"), "team", k->team, sizeof k->team, e) ||
         count(json_object_get(body, "rpm"), "rpm", &k->rpm, e) ||
-        count(json_object_get(body, "tpm"), "tpm", &k->tpm, e))
+        count(json_object_get(body, "tpm"), "tpm", &k->tpm, e) ||
+        count(json_object_get(body, "max_prompt_tokens"), "max_prompt_tokens",
+              &k->max_prompt_tokens, e))
         return -1;
     const json_t *models = json_object_get(body, "models");
     if (models && !json_is_array(models))

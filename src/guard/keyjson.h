@@ -20,7 +20,9 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms);
  * Fills `k`'s settings from `body` (an object): name, team, models (configured model names),
  * budget_usd, budget_period (daily|monthly), budget_soft, on_exhausted (reject|local_only),
  * rpm, tpm, expires_in ("30d", "12h", "3600s"), allowed_cidrs (["10.0.0.0/8", "::1/128"]:
- * where the key may be used from; stored normalised). Unknown fields are refused.
+ * where the key may be used from; stored normalised), max_prompt_tokens (the largest prompt
+ * the key may send, as routing estimates it; 0 = only the model group's limit). Unknown
+ * fields are refused.
  * @return 0, or -1 with a 400 in `err` naming the field.
  */
 int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,

@@ -282,7 +282,7 @@ static PGresult *params_retry(struct store *s, const char *sql, int n, const cha
 static int pg_key_insert(struct store *s, const struct key_record *k, char *why, size_t size)
 {
     char budget[40], period[8], soft[40], exhausted[8], rpm[24], tpm[24], created[24], expires[24],
-        revoked[24];
+        revoked[24], max_prompt[24];
     snprintf(budget, sizeof budget, "%.17g", k->budget_usd);
     snprintf(period, sizeof period, "%d", (int)k->budget_period);
     snprintf(soft, sizeof soft, "%.17g", k->budget_soft);
@@ -292,15 +292,29 @@ static int pg_key_insert(struct store *s, const struct key_record *k, char *why,
     snprintf(created, sizeof created, "%lld", (long long)k->created_ms);
     snprintf(expires, sizeof expires, "%lld", (long long)k->expires_ms);
     snprintf(revoked, sizeof revoked, "%lld", (long long)k->revoked_ms);
-    const char *v[KEY_N_COLUMNS] = {k->id,           k->hash, k->name,       k->team,
-                                    k->models,       budget,  period,        soft,
-                                    exhausted,       rpm,     tpm,           created,
-                                    expires,         revoked, k->aws_key_id, k->aws_secret_sealed,
-                                    k->allowed_cidrs};
+    snprintf(max_prompt, sizeof max_prompt, "%lld", (long long)k->max_prompt_tokens);
+    const char *v[KEY_N_COLUMNS] = {k->id,
+                                    k->hash,
+                                    k->name,
+                                    k->team,
+                                    k->models,
+                                    budget,
+                                    period,
+                                    soft,
+                                    exhausted,
+                                    rpm,
+                                    tpm,
+                                    created,
+                                    expires,
+                                    revoked,
+                                    k->aws_key_id,
+                                    k->aws_secret_sealed,
+                                    k->allowed_cidrs,
+                                    max_prompt};
     PGresult *r =
         params_retry(s,
                      "INSERT INTO api_keys (" KEY_COLUMNS
-                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)",
+                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
                      KEY_N_COLUMNS, v);
     int rc = ok(r, s, why, size, "key insert");
     PQclear(r);
@@ -355,6 +369,7 @@ static int pg_key_list(struct store *s, struct key_record **out, char *why, size
         snprintf(k->aws_key_id, sizeof k->aws_key_id, "%s", PQgetvalue(r, i, 14));
         snprintf(k->aws_secret_sealed, sizeof k->aws_secret_sealed, "%s", PQgetvalue(r, i, 15));
         snprintf(k->allowed_cidrs, sizeof k->allowed_cidrs, "%s", PQgetvalue(r, i, 16));
+        k->max_prompt_tokens = atoll(PQgetvalue(r, i, 17));
     }
     PQclear(r);
     *out = keys;

@@ -70,14 +70,17 @@ static const struct migration schema_migrations[] = {
     {5, "ALTER TABLE api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT ''"},
     /* What the guards found in a request (guard/content.h): rule and kind names only. */
     {6, "ALTER TABLE requests ADD COLUMN guard TEXT NOT NULL DEFAULT ''"},
+    /* A virtual key's own prompt size limit (guard: 400 prompt_too_long above it). */
+    {7, "ALTER TABLE api_keys ADD COLUMN max_prompt_tokens BIGINT NOT NULL DEFAULT 0"},
 };
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
-    "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed, allowed_cidrs"
-#define KEY_N_COLUMNS 17
+    "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed, allowed_cidrs, "      \
+    "max_prompt_tokens"
+#define KEY_N_COLUMNS 18
 
 /* The insert every store prepares; parameters in column order. */
 #define LEDGER_COLUMNS                                                                             \

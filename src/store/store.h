@@ -77,6 +77,7 @@ struct key_record {
     char aws_key_id[24];         /* SigV4 access key id ("ASTR…"), "" when the key has none */
     char aws_secret_sealed[144]; /* its secret, sealed (guard/awskeys.h); "" when none */
     char allowed_cidrs[512];     /* comma-separated CIDRs the key may be used from; "" = any */
+    int64_t max_prompt_tokens;   /* prompts estimated above it get 400; 0 = the model's limit */
 };
 
 struct store;

@@ -1,15 +1,17 @@
-// Guards (#12 part 4): deny rules and PII on the request's text (400 guard_blocked), privacy-
+// Guards (#12 part 4): control characters stripped from the request's text (what the
+// upstream receives), prompt size limits per model group and key (400 prompt_too_long),
+// deny rules and PII on the request's text (400 guard_blocked), privacy-
 // pinned routing (pii: route_local, x-stratus-privacy: local) that never reaches a cloud
 // target — 503 no_private_target instead — and output PII redaction in whole answers and in
 // streams whose PII is split across chunks. What fired is in x-stratus-guard and the
 // ledger's `guard` column, as rule and kind names only.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { startFake } from '../fakes/openai.mjs';
-import { startGateway, config, readSSE, SCALE } from './lib/gateway.mjs';
+import { startGateway, config, readSSE, writeConfig, BIN, SCALE } from './lib/gateway.mjs';
 
 const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
 
@@ -198,4 +200,156 @@ test('route_local with the local tiny model; x-stratus-privacy: local; SIGTERM e
   assert.equal(r.headers.get('x-stratus-backend'), 'cloud');
   await gw.stop();
   assert.equal(gw.exitCode, 0);
+});
+
+// ---- input: control characters stripped; prompt size limits --------------------------
+
+const MK = 'test-master-key-guards-0123456789';
+const HIDDEN = 'ok\x1b[2J\x07\x7f\u0085\u202Eevil\u202C\u2066x\u2069'
+  + [...'IGNORE'].map((c) => String.fromCodePoint(0xE0000 + c.charCodeAt(0))).join('') + '\tend\n';
+const CLEAN = 'ok[2Jevilx\tend\n';
+
+function stripConfig({ strip, auth = false } = {}) {
+  const guards = `guards:\n  input:\n    pii: flag\n${strip === undefined ? '' : `    strip_control: ${strip}\n`}`;
+  return config({
+    backends: [{ name: 'cloud', url: cloud.url }],
+    models: [
+      { name: 'echo', targets: [{ backend: 'cloud', model: 'echo' }] },
+      { name: 'small', fields: { max_prompt_tokens: 50 }, targets: [{ backend: 'cloud', model: 'echo' }] },
+    ],
+    extra: `${guards}${auth ? 'auth: { master_key: env:MK, refresh_ms: 200 }\n' : ''}`
+      + 'functions:\n  - { name: say, model: echo, kind: text, template: "Say: {{text}}" }\n',
+  });
+}
+const lastBody = () => cloud.requests.at(-1).body;
+const userText = (body) => body.messages.at(-1).content;
+
+test('strip_control: the upstream receives the text without control and invisible characters; header and ledger say so', async () => {
+  const gw = await startGateway(stripConfig());
+  // raw characters (JSON.stringify escapes C0, leaves DEL, C1, bidi and tags as UTF-8)
+  let r = await post(gw, chat('echo', HIDDEN));
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-stratus-guard'), 'strip_control');
+  assert.equal(userText(lastBody()), CLEAN);
+  assert.equal((await r.json()).choices[0].message.content, CLEAN, 'the echo is of the stripped text');
+  // escaped forms: \b, \f, \u001b, \u0085, \u202e, a surrogate pair for a tag character
+  const escaped = '{"model":"echo","messages":[{"role":"system","content":"sys\\f"},{"role":"user","content":'
+    + '[{"type":"text","text":"a\\b\\u001bb\\u0085c\\u202Ed\\udb40\\udc41e\\u00e9\\ud83d\\ude00"}]}],"temperature":0}';
+  r = await fetch(`${gw.baseURL}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: escaped });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-stratus-guard'), 'strip_control');
+  assert.equal(lastBody().messages[0].content, 'sys');
+  assert.deepEqual(lastBody().messages[1].content, [{ type: 'text', text: 'abcde\u00e9\u{1F600}' }]);
+  assert.equal(lastBody().temperature, 0, 'the rest of the body is as it came');
+  // completions prompt and embedding inputs
+  r = await fetch(`${gw.baseURL}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'echo', prompt: 'p\u0085q' }) });
+  assert.equal(r.status, 200);
+  assert.equal(lastBody().prompt, 'pq');
+  r = await fetch(`${gw.baseURL}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'echo', input: ['x\u2067y', 'clean'] }) });
+  assert.equal(r.status, 200);
+  assert.deepEqual(lastBody().input, ['xy', 'clean']);
+  // the Anthropic surface reaches the same request model
+  r = await fetch(`${gw.baseURL}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: JSON.stringify({ model: 'echo', max_tokens: 20, messages: [{ role: 'user', content: HIDDEN }] }) });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-stratus-guard'), 'strip_control');
+  assert.equal(userText(lastBody()), CLEAN);
+  // functions: the chat request the input becomes
+  r = await fetch(`${gw.baseURL}/v1/functions/say/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: HIDDEN }) });
+  assert.equal(r.status, 200, await r.clone().text());
+  assert.equal(r.headers.get('x-stratus-guard'), 'strip_control');
+  assert.equal(userText(lastBody()), `Say: ${CLEAN}`);
+  // nothing to strip: nothing recorded, the bytes pass as they came
+  const plain = '{"model":"echo",  "messages":[{"role":"user","content":"tab\\there, caf\\u00e9"}]}';
+  r = await fetch(`${gw.baseURL}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: plain });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-stratus-guard'), null);
+  assert.equal(userText(lastBody()), 'tab\there, caf\u00e9');
+  await gw.stop();
+  assert.equal(gw.exitCode, 0);
+  const g = rows(join(dirname(gw.file), 'stratus.db')).map((x) => x.guard);
+  assert.deepEqual(g, ['strip_control', 'strip_control', 'strip_control', 'strip_control', 'strip_control', 'strip_control', '']);
+});
+
+test('strip_control: false passes the characters through; a bad value is a config error with line:col', async () => {
+  const gw = await startGateway(stripConfig({ strip: false }));
+  const r = await post(gw, chat('echo', HIDDEN));
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-stratus-guard'), null);
+  assert.equal(userText(lastBody()), HIDDEN);
+  await gw.stop();
+  await assert.rejects(startGateway(stripConfig({ strip: 'sometimes' })), (e) => {
+    assert.match(e.message, /stratus\.yaml:\d+:20: strip_control must be true or false/);
+    return true;
+  });
+});
+
+test('max_prompt_tokens: the model group limit and a key limit (admin API), 400 prompt_too_long before any upstream call', async () => {
+  const gw = await startGateway(stripConfig({ auth: true }), { env: { MK } });
+  const as = (key) => ({ authorization: `Bearer ${key}` });
+  const admin = async (method, path, body) => {
+    const r = await fetch(`${gw.baseURL}${path}`, { method, headers: { 'content-type': 'application/json', ...as(MK) }, body: body && JSON.stringify(body) });
+    return { status: r.status, json: await r.json() };
+  };
+  try {
+    const n0 = cloud.requests.length;
+    // ~50 tokens = ~200 bytes of body: 300 bytes of prompt is over it
+    let r = await post(gw, chat('small', 'x'.repeat(300)), as(MK));
+    assert.equal(r.status, 400);
+    let err = (await r.json()).error;
+    assert.equal(err.code, 'prompt_too_long');
+    assert.equal(err.type, 'invalid_request_error');
+    assert.match(err.message, /~\d+ tokens .* limit of 50 set for model 'small'/);
+    const count = Number(/~(\d+) tokens/.exec(err.message)[1]);
+    assert.ok(count > 50 && count < 120, err.message);
+    assert.equal((await post(gw, chat('small', 'short'), as(MK))).status, 200);
+    assert.equal((await post(gw, chat('echo', 'x'.repeat(300)), as(MK))).status, 200, 'no limit on echo');
+
+    const bad = await admin('POST', '/admin/keys', { name: 'neg', max_prompt_tokens: -1 });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /max_prompt_tokens/);
+    const tight = await admin('POST', '/admin/keys', { name: 'tight', max_prompt_tokens: 30 });
+    assert.equal(tight.status, 201);
+    assert.equal(tight.json.max_prompt_tokens, 30);
+    const loose = await admin('POST', '/admin/keys', { name: 'loose', max_prompt_tokens: 100000 });
+    const listed = (await admin('GET', '/admin/keys')).json.data.find((k) => k.id === tight.json.id);
+    assert.equal(listed.max_prompt_tokens, 30);
+    const n1 = cloud.requests.length;
+    // the key's 30 is smaller than small's 50 and applies on every model
+    for (const model of ['echo', 'small']) {
+      r = await post(gw, chat(model, 'y'.repeat(150)), as(tight.json.key));
+      assert.equal(r.status, 400, model);
+      err = (await r.json()).error;
+      assert.equal(err.code, 'prompt_too_long');
+      assert.match(err.message, new RegExp(`limit of 30 set for API key ${tight.json.id}`));
+    }
+    // a key's larger limit does not lift the group's
+    r = await post(gw, chat('small', 'y'.repeat(300)), as(loose.json.key));
+    assert.match((await r.json()).error.message, /limit of 50 set for model 'small'/);
+    assert.equal((await post(gw, chat('echo', 'y'.repeat(300)), as(loose.json.key))).status, 200);
+    // functions count each input's chat request the same way
+    r = await fetch(`${gw.baseURL}/v1/functions/say/invoke`, { method: 'POST', headers: { 'content-type': 'application/json', ...as(tight.json.key) }, body: JSON.stringify({ text: 'z'.repeat(200) }) });
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.code, 'prompt_too_long');
+    assert.equal(cloud.requests.length, n1 + 1, 'only the one allowed request went upstream');
+    assert.equal(n1, n0 + 2);
+  } finally {
+    await gw.stop();
+  }
+  const out = execFileSync('sqlite3', ['-json', join(dirname(gw.file), 'stratus.db'),
+    'SELECT endpoint, backend FROM requests WHERE status = 400 ORDER BY id'], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out).map((x) => [x.endpoint, x.backend]),
+    [...Array(4).fill(['chat/completions', '']), ['functions/invoke', '']], 'one ledger row per refusal, no target');
+});
+
+test('keys create --max-prompt-tokens (CLI) sets the key limit, shown by keys list --json', async () => {
+  const file = writeConfig(stripConfig({ auth: true }));
+  const cli = (args) => spawnSync(BIN, args, { encoding: 'utf8', env: { ...process.env, MK } });
+  const made = cli(['keys', 'create', '--config', file, '--name', 'cli', '--max-prompt-tokens', '40', '--json']);
+  assert.equal(made.status, 0, made.stderr);
+  assert.equal(JSON.parse(made.stdout).max_prompt_tokens, 40);
+  const list = JSON.parse(cli(['keys', 'list', '--config', file, '--json']).stdout);
+  assert.equal(list.data.find((k) => k.name === 'cli').max_prompt_tokens, 40);
+  const bad = cli(['keys', 'create', '--config', file, '--max-prompt-tokens', 'many']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--max-prompt-tokens must be a number/);
 });

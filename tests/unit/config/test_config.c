@@ -209,6 +209,45 @@ static void test_config_limits_for_held_answers(void **state)
     expect_error("limits: { max_response_bytes: 10 }\n", 1, 31, "max_response_bytes");
 }
 
+static void test_config_model_max_prompt_tokens(void **state)
+{
+    (void)state;
+    const char *base = "backends: [{ name: a, type: openai, base_url: \"http://x\" }]\n"
+                       "models:\n"
+                       "  - name: m\n"
+                       "    targets: [{ backend: a, model: x }]\n";
+    char y[512];
+    struct config_error e;
+    snprintf(y, sizeof y, "%s    max_prompt_tokens: 8000\n", base);
+    struct config *c = load(y, &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_int_equal(c->models[0].max_prompt_tokens, 8000);
+    config_free(c);
+    c = load(base, &e); /* absent: no limit */
+    assert_non_null(c);
+    assert_int_equal(c->models[0].max_prompt_tokens, 0);
+    config_free(c);
+    snprintf(y, sizeof y, "%s    max_prompt_tokens: 0\n", base);
+    expect_error(y, 5, 24, "max_prompt_tokens must be a positive integer (at most 100000000)");
+    snprintf(y, sizeof y, "%s    max_prompt_tokens: lots\n", base);
+    expect_error(y, 5, 24, "max_prompt_tokens must be a positive integer");
+    /* guards.input.strip_control: on by default once guards: exists, off without it */
+    c = load("guards: { input: { pii: flag } }\n", &e);
+    assert_non_null(c);
+    assert_true(c->guards.strip_control);
+    config_free(c);
+    c = load("guards: { input: { strip_control: false } }\n", &e);
+    assert_non_null(c);
+    assert_false(c->guards.strip_control);
+    config_free(c);
+    c = load("listen: 127.0.0.1:8080\n", &e);
+    assert_non_null(c);
+    assert_false(c->guards.strip_control);
+    config_free(c);
+    expect_error("guards: { input: { strip_control: 1 } }\n", 1, 35,
+                 "strip_control must be true or false");
+}
+
 static void test_config_load_string_allows_empty_lists(void **state)
 {
     (void)state;
@@ -1287,6 +1326,7 @@ int main(void)
         cmocka_unit_test(test_config_find_model_by_name),
         cmocka_unit_test(test_config_free_accepts_null),
         cmocka_unit_test(test_config_limits_for_held_answers),
+        cmocka_unit_test(test_config_model_max_prompt_tokens),
         cmocka_unit_test(test_config_functions),
         cmocka_unit_test(test_config_listen_and_tls),
         cmocka_unit_test(test_config_sections_changed_for_reload),

@@ -8,6 +8,7 @@
 
 #include "cost/report.h"
 #include "guard/budget.h"
+#include "guard/guard.h"
 #include "guard/keyjson.h"
 #include "guard/keys.h"
 #include "guard/ratelimit.h"
@@ -72,7 +73,8 @@ static void test_key_from_json_validates_fields(void **state)
     memset(&k, 0, sizeof k);
     json_t *ok = json_loads("{\"team\":\"ml\",\"models\":[\"chat\"],\"budget_usd\":5,"
                             "\"budget_period\":\"daily\",\"on_exhausted\":\"local_only\","
-                            "\"rpm\":10,\"tpm\":1000,\"expires_in\":\"2h\"}",
+                            "\"rpm\":10,\"tpm\":1000,\"expires_in\":\"2h\","
+                            "\"max_prompt_tokens\":4000}",
                             0, NULL);
     assert_int_equal(key_from_json(ok, &cfg, 1000, &k, &e), 0);
     json_decref(ok);
@@ -82,11 +84,17 @@ static void test_key_from_json_validates_fields(void **state)
     assert_int_equal(k.budget_period, BUDGET_DAILY);
     assert_int_equal(k.on_exhausted, BUDGET_LOCAL_ONLY);
     assert_int_equal(k.rpm, 10);
+    assert_int_equal(k.max_prompt_tokens, 4000);
+    json_t *shown = key_to_json(&k, 0);
+    assert_int_equal(json_integer_value(json_object_get(shown, "max_prompt_tokens")), 4000);
+    json_decref(shown);
     assert_int_equal(k.expires_ms, 1000 + 2 * 3600000);
     static const char *const bad[][2] = {
         {"{\"models\":[\"nope\"]}", "model 'nope' is not configured"},
         {"{\"rpm\":-1}", "\"rpm\" must be a non-negative integer"},
         {"{\"rpm\":1.5}", "\"rpm\" must be a non-negative integer"},
+        {"{\"max_prompt_tokens\":-5}", "\"max_prompt_tokens\" must be a non-negative integer"},
+        {"{\"max_prompt_tokens\":\"9\"}", "\"max_prompt_tokens\" must be a non-negative integer"},
         {"{\"budget_usd\":\"5\"}", "\"budget_usd\" must be a non-negative number"},
         {"{\"budget_period\":\"weekly\"}", "\"budget_period\" must be \"daily\" or \"monthly\""},
         {"{\"expires_in\":\"soon\"}", "\"expires_in\" must be a duration"},
@@ -106,6 +114,38 @@ static void test_key_from_json_validates_fields(void **state)
     assert_int_equal(key_parse_duration("30d"), 30LL * 86400000);
     assert_int_equal(key_parse_duration("0d"), -1);
     assert_int_equal(key_parse_duration("5"), -1);
+}
+
+static void test_guard_check_prompt_smaller_limit_applies(void **state)
+{
+    (void)state;
+    struct model_conf m = {.name = "chat", .max_prompt_tokens = 1000};
+    struct principal key = {.kind = PRINCIPAL_KEY};
+    snprintf(key.key.id, sizeof key.key.id, "key_abc");
+    struct principal master = {.kind = PRINCIPAL_MASTER};
+    struct err e;
+    err_clear(&e);
+    /* the model's limit: at it passes, above it refuses naming limit, source and count */
+    assert_int_equal(guard_check_prompt(&master, &m, 1000, &e), 0);
+    assert_int_equal(guard_check_prompt(&master, &m, 1001, &e), -1);
+    assert_int_equal(e.status, 400);
+    assert_string_equal(e.code, "prompt_too_long");
+    assert_non_null(strstr(e.msg, "~1001 tokens"));
+    assert_non_null(strstr(e.msg, "limit of 1000 set for model 'chat'"));
+    /* a key's smaller limit wins; a larger one does not lift the model's */
+    key.key.max_prompt_tokens = 500;
+    assert_int_equal(guard_check_prompt(&key, &m, 600, &e), -1);
+    assert_non_null(strstr(e.msg, "limit of 500 set for API key key_abc"));
+    key.key.max_prompt_tokens = 5000;
+    assert_int_equal(guard_check_prompt(&key, &m, 1001, &e), -1);
+    assert_non_null(strstr(e.msg, "limit of 1000 set for model 'chat'"));
+    /* no model limit: the key's alone; neither: anything goes */
+    m.max_prompt_tokens = 0;
+    assert_int_equal(guard_check_prompt(&key, &m, 5000, &e), 0);
+    assert_int_equal(guard_check_prompt(&key, &m, 5001, &e), -1);
+    key.key.max_prompt_tokens = 0;
+    assert_int_equal(guard_check_prompt(&key, &m, 100000000, &e), 0);
+    assert_int_equal(guard_check_prompt(NULL, &m, 100000000, &e), 0);
 }
 
 static void test_gcra_burst_then_steady_rate(void **state)
@@ -304,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_keys_mint_hash_and_find),
         cmocka_unit_test(test_key_allows_model_matches_whole_names),
         cmocka_unit_test(test_key_from_json_validates_fields),
+        cmocka_unit_test(test_guard_check_prompt_smaller_limit_applies),
         cmocka_unit_test(test_gcra_burst_then_steady_rate),
         cmocka_unit_test(test_budget_periods_are_utc_days_and_months),
         cmocka_unit_test(test_budget_race_overshoot_is_at_most_one_reservation),

@@ -189,7 +189,8 @@ static int check(struct content_guard *g, const char *body, struct input_verdict
     struct arena *a = arena_new(4096);
     struct openai_request r;
     assert_int_equal(openai_parse_request(OPENAI_CHAT, body, strlen(body), a, &r, err), 0);
-    int rc = content_guard_input(g, &r, false, a, v, err);
+    const struct openai_request *rp = &r;
+    int rc = content_guard_input(g, &rp, false, a, v, err);
     arena_free(a);
     return rc;
 }
