@@ -36,6 +36,7 @@
 #include "cost/prices.h"
 #include "route/router.h"
 #include "guard/content.h"
+#include "guard/deny.h"
 #include "guard/guard.h"
 #include "store/jobs.h"
 #include "store/ledger.h"
@@ -287,6 +288,25 @@ static void log_banner(const struct app *app)
         }
 }
 
+/* A deny rule Hyperscan could not take runs its PCRE2 pattern over every text of every
+ * request: name each one once, at start, with Hyperscan's reason, so a slow rule is found. */
+static void log_unfiltered_rules(const struct content_guard *g, const struct guards_conf *c)
+{
+    const struct deny *d = content_guard_deny(g);
+    for (size_t i = 0; d && i < deny_n_unfiltered(d); i++) {
+        struct log_line l;
+        const char *why;
+        size_t r = deny_unfiltered(d, i, &why);
+        log_begin(&l, "warn", "guard_rule_unfiltered");
+        log_str(&l, "rule", c->deny[r].name);
+        log_str(&l, "reason", why);
+        log_str(&l, "message",
+                "Hyperscan cannot prefilter this deny rule: its PCRE2 pattern runs over "
+                "every text");
+        log_end(&l);
+    }
+}
+
 /* Every client connection, upstream connection and store file is a descriptor, and the soft
  * limit (often 1024) is far below what a gateway needs while the hard limit is not: raise
  * the soft one, then size max_connections so clients can never take the descriptors that
@@ -428,6 +448,7 @@ int app_run(struct config *cfg, const char *listen)
         log_msg("error", "start_failed", "guards: %s", e.msg);
         goto out;
     }
+    log_unfiltered_rules(app->content, &cfg->guards);
 
     const char *why = NULL;
     /* --listen replaces the configured listeners with one, which speaks TLS when tls: is set. */
