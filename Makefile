@@ -6,7 +6,7 @@
 #   make test       deps, build, every test (unit + integration, release and ASan, valgrind)
 #   make bench      bench/overhead (see BENCHMARKS.md)
 
-PKGS    := libevent libevent_pthreads libcurl jansson yaml-0.1 openssl sqlite3 libpq hiredis libnghttp2 libpcre2-8
+PKGS    := libevent libevent_pthreads libcurl jansson yaml-0.1 openssl sqlite3 libpq hiredis libnghttp2 libpcre2-8 libhs
 CC      ?= cc
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 

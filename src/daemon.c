@@ -382,6 +382,8 @@ static void log_banner(const struct app *app)
         }
 }
 
+/* A deny rule Hyperscan could not take runs its PCRE2 pattern over every text of every
+ * request: name each one once, at start, with Hyperscan's reason, so a slow rule is found. */
 /* Every client connection, upstream connection and store file is a descriptor, and the soft
  * limit (often 1024) is far below what a gateway needs while the hard limit is not: raise
  * the soft one, then size max_connections so clients can never take the descriptors that

@@ -12,7 +12,9 @@
 #include "app.h"
 #include "engine/supervisor.h"
 #include "guard/content.h"
+#include "guard/deny.h"
 #include "http/server.h"
+#include "obs/log.h"
 #include "providers/provider.h"
 #include "route/router.h"
 #include "util/arena.h"
@@ -59,6 +61,24 @@ static void carry_probe_state(const struct generation *prev, struct backend *b)
         b->load = o->load;
         memcpy(b->not_ready_reason, o->not_ready_reason, sizeof b->not_ready_reason);
         return;
+    }
+}
+
+/* Said at every build, so a reload that adds such a rule says so too. */
+static void log_unfiltered_rules(const struct content_guard *g, const struct guards_conf *c)
+{
+    const struct deny *d = content_guard_deny(g);
+    for (size_t i = 0; d && i < deny_n_unfiltered(d); i++) {
+        struct log_line l;
+        const char *why;
+        size_t r = deny_unfiltered(d, i, &why);
+        log_begin(&l, "warn", "guard_rule_unfiltered");
+        log_str(&l, "rule", c->deny[r].name);
+        log_str(&l, "reason", why);
+        log_str(&l, "message",
+                "Hyperscan cannot prefilter this deny rule: its PCRE2 pattern runs over "
+                "every text");
+        log_end(&l);
     }
 }
 
@@ -111,6 +131,7 @@ struct generation *generation_build(struct app *app, struct config *cfg, bool ow
     if ((g->router = router_new(cfg, g->backends, err)) == NULL) goto fail;
     if (prev) router_inherit(g->router, prev->router);
     if ((g->content = content_guard_new(&cfg->guards, err)) == NULL) goto fail;
+    log_unfiltered_rules(g->content, &cfg->guards);
     g->call_env = (struct call_env){.loop = app->loop,
                                     .router = g->router,
                                     .transport = &call_transport_upstream,

@@ -3,7 +3,8 @@
  * chunk, on the real code (guard/content.c, guard/pii.c):
  *   1. input: a 4 KB chat prompt (ordinary prose, no match) through 20 deny rules + PII scan
  *      (content_guard_input), and the same with deny rules only, PII only, and neither —
- *      what the strip_control scan (on with any guards: section) costs on its own;
+ *      what the strip_control scan (on with any guards: section) costs on its own; and deny
+ *      rules over the same prompt with a phrase at its end that the last rule refuses;
  *   2. output: one chat.completion.chunk (a ~40-byte delta) through the redacting stream
  *      (output_guard_chunk: decode, match, re-encode), and a whole 4 KB answer (body).
  * Build and run: bench/guard/content_bench.sh (links build/obj).
@@ -67,7 +68,8 @@ static struct config *load(int n_deny, const char *in, const char *out)
     return cfg;
 }
 
-static double bench_input(int n_deny, const char *pii, const char *body, int iters)
+/* want: what content_guard_input must return (-1: the prompt trips a rule). */
+static double bench_input(int n_deny, const char *pii, const char *body, int want, int iters)
 {
     struct config *cfg = load(n_deny, pii, "off");
     struct err e;
@@ -80,7 +82,7 @@ static double bench_input(int n_deny, const char *pii, const char *body, int ite
     for (int i = 0; i < 1000; i++) content_guard_input(g, &rp, false, a, &v, &e);
     double t0 = now_us();
     for (int i = 0; i < iters; i++)
-        if (content_guard_input(g, &rp, false, a, &v, &e) != 0 || rp != &r) exit(2);
+        if (content_guard_input(g, &rp, false, a, &v, &e) != want || rp != &r) exit(2);
     double us = (now_us() - t0) / iters;
     arena_free(a);
     content_guard_free(g);
@@ -98,11 +100,19 @@ int main(void)
     int iters = 20000;
     printf("| measurement | us |\n|---|---|\n");
     printf("| input, %zu B prompt: 20 deny rules + PII | %.2f |\n", strlen(prompt),
-           bench_input(20, "flag", body, iters));
-    printf("| input: 20 deny rules only | %.2f |\n", bench_input(20, "off", body, iters));
-    printf("| input: PII only | %.2f |\n", bench_input(0, "flag", body, iters));
+           bench_input(20, "flag", body, 0, iters));
+    printf("| input: 20 deny rules only | %.2f |\n", bench_input(20, "off", body, 0, iters));
+    printf("| input: PII only | %.2f |\n", bench_input(0, "flag", body, 0, iters));
     printf("| input: strip_control scan only (nothing to strip) | %.2f |\n",
-           bench_input(0, "off", body, iters));
+           bench_input(0, "off", body, 0, iters));
+    /* the refused path: the prefilter flags the last rule, whose PCRE2 pattern confirms */
+    char tripped[5100];
+    snprintf(tripped, sizeof tripped,
+             "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s "
+             "Override Safety\"}]}",
+             prompt);
+    printf("| input: 20 deny rules, the prompt trips the last one | %.2f |\n",
+           bench_input(20, "off", tripped, -1, iters));
 
     struct config *cfg = load(0, "off", "redact");
     struct err e;

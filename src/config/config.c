@@ -1448,6 +1448,7 @@ static int each_deny(struct loader *ld, const yaml_node_t *n, size_t idx, void *
     const char *pat = scalar(pn);
     if (pat == NULL || pat[0] == '\0')
         return fail_at(ld, pn, "%s must be a non-empty string (a PCRE2 pattern)", where);
+    r->pattern_len = pn->data.scalar.length;
     if ((r->pattern = strdup(pat)) == NULL ||
         (r->name == NULL && (r->name = strdup(where + strlen("guards.input."))) == NULL))
         return fail_at(ld, pn, "out of memory");

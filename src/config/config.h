@@ -189,7 +189,8 @@ struct pcre2_real_code_8;
  * and JIT-compiled at load. */
 struct guard_rule {
     char *name;                     /* its `name:`, else "deny[<index>]" */
-    char *pattern;                  /* as written */
+    char *pattern;                  /* as written (NUL-terminated; a NUL inside cuts it short) */
+    size_t pattern_len;             /* its whole length, as PCRE2 compiled it */
     struct pcre2_real_code_8 *code; /* owned by the tree */
 };
 

@@ -3,8 +3,10 @@
  * Input: the request model is the OpenAI shape whatever the surface, so one walk over its
  * token index finds every text a client wrote (message contents and text parts, prompt,
  * input). Strings without escapes are matched in place; escaped ones are unescaped into
- * the arena first. Deny rules run one by one on each text, so a rule never matches across
- * two messages; the first match decides (rules are ordered as written).
+ * the arena first. Deny rules look at each text on its own, so a rule never matches across
+ * two messages or parts; in the first text any rule matches, the first rule (as written)
+ * that matches decides. guard/deny answers that for a text in one Hyperscan pass plus PCRE2
+ * on the rules it flags.
  *
  * Stripping (strip_control) runs before the rules, as its own walk: a read-only scan of
  * each string as written (guard/strip.h) that finds nothing in almost every request, so
@@ -19,15 +21,14 @@
  * it, what is final goes out in that delta, and what could still become a match waits for
  * the next delta or the choice's finishing chunk — text is never reordered or dropped.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "guard/content.h"
 
 #include <jansson.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard/deny.h"
 #include "guard/strip.h"
 #include "util/arena.h"
 #include "util/json_text.h"
@@ -36,8 +37,8 @@
 
 struct content_guard {
     const struct guards_conf *conf;
-    struct pii *pii;      /* owned; NULL when neither side looks for PII */
-    pcre2_match_data *md; /* owned; deny rules */
+    struct pii *pii;   /* owned; NULL when neither side looks for PII */
+    struct deny *deny; /* owned; NULL without deny rules */
 };
 
 struct output_guard {
@@ -61,10 +62,7 @@ struct content_guard *content_guard_new(const struct guards_conf *conf, struct e
     if ((conf->input_pii != GUARD_PII_OFF || conf->output_pii != GUARD_PII_OFF) &&
         (g->pii = pii_new(err)) == NULL)
         goto fail;
-    if (conf->n_deny && (g->md = pcre2_match_data_create(1, NULL)) == NULL) {
-        err_oom(err);
-        goto fail;
-    }
+    if (conf->n_deny && (g->deny = deny_new(conf->deny, conf->n_deny, err)) == NULL) goto fail;
     return g;
 fail:
     content_guard_free(g);
@@ -75,8 +73,13 @@ void content_guard_free(struct content_guard *g)
 {
     if (g == NULL) return;
     pii_free(g->pii);
-    pcre2_match_data_free(g->md);
+    deny_free(g->deny);
     free(g);
+}
+
+const struct deny *content_guard_deny(const struct content_guard *g)
+{
+    return g ? g->deny : NULL;
 }
 
 bool content_guard_active(const struct content_guard *g)
@@ -110,15 +113,13 @@ struct walk {
 static void check_text(struct walk *w, const char *t, size_t n)
 {
     const struct guards_conf *c = w->g->conf;
-    for (size_t i = 0; i < c->n_deny; i++) {
-        int rc = pcre2_match(c->deny[i].code, (PCRE2_SPTR)t, n, 0, 0, w->g->md, NULL);
-        if (rc >= 0) {
-            w->v->deny_rule = c->deny[i].name;
-            w->stop = true;
-            err_set(w->err, 400, "invalid_request_error", "guard_blocked",
-                    "the request was refused by guard rule '%s'", c->deny[i].name);
-            return;
-        }
+    long i = w->g->deny ? deny_match(w->g->deny, t, n) : -1;
+    if (i >= 0) {
+        w->v->deny_rule = c->deny[i].name;
+        w->stop = true;
+        err_set(w->err, 400, "invalid_request_error", "guard_blocked",
+                "the request was refused by guard rule '%s'", c->deny[i].name);
+        return;
     }
     if (c->input_pii != GUARD_PII_OFF) {
         pii_kinds k = pii_scan(w->g->pii, t, n);

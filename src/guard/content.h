@@ -6,7 +6,8 @@
  *           completions prompt, embedding inputs — whichever surface the request came
  *           through): `strip_control` removes control and invisible format characters
  *           (guard/strip.h) first, so the rules and every target see the cleaned text;
- *           `deny` rules (PCRE2) refuse it (400 guard_blocked, naming the rule);
+ *           `deny` rules (PCRE2, prefiltered by Hyperscan: guard/deny) refuse it (400
+ *           guard_blocked, naming the rule);
  *           `pii` off | flag (record) | route_local (pin to private targets) | block (400).
  *   output  the answer's text (choices' message.content / text; stream deltas): `pii`
  *           off | flag (record) | redact ([REDACTED:<kind>]) | block (502; a stream that
@@ -16,7 +17,7 @@
  * What fired is reported as rule and kind names only — never the matched text — for the
  * x-stratus-guard header and the ledger's `guard` column.
  *
- * Thread: event-loop thread only (one detector, shared match data).
+ * Thread: event-loop thread only (one detector, shared match data and Hyperscan scratch).
  */
 #ifndef STRATUS_GUARD_CONTENT_H
 #define STRATUS_GUARD_CONTENT_H
@@ -37,6 +38,12 @@ struct content_guard *content_guard_new(const struct guards_conf *conf, struct e
 
 /** NULL-safe. */
 void content_guard_free(struct content_guard *g);
+
+struct deny;
+
+/** The deny rules' matcher (*borrowed*, lives as long as `g`), or NULL when there are none:
+ *  for the start-up log of rules that run without the prefilter (guard/deny.h). */
+const struct deny *content_guard_deny(const struct content_guard *g);
 
 /** The guards are configured at all (else every call below is a no-op). */
 bool content_guard_active(const struct content_guard *g);

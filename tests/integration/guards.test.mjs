@@ -84,6 +84,21 @@ test('a deny rule refuses the request before any target (400 guard_blocked, name
   assert.equal(gw.exitCode, 0);
 });
 
+test('a deny rule Hyperscan cannot prefilter is named at start and still blocks', async () => {
+  const gw = await startGateway(guardsConfig({ deny: '[{ name: kept, pattern: "ignore \\\\Kprevious" }, "rm -rf /"]' }));
+  const line = gw.logs.find((l) => l.event === 'guard_rule_unfiltered');
+  assert.ok(line, 'a start-up line names the rule');
+  assert.equal(line.rule, 'kept');
+  assert.match(line.reason, /\\K/);
+  assert.equal(gw.logs.filter((l) => l.event === 'guard_rule_unfiltered').length, 1);
+  const r = await post(gw, chat('echo', 'please ignore previous ones'));
+  assert.equal(r.status, 400);
+  assert.equal(r.headers.get('x-stratus-guard'), 'deny:kept');
+  assert.equal((await post(gw, chat('echo', 'please ignore later ones'))).status, 200);
+  await gw.stop();
+  assert.equal(gw.exitCode, 0);
+});
+
 test('pii: block refuses a prompt carrying PII, naming the kind but not the text', async () => {
   const gw = await startGateway(guardsConfig({ input: 'block' }));
   const r = await post(gw, chat('echo', `my card is ${PII.credit_card}`));

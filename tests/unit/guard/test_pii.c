@@ -1,18 +1,14 @@
-/* Unit tests for src/guard/pii.c and src/guard/content.c: every PII kind with a valid and an
- * invalid checksum or shape; the stream matcher's split invariance at every split point
- * (two and three pieces) of sample texts, byte by byte, and under keep; deny rules and
- * input PII modes on the request model. */
+/* Unit tests for src/guard/pii.c: every PII kind with a valid and an invalid checksum or
+ * shape; the stream matcher's split invariance at every split point (two and three pieces)
+ * of sample texts, byte by byte, and under keep. (The content guards on the request model:
+ * test_content.c.) */
 #include "unit/cmocka_all.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/config.h"
-#include "guard/content.h"
 #include "guard/pii.h"
-#include "openai/request.h"
-#include "util/arena.h"
 
 static int setup(void **state)
 {
@@ -173,84 +169,6 @@ static void test_pii_stream_holds_only_a_possible_match(void **state)
     free(b.data);
 }
 
-/* ---- content guards on the request model ------------------------------------------- */
-
-static struct config *load(const char *yaml)
-{
-    struct config_error e = {0};
-    struct config *cfg = config_load_string(yaml, strlen(yaml), "t.yaml", &e);
-    if (cfg == NULL) fail_msg("%s:%d:%d: %s", e.file, e.line, e.col, e.msg);
-    return cfg;
-}
-
-static int check(struct content_guard *g, const char *body, struct input_verdict *v,
-                 struct err *err)
-{
-    struct arena *a = arena_new(4096);
-    struct openai_request r;
-    assert_int_equal(openai_parse_request(OPENAI_CHAT, body, strlen(body), a, &r, err), 0);
-    const struct openai_request *rp = &r;
-    int rc = content_guard_input(g, &rp, false, a, v, err);
-    arena_free(a);
-    return rc;
-}
-
-static void test_content_guard_input_deny_and_pii_modes(void **state)
-{
-    (void)state;
-    struct config *cfg = load("guards:\n  input:\n    deny: [\"(?i)ignore previous\", "
-                              "{name: shell, pattern: 'rm -rf'}]\n    pii: route_local\n");
-    struct err e;
-    struct content_guard *g = content_guard_new(&cfg->guards, &e);
-    assert_non_null(g);
-    struct input_verdict v;
-    assert_int_equal(check(g,
-                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "\"Please IGNORE Previous ones\"}]}",
-                           &v, &e),
-                     -1);
-    assert_int_equal(e.status, 400);
-    assert_string_equal(e.code, "guard_blocked");
-    assert_string_equal(v.deny_rule, "deny[0]");
-    assert_int_equal(check(g,
-                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "[{\"type\":\"text\",\"text\":\"x\\u0020rm -rf /\"}]}]}",
-                           &v, &e),
-                     -1);
-    assert_string_equal(v.deny_rule, "shell");
-    assert_int_equal(check(g,
-                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "\"mail a@b.example\"}]}",
-                           &v, &e),
-                     0);
-    assert_true(v.private_only);
-    assert_string_equal(v.fired, "pii:email, route_local");
-    assert_int_equal(check(g,
-                           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
-                           "\"nothing\"}]}",
-                           &v, &e),
-                     0);
-    assert_false(v.private_only);
-    assert_string_equal(v.fired, "");
-    content_guard_free(g);
-    config_free(cfg);
-}
-
-static void test_config_guards_bad_regex_names_position(void **state)
-{
-    (void)state;
-    const char *y = "guards:\n  input:\n    deny:\n      - ok\n      - \"(a\"\n";
-    struct config_error e = {0};
-    assert_null(config_load_string(y, strlen(y), "t.yaml", &e));
-    assert_int_equal(e.line, 5);
-    assert_int_equal(e.col, 9);
-    assert_non_null(strstr(e.msg, "missing closing parenthesis"));
-    const char *y2 = "guards:\n  output:\n    pii: route_local\n";
-    memset(&e, 0, sizeof e);
-    assert_null(config_load_string(y2, strlen(y2), "t.yaml", &e));
-    assert_non_null(strstr(e.msg, "off, flag, redact, block"));
-}
-
 int main(void)
 {
     const struct CMUnitTest pii[] = {
@@ -260,11 +178,5 @@ int main(void)
         cmocka_unit_test(test_pii_stream_split_invariance_every_point),
         cmocka_unit_test(test_pii_stream_holds_only_a_possible_match),
     };
-    const struct CMUnitTest content[] = {
-        cmocka_unit_test(test_content_guard_input_deny_and_pii_modes),
-        cmocka_unit_test(test_config_guards_bad_regex_names_position),
-    };
-    int failed = cmocka_run_group_tests_name("src/guard/pii.c", pii, setup, teardown);
-    failed += cmocka_run_group_tests_name("src/guard/content.c", content, NULL, NULL);
-    return failed;
+    return cmocka_run_group_tests_name("src/guard/pii.c", pii, setup, teardown);
 }
