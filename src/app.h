@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "obs/record.h"
 #include "providers/provider.h"
 #include "route/call.h"
 #include "util/err.h"
@@ -47,6 +48,10 @@ struct app {
     struct upstream *upstream;     /* owned */
     struct router *router;         /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
+    struct metrics *metrics;       /* owned: what GET /metrics counts per request */
+    struct record_sinks record_to; /* where finished model requests go: ledger + metrics */
+    uint64_t started_wall_ms;      /* process start, wall clock */
+    uint64_t reloads_ok, reloads_failed;
     struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
     struct guard *guard;           /* owned: keys, rate limits, budgets */
     struct supervisor *supervisor; /* owned; NULL until a local backend is configured */

@@ -31,6 +31,7 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "providers/provider.h"
 #include "providers/upstream.h"
 #include "cost/cost.h"
@@ -227,6 +228,7 @@ int app_reload(struct app *app, struct reload_result *out, struct err *err)
         log_str(&l, "error", where);
         log_str(&l, "message", "the running config stays in use");
         log_end(&l);
+        app->reloads_failed++;
         return err_set(err, 400, "invalid_request_error", "invalid_config", "%s", where);
     }
     config_restart_sections(app->cfg, cfg, out->restart_needed, sizeof out->restart_needed);
@@ -243,8 +245,10 @@ int app_reload(struct app *app, struct reload_result *out, struct err *err)
         log_str(&l, "error", err->msg);
         log_str(&l, "message", "the running config stays in use");
         log_end(&l);
+        app->reloads_failed++;
         return -1;
     }
+    app->reloads_ok++;
     count_engines(app->gen, g, out);
     out->generation = g->number;
     generation_commit(app, g);
@@ -431,6 +435,7 @@ static void app_teardown(struct app *app)
     upstream_free(app->upstream);     /* probes still out are dropped, not answered */
     while (app->probes) probe_free(app->probes);
     ledger_stop(app->ledger); /* every queued row is written before we go */
+    metrics_free(app->metrics);
     /* Requests ended with their servers above, so this is the last hold of the last one. */
     generation_release(app, app->gen);
     if (app->probe_timer) event_free(app->probe_timer);
@@ -451,6 +456,7 @@ int app_run(struct config *cfg, const char *listen)
     struct app app_storage, *app = &app_storage;
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
+    app->started_wall_ms = (uint64_t)clock_wall_ms();
     struct err e;
     err_clear(&e);
     int rc = 1;
@@ -486,6 +492,8 @@ int app_run(struct config *cfg, const char *listen)
         app->ledger = ledger_start(store, (size_t)cfg->store.queue_size,
                                    (size_t)cfg->store.batch_size, cfg->store.flush_ms);
         if (app->ledger == NULL) goto oom;
+        if ((app->metrics = metrics_new(cfg->metrics.max_customers)) == NULL) goto oom;
+        app->record_to = (struct record_sinks){.ledger = app->ledger, .metrics = app->metrics};
         struct log_line l;
         log_begin(&l, "info", "ledger");
         log_str(&l, "store", store.ops->scheme);

@@ -11,6 +11,7 @@
 #include "api/admin.h"
 #include "api/credential.h"
 #include "api/function.h"
+#include "api/metrics.h"
 #include "api/proxy.h"
 #include "api/respond.h"
 #include "api/status.h"
@@ -50,6 +51,7 @@ struct route {
 static const struct route routes[] = {
     {"/health", "GET", OPEN, false, status_health, NULL, 0},
     {"/ready", "GET", OPEN, false, status_ready, NULL, 0},
+    {"/metrics", "GET", OPEN, false, metrics_handle, NULL, 0}, /* metrics.auth: it asks */
     {"/v1/models", "GET", API, false, openai_list_models, NULL, 0},
     {"/v1/chat/completions", "POST", API, false, NULL, &surface_openai, OPENAI_CHAT},
     {"/v1/completions", "POST", API, false, NULL, &surface_openai, OPENAI_COMPLETIONS},

@@ -165,16 +165,19 @@ static void door_fail(struct invocation *inv, const struct err *e, bool function
 static void refuse(struct invocation *inv, const struct err *e, bool function_error)
 {
     inv->finished = true;
-    record_request(inv->app->ledger, &(struct request_record){
-                                         .req = inv->req,
-                                         .status = e->status,
-                                         .error = e->msg,
-                                         .model = inv->fn ? inv->fn->model : NULL,
-                                         .endpoint = "functions/invoke",
-                                         .who = inv->authenticated ? &inv->who : NULL,
-                                         .customer = inv->customer,
-                                         .guard = inv->guard,
-                                     });
+    record_request(&inv->app->record_to, &(struct request_record){
+                                             .req = inv->req,
+                                             .surface = inv->door->name,
+                                             .status = e->status,
+                                             .error = e->msg,
+                                             .error_code = e->code,
+                                             .model = inv->fn ? inv->fn->model : NULL,
+                                             .model_known = inv->fn != NULL,
+                                             .endpoint = "functions/invoke",
+                                             .who = inv->authenticated ? &inv->who : NULL,
+                                             .customer = inv->customer,
+                                             .guard = inv->guard,
+                                         });
     door_fail(inv, e, function_error, NULL);
 }
 
@@ -419,14 +422,19 @@ static void settle_and_record(struct invocation *inv, int client_status)
             .error = client_status == 499 && !el->done ? "client closed the connection"
                      : el->status == 200               ? NULL
                                                        : el->err.msg,
+            .surface = inv->door->name,
+            .error_code = client_status == 499 && !el->done ? "client_closed"
+                          : el->status == 200               ? NULL
+                                                            : el->err.code,
             .model = inv->fn->model,
+            .model_known = true,
             .endpoint = "functions/invoke",
             .who = &inv->who,
             .customer = inv->customer,
             .guard = el->guard,
         };
         if (el->call) record_set_call(&r, call_info(el->call));
-        record_request(inv->app->ledger, &r);
+        record_request(&inv->app->record_to, &r);
     }
 }
 

@@ -85,15 +85,19 @@ static void add_guard_header(struct proxy *p)
     if (g[0]) http_add_header(p->x.req, "x-stratus-guard", g);
 }
 
-static void finish(struct proxy *p, int status, const char *error)
+/* `code`: the error's code (metrics count refusals by it), or NULL. */
+static void finish(struct proxy *p, int status, const char *error, const char *code)
 {
     if (p->finished) return;
     p->finished = true;
     struct request_record r = {
         .req = p->x.req,
+        .surface = p->surface->name,
         .status = status,
         .error = error,
+        .error_code = code,
         .model = p->model_name,
+        .model_known = p->model != NULL,
         .endpoint = p->x.request ? openai_endpoint_path(p->x.request->endpoint) : NULL,
         .who = p->who,
         .customer = p->customer,
@@ -109,13 +113,13 @@ static void finish(struct proxy *p, int status, const char *error)
         guard_settle(p->app->guard, &p->adm, in->cost_known, in->cost_usd, tokens);
         record_set_call(&r, in);
     }
-    record_request(p->app->ledger, &r);
+    record_request(&p->app->record_to, &r);
 }
 
 /* Refused before any target was tried. */
 static void refuse(struct proxy *p, const struct err *e)
 {
-    finish(p, e->status, e->msg);
+    finish(p, e->status, e->msg, e->code);
     struct call_failure f = surface_failure(e);
     p->surface->error(&p->x, &f);
 }
@@ -188,7 +192,7 @@ static void on_body(void *ud, struct call *c, int status, const char *json, size
     if (output_guard_body(p->out, json, len, &rewritten, &rewritten_len, &e) != 0) {
         add_target_headers(p);
         add_guard_header(p);
-        finish(p, e.status, e.msg);
+        finish(p, e.status, e.msg, e.code);
         struct call_failure f = surface_failure(&e);
         p->surface->error(&p->x, &f);
         return;
@@ -205,7 +209,7 @@ static void on_body(void *ud, struct call *c, int status, const char *json, size
     http_add_header(p->x.req, "x-stratus-cost-usd", cost);
     add_target_headers(p);
     add_guard_header(p);
-    finish(p, status, NULL);
+    finish(p, status, NULL, NULL);
     p->surface->body(&p->x, status, json, len);
     free(rewritten);
 }
@@ -235,7 +239,7 @@ static void on_end(void *ud, struct call *c, const char *error)
             free(json);
         }
     }
-    finish(p, 200, error);
+    finish(p, 200, error, error ? "stream_interrupted" : NULL);
     p->surface->end(&p->x, error);
 }
 
@@ -244,7 +248,7 @@ static void on_fail(void *ud, struct call *c, const struct call_failure *f)
     struct proxy *p = ud;
     p->x.call = c;
     if (f->from_target) add_target_headers(p);
-    finish(p, f->err.status, f->err.msg);
+    finish(p, f->err.status, f->err.msg, f->err.code);
     p->surface->error(&p->x, f);
 }
 
@@ -272,7 +276,7 @@ static void on_client_abort(struct http_request *req, void *ud)
     struct proxy *p = ud;
     (void)req;
     if (p->x.call) call_cancel(p->x.call);
-    finish(p, 499, "client closed the connection");
+    finish(p, 499, "client closed the connection", "client_closed");
 }
 
 static void release_proxy(void *ud)
@@ -398,11 +402,11 @@ void proxy_record_refusal(struct app *app, const struct http_request *req,
 {
     char customer[128];
     customer_of(req, NULL, customer, sizeof customer);
-    record_request(app->ledger, &(struct request_record){
-                                    .req = req,
-                                    .status = status,
-                                    .error = error,
-                                    .who = who,
-                                    .customer = customer,
-                                });
+    record_request(&app->record_to, &(struct request_record){
+                                        .req = req,
+                                        .status = status,
+                                        .error = error,
+                                        .who = who,
+                                        .customer = customer,
+                                    });
 }

@@ -49,6 +49,7 @@ struct guard {
     struct event *refresh_timer;
     struct refresh_job *refreshing; /* the job out, or NULL */
     int64_t (*now_ms)(void);
+    uint64_t redis_fallbacks; /* admissions decided locally though store.redis is set */
 };
 
 /* ---- key refresh -------------------------------------------------------------------- */
@@ -655,8 +656,45 @@ void guard_admit(struct guard *g, const struct principal *who, const struct mode
             free(p);
         }
     }
+    if (g->shared && (limits || adm->n_applies > 0)) g->redis_fallbacks++; /* down, or no memory */
     int rc = admit_locally(g, k, adm, &e);
     done(ud, rc, &e);
+}
+
+uint64_t guard_redis_fallbacks(const struct guard *g)
+{
+    return g->redis_fallbacks;
+}
+
+void guard_each_budget(struct guard *g, void (*each)(void *ud, const struct guard_budget *b),
+                       void *ud)
+{
+    int64_t now = g->now_ms();
+    for (size_t i = 0; i < g->cfg->n_budgets; i++) {
+        const struct budget_conf *r = &g->cfg->budgets[i];
+        if (strcmp(r->name, "*") == 0) continue; /* one counter per customer: unbounded */
+        each(ud, &(struct guard_budget){
+                     .scope = budget_scope_name(r->scope),
+                     .name = r->name,
+                     .period = budget_period_name(r->period),
+                     .limit_usd = r->limit_usd,
+                     .used_usd = budget_used(g->book, r->scope, r->period, r->name, now),
+                     .resets_at_ms = budget_period_end(r->period, now),
+                 });
+    }
+    for (size_t i = 0; g->keys && i < key_table_size(g->keys); i++) {
+        const struct key_record *k = key_table_at(g->keys, i);
+        if (k->budget_usd <= 0) continue;
+        each(ud,
+             &(struct guard_budget){
+                 .scope = "key",
+                 .name = k->id,
+                 .period = budget_period_name(k->budget_period),
+                 .limit_usd = k->budget_usd,
+                 .used_usd = budget_used(g->book, BUDGET_SCOPE_KEY, k->budget_period, k->id, now),
+                 .resets_at_ms = budget_period_end(k->budget_period, now),
+             });
+    }
 }
 
 void guard_cancel(struct guard *g, struct admission *adm)

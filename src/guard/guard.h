@@ -166,4 +166,20 @@ void guard_replace_keys(struct guard *g, struct key_record *records, size_t n);
 /** Clock override for tests: wall-clock ms. NULL restores the real clock. */
 void guard_set_clock(struct guard *g, int64_t (*now_ms)(void));
 
+/** Admissions decided on this instance's own counters although store.redis is configured
+ *  (Redis down or unreachable): limits were then per instance. */
+uint64_t guard_redis_fallbacks(const struct guard *g);
+
+/* One budget as it stands (metrics, dashboards). Strings borrowed for the callback. */
+struct guard_budget {
+    const char *scope, *name, *period; /* "team", "ml"; "key", "key_…"; "daily"/"monthly" */
+    double limit_usd, used_usd;        /* used: spent + reserved by requests in flight */
+    int64_t resets_at_ms;              /* wall clock: the period's end */
+};
+
+/** Calls `each` for every budget with a counter of its own: the config's team and customer
+ *  budgets (not "*" ones: a counter per customer) and keys' budgets. */
+void guard_each_budget(struct guard *g, void (*each)(void *ud, const struct guard_budget *b),
+                       void *ud);
+
 #endif

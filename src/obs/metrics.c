@@ -417,7 +417,7 @@ static void number(struct metrics_out *o, double v)
     else if (v == floor(v) && fabs(v) < 1e15)
         printf_(o, "%.0f", v);
     else
-        printf_(o, "%.17g", v);
+        printf_(o, "%.15g", v);
 }
 
 void metrics_sample(struct metrics_out *o, const char *suffix, const char *const *labels,

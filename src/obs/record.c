@@ -6,6 +6,7 @@
 #include "guard/guard.h"
 #include "http/server.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "route/call.h"
 #include "store/ledger.h"
 #include "util/clock.h"
@@ -101,13 +102,37 @@ void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_w
     *out = row;
 }
 
-void record_request(struct ledger *ledger, const struct request_record *r)
+static void count(struct metrics *m, const struct request_record *r, const struct ledger_row *row,
+                  uint64_t now)
+{
+    struct metrics_request mr = {
+        .surface = r->surface,
+        .model = r->model_known ? r->model : NULL,
+        .backend = r->backend,
+        .team = row->team,
+        .customer = row->customer,
+        .status = r->status,
+        .error_code = r->error_code,
+        .duration_s = (double)(now - r->req->start_ns) / 1e9,
+        .ttft_s = r->first_byte_ns ? (double)(r->first_byte_ns - r->req->start_ns) / 1e9 : -1,
+        .input_tokens = r->accounted ? r->usage.prompt : -1,
+        .output_tokens = r->accounted ? r->usage.completion : -1,
+        .cost_known = r->accounted && r->cost_known,
+        .cost_usd = r->cost_usd,
+        .attempts = r->attempts,
+        .guard = r->guard,
+    };
+    metrics_count_request(m, &mr);
+}
+
+void record_request(const struct record_sinks *to, const struct request_record *r)
 {
     uint64_t now = clock_now_ns();
-    if (ledger) {
+    if (to) {
         struct ledger_row row;
         record_fill_row(r, now, clock_wall_ms(), &row);
-        ledger_append(ledger, &row);
+        if (to->ledger) ledger_append(to->ledger, &row);
+        if (to->metrics) count(to->metrics, r, &row, now);
     }
     if (r->req->log) log_line(r, now);
 }

@@ -20,13 +20,23 @@
 
 struct http_request;
 struct ledger;
+struct metrics;
 struct principal;
+
+/* Where finished requests go: the ledger (a row) and the metrics (counts); either NULL. */
+struct record_sinks {
+    struct ledger *ledger;
+    struct metrics *metrics;
+};
 
 struct request_record {
     const struct http_request *req; /* id, method, path, arrival time, log switch */
+    const char *surface;            /* the inbound API ("openai", "bedrock", …), or NULL */
     int status;                     /* what the client got (499: it left first) */
     const char *error;              /* why it failed, or NULL */
+    const char *error_code;         /* its code ("rate_limit_exceeded", …), or NULL */
     const char *model;              /* the model group asked for, or NULL */
+    bool model_known;               /* `model` is a configured group (else a client's word) */
     const char *endpoint;           /* "chat/completions" …; NULL: the path after /v1/ */
     const struct principal *who;    /* NULL before authentication */
     const char *customer;           /* NULL or "" when none */
@@ -55,7 +65,8 @@ void record_set_call(struct request_record *r, const struct call_info *in);
 void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_wall_ms,
                      struct ledger_row *out);
 
-/** Writes the log line (if r->req->log) and, when `ledger` is not NULL, the ledger row. */
-void record_request(struct ledger *ledger, const struct request_record *r);
+/** Writes the log line (if r->req->log) and, when `to` is not NULL, the ledger row and the
+ *  request's metrics. */
+void record_request(const struct record_sinks *to, const struct request_record *r);
 
 #endif

@@ -1,0 +1,264 @@
+/*
+ * DESIGN: a scrape renders the whole exposition into one buffer on the loop: counters are
+ * already numbers (obs/metrics), and state is read from its owners through their read-only
+ * accessors. The cost grows with the number of series (models × targets, backends,
+ * budgets), not with traffic; bench/metrics measures it.
+ */
+#include "api/metrics.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "api/credential.h"
+#include "api/respond.h"
+#include "app.h"
+#include "generation.h"
+#include "guard/guard.h"
+#include "http/server.h"
+#include "obs/metrics.h"
+#include "providers/provider.h"
+#include "route/router.h"
+#include "store/ledger.h"
+#include "util/clock.h"
+
+static void targets(struct metrics_out *o, const struct generation *g)
+{
+    static const char *const families[][3] = {
+        {"stratus_target_breaker_state", "gauge",
+         "Circuit breaker per routing target: 0 closed, 1 half-open, 2 open."},
+        {"stratus_target_latency_ewma_seconds", "gauge",
+         "The router's peak-EWMA of time to first byte per target (faded with idle time)."},
+        {"stratus_target_in_flight", "gauge", "Attempts running now per target."},
+        {"stratus_target_attempts", "counter",
+         "Attempts per target by outcome: ok, failed (counts toward the breaker), rejected "
+         "(a 4xx the target gave)."},
+    };
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        metrics_family(o, families[f][0], families[f][1], families[f][2]);
+        for (size_t i = 0; i < g->cfg->n_models; i++) {
+            const struct model_conf *m = &g->cfg->models[i];
+            for (size_t t = 0; t < m->n_targets; t++) {
+                struct route_target_stats s;
+                router_target_stats(g->router, m, t, &s);
+                const char *backend = g->cfg->backends[m->targets[t].backend_index].name;
+                const char *l[] = {"model", m->name,        "backend",
+                                   backend, "target_model", m->targets[t].model,
+                                   NULL,    NULL,           NULL};
+                switch (f) {
+                case 0:
+                    metrics_sample(o, NULL, l, (double)s.breaker);
+                    break;
+                case 1:
+                    metrics_sample(o, NULL, l, s.latency_ewma_ms / 1000.0);
+                    break;
+                case 2:
+                    metrics_sample(o, NULL, l, s.in_flight);
+                    break;
+                default:
+                    l[6] = "outcome";
+                    l[7] = "ok";
+                    metrics_sample(o, NULL, l, (double)s.ok);
+                    l[7] = "failed";
+                    metrics_sample(o, NULL, l, (double)s.failed);
+                    l[7] = "rejected";
+                    metrics_sample(o, NULL, l, (double)s.rejected);
+                }
+            }
+        }
+    }
+}
+
+static void backends(struct metrics_out *o, const struct generation *g)
+{
+    metrics_family(o, "stratus_backend_up", "gauge",
+                   "1 when the backend's last probe succeeded (a local engine: serving).");
+    for (size_t i = 0; i < g->cfg->n_backends; i++) {
+        const struct backend *b = g->backends[i];
+        const char *l[] = {"backend", b->conf->name, "type", backend_type_name(b->conf->type),
+                           NULL};
+        metrics_sample(o, NULL, l, b->ready);
+    }
+    static const char *const engine[][2] = {
+        {"stratus_engine_slots", "Sequences a self-hosted engine decodes together."},
+        {"stratus_engine_busy_slots", "Of those, busy now."},
+        {"stratus_engine_queue_depth",
+         "Requests waiting for a slot: the signal to scale engines on."},
+        {"stratus_engine_tokens_per_second", "Recent generation speed per sequence."},
+        {"stratus_engine_time_to_first_token_seconds", "The engine's recent mean TTFT."},
+    };
+    for (size_t f = 0; f < sizeof engine / sizeof engine[0]; f++) {
+        metrics_family(o, engine[f][0], "gauge", engine[f][1]);
+        for (size_t i = 0; i < g->cfg->n_backends; i++) {
+            const struct backend *b = g->backends[i];
+            if (!b->load.valid) continue;
+            const char *l[] = {"backend", b->conf->name, NULL};
+            double v = f == 0   ? b->load.slots
+                       : f == 1 ? b->load.busy_slots
+                       : f == 2 ? b->load.queue_depth
+                       : f == 3 ? b->load.tokens_per_s
+                                : b->load.ttft_ms / 1000.0;
+            metrics_sample(o, NULL, l, v);
+        }
+    }
+}
+
+struct budget_pass {
+    struct metrics_out *o;
+    int what; /* 0 limit, 1 used, 2 remaining, 3 reset time */
+};
+
+static void budget_sample(void *ud, const struct guard_budget *b)
+{
+    struct budget_pass *p = ud;
+    const char *l[] = {"scope", b->scope, "name", b->name, "period", b->period, NULL};
+    double remaining = b->limit_usd - b->used_usd;
+    double v = p->what == 0   ? b->limit_usd
+               : p->what == 1 ? b->used_usd
+               : p->what == 2 ? (remaining > 0 ? remaining : 0)
+                              : (double)b->resets_at_ms / 1000.0;
+    metrics_sample(p->o, NULL, l, v);
+}
+
+static void budgets(struct metrics_out *o, struct guard *guard)
+{
+    static const char *const families[][2] = {
+        {"stratus_budget_limit_usd", "A budget's limit per period."},
+        {"stratus_budget_used_usd", "Spent in the current period, plus what requests in flight "
+                                    "have reserved."},
+        {"stratus_budget_remaining_usd", "Limit minus used, never below zero."},
+        {"stratus_budget_resets_at_seconds", "When the current period ends (Unix time)."},
+    };
+    for (int f = 0; f < 4; f++) {
+        metrics_family(o, families[f][0], "gauge", families[f][1]);
+        struct budget_pass p = {o, f};
+        guard_each_budget(guard, budget_sample, &p);
+    }
+}
+
+static void one(struct metrics_out *o, const char *name, const char *type, const char *help,
+                double v)
+{
+    metrics_family(o, name, type, help);
+    metrics_sample(o, NULL, NULL, v);
+}
+
+static void store_and_listeners(struct metrics_out *o, struct app *app)
+{
+    struct ledger_stats ls;
+    ledger_stats(app->ledger, &ls);
+    one(o, "stratus_ledger_queue_depth", "gauge", "Ledger rows waiting for the writer.",
+        (double)ls.queued);
+    one(o, "stratus_ledger_rows_appended", "counter", "Ledger rows queued.", (double)ls.appended);
+    one(o, "stratus_ledger_rows_written", "counter", "Ledger rows committed to the store.",
+        (double)ls.written);
+    one(o, "stratus_ledger_rows_dropped", "counter",
+        "Ledger rows lost because the queue was full (store.queue_size).", (double)ls.dropped);
+    one(o, "stratus_ledger_write_errors", "counter", "Failed store writes (retried).",
+        (double)ls.errors);
+    one(o, "stratus_redis_fallbacks", "counter",
+        "Admissions decided on this instance's own counters while store.redis was unreachable.",
+        (double)guard_redis_fallbacks(app->guard));
+    size_t conns = 0, active = 0;
+    uint64_t refused = 0;
+    for (size_t i = 0; i < app->n_servers; i++) {
+        struct http_server_stats s;
+        http_server_stats(app->servers[i], &s);
+        conns += http_server_connections(app->servers[i]);
+        active += http_server_active_requests(app->servers[i]);
+        refused += s.refused;
+    }
+    one(o, "stratus_http_connections", "gauge", "Client connections open.", (double)conns);
+    one(o, "stratus_http_active_requests", "gauge", "Requests being handled now.", (double)active);
+    one(o, "stratus_http_connections_refused", "counter",
+        "Connections closed at once because limits.max_connections was reached.", (double)refused);
+    one(o, "stratus_config_generation", "gauge", "The config generation serving new requests.",
+        (double)app->gen->number);
+    metrics_family(o, "stratus_config_reloads", "counter", "Config reloads by result.");
+    metrics_sample(o, NULL, (const char *[]){"result", "ok", NULL}, (double)app->reloads_ok);
+    metrics_sample(o, NULL, (const char *[]){"result", "failed", NULL},
+                   (double)app->reloads_failed);
+}
+
+static size_t open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
+
+static void process(struct metrics_out *o, struct app *app)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    one(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        (double)resident * (double)sysconf(_SC_PAGESIZE));
+    one(o, "process_open_fds", "gauge", "Open file descriptors.", (double)open_fds());
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        one(o, "process_max_fds", "gauge", "The descriptor limit.", (double)rl.rlim_cur);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        one(o, "process_cpu_seconds", "counter", "User and system CPU time in seconds.",
+            (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                ru.ru_stime.tv_usec / 1e6);
+    one(o, "process_start_time_seconds", "gauge", "Start time of the process (Unix time).",
+        (double)app->started_wall_ms / 1000.0);
+    one(o, "stratus_uptime_seconds", "gauge", "Seconds since start.",
+        (double)((uint64_t)clock_wall_ms() - app->started_wall_ms) / 1000.0);
+    metrics_family(o, "stratus_build_info", "gauge", "The running build (always 1).");
+    metrics_sample(o, NULL, (const char *[]){"version", STRATUS_VERSION, NULL}, 1);
+}
+
+void metrics_handle(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    if (app->cfg->metrics.auth) {
+        const char *key = NULL;
+        size_t len = 0;
+        struct principal p;
+        if (credential_bearer(req, &key, &len, &e) != 0 ||
+            guard_authenticate(app->guard, key, len, true, &p, &e) != 0) {
+            api_log(req, e.status, e.msg);
+            http_respond_error(req, &e);
+            return;
+        }
+    }
+    const char *accept = http_request_header(req, "accept");
+    enum metrics_format format = accept && strstr(accept, "application/openmetrics-text")
+                                     ? METRICS_OPENMETRICS
+                                     : METRICS_PROMETHEUS;
+    struct metrics_out *o = metrics_out_new(format);
+    char *text = NULL;
+    size_t len = 0;
+    if (o) {
+        metrics_render(app->metrics, o);
+        targets(o, app->gen);
+        backends(o, app->gen);
+        budgets(o, app->guard);
+        store_and_listeners(o, app);
+        process(o, app);
+        text = metrics_out_take(o, &len);
+    }
+    if (text == NULL) {
+        err_oom(&e);
+        api_log(req, e.status, e.msg);
+        http_respond_error(req, &e);
+        return;
+    }
+    api_log(req, 200, NULL);
+    http_respond(req, 200, metrics_content_type(format), text, len);
+    free(text);
+}
