@@ -492,7 +492,9 @@ int app_run(struct config *cfg, const char *listen)
         app->ledger = ledger_start(store, (size_t)cfg->store.queue_size,
                                    (size_t)cfg->store.batch_size, cfg->store.flush_ms);
         if (app->ledger == NULL) goto oom;
-        if ((app->metrics = metrics_new(cfg->metrics.max_customers)) == NULL) goto oom;
+        if (cfg->metrics.enabled &&
+            (app->metrics = metrics_new(cfg->metrics.max_customers)) == NULL)
+            goto oom;
         app->record_to = (struct record_sinks){.ledger = app->ledger, .metrics = app->metrics};
         struct log_line l;
         log_begin(&l, "info", "ledger");

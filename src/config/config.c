@@ -1029,9 +1029,9 @@ static int parse_auth(struct loader *ld, const yaml_node_t *n, struct auth_conf 
 
 static int parse_metrics(struct loader *ld, const yaml_node_t *n, struct metrics_conf *m)
 {
-    static const char *const keys[] = {"auth", "customers", NULL};
+    static const char *const keys[] = {"enabled", "auth", "customers", NULL};
     if (want_mapping(ld, n, "metrics") || check_keys(ld, n, keys, "metrics")) return -1;
-    if (get_bool(ld, n, "auth", &m->auth)) return -1;
+    if (get_bool(ld, n, "enabled", &m->enabled) || get_bool(ld, n, "auth", &m->auth)) return -1;
     long customers = m->max_customers;
     if (get_long(ld, n, "customers", &customers, 0, 10000)) return -1;
     m->max_customers = (int)customers;
@@ -1668,6 +1668,7 @@ static struct config *config_defaults(const char *name)
     cfg->store.flush_ms = 5;
     cfg->auth.refresh_ms = 2000;
     cfg->metrics.max_customers = 20;
+    cfg->metrics.enabled = true;
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,
         .max_header_bytes = 64u << 10,

@@ -294,6 +294,7 @@ struct tls_conf {
 
 /* `metrics:` — GET /metrics (Prometheus). */
 struct metrics_conf {
+    bool enabled;      /* default true; false: nothing counted, GET /metrics is 404 */
     bool auth;         /* the master key is required to scrape; default false */
     int max_customers; /* customers with their own cost series; the rest are "other"; 20 */
 };

@@ -372,9 +372,15 @@ static void printf_(struct metrics_out *o, const char *fmt, ...)
     if (n > 0) put(o, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* Label values escape \, " and newline; HELP text escapes \ and newline. */
+/* Label values escape \, " and newline; HELP text escapes \ and newline. Most values need
+ * none: one strcspn finds that out, and the value is copied whole. */
 static void escaped(struct metrics_out *o, const char *s, bool quotes)
 {
+    size_t plain = strcspn(s, quotes ? "\\\n\"" : "\\\n");
+    if (s[plain] == '\0') {
+        put(o, s, plain);
+        return;
+    }
     const char *run = s;
     for (; *s; s++) {
         const char *rep = *s == '\\'            ? "\\\\"
@@ -410,14 +416,22 @@ void metrics_family(struct metrics_out *o, const char *name, const char *type, c
 
 static void number(struct metrics_out *o, double v)
 {
-    if (isnan(v))
+    if (isnan(v)) {
         puts_(o, "NaN");
-    else if (isinf(v))
+    } else if (isinf(v)) {
         puts_(o, v > 0 ? "+Inf" : "-Inf");
-    else if (v == floor(v) && fabs(v) < 1e15)
-        printf_(o, "%.0f", v);
-    else
+    } else if (v == floor(v) && fabs(v) < 1e15) {
+        /* Most samples are counts: digits by hand, printf's float path is the scrape's
+         * largest cost otherwise. */
+        char buf[24], *p = buf + sizeof buf;
+        unsigned long long n = (unsigned long long)fabs(v);
+        do *--p = (char)('0' + n % 10);
+        while ((n /= 10) > 0);
+        if (v < 0) *--p = '-';
+        put(o, p, (size_t)(buf + sizeof buf - p));
+    } else {
         printf_(o, "%.15g", v);
+    }
 }
 
 void metrics_sample(struct metrics_out *o, const char *suffix, const char *const *labels,
@@ -428,15 +442,17 @@ void metrics_sample(struct metrics_out *o, const char *suffix, const char *const
     if (labels && labels[0]) {
         puts_(o, "{");
         for (int i = 0; labels[i] && labels[i + 1]; i += 2) {
-            printf_(o, "%s%s=\"", i ? "," : "", labels[i]);
+            if (i) put(o, ",", 1);
+            puts_(o, labels[i]); /* label names are ours: never need escaping */
+            put(o, "=\"", 2);
             escaped(o, labels[i + 1], true);
-            puts_(o, "\"");
+            put(o, "\"", 1);
         }
         puts_(o, "}");
     }
-    puts_(o, " ");
+    put(o, " ", 1);
     number(o, value);
-    puts_(o, "\n");
+    put(o, "\n", 1);
 }
 
 static void render_series(struct metrics_out *o, const struct family_def *f, const struct series *s)
