@@ -32,6 +32,7 @@ struct store_jobs;
 struct guard;
 struct generation;
 struct probe;
+struct trace_exporter;
 
 struct app {
     struct event_base *loop;        /* owned */
@@ -47,6 +48,7 @@ struct app {
     struct upstream *upstream;     /* owned */
     struct router *router;         /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
+    struct trace_exporter *traces; /* owned: spans to the OTLP collector; NULL: export off */
     struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
     struct guard *guard;           /* owned: keys, rate limits, budgets */
     struct supervisor *supervisor; /* owned; NULL until a local backend is configured */
