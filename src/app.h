@@ -33,6 +33,7 @@ struct store_jobs;
 struct guard;
 struct generation;
 struct probe;
+struct trace_exporter;
 
 struct app {
     struct event_base *loop;        /* owned */
@@ -52,6 +53,7 @@ struct app {
     struct record_sinks record_to; /* where finished model requests go: ledger + metrics */
     uint64_t started_wall_ms;      /* process start, wall clock */
     uint64_t reloads_ok, reloads_failed;
+    struct trace_exporter *traces; /* owned: spans to the OTLP collector; NULL: export off */
     struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
     struct guard *guard;           /* owned: keys, rate limits, budgets */
     struct supervisor *supervisor; /* owned; NULL until a local backend is configured */

@@ -40,6 +40,7 @@
 #include "guard/content.h"
 #include "guard/guard.h"
 #include "store/jobs.h"
+#include "obs/trace_exporter.h"
 #include "store/ledger.h"
 #include "util/clock.h"
 #include "util/json_text.h"
@@ -434,7 +435,8 @@ static void app_teardown(struct app *app)
     app->supervisor = NULL;           /* releasing backends below has none to tell */
     upstream_free(app->upstream);     /* probes still out are dropped, not answered */
     while (app->probes) probe_free(app->probes);
-    ledger_stop(app->ledger); /* every queued row is written before we go */
+    ledger_stop(app->ledger);         /* every queued row is written before we go */
+    trace_exporter_free(app->traces); /* the last spans, within ~2 s */
     metrics_free(app->metrics);
     /* Requests ended with their servers above, so this is the last hold of the last one. */
     generation_release(app, app->gen);
@@ -507,6 +509,17 @@ int app_run(struct config *cfg, const char *listen)
             log_msg("error", "start_failed", "store: %s", why);
             goto out;
         }
+        const struct observability_conf *ob = &cfg->observability;
+        if (ob->otlp_endpoint &&
+            (app->traces = trace_exporter_new(ob, STRATUS_VERSION, &e)) == NULL) {
+            log_msg("error", "start_failed", "traces: %s", e.msg);
+            goto out;
+        }
+        log_begin(&l, "info", "traces");
+        log_str(&l, "otlp_endpoint",
+                ob->otlp_endpoint); /* NULL: off (traceparent passes through) */
+        if (ob->otlp_endpoint) log_double(&l, "sample", ob->sample);
+        log_end(&l);
         struct store_handle seed = store; /* guard_new reads it before any job is queued */
         if ((app->jobs = store_jobs_start(app->loop, store)) == NULL) goto oom;
         if ((app->guard = guard_new(cfg, app->loop, &seed, app->jobs, &e)) == NULL) {

@@ -20,6 +20,7 @@
 #include "guard/guard.h"
 #include "http/server.h"
 #include "obs/metrics.h"
+#include "obs/trace_exporter.h"
 #include "providers/provider.h"
 #include "route/router.h"
 #include "store/ledger.h"
@@ -184,6 +185,17 @@ static void store_and_listeners(struct metrics_out *o, struct app *app)
     one(o, "stratus_http_active_requests", "gauge", "Requests being handled now.", (double)active);
     one(o, "stratus_http_connections_refused", "counter",
         "Connections closed at once because limits.max_connections was reached.", (double)refused);
+    if (app->traces) {
+        struct trace_exporter_stats t = trace_exporter_stats(app->traces);
+        one(o, "stratus_otel_spans_queued", "gauge", "Spans waiting for the OTLP exporter.",
+            (double)t.queued);
+        one(o, "stratus_otel_spans_exported", "counter", "Spans the collector accepted.",
+            (double)t.exported);
+        one(o, "stratus_otel_spans_dropped", "counter",
+            "Spans dropped because the exporter's queue was full.", (double)t.dropped);
+        one(o, "stratus_otel_spans_failed", "counter",
+            "Spans given up on after retries (or refused by the collector).", (double)t.failed);
+    }
     one(o, "stratus_config_generation", "gauge", "The config generation serving new requests.",
         (double)app->gen->number);
     metrics_family(o, "stratus_config_reloads", "counter", "Config reloads by result.");

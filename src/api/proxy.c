@@ -20,9 +20,22 @@
 #include "guard/guard.h"
 #include "http/server.h"
 #include "obs/record.h"
+#include "obs/span.h"
+#include "obs/trace_exporter.h"
+#include "obs/traceparent.h"
 #include "providers/provider.h"
 #include "route/call.h"
 #include "util/arena.h"
+#include "util/clock.h"
+
+/* A request's tracing (obs/traceparent.h); `traced` when it carries a trace context. */
+struct request_trace {
+    bool traced;
+    struct trace_context tc;
+    char traceparent[TRACEPARENT_LINE_LEN + 1]; /* the header line sent upstream */
+    const char *tracestate;                     /* the client's line, passed on; or NULL */
+    char trace_id[33];
+};
 
 struct proxy {
     struct exchange x; /* what the surface sees */
@@ -39,6 +52,7 @@ struct proxy {
     char input_guard[200];    /* what the input guards found, names only */
     char guard[256];          /* input_guard plus the output's findings: header and ledger */
     bool finished;
+    struct request_trace trace;
 };
 
 static void copy_field(char *dst, size_t cap, const char *src)
@@ -64,6 +78,47 @@ static void customer_of(const struct http_request *req, const struct openai_requ
                            JSON_DECODE_ANY, NULL);
     copy_field(out, cap, json_string_value(v));
     json_decref(v);
+}
+
+/* ---- tracing ------------------------------------------------------------------------ */
+
+/* tracestate is opaque to us; passed on only when it cannot break the upstream's request
+ * (the W3C limit of 512 characters, visible ASCII and spaces). */
+static bool tracestate_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 512) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e) return false;
+    return true;
+}
+
+/* The request's trace context, from the client's traceparent or new. With export off and no
+ * traceparent this is a header lookup and nothing more. */
+static void trace_begin(struct app *app, const struct http_request *req, struct request_trace *t)
+{
+    const char *h = http_request_header(req, "traceparent");
+    if (app->traces == NULL && h == NULL) return;
+    if (trace_context_begin(&t->tc, h, app->traces != NULL, app->cfg->observability.sample) == 0)
+        return;
+    t->traced = true;
+    trace_context_header(&t->tc, t->traceparent);
+    trace_hex(t->tc.trace_id, 16, t->trace_id);
+    const char *ts = http_request_header(req, "tracestate");
+    if (ts && t->tc.has_parent && tracestate_ok(ts))
+        t->tracestate = arena_printf(req->arena, "tracestate: %s", ts);
+}
+
+/* Names the trace in the log line and hands the span to the exporter. */
+static void trace_end(struct app *app, const struct config *cfg, struct request_trace *t,
+                      struct request_record *r)
+{
+    if (!t->traced) return;
+    r->trace_id = t->trace_id;
+    if (!t->tc.recording) return;
+    struct span s;
+    span_fill(&s, r, &t->tc, cfg, clock_now_ns(), clock_wall_ns());
+    trace_exporter_submit(app->traces, &s);
 }
 
 /* ---- the end of a request ----------------------------------------------------------- */
@@ -113,6 +168,7 @@ static void finish(struct proxy *p, int status, const char *error, const char *c
         guard_settle(p->app->guard, &p->adm, in->cost_known, in->cost_usd, tokens);
         record_set_call(&r, in);
     }
+    trace_end(p->app, p->gen->cfg, &p->trace, &r);
     record_request(&p->app->record_to, &r);
 }
 
@@ -367,6 +423,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
     p->app = app;
     p->gen = app->gen;
     p->who = who;
+    trace_begin(app, req, &p->trace);
     struct err e;
     err_clear(&e);
     if (surface->parse(&p->x, endpoint, &e) != 0) {
@@ -384,7 +441,10 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    p->call = (struct call_request){.request = p->x.request, .model = p->model};
+    p->call = (struct call_request){
+        .request = p->x.request,
+        .model = p->model,
+        .trace_headers = {p->trace.traced ? p->trace.traceparent : NULL, p->trace.tracestate}};
     if (guard_content(p, &e) != 0 ||
         guard_check_prompt(who, p->model, p->call.route.prompt_tokens, &e) != 0) {
         add_guard_header(p);
@@ -402,11 +462,15 @@ void proxy_record_refusal(struct app *app, const struct http_request *req,
 {
     char customer[128];
     customer_of(req, NULL, customer, sizeof customer);
-    record_request(&app->record_to, &(struct request_record){
-                                        .req = req,
-                                        .status = status,
-                                        .error = error,
-                                        .who = who,
-                                        .customer = customer,
-                                    });
+    struct request_trace t = {0};
+    trace_begin(app, req, &t);
+    struct request_record r = {
+        .req = req,
+        .status = status,
+        .error = error,
+        .who = who,
+        .customer = customer,
+    };
+    trace_end(app, app->gen->cfg, &t, &r);
+    record_request(&app->record_to, &r);
 }

@@ -1040,6 +1040,70 @@ static int parse_metrics(struct loader *ld, const yaml_node_t *n, struct metrics
     return 0;
 }
 
+/* An OTLP header's value: a secret reference (env:/file:) or, for what is not secret (a
+ * tenant id), the literal text. */
+static int parse_otlp_header(struct loader *ld, const yaml_node_t *kn, const yaml_node_t *vn,
+                             struct otlp_header *h)
+{
+    const char *k = scalar(kn), *v = scalar(vn);
+    if (k == NULL || k[0] == '\0' ||
+        strspn(k, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(k))
+        return fail_at(ld, kn, "observability.headers: '%s' is not an HTTP header name",
+                       k ? k : "");
+    if ((h->name = strdup(k)) == NULL) return fail_at(ld, kn, "out of memory");
+    if (v == NULL || v[0] == '\0')
+        return fail_at(ld, vn, "observability.headers.%s must be a non-empty string", k);
+    if (strncmp(v, "env:", 4) == 0 || strncmp(v, "file:", 5) == 0)
+        return resolve_secret(ld, vn, &h->value, k, "observability.headers");
+    if (has_control(v, vn->data.scalar.length))
+        return fail_at(ld, vn, "observability.headers.%s must not contain control characters", k);
+    return (h->value.value = strdup(v)) ? 0 : fail_at(ld, vn, "out of memory");
+}
+
+static int parse_observability(struct loader *ld, const yaml_node_t *n,
+                               struct observability_conf *o)
+{
+    static const char *const keys[] = {"otlp_endpoint", "service_name", "headers", "queue_size",
+                                       "batch_size",    "flush_ms",     "sample",  NULL};
+    if (want_mapping(ld, n, "observability") || check_keys(ld, n, keys, "observability") ||
+        parse_url(ld, n, "otlp_endpoint", &o->otlp_endpoint, "observability") ||
+        get_string(ld, n, "service_name", &o->service_name, false, "observability") ||
+        get_long(ld, n, "queue_size", &o->queue_size, 1, 1000000) ||
+        get_long(ld, n, "batch_size", &o->batch_size, 1, 10000) ||
+        get_long(ld, n, "flush_ms", &o->flush_ms, 1, 60000))
+        return -1;
+    /* A block without an endpoint would look like tracing is on while nothing is sent. */
+    if (o->otlp_endpoint == NULL)
+        return fail_at(ld, n,
+                       "observability: missing required key 'otlp_endpoint' "
+                       "(e.g. http://127.0.0.1:4318/v1/traces)");
+    const yaml_node_t *sn = get(ld, n, "sample");
+    if (sn) {
+        const char *s = plain(sn);
+        char *end = NULL;
+        double v = s && s[0] && strspn(s, "0123456789.") == strlen(s) ? strtod(s, &end) : -1;
+        if (end == NULL || *end != '\0' || !(v >= 0 && v <= 1))
+            return fail_at(ld, sn, "observability.sample must be a number from 0 to 1");
+        o->sample = v;
+    }
+    const yaml_node_t *hn = get_section(ld, n, "headers");
+    if (hn == NULL) return 0;
+    if (want_mapping(ld, hn, "observability.headers")) return -1;
+    size_t count = (size_t)(hn->data.mapping.pairs.top - hn->data.mapping.pairs.start);
+    if (count == 0) return 0;
+    if ((o->headers = calloc(count, sizeof *o->headers)) == NULL)
+        return fail_at(ld, hn, "out of memory");
+    for (yaml_node_pair_t *p = hn->data.mapping.pairs.start; p < hn->data.mapping.pairs.top; p++) {
+        o->n_headers++; /* before parsing: config_free() releases a half-built one */
+        if (parse_otlp_header(ld, yaml_document_get_node(ld->doc, p->key),
+                              yaml_document_get_node(ld->doc, p->value),
+                              &o->headers[o->n_headers - 1]))
+            return -1;
+    }
+    return 0;
+}
+
 static int each_budget(struct loader *ld, const yaml_node_t *n, size_t i, void *out)
 {
     (void)i;
@@ -1581,7 +1645,7 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
 {
     const char *const *keys = root_keys;
     /* Planned sections: refused by name so that a planned block is never silently ignored. */
-    static const char *const later[] = {"privacy", "observability", NULL};
+    static const char *const later[] = {"privacy", NULL};
     static const char *const log_keys[] = {"requests", NULL};
     struct config *cfg = ld->cfg;
     if (root == NULL || is_null(root)) return 0; /* an empty file: all defaults */
@@ -1623,6 +1687,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (au && parse_auth(ld, au, &cfg->auth)) return -1;
     const yaml_node_t *me = get_section(ld, root, "metrics");
     if (me && parse_metrics(ld, me, &cfg->metrics)) return -1;
+    const yaml_node_t *ob = get_section(ld, root, "observability");
+    if (ob && parse_observability(ld, ob, &cfg->observability)) return -1;
     const yaml_node_t *ac = get_section(ld, root, "access");
     if (ac && parse_access(ld, ac, &cfg->access)) return -1;
     const yaml_node_t *bu = get_section(ld, root, "budgets");
@@ -1669,6 +1735,8 @@ static struct config *config_defaults(const char *name)
     cfg->auth.refresh_ms = 2000;
     cfg->metrics.max_customers = 20;
     cfg->metrics.enabled = true;
+    cfg->observability = (struct observability_conf){
+        .queue_size = 2048, .batch_size = 256, .flush_ms = 1000, .sample = 1.0};
     cfg->limits = (struct limits_conf){
         .max_body_bytes = 10u << 20,
         .max_header_bytes = 64u << 10,
@@ -1950,6 +2018,13 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);
+    for (size_t i = 0; i < cfg->observability.n_headers; i++) {
+        free(cfg->observability.headers[i].name);
+        secret_free(&cfg->observability.headers[i].value);
+    }
+    free(cfg->observability.headers);
+    free(cfg->observability.otlp_endpoint);
+    free(cfg->observability.service_name);
     free(cfg->store.url);
     free(cfg->store.redis);
     free(cfg->store.base_dir);

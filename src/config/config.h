@@ -299,6 +299,25 @@ struct metrics_conf {
     int max_customers; /* customers with their own cost series; the rest are "other"; 20 */
 };
 
+/* One header sent with every OTLP export (an auth token, a tenant id). */
+struct otlp_header {
+    char *name;
+    struct secret value; /* ref NULL: a literal value, written in the config */
+};
+
+/* `observability:` — OpenTelemetry traces (docs/observability.md). Export is off while
+ * otlp_endpoint is NULL (the default: no section). */
+struct observability_conf {
+    char *otlp_endpoint; /* http(s)://host:4318/v1/traces; NULL: spans are not exported */
+    char *service_name;  /* resource service.name; default "stratus" */
+    struct otlp_header *headers;
+    size_t n_headers;
+    long queue_size; /* spans waiting for the exporter; beyond it they are dropped; 2048 */
+    long batch_size; /* spans per export request; 256 */
+    long flush_ms;   /* a short batch waits at most this long for company; 1000 */
+    double sample;   /* share of new traces (no client traceparent) exported; 1.0 */
+};
+
 #define CONFIG_SECTIONS 16 /* top-level keys of the file */
 
 struct config {
@@ -317,6 +336,7 @@ struct config {
     struct store_conf store;
     struct auth_conf auth;
     struct metrics_conf metrics;
+    struct observability_conf observability;
     struct access_conf access;
     struct budget_conf *budgets;
     size_t n_budgets;

@@ -64,6 +64,7 @@ static void log_line(const struct request_record *r, uint64_t now)
     log_str(&l, "route_reason", r->route_reason && r->route_reason[0] ? r->route_reason : NULL);
     log_str(&l, "error", r->error);
     if (r->guard && r->guard[0]) log_str(&l, "guard", r->guard);
+    if (r->trace_id) log_str(&l, "trace_id", r->trace_id); /* find the request's trace */
     log_end(&l);
 }
 

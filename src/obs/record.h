@@ -51,7 +51,8 @@ struct request_record {
     struct usage usage; /* -1 fields: unknown */
     bool cost_known;
     double cost_usd;
-    const char *guard; /* guards that fired (names only), or NULL */
+    const char *guard;    /* guards that fired (names only), or NULL */
+    const char *trace_id; /* the request's W3C trace id (32 hex), or NULL: logged */
 };
 
 struct ledger_row;

@@ -17,6 +17,7 @@
  */
 #include "route/call.h"
 
+#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -44,7 +45,8 @@ struct call {
     struct route_plan plan;
     struct call_info info;
     bool stream;
-    bool no_native; /* call_request.translate_answers */
+    bool no_native;                   /* call_request.translate_answers */
+    const char *const *trace_headers; /* call_request.trace_headers */
     /* the attempt walk */
     size_t attempt;             /* index into plan.order of the current attempt */
     int round;                  /* pass over the plan: 0, then one per retry */
@@ -765,6 +767,24 @@ static void begin_attempt(struct call *c, const struct target_conf *t)
     c->attempt_start_ns = clock_now_ns();
 }
 
+/* Puts the trace context in front of the provider's headers. The provider's list is shared
+ * by every request to its backend, so it is not appended to: two nodes from the arena point
+ * at it instead (libcurl only reads the list, for as long as the transfer runs). */
+static bool add_trace_headers(struct call *c, struct upstream_request *ur)
+{
+    const struct curl_slist *next = ur->headers;
+    for (int i = 1; i >= 0; i--) {
+        if (c->trace_headers[i] == NULL) continue;
+        struct curl_slist *node = arena_alloc(c->arena, sizeof *node);
+        if (node == NULL) return false;
+        node->data = (char *)c->trace_headers[i]; /* libcurl never writes to it */
+        node->next = (struct curl_slist *)next;
+        next = node;
+    }
+    ur->headers = next;
+    return true;
+}
+
 static void next_attempt(struct call *c)
 {
     while (c->attempt < c->plan.n) {
@@ -775,6 +795,10 @@ static void next_attempt(struct call *c)
         const struct provider_ops *ops = c->backend->ops;
         ur = (struct upstream_request){0};
         bool built = ops->build(c->backend, &c->pr, c->arena, &ur, &e) == 0;
+        if (built && c->trace_headers[0] && !add_trace_headers(c, &ur)) {
+            err_oom(&e);
+            built = false;
+        }
         c->info.native = built && ur.native && c->sink->raw && !c->no_native;
         if (built && c->stream && ops->stream_open &&
             (c->translate = ops->stream_open(&c->pr, c->arena)) == NULL) {
@@ -872,6 +896,7 @@ struct call *call_start(const struct call_env *env, const struct call_request *r
     c->route = rq->route;
     c->stream = rq->request->stream;
     c->no_native = rq->translate_answers;
+    c->trace_headers = rq->trace_headers;
     c->plan.order = order;
     c->info.plan = &c->plan;
     c->prompt_tokens = c->completion_tokens = c->cached_tokens = -1;

@@ -157,6 +157,9 @@ struct call_request {
     /* Answers must reach the sink as OpenAI data even from a target speaking the client's
      * own API (no passthrough): the output guards rewrite them. */
     bool translate_answers;
+    /* Header lines every attempt sends besides its provider's ("traceparent: 00-…", then
+     * "tracestate: …"); NULL when none. Borrowed for the call's life. */
+    const char *trace_headers[2];
 };
 
 /**

@@ -22,6 +22,14 @@ static inline int64_t clock_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/** Wall-clock nanoseconds since the epoch, for trace timestamps. */
+static inline uint64_t clock_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /** Midnight UTC on the 1st of the month containing `ms`, moved `months_ahead` months. */
 static inline int64_t clock_month_start_ms(int64_t ms, int months_ahead)
 {

@@ -748,6 +748,55 @@ static void test_config_load_string_refuses_later_sections(void **state)
     expect_exact("auth:\n", 1, 6, "auth must be a mapping with master_key: env:NAME or file:PATH");
 }
 
+static void test_config_observability(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c = load("", &e); /* off by default */
+    assert_non_null(c);
+    assert_null(c->observability.otlp_endpoint);
+    assert_int_equal(c->observability.queue_size, 2048);
+    assert_int_equal(c->observability.batch_size, 256);
+    assert_int_equal(c->observability.flush_ms, 1000);
+    assert_true(c->observability.sample == 1.0);
+    config_free(c);
+    setenv("CFG_TEST_OTLP", "Bearer t0ken", 1);
+    c = load("observability:\n"
+             "  otlp_endpoint: http://127.0.0.1:4318/v1/traces\n"
+             "  service_name: gw\n"
+             "  headers: { authorization: env:CFG_TEST_OTLP, x-tenant: acme }\n"
+             "  queue_size: 10\n  batch_size: 5\n  flush_ms: 50\n  sample: 0.25\n",
+             &e);
+    assert_non_null(c);
+    const struct observability_conf *o = &c->observability;
+    assert_string_equal(o->otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_string_equal(o->service_name, "gw");
+    assert_int_equal(o->n_headers, 2);
+    assert_string_equal(o->headers[0].name, "authorization");
+    assert_string_equal(o->headers[0].value.value, "Bearer t0ken");
+    assert_string_equal(o->headers[0].value.ref, "env:CFG_TEST_OTLP");
+    assert_string_equal(o->headers[1].value.value, "acme");
+    assert_null(o->headers[1].value.ref);
+    assert_int_equal(o->queue_size, 10);
+    assert_true(o->sample == 0.25);
+    config_free(c);
+    unsetenv("CFG_TEST_OTLP");
+    expect_error("observability:\n  service_name: x\n", 2, 3,
+                 "missing required key 'otlp_endpoint'");
+    expect_error("observability:\n  otlp_endpoint: localhost:4318\n", 2, 18,
+                 "otlp_endpoint must start with http:// or https://");
+    expect_error("observability:\n  otlp_endpoint: http://c\n  sample: 1.5\n", 3, 11,
+                 "observability.sample must be a number from 0 to 1");
+    expect_error("observability:\n  otlp_endpoint: http://c\n  queue_size: 0\n", 3, 15,
+                 "queue_size must be a positive integer");
+    expect_error("observability:\n  otlp_endpoint: http://c\n  headers: { \"a b\": x }\n", 3, 14,
+                 "is not an HTTP header name");
+    expect_error("observability:\n  otlp_endpoint: http://c\n  headers: { k: env:CFG_NOPE_X }\n", 3,
+                 17, "CFG_NOPE_X");
+    expect_error("observability:\n  otlp_endpint: http://c\n", 2, 3,
+                 "did you mean 'otlp_endpoint'");
+}
+
 static void test_config_load_string_checks_base_url(void **state)
 {
     (void)state;
@@ -1330,6 +1379,7 @@ int main(void)
         cmocka_unit_test(test_config_functions),
         cmocka_unit_test(test_config_listen_and_tls),
         cmocka_unit_test(test_config_sections_changed_for_reload),
+        cmocka_unit_test(test_config_observability),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
