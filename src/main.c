@@ -10,6 +10,7 @@
 
 #include "daemon.h"
 #include "cli/commands.h"
+#include "cli/route_live.h"
 #include "config/config.h"
 #include "obs/log.h"
 #include "route/explain.h"
@@ -29,6 +30,9 @@ static void usage(FILE *f)
           "  stratus route explain --config FILE --model M      how M would route now\n"
           "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
           "        [--max-tokens N]\n"
+          "  stratus route explain --url URL --model M [--config FILE] [--cacert PEM]\n"
+          "        [--json] [...]   the same, with a running gateway's live state (master\n"
+          "        key: the config's auth.master_key, else $STRATUS_MASTER_KEY)\n"
           "  stratus keys create [--team T] [--models a,b] [--budget-usd X]\n"
           "        [--budget-period daily|monthly] [--budget-soft F]\n"
           "        [--on-exhausted reject|local_only] [--rpm N] [--tpm N]\n"
@@ -40,7 +44,8 @@ static void usage(FILE *f)
           "  stratus keys list [--json]                         every key\n"
           "  stratus keys revoke KEY_ID                         revoke a key\n"
           "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
-          "        [--until T] [--json]                         the spend report\n"
+          "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
+          "                                                     the spend report\n"
           "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
           "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
           "  (keys, spend and cost take --config FILE; default config/stratus.yaml)\n"
@@ -69,8 +74,13 @@ static int route_command(int argc, char **argv)
     }
     const char *config_path = NULL;
     struct explain_opts o = {.endpoint = OPENAI_CHAT};
+    struct live_opts live = {.url = NULL};
     for (int i = 3; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(k, "--json") == 0) {
+            live.json = true;
+            continue;
+        }
         if (v == NULL) {
             fprintf(stderr, "stratus route explain: %s needs a value\n", k);
             return 2;
@@ -78,6 +88,10 @@ static int route_command(int argc, char **argv)
         i++;
         if (strcmp(k, "--config") == 0) {
             config_path = v;
+        } else if (strcmp(k, "--url") == 0) {
+            live.url = v;
+        } else if (strcmp(k, "--cacert") == 0) {
+            live.cacert = v;
         } else if (strcmp(k, "--model") == 0) {
             o.model = v;
         } else if (strcmp(k, "--endpoint") == 0) {
@@ -107,14 +121,28 @@ static int route_command(int argc, char **argv)
             return 2;
         }
     }
-    if (config_path == NULL || o.model == NULL) {
-        fprintf(stderr, "stratus route explain: --config FILE and --model M are required\n");
+    if ((config_path == NULL && live.url == NULL) || o.model == NULL) {
+        fprintf(stderr, "stratus route explain: --model M and --config FILE (or --url URL of a "
+                        "running gateway) are required\n");
+        return 2;
+    }
+    if (live.json && live.url == NULL) {
+        fprintf(stderr, "stratus route explain: --json is for --url\n");
         return 2;
     }
     struct config *cfg = NULL;
-    int rc = cli_load_config(config_path, &cfg);
+    int rc = config_path ? cli_load_config(config_path, &cfg) : 0;
     if (rc != 0) return rc;
-    rc = route_explain(cfg, &o, stdout, stderr);
+    if (live.url) {
+        /* The key from the config when one is given, else the environment (never argv). */
+        live.key = cfg ? cfg->auth.master_key.value : getenv("STRATUS_MASTER_KEY");
+        if (live.cacert == NULL && cfg && cfg->tls.cert &&
+            strncmp(cfg->tls.cert, "file:", 5) == 0 && strncmp(live.url, "https:", 6) == 0)
+            live.cacert = cfg->tls.cert + 5; /* a self-signed certificate is the one to trust */
+        rc = route_explain_live(&live, &o, stdout, stderr);
+    } else {
+        rc = route_explain(cfg, &o, stdout, stderr);
+    }
     config_free(cfg);
     return rc;
 }

@@ -41,9 +41,10 @@ struct admin_job {
     struct key_record *keys; /* the key list after the call */
     int n_keys;
     struct spend_report report;
-    enum spend_group by;
-    int64_t from_ms, to_ms, now_ms;
-    double anomaly_factor;
+    struct spend_query query;
+    bool csv;  /* answer text/csv, rendered by the job (off the loop) */
+    char *out; /* the CSV, malloc'd */
+    size_t out_len;
 };
 
 static void fail(struct http_request *req, const struct err *e)
@@ -77,8 +78,9 @@ static void run(struct store_handle *s, void *ud)
         j->rc = 0;
         break;
     case OP_SPEND:
-        j->rc = spend_report_build(s, j->by, j->from_ms, j->to_ms, j->now_ms, j->anomaly_factor,
-                                   &j->report, j->why, sizeof j->why);
+        j->rc = spend_report_build(s, &j->query, &j->report, j->why, sizeof j->why);
+        if (j->rc == 0 && j->csv && (j->out = spend_report_csv(&j->report, &j->out_len)) == NULL)
+            j->rc = -1, snprintf(j->why, sizeof j->why, "out of memory");
         return;
     }
     if (j->rc >= 0) j->n_keys = s->ops->key_list(s->db, &j->keys, j->why, sizeof j->why);
@@ -97,6 +99,9 @@ static void done(void *ud)
     err_clear(&e);
     if (req == NULL) {
         /* the client left; the change (if any) stands */
+    } else if (j->op == OP_SPEND && j->rc == -2) {
+        err_set(&e, 400, "invalid_request_error", "report_too_large", "%s", j->why);
+        fail(req, &e);
     } else if (j->rc < 0 || (j->op != OP_SPEND && j->n_keys < 0)) {
         err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
         fail(req, &e);
@@ -119,9 +124,17 @@ static void done(void *ud)
         for (size_t i = 0; i < key_table_size(t); i++)
             json_array_append_new(data, key_to_json(key_table_at(t, i), now));
         api_respond_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    } else if (j->csv) {
+        char disposition[80];
+        snprintf(disposition, sizeof disposition, "attachment; filename=\"spend-%s.csv\"",
+                 spend_group_name(j->query.by));
+        http_add_header(req, "Content-Disposition", disposition);
+        api_log(req, 200, NULL);
+        http_respond(req, 200, "text/csv; charset=utf-8", j->out, j->out_len);
     } else {
         api_respond_json(req, 200, spend_report_json(&j->report));
     }
+    free(j->out);
     free(j->keys);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
     explicit_bzero(j->secret, sizeof j->secret);
@@ -246,7 +259,15 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     }
     const char *group = evhttp_find_header(&q, "group_by"),
                *from_s = evhttp_find_header(&q, "from"), *to_s = evhttp_find_header(&q, "to"),
-               *factor_s = evhttp_find_header(&q, "anomaly_factor");
+               *factor_s = evhttp_find_header(&q, "anomaly_factor"),
+               *bucket_s = evhttp_find_header(&q, "bucket"), *top_s = evhttp_find_header(&q, "top"),
+               *format = evhttp_find_header(&q, "format");
+    /* CSV when asked by name, or by an Accept that names text/csv (a browser download). */
+    const char *accept = http_request_header(req, "Accept");
+    bool csv = format ? strcmp(format, "csv") == 0 : accept && strstr(accept, "text/csv");
+    int bucket = spend_bucket_parse(bucket_s);
+    char *top_end = NULL;
+    long top = top_s ? strtol(top_s, &top_end, 10) : 0;
     int64_t now = clock_wall_ms(), from = clock_month_start_ms(now, 0), to = now + 1;
     int by = group ? spend_group_parse(group) : SPEND_BY_MODEL;
     double factor = factor_s ? atof(factor_s) : 3;
@@ -263,6 +284,12 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
                   "to must be a date, a time, a duration or epoch milliseconds; got '%.64s'", to_s);
     else if (!(factor > 0))
         err_param(&e, 400, "anomaly_factor", "anomaly_factor must be a positive number");
+    else if (bucket < 0)
+        err_param(&e, 400, "bucket", "bucket must be hour or day (got '%.64s')", bucket_s);
+    else if (top_s && (top_end == top_s || *top_end || top < 1 || top > 1000))
+        err_param(&e, 400, "top", "top must be a whole number from 1 to 1000 (got '%.64s')", top_s);
+    else if (format && strcmp(format, "csv") != 0 && strcmp(format, "json") != 0)
+        err_param(&e, 400, "format", "format must be json or csv (got '%.64s')", format);
     evhttp_clear_headers(&q);
     if (e.status) {
         fail(req, &e);
@@ -274,11 +301,14 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
         fail(req, &e);
         return;
     }
-    j->by = (enum spend_group)by;
-    j->from_ms = from;
-    j->to_ms = to;
-    j->now_ms = now;
-    j->anomaly_factor = factor;
+    j->query = (struct spend_query){.by = (enum spend_group)by,
+                                    .bucket = (enum spend_bucket)bucket,
+                                    .top = (int)top,
+                                    .from_ms = from,
+                                    .to_ms = to,
+                                    .now_ms = now,
+                                    .anomaly_factor = factor};
+    j->csv = csv;
     submit(j);
 }
 

@@ -4,6 +4,7 @@
  *   GET    /admin/keys        every key, never a secret or hash
  *   DELETE /admin/keys/{id}   revoke (200), 404 for no such live key
  *   GET    /admin/spend?group_by=model|key|team|customer|backend&from=&to=&anomaly_factor=
+ *          &bucket=hour|day&top=N&format=json|csv   (CSV also for Accept: text/csv)
  * Store calls run as store jobs; the loop never waits on the database.
  * Thread: event-loop thread.
  */

@@ -14,6 +14,7 @@
 #include "api/metrics.h"
 #include "api/proxy.h"
 #include "api/respond.h"
+#include "api/routes.h"
 #include "api/status.h"
 #include "api/surface_anthropic.h"
 #include "api/surface_bedrock.h"
@@ -73,6 +74,7 @@ static const struct route routes[] = {
     {"/admin/keys/", "DELETE", ADMIN, true, admin_revoke_key, NULL, 0},
     {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
     {"/admin/reload", "POST", ADMIN, false, admin_reload, NULL, 0},
+    {"/admin/routes", "GET", ADMIN, false, admin_routes, NULL, 0},
 };
 
 /* The caller, from the credential where this route's API carries it (the surface's place

@@ -326,7 +326,10 @@ int cli_spend(int argc, char **argv)
                       {"--since", NULL, false},
                       {"--until", NULL, false},
                       {"--anomaly-factor", NULL, false},
+                      {"--bucket", NULL, false},
+                      {"--top", NULL, false},
                       {"--json", NULL, true},
+                      {"--csv", NULL, true},
                       {NULL, NULL, false}};
     int rc = parse_opts("stratus spend", argc, argv, 2, o, NULL);
     if (rc) return rc;
@@ -347,6 +350,18 @@ int cli_spend(int argc, char **argv)
         fprintf(stderr, "stratus spend: --anomaly-factor must be a positive number\n");
         return 2;
     }
+    int bucket = spend_bucket_parse(opt(o, "--bucket"));
+    char *end = NULL;
+    long top = opt(o, "--top") ? strtol(opt(o, "--top"), &end, 10) : 0;
+    if (bucket < 0 ||
+        (opt(o, "--top") && (end == opt(o, "--top") || *end || top < 1 || top > 1000))) {
+        fprintf(stderr, "stratus spend: --bucket is hour or day; --top is 1 to 1000\n");
+        return 2;
+    }
+    if (opt(o, "--json") && opt(o, "--csv")) {
+        fprintf(stderr, "stratus spend: --json or --csv, not both\n");
+        return 2;
+    }
     struct config *cfg = NULL;
     if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
     struct store_handle s;
@@ -356,12 +371,29 @@ int cli_spend(int argc, char **argv)
     }
     struct spend_report r;
     char why[400];
-    rc = spend_report_build(&s, (enum spend_group)by, from, to, now, factor, &r, why, sizeof why);
+    struct spend_query q = {.by = (enum spend_group)by,
+                            .bucket = (enum spend_bucket)bucket,
+                            .top = (int)top,
+                            .from_ms = from,
+                            .to_ms = to,
+                            .now_ms = now,
+                            .anomaly_factor = factor};
+    rc = spend_report_build(&s, &q, &r, why, sizeof why);
+    char *csv = NULL;
+    size_t csv_len = 0;
     if (rc != 0) {
         fprintf(stderr, "stratus spend: %s\n", why);
         rc = 1;
     } else if (opt(o, "--json")) {
         print_json(spend_report_json(&r));
+    } else if (opt(o, "--csv")) {
+        if ((csv = spend_report_csv(&r, &csv_len)) == NULL) {
+            fprintf(stderr, "stratus spend: out of memory\n");
+            rc = 1;
+        } else {
+            fwrite(csv, 1, csv_len, stdout);
+            free(csv);
+        }
     } else {
         spend_report_print(&r, stdout);
     }

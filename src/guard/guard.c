@@ -133,8 +133,8 @@ static int seed_budgets(struct guard *g, struct store_handle *store, struct err 
     for (int p = BUDGET_DAILY; p <= BUDGET_MONTHLY; p++) {
         int64_t from = budget_period_start((enum budget_period)p, now);
         for (size_t k = 0; k < 3; k++) {
-            int n = store->ops->spend(store->db, groups[k], from, now + 86400000, lines, SEED_LINES,
-                                      why, sizeof why);
+            int n = store->ops->spend(store->db, groups[k], 0, from, now + 86400000, lines,
+                                      SEED_LINES, why, sizeof why);
             if (n < 0) {
                 free(lines);
                 return err_set(err, 500, "server_error", NULL, "budgets: %s", why);

@@ -167,6 +167,16 @@ static void report(struct call *c, enum route_outcome outcome, long retry_after)
                   retry_after);
 }
 
+/* Gives the router the current attempt's failure text (scrubbed here) for /admin/routes. */
+static void note_failure(struct call *c, const char *text)
+{
+    char scrubbed[300]; /* scrubbed whole, then cut: a cut could hide half a secret */
+    if (!c->attempt_live) return;
+    copy_field(scrubbed, sizeof scrubbed, text);
+    secrets_scrub_str(c->env->cfg, scrubbed);
+    router_note_error(c->env->router, c->model, c->plan.order[c->attempt], scrubbed);
+}
+
 /* ---- terminal outcomes ---------------------------------------------------------------- */
 
 static void deliver_failure(struct call *c, struct call_failure *f)
@@ -305,6 +315,8 @@ static void attempt_failed(struct call *c, long status, bool timeout, const char
     vsnprintf(a->error, sizeof a->error, fmt, ap);
     va_end(ap);
     secrets_scrub_str(c->env->cfg, a->error); /* upstream words may quote our credentials */
+    if (c->attempt_live)
+        router_note_error(c->env->router, c->model, c->plan.order[c->attempt], a->error);
     report(c, ROUTE_FAILED, status == 429 ? a->retry_after : -1);
     if (c->upstream) { /* a timeout: the transfer is still running */
         c->env->transport->cancel(c->upstream);
@@ -632,6 +644,7 @@ static void on_done(enum upstream_result result, long status, long retry_after, 
                      c->stream_error);
         else
             snprintf(why, sizeof why, "stream from '%s' broke: %s", backend_name(c), message);
+        note_failure(c, why);
         report(c, ROUTE_FAILED, -1);
         end_stream(c, why);
         return;

@@ -42,6 +42,46 @@ static void probe(struct backend *b, long timeout_ms)
     curl_easy_cleanup(e);
 }
 
+void route_explain_print_head(FILE *out, const struct explain_head *h)
+{
+    fprintf(out, "model '%s': route %s, %zu target%s\n", h->model, h->policy, h->n_targets,
+            h->n_targets == 1 ? "" : "s");
+    fprintf(out,
+            "  retries %d (backoff %ld ms, cap %ld ms); breaker: %d failures in %ld ms → "
+            "cooldown %ld ms\n",
+            h->retries, h->backoff_ms, h->max_backoff_ms, h->failures, h->window_ms,
+            h->cooldown_ms);
+    fprintf(out, "  request: %s, ~%ld prompt tokens, %ld output tokens\n\n", h->endpoint_path,
+            h->prompt_tokens, h->output_tokens);
+    fprintf(out, "  %-4s %-24s %-22s %-9s %-44s %s\n", "plan", "target", "backend", "breaker",
+            "health", "score");
+}
+
+void route_explain_print_line(FILE *out, const struct explain_line *l)
+{
+    char rank[16], bname[96];
+    if (l->rank)
+        snprintf(rank, sizeof rank, "%d", l->rank);
+    else
+        snprintf(rank, sizeof rank, "-");
+    snprintf(bname, sizeof bname, "%s (%s)", l->backend, l->type);
+    fprintf(out, "  %-4s %-24s %-22s %-9s %-44s %s%s%s\n", rank, l->target, bname, l->state,
+            l->health, l->score, l->skipped ? " — skipped: " : "", l->skipped ? l->skipped : "");
+}
+
+void route_explain_print_plan(FILE *out, const char *const *backends, const char *const *models,
+                              size_t n, const char *policy, const char *reason)
+{
+    if (n == 0) return;
+    fprintf(out, "\nchosen: %s / %s\nwhy: %s; %s\n", backends[0], models[0], policy, reason);
+    if (n > 1) {
+        fprintf(out, "failover order:");
+        for (size_t i = 1; i < n; i++)
+            fprintf(out, "%s %s/%s", i > 1 ? "," : "", backends[i], models[i]);
+        fprintf(out, "\n");
+    }
+}
+
 int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out, FILE *err_out)
 {
     const struct model_conf *m = config_find_model(cfg, o->model);
@@ -62,7 +102,11 @@ int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *
     struct router *r = NULL;
     size_t *order = calloc(m->n_targets, sizeof *order);
     struct route_explain_row *rows = calloc(m->n_targets, sizeof *rows);
-    if (backends == NULL || table == NULL || order == NULL || rows == NULL) goto out;
+    const char **names = calloc(m->n_targets, sizeof *names),
+               **models = calloc(m->n_targets, sizeof *models);
+    if (backends == NULL || table == NULL || order == NULL || rows == NULL || names == NULL ||
+        models == NULL)
+        goto out;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     for (; n_init < cfg->n_backends; n_init++) {
         table[n_init] = &backends[n_init];
@@ -88,43 +132,39 @@ int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *
         fprintf(err_out, "stratus route explain: %s\n", e.msg);
         goto out;
     }
-    fprintf(out, "model '%s': route %s, %zu target%s\n", m->name, route_policy_name(m->route),
-            m->n_targets, m->n_targets == 1 ? "" : "s");
-    fprintf(out,
-            "  retries %d (backoff %ld ms, cap %ld ms); breaker: %d failures in %ld ms → "
-            "cooldown %ld ms\n",
-            m->retry.retries, m->retry.backoff_ms, m->retry.max_backoff_ms, m->cooldown.failures,
-            m->cooldown.window_ms, m->cooldown.duration_ms);
-    fprintf(out, "  request: %s, ~%ld prompt tokens, %ld output tokens\n\n",
-            openai_endpoint_path(o->endpoint), rq.prompt_tokens, rq.output_tokens);
-    fprintf(out, "  %-4s %-24s %-22s %-9s %-44s %s\n", "plan", "target", "backend", "breaker",
-            "health", "score");
+    struct explain_head head = {.model = m->name,
+                                .policy = route_policy_name(m->route),
+                                .n_targets = m->n_targets,
+                                .retries = m->retry.retries,
+                                .failures = m->cooldown.failures,
+                                .backoff_ms = m->retry.backoff_ms,
+                                .max_backoff_ms = m->retry.max_backoff_ms,
+                                .window_ms = m->cooldown.window_ms,
+                                .cooldown_ms = m->cooldown.duration_ms,
+                                .endpoint_path = openai_endpoint_path(o->endpoint),
+                                .prompt_tokens = rq.prompt_tokens,
+                                .output_tokens = rq.output_tokens};
+    route_explain_print_head(out, &head);
     for (size_t i = 0; i < m->n_targets; i++) {
         const struct route_explain_row *row = &rows[i];
         const struct target_conf *t = &m->targets[row->target];
         const struct backend *b = &backends[t->backend_index];
-        char rank[8], bname[64];
-        if (row->rank)
-            snprintf(rank, sizeof rank, "%d", row->rank);
-        else
-            snprintf(rank, sizeof rank, "-");
-        snprintf(bname, sizeof bname, "%s (%s)", b->conf->name, backend_type_name(b->conf->type));
-        fprintf(out, "  %-4s %-24s %-22s %-9s %-44s %s%s%s\n", rank, t->model, bname, row->state,
-                b->not_ready_reason, row->score, row->skipped ? " — skipped: " : "",
-                row->skipped ? row->skipped : "");
+        struct explain_line line = {.rank = row->rank,
+                                    .target = t->model,
+                                    .backend = b->conf->name,
+                                    .type = backend_type_name(b->conf->type),
+                                    .state = row->state,
+                                    .health = b->not_ready_reason,
+                                    .score = row->score,
+                                    .skipped = row->skipped};
+        route_explain_print_line(out, &line);
     }
-    const struct target_conf *chosen = &m->targets[plan.order[0]];
-    const struct backend *cb = &backends[chosen->backend_index];
-    fprintf(out, "\nchosen: %s / %s\nwhy: %s; %s\n", cb->conf->name, chosen->model, plan.policy,
-            plan.reason);
-    if (plan.n > 1) {
-        fprintf(out, "failover order:");
-        for (size_t i = 1; i < plan.n; i++)
-            fprintf(out, "%s %s/%s", i > 1 ? "," : "",
-                    backends[m->targets[plan.order[i]].backend_index].conf->name,
-                    m->targets[plan.order[i]].model);
-        fprintf(out, "\n");
+    for (size_t i = 0; i < plan.n; i++) {
+        names[i] = backends[m->targets[plan.order[i]].backend_index].conf->name;
+        models[i] = m->targets[plan.order[i]].model;
     }
+    route_explain_print_plan(out, names, models, plan.n, plan.policy, plan.reason);
+    const struct backend *cb = &backends[m->targets[plan.order[0]].backend_index];
     if (!cb->ready && !backend_self_hosted(cb))
         fprintf(out, "note: %s is %s now; a request would fail over\n", cb->conf->name,
                 cb->not_ready_reason);
@@ -137,6 +177,8 @@ out:
     free(table);
     free(order);
     free(rows);
+    free(names);
+    free(models);
     curl_global_cleanup();
     return rc;
 }

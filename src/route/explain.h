@@ -30,4 +30,26 @@ struct explain_opts {
  *  message on `err_out`. `cfg` is borrowed. */
 int route_explain(const struct config *cfg, const struct explain_opts *o, FILE *out, FILE *err_out);
 
+/* The table's pieces, shared with `route explain --url` (cli/route_live.c), which fills
+ * them from a running gateway's GET /admin/routes so both print the same thing. Every
+ * string is borrowed for the call. */
+struct explain_head {
+    const char *model, *policy;
+    size_t n_targets;
+    int retries, failures;
+    long backoff_ms, max_backoff_ms, window_ms, cooldown_ms;
+    const char *endpoint_path;
+    long prompt_tokens, output_tokens;
+};
+struct explain_line {
+    int rank; /* 0: not in the plan */
+    const char *target, *backend, *type, *state, *health, *score;
+    const char *skipped; /* or NULL */
+};
+void route_explain_print_head(FILE *out, const struct explain_head *h);
+void route_explain_print_line(FILE *out, const struct explain_line *l);
+/** "chosen: …", "why: …" and the failover order; `backends`/`models` in plan order. */
+void route_explain_print_plan(FILE *out, const char *const *backends, const char *const *models,
+                              size_t n, const char *policy, const char *reason);
+
 #endif

@@ -41,8 +41,9 @@ struct target_state {
     double ewma_us; /* peak-EWMA of time to first byte; 0 = never observed */
     uint64_t ewma_at_ns;
     int in_flight;
-    uint64_t ok, failed, rejected; /* attempts reported, by outcome (cancelled not counted) */
-    uint64_t last_failure_ns;      /* 0: none yet */
+    uint64_t ok, failed, rejected;     /* attempts reported, by outcome (cancelled not counted) */
+    uint64_t last_failure_ns;          /* 0: none yet */
+    char last_error[ROUTE_ERROR_SIZE]; /* router_note_error; "" none */
 };
 
 struct router {
@@ -615,7 +616,25 @@ void router_target_stats(const struct router *r, const struct model_conf *m, siz
         .failed = s->failed,
         .rejected = s->rejected,
         .since_last_failure_ms = s->last_failure_ns ? (now - s->last_failure_ns) / 1000000u : 0,
+        .last_error = s->last_error,
     };
+}
+
+void router_note_error(struct router *r, const struct model_conf *m, size_t target,
+                       const char *text)
+{
+    struct target_state *s = state_of(r, m, target);
+    size_t n = text ? strlen(text) : 0, cap = sizeof s->last_error - 1;
+    if (n > cap) {
+        /* Cut on a character boundary: upstream words may be any UTF-8, and a torn
+         * sequence would make the text unusable as a JSON string. */
+        const unsigned char *u = (const unsigned char *)text;
+        size_t i = cap;
+        while (i > 0 && (u[i] & 0xC0) == 0x80) i--;
+        n = i;
+    }
+    if (n) memcpy(s->last_error, text, n);
+    s->last_error[n] = '\0';
 }
 
 static uint64_t monotonic_now(void)

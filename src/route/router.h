@@ -116,6 +116,15 @@ void router_begin(struct router *r, const struct model_conf *model, size_t targe
 void router_report(struct router *r, const struct model_conf *model, size_t target,
                    enum route_outcome outcome, uint64_t ttfb_us, long retry_after_s);
 
+/** Keeps `text` (a short, already scrubbed description of why an attempt on `target`
+ *  failed) as the target's last error, for /admin/routes. Copied into a fixed buffer in
+ *  the target's state, cut at ROUTE_ERROR_SIZE - 1 bytes: no allocation per request. The
+ *  attempt engine notes each failed attempt before router_report(); kept across reloads
+ *  like the breaker. */
+#define ROUTE_ERROR_SIZE 160
+void router_note_error(struct router *r, const struct model_conf *model, size_t target,
+                       const char *text);
+
 /* What the router knows about one target right now (metrics, /admin/routes). */
 enum route_breaker {
     ROUTE_BREAKER_CLOSED = 0,
@@ -129,6 +138,8 @@ struct route_target_stats {
     uint64_t cooldown_left_ms;      /* while open */
     uint64_t ok, failed, rejected;  /* attempts reported since start (kept across reloads) */
     uint64_t since_last_failure_ms; /* 0 when it never failed */
+    const char *last_error;         /* the last failure's text (router_note_error), "" when none;
+                                       borrowed from the router until its next note on this target */
 };
 
 /** Fills `out` for `model`'s target `target`. Changes nothing. */

@@ -240,11 +240,11 @@ static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, c
     return append_once(s, rows, n, why, size);
 }
 
-static int pg_spend(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
-                    struct spend_line *lines, size_t cap, char *why, size_t size)
+static int pg_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
+                    int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
 {
-    char sql[700], from[24], to[24];
-    spend_query_sql(sql, sizeof sql, by, "$1::bigint", "$2::bigint");
+    char sql[900], from[24], to[24];
+    spend_query_sql(sql, sizeof sql, by, bucket_ms, "$1::bigint", "$2::bigint");
     snprintf(from, sizeof from, "%lld", (long long)from_ms);
     snprintf(to, sizeof to, "%lld", (long long)to_ms);
     const char *v[2] = {from, to};
@@ -264,6 +264,8 @@ static int pg_spend(struct store *s, enum spend_group by, int64_t from_ms, int64
         l->cost_usd = atof(PQgetvalue(r, (int)i, 4));
         l->unknown_cost = atoll(PQgetvalue(r, (int)i, 5));
         l->estimated = atoll(PQgetvalue(r, (int)i, 6));
+        l->bucket_ms = atoll(PQgetvalue(r, (int)i, 7));
+        l->other_groups = 0;
     }
     PQclear(r);
     return (int)n;

@@ -107,7 +107,9 @@ static inline void migration_sql(const struct migration *m, const char *id_type,
 }
 
 const char *spend_group_column(enum spend_group g);
-/** The spend query, grouped by `by`, with p1/p2 as the placeholders for from/to. */
-void spend_query_sql(char *out, size_t size, enum spend_group by, const char *p1, const char *p2);
+/** The spend query, grouped by `by` (and by bucket when `bucket_ms` > 0: its start is the
+ *  eighth column, 0 without buckets), with p1/p2 as the placeholders for from/to. */
+void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms, const char *p1,
+                     const char *p2);
 
 #endif

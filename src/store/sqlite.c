@@ -159,11 +159,11 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
     return exec(s, "COMMIT", why, size);
 }
 
-static int sqlite_spend(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
-                        struct spend_line *lines, size_t cap, char *why, size_t size)
+static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
+                        int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
 {
-    char sql[700];
-    spend_query_sql(sql, sizeof sql, by, "?1", "?2");
+    char sql[900];
+    spend_query_sql(sql, sizeof sql, by, bucket_ms, "?1", "?2");
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
@@ -183,6 +183,8 @@ static int sqlite_spend(struct store *s, enum spend_group by, int64_t from_ms, i
         l->cost_usd = sqlite3_column_double(q, 4);
         l->unknown_cost = sqlite3_column_int64(q, 5);
         l->estimated = sqlite3_column_int64(q, 6);
+        l->bucket_ms = sqlite3_column_int64(q, 7);
+        l->other_groups = 0;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));

@@ -42,7 +42,9 @@ struct ledger_row {
     char guard[200]; /* guards that fired: rule and kind names only ("" none) */
 };
 
-/* A spend report: sums over rows in [from_ms, to_ms), grouped by one column. */
+/* A spend report: sums over rows in [from_ms, to_ms), grouped by one column and, for a
+ * time series, by bucket: UTC hours or days (bucket_ms 3600000 or 86400000; a bucket starts
+ * at a multiple of bucket_ms since the epoch, so the first and last may be partial). */
 enum spend_group {
     SPEND_BY_MODEL,
     SPEND_BY_KEY,
@@ -52,12 +54,14 @@ enum spend_group {
 };
 
 struct spend_line {
+    int64_t bucket_ms; /* the bucket's start (epoch ms); 0 when the report has no buckets */
     char group[160];
     int64_t requests;
     int64_t prompt_tokens, completion_tokens;
     double cost_usd;
     int64_t unknown_cost; /* requests whose cost is unknown (not in cost_usd) */
     int64_t estimated;    /* requests with estimated usage */
+    int64_t other_groups; /* cost/report's top-N: groups summed into this "other" line; 0 */
 };
 
 /* A virtual key as stored. The secret itself is never stored: only its SHA-256. Its budget
@@ -89,9 +93,11 @@ struct store_ops {
     /** Appends `n` rows in one transaction. @return 0, or -1 with `why`. */
     int (*append)(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                   size_t why_size);
-    /** Fills up to `cap` lines, biggest spend first. @return lines, or -1 with `why`. */
-    int (*spend)(struct store *s, enum spend_group by, int64_t from_ms, int64_t to_ms,
-                 struct spend_line *lines, size_t cap, char *why, size_t why_size);
+    /** Fills up to `cap` lines: by bucket (when `bucket_ms` > 0; 0 = one sum over the
+     *  range), biggest spend first within each. @return lines (== cap: maybe more exist),
+     *  or -1 with `why`. */
+    int (*spend)(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
+                 int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t why_size);
     /** Inserts a new key. @return 0, or -1 with `why`. */
     int (*key_insert)(struct store *s, const struct key_record *k, char *why, size_t why_size);
     /** Marks key `id` revoked at `ts_ms`. @return 1 revoked, 0 no such (live) key, -1 error. */

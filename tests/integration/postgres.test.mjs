@@ -5,8 +5,10 @@
 // queued rows are written once PostgreSQL is back.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { startFake } from '../fakes/openai.mjs';
-import { startGateway, config, waitFor } from './lib/gateway.mjs';
+import { startGateway, config, waitFor, writeConfig, BIN } from './lib/gateway.mjs';
 import { startPostgres } from './lib/services.mjs';
 
 let up, pg;
@@ -96,4 +98,62 @@ test('PostgreSQL down: rows wait, a full queue is counted and logged, then every
 test('a store that cannot be reached at start stops the gateway with a clear message', async () => {
   await assert.rejects(startGateway(config({ extra: 'store: { url: "postgres://nobody@127.0.0.1:1/db" }',
     backends: [{ name: 'up', url: up.url }], models })), /ledger: postgres: cannot connect/);
+});
+
+test('spend reports (buckets, top-N with "other", CSV) are the same from PostgreSQL and SQLite', async () => {
+  // The same known rows in both stores, in a window of their own (January 2001) so rows of
+  // the other tests do not count. 'alpha' and 'Beta' tie on cost: PostgreSQL's collation and
+  // SQLite's byte order would sort them differently; the report must not.
+  const base = Date.UTC(2001, 0, 1), H = 3600000;
+  const rows = [
+    [base + H + 5, 'alpha', 0.5], [base + H + 9, 'Beta', 0.5], [base + 2 * H, 'alpha', 0.25],
+    [base + 26 * H, 'gamma, "g"', 1], [base + 26 * H + 1, 'delta', 'NULL'], [base + 26 * H + 2, 'delta', 0.125],
+    [base + 50 * H, 'Beta', 0.0625], [base + 50 * H + 1, '=eps', 0.03125],
+  ];
+  const insert = 'INSERT INTO requests (ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, latency_ms, ttft_ms, route) VALUES ' +
+    rows.map(([ts, c, usd]) => `(${ts}, 'r', '', '', '${c.replace(/'/g, "''")}', 'chat', 'up', 'ok', 'chat/completions', 200, 0, 10, 5, NULL, 0, ${usd}, 1, 1, '')`).join(', ');
+  const MK = 'sk-master-postgres-spend-0123456789';
+  const pgCfg = config({ extra: `store: { url: "${pg.url}" }\nauth: { master_key: env:MK }`, backends: [{ name: 'up', url: up.url }], models });
+  const gw = await startGateway(pgCfg, { env: { MK } }); // migrated
+  const lite = writeConfig(config({ extra: 'auth: { master_key: env:MK }', backends: [{ name: 'up', url: up.url }], models }));
+  const env = { ...process.env, MK };
+  const spend = (file, args) => execFileSync(BIN, ['spend', '--config', file, '--by', 'customer', '--since', String(base),
+    '--until', String(base + 7 * 24 * H), ...args], { encoding: 'utf8', env });
+  try {
+    pg.query(insert);
+    spend(lite, []); // creates the SQLite ledger
+    execFileSync('sqlite3', [join(dirname(lite), 'stratus.db'), `${insert};`]);
+    for (const args of [['--bucket', 'day', '--top', '2', '--csv'], ['--bucket', 'hour', '--csv'], ['--top', '3', '--csv'],
+      ['--bucket', 'day', '--top', '1', '--json']]) {
+      const fromPg = spend(gw.file, args), fromLite = spend(lite, args);
+      if (args.includes('--json')) {
+        const [p, l] = [JSON.parse(fromPg), JSON.parse(fromLite)];
+        assert.deepEqual(p.data, l.data, args.join(' '));
+        assert.deepEqual(p.groups, l.groups);
+      } else {
+        assert.equal(fromPg, fromLite, args.join(' '));
+      }
+    }
+    const byDay = spend(gw.file, ['--bucket', 'day', '--top', '2', '--csv']);
+    assert.equal(byDay, [
+      'bucket,customer,requests,prompt_tokens,completion_tokens,cost_usd,unknown_cost_requests,estimated_requests',
+      // top 2 over the week: gamma ($1) and alpha ($0.75); Beta, delta and =eps are "other"
+      '2001-01-01T00:00:00Z,alpha,2,20,10,0.75,0,0',
+      '2001-01-01T00:00:00Z,other,1,10,5,0.5,0,0',
+      '2001-01-02T00:00:00Z,"gamma, ""g""",1,10,5,1,0,0',
+      '2001-01-02T00:00:00Z,other,2,20,10,0.125,1,0',
+      '2001-01-03T00:00:00Z,other,2,20,10,0.09375,0,0',
+      ''].join('\r\n'));
+    // The gateway's own answer on PostgreSQL is the CLI's, byte for byte.
+    const res = await fetch(`${gw.baseURL}/admin/spend?group_by=customer&from=${base}&to=${base + 7 * 24 * H}&bucket=day&top=2`,
+      { headers: { authorization: `Bearer ${MK}`, accept: 'text/csv' } });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), byDay);
+    // Ties on cost (alpha and Beta in hour 1) come in byte order from both stores.
+    assert.match(spend(gw.file, ['--bucket', 'hour', '--csv']), /\r\n2001-01-01T01:00:00Z,Beta,1,10,5,0\.5,0,0\r\n2001-01-01T01:00:00Z,alpha,1,/);
+    assert.match(spend(gw.file, ['--csv']), /\r\n'=eps,1,10,5,0\.03125,0,0\r\n/);
+    assert.match(spend(gw.file, ['--csv']), /\r\n"gamma, ""g""",1,10,5,1,0,0\r\n/);
+  } finally {
+    assert.equal(await gw.stop(), 0);
+  }
 });

@@ -459,9 +459,44 @@ static void test_explain_describes_every_target_without_changing_state(void **st
     router_free(f.r);
 }
 
+/* The last failure's text is kept per target, bounded, cut between UTF-8 characters, and
+ * carried over a reload with the breaker. */
+static void test_router_note_error_keeps_the_last_failure_text(void **state)
+{
+    (void)state;
+    struct fixture f, next;
+    struct route_target_stats st;
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    router_target_stats(f.r, &f.model, 0, &st);
+    assert_string_equal(st.last_error, "");
+    router_begin(f.r, &f.model, 0);
+    router_note_error(f.r, &f.model, 0, "HTTP 500: first");
+    router_report(f.r, &f.model, 0, ROUTE_FAILED, 0, -1);
+    router_note_error(f.r, &f.model, 0, "HTTP 503: second");
+    router_target_stats(f.r, &f.model, 0, &st);
+    assert_string_equal(st.last_error, "HTTP 503: second");
+    assert_int_equal(st.failed, 1);
+    router_target_stats(f.r, &f.model, 1, &st);
+    assert_string_equal(st.last_error, ""); /* per target */
+    /* 158 ASCII bytes then "é" (2 bytes) and more: the cut may not tear the é. */
+    char long_text[300];
+    memset(long_text, 'x', 158);
+    strcpy(long_text + 158, "\xc3\xa9 and more");
+    router_note_error(f.r, &f.model, 1, long_text);
+    router_target_stats(f.r, &f.model, 1, &st);
+    assert_int_equal(strlen(st.last_error), 158);
+    setup_fixture(&next, 2, ROUTE_PRIORITY, NULL);
+    router_inherit(next.r, f.r);
+    router_target_stats(next.r, &next.model, 0, &st);
+    assert_string_equal(st.last_error, "HTTP 503: second");
+    router_free(f.r);
+    router_free(next.r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_router_note_error_keeps_the_last_failure_text),
         cmocka_unit_test(test_priority_keeps_configured_order),
         cmocka_unit_test(test_breaker_opens_after_failures_then_half_open_probe_closes_it),
         cmocka_unit_test(test_reloaded_router_inherits_breakers_by_backend_and_model),

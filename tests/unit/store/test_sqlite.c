@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cost/report.h"
 #include "store/ledger.h"
 #include "store/store.h"
 
@@ -86,7 +87,7 @@ static void test_rows_sum_by_group_within_the_window(void **state)
     assert_int_equal(h.ops->append(h.db, rows, 4, why, sizeof why), 0);
     assert_int_equal(h.ops->count(h.db), 4);
     struct spend_line lines[8];
-    int n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, 5000, lines, 8, why, sizeof why);
+    int n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, 0, 5000, lines, 8, why, sizeof why);
     assert_int_equal(n, 2);
     assert_string_equal(lines[0].group, "chat"); /* biggest spend first */
     assert_int_equal(lines[0].requests, 2);
@@ -95,7 +96,7 @@ static void test_rows_sum_by_group_within_the_window(void **state)
     assert_true(lines[0].cost_usd > 0.7499 && lines[0].cost_usd < 0.7501);
     assert_string_equal(lines[1].group, "embed");
     assert_int_equal(lines[1].unknown_cost, 1);
-    n = h.ops->spend(h.db, SPEND_BY_TEAM, 0, 10000, lines, 8, why, sizeof why);
+    n = h.ops->spend(h.db, SPEND_BY_TEAM, 0, 0, 10000, lines, 8, why, sizeof why);
     assert_int_equal(n, 2);
     assert_string_equal(lines[0].group, "ml");
     assert_int_equal(lines[0].requests, 3);
@@ -148,6 +149,54 @@ static void test_the_ledger_writer_commits_everything_at_stop(void **state)
     store_close(&h);
 }
 
+#define H 3600000LL
+
+static void test_spend_buckets_by_utc_hour_within_the_window(void **state)
+{
+    (void)state;
+    struct store_handle h = open_store();
+    int64_t t0 = 1000 * H; /* an hour boundary */
+    struct ledger_row rows[] = {
+        row(t0 + 10, "m-a", "x", 1, 1, true, 1.0),
+        row(t0 + H - 1, "m-a", "x", 1, 1, true, 2.0),
+        row(t0 + 20, "m-b", "x", 1, 1, true, 0.5),
+        row(t0 + H, "m-b", "x", 1, 1, true, 4.0),
+        row(t0 + 2 * H + 5, "m-a", "x", 1, 1, true, 8),
+        row(t0 + 3 * H, "m-a", "x", 1, 1, true, 16),
+    };
+    char why[300];
+    assert_int_equal(h.ops->append(h.db, rows, 6, why, sizeof why), 0);
+    struct spend_line lines[8];
+    /* [t0, t0 + 3H): the row at t0 + 3H is outside; hour t0+1H has only m-b */
+    int n = h.ops->spend(h.db, SPEND_BY_MODEL, H, t0, t0 + 3 * H, lines, 8, why, sizeof why);
+    assert_int_equal(n, 4);
+    assert_true(lines[0].bucket_ms == t0 && strcmp(lines[0].group, "m-a") == 0);
+    assert_int_equal(lines[0].requests, 2);
+    assert_true(lines[0].cost_usd > 2.999 && lines[0].cost_usd < 3.001);
+    assert_true(lines[1].bucket_ms == t0 && strcmp(lines[1].group, "m-b") == 0);
+    assert_true(lines[2].bucket_ms == t0 + H && strcmp(lines[2].group, "m-b") == 0);
+    assert_true(lines[3].bucket_ms == t0 + 2 * H && strcmp(lines[3].group, "m-a") == 0);
+    /* the report on top: top=1 folds m-b into "other" in each bucket it appears in */
+    struct spend_query q = {.by = SPEND_BY_MODEL,
+                            .bucket = SPEND_BUCKET_HOUR,
+                            .top = 1,
+                            .from_ms = t0,
+                            .to_ms = t0 + 3 * H,
+                            .now_ms = t0 + 3 * H};
+    struct spend_report r;
+    assert_int_equal(spend_report_build(&h, &q, &r, why, sizeof why), 0);
+    assert_int_equal(r.n_groups, 2); /* m-a (11), other = m-b (4.5) */
+    assert_string_equal(r.groups[0].group, "m-a");
+    assert_string_equal(r.groups[1].group, "other");
+    assert_int_equal(r.groups[1].other_groups, 1);
+    assert_int_equal(r.n, 4);
+    assert_string_equal(r.lines[1].group, "other");
+    assert_true(r.lines[2].bucket_ms == t0 + H && strcmp(r.lines[2].group, "other") == 0);
+    assert_int_equal(r.total.requests, 5);
+    spend_report_free(&r);
+    store_close(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_rows_sum_by_group_within_the_window),
         cmocka_unit_test(test_keys_insert_revoke_list),
         cmocka_unit_test(test_the_ledger_writer_commits_everything_at_stop),
+        cmocka_unit_test(test_spend_buckets_by_utc_hour_within_the_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
