@@ -70,8 +70,8 @@ struct call_env {
     const struct call_transport *transport;
     void *transport_ctx;
     struct backend *const *backends; /* indexed by target_conf.backend_index */
-    const struct config *cfg; /* limits and the secrets to scrub from upstream text */
-    size_t *buffered_bytes;   /* answers held right now, process-wide */
+    const struct config *cfg;        /* limits and the secrets to scrub from upstream text */
+    size_t *buffered_bytes;          /* answers held right now, process-wide */
 };
 
 /* What the sink may read about the call at any time (call_info). */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 int store_open(const char *url, const char *base_dir, struct store_handle *out, char *why,
                size_t size)
 {
@@ -43,7 +42,6 @@ void store_close(struct store_handle *h)
 }
 
 static const char *const group_names[] = {"model", "key", "team", "customer", "backend"};
-
 
 int spend_group_parse(const char *s)
 {
