@@ -47,7 +47,6 @@ struct app {
     size_t n_servers;
     struct tls_ctx *tls;           /* owned; NULL without a tls: section; reloaded on SIGHUP */
     struct upstream *upstream;     /* owned */
-    struct router *router;         /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
     struct metrics *metrics;       /* owned: what GET /metrics counts per request */
     struct record_sinks record_to; /* where finished model requests go: ledger + metrics */
