@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/respond.h"
+#include "api/status.h"
 #include "app.h"
 #include "cost/cost.h"
 #include "generation.h"
@@ -72,14 +73,8 @@ static json_t *target_json(const struct generation *g, const struct model_conf *
         st.since_last_failure_ms ? json_integer((json_int_t)st.since_last_failure_ms) : json_null(),
         "ready", b->ready, "reason", text_or_null(b->not_ready_reason));
     if (o == NULL) return NULL;
-    if (b->load.valid)
-        json_object_set_new(o, "engine",
-                            json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->load.slots,
-                                      "busy_slots", b->load.busy_slots, "queue_depth",
-                                      b->load.queue_depth, "tokens_per_s", b->load.tokens_per_s,
-                                      "ttft_ms", b->load.ttft_ms));
-    else
-        json_object_set_new(o, "engine", json_null());
+    json_t *engine = status_engine_json(b);
+    json_object_set_new(o, "engine", engine ? engine : json_null());
     struct price p;
     bool known = cost_target_price(t, &b->conf->tco, backend_tokens_per_s(b), &p);
     json_object_set_new(o, "price",

@@ -24,12 +24,7 @@ void status_ready(struct app *app, struct http_request *req, const struct princi
     for (size_t i = 0; i < g->cfg->n_backends; i++) {
         const struct backend *b = g->backends[i];
         json_t *o = json_pack("{s:s, s:b}", "name", b->conf->name, "ready", b->ready);
-        if (b->load.valid)
-            json_object_set_new(o, "engine",
-                                json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->load.slots,
-                                          "busy_slots", b->load.busy_slots, "queue_depth",
-                                          b->load.queue_depth, "tokens_per_s", b->load.tokens_per_s,
-                                          "ttft_ms", b->load.ttft_ms));
+        if (b->load.valid) json_object_set_new(o, "engine", status_engine_json(b));
         if (!b->ready) {
             json_object_set_new(o, "reason", json_string(b->not_ready_reason));
         }
@@ -56,4 +51,12 @@ void status_ready(struct app *app, struct http_request *req, const struct princi
     json_t *doc = json_pack("{s:s, s:o, s:o}", "status", serving ? "ready" : "not_ready", "models",
                             models, "backends", list);
     api_respond_json(req, serving ? 200 : 503, doc);
+}
+
+json_t *status_engine_json(const struct backend *b)
+{
+    if (!b->load.valid) return NULL;
+    return json_pack("{s:i, s:i, s:i, s:f, s:f}", "slots", b->load.slots, "busy_slots",
+                     b->load.busy_slots, "queue_depth", b->load.queue_depth, "tokens_per_s",
+                     b->load.tokens_per_s, "ttft_ms", b->load.ttft_ms);
 }
