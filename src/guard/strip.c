@@ -12,27 +12,13 @@
 
 #include <string.h>
 
+#include "util/utf8.h"
+
 bool strip_is_stripped(uint32_t cp)
 {
     return (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f) ||
            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
            (cp >= 0xe0000 && cp <= 0xe007f);
-}
-
-/* Whether 8 bytes are printable ASCII other than backslash: no control character, no DEL,
- * no byte >= 0x80, no '\\'. The "has a byte less than / equal to" word tests have no false
- * negatives (a false positive only sends the bytes to the byte-wise path). */
-static bool plain8(const char *p)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t w;
-    memcpy(&w, p, 8);
-    uint64_t control = (w - ones * 0x20) & ~w & highs;
-    uint64_t b = w ^ (ones * '\\');
-    uint64_t backslash = (b - ones) & ~b & highs;
-    uint64_t d = w ^ (ones * 0x7f);
-    uint64_t del = (d - ones) & ~d & highs;
-    return ((w & highs) | control | backslash | del) == 0;
 }
 
 /* The length of the stripped character encoded at t[0..n), or 0 when what is there stays. */
@@ -74,7 +60,7 @@ static uint32_t hex4(const char *p)
 bool strip_json_wanted(const char *raw, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        if (i + 8 <= n && plain8(raw + i)) {
+        if (i + 8 <= n && utf8_plain8(raw + i, true)) {
             i += 8;
             continue;
         }
@@ -110,7 +96,7 @@ size_t strip_text(char *t, size_t n)
     const unsigned char *u = (const unsigned char *)t;
     size_t i = 0, k = 0;
     while (i < n) { /* read-only until the first one */
-        if (i + 8 <= n && plain8(t + i)) {
+        if (i + 8 <= n && utf8_plain8(t + i, true)) {
             i += 8;
             continue;
         }

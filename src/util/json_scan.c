@@ -170,25 +170,10 @@ static size_t unicode_escape(const char *p, size_t i, size_t n, uint32_t *cp, bo
 }
 
 /* What jansson would refuse in the raw text of a string token, or NULL; *at: where. */
-/* Whether 8 bytes are all plain ASCII a string may hold as they are: no control character,
- * no backslash, no byte of a multi-byte sequence. Word-at-a-time (the classic "has a byte
- * less than n" / "has a zero byte" tests: no false negatives), so the common case costs a
- * few instructions per 8 bytes instead of several per byte. */
-static bool plain_ascii8(const char *p)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t w;
-    memcpy(&w, p, 8);
-    uint64_t control = (w - ones * 0x20) & ~w & highs;
-    uint64_t b = w ^ (ones * '\\');
-    uint64_t backslash = (b - ones) & ~b & highs;
-    return ((w & highs) | control | backslash) == 0;
-}
-
 static const char *string_fault(const char *p, size_t n, size_t *at)
 {
     for (size_t i = 0; i < n;) {
-        if (i + 8 <= n && plain_ascii8(p + i)) {
+        if (i + 8 <= n && utf8_plain8(p + i, false)) {
             i += 8;
             continue;
         }
