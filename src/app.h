@@ -32,6 +32,7 @@ struct supervisor;
 struct store_jobs;
 struct guard;
 struct generation;
+struct response_cache;
 struct probe;
 struct trace_exporter;
 
@@ -49,6 +50,7 @@ struct app {
     struct upstream *upstream;     /* owned */
     struct ledger *ledger;         /* owned: one row per request, written off the loop */
     struct metrics *metrics;       /* owned: what GET /metrics counts per request */
+    struct response_cache *cache;  /* owned: the response cache; NULL without cache: */
     struct record_sinks record_to; /* where finished model requests go: ledger + metrics */
     uint64_t started_wall_ms;      /* process start, wall clock */
     uint64_t reloads_ok, reloads_failed;

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/cache.h"
 #include "api/dispatch.h"
 #include "generation.h"
 #include "engine/supervisor.h"
@@ -438,6 +439,7 @@ static void app_teardown(struct app *app)
     ledger_stop(app->ledger);         /* every queued row is written before we go */
     trace_exporter_free(app->traces); /* the last spans, within ~2 s */
     metrics_free(app->metrics);
+    response_cache_free(app->cache);
     /* Requests ended with their servers above, so this is the last hold of the last one. */
     generation_release(app, app->gen);
     if (app->probe_timer) event_free(app->probe_timer);
@@ -526,6 +528,10 @@ int app_run(struct config *cfg, const char *listen)
             log_msg("error", "start_failed", "%s", e.msg);
             goto out;
         }
+        /* The response cache shares entries over the guard's Redis connection. */
+        if (cfg->cache.enabled &&
+            (app->cache = response_cache_new(&cfg->cache, guard_shared(app->guard))) == NULL)
+            goto oom;
         log_begin(&l, guard_auth_enabled(app->guard) ? "info" : "warn", "auth");
         log_bool(&l, "enabled", guard_auth_enabled(app->guard));
         log_str(&l, "master_key", cfg->auth.master_key.ref);

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "api/cache.h"
 #include "api/credential.h"
 #include "api/respond.h"
 #include "app.h"
@@ -195,6 +196,20 @@ static void store_and_listeners(struct metrics_out *o, struct app *app)
             "Spans dropped because the exporter's queue was full.", (double)t.dropped);
         one(o, "stratus_otel_spans_failed", "counter",
             "Spans given up on after retries (or refused by the collector).", (double)t.failed);
+    }
+    if (app->cache) {
+        struct response_cache_stats c;
+        response_cache_stats(app->cache, &c);
+        one(o, "stratus_cache_entries", "gauge", "Answers in the in-process response cache.",
+            (double)c.entries);
+        one(o, "stratus_cache_bytes", "gauge", "Their size, bookkeeping included.",
+            (double)c.bytes);
+        one(o, "stratus_cache_max_bytes", "gauge", "cache.max_bytes.", (double)c.max_bytes);
+        one(o, "stratus_cache_evictions", "counter", "Entries evicted to make room.",
+            (double)c.evictions);
+        one(o, "stratus_cache_shared_hits", "counter",
+            "Hits found in Redis (made by another gateway, or before a restart).",
+            (double)c.shared_hits);
     }
     one(o, "stratus_config_generation", "gauge", "The config generation serving new requests.",
         (double)app->gen->number);

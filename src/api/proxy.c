@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/cache.h"
 #include "app.h"
 #include "generation.h"
 #include "guard/content.h"
@@ -41,7 +42,9 @@ struct proxy {
     struct exchange x; /* what the surface sees */
     const struct surface_ops *surface;
     struct app *app;
-    struct generation *gen; /* the config this request runs on (held by api_handle) */
+    struct generation *gen;     /* the config this request runs on (held by api_handle) */
+    struct cache_ticket *cache; /* looked up, then filled on a miss; NULL: not cacheable */
+    const char *cache_state;    /* "hit", "miss", "bypass", or NULL */
     const struct model_conf *model;
     const char *model_name; /* as asked for (found or not), for the record */
     const struct principal *who;
@@ -158,6 +161,7 @@ static void finish(struct proxy *p, int status, const char *error, const char *c
         .customer = p->customer,
         .stream = p->x.request && p->x.request->stream,
         .guard = guard_summary(p),
+        .cache = p->cache_state,
     };
     if (p->x.call) {
         const struct call_info *in = call_info(p->x.call);
@@ -205,6 +209,7 @@ static int on_chunk(void *ud, struct call *c, const struct call_chunk *chunk)
 {
     struct proxy *p = ud;
     p->x.call = c;
+    if (p->cache) cache_collect_chunk(p->cache, chunk); /* as made: guards run on replays too */
     if (p->out == NULL) return p->surface->chunk(&p->x, chunk);
     char *json = NULL;
     size_t len = 0;
@@ -226,6 +231,7 @@ static int on_raw(void *ud, struct call *c, const char *bytes, size_t len)
 {
     struct proxy *p = ud;
     p->x.call = c;
+    if (p->cache) cache_abandon(p->cache); /* a target's own bytes: not an OpenAI answer */
     return p->surface->raw ? p->surface->raw(&p->x, bytes, len) : -1;
 }
 
@@ -241,6 +247,7 @@ static void on_body(void *ud, struct call *c, int status, const char *json, size
     struct proxy *p = ud;
     p->x.call = c;
     const struct call_info *in = call_info(c);
+    if (p->cache && status == 200) cache_store(p->app->cache, p->cache, in, json, len);
     char *rewritten = NULL;
     size_t rewritten_len = 0;
     struct err e;
@@ -295,6 +302,7 @@ static void on_end(void *ud, struct call *c, const char *error)
             free(json);
         }
     }
+    if (p->cache && error == NULL) cache_store(p->app->cache, p->cache, call_info(c), NULL, 0);
     finish(p, 200, error, error ? "stream_interrupted" : NULL);
     p->surface->end(&p->x, error);
 }
@@ -332,6 +340,7 @@ static void on_client_abort(struct http_request *req, void *ud)
     struct proxy *p = ud;
     (void)req;
     if (p->x.call) call_cancel(p->x.call);
+    cache_cancel(p->cache);
     finish(p, 499, "client closed the connection", "client_closed");
 }
 
@@ -339,6 +348,39 @@ static void release_proxy(void *ud)
 {
     struct proxy *p = ud;
     guard_cancel(p->app->guard, &p->adm);
+}
+
+static void start_call(struct proxy *p)
+{
+    struct call *c = call_start(&p->gen->call_env, &p->call, &sink, p, p->x.req->arena);
+    if (c == NULL) {
+        struct err e;
+        err_oom(&e);
+        refuse(p, &e);
+        return;
+    }
+    p->x.call = c;
+}
+
+/* The response cache's answer (at once, or when Redis replies): replay it, or ask a target
+ * and keep what it answers. */
+static void on_cache_found(void *ud, const struct call_replay_answer *answer)
+{
+    struct proxy *p = ud;
+    if (p->finished) return;
+    p->cache_state = answer ? "hit" : "miss";
+    http_add_header(p->x.req, "x-stratus-cache", p->cache_state);
+    if (answer == NULL) {
+        start_call(p);
+        return;
+    }
+    p->cache = NULL; /* nothing to keep from a replay */
+    struct call *c = call_replay(&p->gen->call_env, &p->call, answer, &sink, p, p->x.req->arena);
+    if (c == NULL && !p->finished) {
+        struct err e;
+        err_oom(&e);
+        refuse(p, &e);
+    }
 }
 
 /* Admission's answer (at once, or when Redis replies): go, or refuse. */
@@ -354,14 +396,12 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
     }
     p->call.route.budget = p->adm.mode;
     p->call.route.budget_why = p->adm.why;
-    struct call *c = call_start(&p->gen->call_env, &p->call, &sink, p, p->x.req->arena);
-    if (c == NULL) {
-        struct err e;
-        err_oom(&e);
-        refuse(p, &e);
+    if (p->cache_state) http_add_header(p->x.req, "x-stratus-cache", p->cache_state); /* bypass */
+    if (p->cache) {
+        cache_lookup(p->app->cache, p->cache, on_cache_found, p);
         return;
     }
-    p->x.call = c;
+    start_call(p);
 }
 
 /* What the policies and the budget reserve go by: the prompt from the body's size (~4 bytes
@@ -451,6 +491,9 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
+    if (cache_consider(app->cache, p->gen->cfg, p->model, p->call.request, req, who, req->arena,
+                       &p->cache) == CACHE_BYPASS)
+        p->cache_state = "bypass";
     double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
     guard_admit(app->guard, who, p->model, p->customer, p->call.route.prompt_tokens,

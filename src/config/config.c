@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -856,6 +857,79 @@ static int parse_cooldown(struct loader *ld, const yaml_node_t *n, struct cooldo
     return 0;
 }
 
+static int cache_when_of(struct loader *ld, const yaml_node_t *map, enum cache_when *out, bool *set)
+{
+    const yaml_node_t *w = get(ld, map, "when");
+    if (w == NULL) return 0;
+    const char *s = scalar(w);
+    if (s && strcmp(s, "deterministic") == 0)
+        *out = CACHE_DETERMINISTIC;
+    else if (s && strcmp(s, "always") == 0)
+        *out = CACHE_ALWAYS;
+    else
+        return fail_at(ld, w,
+                       "cache when must be deterministic (temperature 0 or a seed) or always");
+    if (set) *set = true;
+    return 0;
+}
+
+static int get_size(struct loader *ld, const yaml_node_t *map, const char *key, size_t *out)
+{
+    long v = (long)(*out > (size_t)LONG_MAX ? LONG_MAX : *out);
+    if (get_long(ld, map, key, &v, 1, LONG_MAX)) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_cache(struct loader *ld, const yaml_node_t *n, struct cache_conf *c)
+{
+    static const char *const keys[] = {"enabled", "ttl_s", "max_bytes", "max_entry_bytes",
+                                       "when",    "scope", "redis",     NULL};
+    c->enabled = true; /* the section's presence turns it on */
+    if (is_null(n)) return 0;
+    if (want_mapping(ld, n, "cache") || check_keys(ld, n, keys, "cache")) return -1;
+    if (get_bool(ld, n, "enabled", &c->enabled) ||
+        get_long(ld, n, "ttl_s", &c->ttl_s, 1, 31536000) ||
+        get_size(ld, n, "max_bytes", &c->max_bytes) ||
+        get_size(ld, n, "max_entry_bytes", &c->max_entry_bytes) ||
+        get_bool(ld, n, "redis", &c->redis) || cache_when_of(ld, n, &c->when, NULL))
+        return -1;
+    const yaml_node_t *sc = get(ld, n, "scope");
+    if (sc) {
+        const char *s = scalar(sc);
+        if (s && strcmp(s, "shared") == 0)
+            c->scope = CACHE_SHARED;
+        else if (s && strcmp(s, "team") == 0)
+            c->scope = CACHE_PER_TEAM;
+        else if (s && strcmp(s, "key") == 0)
+            c->scope = CACHE_PER_KEY;
+        else
+            return fail_at(ld, sc, "cache scope must be shared, team or key");
+    }
+    if (c->max_entry_bytes > c->max_bytes)
+        return fail_at(ld, n, "cache: max_entry_bytes (%zu) is larger than max_bytes (%zu)",
+                       c->max_entry_bytes, c->max_bytes);
+    return 0;
+}
+
+/* A model group's `cache:` — false, true, or { ttl_s, when }. */
+static int parse_model_cache(struct loader *ld, const yaml_node_t *n, struct model_cache *c)
+{
+    static const char *const keys[] = {"ttl_s", "when", NULL};
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = scalar(n);
+        if (s && strcmp(s, "false") == 0) {
+            c->off = true;
+            return 0;
+        }
+        if (s && strcmp(s, "true") == 0) return 0;
+        return fail_at(ld, n, "a model's cache is false, true or { ttl_s, when }");
+    }
+    if (want_mapping(ld, n, "cache") || check_keys(ld, n, keys, "cache")) return -1;
+    return get_long(ld, n, "ttl_s", &c->ttl_s, 1, 31536000) ||
+           cache_when_of(ld, n, &c->when, &c->when_set);
+}
+
 static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, struct model_conf *m)
 {
     static const char *const keys[] = {"name",
@@ -866,6 +940,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
                                        "latency_decay_ms",
                                        "expected_output_tokens",
                                        "max_prompt_tokens",
+                                       "cache",
                                        NULL};
     char where[64];
     snprintf(where, sizeof where, "models[%zu]", idx);
@@ -898,6 +973,8 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
         get_long(ld, n, "expected_output_tokens", &m->expected_output_tokens, 1, 10000000) ||
         get_long(ld, n, "max_prompt_tokens", &m->max_prompt_tokens, 1, 100000000))
         return -1;
+    const yaml_node_t *mc = get(ld, n, "cache");
+    if (mc && parse_model_cache(ld, mc, &m->cache)) return -1;
     const yaml_node_t *ts = get(ld, n, "targets");
     if (ts == NULL) return fail_at(ld, n, "model '%s': missing required key 'targets'", m->name);
     if (ts->type != YAML_SEQUENCE_NODE ||
@@ -1562,11 +1639,13 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
 /* The top-level sections, in the order of config.section_hash. The first eight are read
  * once at start (listeners, the store, keys and budgets live as long as the process); the
  * rest a reload replaces. */
-static const char *const root_keys[] = {
-    "listen",   "tls",     "shutdown_grace_ms", "log",           "limits", "store",
-    "auth",     "budgets", "metrics",           "observability", "prices", "access",
-    "backends", "models",  "functions",         "guards",        NULL};
-#define RESTART_ONLY_SECTIONS 10
+static const char *const root_keys[] = {"listen",        "tls",      "shutdown_grace_ms",
+                                        "log",           "limits",   "store",
+                                        "auth",          "budgets",  "metrics",
+                                        "observability", "cache",    "prices",
+                                        "access",        "backends", "models",
+                                        "functions",     "guards",   NULL};
+#define RESTART_ONLY_SECTIONS 11
 _Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
                "config.section_hash has a slot per top-level section");
 
@@ -1685,6 +1764,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (st && parse_store(ld, st, &cfg->store)) return -1;
     const yaml_node_t *au = get(ld, root, "auth");
     if (au && parse_auth(ld, au, &cfg->auth)) return -1;
+    const yaml_node_t *ca = get(ld, root, "cache");
+    if (ca && parse_cache(ld, ca, &cfg->cache)) return -1;
     const yaml_node_t *me = get_section(ld, root, "metrics");
     if (me && parse_metrics(ld, me, &cfg->metrics)) return -1;
     const yaml_node_t *ob = get_section(ld, root, "observability");
@@ -1735,6 +1816,8 @@ static struct config *config_defaults(const char *name)
     cfg->auth.refresh_ms = 2000;
     cfg->metrics.max_customers = 20;
     cfg->metrics.enabled = true;
+    cfg->cache = (struct cache_conf){
+        .ttl_s = 300, .max_bytes = 64u << 20, .max_entry_bytes = 1u << 20, .redis = true};
     cfg->observability = (struct observability_conf){
         .queue_size = 2048, .batch_size = 256, .flush_ms = 1000, .sample = 1.0};
     cfg->limits = (struct limits_conf){

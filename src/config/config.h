@@ -135,6 +135,34 @@ struct cooldown_conf {
     long max_duration_ms; /* default 300000 */
 };
 
+/* `cache:` — the exact response cache (api/cache.h). Absent: no caching at all. */
+enum cache_when {
+    CACHE_DETERMINISTIC = 0, /* only requests with temperature 0 or a seed */
+    CACHE_ALWAYS,            /* every request (sampled answers are replayed too) */
+};
+enum cache_scope {
+    CACHE_SHARED = 0, /* every caller may be served an entry */
+    CACHE_PER_TEAM,   /* entries are kept apart per key's team */
+    CACHE_PER_KEY,    /* … per virtual key */
+};
+struct cache_conf {
+    bool enabled;
+    long ttl_s;             /* default 300 */
+    size_t max_bytes;       /* in-process entries; default 64 MiB */
+    size_t max_entry_bytes; /* a larger answer is not kept; default 1 MiB */
+    enum cache_when when;
+    enum cache_scope scope;
+    bool redis; /* share entries through store.redis when set; default true */
+};
+
+/* A model group's own cache settings (`cache:` on a model). */
+struct model_cache {
+    bool off;   /* cache: false */
+    long ttl_s; /* 0: the cache section's */
+    bool when_set;
+    enum cache_when when;
+};
+
 struct model_conf {
     char *name;              /* the name clients send as "model"; unique */
     enum route_policy route; /* default priority */
@@ -147,6 +175,7 @@ struct model_conf {
     /* Prompts estimated above this many tokens (the routing estimate, body bytes / 4) get
      * 400 prompt_too_long; a key's own max_prompt_tokens may lower it. 0: no limit. */
     long max_prompt_tokens;
+    struct model_cache cache; /* `cache:` on the group */
 };
 
 /** The backend type's name as written in the config ("bedrock"). */
@@ -318,7 +347,7 @@ struct observability_conf {
     double sample;   /* share of new traces (no client traceparent) exported; 1.0 */
 };
 
-#define CONFIG_SECTIONS 16 /* top-level keys of the file */
+#define CONFIG_SECTIONS 17 /* top-level keys of the file */
 
 struct config {
     char *path;                             /* the file it was loaded from */
@@ -336,6 +365,7 @@ struct config {
     struct store_conf store;
     struct auth_conf auth;
     struct metrics_conf metrics;
+    struct cache_conf cache;
     struct observability_conf observability;
     struct access_conf access;
     struct budget_conf *budgets;

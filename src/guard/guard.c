@@ -661,6 +661,11 @@ void guard_admit(struct guard *g, const struct principal *who, const struct mode
     done(ud, rc, &e);
 }
 
+struct shared *guard_shared(struct guard *g)
+{
+    return g->shared;
+}
+
 uint64_t guard_redis_fallbacks(const struct guard *g)
 {
     return g->redis_fallbacks;

@@ -170,6 +170,10 @@ void guard_set_clock(struct guard *g, int64_t (*now_ms)(void));
  *  (Redis down or unreachable): limits were then per instance. */
 uint64_t guard_redis_fallbacks(const struct guard *g);
 
+struct shared;
+/** The Redis connection (store.redis), or NULL without one. Borrowed. */
+struct shared *guard_shared(struct guard *g);
+
 /* One budget as it stands (metrics, dashboards). Strings borrowed for the callback. */
 struct guard_budget {
     const char *scope, *name, *period; /* "team", "ml"; "key", "key_…"; "daily"/"monthly" */

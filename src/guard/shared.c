@@ -433,3 +433,49 @@ void shared_settle(struct shared *s, const struct shared_ask *ask, double delta_
     argv[argc++] = tokens;
     redisAsyncCommandArgv(s->ac, NULL, NULL, argc, argv, NULL);
 }
+
+struct shared_get {
+    shared_get_cb cb; /* NULL once cancelled */
+    void *ud;
+};
+
+static void on_get_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct shared_get *g = privdata;
+    const redisReply *r = reply;
+    if (g->cb) {
+        if (r && r->type == REDIS_REPLY_STRING)
+            g->cb(r->str, r->len, g->ud);
+        else
+            g->cb(NULL, 0, g->ud);
+    }
+    free(g);
+}
+
+struct shared_get *shared_get(struct shared *s, const char *key, shared_get_cb cb, void *ud)
+{
+    if (!shared_connected(s)) return NULL;
+    struct shared_get *g = calloc(1, sizeof *g);
+    if (g == NULL) return NULL;
+    g->cb = cb;
+    g->ud = ud;
+    if (redisAsyncCommand(s->ac, on_get_reply, g, "GET %s", key) != REDIS_OK) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void shared_get_cancel(struct shared_get *g)
+{
+    if (g) g->cb = NULL;
+}
+
+void shared_set(struct shared *s, const char *key, const char *value, size_t len, int64_t ttl_ms)
+{
+    if (!shared_connected(s)) return;
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
+    redisAsyncCommand(s->ac, NULL, NULL, "SET %s %b PX %s", key, value, len, ttl);
+}

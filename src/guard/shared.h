@@ -21,6 +21,7 @@
 #define STRATUS_GUARD_SHARED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "guard/ratelimit.h"
@@ -87,5 +88,23 @@ void shared_settle(struct shared *s, const struct shared_ask *ask, double delta_
                    int64_t token_delta);
 
 bool shared_connected(const struct shared *s);
+
+/* ---- plain values (the response cache's shared entries) --------------------------------- */
+
+struct shared_get;
+
+/** `value` NULL: no such key, or Redis failed. Borrowed for the call. */
+typedef void (*shared_get_cb)(const char *value, size_t len, void *ud);
+
+/** GET `key`; `cb` runs once with the answer unless cancelled first. @return the pending
+ *  call, or NULL when it could not be sent (down, out of memory): then `cb` never runs. */
+struct shared_get *shared_get(struct shared *s, const char *key, shared_get_cb cb, void *ud);
+
+/** The asker went away: `cb` will not run. */
+void shared_get_cancel(struct shared_get *g);
+
+/** SET `key` to `value` for `ttl_ms`, not waiting for the answer (a failure only means the
+ *  other instances miss). */
+void shared_set(struct shared *s, const char *key, const char *value, size_t len, int64_t ttl_ms);
 
 #endif

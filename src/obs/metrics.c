@@ -39,6 +39,8 @@ enum family_id {
     F_FAILOVERS,
     F_REFUSALS,
     F_GUARD_HITS,
+    F_CACHE,
+    F_CACHE_SAVED,
     F_FAMILIES
 };
 
@@ -119,6 +121,18 @@ static const struct family_def families[F_FAMILIES] = {
                       {"guard"},
                       NULL,
                       0},
+    [F_CACHE] = {"stratus_cache_requests",
+                 "counter",
+                 "Cacheable requests by what the response cache did: hit, miss, bypass.",
+                 {"model", "result"},
+                 NULL,
+                 0},
+    [F_CACHE_SAVED] = {"stratus_cache_saved_usd",
+                       "counter",
+                       "What the answers replayed from the response cache cost when made.",
+                       {"model"},
+                       NULL,
+                       0},
 };
 
 struct series {
@@ -339,6 +353,11 @@ void metrics_count_request(struct metrics *m, const struct metrics_request *r)
     if (r->status >= 400 && r->error_code && r->error_code[0])
         add(m, F_REFUSALS, (const char *[]){r->error_code}, 1);
     if (r->guard && r->guard[0]) count_guards(m, r->guard);
+    if (r->cache) {
+        add(m, F_CACHE, (const char *[]){model, r->cache}, 1);
+        if (strcmp(r->cache, "hit") == 0)
+            add(m, F_CACHE_SAVED, (const char *[]){model}, r->saved_usd);
+    }
 }
 
 /* ---- exposition ------------------------------------------------------------------------ */

@@ -51,6 +51,8 @@ struct metrics_request {
     double cost_usd;
     size_t attempts;   /* upstream attempts made */
     const char *guard; /* guards that fired: "deny:rule, pii:email, …", or NULL */
+    const char *cache; /* the response cache: "hit", "miss", "bypass", or NULL */
+    double saved_usd;  /* a hit: what the answer cost when it was made */
 };
 
 /** Counts one finished request. Out of memory drops that request's new series (counted in

@@ -64,6 +64,7 @@ static void log_line(const struct request_record *r, uint64_t now)
     log_str(&l, "route_reason", r->route_reason && r->route_reason[0] ? r->route_reason : NULL);
     log_str(&l, "error", r->error);
     if (r->guard && r->guard[0]) log_str(&l, "guard", r->guard);
+    if (r->cache) log_str(&l, "cache", r->cache);
     if (r->trace_id) log_str(&l, "trace_id", r->trace_id); /* find the request's trace */
     log_end(&l);
 }
@@ -97,6 +98,8 @@ void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_w
     row.latency_ms = ms_between(req->start_ns, now);
     row.ttft_ms = r->first_byte_ns ? ms_between(req->start_ns, r->first_byte_ns) : -1;
     copy_field(row.guard, sizeof row.guard, r->guard);
+    copy_field(row.cache, sizeof row.cache, r->cache);
+    row.saved_usd = r->cache && strcmp(r->cache, "hit") == 0 ? r->saved_usd : -1;
     if (r->route_policy)
         snprintf(row.route, sizeof row.route, "%s; %s", r->route_policy,
                  r->route_reason ? r->route_reason : "");
@@ -109,7 +112,7 @@ static void count(struct metrics *m, const struct request_record *r, const struc
     struct metrics_request mr = {
         .surface = r->surface,
         .model = r->model_known ? r->model : NULL,
-        .backend = r->backend,
+        .backend = r->attempts ? r->backend : NULL, /* a cache hit asked no backend */
         .team = row->team,
         .customer = row->customer,
         .status = r->status,
@@ -122,6 +125,8 @@ static void count(struct metrics *m, const struct request_record *r, const struc
         .cost_usd = r->cost_usd,
         .attempts = r->attempts,
         .guard = r->guard,
+        .cache = r->cache,
+        .saved_usd = r->saved_usd,
     };
     metrics_count_request(m, &mr);
 }
@@ -150,4 +155,5 @@ void record_set_call(struct request_record *r, const struct call_info *in)
     r->usage = in->usage;
     r->cost_known = in->cost_known;
     r->cost_usd = in->cost_usd;
+    r->saved_usd = in->cached ? in->saved_usd : 0;
 }

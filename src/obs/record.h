@@ -53,6 +53,8 @@ struct request_record {
     double cost_usd;
     const char *guard;    /* guards that fired (names only), or NULL */
     const char *trace_id; /* the request's W3C trace id (32 hex), or NULL: logged */
+    const char *cache;    /* the response cache: "hit", "miss", "bypass", or NULL */
+    double saved_usd;     /* a hit: what the answer cost when it was made (record_set_call) */
 };
 
 struct ledger_row;

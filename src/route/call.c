@@ -922,6 +922,45 @@ struct call *call_start(const struct call_env *env, const struct call_request *r
     return c;
 }
 
+struct call *call_replay(const struct call_env *env, const struct call_request *rq,
+                         const struct call_replay_answer *a, const struct call_sink *sink, void *ud,
+                         struct arena *arena)
+{
+    struct call *c = arena_calloc(arena, 1, sizeof *c);
+    if (c == NULL) return NULL;
+    c->env = env;
+    c->sink = sink;
+    c->ud = ud;
+    c->arena = arena;
+    c->request = rq->request;
+    c->model = rq->model;
+    c->stream = rq->request->stream;
+    c->plan.policy = "cache";
+    snprintf(c->plan.reason, sizeof c->plan.reason, "%s", a->reason ? a->reason : "cache hit");
+    c->finished = true; /* nothing to cancel, time out or account */
+    c->info = (struct call_info){.backend = a->backend,
+                                 .target_model = a->target_model,
+                                 .plan = &c->plan,
+                                 .first_byte_ns = clock_now_ns(),
+                                 .accounted = true,
+                                 .usage = a->usage,
+                                 .cost_known = true,
+                                 .cost_usd = 0,
+                                 .cached = true,
+                                 .saved_usd = a->saved_usd};
+    if (!c->stream || a->body) {
+        sink->body(ud, c, 200, a->body ? a->body : "{}", a->body ? a->body_len : 2);
+        return c;
+    }
+    sink->start(ud, c, 200);
+    const char *error = NULL;
+    for (size_t i = 0; i < a->n_chunks && error == NULL; i++)
+        if (sink->chunk(ud, c, &a->chunks[i]) < 0) error = "out of memory";
+    if (error == NULL && sink->flush(ud, c) < 0) error = "the client went away";
+    sink->end(ud, c, error);
+    return c;
+}
+
 const struct call_info *call_info(const struct call *c)
 {
     return &c->info;

@@ -93,6 +93,10 @@ struct call_info {
     bool native;
     const char *native_answer;
     size_t native_answer_len;
+    /* Replayed from the response cache (call_replay): no target was asked; cost_usd is 0
+     * and saved_usd what the answer cost when it was first made. */
+    bool cached;
+    double saved_usd;
 };
 
 /* One attempt, for the all-failed summary. */
@@ -168,6 +172,27 @@ struct call_request {
  */
 struct call *call_start(const struct call_env *env, const struct call_request *rq,
                         const struct call_sink *sink, void *ud, struct arena *arena);
+
+/* An answer kept by the response cache, to give a sink as a target would have. */
+struct call_replay_answer {
+    const char *backend, *target_model; /* where it first came from */
+    struct usage usage;                 /* as it was counted then */
+    double saved_usd;                   /* what it cost then */
+    const char *reason;                 /* for x-stratus-route: "cache hit, 12 s old" */
+    const char *body;                   /* a whole answer (non-stream), or NULL */
+    size_t body_len;
+    const struct call_chunk *chunks; /* a stream's chunks, in order */
+    size_t n_chunks;
+};
+
+/**
+ * Plays `answer` to `sink` at once — start, chunks, flush, end for a stream; body for a
+ * whole answer — as a call that asked no target (info.cached; cost 0; attempts 0). Strings
+ * in `answer` are borrowed for the call. @return the call (in `arena`), NULL on OOM.
+ */
+struct call *call_replay(const struct call_env *env, const struct call_request *rq,
+                         const struct call_replay_answer *answer, const struct call_sink *sink,
+                         void *ud, struct arena *arena);
 
 const struct call_info *call_info(const struct call *c);
 

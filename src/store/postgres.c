@@ -168,7 +168,7 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
     for (size_t i = 0; i < n; i++) {
         const struct ledger_row *r = &rows[i];
         char ts[24], status[16], stream[4], pt[24], ct[24], cached[24], est[4], cost[40], lat[40],
-            ttft[40];
+            ttft[40], saved[40];
         snprintf(ts, sizeof ts, "%lld", (long long)r->ts_ms);
         snprintf(status, sizeof status, "%d", r->status);
         snprintf(stream, sizeof stream, "%d", r->stream);
@@ -179,6 +179,7 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
         snprintf(cost, sizeof cost, "%.17g", r->cost_usd);
         snprintf(lat, sizeof lat, "%.3f", r->latency_ms);
         snprintf(ttft, sizeof ttft, "%.3f", r->ttft_ms);
+        snprintf(saved, sizeof saved, "%.17g", r->saved_usd);
         const char *v[LEDGER_N_COLUMNS] = {
             ts,
             r->request_id,
@@ -200,6 +201,8 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
             r->ttft_ms < 0 ? NULL : ttft,
             r->route,
             r->guard,
+            r->cache,
+            r->saved_usd < 0 ? NULL : saved,
         };
         for (int c = 0; c < LEDGER_N_COLUMNS; c++) copy_field(&b, v[c], c == LEDGER_N_COLUMNS - 1);
     }

@@ -72,9 +72,13 @@ static const struct migration schema_migrations[] = {
     {6, "ALTER TABLE requests ADD COLUMN guard TEXT NOT NULL DEFAULT ''"},
     /* A virtual key's own prompt size limit (guard: 400 prompt_too_long above it). */
     {7, "ALTER TABLE api_keys ADD COLUMN max_prompt_tokens BIGINT NOT NULL DEFAULT 0"},
+    /* The response cache: "hit", "miss", "bypass" or "" (not cacheable), and what a hit
+     * would have cost (its cost_usd is 0). */
+    {8, "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE requests ADD COLUMN saved_usd DOUBLE PRECISION"},
 };
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
@@ -86,8 +90,8 @@ static const struct migration schema_migrations[] = {
 #define LEDGER_COLUMNS                                                                             \
     "ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, "          \
     "status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, "       \
-    "latency_ms, ttft_ms, route, guard"
-#define LEDGER_N_COLUMNS 20
+    "latency_ms, ttft_ms, route, guard, cache, saved_usd"
+#define LEDGER_N_COLUMNS 22
 
 /** The migration's SQL with %ID% replaced by `id_type` into `out`. */
 static inline void migration_sql(const struct migration *m, const char *id_type, char *out,

@@ -97,7 +97,7 @@ static struct store *sqlite_open(const char *path, char *why, size_t size)
     }
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO requests (" LEDGER_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s->insert, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite %s: %s", path, sqlite3_errmsg(s->db));
         sqlite_close(s);
@@ -148,6 +148,11 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
             sqlite3_bind_null(q, 18);
         sqlite3_bind_text(q, 19, r->route, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 20, r->guard, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 21, r->cache, -1, SQLITE_STATIC);
+        if (r->saved_usd >= 0)
+            sqlite3_bind_double(q, 22, r->saved_usd);
+        else
+            sqlite3_bind_null(q, 22);
         if (sqlite3_step(q) != SQLITE_DONE) {
             snprintf(why, size, "sqlite insert: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(q);

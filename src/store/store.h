@@ -39,7 +39,9 @@ struct ledger_row {
     double latency_ms;
     double ttft_ms; /* -1 when no byte was sent */
     char route[256];
-    char guard[200]; /* guards that fired: rule and kind names only ("" none) */
+    char guard[200];  /* guards that fired: rule and kind names only ("" none) */
+    char cache[8];    /* "hit", "miss", "bypass", or "" when the request was not cacheable */
+    double saved_usd; /* a hit: what the answer cost when it was made; < 0: not a hit */
 };
 
 /* A spend report: sums over rows in [from_ms, to_ms), grouped by one column and, for a
