@@ -1,6 +1,7 @@
 -- wrk script for bench/overhead: POSTs a ~1 KB chat completion body.
 -- STREAM=1 asks for an SSE stream. EXTRA_HEADERS="name: value|name: value" adds headers
--- (Portkey's routing headers). done() prints one machine-readable line for the run script.
+-- (Portkey's routing headers). TEMPERATURE=0 makes the request cacheable (bench/cache).
+-- done() prints one machine-readable line for the run script.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local extra = os.getenv("EXTRA_HEADERS") or ""
@@ -11,7 +12,7 @@ end
 local text = string.rep("The quick brown fox jumps over the lazy dog. ", 20)
 local stream = os.getenv("STREAM") == "1"
 wrk.body = '{"model":"bench","messages":[{"role":"system","content":"You are a concise assistant."},'
-  .. '{"role":"user","content":"' .. text .. '"}],"temperature":0.2,"max_tokens":64'
+  .. '{"role":"user","content":"' .. text .. '"}],"temperature":' .. (os.getenv("TEMPERATURE") or "0.2") .. ',"max_tokens":64'
   .. (stream and ',"stream":true' or '') .. '}'
 
 function done(summary, latency, requests)

@@ -1,14 +1,20 @@
 /*
- * DESIGN: an entry is one JSON document — where the answer came from, its usage and cost,
- * when it was made, and either the whole body or the stream's chunks with their usage
- * markers — so the in-process LRU and Redis hold the same bytes and a hit from either is
- * decoded the same way. A lookup that finds it only in Redis also fills the in-process
- * cache. Keys are hex SHA-256 (OpenSSL); the body is normalised with jansson (sorted keys,
- * compact), which costs a parse of a cacheable request only.
+ * DESIGN: a hit must cost less than the proxied request it replaces, so neither the key nor
+ * the entry goes through a JSON library (jansson spent ~240 instructions per byte of body
+ * here, more than the whole proxied path). The key hashes the request's top-level members
+ * from the tokens the request parser already made: sorted by name, volatile ones left out,
+ * each value's text with the whitespace between tokens removed. Nested members keep the
+ * client's order — a client that sends the same request the same way hits; one that
+ * reorders nested keys misses, never gets a wrong answer.
+ *
+ * An entry is one binary record (entry_encode/entry_decode): where the answer came from,
+ * usage, cost, when it was made, then the whole body or the stream's chunks with their
+ * usage markers. The in-process LRU and Redis hold the same bytes; a hit decodes by
+ * pointing into its copy. A lookup that finds it only in Redis also fills the in-process
+ * cache.
  */
 #include "api/cache.h"
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +49,10 @@ struct cache_ticket {
     struct shared_get *pending;
     cache_found_cb found;
     void *ud;
-    /* the fill: [json, usage_at, usage_only, usage_empty] per chunk */
-    json_t *chunks;
-    size_t collected;
+    /* the fill: chunks as encoded records (entry format), appended as they come */
+    char *chunks;
+    size_t chunks_len, chunks_cap;
+    uint32_t n_chunks;
     bool abandoned;
 };
 
@@ -95,42 +102,95 @@ static bool deterministic(const struct openai_request *r)
 static void release_chunks(void *ud)
 {
     struct cache_ticket *t = ud;
-    json_decref(t->chunks);
+    free(t->chunks);
     t->chunks = NULL;
 }
 
-/* SHA-256 over what decides the answer (see cache.h). @return 0, or -1 (unparsable, OOM). */
+/* Feeds `text` to the digest without the whitespace between tokens (strings kept whole). */
+static int digest_compact(EVP_MD_CTX *md, const char *text, size_t len)
+{
+    size_t run = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_string = true;
+        } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            if (i > run && !EVP_DigestUpdate(md, text + run, i - run)) return -1;
+            run = i + 1;
+        }
+    }
+    return len > run && !EVP_DigestUpdate(md, text + run, len - run) ? -1 : 0;
+}
+
+struct member {
+    const char *key, *value;
+    size_t key_len, value_len;
+};
+
+static int by_key(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+static bool volatile_member(const char *key, size_t len)
+{
+    return (len == 6 && memcmp(key, "stream", 6) == 0) ||
+           (len == 14 && memcmp(key, "stream_options", 14) == 0) ||
+           (len == 4 && memcmp(key, "user", 4) == 0);
+}
+
+/* SHA-256 over what decides the answer (see cache.h and DESIGN). @return 0, or -1. */
 static int make_key(const struct response_cache *c, const struct model_conf *model,
                     const struct openai_request *r, const struct principal *who,
-                    uint8_t out[CACHE_KEY_SIZE])
+                    struct arena *arena, uint8_t out[CACHE_KEY_SIZE])
 {
-    json_t *doc = json_loadb(r->scan.js, r->scan.len, 0, NULL);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return -1;
+    const struct json_scan *s = &r->scan;
+    if (s->n < 1 || s->tok[0].type != JSMN_OBJECT) return -1;
+    size_t n = (size_t)s->tok[0].size;
+    struct member *m = arena_alloc(arena, (n ? n : 1) * sizeof *m);
+    if (m == NULL) return -1;
+    size_t kept = 0;
+    for (int i = 1, k = 0; k < s->tok[0].size && i < s->n; k++) {
+        const jsmntok_t *key = &s->tok[i], *val = &s->tok[i + 1];
+        const char *name = s->js + key->start;
+        size_t name_len = (size_t)(key->end - key->start);
+        if (!volatile_member(name, name_len)) {
+            /* A string value's token excludes its quotes: take them, "a" and a differ. */
+            int start = val->type == JSMN_STRING ? val->start - 1 : val->start;
+            int end = val->type == JSMN_STRING ? val->end + 1 : val->end;
+            m[kept++] = (struct member){name, s->js + start, name_len, (size_t)(end - start)};
+        }
+        i = json_scan_skip(s, i + 1);
     }
-    json_object_del(doc, "stream");
-    json_object_del(doc, "stream_options");
-    json_object_del(doc, "user");
-    char *canonical = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    json_decref(doc);
-    if (canonical == NULL) return -1;
+    qsort(m, kept, sizeof *m, by_key);
     const char *scope = "";
     if (who && who->kind == PRINCIPAL_KEY)
         scope = c->scope == CACHE_PER_KEY    ? who->key.id
                 : c->scope == CACHE_PER_TEAM ? who->key.team
                                              : "";
     char head[512];
-    int n = snprintf(head, sizeof head, "stratus-cache/1\n%s\n%s\n%d\n%s\n", model->name,
-                     openai_endpoint_path(r->endpoint), r->stream ? 1 : 0, scope);
+    int hn = snprintf(head, sizeof head, "stratus-cache/1\n%s\n%s\n%d\n%s\n", model->name,
+                      openai_endpoint_path(r->endpoint), r->stream ? 1 : 0, scope);
     unsigned int len = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-             EVP_DigestUpdate(md, head, (size_t)n) &&
-             EVP_DigestUpdate(md, canonical, strlen(canonical)) &&
-             EVP_DigestFinal_ex(md, out, &len) && len == CACHE_KEY_SIZE;
+    int ok =
+        md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, head, (size_t)hn);
+    for (size_t i = 0; ok && i < kept; i++)
+        ok = EVP_DigestUpdate(md, m[i].key, m[i].key_len) && EVP_DigestUpdate(md, "\0", 1) &&
+             digest_compact(md, m[i].value, m[i].value_len) == 0 && EVP_DigestUpdate(md, "\0", 1);
+    ok = ok && EVP_DigestFinal_ex(md, out, &len) && len == CACHE_KEY_SIZE;
     EVP_MD_CTX_free(md);
-    free(canonical);
     return ok ? 0 : -1;
 }
 
@@ -149,7 +209,7 @@ enum cache_verdict cache_consider(struct response_cache *c, const struct config 
         return CACHE_BYPASS;
     }
     struct cache_ticket *t = arena_calloc(arena, 1, sizeof *t);
-    if (t == NULL || make_key(c, model, r, who, t->key) != 0) return CACHE_NOT_CACHEABLE;
+    if (t == NULL || make_key(c, model, r, who, arena, t->key) != 0) return CACHE_NOT_CACHEABLE;
     memcpy(t->redis_key, "stratus:cache:", 14);
     for (int i = 0; i < CACHE_KEY_SIZE; i++)
         snprintf(t->redis_key + 14 + 2 * i, 3, "%02x", t->key[i]);
@@ -157,69 +217,138 @@ enum cache_verdict cache_consider(struct response_cache *c, const struct config 
     t->arena = arena;
     t->ttl_s = model->cache.ttl_s > 0 ? model->cache.ttl_s : c->ttl_s;
     t->stream = r->stream;
-    if ((t->chunks = json_array()) == NULL || arena_on_free(arena, release_chunks, t) != 0) {
-        json_decref(t->chunks);
-        return CACHE_NOT_CACHEABLE;
-    }
+    if (arena_on_free(arena, release_chunks, t) != 0) return CACHE_NOT_CACHEABLE;
     *ticket = t;
     return CACHE_LOOK;
 }
 
-/* ---- entries --------------------------------------------------------------------------- */
+/* ---- entries ---------------------------------------------------------------------------
+ * "SC2\n", then little-endian fields: u8 stream; i64 prompt, completion, cached tokens;
+ * f64 cost; i64 made_ms; u16 + bytes backend; u16 + bytes target model; then u32 + bytes body
+ * (a whole answer) or u32 chunk count and per chunk u32 length, u32 usage_at, u8 usage_only,
+ * u8 usage_empty, bytes. */
 
-static const char *arena_str(struct arena *a, json_t *v)
+#define ENTRY_MAGIC "SC2\n"
+
+struct writer {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void w_bytes(struct writer *w, const void *b, size_t n)
 {
-    return json_is_string(v) ? arena_strndup(a, json_string_value(v), json_string_length(v)) : NULL;
+    if (w->oom) return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 1024;
+        while (cap < w->len + n) cap *= 2;
+        char *p = realloc(w->p, cap);
+        if (p == NULL) {
+            w->oom = true;
+            return;
+        }
+        w->p = p;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, b, n);
+    w->len += n;
+}
+
+static void w_u32(struct writer *w, uint32_t v)
+{
+    w_bytes(w, &v, sizeof v);
+}
+
+static void w_str16(struct writer *w, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    uint16_t l = (uint16_t)(n > 65535 ? 65535 : n);
+    w_bytes(w, &l, sizeof l);
+    w_bytes(w, s, l);
+}
+
+struct reader {
+    const char *p, *end;
+    bool bad;
+};
+
+static const char *r_bytes(struct reader *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const char *at = r->p;
+    r->p += n;
+    return at;
+}
+
+#define R_FIELD(r, type, out)                                                                      \
+    do {                                                                                           \
+        const char *at_ = r_bytes(r, sizeof(type));                                                \
+        if (at_) memcpy(&(out), at_, sizeof(type));                                                \
+    } while (0)
+
+/* A string of `len` bytes in the entry, NUL-terminated in `arena`. */
+static const char *r_str(struct reader *r, size_t len, struct arena *arena)
+{
+    const char *at = r_bytes(r, len);
+    return at ? arena_strndup(arena, at, len) : NULL;
 }
 
 /* An entry's bytes → a replayable answer in `arena`. @return false when they do not decode. */
 static bool decode(const char *bytes, size_t len, bool shared, struct arena *arena,
                    struct call_replay_answer *a)
 {
-    json_t *doc = json_loadb(bytes, len, 0, NULL);
-    json_t *usage = json_object_get(doc, "usage"), *chunks = json_object_get(doc, "chunks");
-    json_t *body = json_object_get(doc, "body");
-    bool ok = json_is_object(doc) && json_is_array(usage) &&
-              (json_is_string(body) || json_is_array(chunks));
-    if (ok) {
-        memset(a, 0, sizeof *a);
-        a->backend = arena_str(arena, json_object_get(doc, "backend"));
-        a->target_model = arena_str(arena, json_object_get(doc, "target_model"));
-        a->usage = (struct usage){.prompt = json_integer_value(json_array_get(usage, 0)),
-                                  .completion = json_integer_value(json_array_get(usage, 1)),
-                                  .cached = json_integer_value(json_array_get(usage, 2))};
-        a->saved_usd = json_real_value(json_object_get(doc, "cost_usd"));
-        long long age_s =
-            (clock_wall_ms() - json_integer_value(json_object_get(doc, "made_ms"))) / 1000;
-        a->reason =
-            arena_printf(arena, "cache hit%s, made %lld s ago by %s", shared ? " (shared)" : "",
-                         age_s > 0 ? age_s : 0, a->backend ? a->backend : "?");
-        if (json_is_string(body)) {
-            a->body = arena_str(arena, body);
-            a->body_len = json_string_length(body);
-            ok = a->body != NULL;
-        } else {
-            size_t n = json_array_size(chunks);
-            struct call_chunk *ch = arena_calloc(arena, n ? n : 1, sizeof *ch);
-            ok = ch != NULL;
-            for (size_t i = 0; ok && i < n; i++) {
-                json_t *e = json_array_get(chunks, i), *j = json_array_get(e, 0);
-                ch[i] = (struct call_chunk){
-                    .json = arena_str(arena, j),
-                    .len = json_string_length(j),
-                    .usage_at = (size_t)json_integer_value(json_array_get(e, 1)),
-                    .usage_only = json_is_true(json_array_get(e, 2)),
-                    .usage_empty = json_is_true(json_array_get(e, 3)),
-                };
-                ok = ch[i].json != NULL && ch[i].usage_at <= ch[i].len;
-            }
-            a->chunks = ch;
-            a->n_chunks = n;
+    struct reader r = {bytes, bytes + len, false};
+    const char *magic = r_bytes(&r, 4);
+    if (magic == NULL || memcmp(magic, ENTRY_MAGIC, 4) != 0) return false;
+    memset(a, 0, sizeof *a);
+    uint8_t stream = 0;
+    int64_t made = 0;
+    uint16_t bl = 0, tl = 0;
+    R_FIELD(&r, uint8_t, stream);
+    R_FIELD(&r, int64_t, a->usage.prompt);
+    R_FIELD(&r, int64_t, a->usage.completion);
+    R_FIELD(&r, int64_t, a->usage.cached);
+    R_FIELD(&r, double, a->saved_usd);
+    R_FIELD(&r, int64_t, made);
+    R_FIELD(&r, uint16_t, bl);
+    a->backend = r_str(&r, bl, arena);
+    R_FIELD(&r, uint16_t, tl);
+    a->target_model = r_str(&r, tl, arena);
+    uint32_t n = 0;
+    R_FIELD(&r, uint32_t, n);
+    if (r.bad || a->backend == NULL || a->target_model == NULL) return false;
+    if (!stream) {
+        a->body = r_str(&r, n, arena);
+        a->body_len = n;
+    } else {
+        if (n > (size_t)(r.end - r.p) / 10) return false; /* more chunks than bytes for them */
+        struct call_chunk *ch = arena_calloc(arena, n ? n : 1, sizeof *ch);
+        if (ch == NULL) return false;
+        for (uint32_t i = 0; i < n && !r.bad; i++) {
+            uint32_t cl = 0, at = 0;
+            uint8_t only = 0, empty = 0;
+            R_FIELD(&r, uint32_t, cl);
+            R_FIELD(&r, uint32_t, at);
+            R_FIELD(&r, uint8_t, only);
+            R_FIELD(&r, uint8_t, empty);
+            ch[i] = (struct call_chunk){.json = r_str(&r, cl, arena),
+                                        .len = cl,
+                                        .usage_at = at <= cl ? at : 0,
+                                        .usage_only = only,
+                                        .usage_empty = empty};
+            if (ch[i].json == NULL) r.bad = true;
         }
-        ok = ok && a->backend && a->target_model;
+        a->chunks = ch;
+        a->n_chunks = n;
     }
-    json_decref(doc);
-    return ok;
+    if (r.bad || (!stream && a->body == NULL)) return false;
+    long long age_s = (clock_wall_ms() - made) / 1000;
+    a->reason = arena_printf(arena, "cache hit%s, made %lld s ago by %s", shared ? " (shared)" : "",
+                             age_s > 0 ? age_s : 0, a->backend);
+    return a->reason != NULL;
 }
 
 static int64_t expires(const struct cache_ticket *t)
@@ -273,12 +402,19 @@ void cache_cancel(struct cache_ticket *t)
 void cache_collect_chunk(struct cache_ticket *t, const struct call_chunk *ch)
 {
     if (t->abandoned) return;
-    t->collected += ch->len + 16;
-    json_t *e = json_pack("[s#, I, b, b]", ch->json, (int)ch->len, (json_int_t)ch->usage_at,
-                          ch->usage_only, ch->usage_empty);
-    if (e == NULL || t->collected > t->cache->max_entry_bytes ||
-        json_array_append_new(t->chunks, e) != 0)
-        t->abandoned = true; /* too large to keep, or out of memory: this answer is not kept */
+    struct writer w = {t->chunks, t->chunks_len, t->chunks_cap, false};
+    uint8_t only = ch->usage_only, empty = ch->usage_empty;
+    w_u32(&w, (uint32_t)ch->len);
+    w_u32(&w, (uint32_t)ch->usage_at);
+    w_bytes(&w, &only, 1);
+    w_bytes(&w, &empty, 1);
+    w_bytes(&w, ch->json, ch->len);
+    t->chunks = w.p;
+    t->chunks_len = w.len;
+    t->chunks_cap = w.cap;
+    t->n_chunks++;
+    /* Too large to keep, or out of memory: this answer is not kept. */
+    if (w.oom || w.len > t->cache->max_entry_bytes) t->abandoned = true;
 }
 
 void cache_abandon(struct cache_ticket *t)
@@ -291,25 +427,30 @@ void cache_store(struct response_cache *c, struct cache_ticket *t, const struct 
 {
     if (t->abandoned || in->cached || in->native || in->backend == NULL) return;
     if (body && body_len > c->max_entry_bytes) return;
-    json_t *doc =
-        json_pack("{s:i, s:s, s:s?, s:[I, I, I], s:f, s:I}", "v", 1, "backend", in->backend,
-                  "target_model", in->target_model, "usage", (json_int_t)in->usage.prompt,
-                  (json_int_t)in->usage.completion, (json_int_t)in->usage.cached, "cost_usd",
-                  in->cost_known ? in->cost_usd : 0.0, "made_ms", (json_int_t)clock_wall_ms());
-    if (doc == NULL) return;
-    if (body)
-        json_object_set_new(doc, "body", json_stringn(body, body_len));
-    else
-        json_object_set(doc, "chunks", t->chunks);
-    char *bytes = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (bytes == NULL) return;
-    size_t len = strlen(bytes);
-    if (len <= c->max_entry_bytes) {
-        if (lru_cache_put(c->lru, t->key, bytes, len, expires(t))) c->stats.stored++;
-        if (c->redis) shared_set(c->redis, t->redis_key, bytes, len, t->ttl_s * 1000);
+    struct writer w = {0};
+    uint8_t stream = body == NULL;
+    int64_t usage[3] = {in->usage.prompt, in->usage.completion, in->usage.cached};
+    double cost = in->cost_known ? in->cost_usd : 0;
+    int64_t made = clock_wall_ms();
+    w_bytes(&w, ENTRY_MAGIC, 4);
+    w_bytes(&w, &stream, 1);
+    w_bytes(&w, usage, sizeof usage);
+    w_bytes(&w, &cost, sizeof cost);
+    w_bytes(&w, &made, sizeof made);
+    w_str16(&w, in->backend);
+    w_str16(&w, in->target_model);
+    if (body) {
+        w_u32(&w, (uint32_t)body_len);
+        w_bytes(&w, body, body_len);
+    } else {
+        w_u32(&w, t->n_chunks);
+        w_bytes(&w, t->chunks, t->chunks_len);
     }
-    free(bytes);
+    if (!w.oom && w.len <= c->max_entry_bytes) {
+        if (lru_cache_put(c->lru, t->key, w.p, w.len, expires(t))) c->stats.stored++;
+        if (c->redis) shared_set(c->redis, t->redis_key, w.p, w.len, t->ttl_s * 1000);
+    }
+    free(w.p);
 }
 
 void response_cache_stats(const struct response_cache *c, struct response_cache_stats *out)
