@@ -112,6 +112,8 @@ static int merge_route_reasons(struct spend_line *lines, int n)
         char *g = lines[i].group, *after = strstr(g, "; after "), *paren;
         if (after) *after = '\0';
         if ((paren = strstr(g, " (")) != NULL) *paren = '\0';
+        size_t len = strlen(g);
+        if (len >= 2 && strcmp(g + len - 2, "; ") == 0) g[len - 2] = 0; /* a policy, no reason */
         if (after) {
             char cut[sizeof lines[i].group];
             snprintf(cut, sizeof cut, "%s", g);

@@ -120,7 +120,7 @@ function drawSpend(r, from, bucket) {
     r.anomaly.flagged
       ? el('div', { class: 'kpi alert' }, el('b', { text: usd(r.anomaly.last_hour_usd) }),
         el('span', { text: `last hour: over ${r.anomaly.factor}× the usual (anomaly)` }))
-      : null,
+      : '',
   );
   const groups = (r.groups || []).map((g) => g.group);
   const index = new Map(groups.map((g, i) => [g, i]));
@@ -406,9 +406,9 @@ function status(text) {
 
 async function refresh(all) {
   try {
-    await loadBudgets(); // first: the spend chart's budget line needs it
-    const jobs = [loadBackends()];
-    if (all) jobs.push(loadSpend(), loadRouting(), loadKeys());
+    const budgets = loadBudgets();
+    const jobs = [budgets, loadBackends()];
+    if (all) jobs.push(budgets.then(loadSpend), loadRouting(), loadKeys()); // spend: the budget line
     await Promise.all(jobs);
     status(`updated ${new Date().toISOString().slice(11, 19)} UTC`);
     return true;
