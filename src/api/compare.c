@@ -1,6 +1,7 @@
 /*
- * DESIGN: without a pair the answer is every (cloud target, local backend) pair of the
- * running config, so the dashboard needs no second call to learn what can be compared.
+ * DESIGN: without a pair the answer is every (model group with a priced cloud target, local
+ * backend) pair of the running config, so the dashboard needs no second call to learn what
+ * can be compared.
  * A live engine's measured throughput is the default capacity: the figure the local price
  * itself is computed from (cost.h).
  */
@@ -55,12 +56,12 @@ static int add_pair(const struct generation *g, struct cost_compare_query q, dou
     return 0;
 }
 
-/* Whether target model `name` appeared in an earlier target of the config. */
-static bool seen_before(const struct config *cfg, size_t mi, size_t ti, const char *name)
+/* Whether model group `m` has a priced cloud target (one cost/compare can price). */
+static bool priced_in_cloud(const struct config *cfg, const struct model_conf *m)
 {
-    for (size_t i = 0; i <= mi; i++)
-        for (size_t j = 0; j < (i == mi ? ti : cfg->models[i].n_targets); j++)
-            if (strcmp(cfg->models[i].targets[j].model, name) == 0) return true;
+    for (size_t j = 0; j < m->n_targets; j++)
+        if (!cfg->backends[m->targets[j].backend_index].tco.set && m->targets[j].price.set)
+            return true;
     return false;
 }
 
@@ -129,15 +130,11 @@ void admin_cost_compare(struct app *app, struct http_request *req, const struct 
         for (size_t b = 0; b < cfg->n_backends && !e.status; b++) {
             if (!cfg->backends[b].tco.set) continue;
             q.local = cfg->backends[b].name;
-            for (size_t i = 0; i < cfg->n_models && !e.status; i++)
-                for (size_t j = 0; j < cfg->models[i].n_targets && !e.status; j++) {
-                    const struct target_conf *t = &cfg->models[i].targets[j];
-                    if (cfg->backends[t->backend_index].tco.set || !t->price.set ||
-                        seen_before(cfg, i, j, t->model))
-                        continue;
-                    q.model = t->model;
-                    add_pair(g, q, tps, data, &e);
-                }
+            for (size_t i = 0; i < cfg->n_models && !e.status; i++) {
+                if (!priced_in_cloud(cfg, &cfg->models[i])) continue;
+                q.model = cfg->models[i].name; /* priced as its first priced cloud target */
+                add_pair(g, q, tps, data, &e);
+            }
         }
     }
 out:

@@ -4,8 +4,8 @@
  * `stratus cost compare`.
  *
  * Query (all optional): tokens_per_month (100M; "750k", "2.5B" or a number),
- * output_share (0..1, 0.25), model and local (one pair; without them every priced cloud
- * target of the running config against every local backend with `cost:`),
+ * output_share (0..1, 0.25), model and local (one pair; without them every model group
+ * with a priced cloud target, priced as its first, against every local backend with `cost:`),
  * local_tokens_per_s (default: the engine's measured throughput when it has one; 0 leaves
  * capacity unchecked). Anything else is a 400 naming it.
  *

@@ -366,7 +366,7 @@ async function loadCompare(ev) {
 // machine is flat; they cross at the break-even.
 function drawCompare(r) {
   const c = r.data[0];
-  const W = 460, H = 200, L = 64, R = 10, T = 10, B = 28;
+  const W = 600, H = 260, L = 64, R = 14, T = 10, B = 28;
   const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'cloud and local cost against volume' });
   if (!c) {
     $('compare-chart').replaceChildren();
@@ -389,7 +389,7 @@ function drawCompare(r) {
     titled(svg('path', { class: 'local-line', d: `M${x(0)},${y(c.local_cost.usd_month)} L${x(maxV)},${y(c.local_cost.usd_month)}` }), `local: ${c.local}, one machine`));
   if (even) {
     chart.append(titled(svg('circle', { class: 'even', cx: x(even), cy: y(c.local_cost.usd_month), r: 4 }), `break-even: ${count(even)} tokens/month`),
-      svg('text', { class: 'label', x: x(even) + 6, y: y(c.local_cost.usd_month) - 6 }, document.createTextNode(`break-even ${count(even)}/month`)));
+      svg('text', { class: 'label', x: x(even) + (x(even) > W * 0.6 ? -6 : 6), y: y(c.local_cost.usd_month) - 8, 'text-anchor': x(even) > W * 0.6 ? 'end' : 'start' }, document.createTextNode(`break-even ${count(even)} tokens/month`)));
   }
   const legend = svg('g', { class: 'legend' });
   legend.append(svg('line', { class: 'cloud-line', x1: L + 8, x2: L + 26, y1: T + 6, y2: T + 6 }), svg('text', { x: L + 30, y: T + 10 }, document.createTextNode(`cloud ${c.model}`)),
