@@ -30,7 +30,8 @@ ifeq ($(MODE),asan)
   LDFLAGS_MODE := -fsanitize=address,undefined
 endif
 
-SRC      := $(shell find src -name '*.c' | sort) $(OUT)/gen/prices_builtin.c
+SRC      := $(shell find src -name '*.c' | sort) $(OUT)/gen/prices_builtin.c \
+            $(OUT)/gen/dashboard_assets.c
 # The local inference engine needs llama.cpp: the system's (pkg-config llama) or the one
 # scripts/build-llama caches outside the repository (make deps runs it). Without it the
 # engine is left out of the build and `type: local` backends are refused.
@@ -69,9 +70,15 @@ $(OUT)/gen/prices_builtin.c: config/prices.yaml
 	   echo '0x00};'; \
 	   echo 'const size_t prices_builtin_len = sizeof prices_builtin - 1;'; } > $@
 
+# The dashboard's page, style and script (web/dashboard/), compiled in with gzip copies.
+DASHBOARD_ASSETS := $(sort $(wildcard web/dashboard/*))
+$(OUT)/gen/dashboard_assets.c: $(DASHBOARD_ASSETS) scripts/embed-assets
+	@mkdir -p $(dir $@)
+	@scripts/embed-assets $@ $(DASHBOARD_ASSETS)
+
 $(OUT)/obj/$(OUT)/gen/%.o: $(OUT)/gen/%.c
 	@mkdir -p $(dir $@)
-	@$(CC) -std=c11 -c $< -o $@
+	@$(CC) -std=c11 -Isrc -c $< -o $@
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

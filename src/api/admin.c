@@ -273,7 +273,8 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     double factor = factor_s ? atof(factor_s) : 3;
     if (by < 0)
         err_param(&e, 400, "group_by",
-                  "group_by must be model, key, team, customer or backend (got '%.64s')", group);
+                  "group_by must be model, key, team, customer, backend or route (got '%.64s')",
+                  group);
     else if (from_s && report_parse_time(from_s, now, &from) != 0)
         err_param(&e, 400, "from",
                   "from must be a date (2026-11-01), a time (2026-11-01T00:00:00Z), "

@@ -3,8 +3,9 @@
  *   POST   /admin/keys        make a key; the secret is in this answer only (201)
  *   GET    /admin/keys        every key, never a secret or hash
  *   DELETE /admin/keys/{id}   revoke (200), 404 for no such live key
- *   GET    /admin/spend?group_by=model|key|team|customer|backend&from=&to=&anomaly_factor=
+ *   GET    /admin/spend?group_by=model|key|team|customer|backend|route&from=&to=&anomaly_factor=
  *          &bucket=hour|day&top=N&format=json|csv   (CSV also for Accept: text/csv)
+ *          (route: why requests went where they did, the reasons without their live figures)
  * Store calls run as store jobs; the loop never waits on the database.
  * Thread: event-loop thread.
  */

@@ -9,7 +9,10 @@
 #include <string.h>
 
 #include "api/admin.h"
+#include "api/backends.h"
+#include "api/compare.h"
 #include "api/credential.h"
+#include "api/dashboard.h"
 #include "api/function.h"
 #include "api/metrics.h"
 #include "api/proxy.h"
@@ -75,6 +78,12 @@ static const struct route routes[] = {
     {"/admin/spend", "GET", ADMIN, false, admin_spend, NULL, 0},
     {"/admin/reload", "POST", ADMIN, false, admin_reload, NULL, 0},
     {"/admin/routes", "GET", ADMIN, false, admin_routes, NULL, 0},
+    {"/admin/backends", "GET", ADMIN, false, admin_backends, NULL, 0},
+    {"/admin/budgets", "GET", ADMIN, false, admin_budgets, NULL, 0},
+    {"/admin/cost/compare", "GET", ADMIN, false, admin_cost_compare, NULL, 0},
+    /* the page and its files hold no data: open; every figure comes from the admin API */
+    {"/dashboard", "GET", OPEN, false, dashboard_page, NULL, 0},
+    {"/dashboard/", "GET", OPEN, true, dashboard_asset, NULL, 0},
 };
 
 /* The caller, from the credential where this route's API carries it (the surface's place

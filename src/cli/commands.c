@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "cost/compare.h"
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "cost/report.h"
@@ -335,7 +336,7 @@ int cli_spend(int argc, char **argv)
     if (rc) return rc;
     int by = opt(o, "--by") ? spend_group_parse(opt(o, "--by")) : SPEND_BY_MODEL;
     if (by < 0) {
-        fprintf(stderr, "stratus spend: --by is model, key, team, customer or backend\n");
+        fprintf(stderr, "stratus spend: --by is model, key, team, customer, backend or route\n");
         return 2;
     }
     int64_t now = clock_wall_ms(), from, to = now + 1;
@@ -405,21 +406,6 @@ int cli_spend(int argc, char **argv)
 
 /* ---- cost compare ------------------------------------------------------------------- */
 
-/* "100M", "2.5B", "750k", "1000000" → tokens. */
-static double parse_volume(const char *s)
-{
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s || !(v > 0)) return -1;
-    if (*end == 'k' || *end == 'K')
-        v *= 1e3, end++;
-    else if (*end == 'M' || *end == 'm')
-        v *= 1e6, end++;
-    else if (*end == 'B' || *end == 'b' || *end == 'G')
-        v *= 1e9, end++;
-    return *end == '\0' ? v : -1;
-}
-
 int cli_cost(int argc, char **argv)
 {
     if (argc < 3 || strcmp(argv[2], "compare") != 0) {
@@ -435,7 +421,8 @@ int cli_cost(int argc, char **argv)
                       {NULL, NULL, false}};
     int rc = parse_opts("stratus cost compare", argc, argv, 3, o, NULL);
     if (rc) return rc;
-    double volume = opt(o, "--tokens-per-month") ? parse_volume(opt(o, "--tokens-per-month")) : -1;
+    double volume =
+        opt(o, "--tokens-per-month") ? cost_parse_volume(opt(o, "--tokens-per-month")) : -1;
     double share = opt(o, "--output-share") ? atof(opt(o, "--output-share")) : 0.25;
     double tps = opt(o, "--local-tokens-per-s") ? atof(opt(o, "--local-tokens-per-s")) : 0;
     if (volume <= 0 || opt(o, "--model") == NULL || opt(o, "--local") == NULL) {
@@ -450,72 +437,36 @@ int cli_cost(int argc, char **argv)
     struct config *cfg = NULL;
     if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
     rc = 2;
-    const char *model = opt(o, "--model"), *local = opt(o, "--local");
-    const struct backend_conf *lb = NULL;
-    for (size_t i = 0; i < cfg->n_backends; i++)
-        if (strcmp(cfg->backends[i].name, local) == 0) lb = &cfg->backends[i];
-    if (lb == NULL || !lb->tco.set) { /* only self-hosted backends take cost: */
-        fprintf(stderr,
-                "stratus cost compare: '%s' is not a local backend with cost: { watts, "
-                "kwh_price, hardware_price, lifetime_months } in %s\n",
-                local, cfg->path);
+    struct cost_compare_query q = {.model = opt(o, "--model"),
+                                   .local = opt(o, "--local"),
+                                   .tokens_per_month = volume,
+                                   .output_share = share,
+                                   .local_tokens_per_s = tps};
+    struct cost_compare c;
+    char why[512];
+    if (cost_compare(cfg, &q, &c, why, sizeof why) != 0) {
+        fprintf(stderr, "stratus cost compare: %s\n", why);
         goto out;
     }
-    /* The cloud price: a configured target's (by alias or upstream name), else the catalogue. */
-    struct price p = {0};
-    const char *source = NULL;
-    for (size_t i = 0; i < cfg->n_models && !p.set; i++)
-        for (size_t j = 0; j < cfg->models[i].n_targets && !p.set; j++) {
-            const struct target_conf *t = &cfg->models[i].targets[j];
-            if (cfg->backends[t->backend_index].tco.set || !t->price.set) continue;
-            if (strcmp(cfg->models[i].name, model) == 0 || strcmp(t->model, model) == 0) {
-                p = t->price;
-                source = t->price.source == PRICE_CONFIG ? "config" : "catalogue";
-            }
-        }
-    const struct model_price *mp = p.set ? NULL : prices_lookup(cfg->prices, model);
-    if (mp) {
-        p = (struct price){.set = true,
-                           .input = mp->input,
-                           .output = mp->output,
-                           .cached_input = mp->cached_input};
-        source = "catalogue";
-    }
-    if (!p.set) {
-        fprintf(stderr, "stratus cost compare: no price for '%s' in %s or the catalogue\n", model,
-                cfg->path);
-        goto out;
-    }
-    struct usage month = {.prompt = (long long)(volume * (1 - share)),
-                          .completion = (long long)(volume * share),
-                          .cached = -1};
-    double cloud = cost_usd(&p, &month);
-    double per_hour = cost_tco_per_hour(&lb->tco);
-    const double hours = COST_HOURS_PER_MONTH; /* the machine on around the clock */
-    double local_month = per_hour * hours;
     printf("volume          %.0f tokens/month (%.0f%% input, %.0f%% output)\n", volume,
            (1 - share) * 100, share * 100);
-    bool dated = strcmp(source, "catalogue") == 0 && cfg->prices && cfg->prices->date;
-    printf("cloud  %-24s $%.2f/month  ($%.4f in, $%.4f out per 1M; %s%s%s)\n", model, cloud,
-           p.input, p.output, source, dated ? " dated " : "", dated ? cfg->prices->date : "");
+    printf("cloud  %-24s $%.2f/month  ($%.4f in, $%.4f out per 1M; %s%s%s)\n", q.model,
+           c.cloud_usd_month, c.cloud.input, c.cloud.output, c.cloud_source,
+           c.catalogue_date ? " dated " : "", c.catalogue_date ? c.catalogue_date : "");
     printf("local  %-24s $%.2f/month  ($%.4f/hour: %.0f W at $%.3f/kWh + $%.0f over %.0f months)\n",
-           local, local_month, per_hour, lb->tco.watts, lb->tco.kwh_price, lb->tco.hardware_price,
-           lb->tco.lifetime_months);
-    double blended = cloud / volume; /* $ per token in the cloud */
-    double even = local_month / blended;
+           q.local, c.local_usd_month, c.local_usd_hour, c.tco->watts, c.tco->kwh_price,
+           c.tco->hardware_price, c.tco->lifetime_months);
     printf("break-even      %.0f tokens/month (%.1fM): above it one local machine is cheaper\n",
-           even, even / 1e6);
+           c.break_even_tokens, c.break_even_tokens / 1e6);
     if (tps > 0) {
-        double capacity = tps * hours * 3600;
-        int machines = (int)ceil(volume / capacity);
         printf("capacity        %.1f tokens/s = %.1fM tokens/month per machine; %d machine%s "
                "needed → local $%.2f/month\n",
-               tps, capacity / 1e6, machines, machines == 1 ? "" : "s", machines * local_month);
-        printf("verdict         %s\n",
-               machines * local_month < cloud ? "local is cheaper" : "cloud is cheaper");
+               tps, c.capacity_tokens_month / 1e6, c.machines, c.machines == 1 ? "" : "s",
+               c.local_fleet_usd_month);
+        printf("verdict         %s\n", c.local_cheaper ? "local is cheaper" : "cloud is cheaper");
     } else {
         printf("verdict         %s (pass --local-tokens-per-s to check one machine keeps up)\n",
-               local_month < cloud ? "local is cheaper" : "cloud is cheaper");
+               c.local_cheaper ? "local is cheaper" : "cloud is cheaper");
     }
     rc = 0;
 out:

@@ -95,6 +95,43 @@ static void add_line(struct spend_line *to, const struct spend_line *l)
     to->estimated += l->estimated;
 }
 
+static int by_bucket_group(const void *a, const void *b)
+{
+    const struct spend_line *x = a, *y = b;
+    if (x->bucket_ms != y->bucket_ms) return x->bucket_ms < y->bucket_ms ? -1 : 1;
+    return strcmp(x->group, y->group);
+}
+
+/* Route reasons carry live figures ("latency; lowest ttfb up (12.0 ms); after 2 failed
+ * attempts"): a share of traffic by reason needs them without the figures, or every request
+ * would be a group of its own. "(…)" goes, a failover reads "; after failover", and lines
+ * that then read the same (per bucket) become one. @return the new count. */
+static int merge_route_reasons(struct spend_line *lines, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *g = lines[i].group, *after = strstr(g, "; after "), *paren;
+        if (after) *after = '\0';
+        if ((paren = strstr(g, " (")) != NULL) *paren = '\0';
+        size_t len = strlen(g);
+        if (len >= 2 && strcmp(g + len - 2, "; ") == 0) g[len - 2] = 0; /* a policy, no reason */
+        if (after) {
+            char cut[sizeof lines[i].group];
+            snprintf(cut, sizeof cut, "%s", g);
+            snprintf(g, sizeof lines[i].group, "%.140s; after failover", cut);
+        }
+    }
+    if (n > 1) qsort(lines, (size_t)n, sizeof *lines, by_bucket_group);
+    int w = 0;
+    for (int i = 0; i < n; i++) {
+        if (w > 0 && lines[w - 1].bucket_ms == lines[i].bucket_ms &&
+            strcmp(lines[w - 1].group, lines[i].group) == 0)
+            add_line(&lines[w - 1], &lines[i]);
+        else
+            lines[w++] = lines[i];
+    }
+    return w;
+}
+
 int spend_lines_top(struct spend_line *lines, int n, const struct spend_line *ranked, int n_ranked,
                     int top)
 {
@@ -151,6 +188,7 @@ int spend_report_build(struct store_handle *store, const struct spend_query *q,
      * give the same report. */
     int n = fetch(store, q->by, 0, q->from_ms, q->to_ms, &r->groups, why, size);
     if (n < 0) return n;
+    if (q->by == SPEND_BY_ROUTE) n = merge_route_reasons(r->groups, n);
     spend_lines_sort(r->groups, n);
     snprintf(r->total.group, sizeof r->total.group, "total");
     for (int i = 0; i < n; i++) add_line(&r->total, &r->groups[i]);
@@ -158,6 +196,7 @@ int spend_report_build(struct store_handle *store, const struct spend_query *q,
         int m = fetch(store, q->by, spend_bucket_ms(q->bucket), q->from_ms, q->to_ms, &r->lines,
                       why, size);
         if (m < 0) return m;
+        if (q->by == SPEND_BY_ROUTE) m = merge_route_reasons(r->lines, m);
         spend_lines_sort(r->lines, m);
         r->n = spend_lines_top(r->lines, m, r->groups, n, r->top);
         if (r->n < 0) {

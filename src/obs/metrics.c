@@ -268,6 +268,36 @@ static void observe(struct metrics *m, int family, const char *const *values, do
     s->count++;
 }
 
+/* Quantile `q` of a histogram with per-bucket (not cumulated) counts over `bounds`. */
+static double quantile(const uint64_t *counts, const double *bounds, size_t n, uint64_t total,
+                       double q)
+{
+    double rank = q * (double)total, below = 0;
+    for (size_t b = 0; b < n; b++) {
+        if (counts[b] > 0 && below + (double)counts[b] >= rank) {
+            double lo = b ? bounds[b - 1] : 0;
+            return lo + (bounds[b] - lo) * (rank - below) / (double)counts[b];
+        }
+        below += (double)counts[b];
+    }
+    return bounds[n - 1];
+}
+
+uint64_t metrics_ttft(const struct metrics *m, const char *backend, double *p50_s, double *p95_s)
+{
+    if (m == NULL) return 0;
+    uint64_t counts[N(seconds_buckets)] = {0}, total = 0;
+    for (const struct series *s = m->first[F_TTFT]; s; s = s->next) {
+        if (strcmp(s->values[1], backend) != 0) continue;
+        for (size_t b = 0; b < N(seconds_buckets); b++) counts[b] += s->buckets[b];
+        total += s->count;
+    }
+    if (total == 0) return 0;
+    *p50_s = quantile(counts, seconds_buckets, N(seconds_buckets), total, 0.5);
+    *p95_s = quantile(counts, seconds_buckets, N(seconds_buckets), total, 0.95);
+    return total;
+}
+
 struct metrics *metrics_new(int max_customers)
 {
     struct metrics *m = calloc(1, sizeof *m);

@@ -59,6 +59,13 @@ struct metrics_request {
  *  stratus_metrics_series_dropped_total), never the process. */
 void metrics_count_request(struct metrics *m, const struct metrics_request *r);
 
+/** Time to first token at `backend` over every model group: the median and 95th percentile
+ *  estimated from the TTFT histogram buckets (linear within a bucket, as Prometheus'
+ *  histogram_quantile does; a quantile past the last bound reads as that bound). The
+ *  dashboard's backend table; the exposition has the buckets themselves.
+ *  @return requests observed (0: *p50_s and *p95_s untouched). */
+uint64_t metrics_ttft(const struct metrics *m, const char *backend, double *p50_s, double *p95_s);
+
 /* ---- exposition ------------------------------------------------------------------------ */
 
 enum metrics_format { METRICS_PROMETHEUS = 0, METRICS_OPENMETRICS };

@@ -4,11 +4,13 @@
 
 #include <stdio.h>
 
-static const char *const group_columns[] = {"model", "key_id", "team", "customer", "backend"};
+static const char *const group_columns[] = {"model",    "key_id",  "team",
+                                            "customer", "backend", "route"};
 
 const char *spend_group_column(enum spend_group g)
 {
-    return (unsigned)g < 5 ? group_columns[g] : "model";
+    return (unsigned)g < sizeof group_columns / sizeof group_columns[0] ? group_columns[g]
+                                                                        : "model";
 }
 
 void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms, const char *p1,

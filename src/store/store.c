@@ -41,16 +41,16 @@ void store_close(struct store_handle *h)
     if (h) h->db = NULL;
 }
 
-static const char *const group_names[] = {"model", "key", "team", "customer", "backend"};
+static const char *const group_names[] = {"model", "key", "team", "customer", "backend", "route"};
 
 int spend_group_parse(const char *s)
 {
-    for (int i = 0; s && i < 5; i++)
+    for (int i = 0; s && i < (int)(sizeof group_names / sizeof group_names[0]); i++)
         if (strcmp(s, group_names[i]) == 0) return i;
     return -1;
 }
 
 const char *spend_group_name(enum spend_group g)
 {
-    return (unsigned)g < 5 ? group_names[g] : "?";
+    return (unsigned)g < sizeof group_names / sizeof group_names[0] ? group_names[g] : "?";
 }

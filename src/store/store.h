@@ -52,7 +52,8 @@ enum spend_group {
     SPEND_BY_KEY,
     SPEND_BY_TEAM,
     SPEND_BY_CUSTOMER,
-    SPEND_BY_BACKEND
+    SPEND_BY_BACKEND,
+    SPEND_BY_ROUTE /* the route column: "policy; reason" (cost/report merges the figures) */
 };
 
 struct spend_line {
@@ -127,7 +128,7 @@ int store_open(const char *url, const char *base_dir, struct store_handle *out, 
 /** NULL-safe on an unopened handle. */
 void store_close(struct store_handle *h);
 
-/** "model", "key", "team", "customer", "backend" → the enum. @return -1 if none. */
+/** "model", "key", "team", "customer", "backend", "route" → the enum. @return -1 if none. */
 int spend_group_parse(const char *s);
 const char *spend_group_name(enum spend_group g);
 

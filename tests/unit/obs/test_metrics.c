@@ -119,12 +119,40 @@ static void test_label_values_are_escaped_and_openmetrics_differs(void **state)
     metrics_free(m);
 }
 
+static void test_metrics_ttft_estimates_quantiles_per_backend(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new(10);
+    double p50 = -1, p95 = -1;
+    assert_int_equal(metrics_ttft(m, "up", &p50, &p95), 0); /* nothing seen: untouched */
+    assert_true(p50 == -1 && p95 == -1);
+    /* 10 requests at 0.03 s (bucket 0.025..0.05), over two model groups, and 10 at 0.3 s
+     * (0.25..0.5); another backend's must not count. */
+    for (int i = 0; i < 20; i++) {
+        struct metrics_request r = served("acme", 0.6);
+        r.model = i % 2 ? "chat" : "other";
+        r.ttft_s = i < 10 ? 0.03 : 0.3;
+        metrics_count_request(m, &r);
+    }
+    struct metrics_request elsewhere = served("acme", 100);
+    elsewhere.backend = "down";
+    elsewhere.ttft_s = 500;
+    metrics_count_request(m, &elsewhere);
+    assert_int_equal(metrics_ttft(m, "up", &p50, &p95), 20);
+    assert_float_equal(p50, 0.05, 1e-9);                           /* the 10th: the bucket's top */
+    assert_float_equal(p95, 0.25 + 0.25 * (19.0 - 10) / 10, 1e-9); /* linear in 0.25..0.5 */
+    assert_int_equal(metrics_ttft(m, "down", &p50, &p95), 1);
+    assert_float_equal(p95, 120, 1e-9); /* past the last bound: that bound */
+    metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests_histograms_and_costs),
         cmocka_unit_test(test_unknown_models_and_customers_past_the_cap_share_series),
         cmocka_unit_test(test_label_values_are_escaped_and_openmetrics_differs),
+        cmocka_unit_test(test_metrics_ttft_estimates_quantiles_per_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
