@@ -7,6 +7,7 @@
 #include "api/metrics.h"
 
 #include <dirent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,62 +26,105 @@
 #include "providers/provider.h"
 #include "route/router.h"
 #include "store/ledger.h"
+#include "util/arena.h"
 #include "util/clock.h"
+
+static const char *const target_families[][3] = {
+    {"stratus_target_breaker_state", "gauge",
+     "Circuit breaker per routing target: 0 closed, 1 half-open, 2 open."},
+    {"stratus_target_latency_ewma_seconds", "gauge",
+     "The router's peak-EWMA of time to first byte per target (faded with idle time)."},
+    {"stratus_target_in_flight", "gauge", "Attempts running now per target."},
+    {"stratus_target_attempts", "counter",
+     "Attempts per target by outcome: ok, failed (counts toward the breaker), rejected "
+     "(a 4xx the target gave)."},
+};
+#define TARGET_FAMILIES (sizeof target_families / sizeof target_families[0])
+
+/* Every target's state, read once (the latency estimate fades with an exp()) and written
+ * four times; `where` gives each one's model and target index. */
+struct target_snapshot {
+    struct route_target_stats *stats;
+    struct {
+        const struct model_conf *model;
+        size_t target;
+    } * where;
+    size_t n;
+};
+
+static int snapshot_targets(const struct generation *g, struct target_snapshot *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->cfg->n_models; i++) n += g->cfg->models[i].n_targets;
+    t->n = n;
+    t->stats = calloc(n ? n : 1, sizeof *t->stats);
+    t->where = calloc(n ? n : 1, sizeof *t->where);
+    if (t->stats == NULL || t->where == NULL) return -1;
+    for (size_t i = 0, k = 0; i < g->cfg->n_models; i++)
+        for (size_t j = 0; j < g->cfg->models[i].n_targets; j++, k++) {
+            router_target_stats(g->router, &g->cfg->models[i], j, &t->stats[k]);
+            t->where[k].model = &g->cfg->models[i];
+            t->where[k].target = j;
+        }
+    return 0;
+}
+
+static void snapshot_free(struct target_snapshot *t)
+{
+    free(t->stats);
+    free(t->where);
+    t->stats = NULL;
+    t->where = NULL;
+}
+
+/* Samples of family `f` for targets [from, to). */
+static void target_samples(struct metrics_out *o, const struct generation *g,
+                           const struct target_snapshot *t, size_t f, size_t from, size_t to)
+{
+    for (size_t k = from; k < to; k++) {
+        const struct model_conf *m = t->where[k].model;
+        const struct target_conf *tc = &m->targets[t->where[k].target];
+        const struct route_target_stats *s = &t->stats[k];
+        const char *l[] = {"model",
+                           m->name,
+                           "backend",
+                           g->cfg->backends[tc->backend_index].name,
+                           "target_model",
+                           tc->model,
+                           NULL,
+                           NULL,
+                           NULL};
+        switch (f) {
+        case 0:
+            metrics_sample(o, NULL, l, (double)s->breaker);
+            break;
+        case 1:
+            metrics_sample(o, NULL, l, s->latency_ewma_ms / 1000.0);
+            break;
+        case 2:
+            metrics_sample(o, NULL, l, s->in_flight);
+            break;
+        default:
+            l[6] = "outcome";
+            l[7] = "ok";
+            metrics_sample(o, NULL, l, (double)s->ok);
+            l[7] = "failed";
+            metrics_sample(o, NULL, l, (double)s->failed);
+            l[7] = "rejected";
+            metrics_sample(o, NULL, l, (double)s->rejected);
+        }
+    }
+}
 
 static void targets(struct metrics_out *o, const struct generation *g)
 {
-    static const char *const families[][3] = {
-        {"stratus_target_breaker_state", "gauge",
-         "Circuit breaker per routing target: 0 closed, 1 half-open, 2 open."},
-        {"stratus_target_latency_ewma_seconds", "gauge",
-         "The router's peak-EWMA of time to first byte per target (faded with idle time)."},
-        {"stratus_target_in_flight", "gauge", "Attempts running now per target."},
-        {"stratus_target_attempts", "counter",
-         "Attempts per target by outcome: ok, failed (counts toward the breaker), rejected "
-         "(a 4xx the target gave)."},
-    };
-    /* Read once per target (the latency estimate fades with an exp()), written 4 times. */
-    size_t n = 0;
-    for (size_t i = 0; i < g->cfg->n_models; i++) n += g->cfg->models[i].n_targets;
-    struct route_target_stats *all = calloc(n ? n : 1, sizeof *all);
-    if (all == NULL) return;
-    for (size_t i = 0, k = 0; i < g->cfg->n_models; i++)
-        for (size_t t = 0; t < g->cfg->models[i].n_targets; t++)
-            router_target_stats(g->router, &g->cfg->models[i], t, &all[k++]);
-    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
-        metrics_family(o, families[f][0], families[f][1], families[f][2]);
-        size_t k = 0;
-        for (size_t i = 0; i < g->cfg->n_models; i++) {
-            const struct model_conf *m = &g->cfg->models[i];
-            for (size_t t = 0; t < m->n_targets; t++) {
-                const struct route_target_stats s = all[k++];
-                const char *backend = g->cfg->backends[m->targets[t].backend_index].name;
-                const char *l[] = {"model", m->name,        "backend",
-                                   backend, "target_model", m->targets[t].model,
-                                   NULL,    NULL,           NULL};
-                switch (f) {
-                case 0:
-                    metrics_sample(o, NULL, l, (double)s.breaker);
-                    break;
-                case 1:
-                    metrics_sample(o, NULL, l, s.latency_ewma_ms / 1000.0);
-                    break;
-                case 2:
-                    metrics_sample(o, NULL, l, s.in_flight);
-                    break;
-                default:
-                    l[6] = "outcome";
-                    l[7] = "ok";
-                    metrics_sample(o, NULL, l, (double)s.ok);
-                    l[7] = "failed";
-                    metrics_sample(o, NULL, l, (double)s.failed);
-                    l[7] = "rejected";
-                    metrics_sample(o, NULL, l, (double)s.rejected);
-                }
-            }
+    struct target_snapshot t = {0};
+    if (snapshot_targets(g, &t) == 0)
+        for (size_t f = 0; f < TARGET_FAMILIES; f++) {
+            metrics_family(o, target_families[f][0], target_families[f][1], target_families[f][2]);
+            target_samples(o, g, &t, f, 0, t.n);
         }
-    }
-    free(all);
+    snapshot_free(&t);
 }
 
 static void backends(struct metrics_out *o, const struct generation *g)
@@ -256,6 +300,127 @@ static void process(struct metrics_out *o, struct app *app)
     metrics_sample(o, NULL, (const char *[]){"version", STRATUS_VERSION, NULL}, 1);
 }
 
+/* ---- a large exposition, in slices ----------------------------------------------------
+ * Beyond SLICE_TARGETS routing targets a scrape would hold the loop for milliseconds (13.5
+ * ms at 5,000 targets): it is then streamed (chunked / HTTP/2 DATA), SLICE_TARGETS targets
+ * per loop turn, so requests are served between slices. Each slice reads the state current
+ * when it is written; the generation is held by the request. */
+
+#define SLICE_TARGETS 500
+
+struct scrape {
+    struct app *app;
+    struct http_request *req;
+    const struct generation *gen;
+    enum metrics_format format;
+    struct target_snapshot targets;
+    size_t family, next; /* the target family and target the next slice starts at */
+    struct event *turn;
+    bool done;
+};
+
+static void scrape_release(void *ud)
+{
+    struct scrape *s = ud;
+    if (s->turn) event_free(s->turn);
+    snapshot_free(&s->targets);
+}
+
+static void scrape_abort(struct http_request *req, void *ud)
+{
+    struct scrape *s = ud;
+    (void)req;
+    s->done = true;
+    if (s->turn) event_del(s->turn);
+}
+
+/* The client took what was waiting: the next slice. */
+static void scrape_drain(struct http_request *req, void *ud)
+{
+    struct scrape *s = ud;
+    (void)req;
+    if (!s->done) event_active(s->turn, 0, 0);
+}
+
+/* Writes `o`'s text as one chunk. @return 0 (go on), 1 (wait for the client to drain), or -1
+ * (the stream is over). */
+static int scrape_write(struct scrape *s, struct metrics_out *o)
+{
+    size_t len = 0;
+    char *text = o ? metrics_out_take_part(o, &len) : NULL;
+    int rc = text ? http_stream_write(s->req, text, len) : -1;
+    free(text);
+    return rc;
+}
+
+static void scrape_step(evutil_socket_t fd, short what, void *ud)
+{
+    struct scrape *s = ud;
+    (void)fd;
+    (void)what;
+    if (s->done) return;
+    struct metrics_out *o = metrics_out_new(s->format);
+    if (o == NULL) goto end;
+    if (s->next == 0)
+        metrics_family(o, target_families[s->family][0], target_families[s->family][1],
+                       target_families[s->family][2]);
+    else
+        metrics_family_continue(o, target_families[s->family][0], target_families[s->family][1]);
+    size_t to = s->next + SLICE_TARGETS < s->targets.n ? s->next + SLICE_TARGETS : s->targets.n;
+    target_samples(o, s->gen, &s->targets, s->family, s->next, to);
+    s->next = to;
+    if (s->next == s->targets.n) {
+        s->next = 0;
+        s->family++;
+    }
+    if (s->family == TARGET_FAMILIES) { /* the last slice: the rest is small */
+        backends(o, s->gen);
+        budgets(o, s->app->guard);
+        store_and_listeners(o, s->app);
+        process(o, s->app);
+        size_t len = 0;
+        char *text = metrics_out_take(o, &len);
+        if (text) http_stream_write(s->req, text, len);
+        free(text);
+        goto end;
+    }
+    int rc = scrape_write(s, o);
+    if (rc < 0) goto end;
+    if (rc == 0) event_active(s->turn, 0, 0); /* the next slice after what else is ready */
+    return;                                   /* rc 1: scrape_drain resumes it */
+end:
+    s->done = true;
+    http_stream_end(s->req);
+}
+
+/* @return 0 when the scrape was started (it answers on its own), -1 to answer at once. */
+static int scrape_sliced(struct app *app, struct http_request *req, enum metrics_format format)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < app->gen->cfg->n_models; i++) n += app->gen->cfg->models[i].n_targets;
+    if (n <= SLICE_TARGETS) return -1;
+    struct scrape *s = arena_calloc(req->arena, 1, sizeof *s);
+    if (s == NULL || arena_on_free(req->arena, scrape_release, s) != 0) return -1;
+    *s = (struct scrape){.app = app, .req = req, .gen = app->gen, .format = format};
+    if (snapshot_targets(s->gen, &s->targets) != 0 ||
+        (s->turn = event_new(app->loop, -1, 0, scrape_step, s)) == NULL)
+        return -1;
+    struct metrics_out *o = metrics_out_new(format);
+    if (o == NULL) return -1;
+    metrics_render(app->metrics, o); /* the per-request series: bounded by the config */
+    api_log(req, 200, NULL);
+    http_request_set_callbacks(req, scrape_abort, scrape_drain, s);
+    http_stream_start(req, 200, metrics_content_type(format));
+    int rc = scrape_write(s, o);
+    if (rc < 0) {
+        s->done = true;
+        http_stream_end(req);
+    } else if (rc == 0) {
+        event_active(s->turn, 0, 0);
+    }
+    return 0;
+}
+
 void metrics_handle(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
@@ -283,6 +448,7 @@ void metrics_handle(struct app *app, struct http_request *req, const struct prin
     enum metrics_format format = accept && strstr(accept, "application/openmetrics-text")
                                      ? METRICS_OPENMETRICS
                                      : METRICS_PROMETHEUS;
+    if (scrape_sliced(app, req, format) == 0) return;
     struct metrics_out *o = metrics_out_new(format);
     char *text = NULL;
     size_t len = 0;

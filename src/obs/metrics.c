@@ -562,6 +562,22 @@ void metrics_render(const struct metrics *m, struct metrics_out *o)
     metrics_sample(o, NULL, NULL, (double)m->dropped);
 }
 
+void metrics_family_continue(struct metrics_out *o, const char *name, const char *type)
+{
+    snprintf(o->family, sizeof o->family, "%s", name);
+    o->counter = strcmp(type, "counter") == 0;
+}
+
+char *metrics_out_take_part(struct metrics_out *o, size_t *len)
+{
+    if (!o->oom && o->p == NULL) o->p = calloc(1, 1); /* nothing written: an empty part */
+    char *p = o->oom ? NULL : o->p;
+    if (o->oom) free(o->p);
+    *len = p ? o->len : 0;
+    free(o);
+    return p;
+}
+
 char *metrics_out_take(struct metrics_out *o, size_t *len)
 {
     if (o->format == METRICS_OPENMETRICS) puts_(o, "# EOF\n");

@@ -79,6 +79,9 @@ struct metrics_out *metrics_out_new(enum metrics_format format);
  *  "gauge" or "histogram". */
 void metrics_family(struct metrics_out *o, const char *name, const char *type, const char *help);
 
+/** Continues family `name` in a later part of a streamed exposition (no HELP/TYPE). */
+void metrics_family_continue(struct metrics_out *o, const char *name, const char *type);
+
 /** One sample of the current family: `suffix` is appended to its name ("_total" is added for
  *  counters by the writer; histograms pass "_bucket", "_sum", "_count"). `labels`: name,
  *  value pairs, NULL-terminated (may be NULL); values are escaped. */
@@ -91,6 +94,9 @@ void metrics_render(const struct metrics *m, struct metrics_out *o);
 /** Ends the exposition and hands over the text (*owned*, free()); NULL when out of memory
  *  at any point. Frees the writer. */
 char *metrics_out_take(struct metrics_out *o, size_t *len);
+
+/** As metrics_out_take, for a part that more text follows (no OpenMetrics "# EOF"). */
+char *metrics_out_take_part(struct metrics_out *o, size_t *len);
 
 /** NULL-safe. */
 void metrics_out_free(struct metrics_out *o);

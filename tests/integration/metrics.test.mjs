@@ -191,3 +191,36 @@ test('live state: an open breaker, budgets, reloads', async () => {
     assert.equal(await gw.stop(), 0);
   }
 });
+
+test('a large exposition (600 routing targets) is streamed in slices and is still one valid exposition', async () => {
+  const backends = Array.from({ length: 30 }, (_, i) => ({ name: `b${i}`, url: up.url }));
+  const many = Array.from({ length: 20 }, (_, m) => ({
+    name: `m${m}`, targets: backends.map((b) => ({ backend: b.name, model: 'ok' })),
+  }));
+  const gw = await startGateway(config({ backends, models: many }));
+  try {
+    assert.equal((await chat(gw, 'm3')).status, 200);
+    const { res, text } = await scrape(gw);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-length'), null, 'streamed (chunked), not sized');
+    const p = await valid(text);
+    assert.equal(find(p, 'stratus_target_breaker_state').length, 600);
+    assert.equal(find(p, 'stratus_target_attempts_total').length, 1800);
+    assert.equal(value(p, 'stratus_target_attempts_total', { model: 'm3', backend: 'b0', outcome: 'ok' }), 1);
+    assert.equal(value(p, 'stratus_requests_total', { model: 'm3', status: '200' }), 1);
+    assert.equal(value(p, 'stratus_build_info', {}), 1, 'the tail after the slices is there');
+    const om = await scrape(gw, { accept: 'application/openmetrics-text' });
+    assert.ok(om.text.endsWith('# EOF\n'));
+    assert.equal((om.text.match(/# EOF/g) ?? []).length, 1, 'one EOF, at the end');
+    checkFormat(om.text);
+    // Scrapes in parallel with other requests: every one completes.
+    const results = await Promise.all([
+      ...Array.from({ length: 4 }, () => scrape(gw).then((r) => r.text.length)),
+      ...Array.from({ length: 20 }, () => fetch(`${gw.baseURL}/health`).then((r) => r.status)),
+    ]);
+    assert.ok(results.slice(0, 4).every((n) => n === text.length || Math.abs(n - text.length) < 2000));
+    assert.ok(results.slice(4).every((s) => s === 200));
+  } finally {
+    assert.equal(await gw.stop(), 0);
+  }
+});
