@@ -114,7 +114,9 @@ static void backends(struct metrics_out *o, const struct generation *g)
             metrics_sample(o, NULL, l, v);
         }
     }
-    metrics_family(o, "stratus_engine_prefix_tokens_reused_total", "counter",
+    /* The worker's own total: a restarted worker starts it over, which rate() reads as an
+     * ordinary counter reset. */
+    metrics_family(o, "stratus_engine_prefix_tokens_reused", "counter",
                    "Prompt tokens a self-hosted engine did not decode: its KV cache held them "
                    "(the prompt-prefix cache); since the worker started.");
     for (size_t i = 0; i < g->cfg->n_backends; i++) {
