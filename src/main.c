@@ -166,7 +166,8 @@ int main(int argc, char **argv)
 #ifdef STRATUS_HAVE_ENGINE
     if (strcmp(cmd, "engine") == 0) {
         /* stratus engine --model PATH --socket PATH [--name N] [--parallel N] [--threads N]
-         *                [--ctx N] [--max-queue N]   (started by the gateway) */
+         *                [--ctx N] [--max-queue N] [--prefix-cache on|off]
+         *                (started by the gateway) */
         struct engine_worker_opts o = {.engine = engine_default_opts()};
         for (int i = 2; i + 1 < argc; i += 2) {
             const char *k = argv[i], *v = argv[i + 1];
@@ -184,6 +185,8 @@ int main(int argc, char **argv)
                 o.engine.ctx_per_slot = atoi(v);
             else if (strcmp(k, "--max-queue") == 0)
                 o.engine.max_queue = atoi(v);
+            else if (strcmp(k, "--prefix-cache") == 0)
+                o.engine.prefix_cache = strcmp(v, "off") != 0;
             else {
                 fprintf(stderr, "stratus engine: unexpected argument '%s'\n", k);
                 return 2;

@@ -159,6 +159,16 @@ static void backends(struct metrics_out *o, const struct generation *g)
             metrics_sample(o, NULL, l, v);
         }
     }
+    /* The worker's own total: a restarted worker starts it over, which rate() reads as an
+     * ordinary counter reset. */
+    metrics_family(o, "stratus_engine_prefix_tokens_reused", "counter",
+                   "Prompt tokens a self-hosted engine did not decode: its KV cache held them "
+                   "(the prompt-prefix cache); since the worker started.");
+    for (size_t i = 0; i < g->cfg->n_backends; i++) {
+        const struct backend *b = g->backends[i];
+        const char *l[] = {"backend", b->conf->name, NULL};
+        if (b->load.valid) metrics_sample(o, NULL, l, (double)b->load.prefix_tokens_reused);
+    }
 }
 
 struct budget_pass {

@@ -393,10 +393,20 @@ static int parse_tco(struct loader *ld, const yaml_node_t *n, struct tco_conf *t
 static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
                                const char *owner, const char *where)
 {
-    static const char *const keys[] = {
-        "name",     "type",      "model_path", "parallel",           "threads",
-        "ctx_size", "max_queue", "timeout_ms", "connect_timeout_ms", "first_byte_timeout_ms",
-        "cost",     "private",   NULL};
+    static const char *const keys[] = {"name",
+                                       "type",
+                                       "model_path",
+                                       "parallel",
+                                       "threads",
+                                       "ctx_size",
+                                       "max_queue",
+                                       "timeout_ms",
+                                       "connect_timeout_ms",
+                                       "first_byte_timeout_ms",
+                                       "cost",
+                                       "private",
+                                       "prefix_cache",
+                                       NULL};
     if (check_keys(ld, n, keys, owner)) return -1;
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
     long parallel = 4, threads = 0, ctx = 4096, queue = 64;
@@ -408,6 +418,9 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
         get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000) ||
         get_long(ld, n, "first_byte_timeout_ms", &b->first_byte_timeout_ms, 1, MS_MAX))
         return -1;
+    bool prefix_cache = true;
+    if (get_bool(ld, n, "prefix_cache", &prefix_cache)) return -1;
+    b->no_prefix_cache = !prefix_cache;
     const yaml_node_t *cost = get_section(ld, n, "cost");
     if (cost && parse_tco(ld, cost, &b->tco, owner)) return -1;
     b->parallel = (int)parallel;

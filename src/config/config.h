@@ -94,6 +94,9 @@ struct backend_conf {
     int ctx_size;        /* context tokens per sequence; default 4096 */
     int max_queue;       /* requests waiting for a slot before 429; default 64 */
     struct tco_conf tco; /* `cost:`; prices this backend's tokens when set */
+    /* `prefix_cache: false`: the engine keeps no KV cache between requests. On by default,
+     * so the zero value means on. */
+    bool no_prefix_cache;
     /* `private: true`: may serve privacy-pinned requests (guards route_local, the
      * x-stratus-privacy: local header) though it is not self-hosted — an endpoint inside
      * the operator's own trust boundary. Local backends always may. */

@@ -17,6 +17,14 @@
  * Each decode step first gives every generating slot its one next token, then fills the
  * rest of the batch with pending prompt tokens, so a long prompt joining cannot stall
  * streams that are already running.
+ *
+ * Prompt-prefix cache: each slot mirrors its KV cells in `cache[slot]` (position i holds
+ * tokens[i]), written as tokens enter a batch. The mirror is only trusted between decode
+ * steps; a failed decode forgets it (and the cells) for every slot that was in the batch.
+ * Slots keep separate KV streams (kv_unified off), so what an idle slot keeps never takes
+ * cells from a busy one, and a slot is always taken whole: copying a prefix out of a busy
+ * slot (llama_memory_seq_cp) would copy that slot's entire stream across, which is left
+ * out. Scoring and embeddings run on contexts of their own and never touch these cells.
  */
 #include "engine/engine.h"
 
@@ -33,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/prefix.h"
 #include "obs/log.h"
 #include "util/clock.h"
 
@@ -58,7 +67,7 @@ struct msg {
     char *text; /* owned */
     size_t len;
     const char *finish_reason;
-    int prompt_tokens, completion_tokens;
+    int prompt_tokens, completion_tokens, cached_tokens;
     double ttft_ms;
     struct err err;
     float *vectors; /* owned; MSG_EMBEDDINGS */
@@ -79,6 +88,7 @@ struct engine_job {
     /* engine thread only: */
     llama_token *prompt;
     int n_prompt, n_fed, n_generated;
+    int n_reused; /* prompt tokens whose KV cells the slot held already */
     int slot;
     llama_token last;
     bool want_logits_now;
@@ -108,6 +118,13 @@ struct engine_job {
     size_t n_labels;
 };
 
+/* What one slot's KV cells hold: tokens[i] at position i, for i < n. */
+struct slot_cache {
+    llama_token *tokens; /* owned */
+    int n, cap;
+    uint64_t last_used; /* e->use_clock when a job last left or took the slot */
+};
+
 struct engine {
     struct engine_opts opts;
     struct llama_model *model;
@@ -130,6 +147,9 @@ struct engine {
     struct msg *outbox_head, *outbox_tail;      /* under mu */
     struct event notify;                        /* loop thread: drains the outbox */
     struct engine_job **slots;                  /* engine thread */
+    struct slot_cache *cache;                   /* engine thread: one per slot */
+    struct prefix_slot *pick;                   /* engine thread: take_slot's scratch */
+    uint64_t use_clock;                         /* engine thread: orders slots by last use */
     /* stats, under mu */
     int busy;
     uint64_t tokens_total;
@@ -137,6 +157,7 @@ struct engine {
     uint64_t window_start_ns, window_tokens;
     double tokens_per_s;
     uint64_t last_token_ns;
+    uint64_t prompt_tokens, prefix_reused, prefix_hits;
 };
 
 /* Physical cores (distinct physical id/core id pairs in /proc/cpuinfo): llama.cpp runs best
@@ -169,6 +190,7 @@ struct engine_opts engine_default_opts(void)
         .ctx_per_slot = 4096,
         .max_queue = 64,
         .batch_size = 512,
+        .prefix_cache = true,
     };
 }
 
@@ -227,6 +249,7 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
                 .finish_reason = m->finish_reason,
                 .prompt_tokens = m->prompt_tokens,
                 .completion_tokens = m->completion_tokens,
+                .cached_tokens = m->cached_tokens,
                 .ttft_ms = m->ttft_ms,
                 .err = m->err,
                 .vectors = m->vectors,
@@ -352,6 +375,75 @@ static void emit_text(struct engine *e, struct engine_job *j, size_t n)
     post(e, m);
 }
 
+/* ---- prompt-prefix cache (engine thread) ---- */
+
+/* Removes a slot's cells and forgets what they held. */
+static void cache_forget(struct engine *e, int slot)
+{
+    llama_memory_seq_rm(llama_get_memory(e->ctx), slot, -1, -1);
+    e->cache[slot].n = 0;
+}
+
+/* A job left `slot` between decode steps. With the prefix cache its cells stay for the next
+ * prompt that shares their prefix; without, they are removed at once. */
+static void release_slot(struct engine *e, int slot)
+{
+    e->slots[slot] = NULL;
+    if (e->opts.prefix_cache)
+        e->cache[slot].last_used = ++e->use_clock;
+    else
+        cache_forget(e, slot);
+}
+
+/* Notes that token `t` enters `slot`'s cells at `pos`. The mirror only ever grows by one
+ * position at a time: after a failed allocation it stops short, and the cells it does not
+ * name are never reused (taking the slot removes everything past the reused prefix). */
+static void cache_put(struct engine *e, int slot, int pos, llama_token t)
+{
+    struct slot_cache *c = &e->cache[slot];
+    if (!e->opts.prefix_cache || pos != c->n) return;
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 256;
+        llama_token *grown = realloc(c->tokens, (size_t)cap * sizeof *grown);
+        if (grown == NULL) return;
+        c->tokens = grown;
+        c->cap = cap;
+    }
+    c->tokens[c->n++] = t;
+}
+
+/* Gives `j` a free slot, keeping the cells of the longest prefix it shares with what a free
+ * slot holds. @return the slot, or -1 when none is free. */
+static int take_slot(struct engine *e, struct engine_job *j)
+{
+    int i = -1, reuse = 0;
+    if (!e->opts.prefix_cache) {
+        for (int k = 0; k < e->opts.parallel && i < 0; k++)
+            if (e->slots[k] == NULL) i = k;
+        return i;
+    }
+    for (int k = 0; k < e->opts.parallel; k++)
+        e->pick[k] = (struct prefix_slot){.tokens = e->cache[k].tokens,
+                                          .n_tokens = e->cache[k].n,
+                                          .last_used = e->cache[k].last_used,
+                                          .busy = e->slots[k] != NULL};
+    i = prefix_pick(e->pick, e->opts.parallel, j->prompt, j->n_prompt, &reuse);
+    if (i < 0) return -1;
+    /* The cells past the shared prefix go. A memory that cannot drop part of a sequence
+     * (recurrent models) or no longer holds the prefix's start (a sliding window) starts the
+     * slot over; so does one that holds fewer cells than the mirror says. */
+    llama_memory_t mem = llama_get_memory(e->ctx);
+    if (reuse > 0 &&
+        (llama_memory_seq_pos_min(mem, i) != 0 || llama_memory_seq_pos_max(mem, i) < reuse - 1 ||
+         !llama_memory_seq_rm(mem, i, reuse, -1)))
+        reuse = 0;
+    if (reuse == 0) llama_memory_seq_rm(mem, i, -1, -1);
+    e->cache[i].n = reuse;
+    e->cache[i].last_used = ++e->use_clock;
+    j->n_fed = j->n_reused = reuse;
+    return i;
+}
+
 static void finish(struct engine *e, struct engine_job *j, const char *reason)
 {
     /* Whatever is left is final text; an incomplete UTF-8 tail can never complete. */
@@ -363,9 +455,9 @@ static void finish(struct engine *e, struct engine_job *j, const char *reason)
     m->finish_reason = reason;
     m->prompt_tokens = j->n_prompt;
     m->completion_tokens = j->n_generated;
+    m->cached_tokens = j->n_reused;
     m->ttft_ms = j->first_token_ns ? (double)(j->first_token_ns - j->submit_ns) / 1e6 : -1;
-    llama_memory_seq_rm(llama_get_memory(e->ctx), j->slot, -1, -1);
-    e->slots[j->slot] = NULL;
+    release_slot(e, j->slot);
     pthread_mutex_lock(&e->mu);
     e->busy--;
     pthread_mutex_unlock(&e->mu);
@@ -516,33 +608,36 @@ static void post_released_locked(struct engine *e, struct engine_job *j)
     event_active(&e->notify, EV_TIMEOUT, 0);
 }
 
-/* Moves queued jobs into free slots; releases cancelled ones. Called with mu held. */
+/* Moves queued jobs into free slots; releases cancelled ones. Called with mu held (the
+ * slot and cache state it touches is the engine thread's, which is the caller). */
 static void admit(struct engine *e)
 {
     for (int i = 0; i < e->opts.parallel; i++) {
         struct engine_job *j = e->slots[i];
         if (j && j->cancelled) {
-            llama_memory_seq_rm(llama_get_memory(e->ctx), i, -1, -1);
-            e->slots[i] = NULL;
+            release_slot(e, i); /* between steps: the cells hold what the mirror says */
             e->busy--;
             post_released_locked(e, j);
         }
     }
-    for (int i = 0; i < e->opts.parallel && e->queue_head; i++) {
-        if (e->slots[i]) continue;
+    while (e->queue_head) {
         struct engine_job *j = e->queue_head;
+        int i = j->cancelled ? -1 : take_slot(e, j);
+        if (i < 0 && !j->cancelled) break; /* every slot is busy */
         e->queue_head = j->next;
         if (e->queue_head == NULL) e->queue_tail = NULL;
         e->queue_len--;
         j->next = NULL;
         if (j->cancelled) {
             post_released_locked(e, j);
-            i--; /* the slot is still free */
             continue;
         }
         j->slot = i;
         e->slots[i] = j;
         e->busy++;
+        e->prompt_tokens += (uint64_t)j->n_prompt;
+        e->prefix_reused += (uint64_t)j->n_reused;
+        if (j->n_reused > 0) e->prefix_hits++;
     }
 }
 
@@ -587,7 +682,7 @@ static void step(struct engine *e)
             j->chain = make_chain(e, &j->s, &err);
             if (j->chain == NULL) {
                 struct msg *m = calloc(1, sizeof *m);
-                e->slots[i] = NULL;
+                release_slot(e, i);
                 pthread_mutex_lock(&e->mu);
                 e->busy--;
                 pthread_mutex_unlock(&e->mu);
@@ -607,6 +702,7 @@ static void step(struct engine *e)
         b->n_seq_id[k] = 1;
         b->seq_id[k][0] = i;
         b->logits[k] = 1;
+        cache_put(e, i, b->pos[k], j->last);
         j->batch_index = k;
         budget--;
     }
@@ -621,6 +717,7 @@ static void step(struct engine *e)
             b->n_seq_id[k] = 1;
             b->seq_id[k][0] = i;
             b->logits[k] = 0;
+            cache_put(e, i, j->n_fed, j->prompt[j->n_fed]);
             j->n_fed++;
             budget--;
             if (j->n_fed == j->n_prompt) {
@@ -632,10 +729,13 @@ static void step(struct engine *e)
     if (b->n_tokens == 0) return;
     int rc = llama_decode(e->ctx, *b);
     if (rc != 0) {
-        /* The KV cache is full or decoding failed: end every affected sequence honestly. */
-        for (int i = 0; i < e->opts.parallel; i++) {
-            struct engine_job *j = e->slots[i];
-            if (j && j->batch_index >= 0) finish(e, j, "length");
+        /* The KV cache is full or decoding failed: end every sequence that was in the batch
+         * honestly (one whose prompt was only partly fed could not continue either). What
+         * their cells hold is no longer known, so none of it is reused. */
+        for (int k = 0; k < b->n_tokens; k++) {
+            int i = b->seq_id[k][0];
+            if (e->slots[i]) finish(e, e->slots[i], "length");
+            cache_forget(e, i);
         }
         return;
     }
@@ -1097,6 +1197,9 @@ struct engine *engine_new(struct event_base *loop, const struct engine_opts *opt
     cp.n_ubatch = (uint32_t)e->opts.batch_size;
     cp.n_threads = e->opts.threads;
     cp.n_threads_batch = e->opts.threads;
+    /* One KV stream per slot (llama.cpp's default, stated because the prefix cache relies on
+     * it): the cells an idle slot keeps for reuse never take room from a busy slot. */
+    cp.kv_unified = false;
     cp.no_perf = true;
     e->ctx = llama_init_from_model(e->model, cp);
     if (e->ctx == NULL) {
@@ -1108,7 +1211,9 @@ struct engine *engine_new(struct event_base *loop, const struct engine_opts *opt
     e->ctx_per_slot = (int)llama_n_ctx_seq(e->ctx);
     e->batch = llama_batch_init(e->opts.batch_size, 0, 1);
     e->slots = calloc((size_t)e->opts.parallel, sizeof *e->slots);
-    if (e->slots == NULL) {
+    e->cache = calloc((size_t)e->opts.parallel, sizeof *e->cache);
+    e->pick = calloc((size_t)e->opts.parallel, sizeof *e->pick);
+    if (e->slots == NULL || e->cache == NULL || e->pick == NULL) {
         err_oom(err);
         goto fail;
     }
@@ -1414,6 +1519,9 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
     out->tokens_per_s = e->tokens_per_s;
     out->ttft_ms = e->ttft_avg;
     out->tokens_generated = e->tokens_total;
+    out->prompt_tokens = e->prompt_tokens;
+    out->prefix_tokens_reused = e->prefix_reused;
+    out->prefix_hits = e->prefix_hits;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1460,6 +1568,9 @@ void engine_free(struct engine *e)
     if (e->embed_ctx) llama_free(e->embed_ctx);
     if (e->score_ctx) llama_free(e->score_ctx);
     free(e->slots);
+    for (int i = 0; e->cache && i < e->opts.parallel; i++) free(e->cache[i].tokens);
+    free(e->cache);
+    free(e->pick);
     if (e->batch.token) llama_batch_free(e->batch);
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);

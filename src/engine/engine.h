@@ -6,7 +6,13 @@
  * event-loop thread; the engine thread admits them into free slots between decode steps,
  * decodes every active sequence in one llama_batch per step (each slot is a seq_id), samples
  * each sequence with its own sampler chain, and sends text back to the loop thread. A job
- * leaves its slot when it finishes or is cancelled; its KV cells are removed at once.
+ * leaves its slot when it finishes or is cancelled.
+ *
+ * Prompt-prefix cache (on unless opts.prefix_cache is false): a slot's KV cells are kept
+ * after its job ends, together with the tokens they hold. A new prompt takes the free slot
+ * whose tokens share the longest prefix with it (engine/prefix decides; none → the least
+ * recently used slot), the cells past that prefix are removed, and only the rest of the
+ * prompt is decoded. Off, a slot's cells are removed as soon as its job ends.
  *
  * Text never splits a UTF-8 character, and stop strings are matched across token
  * boundaries (text that may be the start of a stop string is held back until decided).
@@ -32,11 +38,12 @@ struct engine_job;
 
 struct engine_opts {
     const char *model_path;
-    int parallel;     /* sequences decoded together (slots); default 4 */
-    int threads;      /* llama.cpp threads; default: physical cores */
-    int ctx_per_slot; /* context tokens per sequence; default 4096 (capped by the model) */
-    int max_queue;    /* jobs waiting for a slot beyond which submit fails with 429; default 64 */
-    int batch_size;   /* tokens per decode step; default 512 */
+    int parallel;      /* sequences decoded together (slots); default 4 */
+    int threads;       /* llama.cpp threads; default: physical cores */
+    int ctx_per_slot;  /* context tokens per sequence; default 4096 (capped by the model) */
+    int max_queue;     /* jobs waiting for a slot beyond which submit fails with 429; default 64 */
+    int batch_size;    /* tokens per decode step; default 512 */
+    bool prefix_cache; /* reuse a finished slot's KV cache for a shared prompt prefix; true */
 };
 
 struct engine_opts engine_default_opts(void);
@@ -92,6 +99,7 @@ struct engine_event {
     size_t len;
     const char *finish_reason; /* ENGINE_DONE: "stop" or "length" */
     int prompt_tokens, completion_tokens;
+    int cached_tokens;    /* ENGINE_DONE: prompt tokens whose KV cells were reused */
     double ttft_ms;       /* submit → first token */
     const float *vectors; /* ENGINE_EMBEDDINGS: n_vectors × dim floats, unit length */
     size_t n_vectors;
@@ -114,6 +122,9 @@ struct engine_stats {
     double tokens_per_s; /* generation rate over the last few seconds */
     double ttft_ms;      /* moving average */
     uint64_t tokens_generated;
+    /* prompt-prefix cache: prompt tokens admitted to slots, how many of them were not
+     * decoded because a slot's KV cache held them already, and how many prompts reused any */
+    uint64_t prompt_tokens, prefix_tokens_reused, prefix_hits;
 };
 
 /** Loads the model (blocking; run it before serving) and starts the engine thread.

@@ -99,12 +99,25 @@ static void spawn(struct worker_proc *w)
     snprintf(threads, sizeof threads, "%d", c->threads);
     snprintf(ctx, sizeof ctx, "%d", c->ctx_size);
     snprintf(queue, sizeof queue, "%d", c->max_queue);
-    char *argv[] = {w->s->exe,     "engine",   "--model",
-                    c->model_path, "--socket", w->b->unix_socket,
-                    "--name",      c->name,    "--parallel",
-                    parallel,      "--ctx",    ctx,
-                    "--max-queue", queue,      c->threads > 0 ? "--threads" : NULL,
-                    threads,       NULL};
+    char *argv[] = {w->s->exe,
+                    "engine",
+                    "--model",
+                    c->model_path,
+                    "--socket",
+                    w->b->unix_socket,
+                    "--name",
+                    c->name,
+                    "--parallel",
+                    parallel,
+                    "--ctx",
+                    ctx,
+                    "--max-queue",
+                    queue,
+                    "--prefix-cache",
+                    c->no_prefix_cache ? "off" : "on",
+                    c->threads > 0 ? "--threads" : NULL,
+                    threads,
+                    NULL};
     pid_t pid = fork();
     if (pid == 0) {
         /* Child: default signal dispositions, then become the worker. */
@@ -323,5 +336,6 @@ bool supervisor_same_worker(const struct backend_conf *a, const struct backend_c
 {
     return a->type == b->type && strcmp(a->name, b->name) == 0 && a->model_path && b->model_path &&
            strcmp(a->model_path, b->model_path) == 0 && a->parallel == b->parallel &&
-           a->threads == b->threads && a->ctx_size == b->ctx_size && a->max_queue == b->max_queue;
+           a->threads == b->threads && a->ctx_size == b->ctx_size && a->max_queue == b->max_queue &&
+           a->no_prefix_cache == b->no_prefix_cache;
 }

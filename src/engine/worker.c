@@ -5,7 +5,7 @@
  * its owner can open, so the gateway reaches it through its ordinary `openai` provider code
  * path. Requests become engine jobs; engine events become SSE chunks or one JSON answer.
  * GET /health answers once the model is loaded; GET /stats reports slots, queue and speed
- * for routing and the cost model.
+ * for routing and the cost model, and what the prompt-prefix cache saved.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -211,9 +211,11 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
     }
     /* ENGINE_DONE */
     c->job = NULL;
-    json_t *usage =
-        json_pack("{s:i, s:i, s:i}", "prompt_tokens", ev->prompt_tokens, "completion_tokens",
-                  ev->completion_tokens, "total_tokens", ev->prompt_tokens + ev->completion_tokens);
+    /* cached_tokens as OpenAI reports prompt caching: prompt tokens the KV cache held. */
+    json_t *usage = json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", ev->prompt_tokens,
+                              "completion_tokens", ev->completion_tokens, "total_tokens",
+                              ev->prompt_tokens + ev->completion_tokens, "prompt_tokens_details",
+                              "cached_tokens", ev->cached_tokens);
     if (c->stream) {
         start_stream(c);
         sse_json(c->req, chunk(c, c->chat ? json_object() : json_string(""), ev->finish_reason));
@@ -635,11 +637,15 @@ static void handle(struct http_request *req, void *ud)
     } else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/stats") == 0) {
         struct engine_stats st;
         engine_get_stats(w->engine, &st);
-        send_json(req, 200,
-                  json_pack("{s:i, s:i, s:i, s:f, s:f, s:I}", "slots", st.slots, "busy_slots",
-                            st.busy_slots, "queue_depth", st.queue_depth, "tokens_per_s",
-                            st.tokens_per_s, "ttft_ms", st.ttft_ms, "tokens_generated",
-                            (json_int_t)st.tokens_generated));
+        json_t *doc =
+            json_pack("{s:i, s:i, s:i, s:f, s:f, s:I}", "slots", st.slots, "busy_slots",
+                      st.busy_slots, "queue_depth", st.queue_depth, "tokens_per_s", st.tokens_per_s,
+                      "ttft_ms", st.ttft_ms, "tokens_generated", (json_int_t)st.tokens_generated);
+        json_object_set_new(doc, "prompt_tokens_total", json_integer((json_int_t)st.prompt_tokens));
+        json_object_set_new(doc, "prefix_tokens_reused",
+                            json_integer((json_int_t)st.prefix_tokens_reused));
+        json_object_set_new(doc, "prefix_hits", json_integer((json_int_t)st.prefix_hits));
+        send_json(req, 200, doc);
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/chat/completions") == 0) {
         handle_generate(w, req, true);
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/completions") == 0) {

@@ -57,6 +57,10 @@ static void local_probe_read(struct backend *b, enum upstream_result result, lon
         l->queue_depth = (int)json_integer_value(json_object_get(j, "queue_depth"));
         l->tokens_per_s = json_number_value(json_object_get(j, "tokens_per_s"));
         l->ttft_ms = json_number_value(json_object_get(j, "ttft_ms"));
+        l->prompt_tokens = (uint64_t)json_integer_value(json_object_get(j, "prompt_tokens_total"));
+        l->prefix_tokens_reused =
+            (uint64_t)json_integer_value(json_object_get(j, "prefix_tokens_reused"));
+        l->prefix_hits = (uint64_t)json_integer_value(json_object_get(j, "prefix_hits"));
     }
     json_decref(j);
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "openai/request.h"
 #include "config/config.h"
@@ -29,6 +30,9 @@ struct backend_load {
     bool valid; /* the last probe reported figures */
     int slots, busy_slots, queue_depth;
     double tokens_per_s, ttft_ms;
+    /* the engine's prompt-prefix cache, totals since the worker started: prompt tokens
+     * admitted, of those the ones whose KV cells were reused, prompts that reused any */
+    uint64_t prompt_tokens, prefix_tokens_reused, prefix_hits;
 };
 
 /* A configured backend as it runs. */

@@ -458,6 +458,7 @@ static void test_config_load_string_local_backend(void **state)
                        "    threads: 2\n"
                        "    ctx_size: 1024\n"
                        "    max_queue: 5\n"
+                       "    prefix_cache: false\n"
                        "  - { name: d, type: local, model_path: x.gguf }\n";
     struct config *c = config_load_string(yaml, strlen(yaml), "t.yaml", &e);
     if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
@@ -471,6 +472,8 @@ static void test_config_load_string_local_backend(void **state)
     assert_int_equal(c->backends[1].threads, 0);
     assert_int_equal(c->backends[1].ctx_size, 4096);
     assert_int_equal(c->backends[1].max_queue, 64);
+    assert_true(c->backends[0].no_prefix_cache);
+    assert_false(c->backends[1].no_prefix_cache); /* the prefix cache is on by default */
     config_free(c);
     expect_exact("backends:\n  - { name: l, type: local }\n", 2, 5,
                  "backend 'l': missing required key 'model_path'");
@@ -478,6 +481,8 @@ static void test_config_load_string_local_backend(void **state)
                  2, 44, "unknown key 'base_url' in backend 'l'");
     expect_exact("backends:\n  - { name: l, type: local, model_path: m, parallel: 0 }\n", 2, 54,
                  "parallel must be a positive integer (at most 256)");
+    expect_exact("backends:\n  - { name: l, type: local, model_path: m, prefix_cache: 0 }\n", 2, 58,
+                 "prefix_cache must be true or false");
 }
 #endif
 
