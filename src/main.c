@@ -167,8 +167,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "engine") == 0) {
         /* stratus engine --model PATH --socket PATH [--name N] [--parallel N] [--threads N]
          *                [--ctx N] [--max-queue N] [--prefix-cache on|off]
-         *                (started by the gateway) */
+         *                (started by the gateway), or with --listen HOST:PORT
+         *                [--token env:NAME|file:PATH] [--tls-cert REF --tls-key REF]
+         *                instead of --socket: a remote engine (docs/deploy.md) */
         struct engine_worker_opts o = {.engine = engine_default_opts()};
+        const char *token_ref = NULL;
         for (int i = 2; i + 1 < argc; i += 2) {
             const char *k = argv[i], *v = argv[i + 1];
             if (strcmp(k, "--model") == 0)
@@ -187,16 +190,46 @@ int main(int argc, char **argv)
                 o.engine.max_queue = atoi(v);
             else if (strcmp(k, "--prefix-cache") == 0)
                 o.engine.prefix_cache = strcmp(v, "off") != 0;
+            else if (strcmp(k, "--listen") == 0)
+                o.listen = v;
+            else if (strcmp(k, "--token") == 0)
+                token_ref = v;
+            else if (strcmp(k, "--tls-cert") == 0)
+                o.tls_cert = v;
+            else if (strcmp(k, "--tls-key") == 0)
+                o.tls_key = v;
             else {
                 fprintf(stderr, "stratus engine: unexpected argument '%s'\n", k);
                 return 2;
             }
         }
-        if (o.engine.model_path == NULL || o.socket_path == NULL) {
-            fprintf(stderr, "stratus engine: --model PATH and --socket PATH are required\n");
+        if (o.engine.model_path == NULL || (o.socket_path == NULL && o.listen == NULL)) {
+            fprintf(stderr, "stratus engine: --model PATH and --socket PATH (or --listen "
+                            "HOST:PORT) are required\n");
             return 2;
         }
-        return engine_worker_main(&o);
+        if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
+            fprintf(stderr, "stratus engine: --tls-cert and --tls-key go together\n");
+            return 2;
+        }
+        char *token = NULL;
+        if (token_ref) {
+            char why[300];
+            if (config_secret_value(token_ref, &token, why, sizeof why) != 0) {
+                fprintf(stderr, "stratus engine: --token %s: %s\n", token_ref, why);
+                return 2;
+            }
+            o.token = token;
+        } else if (o.listen) {
+            fprintf(stderr,
+                    "stratus engine: warning: --listen without --token: anyone who can "
+                    "reach %s can use this engine\n",
+                    o.listen);
+        }
+        int rc = engine_worker_main(&o);
+        if (token) explicit_bzero(token, strlen(token));
+        free(token);
+        return rc;
     }
 #endif
     if (strcmp(cmd, "route") == 0) return route_command(argc, argv);

@@ -282,38 +282,38 @@ int config_parse_listen(const char *s, char **host, int *port, const char **why)
 
 /* Reads a one-line secret file into *value (owned). The stack copy is wiped on every path so
  * the key does not linger in freed stack memory. */
-static int read_secret_file(struct loader *ld, const yaml_node_t *n, const char *path,
-                            const char *what, char **value)
+/* The one line of a secret file (trailing newline dropped). @return 0, or -1 with `why`. */
+static int secret_file_value(const char *path, char **value, char *why, size_t size)
 {
     int rc = -1;
     char buf[SECRET_MAX + 1];
     size_t len = 0;
     FILE *f = path[0] ? fopen(path, "rb") : NULL;
     if (f == NULL) {
-        fail_at(ld, n, "%s: cannot read %s: %s", what, path[0] ? path : "''",
-                path[0] ? strerror(errno) : "empty path");
+        snprintf(why, size, "cannot read %s: %s", path[0] ? path : "''",
+                 path[0] ? strerror(errno) : "empty path");
         goto out;
     }
     len = fread(buf, 1, sizeof buf, f);
     if (ferror(f)) {
-        fail_at(ld, n, "%s: cannot read %s: %s", what, path, strerror(errno));
+        snprintf(why, size, "cannot read %s: %s", path, strerror(errno));
         goto out;
     }
     if (len > SECRET_MAX) {
-        fail_at(ld, n, "%s: %s is larger than %d bytes", what, path, SECRET_MAX);
+        snprintf(why, size, "%s is larger than %d bytes", path, SECRET_MAX);
         goto out;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
     if (len == 0) {
-        fail_at(ld, n, "%s: %s is empty", what, path);
+        snprintf(why, size, "%s is empty", path);
         goto out;
     }
     if (has_control(buf, len)) {
-        fail_at(ld, n, "%s: %s must hold one line without control characters", what, path);
+        snprintf(why, size, "%s must hold one line without control characters", path);
         goto out;
     }
     if ((*value = strndup(buf, len)) == NULL) {
-        fail_at(ld, n, "out of memory");
+        snprintf(why, size, "out of memory");
         goto out;
     }
     rc = 0;
@@ -323,8 +323,36 @@ out:
     return rc;
 }
 
-/* Fills `sec` from a reference (env:NAME or file:PATH). Error messages name the reference,
- * never the literal or the resolved value. */
+static int read_secret_file(struct loader *ld, const yaml_node_t *n, const char *path,
+                            const char *what, char **value)
+{
+    char why[300];
+    if (secret_file_value(path, value, why, sizeof why) == 0) return 0;
+    return fail_at(ld, n, "%s: %s", what, why);
+}
+
+int config_secret_value(const char *ref, char **value, char *why, size_t size)
+{
+    *value = NULL;
+    if (ref && strncmp(ref, "file:", 5) == 0) return secret_file_value(ref + 5, value, why, size);
+    if (ref == NULL || strncmp(ref, "env:", 4) != 0 || ref[4] == '\0') {
+        snprintf(why, size, "'%s' is not a secret reference (env:NAME or file:PATH)",
+                 ref ? ref : "");
+        return -1;
+    }
+    const char *v = getenv(ref + 4);
+    if (v == NULL || v[0] == '\0' || has_control(v, strlen(v))) {
+        snprintf(why, size, "environment variable %s is %s", ref + 4,
+                 v == NULL || v[0] == '\0' ? "not set" : "not one line");
+        return -1;
+    }
+    if ((*value = strdup(v)) == NULL) {
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret *sec,
                           const char *key, const char *owner)
 {
@@ -390,6 +418,46 @@ static int parse_tco(struct loader *ld, const yaml_node_t *n, struct tco_conf *t
     return 0;
 }
 
+static int parse_url(struct loader *ld, const yaml_node_t *n, const char *key, char **out,
+                     const char *owner);
+
+/* type: local with url: — the engine runs elsewhere (`stratus engine --listen`), and its own
+ * command line sets what model_path, parallel, ctx_size … set for an engine started here. */
+static int parse_remote_engine(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
+                               const char *owner)
+{
+    static const char *const engine_side[] = {"model_path", "parallel",     "threads", "ctx_size",
+                                              "max_queue",  "prefix_cache", NULL};
+    for (const char *const *k = engine_side; *k; k++)
+        if (get(ld, n, *k))
+            return fail_at(ld, get(ld, n, *k),
+                           "%s: '%s' is the remote engine's own setting (its stratus engine "
+                           "command line); with url: it cannot be set here",
+                           owner, *k);
+    char *url = NULL;
+    if (parse_url(ld, n, "url", &url, owner)) return -1;
+    b->remote_engine = true;
+    size_t len = strlen(url);
+    b->base_url = malloc(len + 4);
+    if (b->base_url == NULL) {
+        free(url);
+        return fail_at(ld, n, "out of memory");
+    }
+    snprintf(b->base_url, len + 4, "%s/v1", url);
+    free(url);
+    const yaml_node_t *t = get(ld, n, "token");
+    if (t && resolve_secret(ld, t, &b->api_key, "token", owner)) return -1;
+    if (get_string(ld, n, "ca", &b->tls_ca, false, owner)) return -1;
+    if (b->tls_ca && access(b->tls_ca, R_OK) != 0)
+        return fail_at(ld, get(ld, n, "ca"), "%s: ca %s: %s", owner, b->tls_ca, strerror(errno));
+    if (get_long(ld, n, "timeout_ms", &b->timeout_ms, 1, MS_MAX) ||
+        get_long(ld, n, "connect_timeout_ms", &b->connect_timeout_ms, 1, 600000) ||
+        get_long(ld, n, "first_byte_timeout_ms", &b->first_byte_timeout_ms, 1, MS_MAX))
+        return -1;
+    const yaml_node_t *cost = get_section(ld, n, "cost");
+    return cost && parse_tco(ld, cost, &b->tco, owner) ? -1 : 0;
+}
+
 static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
                                const char *owner, const char *where)
 {
@@ -406,8 +474,17 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
                                        "cost",
                                        "private",
                                        "prefix_cache",
+                                       "url",
+                                       "token",
+                                       "ca",
                                        NULL};
     if (check_keys(ld, n, keys, owner)) return -1;
+    if (get(ld, n, "url")) return parse_remote_engine(ld, n, b, owner);
+    static const char *const remote_only[] = {"token", "ca", NULL};
+    for (const char *const *k = remote_only; *k; k++)
+        if (get(ld, n, *k))
+            return fail_at(ld, get(ld, n, *k), "%s: '%s' is for a remote engine (with url:)", owner,
+                           *k);
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
     long parallel = 4, threads = 0, ctx = 4096, queue = 64;
     if (get_long(ld, n, "parallel", &parallel, 1, 256) ||
@@ -2075,6 +2152,7 @@ void config_free(struct config *cfg)
         free(b->name);
         free(b->base_url);
         free(b->model_path);
+        free(b->tls_ca);
         free(b->anthropic_version);
         free(b->region);
         free(b->aws_profile);

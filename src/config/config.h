@@ -97,6 +97,11 @@ struct backend_conf {
     /* `prefix_cache: false`: the engine keeps no KV cache between requests. On by default,
      * so the zero value means on. */
     bool no_prefix_cache;
+    /* type: local with `url:` — an engine another machine runs (`stratus engine --listen`):
+     * base_url is url + "/v1", the token goes in api_key (sent as a Bearer token), `ca` a
+     * PEM file to trust for its https (a private CA or a self-signed certificate). */
+    bool remote_engine;
+    char *tls_ca;
     /* `private: true`: may serve privacy-pinned requests (guards route_local, the
      * x-stratus-privacy: local header) though it is not self-hosted — an endpoint inside
      * the operator's own trust boundary. Local backends always may. */
@@ -394,6 +399,10 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
 
 /** Formats `error` as "FILE:LINE:COL: message" into buf. Returns buf. */
 const char *config_error_format(const struct config_error *error, char *buf, size_t size);
+
+/** Resolves a secret reference outside a config file (`stratus engine --token env:NAME`):
+ *  *value is *owned* (free; zero it first). @return 0, or -1 with `why` (never the value). */
+int config_secret_value(const char *ref, char **value, char *why, size_t size);
 
 /** Splits "HOST:PORT" ("[::1]:80" for IPv6). @return 0, or -1 with `why` set (static). */
 int config_parse_listen(const char *s, char **host, int *port, const char **why);

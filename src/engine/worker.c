@@ -11,30 +11,50 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "openai/request.h"
 #include "engine/engine.h"
 #include "engine/schema_grammar.h"
 #include "engine/worker.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "obs/log.h"
 #include "util/arena.h"
 
 struct worker {
     struct event_base *loop;
     struct engine *engine;
-    struct http_server *server;
+    struct http_server *server; /* the UNIX socket (supervised) */
+    struct http_server *tcp;    /* --listen (remote engine) */
+    struct tls_ctx *tls;        /* its TLS, or NULL */
     const char *model_name;
+    const char *token; /* NULL: no token asked */
     unsigned long long next_id;
 };
+
+/* A remote engine answers only callers with its token (compared in constant time); its
+ * own UNIX socket, reachable only by the owner, asks none. /health stays open (probes of
+ * load balancers and orchestrators). */
+static bool authorised(const struct worker *w, const struct http_request *req)
+{
+    if (w->token == NULL || req->client[0] == '\0') return true; /* no token, or UNIX socket */
+    const char *h = http_request_header(req, "authorization");
+    size_t want = strlen(w->token);
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return false;
+    h += 7;
+    return strlen(h) == want && CRYPTO_memcmp(h, w->token, want) == 0;
+}
 
 struct job_ctx {
     struct worker *w;
@@ -634,6 +654,10 @@ static void handle(struct http_request *req, void *ud)
     err_clear(&e);
     if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/health") == 0) {
         http_respond(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+    } else if (!authorised(w, req)) {
+        err_set(&e, 401, "invalid_request_error", "invalid_api_key",
+                "this engine needs its token: Authorization: Bearer <token>");
+        http_respond_error(req, &e);
     } else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/stats") == 0) {
         struct engine_stats st;
         engine_get_stats(w->engine, &st);
@@ -689,10 +713,32 @@ int engine_worker_main(const struct engine_worker_opts *o)
                                   .body_timeout_ms = 60000,
                                   .idle_timeout_ms = 600000,
                                   .max_connections = 4096};
-    w.server = http_server_new_unix(w.loop, o->socket_path, so, handle, &w, &e);
-    if (w.server == NULL) {
+    w.token = o->token;
+    if (o->socket_path &&
+        (w.server = http_server_new_unix(w.loop, o->socket_path, so, handle, &w, &e)) == NULL) {
         log_msg("error", "engine_failed", "%s", e.msg);
         goto out;
+    }
+    if (o->listen) {
+        char *host = NULL;
+        int port = 0;
+        const char *why = NULL;
+        if (config_parse_listen(o->listen, &host, &port, &why) != 0) {
+            log_msg("error", "engine_failed", "--listen %s: %s", o->listen, why);
+            goto out;
+        }
+        if (o->tls_cert && (w.tls = tls_ctx_new(o->tls_cert, o->tls_key, &e)) == NULL) {
+            log_msg("error", "engine_failed", "%s", e.msg);
+            free(host);
+            goto out;
+        }
+        so.tls = w.tls;
+        w.tcp = http_server_new(w.loop, host, port, so, handle, &w, &e);
+        free(host);
+        if (w.tcp == NULL) {
+            log_msg("error", "engine_failed", "%s", e.msg);
+            goto out;
+        }
     }
     sig_term = evsignal_new(w.loop, SIGTERM, on_signal, w.loop);
     sig_int = evsignal_new(w.loop, SIGINT, on_signal, w.loop);
@@ -702,16 +748,23 @@ int engine_worker_main(const struct engine_worker_opts *o)
     log_begin(&l, "info", "engine_ready");
     log_str(&l, "model", o->engine.model_path);
     log_str(&l, "socket", o->socket_path);
+    if (w.tcp) {
+        log_str(&l, "address", http_server_address(w.tcp));
+        log_bool(&l, "tls", w.tls != NULL);
+        log_bool(&l, "token", w.token != NULL);
+    }
     log_int(&l, "load_seconds", (long long)((uint64_t)time(NULL) - t0));
     log_end(&l);
     event_base_dispatch(w.loop);
     rc = 0;
 out:
     http_server_free(w.server);
+    http_server_free(w.tcp);
+    tls_ctx_free(w.tls);
     engine_free(w.engine);
     if (sig_term) event_free(sig_term);
     if (sig_int) event_free(sig_int);
     event_base_free(w.loop);
-    unlink(o->socket_path);
+    if (o->socket_path) unlink(o->socket_path);
     return rc;
 }

@@ -4,9 +4,16 @@
  * same body rewriting, the path on "localhost", and CURLOPT_UNIX_SOCKET_PATH. Supervision
  * (start, restart, why it is down) lives in engine/supervisor.c; the probe here asks the
  * worker's /stats, which answers once the model is loaded and reports the engine's load.
+ *
+ * A remote engine (`type: local` with `url:`) is the same worker listening on TCP on another
+ * machine (`stratus engine --listen`): no supervision here, the URL instead of the socket,
+ * its token as a Bearer header, and the same /stats probe — so readiness, least-busy routing
+ * on its slots and queue, and failover work as for an engine started here.
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +87,83 @@ static bool local_inspect(struct backend *b)
     b->ready = access(c->model_path, R_OK) == 0;
     return !b->ready;
 }
+
+/* ---- a remote engine ---------------------------------------------------------------- */
+
+static int remote_init(struct backend *b, struct err *err)
+{
+    if (provider_openai.init(b, err) != 0) return -1; /* the token becomes the Bearer header */
+    /* base_url is the engine's root + "/v1"; /stats sits at its root. */
+    size_t n = strlen(b->conf->base_url) - 2; /* keep the "/" before "v1" */
+    char *stats = malloc(n + 6);
+    if (stats == NULL) return err_oom(err);
+    snprintf(stats, n + 6, "%.*sstats", (int)n, b->conf->base_url);
+    b->state = stats;
+    snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "not probed yet");
+    return 0;
+}
+
+static void remote_destroy(struct backend *b)
+{
+    free(b->state);
+    b->state = NULL;
+}
+
+static int remote_build(struct backend *b, const struct provider_request *pr, struct arena *arena,
+                        struct upstream_request *out, struct err *err)
+{
+    if (openai_upstream_request(b, pr, arena, out, err) != 0) return -1;
+    out->ca_file = b->conf->tls_ca;
+    return 0;
+}
+
+static void remote_probe(const struct backend *b, struct upstream_request *out)
+{
+    *out = (struct upstream_request){
+        .url = b->state,
+        .headers = b->headers,
+        .connect_timeout_ms = b->conf->connect_timeout_ms,
+        .timeout_ms = 2000,
+        .get = true,
+        .ca_file = b->conf->tls_ca,
+    };
+}
+
+/* As an engine started here, and the reasons a remote one gives. */
+static void remote_probe_read(struct backend *b, enum upstream_result result, long status,
+                              const char *body, size_t len)
+{
+    local_probe_read(b, result, status, body, len);
+    if (b->ready) return;
+    if (result != UPSTREAM_OK)
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason, "remote engine %s unreachable",
+                 (const char *)b->state);
+    else if (status == 401)
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason,
+                 "remote engine refused our token (401)");
+    else
+        snprintf(b->not_ready_reason, sizeof b->not_ready_reason,
+                 "remote engine answered %ld (loading?)", status);
+}
+
+/* Without a running gateway there is nothing certain to say: probe it. */
+static bool remote_inspect(struct backend *b)
+{
+    (void)b;
+    return false;
+}
+
+const struct provider_ops provider_local_remote = {
+    .type = "local",
+    .self_hosted = true,
+    .supervised = false,
+    .init = remote_init,
+    .build = remote_build,
+    .probe = remote_probe,
+    .probe_read = remote_probe_read,
+    .inspect = remote_inspect,
+    .destroy = remote_destroy,
+};
 
 const struct provider_ops provider_local = {
     .type = "local",

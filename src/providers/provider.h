@@ -148,7 +148,7 @@ char *openai_body_for_target(const struct openai_request *request, const char *t
 int openai_upstream_request(struct backend *b, const struct provider_request *pr,
                             struct arena *arena, struct upstream_request *out, struct err *err);
 
-extern const struct provider_ops provider_openai, provider_local, provider_anthropic,
-    provider_bedrock;
+extern const struct provider_ops provider_openai, provider_local, provider_local_remote,
+    provider_anthropic, provider_bedrock;
 
 #endif

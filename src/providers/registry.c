@@ -27,7 +27,7 @@ int backend_init(struct backend *b, const struct backend_conf *conf, struct err 
 {
     memset(b, 0, sizeof *b);
     b->conf = conf;
-    b->ops = provider_for(conf->type);
+    b->ops = conf->remote_engine ? &provider_local_remote : provider_for(conf->type);
     if (b->ops == NULL)
         return err_set(err, 500, "server_error", NULL, "backend '%s': no provider for its type",
                        conf->name);

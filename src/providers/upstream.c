@@ -320,6 +320,7 @@ struct upstream_call *upstream_start(struct upstream *u, const struct upstream_r
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, r->unix_socket); /* NULL clears a pooled one */
+    curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file);               /* NULL: the default again */
     if (r->connect_only) {
         curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
     } else if (r->get) {

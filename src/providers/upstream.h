@@ -33,6 +33,7 @@ struct upstream_request {
     bool connect_only;       /* TCP (+TLS) connect then done: reachability probes */
     bool get;                /* GET instead of POST (health probes) */
     const char *unix_socket; /* connect to this UNIX socket instead of the URL host */
+    const char *ca_file;     /* PEM file of the CAs to trust for https; NULL: the system's */
     bool native;             /* the body is the client's own (passthrough): see call_info */
 };
 
