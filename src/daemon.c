@@ -495,7 +495,7 @@ int app_run(struct config *cfg, const char *listen)
         }
         app->ledger = ledger_start(store, (size_t)cfg->store.queue_size,
                                    (size_t)cfg->store.batch_size, cfg->store.flush_ms);
-        if (app->ledger == NULL) goto oom;
+        if (app->ledger == NULL || ledger_watch(app->ledger, app->loop) != 0) goto oom;
         if (cfg->metrics.enabled &&
             (app->metrics = metrics_new(cfg->metrics.max_customers)) == NULL)
             goto oom;

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
         r.ts_ms = (int64_t)(t0 * 1000) + i;
         snprintf(r.request_id, sizeof r.request_id, "req_%016lx", (unsigned long)i);
         snprintf(r.customer, sizeof r.customer, "customer-%ld", i % 100);
-        if (ledger_append(l, &r) != 0) {
+        if (ledger_append(l, &r, NULL) != 0) {
             fprintf(stderr, "queue full at %ld\n", i);
             return 1;
         }

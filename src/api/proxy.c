@@ -26,6 +26,7 @@
 #include "obs/traceparent.h"
 #include "providers/provider.h"
 #include "route/call.h"
+#include "store/ledger.h"
 #include "util/arena.h"
 #include "util/clock.h"
 
@@ -44,6 +45,7 @@ struct proxy {
     struct app *app;
     struct generation *gen;     /* the config this request runs on (held by api_handle) */
     struct cache_ticket *cache; /* looked up, then filled on a miss; NULL: not cacheable */
+    struct ledger_wait durable; /* store.durable: the answer's end waits for its row */
     const char *cache_state;    /* "hit", "miss", "bypass", or NULL */
     const struct model_conf *model;
     const char *model_name; /* as asked for (found or not), for the record */
@@ -143,6 +145,12 @@ static void add_guard_header(struct proxy *p)
     if (g[0]) http_add_header(p->x.req, "x-stratus-guard", g);
 }
 
+static void release_answer(void *ud)
+{
+    struct proxy *p = ud;
+    http_request_release_end(p->x.req);
+}
+
 /* `code`: the error's code (metrics count refusals by it), or NULL. */
 static void finish(struct proxy *p, int status, const char *error, const char *code)
 {
@@ -173,7 +181,17 @@ static void finish(struct proxy *p, int status, const char *error, const char *c
         record_set_call(&r, in);
     }
     trace_end(p->app, p->gen->cfg, &p->trace, &r);
-    record_request(&p->app->record_to, &r);
+    /* store.durable: what the answer still sends waits until its row is committed, so a
+     * client never holds a complete answer the ledger could lose. */
+    bool durable = p->app->cfg->store.durable && status != 499;
+    if (durable) http_request_hold_end(p->x.req);
+    uint64_t seq = record_request(&p->app->record_to, &r);
+    if (durable) {
+        if (seq)
+            ledger_when_written(p->app->ledger, seq, &p->durable, release_answer, p);
+        else
+            http_request_release_end(p->x.req); /* the row was dropped (queue full): logged */
+    }
 }
 
 /* Refused before any target was tried. */
@@ -348,6 +366,7 @@ static void release_proxy(void *ud)
 {
     struct proxy *p = ud;
     guard_cancel(p->app->guard, &p->adm);
+    ledger_wait_cancel(&p->durable);
 }
 
 static void start_call(struct proxy *p)

@@ -1083,8 +1083,8 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
 
 static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
 {
-    static const char *const keys[] = {"url",        "redis",    "queue_size",
-                                       "batch_size", "flush_ms", NULL};
+    static const char *const keys[] = {"url",      "redis",   "queue_size", "batch_size",
+                                       "flush_ms", "durable", NULL};
     if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
     if (get_string(ld, n, "redis", &s->redis, false, "store")) return -1;
     if (s->redis && strncmp(s->redis, "redis://", 8) != 0)
@@ -1097,7 +1097,8 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
                        "store.url must be sqlite://PATH or postgres://USER:PASS@HOST/DB");
     if (get_long(ld, n, "queue_size", &s->queue_size, 1, 10000000) ||
         get_long(ld, n, "batch_size", &s->batch_size, 1, 100000) ||
-        get_long(ld, n, "flush_ms", &s->flush_ms, 0, 10000))
+        get_long(ld, n, "flush_ms", &s->flush_ms, 0, 10000) ||
+        get_bool(ld, n, "durable", &s->durable))
         return -1;
     return 0;
 }

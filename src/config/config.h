@@ -250,6 +250,7 @@ struct store_conf {
     long queue_size; /* rows waiting for the writer before new ones are dropped; 10000 */
     long batch_size; /* rows per transaction at most; 256 */
     long flush_ms;   /* a short batch waits this long for more rows (group commit); 5 */
+    bool durable;    /* an answer is complete for its client only once its row is committed */
 };
 
 /* `auth:` — without a master key there is no auth (and the gateway stays on loopback). */

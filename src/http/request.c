@@ -210,8 +210,53 @@ size_t http_request_pending_output(const struct http_request *req)
 void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
                   size_t len)
 {
-    if (req->done || req->head_sent) return;
+    if (req->done || req->head_sent || req->_held) return;
+    if (req->_hold_end) {
+        char *copy = arena_alloc(req->arena, len ? len : 1);
+        const char *type = arena_strdup(req->arena, content_type);
+        if (copy && type) {
+            memcpy(copy, body, len);
+            req->_held = 1;
+            req->_held_status = status;
+            req->_held_type = type;
+            req->_held_body = copy;
+            req->_held_len = len;
+            return;
+        }
+        /* out of memory: answer now rather than never */
+    }
     req->_proto->respond(req, status, content_type, body, len);
+}
+
+static void free_held(void *ud)
+{
+    struct http_request *req = ud;
+    free(req->_held_data);
+    req->_held_data = NULL;
+}
+
+void http_request_hold_end(struct http_request *req)
+{
+    if (req->_hold_end) return;
+    if (arena_on_free(req->arena, free_held, req) != 0) return; /* out of memory: no holding */
+    req->_hold_end = true;
+}
+
+void http_request_release_end(struct http_request *req)
+{
+    req->_hold_end = false;
+    int held = req->_held;
+    req->_held = 0;
+    if (req->done || req->_conn == NULL) return;
+    if (req->_held_data_len > 0) {
+        req->_proto->write(req, req->_held_data, req->_held_data_len, NULL, 0);
+        req->_held_data_len = 0;
+    }
+    if (held == 1)
+        req->_proto->respond(req, req->_held_status, req->_held_type, req->_held_body,
+                             req->_held_len);
+    else if (held == 2)
+        req->_proto->end(req);
 }
 
 void http_respond_error(struct http_request *req, const struct err *e)
@@ -246,6 +291,21 @@ int http_stream_write2(struct http_request *req, const char *a, size_t alen, con
 {
     if (req->done || req->_conn == NULL) return -1;
     if (alen + blen == 0 || req->head) return 0; /* HEAD: the head went out, the body never does */
+    if (req->_hold_end) {
+        size_t need = req->_held_data_len + alen + blen;
+        if (need > req->_held_data_cap) {
+            size_t cap = req->_held_data_cap ? req->_held_data_cap * 2 : 1024;
+            while (cap < need) cap *= 2;
+            char *p = realloc(req->_held_data, cap);
+            if (p == NULL) return -1;
+            req->_held_data = p;
+            req->_held_data_cap = cap;
+        }
+        if (alen) memcpy(req->_held_data + req->_held_data_len, a, alen);
+        if (blen) memcpy(req->_held_data + req->_held_data_len + alen, b, blen);
+        req->_held_data_len = need;
+        return 0;
+    }
     return req->_proto->write(req, a, alen, b, blen);
 }
 
@@ -256,7 +316,11 @@ int http_stream_write(struct http_request *req, const char *data, size_t len)
 
 void http_stream_end(struct http_request *req)
 {
-    if (req->done) return;
+    if (req->done || req->_held) return;
+    if (req->_hold_end) {
+        req->_held = 2;
+        return;
+    }
     req->_proto->end(req);
 }
 

@@ -61,8 +61,16 @@ struct http_request {
     char request_id[72];   /* the client's x-request-id if sane, else generated */
     bool head_sent;        /* status line and headers are written */
     bool done;             /* the response is complete */
-    bool log;              /* write the per-request log line (config log.requests) */
-    bool head;             /* a HEAD request: answered like GET, but no body is sent */
+    /* http_request_hold_end: the end of the response waits (what, in the arena) */
+    bool _hold_end;
+    int _held; /* 0 nothing waits, 1 a whole answer, 2 a stream's end */
+    int _held_status;
+    const char *_held_type, *_held_body;
+    size_t _held_len;
+    char *_held_data; /* stream writes kept (malloc, freed with the request) */
+    size_t _held_data_len, _held_data_cap;
+    bool log;  /* write the per-request log line (config log.requests) */
+    bool head; /* a HEAD request: answered like GET, but no body is sent */
     /* Who sent it (http/access.h): `client` is the address every check applies to — the
      * peer, or the one a trusted proxy named in X-Forwarded-For (then `proxied`). Both ""
      * on a UNIX socket. */
@@ -119,6 +127,17 @@ void http_respond(struct http_request *req, int status, const char *content_type
 
 /** Sends an OpenAI-style JSON error from `e` ({"error":{message,type,code,param}}). */
 void http_respond_error(struct http_request *req, const struct err *e);
+
+/**
+ * From now on whatever the response still sends — a whole answer (http_respond, errors
+ * included), a stream's last events and its end — is kept until http_request_release_end;
+ * what went out before stays out. For answers that must not be complete for the client
+ * before something else is done (store.durable: the ledger row's commit).
+ */
+void http_request_hold_end(struct http_request *req);
+
+/** Sends what was kept, if anything; later ends go out at once. */
+void http_request_release_end(struct http_request *req);
 
 /** Starts a streamed response (chunked on HTTP/1.1, DATA frames on HTTP/2). */
 void http_stream_start(struct http_request *req, int status, const char *content_type);

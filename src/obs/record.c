@@ -131,16 +131,17 @@ static void count(struct metrics *m, const struct request_record *r, const struc
     metrics_count_request(m, &mr);
 }
 
-void record_request(const struct record_sinks *to, const struct request_record *r)
+uint64_t record_request(const struct record_sinks *to, const struct request_record *r)
 {
-    uint64_t now = clock_now_ns();
+    uint64_t now = clock_now_ns(), seq = 0;
     if (to) {
         struct ledger_row row;
         record_fill_row(r, now, clock_wall_ms(), &row);
-        if (to->ledger) ledger_append(to->ledger, &row);
+        if (to->ledger) ledger_append(to->ledger, &row, &seq);
         if (to->metrics) count(to->metrics, r, &row, now);
     }
     if (r->req->log) log_line(r, now);
+    return seq;
 }
 
 void record_set_call(struct request_record *r, const struct call_info *in)

@@ -69,7 +69,8 @@ void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_w
                      struct ledger_row *out);
 
 /** Writes the log line (if r->req->log) and, when `to` is not NULL, the ledger row and the
- *  request's metrics. */
-void record_request(const struct record_sinks *to, const struct request_record *r);
+ *  request's metrics. @return the row's ledger sequence number (ledger_when_written), 0
+ *  when no row was queued. */
+uint64_t record_request(const struct record_sinks *to, const struct request_record *r);
 
 #endif

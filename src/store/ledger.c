@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "obs/log.h"
 
 struct ledger {
@@ -26,6 +28,10 @@ struct ledger {
     bool stopping;
     struct ledger_stats stats;
     uint64_t drops_logged_at; /* drops count when we last logged, to log once per burst */
+    /* commit waits (loop side; `waiting` is also read by the writer under mu) */
+    struct event *written_ev; /* activated by the writer after a commit while `waiting` */
+    struct ledger_wait *waits;
+    bool waiting;
 };
 
 static void *writer(void *ud)
@@ -59,6 +65,7 @@ static void *writer(void *ud)
             l->count -= n;
             l->stats.written += n;
             l->stats.batches++;
+            if (l->waiting) event_active(l->written_ev, 0, 0); /* thread-safe (evthread) */
             continue;
         }
         l->stats.errors++;
@@ -104,8 +111,9 @@ fail:
     return NULL;
 }
 
-int ledger_append(struct ledger *l, const struct ledger_row *row)
+int ledger_append(struct ledger *l, const struct ledger_row *row, uint64_t *seq)
 {
+    if (seq) *seq = 0;
     pthread_mutex_lock(&l->mu);
     if (l->count == l->cap) {
         l->stats.dropped++;
@@ -122,6 +130,7 @@ int ledger_append(struct ledger *l, const struct ledger_row *row)
     l->ring[(l->head + l->count) % l->cap] = *row;
     l->count++;
     l->stats.appended++;
+    if (seq) *seq = l->stats.appended;
     /* Wake the writer when it may be idle (first row) or a batch is full; between, it is
      * lingering on a timer and a wake-up per row would cost more than the row. */
     if (l->count == 1 || l->count == l->batch_size) pthread_cond_signal(&l->wake);
@@ -149,9 +158,69 @@ void ledger_stop(struct ledger *l)
         log_msg("error", "ledger_unwritten", "%zu ledger rows could not be written at exit",
                 l->count);
     store_close(&l->store);
+    if (l->written_ev) event_free(l->written_ev);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->wake);
     free(l->ring);
     free(l->batch);
     free(l);
+}
+
+/* ---- commit waits ------------------------------------------------------------------------ */
+
+static void unlink_wait(struct ledger_wait *w)
+{
+    if (w->prev == NULL) return;
+    *w->prev = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = NULL;
+    w->next = NULL;
+}
+
+static void on_written(evutil_socket_t fd, short what, void *ud)
+{
+    struct ledger *l = ud;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&l->mu);
+    uint64_t written = l->stats.written;
+    pthread_mutex_unlock(&l->mu);
+    for (struct ledger_wait *w = l->waits, *next; w; w = next) {
+        next = w->next;
+        if (w->seq > written) continue;
+        unlink_wait(w);
+        w->written(w->ud); /* may cancel or free other waits: `next` was read first */
+    }
+    pthread_mutex_lock(&l->mu);
+    l->waiting = l->waits != NULL;
+    pthread_mutex_unlock(&l->mu);
+}
+
+int ledger_watch(struct ledger *l, struct event_base *loop)
+{
+    l->written_ev = event_new(loop, -1, 0, on_written, l);
+    return l->written_ev ? 0 : -1;
+}
+
+void ledger_when_written(struct ledger *l, uint64_t seq, struct ledger_wait *w,
+                         void (*written)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&l->mu);
+    bool done = l->stats.written >= seq;
+    if (!done) l->waiting = true;
+    pthread_mutex_unlock(&l->mu);
+    if (done || l->written_ev == NULL) {
+        written(ud);
+        return;
+    }
+    *w = (struct ledger_wait){.seq = seq, .written = written, .ud = ud};
+    w->next = l->waits;
+    w->prev = &l->waits;
+    if (l->waits) l->waits->prev = &w->next;
+    l->waits = w;
+}
+
+void ledger_wait_cancel(struct ledger_wait *w)
+{
+    if (w) unlink_wait(w);
 }

@@ -14,6 +14,10 @@
  * plus what queued behind it during that write or linger (tests/integration/ledger.test.mjs
  * measures it).
  *
+ * With `store.durable`, an answer waits for its row: ledger_append gives the row's sequence
+ * number and ledger_when_written calls back on the loop once that row is committed, so a
+ * gateway killed at any moment has a row for every answer a client received.
+ *
  * Thread: ledger_append/ledger_stats from one thread (the loop); the writer is internal.
  * Ownership: the ledger owns the store handle it is given.
  */
@@ -25,6 +29,7 @@
 
 #include "store/store.h"
 
+struct event_base;
 struct ledger;
 
 struct ledger_stats {
@@ -42,8 +47,29 @@ struct ledger_stats {
 struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size,
                             long linger_ms);
 
-/** Queues a copy of `row`. @return 0, or -1 when the queue is full (counted and logged). */
-int ledger_append(struct ledger *l, const struct ledger_row *row);
+/** Queues a copy of `row`; *seq (may be NULL) gets its sequence number (rows commit in that
+ *  order). @return 0, or -1 when the queue is full (counted and logged; *seq = 0). */
+int ledger_append(struct ledger *l, const struct ledger_row *row, uint64_t *seq);
+
+/* One wait for a row's commit; caller memory, valid until called back or cancelled. */
+struct ledger_wait {
+    uint64_t seq;
+    void (*written)(void *ud);
+    void *ud;
+    struct ledger_wait *next, **prev;
+};
+
+/** Lets the loop hear about commits (once, after ledger_start, from the loop thread).
+ *  @return 0, or -1 when out of memory. */
+int ledger_watch(struct ledger *l, struct event_base *loop);
+
+/** Calls written(ud) on the loop once row `seq` is committed — at once when it already is.
+ *  Needs ledger_watch. */
+void ledger_when_written(struct ledger *l, uint64_t seq, struct ledger_wait *w,
+                         void (*written)(void *ud), void *ud);
+
+/** The waiter went away: it is not called. NULL-safe; idempotent. */
+void ledger_wait_cancel(struct ledger_wait *w);
 
 void ledger_stats(struct ledger *l, struct ledger_stats *out);
 

@@ -141,7 +141,7 @@ static void test_the_ledger_writer_commits_everything_at_stop(void **state)
     assert_non_null(l);
     for (int i = 0; i < 100; i++) {
         struct ledger_row r = row(20000 + i, "chat", "", 1, 1, true, 0.001);
-        assert_int_equal(ledger_append(l, &r), 0);
+        assert_int_equal(ledger_append(l, &r, NULL), 0);
     }
     ledger_stop(l); /* writes every queued row, closes the store */
     h = open_store();
