@@ -344,12 +344,21 @@ static void scrape_abort(struct http_request *req, void *ud)
     if (s->turn) event_del(s->turn);
 }
 
+/* The next slice after the loop has polled for I/O once: a zero timeout, not event_active,
+ * whose events libevent runs in the same loop turn — other requests would wait for the
+ * whole scrape. */
+static void next_slice(struct scrape *s)
+{
+    static const struct timeval now = {0, 0};
+    evtimer_add(s->turn, &now);
+}
+
 /* The client took what was waiting: the next slice. */
 static void scrape_drain(struct http_request *req, void *ud)
 {
     struct scrape *s = ud;
     (void)req;
-    if (!s->done) event_active(s->turn, 0, 0);
+    if (!s->done) next_slice(s);
 }
 
 /* Writes `o`'s text as one chunk. @return 0 (go on), 1 (wait for the client to drain), or -1
@@ -396,7 +405,7 @@ static void scrape_step(evutil_socket_t fd, short what, void *ud)
     }
     int rc = scrape_write(s, o);
     if (rc < 0) goto end;
-    if (rc == 0) event_active(s->turn, 0, 0); /* the next slice after what else is ready */
+    if (rc == 0) next_slice(s);
     return;                                   /* rc 1: scrape_drain resumes it */
 end:
     s->done = true;
@@ -413,7 +422,7 @@ static int scrape_sliced(struct app *app, struct http_request *req, enum metrics
     if (s == NULL || arena_on_free(req->arena, scrape_release, s) != 0) return -1;
     *s = (struct scrape){.app = app, .req = req, .gen = app->gen, .format = format};
     if (snapshot_targets(s->gen, &s->targets) != 0 ||
-        (s->turn = event_new(app->loop, -1, 0, scrape_step, s)) == NULL)
+        (s->turn = evtimer_new(app->loop, scrape_step, s)) == NULL)
         return -1;
     struct metrics_out *o = metrics_out_new(format);
     if (o == NULL) return -1;
@@ -426,7 +435,7 @@ static int scrape_sliced(struct app *app, struct http_request *req, enum metrics
         s->done = true;
         http_stream_end(req);
     } else if (rc == 0) {
-        event_active(s->turn, 0, 0);
+        next_slice(s);
     }
     return 0;
 }
