@@ -8,7 +8,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, waitFor, BIN, SCALE } from './lib/gateway.mjs';
@@ -105,7 +106,7 @@ test('one RPM limit and one budget across both gateways, and cache hits across t
   figure('cache: a request answered through gateway a is a hit (shared) through gateway b');
 });
 
-test('kill -9 of the remote engine: requests fail over; kill -9 of a gateway: the other serves and every answered request has its row', async () => {
+test('kill -9 of the remote engine: requests fail over; kill -9 of a gateway: the other serves and every answered request has its row', async (t) => {
   const key = await createKey({});
   // Load through both gateways on the engines' model group, then kill the remote engine.
   let stop = false;
@@ -132,9 +133,14 @@ test('kill -9 of the remote engine: requests fail over; kill -9 of a gateway: th
   assert.equal(failed.filter((f) => f !== 200).length, 0, `no request failed while the engine died: ${failed}`);
   figure(`remote engine kill -9 under load: ${afterKill.length} later answers, all by ${[...new Set(afterKill.map((x) => x.backend))].join(' + ')}, 0 failed`);
 
-  // Now kill gateway a mid-load: b keeps serving.
+  // Now kill gateway a mid-load: b keeps serving. A killed gateway cannot remove its engine's
+  // run directory: found from the engine's command line, removed by the test.
+  const enginePid = a.logs.find((l) => l.event === 'engine_started')?.pid;
+  const cmdline = enginePid ? readFileSync(`/proc/${enginePid}/cmdline`, 'utf8').split('\0') : [];
+  const socket = cmdline[cmdline.indexOf('--socket') + 1];
   const beforeA = answered.filter((x) => x.gw === a).length;
   a.child.kill('SIGKILL');
+  if (socket) t.after(() => rmSync(dirname(socket), { recursive: true, force: true }));
   const bAtKill = answered.filter((x) => x.gw === b).length;
   await waitFor(() => answered.filter((x) => x.gw === b).length >= bAtKill + 8, { timeout: 30000 * SCALE, what: 'b serving after a died' });
   stop = true;
