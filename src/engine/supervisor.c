@@ -118,6 +118,7 @@ static void spawn(struct worker_proc *w)
                     c->threads > 0 ? "--threads" : NULL,
                     threads,
                     NULL};
+    pid_t gateway = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         /* Child: default signal dispositions, then become the worker. */
@@ -126,7 +127,9 @@ static void spawn(struct worker_proc *w)
         signal(SIGINT, SIG_DFL);
         /* A worker never outlives its gateway, even one killed with SIGKILL. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1) _exit(0);
+        /* The gateway died before prctl took effect. Compared with its pid, not with 1: in a
+         * container the gateway itself may be pid 1. */
+        if (getppid() != gateway) _exit(0);
         execv(w->s->exe, argv);
         _exit(127);
     }
