@@ -48,7 +48,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # the RUN after COPY below fails the build if one is missing.
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
-        ca-certificates curl \
+        ca-certificates curl tini \
         libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 libyaml-0-2 libssl3 \
         libsqlite3-0 libpq5 libhiredis0.14 libnghttp2-14 libpcre2-8-0 libhyperscan5 \
         libhttp-parser2.9 zlib1g libgomp1 libstdc++6 \
@@ -70,5 +70,8 @@ STOPSIGNAL SIGTERM
 # /health is 200 while the process serves; readiness (/ready) is the orchestrator's business.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["curl", "-fsS", "--max-time", "2", "-o", "/dev/null", "http://127.0.0.1:8080/health"]
-ENTRYPOINT ["/usr/local/bin/stratus"]
+# tini as PID 1: it forwards SIGTERM/SIGHUP to the gateway and reaps. Needed, not just tidy:
+# an engine worker exits at once when its parent is PID 1 (src/engine/supervisor.c takes
+# that for "the gateway already died"), so the gateway itself must not be PID 1.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/stratus"]
 CMD ["serve", "--config", "/etc/stratus/stratus.yaml"]
