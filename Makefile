@@ -5,6 +5,7 @@
 #   make run        deps, build, serve config/stratus.yaml
 #   make test       deps, build, every test (unit + integration, release and ASan, valgrind)
 #   make bench      bench/overhead (see BENCHMARKS.md)
+#   make verify-packaging   Dockerfile, compose, Helm chart, systemd unit (root, slow)
 
 PKGS    := libevent libevent_pthreads libcurl jansson yaml-0.1 openssl sqlite3 libpq hiredis libnghttp2 libpcre2-8 libhs
 CC      ?= cc
@@ -55,7 +56,7 @@ ifeq ($(LLAMA_PREFIX),)
   HDR_SRC := $(filter-out src/engine/engine.h src/engine/worker.h,$(HDR_SRC))
 endif
 
-.PHONY: models fuzz all debug asan run test test-unit test-integration test-asan deps clean format bench check-format headers
+.PHONY: models fuzz all debug asan run test test-unit test-integration test-asan deps clean format bench check-format headers verify-packaging
 .DEFAULT_GOAL := all
 
 all: $(OUT)/stratus
@@ -186,6 +187,11 @@ test-asan: deps
 
 bench: deps all
 	./bench/overhead/run
+
+# The Dockerfile, compose file, Helm chart and systemd unit, verified as far as this machine
+# allows (root; slow: builds the image with podman). Not part of `make test`. docs/deploy.md.
+verify-packaging:
+	./scripts/verify-packaging
 
 format:
 	clang-format -i $(filter src/%,$(SRC)) $(HDR_SRC) $(shell find tests bench -name '*.c' -o -name '*.h')
