@@ -886,8 +886,8 @@ static void release_call(void *ud)
 }
 
 /* What every call knows from its start: where it reports, and what it answers. */
-static void bind(struct call *c, const struct call_env *env, const struct call_request *rq,
-                 const struct call_sink *sink, void *ud, struct arena *arena)
+static void call_bind(struct call *c, const struct call_env *env, const struct call_request *rq,
+                      const struct call_sink *sink, void *ud, struct arena *arena)
 {
     c->env = env;
     c->sink = sink;
@@ -913,7 +913,7 @@ struct call *call_start(const struct call_env *env, const struct call_request *r
         sse_parser_free(&c->sse);
         return NULL;
     }
-    bind(c, env, rq, sink, ud, arena);
+    call_bind(c, env, rq, sink, ud, arena);
     c->route = rq->route;
     c->no_native = rq->translate_answers;
     c->trace_headers = rq->trace_headers;
@@ -935,7 +935,7 @@ struct call *call_replay(const struct call_env *env, const struct call_request *
 {
     struct call *c = arena_calloc(arena, 1, sizeof *c);
     if (c == NULL) return NULL;
-    bind(c, env, rq, sink, ud, arena);
+    call_bind(c, env, rq, sink, ud, arena);
     c->plan.policy = "cache";
     snprintf(c->plan.reason, sizeof c->plan.reason, "%s", a->reason ? a->reason : "cache hit");
     c->finished = true; /* nothing to cancel, time out or account */
