@@ -194,12 +194,11 @@ static int make_key(const struct response_cache *c, const struct model_conf *mod
     return ok ? 0 : -1;
 }
 
-enum cache_verdict cache_consider(struct response_cache *c, const struct config *cfg,
-                                  const struct model_conf *model, const struct openai_request *r,
-                                  const struct http_request *req, const struct principal *who,
-                                  struct arena *arena, struct cache_ticket **ticket)
+enum cache_verdict cache_consider(struct response_cache *c, const struct model_conf *model,
+                                  const struct openai_request *r, const struct http_request *req,
+                                  const struct principal *who, struct arena *arena,
+                                  struct cache_ticket **ticket)
 {
-    (void)cfg;
     *ticket = NULL;
     if (c == NULL || model->cache.off) return CACHE_NOT_CACHEABLE;
     enum cache_when when = model->cache.when_set ? model->cache.when : c->when;

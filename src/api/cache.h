@@ -53,10 +53,10 @@ enum cache_verdict {
  * What to do with this request. For CACHE_LOOK, *ticket is set (in `arena`) for the
  * lookup and the fill. `c` NULL: not cacheable.
  */
-enum cache_verdict cache_consider(struct response_cache *c, const struct config *cfg,
-                                  const struct model_conf *model, const struct openai_request *r,
-                                  const struct http_request *req, const struct principal *who,
-                                  struct arena *arena, struct cache_ticket **ticket);
+enum cache_verdict cache_consider(struct response_cache *c, const struct model_conf *model,
+                                  const struct openai_request *r, const struct http_request *req,
+                                  const struct principal *who, struct arena *arena,
+                                  struct cache_ticket **ticket);
 
 /** `answer` NULL: a miss. Borrowed for the call (lives in the request's arena). */
 typedef void (*cache_found_cb)(void *ud, const struct call_replay_answer *answer);

@@ -406,7 +406,7 @@ static void scrape_step(evutil_socket_t fd, short what, void *ud)
     int rc = scrape_write(s, o);
     if (rc < 0) goto end;
     if (rc == 0) next_slice(s);
-    return;                                   /* rc 1: scrape_drain resumes it */
+    return; /* rc 1: scrape_drain resumes it */
 end:
     s->done = true;
     http_stream_end(s->req);

@@ -510,8 +510,8 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    if (cache_consider(app->cache, p->gen->cfg, p->model, p->call.request, req, who, req->arena,
-                       &p->cache) == CACHE_BYPASS)
+    if (cache_consider(app->cache, p->model, p->call.request, req, who, req->arena, &p->cache) ==
+        CACHE_BYPASS)
         p->cache_state = "bypass";
     double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);

@@ -43,12 +43,10 @@ struct worker {
     unsigned long long next_id;
 };
 
-/* A remote engine answers only callers with its token (compared in constant time); its
- * own UNIX socket, reachable only by the owner, asks none. /health stays open (probes of
- * load balancers and orchestrators). */
+/* The caller on the TCP listener holds the engine's token (compared in constant time). */
 static bool authorised(const struct worker *w, const struct http_request *req)
 {
-    if (w->token == NULL || req->client[0] == '\0') return true; /* no token, or UNIX socket */
+    if (w->token == NULL) return true;
     const char *h = http_request_header(req, "authorization");
     size_t want = strlen(w->token);
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return false;
@@ -654,10 +652,6 @@ static void handle(struct http_request *req, void *ud)
     err_clear(&e);
     if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/health") == 0) {
         http_respond(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
-    } else if (!authorised(w, req)) {
-        err_set(&e, 401, "invalid_request_error", "invalid_api_key",
-                "this engine needs its token: Authorization: Bearer <token>");
-        http_respond_error(req, &e);
     } else if (strcmp(req->method, "GET") == 0 && strcmp(req->path, "/stats") == 0) {
         struct engine_stats st;
         engine_get_stats(w->engine, &st);
@@ -681,6 +675,22 @@ static void handle(struct http_request *req, void *ud)
                 req->method, req->path);
         http_respond_error(req, &e);
     }
+}
+
+/* The TCP listener (a remote engine): the token on every call but /health (probes of load
+ * balancers and orchestrators); the UNIX socket, reachable only by its owner, asks none. */
+static void handle_remote(struct http_request *req, void *ud)
+{
+    struct worker *w = ud;
+    bool health = strcmp(req->method, "GET") == 0 && strcmp(req->path, "/health") == 0;
+    if (health || authorised(w, req)) {
+        handle(req, ud);
+        return;
+    }
+    struct err e;
+    err_set(&e, 401, "invalid_request_error", "invalid_api_key",
+            "this engine needs its token: Authorization: Bearer <token>");
+    http_respond_error(req, &e);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *ud)
@@ -733,7 +743,7 @@ int engine_worker_main(const struct engine_worker_opts *o)
             goto out;
         }
         so.tls = w.tls;
-        w.tcp = http_server_new(w.loop, host, port, so, handle, &w, &e);
+        w.tcp = http_server_new(w.loop, host, port, so, handle_remote, &w, &e);
         free(host);
         if (w.tcp == NULL) {
             log_msg("error", "engine_failed", "%s", e.msg);
