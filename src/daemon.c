@@ -496,6 +496,11 @@ int app_run(struct config *cfg, const char *listen)
         app->ledger = ledger_start(store, (size_t)cfg->store.queue_size,
                                    (size_t)cfg->store.batch_size, cfg->store.flush_ms);
         if (app->ledger == NULL || ledger_watch(app->ledger, app->loop) != 0) goto oom;
+        /* The first run soon after start (a gateway restarted often still ages rows out),
+         * not at once: start-up stays quick and its queries do not queue behind deletes. */
+        long every_ms = cfg->store.retention_every_s * 1000;
+        ledger_retain(app->ledger, cfg->store.rows_days, cfg->store.rollups_days, every_ms,
+                      every_ms < 10000 ? every_ms : 10000);
         if (cfg->metrics.enabled &&
             (app->metrics = metrics_new(cfg->metrics.max_customers)) == NULL)
             goto oom;

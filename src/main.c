@@ -10,6 +10,7 @@
 
 #include "daemon.h"
 #include "cli/commands.h"
+#include "cli/ledger.h"
 #include "cli/route_live.h"
 #include "config/config.h"
 #include "obs/log.h"
@@ -48,7 +49,10 @@ static void usage(FILE *f)
           "                                                     the spend report\n"
           "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
           "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
-          "  (keys, spend and cost take --config FILE; default config/stratus.yaml)\n"
+          "  stratus ledger export [--since 30d] [--until T] [--format jsonl|csv]\n"
+          "                                                     raw ledger rows to stdout\n"
+          "  stratus ledger import FILE.jsonl                   rows back in (as exported)\n"
+          "  (keys, spend, cost and ledger take --config FILE; default config/stratus.yaml)\n"
           "  stratus --version                                  print the version\n"
           "  stratus help                                       this text\n"
           "\n"
@@ -235,6 +239,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "route") == 0) return route_command(argc, argv);
     if (strcmp(cmd, "keys") == 0) return cli_keys(argc, argv);
     if (strcmp(cmd, "spend") == 0) return cli_spend(argc, argv);
+    if (strcmp(cmd, "ledger") == 0) return cli_ledger(argc, argv);
     if (strcmp(cmd, "cost") == 0) return cli_cost(argc, argv);
     if (strcmp(cmd, "reload") == 0) return cli_reload(argc, argv);
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check") != 0) {

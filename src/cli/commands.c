@@ -26,19 +26,12 @@
 
 #define DEFAULT_CONFIG "config/stratus.yaml"
 
-struct opt {
-    const char *name;  /* "--team" */
-    const char *value; /* filled */
-    bool flag;         /* takes no value */
-};
-
-/* Parses argv[from..] into `opts`; positional arguments go to `pos` (up to one). */
-static int parse_opts(const char *cmd, int argc, char **argv, int from, struct opt *opts,
-                      const char **pos)
+int cli_parse_opts(const char *cmd, int argc, char **argv, int from, struct cli_opt *opts,
+                   const char **pos)
 {
     for (int i = from; i < argc; i++) {
-        struct opt *o = NULL;
-        for (struct opt *p = opts; p->name; p++)
+        struct cli_opt *o = NULL;
+        for (struct cli_opt *p = opts; p->name; p++)
             if (strcmp(p->name, argv[i]) == 0) o = p;
         if (o == NULL && argv[i][0] != '-' && pos && *pos == NULL) {
             *pos = argv[i];
@@ -61,9 +54,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, int from, struct o
     return 0;
 }
 
-static const char *opt(const struct opt *opts, const char *name)
+const char *cli_opt(const struct cli_opt *opts, const char *name)
 {
-    for (const struct opt *p = opts; p->name; p++)
+    for (const struct cli_opt *p = opts; p->name; p++)
         if (strcmp(p->name, name) == 0) return p->value;
     return NULL;
 }
@@ -81,7 +74,7 @@ int cli_load_config(const char *path, struct config **out)
     return 0;
 }
 
-static int open_store(const struct config *cfg, struct store_handle *s)
+int cli_open_store(const struct config *cfg, struct store_handle *s)
 {
     char why[600];
     if (store_open(cfg->store.url, cfg->store.base_dir, s, why, sizeof why) != 0) {
@@ -102,7 +95,7 @@ static void print_json(json_t *doc)
 
 /* ---- keys --------------------------------------------------------------------------- */
 
-static int keys_create(struct config *cfg, struct opt *o, bool as_json)
+static int keys_create(struct config *cfg, struct cli_opt *o, bool as_json)
 {
     json_t *body = json_object();
     static const char *const text_opts[][2] = {{"--name", "name"},
@@ -111,15 +104,15 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
                                                {"--on-exhausted", "on_exhausted"},
                                                {"--expires-in", "expires_in"}};
     for (size_t i = 0; i < sizeof text_opts / sizeof text_opts[0]; i++)
-        if (opt(o, text_opts[i][0]))
-            json_object_set_new(body, text_opts[i][1], json_string(opt(o, text_opts[i][0])));
+        if (cli_opt(o, text_opts[i][0]))
+            json_object_set_new(body, text_opts[i][1], json_string(cli_opt(o, text_opts[i][0])));
     static const char *const number_opts[][2] = {{"--budget-usd", "budget_usd"},
                                                  {"--budget-soft", "budget_soft"},
                                                  {"--rpm", "rpm"},
                                                  {"--tpm", "tpm"},
                                                  {"--max-prompt-tokens", "max_prompt_tokens"}};
     for (size_t i = 0; i < sizeof number_opts / sizeof number_opts[0]; i++) {
-        const char *v = opt(o, number_opts[i][0]);
+        const char *v = cli_opt(o, number_opts[i][0]);
         if (v == NULL) continue;
         json_t *n = json_loads(v, JSON_DECODE_ANY, NULL);
         if (!json_is_number(n)) {
@@ -131,17 +124,17 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
         }
         json_object_set_new(body, number_opts[i][1], n);
     }
-    if (opt(o, "--models")) {
+    if (cli_opt(o, "--models")) {
         json_t *list = json_array();
-        char *copy = strdup(opt(o, "--models")), *save = NULL;
+        char *copy = strdup(cli_opt(o, "--models")), *save = NULL;
         for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save))
             json_array_append_new(list, json_string(m));
         free(copy);
         json_object_set_new(body, "models", list);
     }
-    if (opt(o, "--allowed-cidrs")) {
+    if (cli_opt(o, "--allowed-cidrs")) {
         json_t *list = json_array();
-        char *copy = strdup(opt(o, "--allowed-cidrs")), *save = NULL;
+        char *copy = strdup(cli_opt(o, "--allowed-cidrs")), *save = NULL;
         for (char *m = strtok_r(copy, ",", &save); m; m = strtok_r(NULL, ",", &save))
             json_array_append_new(list, json_string(m));
         free(copy);
@@ -164,7 +157,7 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
         fprintf(stderr, "stratus keys create: the random source failed\n");
         return 1;
     }
-    if (opt(o, "--aws")) { /* SigV4 credentials, sealed under the master key (awskeys.h) */
+    if (cli_opt(o, "--aws")) { /* SigV4 credentials, sealed under the master key (awskeys.h) */
         const char *master = cfg->auth.master_key.value;
         unsigned char seal[AWSKEY_KEY_SIZE];
         if (master == NULL) {
@@ -180,7 +173,7 @@ static int keys_create(struct config *cfg, struct opt *o, bool as_json)
         explicit_bzero(seal, sizeof seal);
     }
     struct store_handle s;
-    if (open_store(cfg, &s) != 0) return 1;
+    if (cli_open_store(cfg, &s) != 0) return 1;
     char why[400];
     rc = s.ops->key_insert(s.db, &k, why, sizeof why);
     store_close(&s);
@@ -220,7 +213,7 @@ static void money(double usd, char *out, size_t cap)
 static int keys_list(struct config *cfg, bool as_json)
 {
     struct store_handle s;
-    if (open_store(cfg, &s) != 0) return 1;
+    if (cli_open_store(cfg, &s) != 0) return 1;
     struct key_record *keys = NULL;
     char why[400];
     int n = s.ops->key_list(s.db, &keys, why, sizeof why);
@@ -262,7 +255,7 @@ static int keys_list(struct config *cfg, bool as_json)
 static int keys_revoke(struct config *cfg, const char *id)
 {
     struct store_handle s;
-    if (open_store(cfg, &s) != 0) return 1;
+    if (cli_open_store(cfg, &s) != 0) return 1;
     char why[400];
     int rc = s.ops->key_revoke(s.db, id, clock_wall_ms(), why, sizeof why);
     store_close(&s);
@@ -281,14 +274,14 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct opt o[] = {{"--config", NULL, false},        {"--name", NULL, false},
-                      {"--team", NULL, false},          {"--models", NULL, false},
-                      {"--budget-usd", NULL, false},    {"--budget-period", NULL, false},
-                      {"--budget-soft", NULL, false},   {"--on-exhausted", NULL, false},
-                      {"--rpm", NULL, false},           {"--tpm", NULL, false},
-                      {"--expires-in", NULL, false},    {"--aws", NULL, true},
-                      {"--allowed-cidrs", NULL, false}, {"--max-prompt-tokens", NULL, false},
-                      {"--json", NULL, true},           {NULL, NULL, false}};
+    struct cli_opt o[] = {{"--config", NULL, false},        {"--name", NULL, false},
+                          {"--team", NULL, false},          {"--models", NULL, false},
+                          {"--budget-usd", NULL, false},    {"--budget-period", NULL, false},
+                          {"--budget-soft", NULL, false},   {"--on-exhausted", NULL, false},
+                          {"--rpm", NULL, false},           {"--tpm", NULL, false},
+                          {"--expires-in", NULL, false},    {"--aws", NULL, true},
+                          {"--allowed-cidrs", NULL, false}, {"--max-prompt-tokens", NULL, false},
+                          {"--json", NULL, true},           {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;
@@ -296,7 +289,7 @@ int cli_keys(int argc, char **argv)
         fprintf(stderr, "stratus keys: expected create, list or revoke\n");
         return 2;
     }
-    int rc = parse_opts("stratus keys", argc, argv, 3, o, revoke ? &id : NULL);
+    int rc = cli_parse_opts("stratus keys", argc, argv, 3, o, revoke ? &id : NULL);
     if (rc) return rc;
     if (!create)
         for (size_t i = 1; i < 12; i++)
@@ -309,8 +302,8 @@ int cli_keys(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
-    bool as_json = opt(o, "--json") != NULL;
+    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
+    bool as_json = cli_opt(o, "--json") != NULL;
     rc = create ? keys_create(cfg, o, as_json)
          : list ? keys_list(cfg, as_json)
                 : keys_revoke(cfg, id);
@@ -322,51 +315,51 @@ int cli_keys(int argc, char **argv)
 
 int cli_spend(int argc, char **argv)
 {
-    struct opt o[] = {{"--config", NULL, false},
-                      {"--by", NULL, false},
-                      {"--since", NULL, false},
-                      {"--until", NULL, false},
-                      {"--anomaly-factor", NULL, false},
-                      {"--bucket", NULL, false},
-                      {"--top", NULL, false},
-                      {"--json", NULL, true},
-                      {"--csv", NULL, true},
-                      {NULL, NULL, false}};
-    int rc = parse_opts("stratus spend", argc, argv, 2, o, NULL);
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--by", NULL, false},
+                          {"--since", NULL, false},
+                          {"--until", NULL, false},
+                          {"--anomaly-factor", NULL, false},
+                          {"--bucket", NULL, false},
+                          {"--top", NULL, false},
+                          {"--json", NULL, true},
+                          {"--csv", NULL, true},
+                          {NULL, NULL, false}};
+    int rc = cli_parse_opts("stratus spend", argc, argv, 2, o, NULL);
     if (rc) return rc;
-    int by = opt(o, "--by") ? spend_group_parse(opt(o, "--by")) : SPEND_BY_MODEL;
+    int by = cli_opt(o, "--by") ? spend_group_parse(cli_opt(o, "--by")) : SPEND_BY_MODEL;
     if (by < 0) {
         fprintf(stderr, "stratus spend: --by is model, key, team, customer, backend or route\n");
         return 2;
     }
     int64_t now = clock_wall_ms(), from, to = now + 1;
-    if (report_parse_time(opt(o, "--since") ? opt(o, "--since") : "30d", now, &from) != 0 ||
-        (opt(o, "--until") && report_parse_time(opt(o, "--until"), now, &to) != 0)) {
+    if (report_parse_time(cli_opt(o, "--since") ? cli_opt(o, "--since") : "30d", now, &from) != 0 ||
+        (cli_opt(o, "--until") && report_parse_time(cli_opt(o, "--until"), now, &to) != 0)) {
         fprintf(stderr, "stratus spend: --since/--until take 7d, 12h, 30m, 2026-11-01, "
                         "2026-11-01T00:00:00Z or epoch milliseconds\n");
         return 2;
     }
-    double factor = opt(o, "--anomaly-factor") ? atof(opt(o, "--anomaly-factor")) : 3;
+    double factor = cli_opt(o, "--anomaly-factor") ? atof(cli_opt(o, "--anomaly-factor")) : 3;
     if (!(factor > 0)) {
         fprintf(stderr, "stratus spend: --anomaly-factor must be a positive number\n");
         return 2;
     }
-    int bucket = spend_bucket_parse(opt(o, "--bucket"));
+    int bucket = spend_bucket_parse(cli_opt(o, "--bucket"));
     char *end = NULL;
-    long top = opt(o, "--top") ? strtol(opt(o, "--top"), &end, 10) : 0;
+    long top = cli_opt(o, "--top") ? strtol(cli_opt(o, "--top"), &end, 10) : 0;
     if (bucket < 0 ||
-        (opt(o, "--top") && (end == opt(o, "--top") || *end || top < 1 || top > 1000))) {
+        (cli_opt(o, "--top") && (end == cli_opt(o, "--top") || *end || top < 1 || top > 1000))) {
         fprintf(stderr, "stratus spend: --bucket is hour or day; --top is 1 to 1000\n");
         return 2;
     }
-    if (opt(o, "--json") && opt(o, "--csv")) {
+    if (cli_opt(o, "--json") && cli_opt(o, "--csv")) {
         fprintf(stderr, "stratus spend: --json or --csv, not both\n");
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
     struct store_handle s;
-    if (open_store(cfg, &s) != 0) {
+    if (cli_open_store(cfg, &s) != 0) {
         config_free(cfg);
         return 1;
     }
@@ -385,9 +378,9 @@ int cli_spend(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "stratus spend: %s\n", why);
         rc = 1;
-    } else if (opt(o, "--json")) {
+    } else if (cli_opt(o, "--json")) {
         print_json(spend_report_json(&r));
-    } else if (opt(o, "--csv")) {
+    } else if (cli_opt(o, "--csv")) {
         if ((csv = spend_report_csv(&r, &csv_len)) == NULL) {
             fprintf(stderr, "stratus spend: out of memory\n");
             rc = 1;
@@ -412,33 +405,33 @@ int cli_cost(int argc, char **argv)
         fprintf(stderr, "stratus cost: expected 'compare'\n");
         return 2;
     }
-    struct opt o[] = {{"--config", NULL, false},
-                      {"--tokens-per-month", NULL, false},
-                      {"--model", NULL, false},
-                      {"--local", NULL, false},
-                      {"--output-share", NULL, false},
-                      {"--local-tokens-per-s", NULL, false},
-                      {NULL, NULL, false}};
-    int rc = parse_opts("stratus cost compare", argc, argv, 3, o, NULL);
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--tokens-per-month", NULL, false},
+                          {"--model", NULL, false},
+                          {"--local", NULL, false},
+                          {"--output-share", NULL, false},
+                          {"--local-tokens-per-s", NULL, false},
+                          {NULL, NULL, false}};
+    int rc = cli_parse_opts("stratus cost compare", argc, argv, 3, o, NULL);
     if (rc) return rc;
     double volume =
-        opt(o, "--tokens-per-month") ? cost_parse_volume(opt(o, "--tokens-per-month")) : -1;
-    double share = opt(o, "--output-share") ? atof(opt(o, "--output-share")) : 0.25;
-    double tps = opt(o, "--local-tokens-per-s") ? atof(opt(o, "--local-tokens-per-s")) : 0;
-    if (volume <= 0 || opt(o, "--model") == NULL || opt(o, "--local") == NULL) {
+        cli_opt(o, "--tokens-per-month") ? cost_parse_volume(cli_opt(o, "--tokens-per-month")) : -1;
+    double share = cli_opt(o, "--output-share") ? atof(cli_opt(o, "--output-share")) : 0.25;
+    double tps = cli_opt(o, "--local-tokens-per-s") ? atof(cli_opt(o, "--local-tokens-per-s")) : 0;
+    if (volume <= 0 || cli_opt(o, "--model") == NULL || cli_opt(o, "--local") == NULL) {
         fprintf(stderr, "stratus cost compare: --tokens-per-month N (e.g. 100M), --model M and "
                         "--local BACKEND are required\n");
         return 2;
     }
-    if (!(share >= 0 && share <= 1) || (opt(o, "--local-tokens-per-s") && !(tps > 0))) {
+    if (!(share >= 0 && share <= 1) || (cli_opt(o, "--local-tokens-per-s") && !(tps > 0))) {
         fprintf(stderr, "stratus cost compare: --output-share is 0..1, --local-tokens-per-s > 0\n");
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = cli_load_config(opt(o, "--config"), &cfg)) != 0) return rc;
+    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
     rc = 2;
-    struct cost_compare_query q = {.model = opt(o, "--model"),
-                                   .local = opt(o, "--local"),
+    struct cost_compare_query q = {.model = cli_opt(o, "--model"),
+                                   .local = cli_opt(o, "--local"),
                                    .tokens_per_month = volume,
                                    .output_share = share,
                                    .local_tokens_per_s = tps};
@@ -513,21 +506,21 @@ static void gateway_url(const struct config *cfg, char *out, size_t size, bool *
 
 int cli_reload(int argc, char **argv)
 {
-    struct opt o[] = {{"--config", NULL, false},
-                      {"--url", NULL, false},
-                      {"--cacert", NULL, false},
-                      {"--json", NULL, true},
-                      {NULL, NULL, false}};
-    if (parse_opts("stratus reload", argc, argv, 2, o, NULL) != 0) return 2;
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--url", NULL, false},
+                          {"--cacert", NULL, false},
+                          {"--json", NULL, true},
+                          {NULL, NULL, false}};
+    if (cli_parse_opts("stratus reload", argc, argv, 2, o, NULL) != 0) return 2;
     /* The file is checked here first, so a typo is reported to whoever ran the command
      * with its position, not only in the gateway's log. */
     struct config *cfg = NULL;
-    int rc = cli_load_config(opt(o, "--config"), &cfg);
+    int rc = cli_load_config(cli_opt(o, "--config"), &cfg);
     if (rc != 0) return rc;
     char url[600], auth[600];
     bool tls = false;
-    if (opt(o, "--url"))
-        snprintf(url, sizeof url, "%s", opt(o, "--url"));
+    if (cli_opt(o, "--url"))
+        snprintf(url, sizeof url, "%s", cli_opt(o, "--url"));
     else
         gateway_url(cfg, url, sizeof url, &tls);
     size_t n = strlen(url);
@@ -536,7 +529,7 @@ int cli_reload(int argc, char **argv)
     const char *key = cfg->auth.master_key.value;
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key ? key : "");
     /* A self-signed certificate given as file: is the one to trust by default. */
-    const char *cacert = opt(o, "--cacert");
+    const char *cacert = cli_opt(o, "--cacert");
     if (cacert == NULL && tls && cfg->tls.cert && strncmp(cfg->tls.cert, "file:", 5) == 0)
         cacert = cfg->tls.cert + 5;
 
@@ -571,7 +564,7 @@ int cli_reload(int argc, char **argv)
     }
     json_error_t je;
     json_t *doc = json_loadb(a.buf, a.len, 0, &je);
-    if (opt(o, "--json")) {
+    if (cli_opt(o, "--json")) {
         puts(a.buf);
     } else if (status == 200 && doc) {
         printf("reloaded: generation %lld",

@@ -10,7 +10,28 @@
 #ifndef STRATUS_CLI_COMMANDS_H
 #define STRATUS_CLI_COMMANDS_H
 
+#include <stdbool.h>
+
 struct config;
+struct store_handle;
+
+/* One --name option of a command's table (ends with a NULL name). */
+struct cli_opt {
+    const char *name;  /* "--team" */
+    const char *value; /* filled by cli_parse_opts; NULL when absent */
+    bool flag;         /* takes no value ("1" when present) */
+};
+
+/** Parses argv[from..] into `opts`; a positional argument goes to *pos (up to one; NULL:
+ *  none allowed). @return 0, or 2 after printing what was wrong. */
+int cli_parse_opts(const char *cmd, int argc, char **argv, int from, struct cli_opt *opts,
+                   const char **pos);
+
+/** The value of option `name`, or NULL. */
+const char *cli_opt(const struct cli_opt *opts, const char *name);
+
+/** Opens the config's store (migrating it). @return 0, or 1 after printing why. */
+int cli_open_store(const struct config *cfg, struct store_handle *s);
 
 /** Loads `path` (NULL: config/stratus.yaml), printing FILE:LINE:COL: message on error.
  *  @return 0 with *out owned by the caller, or 2 (the exit code for a config error). */

@@ -1081,10 +1081,45 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     return 0;
 }
 
+/* A number of days: fractions allowed (0.5 = 12 hours), 0 = keep forever. */
+static int retention_days(struct loader *ld, const yaml_node_t *map, const char *key, double *out)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *s = plain(n);
+    char *end = NULL;
+    double v = s && *s ? strtod(s, &end) : -1;
+    if (s == NULL || *s == '\0' || *end != '\0' || !(v >= 0) || v > 100000)
+        return fail_at(ld, n, "store.retention.%s must be a number of days >= 0 (0 keeps them)",
+                       key);
+    *out = v;
+    return 0;
+}
+
+/* retention: { rows_days, rollups_days, every_s } */
+static int parse_retention(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
+{
+    static const char *const keys[] = {"rows_days", "rollups_days", "every_s", NULL};
+    if (want_mapping(ld, n, "store.retention") || check_keys(ld, n, keys, "store.retention") ||
+        retention_days(ld, n, "rows_days", &s->rows_days) ||
+        retention_days(ld, n, "rollups_days", &s->rollups_days) ||
+        get_long(ld, n, "every_s", &s->retention_every_s, 1, 86400))
+        return -1;
+    /* Reports read rollups for anything older than a few hours: rollups that age out
+     * before the rows would make old rows invisible. */
+    if (s->rows_days == 0) s->rollups_days = 0; /* rows kept forever keep their rollups */
+    if (s->rollups_days > 0 && s->rollups_days < s->rows_days)
+        return fail_at(ld, n,
+                       "store.retention.rollups_days (%g) must be 0 (keep) or at least rows_days "
+                       "(%g): reports read rollups",
+                       s->rollups_days, s->rows_days);
+    return 0;
+}
+
 static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
 {
     static const char *const keys[] = {"url",      "redis",   "queue_size", "batch_size",
-                                       "flush_ms", "durable", NULL};
+                                       "flush_ms", "durable", "retention",  NULL};
     if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
     if (get_string(ld, n, "redis", &s->redis, false, "store")) return -1;
     if (s->redis && strncmp(s->redis, "redis://", 8) != 0)
@@ -1100,7 +1135,8 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
         get_long(ld, n, "flush_ms", &s->flush_ms, 0, 10000) ||
         get_bool(ld, n, "durable", &s->durable))
         return -1;
-    return 0;
+    const yaml_node_t *rn = get(ld, n, "retention");
+    return rn ? parse_retention(ld, rn, s) : 0;
 }
 
 static int parse_limits(struct loader *ld, const yaml_node_t *n, struct limits_conf *l)
@@ -1904,6 +1940,9 @@ static struct config *config_defaults(const char *name)
     cfg->store.queue_size = 10000;
     cfg->store.batch_size = 256;
     cfg->store.flush_ms = 5;
+    cfg->store.rows_days = 30;
+    cfg->store.rollups_days = 800;
+    cfg->store.retention_every_s = 3600;
     cfg->auth.refresh_ms = 2000;
     cfg->metrics.max_customers = 20;
     cfg->metrics.enabled = true;

@@ -251,6 +251,10 @@ struct store_conf {
     long batch_size; /* rows per transaction at most; 256 */
     long flush_ms;   /* a short batch waits this long for more rows (group commit); 5 */
     bool durable;    /* an answer is complete for its client only once its row is committed */
+    /* retention: raw rows and rollup lines older than this many days are deleted (0: kept);
+     * defaults 30 and 800, checked every retention_every_s (3600) */
+    double rows_days, rollups_days;
+    long retention_every_s;
 };
 
 /* `auth:` — without a master key there is no auth (and the gateway stays on loopback). */

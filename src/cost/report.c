@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "store/rollup.h"
 #include "util/clock.h"
 
 #define HOUR_MS 3600000LL
@@ -103,22 +104,14 @@ static int by_bucket_group(const void *a, const void *b)
 }
 
 /* Route reasons carry live figures ("latency; lowest ttfb up (12.0 ms); after 2 failed
- * attempts"): a share of traffic by reason needs them without the figures, or every request
- * would be a group of its own. "(…)" goes, a failover reads "; after failover", and lines
- * that then read the same (per bucket) become one. @return the new count. */
+ * attempts"): rollups hold their class already, raw rows at a range's ends do not; lines
+ * that read the same once classed (per bucket) become one. @return the new count. */
 static int merge_route_reasons(struct spend_line *lines, int n)
 {
     for (int i = 0; i < n; i++) {
-        char *g = lines[i].group, *after = strstr(g, "; after "), *paren;
-        if (after) *after = '\0';
-        if ((paren = strstr(g, " (")) != NULL) *paren = '\0';
-        size_t len = strlen(g);
-        if (len >= 2 && strcmp(g + len - 2, "; ") == 0) g[len - 2] = 0; /* a policy, no reason */
-        if (after) {
-            char cut[sizeof lines[i].group];
-            snprintf(cut, sizeof cut, "%s", g);
-            snprintf(g, sizeof lines[i].group, "%.140s; after failover", cut);
-        }
+        char class[sizeof lines[i].group];
+        rollup_route_class(lines[i].group, class, sizeof class);
+        memcpy(lines[i].group, class, sizeof class);
     }
     if (n > 1) qsort(lines, (size_t)n, sizeof *lines, by_bucket_group);
     int w = 0;
@@ -284,8 +277,7 @@ json_t *spend_report_json(const struct spend_report *r)
     return doc;
 }
 
-/* One CSV field (RFC 4180), `text` when asked to neutralise formulas. */
-static void csv_field(FILE *f, const char *s, bool text)
+void report_csv_field(FILE *f, const char *s, bool text)
 {
     bool quote = strpbrk(s, ",\"\r\n") != NULL;
     bool formula = text && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' ||
@@ -317,7 +309,7 @@ char *spend_report_csv(const struct spend_report *r, size_t *len)
             clock_iso8601(l->bucket_ms, at, sizeof at);
             fprintf(f, "%s,", at);
         }
-        csv_field(f, l->group, true);
+        report_csv_field(f, l->group, true);
         fprintf(f, ",%lld,%lld,%lld,%.12g,%lld,%lld\r\n", (long long)l->requests,
                 (long long)l->prompt_tokens, (long long)l->completion_tokens, l->cost_usd,
                 (long long)l->unknown_cost, (long long)l->estimated);

@@ -93,6 +93,11 @@ json_t *spend_report_json(const struct spend_report *r);
  *  No total row. @return a malloc'd NUL-terminated string (length in *len), or NULL on OOM. */
 char *spend_report_csv(const struct spend_report *r, size_t *len);
 
+/** Writes one CSV field (RFC 4180: quoted when it holds a comma, quote, CR or LF, quotes
+ *  doubled); with `text`, a leading = + - @ tab or CR gets a ' (spreadsheets show it as
+ *  text instead of running it). */
+void report_csv_field(FILE *f, const char *s, bool text);
+
 /** The report as an aligned table for people. */
 void spend_report_print(const struct spend_report *r, FILE *out);
 

@@ -121,7 +121,25 @@ static int64_t counter_ttl(enum budget_period period, int64_t now)
     return budget_period_end(period, now) - now + 86400000;
 }
 
-static int seed_budgets(struct guard *g, struct store_handle *store, struct err *err)
+/* Whether any budget counts spend of `scope` per `period`: a scope nobody budgets needs no
+ * seed (and start-up reads nothing for it). */
+static bool budgeted(const struct guard *g, const struct key_record *keys, size_t n_keys,
+                     enum budget_scope scope, enum budget_period period)
+{
+    if (scope == BUDGET_SCOPE_KEY) {
+        for (size_t i = 0; i < n_keys; i++)
+            if (keys[i].budget_usd > 0 && keys[i].budget_period == period &&
+                keys[i].revoked_ms == 0)
+                return true;
+        return false;
+    }
+    for (size_t i = 0; i < g->cfg->n_budgets; i++)
+        if (g->cfg->budgets[i].scope == scope && g->cfg->budgets[i].period == period) return true;
+    return false;
+}
+
+static int seed_budgets(struct guard *g, struct store_handle *store, const struct key_record *keys,
+                        size_t n_keys, struct err *err)
 {
     static const enum spend_group groups[] = {SPEND_BY_KEY, SPEND_BY_TEAM, SPEND_BY_CUSTOMER};
     static const enum budget_scope scopes[] = {BUDGET_SCOPE_KEY, BUDGET_SCOPE_TEAM,
@@ -133,6 +151,7 @@ static int seed_budgets(struct guard *g, struct store_handle *store, struct err 
     for (int p = BUDGET_DAILY; p <= BUDGET_MONTHLY; p++) {
         int64_t from = budget_period_start((enum budget_period)p, now);
         for (size_t k = 0; k < 3; k++) {
+            if (!budgeted(g, keys, n_keys, scopes[k], (enum budget_period)p)) continue;
             int n = store->ops->spend(store->db, groups[k], 0, from, now + 86400000, lines,
                                       SEED_LINES, why, sizeof why);
             if (n < 0) {
@@ -198,7 +217,7 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
     }
     if (cfg->store.redis && loop && (g->shared = shared_new(loop, cfg->store.redis, err)) == NULL)
         goto fail;
-    if (seed_budgets(g, store, err) != 0) goto fail;
+    if (seed_budgets(g, store, records, (size_t)n, err) != 0) goto fail; /* records: the table's */
     if (g->shared) shared_seed_done(g->shared);
     if (loop && jobs) {
         g->refresh_timer = event_new(loop, -1, EV_PERSIST, on_refresh_timer, g);

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "obs/log.h"
+#include "util/clock.h"
 
 struct ledger {
     struct store_handle store;
@@ -28,11 +29,81 @@ struct ledger {
     bool stopping;
     struct ledger_stats stats;
     uint64_t drops_logged_at; /* drops count when we last logged, to log once per burst */
+    /* retention (writer side, under mu): 0 days = keep */
+    double rows_days, rollups_days;
+    long retain_every_ms;
+    int64_t retain_next_ms; /* wall clock of the next run */
+    bool retain_more;       /* the last batch was full: more is waiting */
+    int64_t retain_run;     /* rows and lines deleted so far in this run */
     /* commit waits (loop side; `waiting` is also read by the writer under mu) */
     struct event *written_ev; /* activated by the writer after a commit while `waiting` */
     struct ledger_wait *waits;
     bool waiting;
 };
+
+static bool retain_due(const struct ledger *l)
+{
+    return l->retain_every_ms > 0 && !l->stopping &&
+           (l->retain_more || clock_wall_ms() >= l->retain_next_ms);
+}
+
+/* One short delete transaction (mu held on entry and exit, released around the store).
+ * Batches are small and rows queued meanwhile are written between them, so retention never
+ * holds the store for long nor keeps rows waiting behind it. */
+static void retain_step(struct ledger *l)
+{
+    int64_t now = clock_wall_ms();
+    int64_t rows_before = l->rows_days > 0 ? now - (int64_t)(l->rows_days * 86400000.0) : 0;
+    /* A line goes once its whole bucket (a day at most) is older than the limit. */
+    int64_t lines_before =
+        l->rollups_days > 0 ? now - (int64_t)(l->rollups_days * 86400000.0) - 86400000 : 0;
+    pthread_mutex_unlock(&l->mu);
+    char why[512];
+    int64_t n = l->store.ops->retain(l->store.db, rows_before, lines_before, LEDGER_RETAIN_BATCH,
+                                     why, sizeof why);
+    pthread_mutex_lock(&l->mu);
+    if (n >= 0) {
+        l->stats.retained += (uint64_t)n;
+        l->retain_run += n;
+    }
+    l->retain_more = n == LEDGER_RETAIN_BATCH;
+    if (l->retain_more) return;
+    l->retain_next_ms = now + l->retain_every_ms;
+    int64_t run = l->retain_run;
+    l->retain_run = 0;
+    pthread_mutex_unlock(&l->mu);
+    if (n < 0)
+        log_msg("error", "ledger_retention_failed", "%s (next try in %ld s)", why,
+                l->retain_every_ms / 1000);
+    else if (run > 0)
+        log_msg("info", "ledger_retention",
+                "deleted %lld rows older than %g days and rollup lines older than %g days",
+                (long long)run, l->rows_days, l->rollups_days);
+    pthread_mutex_lock(&l->mu);
+}
+
+/* Waits for rows (mu held), running retention when it is due. */
+static void wait_for_rows(struct ledger *l)
+{
+    while (l->count == 0 && !l->stopping) {
+        if (retain_due(l)) {
+            retain_step(l);
+            continue;
+        }
+        if (l->retain_every_ms <= 0) {
+            pthread_cond_wait(&l->wake, &l->mu);
+            continue;
+        }
+        int64_t wait_ms = l->retain_next_ms - clock_wall_ms();
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(wait_ms / 1000);
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&l->wake, &l->mu, &until);
+    }
+}
 
 static void *writer(void *ud)
 {
@@ -40,7 +111,7 @@ static void *writer(void *ud)
     char why[512];
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (l->count == 0 && !l->stopping) pthread_cond_wait(&l->wake, &l->mu);
+        wait_for_rows(l);
         if (l->count == 0 && l->stopping) break;
         /* Group commit: a transaction costs far more than a row, so a short batch waits up
          * to linger_ms for more rows (append wakes us early when a batch fills). */
@@ -66,6 +137,7 @@ static void *writer(void *ud)
             l->stats.written += n;
             l->stats.batches++;
             if (l->waiting) event_active(l->written_ev, 0, 0); /* thread-safe (evthread) */
+            if (retain_due(l)) retain_step(l); /* under load, one delete batch per write */
             continue;
         }
         l->stats.errors++;
@@ -109,6 +181,18 @@ fail:
     }
     store_close(&store);
     return NULL;
+}
+
+void ledger_retain(struct ledger *l, double rows_days, double rollups_days, long every_ms,
+                   long first_ms)
+{
+    pthread_mutex_lock(&l->mu);
+    l->rows_days = rows_days;
+    l->rollups_days = rollups_days;
+    l->retain_every_ms = rows_days > 0 || rollups_days > 0 ? every_ms : 0;
+    l->retain_next_ms = clock_wall_ms() + first_ms;
+    pthread_cond_signal(&l->wake); /* an idle writer recomputes its wait */
+    pthread_mutex_unlock(&l->mu);
 }
 
 int ledger_append(struct ledger *l, const struct ledger_row *row, uint64_t *seq)

@@ -18,6 +18,9 @@
  * number and ledger_when_written calls back on the loop once that row is committed, so a
  * gateway killed at any moment has a row for every answer a client received.
  *
+ * Retention (ledger_retain) runs on the writer thread too, in small delete batches between
+ * writes: raw rows age out, their hours and days live on in rollups (store/rollup.h).
+ *
  * Thread: ledger_append/ledger_stats from one thread (the loop); the writer is internal.
  * Ownership: the ledger owns the store handle it is given.
  */
@@ -38,6 +41,7 @@ struct ledger_stats {
     uint64_t dropped;  /* rows refused because the queue was full */
     uint64_t batches;  /* transactions committed */
     uint64_t errors;   /* failed store writes (retried) */
+    uint64_t retained; /* raw rows and rollup lines deleted by retention */
     size_t queued;     /* rows waiting now */
 };
 
@@ -46,6 +50,19 @@ struct ledger_stats {
  *  @return the ledger, or NULL (OOM/thread). */
 struct ledger *ledger_start(struct store_handle store, size_t queue_size, size_t batch_size,
                             long linger_ms);
+
+/* Rows (and rollup lines) retention deletes per transaction: short enough that a write
+ * queued behind it waits milliseconds, not seconds. */
+#define LEDGER_RETAIN_BATCH 2000
+
+/**
+ * Retention: the writer deletes raw rows older than `rows_days` and rollup lines older
+ * than `rollups_days` (0: keep them), first `first_ms` from now, then every `every_ms`, in
+ * batches of LEDGER_RETAIN_BATCH between (never instead of) writes. Call from the loop
+ * thread before traffic; without a call nothing is deleted.
+ */
+void ledger_retain(struct ledger *l, double rows_days, double rollups_days, long every_ms,
+                   long first_ms);
 
 /** Queues a copy of `row`; *seq (may be NULL) gets its sequence number (rows commit in that
  *  order). @return 0, or -1 when the queue is full (counted and logged; *seq = 0). */

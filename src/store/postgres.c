@@ -5,6 +5,7 @@
  * round trip, one transaction); a broken connection is reset once and the batch retried.
  */
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,14 @@
 
 struct store {
     PGconn *conn;
+    struct rollup_line *lines; /* a batch's folded lines */
+    size_t lines_cap;
 };
+
+static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
+                   size_t cap, char *why, size_t size);
+static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
+                       size_t size);
 
 /* A growing byte buffer for one COPY batch. */
 struct buf {
@@ -79,8 +87,10 @@ static int migrate(struct store *s, char *why, size_t size)
             migration_sql(m, "BIGSERIAL PRIMARY KEY", sql, sizeof sql);
             snprintf(q, sizeof q, "INSERT INTO schema_migrations (version) VALUES (%d)",
                      m->version);
-            rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) || exec(s, q, why, size) ||
-                         exec(s, "COMMIT", why, size)
+            rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) ||
+                         (m->version == ROLLUP_BACKFILL_VERSION &&
+                          rollup_backfill(s, pg_read, add_rollups, why, size)) ||
+                         exec(s, q, why, size) || exec(s, "COMMIT", why, size)
                      ? -1
                      : 0;
             if (rc) exec(s, "ROLLBACK", why + strlen(why), 0);
@@ -97,6 +107,7 @@ static void pg_close(struct store *s)
 {
     if (s == NULL) return;
     PQfinish(s->conn);
+    free(s->lines);
     free(s);
 }
 
@@ -160,9 +171,9 @@ static void copy_field(struct buf *b, const char *v, bool last)
 }
 
 /* One COPY per batch: one round trip instead of one per row, and PostgreSQL's fastest
- * load path. COPY is a statement of its own, so the batch is atomic without BEGIN. */
-static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
-                       size_t size)
+ * load path. */
+static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                     size_t size)
 {
     struct buf b = {0};
     for (size_t i = 0; i < n; i++) {
@@ -233,6 +244,199 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
     return rc;
 }
 
+/* The rows and what they add to rollups, in one transaction. */
+static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                       size_t size)
+{
+    if (n > s->lines_cap / 2) {
+        struct rollup_line *more = realloc(s->lines, 2 * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+        s->lines = more;
+        s->lines_cap = 2 * n;
+    }
+    size_t m = rollup_fold(rows, n, s->lines);
+    if (exec(s, "BEGIN", why, size)) return -1;
+    if (copy_rows(s, rows, n, why, size) || add_rollups(s, s->lines, m, why, size) ||
+        exec(s, "COMMIT", why, size)) {
+        char ignore[8];
+        exec(s, "ROLLBACK", ignore, sizeof ignore);
+        return -1;
+    }
+    return 0;
+}
+
+/* Up to this many lines per INSERT (22 parameters each; PostgreSQL allows 65,535). */
+#define UPSERT_LINES 500
+
+static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
+                       size_t size)
+{
+    /* Numbers travel as text: each gets its cast, or a multi-row VALUES types them text. */
+    static const char *const casts[ROLLUP_N_COLUMNS] = {
+        "::bigint", "::bigint", "",         "",         "",         "",
+        "",         "",         "",         "::bigint", "::bigint", "::bigint",
+        "::bigint", "::bigint", "::float8", "::bigint", "::bigint", "::float8",
+        "::float8", "::bigint", "::float8", "::bigint"};
+    size_t chunk = n < UPSERT_LINES ? n : UPSERT_LINES;
+    size_t sql_cap =
+        200 + sizeof(ROLLUP_COLUMNS) + sizeof(ROLLUP_UPSERT_TAIL) + chunk * ROLLUP_N_COLUMNS * 16;
+    char *sql = malloc(sql_cap);
+    char(*text)[40] = malloc(chunk * ROLLUP_N_COLUMNS * sizeof *text);
+    const char **v = malloc(chunk * ROLLUP_N_COLUMNS * sizeof *v);
+    int rc = 0;
+    if (sql == NULL || text == NULL || v == NULL) {
+        snprintf(why, size, "out of memory");
+        rc = -1;
+    }
+    for (size_t at = 0; rc == 0 && at < n; at += chunk) {
+        size_t k = n - at < chunk ? n - at : chunk, w = 0;
+        w += (size_t)snprintf(sql + w, sql_cap - w,
+                              "INSERT INTO rollups (" ROLLUP_COLUMNS ") VALUES ");
+        for (size_t i = 0; i < k; i++) {
+            const struct rollup_line *l = &lines[at + i];
+            const char **p = &v[i * ROLLUP_N_COLUMNS];
+            char(*t)[40] = &text[i * ROLLUP_N_COLUMNS];
+            snprintf(t[0], 40, "%lld", (long long)l->span_ms);
+            snprintf(t[1], 40, "%lld", (long long)l->bucket_ms);
+            const int64_t counts[] = {l->requests, l->errors, l->prompt_tokens,
+                                      l->completion_tokens, l->cached_tokens};
+            for (int c = 0; c < 5; c++) snprintf(t[9 + c], 40, "%lld", (long long)counts[c]);
+            snprintf(t[14], 40, "%.17g", l->cost_usd);
+            snprintf(t[15], 40, "%lld", (long long)l->unknown_cost);
+            snprintf(t[16], 40, "%lld", (long long)l->estimated);
+            snprintf(t[17], 40, "%.17g", l->latency_ms);
+            snprintf(t[18], 40, "%.17g", l->ttft_ms);
+            snprintf(t[19], 40, "%lld", (long long)l->ttft_count);
+            snprintf(t[20], 40, "%.17g", l->saved_usd);
+            snprintf(t[21], 40, "%lld", (long long)l->cache_hits);
+            const char *keys[] = {l->key_id,  l->team,         l->customer, l->model,
+                                  l->backend, l->target_model, l->route};
+            for (int c = 0; c < ROLLUP_N_COLUMNS; c++) p[c] = c >= 2 && c < 9 ? keys[c - 2] : t[c];
+            w += (size_t)snprintf(sql + w, sql_cap - w, "%s(", i ? "," : "");
+            for (int c = 0; c < ROLLUP_N_COLUMNS; c++)
+                w += (size_t)snprintf(sql + w, sql_cap - w, "%s$%zu%s", c ? "," : "",
+                                      i * ROLLUP_N_COLUMNS + (size_t)c + 1, casts[c]);
+            w += (size_t)snprintf(sql + w, sql_cap - w, ")");
+        }
+        snprintf(sql + w, sql_cap - w, "%s", ROLLUP_UPSERT_TAIL);
+        PGresult *r =
+            PQexecParams(s->conn, sql, (int)(k * ROLLUP_N_COLUMNS), NULL, v, NULL, NULL, 0);
+        rc = ok(r, s, why, size, "rollups");
+        PQclear(r);
+    }
+    free(sql);
+    free(text);
+    free(v);
+    return rc;
+}
+
+static int64_t text_count(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? -1 : atoll(PQgetvalue(r, row, col));
+}
+
+static void text_copy(PGresult *r, int row, int col, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", PQgetvalue(r, row, col));
+}
+
+static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
+                   size_t cap, char *why, size_t size)
+{
+    char from[24], id[24], to[24], limit[24];
+    snprintf(from, sizeof from, "%lld", (long long)at->ts_ms);
+    snprintf(id, sizeof id, "%lld", (long long)at->id);
+    snprintf(to, sizeof to, "%lld", (long long)to_ms);
+    snprintf(limit, sizeof limit, "%zu", cap);
+    const char *v[4] = {from, id, to, limit};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= "
+                               "$1::bigint AND (ts_ms > $1::bigint OR id > $2::bigint) AND ts_ms < "
+                               "$3::bigint ORDER BY ts_ms, id LIMIT $4::bigint",
+                               4, NULL, v, NULL, NULL, 0);
+    if (ok(r, s, why, size, "read")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        struct ledger_row *w = &out[i];
+        memset(w, 0, sizeof *w);
+        at->id = atoll(PQgetvalue(r, i, 0));
+        w->ts_ms = at->ts_ms = atoll(PQgetvalue(r, i, 1));
+        text_copy(r, i, 2, w->request_id, sizeof w->request_id);
+        text_copy(r, i, 3, w->key_id, sizeof w->key_id);
+        text_copy(r, i, 4, w->team, sizeof w->team);
+        text_copy(r, i, 5, w->customer, sizeof w->customer);
+        text_copy(r, i, 6, w->model, sizeof w->model);
+        text_copy(r, i, 7, w->backend, sizeof w->backend);
+        text_copy(r, i, 8, w->target_model, sizeof w->target_model);
+        text_copy(r, i, 9, w->endpoint, sizeof w->endpoint);
+        w->status = atoi(PQgetvalue(r, i, 10));
+        w->stream = atoi(PQgetvalue(r, i, 11)) != 0;
+        w->prompt_tokens = text_count(r, i, 12);
+        w->completion_tokens = text_count(r, i, 13);
+        w->cached_tokens = text_count(r, i, 14);
+        w->estimated = atoi(PQgetvalue(r, i, 15)) != 0;
+        w->cost_known = !PQgetisnull(r, i, 16);
+        w->cost_usd = atof(PQgetvalue(r, i, 16));
+        w->latency_ms = atof(PQgetvalue(r, i, 17));
+        w->ttft_ms = PQgetisnull(r, i, 18) ? -1 : atof(PQgetvalue(r, i, 18));
+        text_copy(r, i, 19, w->route, sizeof w->route);
+        text_copy(r, i, 20, w->guard, sizeof w->guard);
+        text_copy(r, i, 21, w->cache, sizeof w->cache);
+        w->saved_usd = PQgetisnull(r, i, 22) ? -1 : atof(PQgetvalue(r, i, 22));
+    }
+    PQclear(r);
+    return n;
+}
+
+static int64_t pg_retain(struct store *s, int64_t rows_before, int64_t rollups_before,
+                         int64_t limit, char *why, size_t size)
+{
+    /* One statement per table, each atomic; the rows' also moves the mark reports read. */
+    static const char *const sql[2] = {
+        "WITH gone AS (DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < "
+        "$1::bigint ORDER BY ts_ms LIMIT $2::bigint) RETURNING 1), mark AS (UPDATE "
+        "ledger_retention SET rows_before_ms = GREATEST(rows_before_ms, $1::bigint) WHERE "
+        "EXISTS (SELECT 1 FROM gone)) SELECT COUNT(*) FROM gone",
+        "DELETE FROM rollups WHERE ctid IN (SELECT ctid FROM rollups WHERE span_ms IN (3600000, "
+        "86400000) AND bucket_ms < $1::bigint LIMIT $2::bigint)"};
+    const int64_t before[2] = {rows_before, rollups_before};
+    int64_t deleted = 0;
+    for (int i = 0; i < 2; i++) {
+        if (before[i] <= 0) continue;
+        char b[24], l[24];
+        snprintf(b, sizeof b, "%lld", (long long)before[i]);
+        snprintf(l, sizeof l, "%lld", (long long)limit);
+        const char *v[2] = {b, l};
+        PGresult *r = PQexecParams(s->conn, sql[i], 2, NULL, v, NULL, NULL, 0);
+        if (ok(r, s, why, size, "retention")) {
+            PQclear(r);
+            if (PQstatus(s->conn) != CONNECTION_OK) PQreset(s->conn);
+            return -1;
+        }
+        int64_t n = atoll(i == 0 ? PQgetvalue(r, 0, 0) : PQcmdTuples(r));
+        PQclear(r);
+        if (n > deleted) deleted = n; /* "< limit: nothing older left" must hold for both */
+    }
+    return deleted;
+}
+
+/* Where raw rows are complete from: retention deleted what was before (rollup_plan). */
+static int64_t kept_from(struct store *s)
+{
+    PGresult *r = PQexec(s->conn, "SELECT rows_before_ms FROM ledger_retention");
+    int64_t from = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        from = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return from;
+}
+
 static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                      size_t size)
 {
@@ -246,12 +450,18 @@ static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, c
 static int pg_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
                     int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
 {
-    char sql[900], from[24], to[24];
-    spend_query_sql(sql, sizeof sql, by, bucket_ms, "$1::bigint", "$2::bigint");
-    snprintf(from, sizeof from, "%lld", (long long)from_ms);
-    snprintf(to, sizeof to, "%lld", (long long)to_ms);
-    const char *v[2] = {from, to};
-    PGresult *r = PQexecParams(s->conn, sql, 2, NULL, v, NULL, NULL, 0);
+    char sql[SPEND_QUERY_SIZE], text[SPEND_QUERY_PARAMS][24];
+    const char *v[SPEND_QUERY_PARAMS];
+    spend_query_sql(sql, sizeof sql, by, bucket_ms, "$%d::bigint");
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, bucket_ms, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) {
+        snprintf(text[i], sizeof text[i], "%lld", (long long)params[i]);
+        v[i] = text[i];
+    }
+    PGresult *r = PQexecParams(s->conn, sql, SPEND_QUERY_PARAMS, NULL, v, NULL, NULL, 0);
     if (ok(r, s, why, size, "spend")) {
         PQclear(r);
         return -1;
@@ -393,6 +603,8 @@ const struct store_ops store_postgres = {
     .scheme = "postgres",
     .open = pg_open,
     .append = pg_append,
+    .read = pg_read,
+    .retain = pg_retain,
     .spend = pg_spend,
     .key_insert = pg_key_insert,
     .key_revoke = pg_key_revoke,

@@ -2,7 +2,9 @@
  * text. */
 #include "store/schema.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *const group_columns[] = {"model",    "key_id",  "team",
                                             "customer", "backend", "route"};
@@ -13,21 +15,62 @@ const char *spend_group_column(enum spend_group g)
                                                                         : "model";
 }
 
-void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms, const char *p1,
-                     const char *p2)
+/* One branch of the spend query: `table`'s rows in [p(a), p(b)), as the columns the outer
+ * query sums. Raw rows count one request each; rollup lines carry their sums. */
+static size_t branch(char *out, size_t size, const char *c, int64_t bucket_ms, bool raw,
+                     int64_t span_ms, const char *placeholder, int a, int b)
+{
+    char bucket[96] = "0", from[24], to[24];
+    const char *ts = raw ? "ts_ms" : "bucket_ms";
+    if (bucket_ms > 0)
+        snprintf(bucket, sizeof bucket, "(%s / %lld) * %lld", ts, (long long)bucket_ms,
+                 (long long)bucket_ms);
+    snprintf(from, sizeof from, placeholder, a);
+    snprintf(to, sizeof to, placeholder, b);
+    if (raw)
+        return (size_t)snprintf(
+            out, size,
+            "SELECT %s AS g, %s AS b, 1 AS n, COALESCE(prompt_tokens, 0) AS pt, "
+            "COALESCE(completion_tokens, 0) AS ct, COALESCE(cost_usd, 0) AS usd, "
+            "CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END AS unk, estimated AS "
+            "est FROM requests WHERE ts_ms >= %s AND ts_ms < %s",
+            c, bucket, from, to);
+    return (size_t)snprintf(out, size,
+                            "SELECT %s, %s, requests, prompt_tokens, completion_tokens, cost_usd, "
+                            "unknown_cost, estimated FROM rollups WHERE span_ms = %lld AND "
+                            "bucket_ms >= %s AND bucket_ms < %s",
+                            c, bucket, (long long)span_ms, from, to);
+}
+
+void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms,
+                     const char *placeholder)
 {
     const char *c = spend_group_column(by);
-    /* Integer division of a BIGINT by an integer truncates in both SQLite and PostgreSQL,
-     * and ts_ms is never negative: the same buckets in both stores. */
-    char bucket[80] = "0";
-    if (bucket_ms > 0)
-        snprintf(bucket, sizeof bucket, "(ts_ms / %lld) * %lld", (long long)bucket_ms,
-                 (long long)bucket_ms);
-    snprintf(out, size,
-             "SELECT %s, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), "
-             "SUM(COALESCE(completion_tokens, 0)), SUM(COALESCE(cost_usd, 0)), "
-             "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), SUM(estimated), %s "
-             "FROM requests WHERE ts_ms >= %s AND ts_ms < %s GROUP BY %s%s%s "
-             "ORDER BY 8, 5 DESC, 1",
-             c, bucket, p1, p2, c, bucket_ms > 0 ? ", " : "", bucket_ms > 0 ? bucket : "");
+    size_t w = (size_t)snprintf(out, size,
+                                "SELECT g, SUM(n), SUM(pt), SUM(ct), SUM(usd), SUM(unk), SUM(est), "
+                                "b FROM (");
+    /* In the order of struct rollup_plan's ranges: the parameters are its ten numbers. */
+    static const struct {
+        bool raw;
+        int64_t span;
+    } parts[] = {{true, 0},
+                 {true, 0},
+                 {false, ROLLUP_HOUR_MS},
+                 {false, ROLLUP_HOUR_MS},
+                 {false, ROLLUP_DAY_MS}};
+    for (int i = 0; i < 5 && w < size; i++) {
+        if (i > 0) w += (size_t)snprintf(out + w, size - w, " UNION ALL ");
+        if (w < size)
+            w += branch(out + w, size - w, c, bucket_ms, parts[i].raw, parts[i].span, placeholder,
+                        2 * i + 1, 2 * i + 2);
+    }
+    if (w < size) snprintf(out + w, size - w, ") AS u GROUP BY g, b ORDER BY 8, 5 DESC, 1");
+}
+
+void spend_query_params(const struct rollup_plan *p, int64_t out[SPEND_QUERY_PARAMS])
+{
+    const int64_t v[SPEND_QUERY_PARAMS] = {
+        p->raw[0][0],  p->raw[0][1],  p->raw[1][0],  p->raw[1][1], p->hour[0][0],
+        p->hour[0][1], p->hour[1][0], p->hour[1][1], p->day[0],    p->day[1]};
+    memcpy(out, v, sizeof v);
 }

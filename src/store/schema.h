@@ -7,9 +7,11 @@
 #ifndef STRATUS_STORE_SCHEMA_H
 #define STRATUS_STORE_SCHEMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "store/rollup.h"
 #include "store/store.h"
 
 struct migration {
@@ -76,9 +78,43 @@ static const struct migration schema_migrations[] = {
      * would have cost (its cost_usd is 0). */
     {8, "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE requests ADD COLUMN saved_usd DOUBLE PRECISION"},
+    /* Aggregates per hour and per day (store/rollup.h), kept in the rows' transaction. The
+     * primary key leads with (span_ms, bucket_ms): reports and retention read time ranges. */
+    {9, "CREATE TABLE rollups ("
+        " span_ms BIGINT NOT NULL,"
+        " bucket_ms BIGINT NOT NULL,"
+        " key_id TEXT NOT NULL,"
+        " team TEXT NOT NULL,"
+        " customer TEXT NOT NULL,"
+        " model TEXT NOT NULL,"
+        " backend TEXT NOT NULL,"
+        " target_model TEXT NOT NULL,"
+        " route TEXT NOT NULL,"
+        " requests BIGINT NOT NULL,"
+        " errors BIGINT NOT NULL,"
+        " prompt_tokens BIGINT NOT NULL,"
+        " completion_tokens BIGINT NOT NULL,"
+        " cached_tokens BIGINT NOT NULL,"
+        " cost_usd DOUBLE PRECISION NOT NULL,"
+        " unknown_cost BIGINT NOT NULL,"
+        " estimated BIGINT NOT NULL,"
+        " latency_ms DOUBLE PRECISION NOT NULL,"
+        " ttft_ms DOUBLE PRECISION NOT NULL,"
+        " ttft_count BIGINT NOT NULL,"
+        " saved_usd DOUBLE PRECISION NOT NULL,"
+        " cache_hits BIGINT NOT NULL,"
+        " PRIMARY KEY (span_ms, bucket_ms, key_id, team, customer, model, backend, target_model,"
+        " route));"
+        /* Raw rows older than rows_before_ms may have been deleted (reports read their hours
+         * from rollups then): set by retention. */
+        "CREATE TABLE ledger_retention (id INTEGER PRIMARY KEY, rows_before_ms BIGINT NOT NULL);"
+        "INSERT INTO ledger_retention (id, rows_before_ms) VALUES (1, 0)"},
 };
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
+
+/* After this migration's SQL, in its transaction: every existing row folded into rollups. */
+#define ROLLUP_BACKFILL_VERSION 9
 
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
@@ -111,9 +147,16 @@ static inline void migration_sql(const struct migration *m, const char *id_type,
 }
 
 const char *spend_group_column(enum spend_group g);
-/** The spend query, grouped by `by` (and by bucket when `bucket_ms` > 0: its start is the
- *  eighth column, 0 without buckets), with p1/p2 as the placeholders for from/to. */
-void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms, const char *p1,
-                     const char *p2);
+/* The spend query's parameters: struct rollup_plan's ten range ends, in order. */
+#define SPEND_QUERY_PARAMS 10
+#define SPEND_QUERY_SIZE   3072
+
+/** The spend query grouped by `by` (and by bucket when `bucket_ms` > 0: its start is the
+ *  eighth column, 0 without buckets), reading raw rows, hour lines and day lines as a
+ *  rollup_plan says. `placeholder` is a printf format for parameter n ("?%d", "$%d::bigint");
+ *  the parameters are spend_query_params' values. `out` holds SPEND_QUERY_SIZE bytes. */
+void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms,
+                     const char *placeholder);
+void spend_query_params(const struct rollup_plan *p, int64_t out[SPEND_QUERY_PARAMS]);
 
 #endif

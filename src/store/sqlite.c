@@ -4,6 +4,7 @@
  * prepared statement inside one transaction per batch.
  */
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,15 @@
 struct store {
     sqlite3 *db;
     sqlite3_stmt *insert;
+    sqlite3_stmt *upsert;      /* one rollup line; prepared on first use */
+    struct rollup_line *lines; /* a batch's folded lines */
+    size_t lines_cap;
 };
+
+static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                       struct ledger_row *out, size_t cap, char *why, size_t size);
+static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
+                       size_t size);
 
 static int exec(struct store *s, const char *sql, char *why, size_t size)
 {
@@ -52,7 +61,10 @@ static int migrate(struct store *s, char *why, size_t size)
                  "strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ', 'now'))",
                  m->version);
         if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
-        if (exec(s, sql, why, size) || exec(s, record, why, size)) {
+        if (exec(s, sql, why, size) ||
+            (m->version == ROLLUP_BACKFILL_VERSION &&
+             rollup_backfill(s, sqlite_read, add_rollups, why, size)) ||
+            exec(s, record, why, size)) {
             exec(s, "ROLLBACK", why + strlen(why), 0);
             return -1;
         }
@@ -68,7 +80,9 @@ static void sqlite_close(struct store *s)
 {
     if (s == NULL) return;
     sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->upsert);
     sqlite3_close(s->db);
+    free(s->lines);
     free(s);
 }
 
@@ -161,21 +175,201 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
         }
     }
     sqlite3_reset(s->insert);
+    if (n > s->lines_cap / 2) {
+        struct rollup_line *more = realloc(s->lines, 2 * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            exec(s, "ROLLBACK", why + strlen(why), 0);
+            return -1;
+        }
+        s->lines = more;
+        s->lines_cap = 2 * n;
+    }
+    size_t m = rollup_fold(rows, n, s->lines);
+    if (add_rollups(s, s->lines, m, why, size) != 0) {
+        exec(s, "ROLLBACK", why + strlen(why), 0);
+        return -1;
+    }
     return exec(s, "COMMIT", why, size);
+}
+
+static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
+                       size_t size)
+{
+    if (s->upsert == NULL &&
+        sqlite3_prepare_v2(
+            s->db,
+            "INSERT INTO rollups (" ROLLUP_COLUMNS
+            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)" ROLLUP_UPSERT_TAIL,
+            -1, &s->upsert, NULL) != SQLITE_OK) {
+        snprintf(why, size, "sqlite rollups: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_stmt *q = s->upsert;
+    for (size_t i = 0; i < n; i++) {
+        const struct rollup_line *l = &lines[i];
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, l->span_ms);
+        sqlite3_bind_int64(q, 2, l->bucket_ms);
+        sqlite3_bind_text(q, 3, l->key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, l->team, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 5, l->customer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 6, l->model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 7, l->backend, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 8, l->target_model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 9, l->route, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 10, l->requests);
+        sqlite3_bind_int64(q, 11, l->errors);
+        sqlite3_bind_int64(q, 12, l->prompt_tokens);
+        sqlite3_bind_int64(q, 13, l->completion_tokens);
+        sqlite3_bind_int64(q, 14, l->cached_tokens);
+        sqlite3_bind_double(q, 15, l->cost_usd);
+        sqlite3_bind_int64(q, 16, l->unknown_cost);
+        sqlite3_bind_int64(q, 17, l->estimated);
+        sqlite3_bind_double(q, 18, l->latency_ms);
+        sqlite3_bind_double(q, 19, l->ttft_ms);
+        sqlite3_bind_int64(q, 20, l->ttft_count);
+        sqlite3_bind_double(q, 21, l->saved_usd);
+        sqlite3_bind_int64(q, 22, l->cache_hits);
+        if (sqlite3_step(q) != SQLITE_DONE) {
+            snprintf(why, size, "sqlite rollups: %s", sqlite3_errmsg(s->db));
+            sqlite3_reset(q);
+            return -1;
+        }
+    }
+    sqlite3_reset(q);
+    return 0;
+}
+
+static void column_text(sqlite3_stmt *q, int i, char *out, size_t cap);
+
+static int64_t column_count(sqlite3_stmt *q, int i)
+{
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, i);
+}
+
+static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                       struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= ?1 AND "
+                           "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4",
+                           -1, &q, NULL) != SQLITE_OK) {
+        snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_bind_int64(q, 1, at->ts_ms);
+    sqlite3_bind_int64(q, 2, at->id);
+    sqlite3_bind_int64(q, 3, to_ms);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)cap);
+    size_t n = 0;
+    int rc;
+    while (n < cap && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct ledger_row *r = &out[n++];
+        memset(r, 0, sizeof *r);
+        at->id = sqlite3_column_int64(q, 0);
+        r->ts_ms = at->ts_ms = sqlite3_column_int64(q, 1);
+        column_text(q, 2, r->request_id, sizeof r->request_id);
+        column_text(q, 3, r->key_id, sizeof r->key_id);
+        column_text(q, 4, r->team, sizeof r->team);
+        column_text(q, 5, r->customer, sizeof r->customer);
+        column_text(q, 6, r->model, sizeof r->model);
+        column_text(q, 7, r->backend, sizeof r->backend);
+        column_text(q, 8, r->target_model, sizeof r->target_model);
+        column_text(q, 9, r->endpoint, sizeof r->endpoint);
+        r->status = sqlite3_column_int(q, 10);
+        r->stream = sqlite3_column_int(q, 11) != 0;
+        r->prompt_tokens = column_count(q, 12);
+        r->completion_tokens = column_count(q, 13);
+        r->cached_tokens = column_count(q, 14);
+        r->estimated = sqlite3_column_int(q, 15) != 0;
+        r->cost_known = sqlite3_column_type(q, 16) != SQLITE_NULL;
+        r->cost_usd = sqlite3_column_double(q, 16);
+        r->latency_ms = sqlite3_column_double(q, 17);
+        r->ttft_ms = sqlite3_column_type(q, 18) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 18);
+        column_text(q, 19, r->route, sizeof r->route);
+        column_text(q, 20, r->guard, sizeof r->guard);
+        column_text(q, 21, r->cache, sizeof r->cache);
+        r->saved_usd =
+            sqlite3_column_type(q, 22) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 22);
+    }
+    if (n < cap && rc != SQLITE_DONE) {
+        snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
+        sqlite3_finalize(q);
+        return -1;
+    }
+    sqlite3_finalize(q);
+    return (int)n;
+}
+
+static int64_t sqlite_retain(struct store *s, int64_t rows_before, int64_t rollups_before,
+                             int64_t limit, char *why, size_t size)
+{
+    static const char *const sql[2] = {
+        "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < ?1 ORDER BY "
+        "ts_ms LIMIT ?2)",
+        "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE span_ms IN "
+        "(3600000, 86400000) AND bucket_ms < ?1 LIMIT ?2)"};
+    const int64_t before[2] = {rows_before, rollups_before};
+    int64_t deleted = 0;
+    if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
+    for (int i = 0; i < 2; i++) {
+        if (before[i] <= 0) continue;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK ||
+            (sqlite3_bind_int64(q, 1, before[i]), sqlite3_bind_int64(q, 2, limit),
+             sqlite3_step(q)) != SQLITE_DONE) {
+            snprintf(why, size, "sqlite retention: %s", sqlite3_errmsg(s->db));
+            sqlite3_finalize(q);
+            exec(s, "ROLLBACK", why + strlen(why), 0);
+            return -1;
+        }
+        sqlite3_finalize(q);
+        int64_t n = sqlite3_changes(s->db);
+        if (n > deleted) deleted = n; /* "< limit: nothing older left" must hold for both */
+        if (i == 0 && n > 0) {
+            char mark[160];
+            snprintf(mark, sizeof mark,
+                     "UPDATE ledger_retention SET rows_before_ms = MAX(rows_before_ms, %lld)",
+                     (long long)rows_before);
+            if (exec(s, mark, why, size)) {
+                exec(s, "ROLLBACK", why + strlen(why), 0);
+                return -1;
+            }
+        }
+    }
+    return exec(s, "COMMIT", why, size) ? -1 : deleted;
+}
+
+/* Where raw rows are complete from: retention deleted what was before (rollup_plan). */
+static int64_t kept_from(struct store *s)
+{
+    sqlite3_stmt *q = NULL;
+    int64_t from = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT rows_before_ms FROM ledger_retention", -1, &q, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        from = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return from;
 }
 
 static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
                         int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
 {
-    char sql[900];
-    spend_query_sql(sql, sizeof sql, by, bucket_ms, "?1", "?2");
+    char sql[SPEND_QUERY_SIZE];
+    spend_query_sql(sql, sizeof sql, by, bucket_ms, "?%d");
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, bucket_ms, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
         return -1;
     }
-    sqlite3_bind_int64(q, 1, from_ms);
-    sqlite3_bind_int64(q, 2, to_ms);
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) sqlite3_bind_int64(q, i + 1, params[i]);
     size_t n = 0;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < cap) {
@@ -326,6 +520,8 @@ const struct store_ops store_sqlite = {
     .scheme = "sqlite",
     .open = sqlite_open,
     .append = sqlite_append,
+    .read = sqlite_read,
+    .retain = sqlite_retain,
     .spend = sqlite_spend,
     .key_insert = sqlite_key_insert,
     .key_revoke = sqlite_key_revoke,

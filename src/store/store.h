@@ -87,6 +87,12 @@ struct key_record {
     int64_t max_prompt_tokens;   /* prompts estimated above it get 400; 0 = the model's limit */
 };
 
+/* Where a read of raw rows stands: the next row is the first after (ts_ms, id) in
+ * (ts_ms, id) order. Start at {from_ms, -1} to read from from_ms on. */
+struct ledger_cursor {
+    int64_t ts_ms, id;
+};
+
 struct store;
 
 struct store_ops {
@@ -96,7 +102,17 @@ struct store_ops {
     /** Appends `n` rows in one transaction. @return 0, or -1 with `why`. */
     int (*append)(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                   size_t why_size);
-    /** Fills up to `cap` lines: by bucket (when `bucket_ms` > 0; 0 = one sum over the
+    /** Raw rows after `at` and before `to_ms`, oldest first, up to `cap` of them; `at`
+     *  moves past the last one. @return rows read (< cap: no more), or -1 with `why`. */
+    int (*read)(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
+                size_t cap, char *why, size_t why_size);
+    /** Deletes up to `limit` raw rows older than `rows_before_ms` and up to `limit` rollup
+     *  lines whose bucket starts before `rollups_before_ms` (0: none), in one short
+     *  transaction. @return how many were deleted (< limit: nothing older is left), or -1. */
+    int64_t (*retain)(struct store *s, int64_t rows_before_ms, int64_t rollups_before_ms,
+                      int64_t limit, char *why, size_t why_size);
+    /** Fills up to `cap` lines from rollups (raw rows only for partial hours at the ends,
+     *  struct rollup_plan): by bucket (when `bucket_ms` > 0; 0 = one sum over the
      *  range), biggest spend first within each. @return lines (== cap: maybe more exist),
      *  or -1 with `why`. */
     int (*spend)(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,

@@ -35,7 +35,7 @@ test('two instances share one PostgreSQL ledger; migrations run once', async () 
   ]);
   for (let i = 0; i < 20; i++) assert.equal((await post(i % 2 ? g2 : g1, { 'x-stratus-customer': `c${i % 3}` })).status, 200);
   await Promise.all([g1.stop(), g2.stop()]);
-  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2'], ['3'], ['4'], ['5'], ['6'], ['7'], ['8']]);
+  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2'], ['3'], ['4'], ['5'], ['6'], ['7'], ['8'], ['9']]);
   assert.deepEqual(pg.query('SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM requests'), [['20', '220', '100']]);
   assert.deepEqual(pg.query("SELECT customer, COUNT(*) FROM requests GROUP BY customer ORDER BY customer"),
     [['c0', '7'], ['c1', '7'], ['c2', '6']]);

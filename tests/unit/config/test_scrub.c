@@ -15,8 +15,8 @@ static void test_scrub_masks_every_configured_secret_in_place(void **state)
          .aws_access_key_id = {.value = "AKIAEXAMPLE"},
          .aws_secret_access_key = {.value = "wJalrXUtnFEMI/K7MDENG"}},
     };
-    struct config cfg = {.backends = b, .n_backends = 2,
-                         .auth = {.master_key = {.value = "master-123"}}};
+    struct config cfg = {
+        .backends = b, .n_backends = 2, .auth = {.master_key = {.value = "master-123"}}};
     char text[] = "{\"error\":{\"message\":\"bad key sk-live-abcdef, AKIAEXAMPLE/"
                   "wJalrXUtnFEMI/K7MDENG; master-123 sk-live-abcdef\"}}";
     size_t len = strlen(text);

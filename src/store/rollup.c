@@ -1,0 +1,172 @@
+/*
+ * DESIGN: a batch is folded by sorting its 2n lines by key and summing neighbours: no hash
+ * table to size, and the sorted order is also the lock order the header promises.
+ */
+#include "store/rollup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rollup_route_class(const char *route, char *out, size_t cap)
+{
+    if (cap == 0) return;
+    char text[256];
+    snprintf(text, sizeof text, "%s", route ? route : "");
+    char *after = strstr(text, "; after "), *paren;
+    if (after) *after = '\0';
+    if ((paren = strstr(text, " (")) != NULL) *paren = '\0';
+    size_t len = strlen(text);
+    if (len >= 2 && strcmp(text + len - 2, "; ") == 0) text[len - 2] = '\0'; /* no reason */
+    if (after)
+        snprintf(out, cap, "%.140s; after failover", text);
+    else
+        snprintf(out, cap, "%s", text);
+}
+
+static void line_key(struct rollup_line *l, const struct ledger_row *r, int64_t span)
+{
+    l->span_ms = span;
+    l->bucket_ms = r->ts_ms / span * span;
+    snprintf(l->key_id, sizeof l->key_id, "%s", r->key_id);
+    snprintf(l->team, sizeof l->team, "%s", r->team);
+    snprintf(l->customer, sizeof l->customer, "%s", r->customer);
+    snprintf(l->model, sizeof l->model, "%s", r->model);
+    snprintf(l->backend, sizeof l->backend, "%s", r->backend);
+    snprintf(l->target_model, sizeof l->target_model, "%s", r->target_model);
+    rollup_route_class(r->route, l->route, sizeof l->route);
+}
+
+static void line_figures(struct rollup_line *l, const struct ledger_row *r)
+{
+    l->requests = 1;
+    l->errors = r->status >= 400;
+    l->prompt_tokens = r->prompt_tokens > 0 ? r->prompt_tokens : 0;
+    l->completion_tokens = r->completion_tokens > 0 ? r->completion_tokens : 0;
+    l->cached_tokens = r->cached_tokens > 0 ? r->cached_tokens : 0;
+    l->cost_usd = r->cost_known ? r->cost_usd : 0;
+    l->unknown_cost = !r->cost_known;
+    l->estimated = r->estimated;
+    l->latency_ms = r->latency_ms;
+    l->ttft_ms = r->ttft_ms >= 0 ? r->ttft_ms : 0;
+    l->ttft_count = r->ttft_ms >= 0;
+    l->saved_usd = r->saved_usd >= 0 ? r->saved_usd : 0;
+    l->cache_hits = strcmp(r->cache, "hit") == 0;
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+    const struct rollup_line *x = a, *y = b;
+    if (x->span_ms != y->span_ms) return x->span_ms < y->span_ms ? -1 : 1;
+    if (x->bucket_ms != y->bucket_ms) return x->bucket_ms < y->bucket_ms ? -1 : 1;
+    int c;
+    if ((c = strcmp(x->key_id, y->key_id)) || (c = strcmp(x->team, y->team)) ||
+        (c = strcmp(x->customer, y->customer)) || (c = strcmp(x->model, y->model)) ||
+        (c = strcmp(x->backend, y->backend)) || (c = strcmp(x->target_model, y->target_model)))
+        return c;
+    return strcmp(x->route, y->route);
+}
+
+static void add_figures(struct rollup_line *to, const struct rollup_line *l)
+{
+    to->requests += l->requests;
+    to->errors += l->errors;
+    to->prompt_tokens += l->prompt_tokens;
+    to->completion_tokens += l->completion_tokens;
+    to->cached_tokens += l->cached_tokens;
+    to->cost_usd += l->cost_usd;
+    to->unknown_cost += l->unknown_cost;
+    to->estimated += l->estimated;
+    to->latency_ms += l->latency_ms;
+    to->ttft_ms += l->ttft_ms;
+    to->ttft_count += l->ttft_count;
+    to->saved_usd += l->saved_usd;
+    to->cache_hits += l->cache_hits;
+}
+
+size_t rollup_fold(const struct ledger_row *rows, size_t n, struct rollup_line *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        line_key(&out[2 * i], &rows[i], ROLLUP_HOUR_MS);
+        line_figures(&out[2 * i], &rows[i]);
+        line_key(&out[2 * i + 1], &rows[i], ROLLUP_DAY_MS);
+        line_figures(&out[2 * i + 1], &rows[i]);
+    }
+    if (n == 0) return 0;
+    qsort(out, 2 * n, sizeof *out, compare_keys);
+    size_t w = 0;
+    for (size_t i = 1; i < 2 * n; i++) {
+        if (compare_keys(&out[w], &out[i]) == 0)
+            add_figures(&out[w], &out[i]);
+        else if (++w != i)
+            out[w] = out[i];
+    }
+    return w + 1;
+}
+
+static int64_t floor_to(int64_t ms, int64_t span)
+{
+    return ms / span * span; /* report times are never negative */
+}
+
+static int64_t ceil_to(int64_t ms, int64_t span)
+{
+    int64_t f = floor_to(ms, span);
+    return f == ms ? ms : f + span;
+}
+
+void rollup_plan(int64_t from, int64_t to, int64_t bucket_ms, int64_t kept_from_ms,
+                 struct rollup_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    if (from < 0) from = 0;
+    if (to < from) to = from;
+    /* Raw rows before kept_from_ms may have been deleted: such an end takes its whole hour
+     * from the hour lines instead. */
+    int64_t h1 =
+        from < kept_from_ms ? floor_to(from, ROLLUP_HOUR_MS) : ceil_to(from, ROLLUP_HOUR_MS);
+    int64_t h2 = floor_to(to, ROLLUP_HOUR_MS) < kept_from_ms ? ceil_to(to, ROLLUP_HOUR_MS)
+                                                             : floor_to(to, ROLLUP_HOUR_MS);
+    if (h1 >= h2) {
+        p->raw[0][0] = from;
+        p->raw[0][1] = to;
+        return;
+    }
+    p->raw[0][0] = from;
+    p->raw[0][1] = h1 > from ? h1 : from;
+    p->raw[1][0] = h2 < to ? h2 : to;
+    p->raw[1][1] = to;
+    int64_t d1 = ceil_to(h1, ROLLUP_DAY_MS), d2 = floor_to(h2, ROLLUP_DAY_MS);
+    if (bucket_ms == ROLLUP_HOUR_MS || d1 >= d2) d1 = d2 = h2;
+    p->hour[0][0] = h1;
+    p->hour[0][1] = d1;
+    p->hour[1][0] = d2;
+    p->hour[1][1] = h2;
+    p->day[0] = d1;
+    p->day[1] = d2;
+}
+
+int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, char *why, size_t size)
+{
+    struct ledger_row *rows = malloc(LEDGER_PAGE_ROWS * sizeof *rows);
+    struct rollup_line *lines = malloc(2 * LEDGER_PAGE_ROWS * sizeof *lines);
+    int rc = 0;
+    if (rows == NULL || lines == NULL) {
+        snprintf(why, size, "out of memory");
+        rc = -1;
+    }
+    struct ledger_cursor at = {0, -1};
+    while (rc == 0) {
+        int n = read(s, &at, INT64_MAX, rows, LEDGER_PAGE_ROWS, why, size);
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        size_t m = rollup_fold(rows, (size_t)n, lines);
+        if (m > 0 && add(s, lines, m, why, size) != 0) rc = -1;
+        if (n < LEDGER_PAGE_ROWS) break;
+    }
+    free(rows);
+    free(lines);
+    return rc;
+}
