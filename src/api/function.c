@@ -38,6 +38,7 @@
 #include "util/arena.h"
 #include "util/clock.h"
 #include "util/json_schema.h"
+#include "util/json_text.h"
 
 /* ---- pure parts (unit-tested) ------------------------------------------------------- */
 
@@ -72,7 +73,8 @@ char *function_fill_template(const char *template, const json_t *input, char *mi
                 value = json_string_value(v);
                 vlen = json_string_length(v);
             } else if (!json_is_null(v)) {
-                if ((owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+                if ((owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_TEXT_REALS)) ==
+                    NULL) {
                     free(out);
                     goto oom;
                 }
@@ -240,7 +242,7 @@ static int build_request(struct invocation *inv, const json_t *input, struct ele
                                       "json_schema", "name", fn->name, "schema",
                                       schema ? schema : json_object(), "strict", 1));
     }
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(body);
     char *copy = text ? arena_strdup(inv->req->arena, text) : NULL;
     free(text);
@@ -478,7 +480,7 @@ static void complete(struct invocation *inv)
         door_fail(inv, &first_err, first_err.status != 429, first_raw);
     } else {
         char *text = json_dumps(inv->batch ? results : json_array_get(results, 0),
-                                JSON_COMPACT | JSON_REAL_PRECISION(17));
+                                JSON_COMPACT | JSON_TEXT_REALS);
         if (text)
             inv->door->answer(inv->req, text, strlen(text));
         else {
@@ -821,7 +823,7 @@ static void native_fail(struct http_request *req, const struct err *e, bool func
     json_t *doc = error_object(e, raw);
     json_object_set_new(json_object_get(doc, "error"), "param",
                         e->param ? json_string(e->param) : json_null());
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS);
     json_decref(doc);
     if (text == NULL) {
         http_respond_error(req, e);

@@ -6,6 +6,7 @@
 
 #include "http/server.h"
 #include "obs/record.h"
+#include "util/json_text.h"
 
 void api_log(const struct http_request *req, int status, const char *error)
 {
@@ -14,7 +15,7 @@ void api_log(const struct http_request *req, int status, const char *error)
 
 void api_respond_json(struct http_request *req, int status, json_t *doc)
 {
-    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_SUMS) : NULL;
     json_decref(doc);
     if (s == NULL) {
         struct err e;

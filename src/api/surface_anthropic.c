@@ -104,7 +104,7 @@ static char *error_json(int status, const char *message, const struct call_failu
         json_object_set_new(e, "attempts", attempts);
     }
     json_t *doc = e ? json_pack("{s:s, s:o}", "type", "error", "error", e) : NULL;
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(doc);
     return s;
 }
@@ -1524,7 +1524,7 @@ static long long estimate_tokens(json_t *chat)
     }
     json_t *tools = json_object_get(chat, "tools");
     if (json_array_size(tools)) {
-        char *s = json_dumps(tools, JSON_COMPACT);
+        char *s = json_dumps(tools, JSON_COMPACT | JSON_TEXT_REALS);
         bytes += s ? strlen(s) : 0;
         free(s);
     }

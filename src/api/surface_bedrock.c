@@ -1477,7 +1477,7 @@ static void bedrock_error(struct exchange *x, const struct call_failure *f)
     request_id_header(x->req);
     http_add_header(x->req, "x-amzn-ErrorType", type);
     json_t *doc = json_pack("{s:s}", "message", f->err.msg);
-    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(doc);
     if (body == NULL) {
         http_respond(x->req, 500, "application/json", "{\"message\":\"out of memory\"}", 27);

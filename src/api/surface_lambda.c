@@ -21,11 +21,12 @@
 #include "generation.h"
 #include "http/server.h"
 #include "obs/record.h"
+#include "util/json_text.h"
 
 static void aws_error(struct http_request *req, int status, const char *type, json_t *body)
 {
     http_add_header(req, "x-amzn-ErrorType", type);
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_TEXT_REALS);
     json_decref(body);
     if (text == NULL) {
         http_respond(req, status, "application/json", "{}", 2);
@@ -85,7 +86,7 @@ static void lambda_fail(struct http_request *req, const struct err *e, bool func
         json_t *body = json_pack("{s:s, s:s}", "errorMessage", e->msg, "errorType",
                                  e->code ? e->code : e->type);
         if (raw) json_object_set_new(body, "raw", json_string(raw));
-        char *text = json_dumps(body, JSON_COMPACT);
+        char *text = json_dumps(body, JSON_COMPACT | JSON_TEXT_REALS);
         json_decref(body);
         http_add_header(req, "X-Amz-Function-Error", "Unhandled");
         http_add_header(req, "X-Amz-Executed-Version", "$LATEST");

@@ -138,7 +138,7 @@ static char *attempts_body(const struct call_failure *f)
     }
     json_t *doc = json_pack("{s:{s:s, s:s, s:s, s:n, s:o}}", "error", "message", f->err.msg, "type",
                             f->err.type, "code", f->err.code, "param", "attempts", attempts);
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(doc);
     return s;
 }

@@ -23,6 +23,7 @@
 #include "guard/keys.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/json_text.h"
 
 #define DEFAULT_CONFIG "config/stratus.yaml"
 
@@ -87,7 +88,7 @@ int cli_open_store(const struct config *cfg, struct store_handle *s)
 /* Prints `doc` (taken) as one compact JSON line. */
 static void print_json(json_t *doc)
 {
-    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    char *out = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_SUMS) : NULL;
     puts(out ? out : "null");
     free(out);
     json_decref(doc);

@@ -51,7 +51,7 @@ enum price_source {
     PRICE_UNKNOWN = 0, /* nowhere: its cost is recorded as unknown, never as 0 */
     PRICE_CONFIG,      /* the target's `price:` in the config */
     PRICE_CATALOGUE,   /* the price catalogue (config/prices.yaml) */
-    PRICE_LOCAL_TCO,   /* a local backend's `cost:`, live from measured tokens/s (cost.c) */
+    PRICE_LOCAL_TCO,   /* a local backend's `cost:`: engine time used, else tokens/s (cost.h) */
 };
 
 struct price {

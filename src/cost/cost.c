@@ -1,4 +1,4 @@
-/* DESIGN: pure arithmetic over config and a measured throughput; see cost.h. */
+/* DESIGN: pure arithmetic over config, engine time and a measured throughput; see cost.h. */
 #include "cost/cost.h"
 
 double cost_tco_per_hour(const struct tco_conf *t)
@@ -25,6 +25,16 @@ bool cost_target_price(const struct target_conf *t, const struct tco_conf *tco, 
     }
     *out = (struct price){.source = t->price.source};
     return false;
+}
+
+bool cost_engine_time_usd(const struct target_conf *t, const struct tco_conf *tco, double engine_ms,
+                          double *usd)
+{
+    if (t->price.set || t->price.source != PRICE_LOCAL_TCO || tco == NULL || !tco->set ||
+        engine_ms < 0)
+        return false;
+    *usd = engine_ms / 3.6e6 * cost_tco_per_hour(tco);
+    return true;
 }
 
 double cost_usd(const struct price *p, const struct usage *u)

@@ -1,16 +1,26 @@
 /*
- * cost — what a request cost, in USD: token usage × the target's price.
+ * cost — what a request cost, in USD: token usage × the target's price, or, on a local
+ * engine priced by its TCO, the engine time the request used × that TCO per hour.
  *
  * Prices come from the config (`price:`), the catalogue (prices.h), or — for a local
- * backend with `cost:` — its total cost of ownership, live:
+ * backend with `cost:` — its total cost of ownership:
  *
- *   USD per hour  = watts / 1000 × kwh_price  +  hardware_price / (lifetime_months × 730)
+ *   USD per hour = watts / 1000 × kwh_price  +  hardware_price / (lifetime_months × 730)
+ *
+ * A local request is charged for the engine time it used: its `engine_ms` (the engine
+ * reports it per request, its share of each decode step it was in, split by tokens; see
+ * engine.h) × USD per hour / 3,600,000. Those shares add up to the engine's busy time, so
+ * the requests of an hour of busy engine cost that hour; idle time is charged to nobody.
+ * Known from the first request.
+ *
+ * When the engine does not report engine_ms (an older remote engine), and for routing and
+ * `cost compare`, the TCO becomes a price per output token from the engine's measured
+ * generation throughput (all slots together, over wall-clock time while it is busy, prompt
+ * processing included — which is why input tokens are priced at 0):
+ *
  *   USD per 1M output tokens = USD per hour / (tokens_per_s × 3600) × 1e6
  *
- * where tokens_per_s is the engine's measured generation throughput (all slots together,
- * over wall-clock time while it is busy, prompt processing included — which is why input
- * tokens are priced at 0 for local targets: their cost is inside that throughput). Until
- * the engine has measured anything the local price is unknown.
+ * unknown until the engine has measured anything.
  *
  * A request's cost: (prompt − cached) × input + cached × cached_input + completion × output,
  * per 1M. Unknown price → unknown cost (never 0).
@@ -39,6 +49,13 @@ double cost_tco_per_hour(const struct tco_conf *t);
  *  @return false when unknown. */
 bool cost_target_price(const struct target_conf *t, const struct tco_conf *tco, double tokens_per_s,
                        struct price *out);
+
+/** What a request that used `engine_ms` of engine time cost on target `t`, when `t` is
+ *  priced by its backend's TCO (no `price:` of its own, `tco` set) and the engine reported
+ *  its time (`engine_ms` >= 0; -1: not reported).
+ *  @return false when that does not apply: price the request with cost_target_price. */
+bool cost_engine_time_usd(const struct target_conf *t, const struct tco_conf *tco, double engine_ms,
+                          double *usd);
 
 /** USD for `u` at `p`; a negative count counts as 0. */
 double cost_usd(const struct price *p, const struct usage *u);

@@ -18,6 +18,12 @@
  * rest of the batch with pending prompt tokens, so a long prompt joining cannot stall
  * streams that are already running.
  *
+ * Engine time: each step's wall time (llama_decode plus the sampling after it) is split
+ * between the jobs in its batch by the tokens each contributed, so the shares add up to the
+ * time the engine was busy stepping and a local request is priced from what it used (see
+ * cost.h), from its first request on. Jobs that end in a step are finished only after the
+ * step is charged, so their share of it is in their totals.
+ *
  * Prompt-prefix cache: each slot mirrors its KV cells in `cache[slot]` (position i holds
  * tokens[i]), written as tokens enter a batch. The mirror is only trusted between decode
  * steps; a failed decode forgets it (and the cells) for every slot that was in the batch.
@@ -69,6 +75,7 @@ struct msg {
     const char *finish_reason;
     int prompt_tokens, completion_tokens, cached_tokens;
     double ttft_ms;
+    double queue_ms, prefill_ms, decode_ms, engine_ms; /* see struct engine_event */
     struct err err;
     float *vectors; /* owned; MSG_EMBEDDINGS */
     size_t n_vectors;
@@ -101,6 +108,11 @@ struct engine_job {
     size_t pending_len, pending_cap;
     char *grammar; /* owned copy of s.grammar */
     uint64_t submit_ns, first_token_ns;
+    uint64_t slot_ns; /* when it took a slot (side jobs: when their work began) */
+    /* engine time: tokens put in the current step's batch, and the step time charged so far */
+    int step_prompt, step_generated;
+    double prefill_ns, decode_ns;
+    const char *ending; /* set in a step: finish with this reason once the step is charged */
     /* logprobs of generated tokens not sent yet; lp_end[i] = where entry i's text ends in
      * the job's text stream, so an entry leaves with the event that carries its text */
     struct engine_logprob *lp;
@@ -251,6 +263,10 @@ static void on_notify(evutil_socket_t fd, short what, void *ud)
                 .completion_tokens = m->completion_tokens,
                 .cached_tokens = m->cached_tokens,
                 .ttft_ms = m->ttft_ms,
+                .queue_ms = m->queue_ms,
+                .prefill_ms = m->prefill_ms,
+                .decode_ms = m->decode_ms,
+                .engine_ms = m->engine_ms,
                 .err = m->err,
                 .vectors = m->vectors,
                 .n_vectors = m->n_vectors,
@@ -444,6 +460,13 @@ static int take_slot(struct engine *e, struct engine_job *j)
     return i;
 }
 
+/* Nanoseconds as milliseconds rounded to the microsecond: finer is clock noise, and a
+ * rounded figure prints short in JSON. */
+static double ms_us(double ns)
+{
+    return round(ns / 1e3) / 1e3;
+}
+
 static void finish(struct engine *e, struct engine_job *j, const char *reason)
 {
     /* Whatever is left is final text; an incomplete UTF-8 tail can never complete. */
@@ -456,7 +479,11 @@ static void finish(struct engine *e, struct engine_job *j, const char *reason)
     m->prompt_tokens = j->n_prompt;
     m->completion_tokens = j->n_generated;
     m->cached_tokens = j->n_reused;
-    m->ttft_ms = j->first_token_ns ? (double)(j->first_token_ns - j->submit_ns) / 1e6 : -1;
+    m->ttft_ms = j->first_token_ns ? ms_us((double)(j->first_token_ns - j->submit_ns)) : -1;
+    m->queue_ms = ms_us((double)(j->slot_ns - j->submit_ns));
+    m->prefill_ms = ms_us(j->prefill_ns);
+    m->decode_ms = ms_us(j->decode_ns);
+    m->engine_ms = ms_us(j->prefill_ns + j->decode_ns);
     release_slot(e, j->slot);
     pthread_mutex_lock(&e->mu);
     e->busy--;
@@ -633,6 +660,7 @@ static void admit(struct engine *e)
             continue;
         }
         j->slot = i;
+        j->slot_ns = clock_now_ns();
         e->slots[i] = j;
         e->busy++;
         e->prompt_tokens += (uint64_t)j->n_prompt;
@@ -663,6 +691,20 @@ static void record_tokens(struct engine *e, int n)
         e->window_tokens = 0;
     }
     pthread_mutex_unlock(&e->mu);
+}
+
+/* Charges a step's wall time `ns` to the jobs in its batch of `n_tokens` tokens, in
+ * proportion to the tokens each put in it: a long prompt joining pays for the work its
+ * prompt adds, a stream pays one token's share. */
+static void charge_step(struct engine *e, uint64_t ns, int n_tokens)
+{
+    for (int i = 0; i < e->opts.parallel; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j == NULL) continue;
+        j->prefill_ns += (double)ns * j->step_prompt / n_tokens;
+        j->decode_ns += (double)ns * j->step_generated / n_tokens;
+        j->step_prompt = j->step_generated = 0;
+    }
 }
 
 static void step(struct engine *e)
@@ -704,6 +746,7 @@ static void step(struct engine *e)
         b->logits[k] = 1;
         cache_put(e, i, b->pos[k], j->last);
         j->batch_index = k;
+        j->step_generated = 1;
         budget--;
     }
     /* Then prompt tokens, in slot order, as the budget allows. */
@@ -719,6 +762,7 @@ static void step(struct engine *e)
             b->logits[k] = 0;
             cache_put(e, i, j->n_fed, j->prompt[j->n_fed]);
             j->n_fed++;
+            j->step_prompt++;
             budget--;
             if (j->n_fed == j->n_prompt) {
                 b->logits[k] = 1; /* the first generated token comes from here */
@@ -727,8 +771,10 @@ static void step(struct engine *e)
         }
     }
     if (b->n_tokens == 0) return;
+    uint64_t start_ns = clock_now_ns();
     int rc = llama_decode(e->ctx, *b);
     if (rc != 0) {
+        charge_step(e, clock_now_ns() - start_ns, b->n_tokens);
         /* The KV cache is full or decoding failed: end every sequence that was in the batch
          * honestly (one whose prompt was only partly fed could not continue either). What
          * their cells hold is no longer known, so none of it is reused. */
@@ -753,7 +799,7 @@ static void step(struct engine *e)
             pthread_mutex_unlock(&e->mu);
         }
         if (llama_vocab_is_eog(e->vocab, t)) {
-            finish(e, j, "stop");
+            j->ending = "stop";
             continue;
         }
         j->n_generated++;
@@ -762,13 +808,16 @@ static void step(struct engine *e)
         int n = llama_token_to_piece(e->vocab, t, piece, sizeof piece, 0, false);
         if (j->s.top_logprobs >= 0) note_logprob(e, j, t, n > 0 ? (size_t)n : 0);
         if (n > 0 && take_piece(e, j, piece, (size_t)n)) {
-            finish(e, j, "stop");
+            j->ending = "stop";
             continue;
         }
         bool full = j->n_prompt + j->n_generated >= e->ctx_per_slot;
         if ((j->s.max_tokens > 0 && j->n_generated >= j->s.max_tokens) || full)
-            finish(e, j, "length");
+            j->ending = "length";
     }
+    charge_step(e, clock_now_ns() - start_ns, b->n_tokens);
+    for (int i = 0; i < e->opts.parallel; i++)
+        if (e->slots[i] && e->slots[i]->ending) finish(e, e->slots[i], e->slots[i]->ending);
     record_tokens(e, produced);
 }
 
@@ -791,6 +840,7 @@ static void run_embeddings(struct engine *e, struct engine_job *j)
         cp.no_perf = true;
         e->embed_ctx = llama_init_from_model(e->model, cp);
     }
+    uint64_t start_ns = clock_now_ns(); /* a first use's context setup is not its work */
     int dim = llama_model_n_embd(e->model);
     float *out = e->embed_ctx ? malloc(j->n_inputs * (size_t)dim * sizeof *out) : NULL;
     struct llama_batch b = llama_batch_init(e->ctx_per_slot, 0, 1);
@@ -827,6 +877,8 @@ static void run_embeddings(struct engine *e, struct engine_job *j)
     m->n_vectors = j->n_inputs;
     m->dim = dim;
     for (size_t i = 0; i < j->n_inputs; i++) m->prompt_tokens += j->input_len[i];
+    m->queue_ms = ms_us((double)(start_ns - j->submit_ns));
+    m->engine_ms = ms_us((double)(clock_now_ns() - start_ns));
 done:
     llama_batch_free(b);
     post(e, m);
@@ -962,7 +1014,9 @@ fail:
     return -1;
 }
 
-static void post_scores(struct engine *e, struct engine_job *j, double *scores, bool ok)
+/* `engine_ns`: the job's share of the scoring work's wall time; `start_ns`: when it began. */
+static void post_scores(struct engine *e, struct engine_job *j, double *scores, bool ok,
+                        uint64_t start_ns, double engine_ns)
 {
     struct msg *m = calloc(1, sizeof *m);
     if (m == NULL) {
@@ -977,6 +1031,8 @@ static void post_scores(struct engine *e, struct engine_job *j, double *scores, 
         m->n_labels = j->n_labels;
         for (size_t i = 0; i < j->n_inputs; i++)
             m->prompt_tokens += score_cells(j, i); /* every token read, labels included */
+        m->queue_ms = ms_us((double)(start_ns - j->submit_ns));
+        m->engine_ms = ms_us(engine_ns);
     } else {
         free(scores);
         m->kind = MSG_FAILED;
@@ -1015,6 +1071,7 @@ static void run_scores(struct engine *e, struct engine_job **jobs, size_t n_jobs
             items[at++] = (struct score_item){jobs[i], p, rows[i] + p * jobs[i]->n_labels};
     }
     int capacity = e->score_ctx ? (int)llama_n_ctx(e->score_ctx) : 0;
+    uint64_t start_ns = clock_now_ns();
     for (size_t start = 0; ok && start < n_items;) {
         size_t end = start;
         int cells = 0, seqs = 0;
@@ -1029,7 +1086,16 @@ static void run_scores(struct engine *e, struct engine_job **jobs, size_t n_jobs
         if (score_group(e, sb, items + start, end - start) != 0) ok = false;
         start = end;
     }
-    for (size_t i = 0; i < n_jobs; i++) post_scores(e, jobs[i], rows ? rows[i] : NULL, ok);
+    /* The jobs shared the batches: each is charged by the cells (tokens) it put in them. */
+    double ns = (double)(clock_now_ns() - start_ns), cells = 0;
+    for (size_t i = 0; i < n_jobs; i++)
+        for (size_t p = 0; p < jobs[i]->n_inputs; p++) cells += score_cells(jobs[i], p);
+    for (size_t i = 0; i < n_jobs; i++) {
+        double mine = 0;
+        for (size_t p = 0; p < jobs[i]->n_inputs; p++) mine += score_cells(jobs[i], p);
+        post_scores(e, jobs[i], rows ? rows[i] : NULL, ok, start_ns,
+                    cells > 0 ? ns * mine / cells : 0);
+    }
     if (sb && sb->b.token) llama_batch_free(sb->b);
     free(sb);
     free(rows);
@@ -1374,6 +1440,7 @@ struct engine_job *engine_submit_embeddings(struct engine *e, const char *const 
     j->cb = cb;
     j->ud = ud;
     j->slot = -1;
+    j->submit_ns = clock_now_ns();
     j->inputs = calloc(n ? n : 1, sizeof *j->inputs);
     j->input_len = calloc(n ? n : 1, sizeof *j->input_len);
     if (j->inputs == NULL || j->input_len == NULL) goto oom;
@@ -1457,6 +1524,7 @@ struct engine_job *engine_submit_scores(struct engine *e, const char *const *pro
     j->cb = cb;
     j->ud = ud;
     j->slot = -1;
+    j->submit_ns = clock_now_ns();
     j->inputs = calloc(n_prompts, sizeof *j->inputs);
     j->input_len = calloc(n_prompts, sizeof *j->input_len);
     j->labels = calloc(n_prompts * n_labels, sizeof *j->labels);

@@ -99,8 +99,17 @@ struct engine_event {
     size_t len;
     const char *finish_reason; /* ENGINE_DONE: "stop" or "length" */
     int prompt_tokens, completion_tokens;
-    int cached_tokens;    /* ENGINE_DONE: prompt tokens whose KV cells were reused */
-    double ttft_ms;       /* submit → first token */
+    int cached_tokens; /* ENGINE_DONE: prompt tokens whose KV cells were reused */
+    double ttft_ms;    /* submit → first token */
+    /* Where the job's time went, in ms rounded to the microsecond. queue_ms: submit → taking
+     * a slot (embeddings, scoring: → their work starting). prefill_ms / decode_ms (ENGINE_DONE):
+     * its share of each decode step's wall time (decode plus sampling), split between the
+     * sequences in the batch by the tokens each put in it — prompt tokens to prefill, its
+     * one generated token to decode. engine_ms = prefill + decode; for embeddings and
+     * scoring, the wall time of their own decode work (scoring jobs decoded together share
+     * it by tokens). Summed over requests, engine_ms is the engine's busy time: what a local
+     * request costs (cost.h). */
+    double queue_ms, prefill_ms, decode_ms, engine_ms;
     const float *vectors; /* ENGINE_EMBEDDINGS: n_vectors × dim floats, unit length */
     size_t n_vectors;
     int dim;

@@ -31,6 +31,7 @@
 #include "http/tls.h"
 #include "obs/log.h"
 #include "util/arena.h"
+#include "util/json_text.h"
 
 struct worker {
     struct event_base *loop;
@@ -149,7 +150,7 @@ static json_t *event_logprobs(struct job_ctx *c, const struct engine_event *ev)
 
 static void send_json(struct http_request *req, int status, json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS);
     json_decref(doc);
     if (s == NULL) {
         struct err e;
@@ -163,12 +164,27 @@ static void send_json(struct http_request *req, int status, json_t *doc)
 
 static void sse_json(struct http_request *req, json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS);
     json_decref(doc);
     if (s == NULL) return;
     http_stream_write2(req, "data: ", 6, s, strlen(s));
     http_stream_write(req, "\n\n", 2);
     free(s);
+}
+
+/* Where a generation's time went (ms, rounded to the µs by the engine), as llama-server's
+ * "timings": the gateway prices a local request from engine_ms (cost.h). */
+static json_t *timings(const struct engine_event *ev)
+{
+    return json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue_ms", ev->queue_ms, "prefill_ms",
+                     ev->prefill_ms, "decode_ms", ev->decode_ms, "engine_ms", ev->engine_ms,
+                     "ttft_ms", ev->ttft_ms);
+}
+
+/* The same for embeddings and scoring: no tokens generated, so no prefill/decode split. */
+static json_t *side_timings(const struct engine_event *ev)
+{
+    return json_pack("{s:f, s:f}", "queue_ms", ev->queue_ms, "engine_ms", ev->engine_ms);
 }
 
 static json_t *chunk(struct job_ctx *c, json_t *delta_or_text, const char *finish)
@@ -238,10 +254,11 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
         start_stream(c);
         sse_json(c->req, chunk(c, c->chat ? json_object() : json_string(""), ev->finish_reason));
         if (c->want_usage)
-            sse_json(c->req, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", c->id, "object",
-                                       c->chat ? "chat.completion.chunk" : "text_completion",
-                                       "created", (json_int_t)c->created, "model", c->w->model_name,
-                                       "choices", "usage", usage));
+            sse_json(c->req,
+                     json_pack("{s:s, s:s, s:i, s:s, s:[], s:o, s:o}", "id", c->id, "object",
+                               c->chat ? "chat.completion.chunk" : "text_completion", "created",
+                               (json_int_t)c->created, "model", c->w->model_name, "choices",
+                               "usage", usage, "timings", timings(ev)));
         else
             json_decref(usage);
         http_stream_write(c->req, "data: [DONE]\n\n", 14);
@@ -263,10 +280,10 @@ static void on_event(struct engine_job *job, const struct engine_event *ev, void
     } else {
         json_object_set_new(choice, "logprobs", json_null());
     }
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:{s:f}}", "id", c->id, "object",
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:o}", "id", c->id, "object",
                             c->chat ? "chat.completion" : "text_completion", "created",
                             (json_int_t)c->created, "model", c->w->model_name, "choices", choice,
-                            "usage", usage, "timings", "ttft_ms", ev->ttft_ms);
+                            "usage", usage, "timings", timings(ev));
     send_json(c->req, 200, doc);
 }
 
@@ -388,11 +405,12 @@ static void on_scores(struct engine_job *job, const struct engine_event *ev, voi
         json_pack("{s:i, s:{s:s, s:O}, s:s, s:n}", "index", 0, "message", "role", "assistant",
                   "content", json_array_get(labels, best), "finish_reason", "stop", "logprobs");
     send_json(c->req, 200,
-              json_pack("{s:s, s:s, s:i, s:s, s:[o], s:{s:i, s:i, s:i}, s:o}", "id", c->id,
+              json_pack("{s:s, s:s, s:i, s:s, s:[o], s:{s:i, s:i, s:i}, s:o, s:o}", "id", c->id,
                         "object", "chat.completion", "created", (json_int_t)c->created, "model",
                         c->w->model_name, "choices", choice, "usage", "prompt_tokens",
                         ev->prompt_tokens, "completion_tokens", 0, "total_tokens",
-                        ev->prompt_tokens, "stratus_label_logprobs", lps));
+                        ev->prompt_tokens, "stratus_label_logprobs", lps, "timings",
+                        side_timings(ev)));
 }
 
 /* `stratus_labels` (the gateway's functions ask it): score the labels after the prompt
@@ -587,9 +605,9 @@ static void on_embeddings(struct engine_job *job, const struct engine_event *ev,
                                               (json_int_t)i, "embedding", emb));
     }
     send_json(c->req, 200,
-              json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model",
-                        c->model, "usage", "prompt_tokens", ev->prompt_tokens, "total_tokens",
-                        ev->prompt_tokens));
+              json_pack("{s:s, s:o, s:s, s:{s:i, s:i}, s:o}", "object", "list", "data", data,
+                        "model", c->model, "usage", "prompt_tokens", ev->prompt_tokens,
+                        "total_tokens", ev->prompt_tokens, "timings", side_timings(ev)));
 }
 
 static void handle_embeddings(struct worker *w, struct http_request *req)

@@ -322,7 +322,7 @@ pii_kinds output_guard_kinds(const struct output_guard *o)
 
 static int dump(json_t *doc, char **out, size_t *out_len)
 {
-    *out = json_dumps(doc, JSON_COMPACT);
+    *out = json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS);
     if (*out == NULL) return -1;
     *out_len = strlen(*out);
     return 0;

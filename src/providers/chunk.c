@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json_text.h"
+
 int chunk_emit(const struct chunk_head *h, json_t *delta, const char *finish, json_t *usage,
                chunk_sink sink, void *ud, struct err *err)
 {
@@ -21,7 +23,7 @@ int chunk_emit(const struct chunk_head *h, json_t *delta, const char *finish, js
         json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", h->id, "object", "chat.completion.chunk",
                   "created", (json_int_t)h->created, "model", h->model, "choices", choices);
     if (usage) json_object_set_new(chunk, "usage", usage);
-    char *text = chunk ? json_dumps(chunk, JSON_COMPACT) : NULL;
+    char *text = chunk ? json_dumps(chunk, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(chunk);
     if (text == NULL) return err_oom(err);
     int rc = sink(ud, text, strlen(text));

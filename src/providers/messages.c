@@ -15,10 +15,11 @@
 #include <time.h>
 
 #include "util/arena.h"
+#include "util/json_text.h"
 
 char *messages_dump(json_t *doc, struct arena *arena, size_t *len, struct err *err)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_TEXT_REALS) : NULL;
     json_decref(doc);
     if (text == NULL) {
         err_oom(err);
@@ -332,7 +333,7 @@ const char *messages_finish_reason(const char *stop)
 
 json_t *messages_tool_call(json_t *id, json_t *name, json_t *input)
 {
-    char *args = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *args = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY | JSON_TEXT_REALS);
     json_t *call = json_pack("{s:O?, s:s, s:{s:O?, s:s}}", "id", id, "type", "function", "function",
                              "name", name, "arguments", args ? args : "{}");
     free(args);

@@ -13,7 +13,9 @@
  *
  * Usage: streams are asked for include_usage upstream; the chunk that carries usage is read
  * here (only chunks that mention a usage object are parsed at all) and handed to the sink
- * flagged, so a surface can drop it or put the cost on it.
+ * flagged, so a surface can drop it or put the cost on it. The local engine puts
+ * "timings" beside usage (in the body, and in the chunk that carries usage); its engine_ms
+ * prices a TCO target (cost.h).
  */
 #include "route/call.h"
 
@@ -73,7 +75,8 @@ struct call {
     char stream_error[200];
     /* usage as the upstream reported it (-1: not reported) */
     long long prompt_tokens, completion_tokens, cached_tokens;
-    long chunks; /* content chunks forwarded: an estimate when usage never came */
+    double engine_ms; /* the engine time the local engine reported using (-1: none) */
+    long chunks;      /* content chunks forwarded: an estimate when usage never came */
     bool finished;
 };
 
@@ -111,10 +114,17 @@ static bool scan_json(struct call *c, const char *bytes, size_t len, struct json
     return json_scan_parse(s, bytes, len, c->arena, &oom) == 0 && json_scan_is_object(s, 0);
 }
 
+/* Reads usage (object `usage` of document `s`) and, beside it, the local engine's
+ * timings.engine_ms. */
 static void read_usage(struct call *c, const struct json_scan *s, int usage)
 {
     long long v;
     if (!json_scan_is_object(s, usage)) return;
+    int timings = json_scan_get(s, 0, "timings");
+    double ms;
+    if (json_scan_is_object(s, timings) &&
+        json_scan_number(s, json_scan_get(s, timings, "engine_ms"), &ms) && ms >= 0)
+        c->engine_ms = ms;
     int details = json_scan_get(s, usage, "prompt_tokens_details");
     if (json_scan_is_object(s, details) &&
         json_scan_integer(s, json_scan_get(s, details, "cached_tokens"), &v))
@@ -148,8 +158,11 @@ static void account(struct call *c)
         return;
     }
     struct price price;
-    if (c->target && cost_target_price(c->target, &c->backend->conf->tco,
-                                       backend_tokens_per_s(c->backend), &price)) {
+    if (c->target &&
+        cost_engine_time_usd(c->target, &c->backend->conf->tco, c->engine_ms, &in->cost_usd)) {
+        in->cost_known = true; /* what the engine time it used costs */
+    } else if (c->target && cost_target_price(c->target, &c->backend->conf->tco,
+                                              backend_tokens_per_s(c->backend), &price)) {
         in->cost_known = true;
         in->cost_usd = cost_usd(&price, &in->usage);
     }
@@ -920,6 +933,7 @@ struct call *call_start(const struct call_env *env, const struct call_request *r
     c->plan.order = order;
     c->info.plan = &c->plan;
     c->prompt_tokens = c->completion_tokens = c->cached_tokens = -1;
+    c->engine_ms = -1;
     struct err e;
     err_clear(&e);
     if (router_plan(env->router, c->model, &c->route, &c->plan, &e) != 0)

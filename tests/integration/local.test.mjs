@@ -3,8 +3,9 @@
 // supervised `stratus engine` workers, driven by the official openai SDK.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, waitFor, SCALE } from './lib/gateway.mjs';
@@ -13,9 +14,10 @@ import { isJsonPrefix } from './lib/json-prefix.mjs';
 const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
 let gw, client, fake;
 
-function localConfig({ name = 'local', parallel = 4, ctx = 512, model = MODEL, extra = '', fakeUrl } = {}) {
+function localConfig({ name = 'local', parallel = 4, ctx = 512, model = MODEL, extra = '', fakeUrl, cost } = {}) {
   let y = `log: { requests: true }\n${extra}\nbackends:\n`;
-  y += `  - { name: ${name}, type: local, model_path: "${model}", parallel: ${parallel}, threads: 2, ctx_size: ${ctx} }\n`;
+  const tco = cost ? `, cost: { ${Object.entries(cost).map(([k, v]) => `${k}: ${v}`).join(', ')} }` : '';
+  y += `  - { name: ${name}, type: local, model_path: "${model}", parallel: ${parallel}, threads: 2, ctx_size: ${ctx}${tco} }\n`;
   if (fakeUrl) y += `  - { name: fake, type: openai, base_url: "${fakeUrl}" }\n`;
   y += `models:\n  - { name: tiny, targets: [ { backend: ${name}, model: tiny } ] }\n`;
   if (fakeUrl) {
@@ -341,6 +343,78 @@ test('an engine that is down answers 503 engine_not_ready naming the cause, trie
       return l.length === 2 ? l : null;
     }, { what: 'two request log lines' });
     assert.ok(lines.every((l) => l.attempts === 0), 'no attempt reached the dead engine');
+  } finally {
+    await g.stop();
+  }
+});
+
+// A TCO dear enough that a few milliseconds of a tiny model show in x-stratus-cost-usd's 8
+// decimals: 500 kW at $2/kWh plus $8.76M over 12 months = $2000 an hour.
+const TCO = { watts: 500000, kwh_price: 2, hardware_price: 8760000, lifetime_months: 12 };
+const usdPerHour = TCO.watts / 1000 * TCO.kwh_price + TCO.hardware_price / (TCO.lifetime_months * 730);
+const engineCost = (timings) => timings.engine_ms / 3.6e6 * usdPerHour;
+// A JSON number written with more than 6 decimals (string contents left out: the text is
+// gibberish that may hold digits; the gateway's own cost_usd has 8 by design).
+const noisyNumber = (raw) => raw.replace(/"cost_usd":[\d.]+/g, '').replace(/"(?:[^"\\]|\\.)*"/g, '""')
+  .match(/[:,[]-?\d+\.\d{7,}/);
+
+test('a TCO-priced local request costs its engine time from the first request: body, stream and ledger agree', async () => {
+  const g = await startGateway(localConfig({ cost: TCO }));
+  try {
+    await ready(g);
+    const post = (body) => fetch(`${g.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', temperature: 0.7, max_tokens: 8, messages: [{ role: 'user', content: 'price me' }], ...body }),
+    });
+    // The first request: the engine has measured no throughput, yet the cost is known.
+    const r = await post({});
+    assert.equal(r.status, 200);
+    const raw = await r.text();
+    const { timings } = JSON.parse(raw);
+    for (const k of ['queue_ms', 'prefill_ms', 'decode_ms', 'engine_ms', 'ttft_ms']) assert.equal(typeof timings[k], 'number', k);
+    assert.ok(timings.engine_ms > 0);
+    assert.ok(Math.abs(timings.prefill_ms + timings.decode_ms - timings.engine_ms) <= 0.0015, 'engine = prefill + decode');
+    const header = r.headers.get('x-stratus-cost-usd');
+    assert.match(header, /^\d+\.\d{8}$/, `a numeric cost, got ${header}`);
+    assert.ok(Math.abs(Number(header) - engineCost(timings)) <= 1e-8, `${header} vs ${engineCost(timings)} from ${timings.engine_ms} ms`);
+    assert.equal(noisyNumber(raw), null, `no 17-digit noise in ${raw}`);
+    const id = r.headers.get('x-request-id');
+    const log = await g.waitForLog((l) => l.event === 'request' && l.id === id);
+    const near = (a, b) => Math.abs(a - b) <= b * 1e-9; // the log prints 10 significant digits
+    assert.ok(near(log.cost_usd, engineCost(timings)), `logged ${log.cost_usd}`);
+    // The ledger row (sqlite next to the config) carries the same cost.
+    const db = join(dirname(g.file), 'stratus.db');
+    const row = await waitFor(() => {
+      const out = execFileSync('sqlite3', ['-json', db, `SELECT cost_usd FROM requests WHERE request_id = '${id}'`], { encoding: 'utf8' });
+      return out.trim() ? JSON.parse(out)[0] : null;
+    }, { what: 'the ledger row' });
+    assert.ok(near(row.cost_usd, engineCost(timings)), `ledger ${row.cost_usd}`);
+
+    // A stream with include_usage: the usage chunk carries the engine's timings and the cost.
+    const s = await post({ stream: true, stream_options: { include_usage: true } });
+    const text = await s.text();
+    assert.equal(noisyNumber(text), null, `no 17-digit noise in ${text}`);
+    const last = text.split('\n\n').map((e) => e.replace(/^data: /, '')).filter((e) => e.startsWith('{'))
+      .map((e) => JSON.parse(e)).filter((c) => c.usage).pop();
+    assert.ok(last?.timings, `timings in the usage chunk: ${text}`);
+    assert.ok(last.timings.engine_ms > 0);
+    assert.ok(Math.abs(last.usage.cost_usd - engineCost(last.timings)) <= 1e-8,
+      `${last.usage.cost_usd} vs ${engineCost(last.timings)} from ${last.timings.engine_ms} ms`);
+
+    // Embeddings report their engine time and are priced by it too.
+    const e = await fetch(`${g.baseURL}/v1/embeddings`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', input: 'embed me', encoding_format: 'float' }),
+    });
+    const eraw = await e.text();
+    const emb = JSON.parse(eraw);
+    assert.ok(emb.timings.engine_ms > 0);
+    assert.ok(Math.abs(Number(e.headers.get('x-stratus-cost-usd')) - engineCost(emb.timings)) <= 1e-8);
+    assert.equal(noisyNumber(eraw.replace(/"embedding":\[[^\]]*\]/g, '')), null, `timings without noise: ${emb.timings}`);
+    // The vector's floats at 15 significant digits at most, not jansson's default 17.
+    const digits = (n) => n.replace(/e.*$/i, '').replace(/\D/g, '').replace(/^0+/, '').length;
+    const long = (eraw.match(/-?\d+\.\d+(?:e[-+]?\d+)?/gi) ?? []).filter((n) => digits(n) > 15);
+    assert.deepEqual(long, [], 'embedding floats print without 17-digit noise');
   } finally {
     await g.stop();
   }

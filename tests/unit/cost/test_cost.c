@@ -1,7 +1,8 @@
 /* Unit tests for src/cost: the price catalogue (load, lookup rules), cost arithmetic with
- * cached tokens, and the local TCO formula. */
+ * cached tokens, the local TCO formula, and local requests priced by engine time. */
 #include "unit/cmocka_all.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -112,6 +113,50 @@ static void test_local_tco_formula(void **state)
     assert_int_equal(p.source, PRICE_UNKNOWN);
 }
 
+static const struct tco_conf BOX = {
+    .set = true, .watts = 120, .kwh_price = 0.15, .hardware_price = 1500, .lifetime_months = 36};
+
+static void test_cost_engine_time_usd_charges_engine_seconds_at_tco_rate(void **state)
+{
+    (void)state;
+    struct target_conf t = {.model = "m", .price = {.source = PRICE_LOCAL_TCO}};
+    double usd = -1;
+    /* an hour of engine time costs the hour: 0.075078 $ */
+    assert_true(cost_engine_time_usd(&t, &BOX, 3600000, &usd));
+    assert_true(usd > 0.075077 && usd < 0.075079);
+    /* 250 ms: 0.075078 × 250 / 3.6e6 */
+    assert_true(cost_engine_time_usd(&t, &BOX, 250, &usd));
+    assert_true(fabs(usd - cost_tco_per_hour(&BOX) * 250 / 3.6e6) < 1e-15);
+    /* linear: two requests sharing a step cost what the step costs */
+    double a, b, both;
+    assert_true(cost_engine_time_usd(&t, &BOX, 1.5, &a));
+    assert_true(cost_engine_time_usd(&t, &BOX, 2.5, &b));
+    assert_true(cost_engine_time_usd(&t, &BOX, 4, &both));
+    assert_true(fabs(a + b - both) < 1e-18);
+    /* no throughput measured yet, yet the first request is priced */
+    struct price p;
+    assert_false(cost_target_price(&t, &BOX, 0, &p));
+    assert_true(cost_engine_time_usd(&t, &BOX, 0.5, &usd) && usd > 0);
+}
+
+static void test_cost_engine_time_usd_declines_when_not_tco_priced(void **state)
+{
+    (void)state;
+    double usd = 42;
+    struct target_conf t = {.model = "m", .price = {.source = PRICE_LOCAL_TCO}};
+    assert_false(cost_engine_time_usd(&t, &BOX, -1, &usd)); /* the engine reported no time */
+    struct tco_conf unset = BOX;
+    unset.set = false;
+    assert_false(cost_engine_time_usd(&t, &unset, 10, &usd));
+    assert_false(cost_engine_time_usd(&t, NULL, 10, &usd));
+    struct target_conf priced = {.model = "m",
+                                 .price = {.set = true, .source = PRICE_CONFIG, .output = 1}};
+    assert_false(cost_engine_time_usd(&priced, &BOX, 10, &usd)); /* its own price wins */
+    struct target_conf cloud = {.model = "m", .price = {.source = PRICE_UNKNOWN}};
+    assert_false(cost_engine_time_usd(&cloud, &BOX, 10, &usd));
+    assert_true(usd == 42); /* untouched */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +165,8 @@ int main(void)
         cmocka_unit_test(test_builtin_catalogue_parses_and_knows_common_models),
         cmocka_unit_test(test_cost_prices_cached_tokens_separately),
         cmocka_unit_test(test_local_tco_formula),
+        cmocka_unit_test(test_cost_engine_time_usd_charges_engine_seconds_at_tco_rate),
+        cmocka_unit_test(test_cost_engine_time_usd_declines_when_not_tco_priced),
     };
     return cmocka_run_group_tests_name("src/cost", tests, NULL, NULL);
 }
