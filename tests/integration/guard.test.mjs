@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, config, waitFor, BIN, SCALE } from './lib/gateway.mjs';
+import { importRows } from './lib/ledger-rows.mjs';
 
 const MK = 'test-master-key-0123456789';
 const env = { MK };
@@ -298,12 +299,11 @@ test('spend report math: month-end projection and the anomaly flag, from rows pu
   await gw.stop();
   const db = join(dirname(gw.file), 'stratus.db');
   const now = Date.now();
-  let sql = 'BEGIN;';
-  const row = (ts, cost) => `INSERT INTO requests (ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, latency_ms, ttft_ms, route) VALUES (${ts}, 'r', '', 'hist', '', 'chat', 'up', 'ok', 'chat/completions', 200, 0, 10, 10, NULL, 0, ${cost}, 1, 1, '');`;
-  for (let h = 2; h < 7 * 24 + 1; h += 6) sql += row(now - h * 3600000, 0.06);
-  sql += row(now - 60000, 5);
-  sql += 'COMMIT;';
-  execFileSync('sqlite3', [db, sql]);
+  const rows = [];
+  const row = (ts, cost) => rows.push({ ts_ms: ts, request_id: 'r', team: 'hist', backend: 'up', cost_usd: cost });
+  for (let h = 2; h < 7 * 24 + 1; h += 6) row(now - h * 3600000, 0.06);
+  row(now - 60000, 5);
+  importRows(gw.file, rows, env);
   const r = JSON.parse(cli(['spend', '--config', gw.file, '--since', '30d', '--json']));
   const hourly = Number(execFileSync('sqlite3', [db, `SELECT SUM(cost_usd) FROM requests WHERE ts_ms >= ${now - 3600000 - 7 * 86400000} AND ts_ms < ${now - 3600000}`], { encoding: 'utf8' })) / 168;
   assert.ok(Math.abs(r.anomaly.trailing_hourly_usd - hourly) < 1e-6, `${r.anomaly.trailing_hourly_usd} vs ${hourly}`);

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, config, waitFor, BIN, SCALE } from './lib/gateway.mjs';
+import { importRows } from './lib/ledger-rows.mjs';
 
 const run = promisify(execFile);
 const MK = 'live-master-key-0123456789';
@@ -207,12 +208,9 @@ test('spend: hour/day buckets, top-N with "other" and CSV equal the ledger', asy
     // History, put in the ledger: two and three days ago, in two different hours each.
     const now = Date.now();
     const day0 = Math.floor(now / DAY) * DAY;
-    let ins = 'BEGIN;';
-    const row = (ts, customer, cost) => `INSERT INTO requests (ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, latency_ms, ttft_ms, route) VALUES (${ts}, 'h', '', '', '${customer}', 'chat', 'b', 'ok', 'chat/completions', 200, 0, 10, 10, NULL, 0, ${cost}, 1, 1, '');`;
-    ins += row(day0 - 2 * DAY + 3 * HOUR + 5, 'acme', 0.5) + row(day0 - 2 * DAY + 3 * HOUR + 7, 'initech', 0.25);
-    ins += row(day0 - 2 * DAY + 9 * HOUR, 'initech', 1) + row(day0 - 3 * DAY + 1, 'umbrella', 0.125);
-    ins += 'COMMIT;';
-    execFileSync('sqlite3', [db, ins]);
+    const row = (ts, customer, cost) => ({ ts_ms: ts, request_id: 'h', customer, backend: 'b', completion_tokens: 10, cost_usd: cost });
+    importRows(s.file, [row(day0 - 2 * DAY + 3 * HOUR + 5, 'acme', 0.5), row(day0 - 2 * DAY + 3 * HOUR + 7, 'initech', 0.25),
+      row(day0 - 2 * DAY + 9 * HOUR, 'initech', 1), row(day0 - 3 * DAY + 1, 'umbrella', 0.125)], { MK });
     const from = day0 - 7 * DAY, to = now + 60000;
     const q = `group_by=customer&from=${from}&to=${to}`;
 

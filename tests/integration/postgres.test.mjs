@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, config, waitFor, writeConfig, BIN } from './lib/gateway.mjs';
+import { importRows } from './lib/ledger-rows.mjs';
 import { startPostgres } from './lib/services.mjs';
 
 let up, pg;
@@ -110,8 +111,8 @@ test('spend reports (buckets, top-N with "other", CSV) are the same from Postgre
     [base + 26 * H, 'gamma, "g"', 1], [base + 26 * H + 1, 'delta', 'NULL'], [base + 26 * H + 2, 'delta', 0.125],
     [base + 50 * H, 'Beta', 0.0625], [base + 50 * H + 1, '=eps', 0.03125],
   ];
-  const insert = 'INSERT INTO requests (ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, latency_ms, ttft_ms, route) VALUES ' +
-    rows.map(([ts, c, usd]) => `(${ts}, 'r', '', '', '${c.replace(/'/g, "''")}', 'chat', 'up', 'ok', 'chat/completions', 200, 0, 10, 5, NULL, 0, ${usd}, 1, 1, '')`).join(', ');
+  const imported = rows.map(([ts, c, usd]) => ({ ts_ms: ts, request_id: 'r', customer: c, backend: 'up', completion_tokens: 5,
+    cost_usd: usd === 'NULL' ? null : usd }));
   const MK = 'sk-master-postgres-spend-0123456789';
   const pgCfg = config({ extra: `store: { url: "${pg.url}" }\nauth: { master_key: env:MK }`, backends: [{ name: 'up', url: up.url }], models });
   const gw = await startGateway(pgCfg, { env: { MK } }); // migrated
@@ -120,9 +121,8 @@ test('spend reports (buckets, top-N with "other", CSV) are the same from Postgre
   const spend = (file, args) => execFileSync(BIN, ['spend', '--config', file, '--by', 'customer', '--since', String(base),
     '--until', String(base + 7 * 24 * H), ...args], { encoding: 'utf8', env });
   try {
-    pg.query(insert);
-    spend(lite, []); // creates the SQLite ledger
-    execFileSync('sqlite3', [join(dirname(lite), 'stratus.db'), `${insert};`]);
+    importRows(gw.file, imported, { MK });
+    importRows(lite, imported, { MK });
     for (const args of [['--bucket', 'day', '--top', '2', '--csv'], ['--bucket', 'hour', '--csv'], ['--top', '3', '--csv'],
       ['--bucket', 'day', '--top', '1', '--json']]) {
       const fromPg = spend(gw.file, args), fromLite = spend(lite, args);
@@ -156,4 +156,56 @@ test('spend reports (buckets, top-N with "other", CSV) are the same from Postgre
   } finally {
     assert.equal(await gw.stop(), 0);
   }
+});
+
+// Rollup lines summed over route classes vs the raw rows grouped the same way, in PostgreSQL.
+function pgRollupsMatchRows(span) {
+  const dims = 'key_id, team, customer, model, backend, target_model';
+  const a = pg.query(`SELECT bucket_ms, ${dims}, SUM(requests), SUM(errors), SUM(prompt_tokens), SUM(completion_tokens), ` +
+    `ROUND(SUM(cost_usd)::numeric, 9), SUM(unknown_cost) FROM rollups WHERE span_ms = ${span} GROUP BY bucket_ms, ${dims} ORDER BY 1, 2, 3, 4, 5, 6, 7`);
+  const b = pg.query(`SELECT (ts_ms / ${span}) * ${span} AS b, ${dims}, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), ` +
+    `SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), ROUND(SUM(COALESCE(cost_usd, 0))::numeric, 9), ` +
+    `SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) FROM requests GROUP BY b, ${dims} ORDER BY 1, 2, 3, 4, 5, 6, 7`);
+  assert.ok(b.length > 0);
+  assert.deepEqual(a, b, `span ${span}`);
+  return b.reduce((n, r) => n + Number(r[7]), 0);
+}
+
+test('rollups in PostgreSQL: two instances upserting the same lines under load equal the rows; retention keeps them', async () => {
+  const MK = 'sk-master-postgres-rollups-0123456789';
+  const extra = `store: { url: "${pg.url}", retention: { rows_days: 30, rollups_days: 800, every_s: 1 } }\nauth: { master_key: env:MK }`;
+  const cfg = config({ extra, backends: [{ name: 'up', url: up.url }], models });
+  // 300 rows 40 days old: retention deletes them, their rollups stay.
+  const file = writeConfig(cfg);
+  const old = Date.now() - 40 * 86400000;
+  importRows(file, Array.from({ length: 300 }, (_, i) => ({ ts_ms: old + i, customer: 'aged', backend: 'up', cost_usd: 0.01 })), { MK });
+  const [g1, g2] = await Promise.all([startGateway(null, { env: { MK }, file }), startGateway(cfg, { env: { MK } })]);
+  let failed = 0;
+  await Promise.all(Array.from({ length: 32 }, async (_, w) => {
+    for (let i = 0; i < 12; i++) {
+      const gw = (w + i) % 2 ? g1 : g2;
+      const r = await fetch(`${gw.baseURL}/v1/chat/completions`, {
+        method: 'POST', headers: { authorization: `Bearer ${MK}`, 'content-type': 'application/json', 'x-stratus-customer': `p${i % 2}` },
+        body: JSON.stringify({ model: i % 5 ? 'chat' : 'nope', stream: i % 3 === 0, messages: [{ role: 'user', content: 'x' }] }),
+      });
+      await r.arrayBuffer();
+      if (r.status !== 200 && r.status !== 404) failed++;
+    }
+  }));
+  assert.equal(failed, 0);
+  await waitFor(() => g1.logs.find((l) => l.event === 'ledger_retention') || g2.logs.find((l) => l.event === 'ledger_retention'),
+    { timeout: 15000, what: 'a retention run' });
+  await Promise.all([g1.stop(), g2.stop()]);
+  assert.equal(g1.exitCode, 0);
+  assert.equal(g2.exitCode, 0);
+  assert.ok(!g1.logs.concat(g2.logs).some((l) => /deadlock|ledger_write_failed/.test(JSON.stringify(l))), 'no deadlock between the two writers');
+  assert.deepEqual(pg.query("SELECT COUNT(*) FROM requests WHERE customer = 'aged'"), [['0']]);
+  assert.deepEqual(pg.query("SELECT span_ms, SUM(requests) FROM rollups WHERE customer = 'aged' GROUP BY span_ms ORDER BY span_ms"),
+    [['3600000', '300'], ['86400000', '300']]);
+  assert.ok(Number(pg.query('SELECT rows_before_ms FROM ledger_retention')[0][0]) > old);
+  // Every row still there matches its rollups once the deleted ones are set aside.
+  pg.query("DELETE FROM rollups WHERE customer = 'aged'");
+  const n = pgRollupsMatchRows(3600000);
+  assert.equal(pgRollupsMatchRows(86400000), n);
+  assert.deepEqual(pg.query("SELECT COUNT(*) FROM requests WHERE customer IN ('p0', 'p1')"), [['384']]);
 });
