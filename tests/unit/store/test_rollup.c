@@ -1,0 +1,134 @@
+/* Unit tests for src/store/rollup: folding a batch into hour and day lines, route classes,
+ * and how a report range splits between raw rows, hour lines and day lines. */
+#include "unit/cmocka_all.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/rollup.h"
+
+#define H ROLLUP_HOUR_MS
+#define D ROLLUP_DAY_MS
+
+static struct ledger_row row(int64_t ts, const char *customer, const char *route, int status,
+                             double cost, bool known)
+{
+    struct ledger_row r = {.ts_ms = ts,
+                           .status = status,
+                           .prompt_tokens = 10,
+                           .completion_tokens = -1, /* unknown: adds 0 */
+                           .cached_tokens = -1,
+                           .cost_known = known,
+                           .cost_usd = cost,
+                           .latency_ms = 2.5,
+                           .ttft_ms = -1,
+                           .saved_usd = -1};
+    snprintf(r.customer, sizeof r.customer, "%s", customer);
+    snprintf(r.route, sizeof r.route, "%s", route);
+    snprintf(r.model, sizeof r.model, "chat");
+    return r;
+}
+
+static void test_route_class_drops_figures_and_names_failover(void **state)
+{
+    (void)state;
+    char out[160];
+    rollup_route_class("latency; lowest ttfb up (12.0 ms); after 2 failed attempts", out, sizeof out);
+    assert_string_equal(out, "latency; lowest ttfb up; after failover");
+    rollup_route_class("cost; cheapest (0.41 ms)", out, sizeof out);
+    assert_string_equal(out, "cost; cheapest");
+    rollup_route_class("priority; ", out, sizeof out);
+    assert_string_equal(out, "priority");
+    rollup_route_class("", out, sizeof out);
+    assert_string_equal(out, "");
+    /* a class is its own class: reports apply it again to raw rows at a range's ends */
+    char again[160];
+    rollup_route_class("latency; lowest ttfb up; after failover", again, sizeof again);
+    assert_string_equal(again, "latency; lowest ttfb up; after failover");
+}
+
+static void test_fold_sums_rows_sharing_a_line_per_hour_and_day(void **state)
+{
+    (void)state;
+    int64_t t = 1000 * D + 5 * H; /* some day, 05:00 UTC */
+    struct ledger_row rows[] = {
+        row(t + 1, "acme", "cost; cheapest (1 ms)", 200, 0.5, true),
+        row(t + 2, "acme", "cost; cheapest (2 ms)", 502, 0.25, true), /* same class */
+        row(t + H, "acme", "cost; cheapest (3 ms)", 200, 0, false),   /* next hour, same day */
+        row(t + 3, "globex", "cost; cheapest", 200, 1, true),
+    };
+    struct rollup_line lines[8];
+    size_t n = rollup_fold(rows, 4, lines);
+    /* hours: acme@05, acme@06, globex@05; days: acme, globex */
+    assert_int_equal(n, 5);
+    for (size_t i = 1; i < n; i++) /* one total order: hour lines, then day lines */
+        assert_true(lines[i - 1].span_ms < lines[i].span_ms ||
+                    (lines[i - 1].span_ms == lines[i].span_ms &&
+                     (lines[i - 1].bucket_ms < lines[i].bucket_ms ||
+                      (lines[i - 1].bucket_ms == lines[i].bucket_ms &&
+                       strcmp(lines[i - 1].customer, lines[i].customer) < 0))));
+    const struct rollup_line *acme5 = &lines[0], *acme_day = &lines[3];
+    assert_int_equal(acme5->span_ms, H);
+    assert_int_equal(acme5->bucket_ms, t);
+    assert_string_equal(acme5->customer, "acme");
+    assert_string_equal(acme5->route, "cost; cheapest");
+    assert_int_equal(acme5->requests, 2);
+    assert_int_equal(acme5->errors, 1);
+    assert_int_equal(acme5->prompt_tokens, 20);
+    assert_int_equal(acme5->completion_tokens, 0);
+    assert_true(acme5->cost_usd > 0.7499 && acme5->cost_usd < 0.7501);
+    assert_int_equal(acme5->ttft_count, 0);
+    assert_int_equal(acme_day->span_ms, D);
+    assert_int_equal(acme_day->bucket_ms, 1000 * D);
+    assert_int_equal(acme_day->requests, 3);
+    assert_int_equal(acme_day->unknown_cost, 1);
+    assert_true(acme_day->latency_ms > 7.49 && acme_day->latency_ms < 7.51);
+    assert_int_equal(rollup_fold(rows, 0, lines), 0);
+}
+
+static void test_plan_reads_raw_ends_hour_lines_and_day_lines(void **state)
+{
+    (void)state;
+    struct rollup_plan p;
+    int64_t d0 = 1000 * D;
+    /* 00:17 on day 0 to 05:03 on day 2: raw ends, hours to the day edges, day 1 whole */
+    rollup_plan(d0 + 17 * 60000, d0 + 2 * D + 5 * H + 3 * 60000, 0, 0, &p);
+    assert_int_equal(p.raw[0][0], d0 + 17 * 60000);
+    assert_int_equal(p.raw[0][1], d0 + H);
+    assert_int_equal(p.hour[0][0], d0 + H);
+    assert_int_equal(p.hour[0][1], d0 + D);
+    assert_int_equal(p.day[0], d0 + D);
+    assert_int_equal(p.day[1], d0 + 2 * D);
+    assert_int_equal(p.hour[1][0], d0 + 2 * D);
+    assert_int_equal(p.hour[1][1], d0 + 2 * D + 5 * H);
+    assert_int_equal(p.raw[1][0], d0 + 2 * D + 5 * H);
+    assert_int_equal(p.raw[1][1], d0 + 2 * D + 5 * H + 3 * 60000);
+    /* hour buckets: day lines cannot be split, so hours all the way */
+    rollup_plan(d0 + 17 * 60000, d0 + 2 * D + 5 * H, H, 0, &p);
+    assert_true(p.day[0] >= p.day[1]);
+    assert_int_equal(p.hour[0][0], d0 + H);
+    assert_int_equal(p.hour[0][1], d0 + 2 * D + 5 * H);
+    /* inside one hour: raw rows only */
+    rollup_plan(d0 + 60000, d0 + 50 * 60000, 0, 0, &p);
+    assert_int_equal(p.raw[0][0], d0 + 60000);
+    assert_int_equal(p.raw[0][1], d0 + 50 * 60000);
+    assert_true(p.hour[0][0] >= p.hour[0][1] && p.hour[1][0] >= p.hour[1][1]);
+    /* rows before kept_from were deleted: that end reads its whole hour from lines */
+    rollup_plan(d0 + 17 * 60000, d0 + 3 * H, 0, d0 + D, &p);
+    assert_true(p.raw[0][0] >= p.raw[0][1]);
+    assert_int_equal(p.hour[0][0], d0);
+    rollup_plan(d0 + 17 * 60000, d0 + 3 * H + 60000, 0, d0 + D, &p);
+    assert_int_equal(p.hour[1][1], d0 + 4 * H);
+    assert_true(p.raw[1][0] >= p.raw[1][1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_class_drops_figures_and_names_failover),
+        cmocka_unit_test(test_fold_sums_rows_sharing_a_line_per_hour_and_day),
+        cmocka_unit_test(test_plan_reads_raw_ends_hour_lines_and_day_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
