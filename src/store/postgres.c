@@ -248,14 +248,14 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
 static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                        size_t size)
 {
-    if (n > s->lines_cap / 2) {
-        struct rollup_line *more = realloc(s->lines, 2 * n * sizeof *more);
+    if (n > s->lines_cap / ROLLUP_LINES_PER_ROW) {
+        struct rollup_line *more = realloc(s->lines, ROLLUP_LINES_PER_ROW * n * sizeof *more);
         if (more == NULL) {
             snprintf(why, size, "out of memory");
             return -1;
         }
         s->lines = more;
-        s->lines_cap = 2 * n;
+        s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
     size_t m = rollup_fold(rows, n, s->lines);
     if (exec(s, "BEGIN", why, size)) return -1;
@@ -268,7 +268,7 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
     return 0;
 }
 
-/* Up to this many lines per INSERT (22 parameters each; PostgreSQL allows 65,535). */
+/* Up to this many lines per INSERT (17 parameters each; PostgreSQL allows 65,535). */
 #define UPSERT_LINES 500
 
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
@@ -276,10 +276,9 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
 {
     /* Numbers travel as text: each gets its cast, or a multi-row VALUES types them text. */
     static const char *const casts[ROLLUP_N_COLUMNS] = {
-        "::bigint", "::bigint", "",         "",         "",         "",
-        "",         "",         "",         "::bigint", "::bigint", "::bigint",
-        "::bigint", "::bigint", "::float8", "::bigint", "::bigint", "::float8",
-        "::float8", "::bigint", "::float8", "::bigint"};
+        "::bigint", "::bigint", "",         "",         "::bigint", "::bigint",
+        "::bigint", "::bigint", "::bigint", "::float8", "::bigint", "::bigint",
+        "::float8", "::float8", "::bigint", "::float8", "::bigint"};
     size_t chunk = n < UPSERT_LINES ? n : UPSERT_LINES;
     size_t sql_cap =
         200 + sizeof(ROLLUP_COLUMNS) + sizeof(ROLLUP_UPSERT_TAIL) + chunk * ROLLUP_N_COLUMNS * 16;
@@ -303,18 +302,18 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
             snprintf(t[1], 40, "%lld", (long long)l->bucket_ms);
             const int64_t counts[] = {l->requests, l->errors, l->prompt_tokens,
                                       l->completion_tokens, l->cached_tokens};
-            for (int c = 0; c < 5; c++) snprintf(t[9 + c], 40, "%lld", (long long)counts[c]);
-            snprintf(t[14], 40, "%.17g", l->cost_usd);
-            snprintf(t[15], 40, "%lld", (long long)l->unknown_cost);
-            snprintf(t[16], 40, "%lld", (long long)l->estimated);
-            snprintf(t[17], 40, "%.17g", l->latency_ms);
-            snprintf(t[18], 40, "%.17g", l->ttft_ms);
-            snprintf(t[19], 40, "%lld", (long long)l->ttft_count);
-            snprintf(t[20], 40, "%.17g", l->saved_usd);
-            snprintf(t[21], 40, "%lld", (long long)l->cache_hits);
-            const char *keys[] = {l->key_id,  l->team,         l->customer, l->model,
-                                  l->backend, l->target_model, l->route};
-            for (int c = 0; c < ROLLUP_N_COLUMNS; c++) p[c] = c >= 2 && c < 9 ? keys[c - 2] : t[c];
+            for (int c = 0; c < 5; c++) snprintf(t[4 + c], 40, "%lld", (long long)counts[c]);
+            snprintf(t[9], 40, "%.17g", l->cost_usd);
+            snprintf(t[10], 40, "%lld", (long long)l->unknown_cost);
+            snprintf(t[11], 40, "%lld", (long long)l->estimated);
+            snprintf(t[12], 40, "%.17g", l->latency_ms);
+            snprintf(t[13], 40, "%.17g", l->ttft_ms);
+            snprintf(t[14], 40, "%lld", (long long)l->ttft_count);
+            snprintf(t[15], 40, "%.17g", l->saved_usd);
+            snprintf(t[16], 40, "%lld", (long long)l->cache_hits);
+            for (int c = 0; c < ROLLUP_N_COLUMNS; c++) p[c] = t[c];
+            p[2] = rollup_dim_name(l->dim);
+            p[3] = l->value;
             w += (size_t)snprintf(sql + w, sql_cap - w, "%s(", i ? "," : "");
             for (int c = 0; c < ROLLUP_N_COLUMNS; c++)
                 w += (size_t)snprintf(sql + w, sql_cap - w, "%s$%zu%s", c ? "," : "",
@@ -404,7 +403,7 @@ static int64_t pg_retain(struct store *s, int64_t rows_before, int64_t rollups_b
         "ledger_retention SET rows_before_ms = GREATEST(rows_before_ms, $1::bigint) WHERE "
         "EXISTS (SELECT 1 FROM gone)) SELECT COUNT(*) FROM gone",
         "DELETE FROM rollups WHERE ctid IN (SELECT ctid FROM rollups WHERE span_ms IN (3600000, "
-        "86400000) AND bucket_ms < $1::bigint LIMIT $2::bigint)"};
+        "86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < $1::bigint LIMIT $2::bigint)"};
     const int64_t before[2] = {rows_before, rollups_before};
     int64_t deleted = 0;
     for (int i = 0; i < 2; i++) {

@@ -1,6 +1,6 @@
 /*
- * DESIGN: a batch is folded by sorting its 2n lines by key and summing neighbours: no hash
- * table to size, and the sorted order is also the lock order the header promises.
+ * DESIGN: a batch is folded by sorting its lines (14 per row) by key and summing neighbours: no
+ * hash table to size, and the sorted order is also the lock order the header promises.
  */
 #include "store/rollup.h"
 
@@ -24,17 +24,26 @@ void rollup_route_class(const char *route, char *out, size_t cap)
         snprintf(out, cap, "%s", text);
 }
 
-static void line_key(struct rollup_line *l, const struct ledger_row *r, int64_t span)
+static const char *const dim_names[ROLLUP_DIMS] = {"model",   "key",   "team",  "customer",
+                                                   "backend", "route", "target"};
+
+const char *rollup_dim_name(enum rollup_dim d)
+{
+    return (unsigned)d < ROLLUP_DIMS ? dim_names[d] : "model";
+}
+
+static void line_key(struct rollup_line *l, const struct ledger_row *r, int64_t span,
+                     enum rollup_dim dim)
 {
     l->span_ms = span;
     l->bucket_ms = r->ts_ms / span * span;
-    snprintf(l->key_id, sizeof l->key_id, "%s", r->key_id);
-    snprintf(l->team, sizeof l->team, "%s", r->team);
-    snprintf(l->customer, sizeof l->customer, "%s", r->customer);
-    snprintf(l->model, sizeof l->model, "%s", r->model);
-    snprintf(l->backend, sizeof l->backend, "%s", r->backend);
-    snprintf(l->target_model, sizeof l->target_model, "%s", r->target_model);
-    rollup_route_class(r->route, l->route, sizeof l->route);
+    l->dim = dim;
+    const char *v[ROLLUP_DIMS] = {r->model,   r->key_id, r->team,        r->customer,
+                                  r->backend, NULL,      r->target_model};
+    if (dim == ROLLUP_ROUTE)
+        rollup_route_class(r->route, l->value, sizeof l->value);
+    else
+        snprintf(l->value, sizeof l->value, "%s", v[dim]);
 }
 
 static void line_figures(struct rollup_line *l, const struct ledger_row *r)
@@ -58,13 +67,9 @@ static int compare_keys(const void *a, const void *b)
 {
     const struct rollup_line *x = a, *y = b;
     if (x->span_ms != y->span_ms) return x->span_ms < y->span_ms ? -1 : 1;
+    if (x->dim != y->dim) return x->dim < y->dim ? -1 : 1;
     if (x->bucket_ms != y->bucket_ms) return x->bucket_ms < y->bucket_ms ? -1 : 1;
-    int c;
-    if ((c = strcmp(x->key_id, y->key_id)) || (c = strcmp(x->team, y->team)) ||
-        (c = strcmp(x->customer, y->customer)) || (c = strcmp(x->model, y->model)) ||
-        (c = strcmp(x->backend, y->backend)) || (c = strcmp(x->target_model, y->target_model)))
-        return c;
-    return strcmp(x->route, y->route);
+    return strcmp(x->value, y->value);
 }
 
 static void add_figures(struct rollup_line *to, const struct rollup_line *l)
@@ -86,16 +91,18 @@ static void add_figures(struct rollup_line *to, const struct rollup_line *l)
 
 size_t rollup_fold(const struct ledger_row *rows, size_t n, struct rollup_line *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        line_key(&out[2 * i], &rows[i], ROLLUP_HOUR_MS);
-        line_figures(&out[2 * i], &rows[i]);
-        line_key(&out[2 * i + 1], &rows[i], ROLLUP_DAY_MS);
-        line_figures(&out[2 * i + 1], &rows[i]);
-    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int span = 0; span < 2; span++)
+            for (int d = 0; d < ROLLUP_DIMS; d++) {
+                struct rollup_line *l = &out[m++];
+                line_key(l, &rows[i], span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS, (enum rollup_dim)d);
+                line_figures(l, &rows[i]);
+            }
     if (n == 0) return 0;
-    qsort(out, 2 * n, sizeof *out, compare_keys);
+    qsort(out, m, sizeof *out, compare_keys);
     size_t w = 0;
-    for (size_t i = 1; i < 2 * n; i++) {
+    for (size_t i = 1; i < m; i++) {
         if (compare_keys(&out[w], &out[i]) == 0)
             add_figures(&out[w], &out[i]);
         else if (++w != i)
@@ -149,7 +156,7 @@ void rollup_plan(int64_t from, int64_t to, int64_t bucket_ms, int64_t kept_from_
 int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, char *why, size_t size)
 {
     struct ledger_row *rows = malloc(LEDGER_PAGE_ROWS * sizeof *rows);
-    struct rollup_line *lines = malloc(2 * LEDGER_PAGE_ROWS * sizeof *lines);
+    struct rollup_line *lines = malloc(ROLLUP_LINES_PER_ROW * LEDGER_PAGE_ROWS * sizeof *lines);
     int rc = 0;
     if (rows == NULL || lines == NULL) {
         snprintf(why, size, "out of memory");

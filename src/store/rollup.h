@@ -2,11 +2,15 @@
  * store/rollup — the ledger's aggregate tables, folded in memory from a batch of rows.
  *
  * Every batch of rows a store appends also adds to table `rollups`, in the same transaction:
- * one line per (span, bucket, key, team, customer, model, backend, target model, route class)
- * holding sums — requests, errors (status >= 400), tokens, cost, latency and so on. A span
- * is an hour (3,600,000 ms) or a UTC day (86,400,000 ms); bucket_ms is a multiple of it.
- * Reports and budget seeds read these lines instead of raw rows, so their cost depends on
- * the number of hours and groups in a range, not on how many requests the ledger holds.
+ * one line per (span, dimension, bucket, value) holding sums — requests, errors (status >=
+ * 400), tokens, cost, latency and so on. A span is an hour (3,600,000 ms) or a UTC day
+ * (86,400,000 ms); bucket_ms is a multiple of it. The dimensions are what reports and
+ * budgets group by, one at a time: model, key, team, customer, backend, target (model) and
+ * route. Each row adds to one line per dimension and span, so a dimension's lines per
+ * bucket are its distinct values, not the product of all of them (2,000 customers × 50 keys
+ * × 6 models would be nearly a line per request). Reports and budget seeds read these lines
+ * instead of raw rows: their cost depends on the hours and groups in a range, not on how
+ * many requests the ledger holds.
  *
  * The route column holds the route's class, not its text: "latency; lowest ttfb up (12.0
  * ms); after 2 failed attempts" becomes "latency; lowest ttfb up; after failover"
@@ -28,11 +32,29 @@
 /* Rows a backfill or an export reads per query (keyset pages, bounded memory). */
 #define LEDGER_PAGE_ROWS 4096
 
+/* The dimensions, in the order of enum spend_group, then the target model. */
+enum rollup_dim {
+    ROLLUP_MODEL,
+    ROLLUP_KEY,
+    ROLLUP_TEAM,
+    ROLLUP_CUSTOMER,
+    ROLLUP_BACKEND,
+    ROLLUP_ROUTE,
+    ROLLUP_TARGET,
+    ROLLUP_DIMS
+};
+
+/* Every dimension's name as an SQL list (retention walks the primary key by them). */
+#define ROLLUP_DIM_LIST "('model', 'key', 'team', 'customer', 'backend', 'route', 'target')"
+
+/** The dimension's name in column `dim` ("model", "key", …): the spend group names. */
+const char *rollup_dim_name(enum rollup_dim d);
+
 /* One line of table `rollups`, or what a batch adds to one. */
 struct rollup_line {
     int64_t span_ms, bucket_ms;
-    char key_id[48], team[64], customer[128], model[128], backend[64], target_model[160];
-    char route[160];
+    enum rollup_dim dim;
+    char value[160];
     int64_t requests, errors;
     int64_t prompt_tokens, completion_tokens, cached_tokens; /* unknown counts add 0 */
     double cost_usd;                                         /* known costs only */
@@ -47,16 +69,16 @@ struct rollup_line {
 
 /* The columns of table `rollups`, key first (ROLLUP_N_KEY of them), in struct order. */
 #define ROLLUP_COLUMNS                                                                             \
-    "span_ms, bucket_ms, key_id, team, customer, model, backend, target_model, route, requests, "  \
-    "errors, prompt_tokens, completion_tokens, cached_tokens, cost_usd, unknown_cost, estimated, " \
-    "latency_ms, ttft_ms, ttft_count, saved_usd, cache_hits"
-#define ROLLUP_N_COLUMNS 22
-#define ROLLUP_N_KEY     9
+    "span_ms, bucket_ms, dim, value, requests, errors, prompt_tokens, completion_tokens, "         \
+    "cached_tokens, cost_usd, unknown_cost, estimated, latency_ms, ttft_ms, ttft_count, "          \
+    "saved_usd, cache_hits"
+#define ROLLUP_N_COLUMNS 17
+#define ROLLUP_N_KEY     4
 
 /* The upsert's conflict target and what it adds (the same SQL for SQLite and PostgreSQL). */
 #define ROLLUP_UPSERT_TAIL                                                                         \
-    " ON CONFLICT (span_ms, bucket_ms, key_id, team, customer, model, backend, target_model, "     \
-    "route) DO UPDATE SET requests = rollups.requests + excluded.requests, "                       \
+    " ON CONFLICT (span_ms, dim, bucket_ms, value) DO UPDATE SET requests = rollups.requests + "   \
+    "excluded.requests, "                                                                          \
     "errors = rollups.errors + excluded.errors, "                                                  \
     "prompt_tokens = rollups.prompt_tokens + excluded.prompt_tokens, "                             \
     "completion_tokens = rollups.completion_tokens + excluded.completion_tokens, "                 \
@@ -70,10 +92,13 @@ struct rollup_line {
     "saved_usd = rollups.saved_usd + excluded.saved_usd, "                                         \
     "cache_hits = rollups.cache_hits + excluded.cache_hits"
 
+/* Lines a row adds to: one per dimension and span. */
+#define ROLLUP_LINES_PER_ROW (2 * ROLLUP_DIMS)
+
 /**
- * Folds `n` rows into lines — each row into its hour's and its day's — summing rows that
- * share a line. `out` holds at least 2 × n lines (caller memory). The lines come out in
- * one total order of their keys, so two writers upserting overlapping batches lock rows
+ * Folds `n` rows into lines — each row into its hour's and its day's, per dimension —
+ * summing rows that share a line. `out` holds at least ROLLUP_LINES_PER_ROW × n lines. The lines
+ * come out in one total order of their keys, so two writers upserting overlapping batches lock rows
  * in the same order (no deadlock on PostgreSQL). @return the number of lines.
  */
 size_t rollup_fold(const struct ledger_row *rows, size_t n, struct rollup_line *out);

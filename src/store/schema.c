@@ -17,7 +17,7 @@ const char *spend_group_column(enum spend_group g)
 
 /* One branch of the spend query: `table`'s rows in [p(a), p(b)), as the columns the outer
  * query sums. Raw rows count one request each; rollup lines carry their sums. */
-static size_t branch(char *out, size_t size, const char *c, int64_t bucket_ms, bool raw,
+static size_t branch(char *out, size_t size, enum spend_group by, int64_t bucket_ms, bool raw,
                      int64_t span_ms, const char *placeholder, int a, int b)
 {
     char bucket[96] = "0", from[24], to[24];
@@ -34,18 +34,19 @@ static size_t branch(char *out, size_t size, const char *c, int64_t bucket_ms, b
             "COALESCE(completion_tokens, 0) AS ct, COALESCE(cost_usd, 0) AS usd, "
             "CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END AS unk, estimated AS "
             "est FROM requests WHERE ts_ms >= %s AND ts_ms < %s",
-            c, bucket, from, to);
+            spend_group_column(by), bucket, from, to);
+    /* enum spend_group and enum rollup_dim share their first values */
     return (size_t)snprintf(out, size,
-                            "SELECT %s, %s, requests, prompt_tokens, completion_tokens, cost_usd, "
-                            "unknown_cost, estimated FROM rollups WHERE span_ms = %lld AND "
-                            "bucket_ms >= %s AND bucket_ms < %s",
-                            c, bucket, (long long)span_ms, from, to);
+                            "SELECT value, %s, requests, prompt_tokens, completion_tokens, "
+                            "cost_usd, unknown_cost, estimated FROM rollups WHERE span_ms = %lld "
+                            "AND dim = '%s' AND bucket_ms >= %s AND bucket_ms < %s",
+                            bucket, (long long)span_ms, rollup_dim_name((enum rollup_dim)by), from,
+                            to);
 }
 
 void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms,
                      const char *placeholder)
 {
-    const char *c = spend_group_column(by);
     size_t w = (size_t)snprintf(out, size,
                                 "SELECT g, SUM(n), SUM(pt), SUM(ct), SUM(usd), SUM(unk), SUM(est), "
                                 "b FROM (");
@@ -61,7 +62,7 @@ void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket
     for (int i = 0; i < 5 && w < size; i++) {
         if (i > 0) w += (size_t)snprintf(out + w, size - w, " UNION ALL ");
         if (w < size)
-            w += branch(out + w, size - w, c, bucket_ms, parts[i].raw, parts[i].span, placeholder,
+            w += branch(out + w, size - w, by, bucket_ms, parts[i].raw, parts[i].span, placeholder,
                         2 * i + 1, 2 * i + 2);
     }
     if (w < size) snprintf(out + w, size - w, ") AS u GROUP BY g, b ORDER BY 8, 5 DESC, 1");
@@ -74,3 +75,10 @@ void spend_query_params(const struct rollup_plan *p, int64_t out[SPEND_QUERY_PAR
         p->hour[0][1], p->hour[1][0], p->hour[1][1], p->day[0],    p->day[1]};
     memcpy(out, v, sizeof v);
 }
+
+_Static_assert((int)SPEND_BY_MODEL == (int)ROLLUP_MODEL && (int)SPEND_BY_KEY == (int)ROLLUP_KEY &&
+                   (int)SPEND_BY_TEAM == (int)ROLLUP_TEAM &&
+                   (int)SPEND_BY_CUSTOMER == (int)ROLLUP_CUSTOMER &&
+                   (int)SPEND_BY_BACKEND == (int)ROLLUP_BACKEND &&
+                   (int)SPEND_BY_ROUTE == (int)ROLLUP_ROUTE,
+               "a spend group reads the rollup dimension of the same number");

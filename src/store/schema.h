@@ -78,18 +78,14 @@ static const struct migration schema_migrations[] = {
      * would have cost (its cost_usd is 0). */
     {8, "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE requests ADD COLUMN saved_usd DOUBLE PRECISION"},
-    /* Aggregates per hour and per day (store/rollup.h), kept in the rows' transaction. The
-     * primary key leads with (span_ms, bucket_ms): reports and retention read time ranges. */
+    /* Aggregates per hour and day and dimension (store/rollup.h), kept in the rows'
+     * transaction. The primary key leads with (span_ms, dim, bucket_ms): reports, budget
+     * seeds and retention read one dimension's time range. */
     {9, "CREATE TABLE rollups ("
         " span_ms BIGINT NOT NULL,"
         " bucket_ms BIGINT NOT NULL,"
-        " key_id TEXT NOT NULL,"
-        " team TEXT NOT NULL,"
-        " customer TEXT NOT NULL,"
-        " model TEXT NOT NULL,"
-        " backend TEXT NOT NULL,"
-        " target_model TEXT NOT NULL,"
-        " route TEXT NOT NULL,"
+        " dim TEXT NOT NULL,"
+        " value TEXT NOT NULL,"
         " requests BIGINT NOT NULL,"
         " errors BIGINT NOT NULL,"
         " prompt_tokens BIGINT NOT NULL,"
@@ -103,8 +99,7 @@ static const struct migration schema_migrations[] = {
         " ttft_count BIGINT NOT NULL,"
         " saved_usd DOUBLE PRECISION NOT NULL,"
         " cache_hits BIGINT NOT NULL,"
-        " PRIMARY KEY (span_ms, bucket_ms, key_id, team, customer, model, backend, target_model,"
-        " route));"
+        " PRIMARY KEY (span_ms, dim, bucket_ms, value));"
         /* Raw rows older than rows_before_ms may have been deleted (reports read their hours
          * from rollups then): set by retention. */
         "CREATE TABLE ledger_retention (id INTEGER PRIMARY KEY, rows_before_ms BIGINT NOT NULL);"

@@ -175,15 +175,15 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
         }
     }
     sqlite3_reset(s->insert);
-    if (n > s->lines_cap / 2) {
-        struct rollup_line *more = realloc(s->lines, 2 * n * sizeof *more);
+    if (n > s->lines_cap / ROLLUP_LINES_PER_ROW) {
+        struct rollup_line *more = realloc(s->lines, ROLLUP_LINES_PER_ROW * n * sizeof *more);
         if (more == NULL) {
             snprintf(why, size, "out of memory");
             exec(s, "ROLLBACK", why + strlen(why), 0);
             return -1;
         }
         s->lines = more;
-        s->lines_cap = 2 * n;
+        s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
     size_t m = rollup_fold(rows, n, s->lines);
     if (add_rollups(s, s->lines, m, why, size) != 0) {
@@ -197,11 +197,10 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
                        size_t size)
 {
     if (s->upsert == NULL &&
-        sqlite3_prepare_v2(
-            s->db,
-            "INSERT INTO rollups (" ROLLUP_COLUMNS
-            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)" ROLLUP_UPSERT_TAIL,
-            -1, &s->upsert, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(s->db,
+                           "INSERT INTO rollups (" ROLLUP_COLUMNS
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)" ROLLUP_UPSERT_TAIL,
+                           -1, &s->upsert, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite rollups: %s", sqlite3_errmsg(s->db));
         return -1;
     }
@@ -211,26 +210,21 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
         sqlite3_reset(q);
         sqlite3_bind_int64(q, 1, l->span_ms);
         sqlite3_bind_int64(q, 2, l->bucket_ms);
-        sqlite3_bind_text(q, 3, l->key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 4, l->team, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 5, l->customer, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 6, l->model, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 7, l->backend, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 8, l->target_model, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 9, l->route, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 10, l->requests);
-        sqlite3_bind_int64(q, 11, l->errors);
-        sqlite3_bind_int64(q, 12, l->prompt_tokens);
-        sqlite3_bind_int64(q, 13, l->completion_tokens);
-        sqlite3_bind_int64(q, 14, l->cached_tokens);
-        sqlite3_bind_double(q, 15, l->cost_usd);
-        sqlite3_bind_int64(q, 16, l->unknown_cost);
-        sqlite3_bind_int64(q, 17, l->estimated);
-        sqlite3_bind_double(q, 18, l->latency_ms);
-        sqlite3_bind_double(q, 19, l->ttft_ms);
-        sqlite3_bind_int64(q, 20, l->ttft_count);
-        sqlite3_bind_double(q, 21, l->saved_usd);
-        sqlite3_bind_int64(q, 22, l->cache_hits);
+        sqlite3_bind_text(q, 3, rollup_dim_name(l->dim), -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, l->value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, l->requests);
+        sqlite3_bind_int64(q, 6, l->errors);
+        sqlite3_bind_int64(q, 7, l->prompt_tokens);
+        sqlite3_bind_int64(q, 8, l->completion_tokens);
+        sqlite3_bind_int64(q, 9, l->cached_tokens);
+        sqlite3_bind_double(q, 10, l->cost_usd);
+        sqlite3_bind_int64(q, 11, l->unknown_cost);
+        sqlite3_bind_int64(q, 12, l->estimated);
+        sqlite3_bind_double(q, 13, l->latency_ms);
+        sqlite3_bind_double(q, 14, l->ttft_ms);
+        sqlite3_bind_int64(q, 15, l->ttft_count);
+        sqlite3_bind_double(q, 16, l->saved_usd);
+        sqlite3_bind_int64(q, 17, l->cache_hits);
         if (sqlite3_step(q) != SQLITE_DONE) {
             snprintf(why, size, "sqlite rollups: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(q);
@@ -310,7 +304,7 @@ static int64_t sqlite_retain(struct store *s, int64_t rows_before, int64_t rollu
         "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < ?1 ORDER BY "
         "ts_ms LIMIT ?2)",
         "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE span_ms IN "
-        "(3600000, 86400000) AND bucket_ms < ?1 LIMIT ?2)"};
+        "(3600000, 86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < ?1 LIMIT ?2)"};
     const int64_t before[2] = {rows_before, rollups_before};
     int64_t deleted = 0;
     if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;

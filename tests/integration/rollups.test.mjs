@@ -59,27 +59,34 @@ async function one(gw, keys, i) {
   } catch { return 0; }
 }
 
-// Rollup lines summed over route classes vs the raw rows grouped the same way: equal counts
-// and tokens, costs equal to 1e-9. Route is left out (its class is computed in C), and
-// checked separately below.
+// Each dimension's rollup lines vs the raw rows grouped by that column: equal counts and
+// tokens, costs equal to 1e-9; route classes are computed in C, so the route dimension is
+// checked for its totals per bucket. @return the rows compared.
+const DIMS = { model: 'model', key: 'key_id', team: 'team', customer: 'customer', backend: 'backend', target: 'target_model' };
 function assertRollupsMatchRows(db, span, where = '1=1') {
-  const dims = 'key_id, team, customer, model, backend, target_model';
-  const fromRollups = sql(db, `SELECT bucket_ms AS b, ${dims}, SUM(requests) AS n, SUM(errors) AS errors, SUM(prompt_tokens) AS pt, ` +
-    `SUM(completion_tokens) AS ct, SUM(cost_usd) AS usd, SUM(unknown_cost) AS unk, SUM(latency_ms) AS lat ` +
-    `FROM rollups WHERE span_ms = ${span} AND ${where.replace(/ts_ms/g, 'bucket_ms')} GROUP BY b, ${dims} ORDER BY b, ${dims}`);
-  const fromRows = sql(db, `SELECT (ts_ms / ${span}) * ${span} AS b, ${dims}, COUNT(*) AS n, SUM(status >= 400) AS errors, ` +
-    `SUM(COALESCE(prompt_tokens, 0)) AS pt, SUM(COALESCE(completion_tokens, 0)) AS ct, SUM(COALESCE(cost_usd, 0)) AS usd, ` +
-    `SUM(cost_usd IS NULL) AS unk, SUM(latency_ms) AS lat FROM requests WHERE ${where} GROUP BY b, ${dims} ORDER BY b, ${dims}`);
-  assert.ok(fromRows.length > 0, 'rows to compare');
-  assert.equal(fromRollups.length, fromRows.length, `span ${span}: ${fromRollups.length} rollup groups vs ${fromRows.length} row groups`);
-  fromRows.forEach((want, i) => {
-    const got = fromRollups[i];
-    for (const k of ['b', 'key_id', 'team', 'customer', 'model', 'backend', 'target_model', 'n', 'errors', 'pt', 'ct', 'unk'])
-      assert.equal(got[k], want[k], `span ${span} group ${i} ${k}`);
-    assert.ok(Math.abs(got.usd - want.usd) < 1e-9, `cost ${got.usd} vs ${want.usd}`);
-    assert.ok(Math.abs(got.lat - want.lat) < 1e-6 * Math.max(1, want.lat), `latency ${got.lat} vs ${want.lat}`);
-  });
-  return fromRows.reduce((s, r) => s + r.n, 0);
+  let total = 0;
+  for (const [dim, col] of Object.entries(DIMS)) {
+    const fromRollups = sql(db, `SELECT bucket_ms AS b, value AS v, requests AS n, errors, prompt_tokens AS pt, completion_tokens AS ct, ` +
+      `cost_usd AS usd, unknown_cost AS unk, latency_ms AS lat FROM rollups WHERE span_ms = ${span} AND dim = '${dim}' ` +
+      `AND ${where.replace(/ts_ms/g, 'bucket_ms')} ORDER BY b, v`);
+    const fromRows = sql(db, `SELECT (ts_ms / ${span}) * ${span} AS b, ${col} AS v, COUNT(*) AS n, SUM(status >= 400) AS errors, ` +
+      `SUM(COALESCE(prompt_tokens, 0)) AS pt, SUM(COALESCE(completion_tokens, 0)) AS ct, SUM(COALESCE(cost_usd, 0)) AS usd, ` +
+      `SUM(cost_usd IS NULL) AS unk, SUM(latency_ms) AS lat FROM requests WHERE ${where} GROUP BY b, v ORDER BY b, v`);
+    assert.ok(fromRows.length > 0, 'rows to compare');
+    assert.equal(fromRollups.length, fromRows.length, `${dim} span ${span}: ${fromRollups.length} lines vs ${fromRows.length} groups`);
+    fromRows.forEach((want, i) => {
+      const got = fromRollups[i];
+      for (const k of ['b', 'v', 'n', 'errors', 'pt', 'ct', 'unk']) assert.equal(got[k], want[k], `${dim} span ${span} line ${i} ${k}`);
+      assert.ok(Math.abs(got.usd - want.usd) < 1e-9, `${dim}: cost ${got.usd} vs ${want.usd}`);
+      assert.ok(Math.abs(got.lat - want.lat) < 1e-6 * Math.max(1, want.lat), `${dim}: latency ${got.lat} vs ${want.lat}`);
+    });
+    total = fromRows.reduce((sum, r) => sum + r.n, 0);
+  }
+  const routes = sql(db, `SELECT bucket_ms AS b, SUM(requests) AS n FROM rollups WHERE span_ms = ${span} AND dim = 'route' ` +
+    `AND ${where.replace(/ts_ms/g, 'bucket_ms')} GROUP BY b ORDER BY b`);
+  const rows = sql(db, `SELECT (ts_ms / ${span}) * ${span} AS b, COUNT(*) AS n FROM requests WHERE ${where} GROUP BY b ORDER BY b`);
+  assert.deepEqual(routes, rows, `route lines per bucket, span ${span}`);
+  return total;
 }
 
 test('rollups equal the rows after a mixed load, a restart and kill -9; budgets seed from them', async () => {
@@ -127,7 +134,7 @@ test('rollups equal the rows after a mixed load, a restart and kill -9; budgets 
   assert.equal(assertRollupsMatchRows(db, DAY), n);
   assert.ok(n > 400);
   // Route classes: the figures are gone, the policy and reason stay.
-  const routes = sql(db, 'SELECT DISTINCT route FROM rollups ORDER BY route').map((r) => r.route);
+  const routes = sql(db, "SELECT DISTINCT value FROM rollups WHERE dim = 'route' ORDER BY value").map((r) => r.value);
   assert.ok(routes.includes('priority; first available in configured order'), routes.join(' | '));
   assert.ok(routes.every((r) => !/\(/.test(r)), routes.join(' | '));
 });
@@ -193,9 +200,10 @@ test('retention: old rows go in small batches while 64 clients write; their roll
   assert.equal(sql(db, `SELECT COUNT(*) AS n FROM requests WHERE customer = 'recent'`)[0].n, 10);
   assert.equal(sql(db, `SELECT COUNT(*) AS n FROM requests WHERE ts_ms >= ${now - 60000}`)[0].n, answered);
   // Rollup lines: 40 days old kept, 900 days old gone.
-  assert.deepEqual(sql(db, `SELECT span_ms, SUM(requests) AS n FROM rollups WHERE customer LIKE 'old%' GROUP BY span_ms ORDER BY span_ms`),
+  assert.deepEqual(sql(db, `SELECT span_ms, SUM(requests) AS n FROM rollups WHERE dim = 'customer' AND value LIKE 'old%' GROUP BY span_ms ORDER BY span_ms`),
     [{ span_ms: HOUR, n: 5000 }, { span_ms: DAY, n: 5000 }]);
-  assert.equal(sql(db, `SELECT COUNT(*) AS n FROM rollups WHERE customer = 'ancient'`)[0].n, 0);
+  assert.equal(sql(db, `SELECT COUNT(*) AS n FROM rollups WHERE dim = 'customer' AND value = 'ancient'`)[0].n, 0);
+  assert.equal(sql(db, `SELECT COUNT(*) AS n FROM rollups WHERE bucket_ms < ${now - 800 * DAY}`)[0].n, 0);
   // The rows that remain still match their rollups.
   assertRollupsMatchRows(db, HOUR, `ts_ms >= ${now - 30 * DAY + DAY}`);
   // A report over the last 60 days still counts the deleted rows (from rollups).

@@ -34,7 +34,8 @@ static void test_route_class_drops_figures_and_names_failover(void **state)
 {
     (void)state;
     char out[160];
-    rollup_route_class("latency; lowest ttfb up (12.0 ms); after 2 failed attempts", out, sizeof out);
+    rollup_route_class("latency; lowest ttfb up (12.0 ms); after 2 failed attempts", out,
+                       sizeof out);
     assert_string_equal(out, "latency; lowest ttfb up; after failover");
     rollup_route_class("cost; cheapest (0.41 ms)", out, sizeof out);
     assert_string_equal(out, "cost; cheapest");
@@ -58,32 +59,53 @@ static void test_fold_sums_rows_sharing_a_line_per_hour_and_day(void **state)
         row(t + H, "acme", "cost; cheapest (3 ms)", 200, 0, false),   /* next hour, same day */
         row(t + 3, "globex", "cost; cheapest", 200, 1, true),
     };
-    struct rollup_line lines[8];
+    struct rollup_line lines[4 * ROLLUP_LINES_PER_ROW];
     size_t n = rollup_fold(rows, 4, lines);
-    /* hours: acme@05, acme@06, globex@05; days: acme, globex */
-    assert_int_equal(n, 5);
-    for (size_t i = 1; i < n; i++) /* one total order: hour lines, then day lines */
-        assert_true(lines[i - 1].span_ms < lines[i].span_ms ||
-                    (lines[i - 1].span_ms == lines[i].span_ms &&
-                     (lines[i - 1].bucket_ms < lines[i].bucket_ms ||
-                      (lines[i - 1].bucket_ms == lines[i].bucket_ms &&
-                       strcmp(lines[i - 1].customer, lines[i].customer) < 0))));
-    const struct rollup_line *acme5 = &lines[0], *acme_day = &lines[3];
-    assert_int_equal(acme5->span_ms, H);
-    assert_int_equal(acme5->bucket_ms, t);
-    assert_string_equal(acme5->customer, "acme");
-    assert_string_equal(acme5->route, "cost; cheapest");
+    for (size_t i = 1; i < n; i++) { /* one total order: span, dimension, bucket, value */
+        const struct rollup_line *a = &lines[i - 1], *b = &lines[i];
+        assert_true(a->span_ms < b->span_ms ||
+                    (a->span_ms == b->span_ms &&
+                     (a->dim < b->dim ||
+                      (a->dim == b->dim &&
+                       (a->bucket_ms < b->bucket_ms ||
+                        (a->bucket_ms == b->bucket_ms && strcmp(a->value, b->value) < 0))))));
+    }
+    const struct rollup_line *acme5 = NULL, *acme_day = NULL, *route_hour = NULL, *model_day = NULL;
+    size_t customer_hours = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct rollup_line *l = &lines[i];
+        if (l->dim == ROLLUP_CUSTOMER && l->span_ms == H) customer_hours++;
+        if (l->dim == ROLLUP_CUSTOMER && l->span_ms == H && l->bucket_ms == t &&
+            strcmp(l->value, "acme") == 0)
+            acme5 = l;
+        if (l->dim == ROLLUP_CUSTOMER && l->span_ms == D && strcmp(l->value, "acme") == 0)
+            acme_day = l;
+        if (l->dim == ROLLUP_ROUTE && l->span_ms == H && l->bucket_ms == t) route_hour = l;
+        if (l->dim == ROLLUP_MODEL && l->span_ms == D) model_day = l;
+    }
+    /* customer hours: acme@05, acme@06, globex@05 */
+    assert_int_equal(customer_hours, 3);
+    assert_non_null(acme5);
     assert_int_equal(acme5->requests, 2);
     assert_int_equal(acme5->errors, 1);
     assert_int_equal(acme5->prompt_tokens, 20);
     assert_int_equal(acme5->completion_tokens, 0);
     assert_true(acme5->cost_usd > 0.7499 && acme5->cost_usd < 0.7501);
     assert_int_equal(acme5->ttft_count, 0);
-    assert_int_equal(acme_day->span_ms, D);
+    assert_non_null(acme_day);
     assert_int_equal(acme_day->bucket_ms, 1000 * D);
     assert_int_equal(acme_day->requests, 3);
     assert_int_equal(acme_day->unknown_cost, 1);
     assert_true(acme_day->latency_ms > 7.49 && acme_day->latency_ms < 7.51);
+    /* every route text of 05:00 has one class: one line of three requests */
+    assert_non_null(route_hour);
+    assert_string_equal(route_hour->value, "cost; cheapest");
+    assert_int_equal(route_hour->requests, 3);
+    /* one model all day: one line of four */
+    assert_non_null(model_day);
+    assert_string_equal(model_day->value, "chat");
+    assert_int_equal(model_day->requests, 4);
+    assert_string_equal(rollup_dim_name(ROLLUP_KEY), "key");
     assert_int_equal(rollup_fold(rows, 0, lines), 0);
 }
 
