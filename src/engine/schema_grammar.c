@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json_text.h"
+
 /* Whitespace is bounded so a weak model cannot wander off into spaces (as the JSON grammar
  * in engine.c). */
 static const char primitives[] =
@@ -83,10 +85,11 @@ static void add_literal(struct gen *g, const char *text)
     add(g, "\"");
 }
 
-/* A JSON value, exactly, followed by whitespace. */
+/* A JSON value, exactly, followed by whitespace. Numbers as the schema wrote them (15
+ * digits: `const: 0.1` must not demand "0.10000000000000001" from the model). */
 static void add_json_literal(struct gen *g, const json_t *v)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_TEXT_REALS);
     if (text == NULL) {
         unsupported(g, "a value that cannot be written");
         return;

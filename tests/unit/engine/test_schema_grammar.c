@@ -69,6 +69,13 @@ static void test_schema_grammar_literals_anyof_and_open_values(void **state)
     assert_string_equal(line_of(g, "r2", line, sizeof line), "r2 ::= integer");
     assert_string_equal(line_of(g, "r3", line, sizeof line), "r3 ::= value");
     free(g);
+    /* A number literal reads as the schema wrote it, not as its 17-digit double. */
+    g = grammar_of("{\"enum\":[0.1,0.7]}", why, sizeof why);
+    assert_non_null(g);
+    assert_non_null(strstr(g, "\"0.1\" ws"));
+    assert_non_null(strstr(g, "\"0.7\" ws"));
+    assert_null(strstr(g, "0.1000"));
+    free(g);
     /* minItems / maxItems bound the repetition. */
     const struct {
         const char *schema, *rule;
