@@ -11,31 +11,22 @@
 #define HOUR_MS 3600000LL
 #define DAY_MS  86400000LL
 
-/* Every line of a grouped (and maybe bucketed) query, into a malloc'd array: asked again
- * with more room while the store fills all it was given, so nothing is cut silently.
- * @return lines, -1 (store or memory), or -2 (more than SPEND_REPORT_MAX_LINES). */
+/* Every line of a grouped (and maybe bucketed) query, into a malloc'd array — one query;
+ * nothing is cut silently. @return lines, -1 (store or memory), or -2 (more than
+ * SPEND_REPORT_MAX_LINES). */
 static int fetch(struct store_handle *s, enum spend_group by, int64_t bucket_ms, int64_t from,
                  int64_t to, struct spend_line **out, char *why, size_t size)
 {
-    size_t cap = 256;
     *out = NULL;
-    for (;;) {
-        struct spend_line *lines = realloc(*out, cap * sizeof *lines);
-        if (lines == NULL) {
-            snprintf(why, size, "out of memory");
-            return -1;
-        }
-        *out = lines;
-        int n = s->ops->spend(s->db, by, bucket_ms, from, to, lines, cap, why, size);
-        if (n < 0 || (size_t)n < cap) return n;
-        if (cap >= SPEND_REPORT_MAX_LINES) {
-            snprintf(why, size,
-                     "the report has more than %d lines: narrow from/to or use a coarser bucket",
-                     SPEND_REPORT_MAX_LINES);
-            return -2;
-        }
-        cap = cap * 4 < SPEND_REPORT_MAX_LINES ? cap * 4 : SPEND_REPORT_MAX_LINES;
+    int n = s->ops->spend(s->db, by, bucket_ms, from, to, out, SPEND_REPORT_MAX_LINES + 1, why,
+                          size);
+    if (n > SPEND_REPORT_MAX_LINES) {
+        snprintf(why, size,
+                 "the report has more than %d lines: narrow from/to or use a coarser bucket",
+                 SPEND_REPORT_MAX_LINES);
+        return -2;
     }
+    return n;
 }
 
 /* Total spend in [from, to): the sum of a grouped query's lines. */

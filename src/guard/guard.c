@@ -144,15 +144,14 @@ static int seed_budgets(struct guard *g, struct store_handle *store, const struc
     static const enum spend_group groups[] = {SPEND_BY_KEY, SPEND_BY_TEAM, SPEND_BY_CUSTOMER};
     static const enum budget_scope scopes[] = {BUDGET_SCOPE_KEY, BUDGET_SCOPE_TEAM,
                                                BUDGET_SCOPE_CUSTOMER};
-    struct spend_line *lines = calloc(SEED_LINES, sizeof *lines);
-    if (lines == NULL) return err_oom(err);
+    struct spend_line *lines = NULL;
     int64_t now = g->now_ms();
     char why[300];
     for (int p = BUDGET_DAILY; p <= BUDGET_MONTHLY; p++) {
         int64_t from = budget_period_start((enum budget_period)p, now);
         for (size_t k = 0; k < 3; k++) {
             if (!budgeted(g, keys, n_keys, scopes[k], (enum budget_period)p)) continue;
-            int n = store->ops->spend(store->db, groups[k], 0, from, now + 86400000, lines,
+            int n = store->ops->spend(store->db, groups[k], 0, from, now + 86400000, &lines,
                                       SEED_LINES, why, sizeof why);
             if (n < 0) {
                 free(lines);

@@ -447,7 +447,7 @@ static int pg_append(struct store *s, const struct ledger_row *rows, size_t n, c
 }
 
 static int pg_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
-                    int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
+                    int64_t to_ms, struct spend_line **lines, size_t max, char *why, size_t size)
 {
     char sql[SPEND_QUERY_SIZE], text[SPEND_QUERY_PARAMS][24];
     const char *v[SPEND_QUERY_PARAMS];
@@ -465,10 +465,15 @@ static int pg_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int
         PQclear(r);
         return -1;
     }
-    size_t n = (size_t)PQntuples(r);
-    if (n > cap) n = cap;
+    size_t n = (size_t)PQntuples(r), cap = 0;
+    if (n > max) n = max;
     for (size_t i = 0; i < n; i++) {
-        struct spend_line *l = &lines[i];
+        struct spend_line *l = spend_lines_at(lines, &cap, i);
+        if (l == NULL) {
+            PQclear(r);
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
         snprintf(l->group, sizeof l->group, "%s", PQgetvalue(r, (int)i, 0));
         l->requests = atoll(PQgetvalue(r, (int)i, 1));
         l->prompt_tokens = atoll(PQgetvalue(r, (int)i, 2));

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const group_columns[] = {"model",    "key_id",  "team",
@@ -66,6 +67,18 @@ void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket
                         2 * i + 1, 2 * i + 2);
     }
     if (w < size) snprintf(out + w, size - w, ") AS u GROUP BY g, b ORDER BY 8, 5 DESC, 1");
+}
+
+struct spend_line *spend_lines_at(struct spend_line **lines, size_t *cap, size_t n)
+{
+    if (n >= *cap) {
+        size_t more = *cap ? *cap * 2 : 256;
+        struct spend_line *grown = realloc(*lines, more * sizeof *grown);
+        if (grown == NULL) return NULL;
+        *lines = grown;
+        *cap = more;
+    }
+    return &(*lines)[n];
 }
 
 void spend_query_params(const struct rollup_plan *p, int64_t out[SPEND_QUERY_PARAMS])

@@ -152,6 +152,10 @@ const char *spend_group_column(enum spend_group g);
  *  the parameters are spend_query_params' values. `out` holds SPEND_QUERY_SIZE bytes. */
 void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket_ms,
                      const char *placeholder);
+/** Room for line `n` of *lines (capacity *cap, grown by doubling). @return the line, or
+ *  NULL when out of memory (*lines unchanged). */
+struct spend_line *spend_lines_at(struct spend_line **lines, size_t *cap, size_t n);
+
 void spend_query_params(const struct rollup_plan *p, int64_t out[SPEND_QUERY_PARAMS]);
 
 #endif

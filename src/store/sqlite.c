@@ -350,7 +350,8 @@ static int64_t kept_from(struct store *s)
 }
 
 static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
-                        int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t size)
+                        int64_t to_ms, struct spend_line **lines, size_t max, char *why,
+                        size_t size)
 {
     char sql[SPEND_QUERY_SIZE];
     spend_query_sql(sql, sizeof sql, by, bucket_ms, "?%d");
@@ -364,10 +365,15 @@ static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms,
         return -1;
     }
     for (int i = 0; i < SPEND_QUERY_PARAMS; i++) sqlite3_bind_int64(q, i + 1, params[i]);
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < cap) {
-        struct spend_line *l = &lines[n++];
+    while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct spend_line *l = spend_lines_at(lines, &cap, n++);
+        if (l == NULL) {
+            snprintf(why, size, "out of memory");
+            sqlite3_finalize(q);
+            return -1;
+        }
         const unsigned char *g = sqlite3_column_text(q, 0);
         snprintf(l->group, sizeof l->group, "%s", g ? (const char *)g : "");
         l->requests = sqlite3_column_int64(q, 1);
@@ -379,7 +385,7 @@ static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms,
         l->bucket_ms = sqlite3_column_int64(q, 7);
         l->other_groups = 0;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (n < max && rc != SQLITE_DONE) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
         sqlite3_finalize(q);
         return -1;

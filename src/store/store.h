@@ -111,12 +111,13 @@ struct store_ops {
      *  transaction. @return how many were deleted (< limit: nothing older is left), or -1. */
     int64_t (*retain)(struct store *s, int64_t rows_before_ms, int64_t rollups_before_ms,
                       int64_t limit, char *why, size_t why_size);
-    /** Fills up to `cap` lines from rollups (raw rows only for partial hours at the ends,
-     *  struct rollup_plan): by bucket (when `bucket_ms` > 0; 0 = one sum over the
-     *  range), biggest spend first within each. @return lines (== cap: maybe more exist),
-     *  or -1 with `why`. */
+    /** Spend lines from rollups (raw rows only for partial hours at the ends, struct
+     *  rollup_plan): by bucket (when `bucket_ms` > 0; 0 = one sum over the range), biggest
+     *  spend first within each, into *lines (grown with realloc; the caller frees it, also
+     *  after a failure), at most `max` of them. One query however many lines.
+     *  @return lines (== max: maybe more exist), or -1 with `why`. */
     int (*spend)(struct store *s, enum spend_group by, int64_t bucket_ms, int64_t from_ms,
-                 int64_t to_ms, struct spend_line *lines, size_t cap, char *why, size_t why_size);
+                 int64_t to_ms, struct spend_line **lines, size_t max, char *why, size_t why_size);
     /** Inserts a new key. @return 0, or -1 with `why`. */
     int (*key_insert)(struct store *s, const struct key_record *k, char *why, size_t why_size);
     /** Marks key `id` revoked at `ts_ms`. @return 1 revoked, 0 no such (live) key, -1 error. */

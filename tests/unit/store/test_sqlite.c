@@ -86,8 +86,8 @@ static void test_rows_sum_by_group_within_the_window(void **state)
     char why[300];
     assert_int_equal(h.ops->append(h.db, rows, 4, why, sizeof why), 0);
     assert_int_equal(h.ops->count(h.db), 4);
-    struct spend_line lines[8];
-    int n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, 0, 5000, lines, 8, why, sizeof why);
+    struct spend_line *lines = NULL;
+    int n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, 0, 5000, &lines, 8, why, sizeof why);
     assert_int_equal(n, 2);
     assert_string_equal(lines[0].group, "chat"); /* biggest spend first */
     assert_int_equal(lines[0].requests, 2);
@@ -96,10 +96,11 @@ static void test_rows_sum_by_group_within_the_window(void **state)
     assert_true(lines[0].cost_usd > 0.7499 && lines[0].cost_usd < 0.7501);
     assert_string_equal(lines[1].group, "embed");
     assert_int_equal(lines[1].unknown_cost, 1);
-    n = h.ops->spend(h.db, SPEND_BY_TEAM, 0, 0, 10000, lines, 8, why, sizeof why);
+    n = h.ops->spend(h.db, SPEND_BY_TEAM, 0, 0, 10000, &lines, 8, why, sizeof why);
     assert_int_equal(n, 2);
     assert_string_equal(lines[0].group, "ml");
     assert_int_equal(lines[0].requests, 3);
+    free(lines);
     store_close(&h);
     /* Reopened: migrations do not run twice and the rows are still there. */
     h = open_store();
@@ -166,9 +167,9 @@ static void test_spend_buckets_by_utc_hour_within_the_window(void **state)
     };
     char why[300];
     assert_int_equal(h.ops->append(h.db, rows, 6, why, sizeof why), 0);
-    struct spend_line lines[8];
+    struct spend_line *lines = NULL;
     /* [t0, t0 + 3H): the row at t0 + 3H is outside; hour t0+1H has only m-b */
-    int n = h.ops->spend(h.db, SPEND_BY_MODEL, H, t0, t0 + 3 * H, lines, 8, why, sizeof why);
+    int n = h.ops->spend(h.db, SPEND_BY_MODEL, H, t0, t0 + 3 * H, &lines, 8, why, sizeof why);
     assert_int_equal(n, 4);
     assert_true(lines[0].bucket_ms == t0 && strcmp(lines[0].group, "m-a") == 0);
     assert_int_equal(lines[0].requests, 2);
@@ -194,6 +195,7 @@ static void test_spend_buckets_by_utc_hour_within_the_window(void **state)
     assert_true(r.lines[2].bucket_ms == t0 + H && strcmp(r.lines[2].group, "other") == 0);
     assert_int_equal(r.total.requests, 5);
     spend_report_free(&r);
+    free(lines);
     store_close(&h);
 }
 
@@ -233,10 +235,11 @@ static void test_retention_batches_and_paged_reads(void **state)
     assert_int_equal(h.ops->read(h.db, &at, base + 10000, page, 4, why, sizeof why), 4);
     assert_int_equal(page[0].ts_ms, base + 6000);
     /* the day's total still counts all ten (its hour lines, as the rows' hour was cut) */
-    struct spend_line lines[4];
-    n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, base, base + 86400000LL, lines, 4, why, sizeof why);
+    struct spend_line *lines = NULL;
+    n = h.ops->spend(h.db, SPEND_BY_MODEL, 0, base, base + 86400000LL, &lines, 4, why, sizeof why);
     assert_int_equal(n, 1);
     assert_int_equal(lines[0].requests, 10);
+    free(lines);
     store_close(&h);
 }
 
