@@ -224,6 +224,8 @@ static void store_and_listeners(struct metrics_out *o, struct app *app)
         "Ledger rows lost because the queue was full (store.queue_size).", (double)ls.dropped);
     one(o, "stratus_ledger_write_errors", "counter", "Failed store writes (retried).",
         (double)ls.errors);
+    one(o, "stratus_ledger_retained", "counter",
+        "Raw rows and rollup lines deleted by retention (store.retention).", (double)ls.retained);
     one(o, "stratus_redis_fallbacks", "counter",
         "Admissions decided on this instance's own counters while store.redis was unreachable.",
         (double)guard_redis_fallbacks(app->guard));

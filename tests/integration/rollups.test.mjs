@@ -190,6 +190,9 @@ test('retention: old rows go in small batches while 64 clients write; their roll
   await new Promise((r) => setTimeout(r, 500)); // writes keep going after the run
   stop = true;
   await Promise.all(workers);
+  const metrics = await (await fetch(`${gw.baseURL}/metrics`, { headers: { authorization: `Bearer ${MK}` } })).text();
+  const retained = Number(/^stratus_ledger_retained_total (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(retained >= 5010, `stratus_ledger_retained_total ${retained}`); // 5,010 rows + the lines of 900 days ago
   await gw.stop();
   assert.equal(gw.exitCode, 0);
   const run = gw.logs.find((l) => l.event === 'ledger_retention');
