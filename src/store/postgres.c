@@ -89,7 +89,7 @@ static int migrate(struct store *s, char *why, size_t size)
                      m->version);
             rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) ||
                          (m->version == ROLLUP_BACKFILL_VERSION &&
-                          rollup_backfill(s, pg_read, add_rollups, why, size)) ||
+                          rollup_backfill(s, pg_read, add_rollups, exec, why, size)) ||
                          exec(s, q, why, size) || exec(s, "COMMIT", why, size)
                      ? -1
                      : 0;

@@ -108,12 +108,16 @@ typedef int (*rollup_read_cb)(struct store *s, struct ledger_cursor *at, int64_t
                               struct ledger_row *out, size_t cap, char *why, size_t why_size);
 typedef int (*rollup_add_cb)(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                              size_t why_size);
+typedef int (*rollup_exec_cb)(struct store *s, const char *sql, char *why, size_t why_size);
 
-/** Folds every raw row into rollups, a page of LEDGER_PAGE_ROWS at a time (bounded
- *  memory), inside the caller's transaction: migration 9 on a ledger that has rows.
+/** Folds every raw row into rollups inside the caller's transaction (migration 9 on a
+ *  ledger that has rows), from pages of LEDGER_PAGE_ROWS rows (bounded memory). With
+ *  `exec` (PostgreSQL: hash aggregation beats a million upserts) the plain-column
+ *  dimensions are INSERT … SELECT … GROUP BY in the database and only the route class is
+ *  folded here; without (SQLite sorts to group: folding here is faster), every dimension.
  *  @return 0, or -1 with `why`. */
-int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, char *why,
-                    size_t why_size);
+int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, rollup_exec_cb exec,
+                    char *why, size_t why_size);
 
 /** The class of a route text (see above) into `out` (always terminated). */
 void rollup_route_class(const char *route, char *out, size_t cap);

@@ -63,7 +63,7 @@ static int migrate(struct store *s, char *why, size_t size)
         if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
         if (exec(s, sql, why, size) ||
             (m->version == ROLLUP_BACKFILL_VERSION &&
-             rollup_backfill(s, sqlite_read, add_rollups, why, size)) ||
+             rollup_backfill(s, sqlite_read, add_rollups, NULL, why, size)) ||
             exec(s, record, why, size)) {
             exec(s, "ROLLBACK", why + strlen(why), 0);
             return -1;
