@@ -213,3 +213,25 @@ test('rollups in PostgreSQL: two instances upserting the same lines under load e
   assert.equal(pgRollupsMatchRows(86400000), n);
   assert.deepEqual(pg.query("SELECT COUNT(*) FROM requests WHERE customer IN ('p0', 'p1')"), [['384']]);
 });
+
+test('upgrade on PostgreSQL: migration 9 aggregates the existing rows in the database', async () => {
+  const MK = 'sk-master-postgres-upgrade-0123456789';
+  const file = writeConfig(config({ extra: `store: { url: "${pg.url}" }\nauth: { master_key: env:MK }`, backends: [{ name: 'up', url: up.url }], models }));
+  const gw = await startGateway(null, { env: { MK }, file });
+  for (let i = 0; i < 30; i++) {
+    const r = await fetch(`${gw.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { authorization: `Bearer ${MK}`, 'content-type': 'application/json', 'x-stratus-customer': `u${i % 4}` },
+      body: JSON.stringify({ model: i % 6 ? 'chat' : 'nope', stream: i % 2 === 0, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await r.arrayBuffer();
+  }
+  await gw.stop();
+  // As a ledger written before rollups existed.
+  pg.query('DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9');
+  execFileSync(BIN, ['spend', '--config', file], { env: { ...process.env, MK } }); // opens the store: migrates
+  assert.deepEqual(pg.query('SELECT MAX(version) FROM schema_migrations'), [['9']]);
+  const n = pgRollupsMatchRows(3600000);
+  assert.equal(pgRollupsMatchRows(86400000), n);
+  assert.deepEqual(pg.query("SELECT SUM(requests) FROM rollups WHERE dim = 'route' AND span_ms = 86400000"), pg.query('SELECT COUNT(*) FROM requests'));
+  assert.ok(pg.query("SELECT DISTINCT value FROM rollups WHERE dim = 'route'").flat().includes('priority; first available in configured order'));
+});
