@@ -85,6 +85,18 @@ int cli_open_store(const struct config *cfg, struct store_handle *s)
     return 0;
 }
 
+int cli_open(const char *config_path, struct config **cfg, struct store_handle *s)
+{
+    int rc = cli_load_config(config_path, cfg);
+    if (rc != 0) return rc;
+    if (cli_open_store(*cfg, s) != 0) {
+        config_free(*cfg);
+        *cfg = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* Prints `doc` (taken) as one compact JSON line. */
 static void print_json(json_t *doc)
 {
@@ -358,12 +370,8 @@ int cli_spend(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
     struct store_handle s;
-    if (cli_open_store(cfg, &s) != 0) {
-        config_free(cfg);
-        return 1;
-    }
+    if ((rc = cli_open(cli_opt(o, "--config"), &cfg, &s)) != 0) return rc;
     struct spend_report r;
     char why[400];
     struct spend_query q = {.by = (enum spend_group)by,

@@ -33,6 +33,10 @@ const char *cli_opt(const struct cli_opt *opts, const char *name);
 /** Opens the config's store (migrating it). @return 0, or 1 after printing why. */
 int cli_open_store(const struct config *cfg, struct store_handle *s);
 
+/** cli_load_config, then cli_open_store. @return 0 with both owned by the caller, or the
+ *  exit code (2 config, 1 store) after printing why, with nothing left open. */
+int cli_open(const char *config_path, struct config **cfg, struct store_handle *s);
+
 /** Loads `path` (NULL: config/stratus.yaml), printing FILE:LINE:COL: message on error.
  *  @return 0 with *out owned by the caller, or 2 (the exit code for a config error). */
 int cli_load_config(const char *path, struct config **out);

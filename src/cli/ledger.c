@@ -311,12 +311,8 @@ int cli_ledger(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
-    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
     struct store_handle s;
-    if (cli_open_store(cfg, &s) != 0) {
-        config_free(cfg);
-        return 1;
-    }
+    if ((rc = cli_open(cli_opt(o, "--config"), &cfg, &s)) != 0) return rc;
     if (is_export) {
         rc = export_rows(&s, from, to, strcmp(format, "csv") == 0);
     } else {

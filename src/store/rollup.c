@@ -1,9 +1,12 @@
 /*
- * DESIGN: a batch is folded by sorting its lines (14 per row) by key and summing neighbours: no
- * hash table to size, and the sorted order is also the lock order the header promises.
+ * DESIGN: a batch is folded through an open-addressing table of the lines made so far (a row
+ * adds to 14 lines, most of them shared with its neighbours), then only the distinct lines
+ * are sorted — into the lock order the header promises. Values are copied with memcpy, not
+ * printf: the fold runs on every batch the writer commits.
  */
 #include "store/rollup.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,18 +35,12 @@ const char *rollup_dim_name(enum rollup_dim d)
     return (unsigned)d < ROLLUP_DIMS ? dim_names[d] : "model";
 }
 
-static void line_key(struct rollup_line *l, const struct ledger_row *r, int64_t span,
-                     enum rollup_dim dim)
+/* `text` cut to fit `cap` bytes with its terminator. */
+static void copy_value(char *out, size_t cap, const char *text)
 {
-    l->span_ms = span;
-    l->bucket_ms = r->ts_ms / span * span;
-    l->dim = dim;
-    const char *v[ROLLUP_DIMS] = {r->model,   r->key_id, r->team,        r->customer,
-                                  r->backend, NULL,      r->target_model};
-    if (dim == ROLLUP_ROUTE)
-        rollup_route_class(r->route, l->value, sizeof l->value);
-    else
-        snprintf(l->value, sizeof l->value, "%s", v[dim]);
+    size_t n = strnlen(text, cap - 1);
+    memcpy(out, text, n);
+    out[n] = '\0';
 }
 
 static void line_figures(struct rollup_line *l, const struct ledger_row *r)
@@ -89,21 +86,68 @@ static void add_figures(struct rollup_line *to, const struct rollup_line *l)
     to->cache_hits += l->cache_hits;
 }
 
-/* Folds the dimensions [first, end) of `n` rows into `out`. */
+static uint64_t key_hash(int64_t span, int dim, int64_t bucket, const char *value)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)span ^ ((uint64_t)dim << 56) ^ (uint64_t)bucket;
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        h = (h ^ *c) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+/* Folds the dimensions [first, end) of `n` rows into `out` (distinct lines, sorted). */
 static size_t fold(const struct ledger_row *rows, size_t n, struct rollup_line *out, int first,
                    int end)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        for (int span = 0; span < 2; span++)
-            for (int d = first; d < end; d++) {
-                struct rollup_line *l = &out[m++];
-                line_key(l, &rows[i], span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS, (enum rollup_dim)d);
-                line_figures(l, &rows[i]);
-            }
     if (n == 0) return 0;
+    size_t slots = 64;
+    while (slots < 2 * n * (size_t)(end - first) * 2) slots *= 2;
+    uint32_t *table = calloc(slots, sizeof *table); /* line index + 1; 0 = empty */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ledger_row *r = &rows[i];
+        struct rollup_line figures = {0};
+        line_figures(&figures, r);
+        char route[sizeof out->value];
+        if (first <= ROLLUP_ROUTE && ROLLUP_ROUTE < end)
+            rollup_route_class(r->route, route, sizeof route);
+        const char *values[ROLLUP_DIMS] = {r->model,   r->key_id, r->team,        r->customer,
+                                           r->backend, route,     r->target_model};
+        for (int span = 0; span < 2; span++) {
+            int64_t span_ms = span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS;
+            int64_t bucket = r->ts_ms / span_ms * span_ms;
+            for (int d = first; d < end; d++) {
+                char value[sizeof out->value];
+                copy_value(value, sizeof value, values[d]);
+                struct rollup_line *l = NULL;
+                if (table) {
+                    size_t at = key_hash(span_ms, d, bucket, value) & (slots - 1);
+                    for (; table[at]; at = (at + 1) & (slots - 1)) {
+                        struct rollup_line *c = &out[table[at] - 1];
+                        if (c->span_ms == span_ms && c->dim == (enum rollup_dim)d &&
+                            c->bucket_ms == bucket && strcmp(c->value, value) == 0) {
+                            l = c;
+                            break;
+                        }
+                    }
+                    if (l == NULL) table[at] = (uint32_t)(m + 1);
+                }
+                if (l) { /* a line this batch has already */
+                    add_figures(l, &figures);
+                    continue;
+                }
+                l = &out[m++]; /* a new line (every row makes its own without a table) */
+                *l = figures;
+                l->span_ms = span_ms;
+                l->bucket_ms = bucket;
+                l->dim = (enum rollup_dim)d;
+                memcpy(l->value, value, strlen(value) + 1);
+            }
+        }
+    }
+    free(table);
     qsort(out, m, sizeof *out, compare_keys);
-    size_t w = 0;
+    if (table != NULL) return m;
+    size_t w = 0; /* out of memory for the table: merge equal neighbours instead */
     for (size_t i = 1; i < m; i++) {
         if (compare_keys(&out[w], &out[i]) == 0)
             add_figures(&out[w], &out[i]);

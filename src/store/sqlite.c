@@ -35,6 +35,13 @@ static int exec(struct store *s, const char *sql, char *why, size_t size)
     return -1;
 }
 
+static int fail(struct store *s, sqlite3_stmt *q, char *why, size_t size)
+{
+    snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    return -1;
+}
+
 static int migrate(struct store *s, char *why, size_t size)
 {
     if (exec(s,
@@ -288,11 +295,7 @@ static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
         r->saved_usd =
             sqlite3_column_type(q, 22) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 22);
     }
-    if (n < cap && rc != SQLITE_DONE) {
-        snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
-        sqlite3_finalize(q);
-        return -1;
-    }
+    if (n < cap && rc != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return (int)n;
 }
@@ -385,20 +388,9 @@ static int sqlite_spend(struct store *s, enum spend_group by, int64_t bucket_ms,
         l->bucket_ms = sqlite3_column_int64(q, 7);
         l->other_groups = 0;
     }
-    if (n < max && rc != SQLITE_DONE) {
-        snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
-        sqlite3_finalize(q);
-        return -1;
-    }
+    if (n < max && rc != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return (int)n;
-}
-
-static int fail(struct store *s, sqlite3_stmt *q, char *why, size_t size)
-{
-    snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
-    sqlite3_finalize(q);
-    return -1;
 }
 
 static int sqlite_key_insert(struct store *s, const struct key_record *k, char *why, size_t size)
