@@ -20,11 +20,12 @@
  * are already running (it spans several steps, each of which advances them), and prompts
  * that arrive together reach their first tokens one after the other instead of all at the
  * end of one long step. Decoding prompts together saves nothing on a CPU, where a step
- * costs about the same per token whatever mixes in it, so serving them in order lowers the
- * mean time to first token, and the streams they start, staggered, let the next newcomers
- * share steps with running streams rather than wait for a whole wave of prompts. One
- * llama_batch still holds everything in the step (llama.cpp splits it into n_ubatch-sized
- * pieces itself).
+ * costs about the same per token whatever mixes in it (bench/sched/step_cost: a step's time
+ * grows with its tokens, and decode tokens plus a prompt chunk in one batch cost what the
+ * two cost apart), so serving them in order lowers the median time to first token, and the
+ * streams they start, staggered, let the next newcomers share steps with running streams
+ * rather than wait for a whole wave of prompts. One llama_batch still holds everything in
+ * the step (llama.cpp splits it into n_ubatch-sized pieces itself).
  *
  * Engine time: each step's wall time (llama_decode plus the sampling after it) is split
  * between the jobs in its batch by the tokens each contributed, so the shares add up to the
