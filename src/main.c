@@ -171,6 +171,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "engine") == 0) {
         /* stratus engine --model PATH --socket PATH [--name N] [--parallel N] [--threads N]
          *                [--ctx N] [--max-queue N] [--prefix-cache on|off]
+         *                [--prefill-chunk N]
          *                (started by the gateway), or with --listen HOST:PORT
          *                [--token env:NAME|file:PATH] [--tls-cert REF --tls-key REF]
          *                instead of --socket: a remote engine (docs/deploy.md) */
@@ -194,6 +195,8 @@ int main(int argc, char **argv)
                 o.engine.max_queue = atoi(v);
             else if (strcmp(k, "--prefix-cache") == 0)
                 o.engine.prefix_cache = strcmp(v, "off") != 0;
+            else if (strcmp(k, "--prefill-chunk") == 0)
+                o.engine.prefill_chunk = atoi(v);
             else if (strcmp(k, "--listen") == 0)
                 o.listen = v;
             else if (strcmp(k, "--token") == 0)

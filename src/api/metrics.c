@@ -144,6 +144,12 @@ static void backends(struct metrics_out *o, const struct generation *g)
          "Requests waiting for a slot: the signal to scale engines on."},
         {"stratus_engine_tokens_per_second", "Recent generation speed per sequence."},
         {"stratus_engine_time_to_first_token_seconds", "The engine's recent mean TTFT."},
+        {"stratus_engine_queue_wait_seconds",
+         "Recent mean time a request waited for a slot (finished requests)."},
+        {"stratus_engine_prefill_seconds",
+         "Recent mean engine time a request's prompt took (its share of decode steps)."},
+        {"stratus_engine_decode_seconds",
+         "Recent mean engine time a request's generated tokens took (its share of steps)."},
     };
     for (size_t f = 0; f < sizeof engine / sizeof engine[0]; f++) {
         metrics_family(o, engine[f][0], "gauge", engine[f][1]);
@@ -155,7 +161,10 @@ static void backends(struct metrics_out *o, const struct generation *g)
                        : f == 1 ? b->load.busy_slots
                        : f == 2 ? b->load.queue_depth
                        : f == 3 ? b->load.tokens_per_s
-                                : b->load.ttft_ms / 1000.0;
+                       : f == 4 ? b->load.ttft_ms / 1000.0
+                       : f == 5 ? b->load.queue_ms_avg / 1000.0
+                       : f == 6 ? b->load.prefill_ms_avg / 1000.0
+                                : b->load.decode_ms_avg / 1000.0;
             metrics_sample(o, NULL, l, v);
         }
     }

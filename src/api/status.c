@@ -56,10 +56,14 @@ void status_ready(struct app *app, struct http_request *req, const struct princi
 json_t *status_engine_json(const struct backend *b)
 {
     if (!b->load.valid) return NULL;
-    return json_pack("{s:i, s:i, s:i, s:f, s:f, s:I, s:I, s:I}", "slots", b->load.slots,
-                     "busy_slots", b->load.busy_slots, "queue_depth", b->load.queue_depth,
-                     "tokens_per_s", b->load.tokens_per_s, "ttft_ms", b->load.ttft_ms,
-                     "prompt_tokens_total", (json_int_t)b->load.prompt_tokens,
-                     "prefix_tokens_reused", (json_int_t)b->load.prefix_tokens_reused,
-                     "prefix_hits", (json_int_t)b->load.prefix_hits);
+    json_t *e = json_pack("{s:i, s:i, s:i, s:f, s:f, s:I, s:I, s:I}", "slots", b->load.slots,
+                          "busy_slots", b->load.busy_slots, "queue_depth", b->load.queue_depth,
+                          "tokens_per_s", b->load.tokens_per_s, "ttft_ms", b->load.ttft_ms,
+                          "prompt_tokens_total", (json_int_t)b->load.prompt_tokens,
+                          "prefix_tokens_reused", (json_int_t)b->load.prefix_tokens_reused,
+                          "prefix_hits", (json_int_t)b->load.prefix_hits);
+    json_object_set_new(e, "queue_ms_avg", json_real(b->load.queue_ms_avg));
+    json_object_set_new(e, "prefill_ms_avg", json_real(b->load.prefill_ms_avg));
+    json_object_set_new(e, "decode_ms_avg", json_real(b->load.decode_ms_avg));
+    return e;
 }

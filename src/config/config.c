@@ -426,8 +426,9 @@ static int parse_url(struct loader *ld, const yaml_node_t *n, const char *key, c
 static int parse_remote_engine(struct loader *ld, const yaml_node_t *n, struct backend_conf *b,
                                const char *owner)
 {
-    static const char *const engine_side[] = {"model_path", "parallel",     "threads", "ctx_size",
-                                              "max_queue",  "prefix_cache", NULL};
+    static const char *const engine_side[] = {"model_path",    "parallel",  "threads",
+                                              "ctx_size",      "max_queue", "prefix_cache",
+                                              "prefill_chunk", NULL};
     for (const char *const *k = engine_side; *k; k++)
         if (get(ld, n, *k))
             return fail_at(ld, get(ld, n, *k),
@@ -474,6 +475,7 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
                                        "cost",
                                        "private",
                                        "prefix_cache",
+                                       "prefill_chunk",
                                        "url",
                                        "token",
                                        "ca",
@@ -486,8 +488,9 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
             return fail_at(ld, get(ld, n, *k), "%s: '%s' is for a remote engine (with url:)", owner,
                            *k);
     if (get_string(ld, n, "model_path", &b->model_path, true, owner)) return -1;
-    long parallel = 4, threads = 0, ctx = 4096, queue = 64;
+    long parallel = 4, threads = 0, ctx = 4096, queue = 64, chunk = 0;
     if (get_long(ld, n, "parallel", &parallel, 1, 256) ||
+        get_long(ld, n, "prefill_chunk", &chunk, 1, 1 << 20) ||
         get_long(ld, n, "threads", &threads, 1, 1024) ||
         get_long(ld, n, "ctx_size", &ctx, 64, 1 << 20) ||
         get_long(ld, n, "max_queue", &queue, 1, 100000) ||
@@ -504,6 +507,7 @@ static int parse_local_backend(struct loader *ld, const yaml_node_t *n, struct b
     b->threads = (int)threads;
     b->ctx_size = (int)ctx;
     b->max_queue = (int)queue;
+    b->prefill_chunk = (int)chunk;
     /* The worker listens on a private UNIX socket; this URL names paths on it. */
     b->base_url = strdup("http://localhost/v1");
     return b->base_url ? 0 : fail_at(ld, n, "out of memory");

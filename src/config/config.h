@@ -93,6 +93,7 @@ struct backend_conf {
     int threads;         /* llama.cpp threads; default 0 = physical cores */
     int ctx_size;        /* context tokens per sequence; default 4096 */
     int max_queue;       /* requests waiting for a slot before 429; default 64 */
+    int prefill_chunk;   /* prompt tokens per decode step; default 0 = the engine's */
     struct tco_conf tco; /* `cost:`; prices this backend's tokens when set */
     /* `prefix_cache: false`: the engine keeps no KV cache between requests. On by default,
      * so the zero value means on. */

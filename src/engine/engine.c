@@ -14,9 +14,18 @@
  * final event (DONE, FAILED, or a silent RELEASED for cancelled jobs): no job is freed while
  * the other thread may still touch it.
  *
- * Each decode step first gives every generating slot its one next token, then fills the
- * rest of the batch with pending prompt tokens, so a long prompt joining cannot stall
- * streams that are already running.
+ * Each decode step first gives every generating slot its one next token, then adds at most
+ * opts.prefill_chunk prompt tokens (chunked prefill), all of them to the prompt submitted
+ * first until it is fed, then to the next: a long prompt joining cannot stall streams that
+ * are already running (it spans several steps, each of which advances them), and prompts
+ * that arrive together reach their first tokens one after the other instead of all at the
+ * end of one long step. Decoding prompts together saves nothing on a CPU, where a step
+ * costs about the same per token whatever mixes in it (bench/sched/step_cost: a step's time
+ * grows with its tokens, and decode tokens plus a prompt chunk in one batch cost what the
+ * two cost apart), so serving them in order lowers the median time to first token, and the
+ * streams they start, staggered, let the next newcomers share steps with running streams
+ * rather than wait for a whole wave of prompts. One llama_batch still holds everything in
+ * the step (llama.cpp splits it into n_ubatch-sized pieces itself).
  *
  * Engine time: each step's wall time (llama_decode plus the sampling after it) is split
  * between the jobs in its batch by the tokens each contributed, so the shares add up to the
@@ -106,7 +115,8 @@ struct engine_job {
     size_t n_stop, max_stop;
     char *pending;
     size_t pending_len, pending_cap;
-    char *grammar; /* owned copy of s.grammar */
+    char *grammar;          /* owned copy of s.grammar */
+    llama_logit_bias *bias; /* owned copy of s.logit_bias */
     uint64_t submit_ns, first_token_ns;
     uint64_t slot_ns; /* when it took a slot (side jobs: when their work began) */
     /* engine time: tokens put in the current step's batch, and the step time charged so far */
@@ -144,6 +154,8 @@ struct engine {
     struct llama_context *ctx;
     struct llama_batch batch;
     int ctx_per_slot;
+    llama_logit_bias *eog_bias; /* owned: -inf for every end-of-generation token (ignore_eos) */
+    int n_eog;
     char *template_text; /* owned copy of the model's chat template, or NULL */
     pthread_t thread;
     bool thread_started;
@@ -170,6 +182,9 @@ struct engine {
     double tokens_per_s;
     uint64_t last_token_ns;
     uint64_t prompt_tokens, prefix_reused, prefix_hits;
+    uint64_t requests_done;
+    double queue_ms_total, prefill_ms_total, decode_ms_total;
+    double queue_ms_avg, prefill_ms_avg, decode_ms_avg;
 };
 
 /* Physical cores (distinct physical id/core id pairs in /proc/cpuinfo): llama.cpp runs best
@@ -202,6 +217,7 @@ struct engine_opts engine_default_opts(void)
         .ctx_per_slot = 4096,
         .max_queue = 64,
         .batch_size = 512,
+        .prefill_chunk = ENGINE_DEFAULT_PREFILL_CHUNK,
         .prefix_cache = true,
     };
 }
@@ -222,6 +238,7 @@ static void job_free(struct engine_job *j)
     free(j->stop);
     free(j->pending);
     free(j->grammar);
+    free(j->bias);
     for (size_t i = 0; i < j->n_inputs; i++) free(j->inputs[i]);
     free(j->inputs);
     free(j->input_len);
@@ -487,6 +504,14 @@ static void finish(struct engine *e, struct engine_job *j, const char *reason)
     release_slot(e, j->slot);
     pthread_mutex_lock(&e->mu);
     e->busy--;
+    e->requests_done++;
+    e->queue_ms_total += m->queue_ms;
+    e->prefill_ms_total += m->prefill_ms;
+    e->decode_ms_total += m->decode_ms;
+    bool first = e->requests_done == 1;
+    e->queue_ms_avg = first ? m->queue_ms : e->queue_ms_avg * 0.8 + m->queue_ms * 0.2;
+    e->prefill_ms_avg = first ? m->prefill_ms : e->prefill_ms_avg * 0.8 + m->prefill_ms * 0.2;
+    e->decode_ms_avg = first ? m->decode_ms : e->decode_ms_avg * 0.8 + m->decode_ms * 0.2;
     pthread_mutex_unlock(&e->mu);
     post(e, m);
 }
@@ -585,14 +610,23 @@ static void note_logprob(struct engine *e, struct engine_job *j, llama_token t, 
     j->lp_end[j->n_lp++] = j->text_total + piece_len;
 }
 
+/* `bias`: s->n_logit_bias entries (the job's copy of s->logit_bias). */
 static struct llama_sampler *make_chain(struct engine *e, const struct engine_sampling *s,
-                                        struct err *err)
+                                        const llama_logit_bias *bias, struct err *err)
 {
     struct llama_sampler *c = llama_sampler_chain_init(llama_sampler_chain_default_params());
     if (c == NULL) {
         err_oom(err);
         return NULL;
     }
+    /* ignore_eos: a grammar decides where its output ends (once complete it allows only the
+     * end of generation), so it is left alone there. */
+    if (s->ignore_eos && !s->json && !s->grammar && e->n_eog > 0)
+        llama_sampler_chain_add(c, llama_sampler_init_logit_bias(llama_vocab_n_tokens(e->vocab),
+                                                                 e->n_eog, e->eog_bias));
+    if (s->n_logit_bias > 0)
+        llama_sampler_chain_add(c, llama_sampler_init_logit_bias(llama_vocab_n_tokens(e->vocab),
+                                                                 (int32_t)s->n_logit_bias, bias));
     if (s->json || s->grammar) {
         struct llama_sampler *g =
             llama_sampler_init_grammar(e->vocab, s->grammar ? s->grammar : json_grammar, "root");
@@ -721,7 +755,7 @@ static void step(struct engine *e)
         if (j->chain == NULL) {
             struct err err;
             err_clear(&err);
-            j->chain = make_chain(e, &j->s, &err);
+            j->chain = make_chain(e, &j->s, j->bias, &err);
             if (j->chain == NULL) {
                 struct msg *m = calloc(1, sizeof *m);
                 release_slot(e, i);
@@ -749,11 +783,22 @@ static void step(struct engine *e)
         j->step_generated = 1;
         budget--;
     }
-    /* Then prompt tokens, in slot order, as the budget allows. */
-    for (int i = 0; i < e->opts.parallel && budget > 0; i++) {
-        struct engine_job *j = e->slots[i];
-        if (j == NULL || j->n_fed >= j->n_prompt) continue;
-        while (j->n_fed < j->n_prompt && budget > 0) {
+    /* Then at most prefill_chunk prompt tokens, to the prompt submitted first until it is
+     * fed, then to the next. */
+    int chunk = budget < e->opts.prefill_chunk ? budget : e->opts.prefill_chunk;
+    while (chunk > 0) {
+        struct engine_job *j = NULL;
+        int i = -1;
+        for (int k = 0; k < e->opts.parallel; k++) {
+            struct engine_job *c = e->slots[k];
+            if (c && c->chain && c->n_fed < c->n_prompt &&
+                (j == NULL || c->submit_ns < j->submit_ns)) {
+                j = c;
+                i = k;
+            }
+        }
+        if (j == NULL) break;
+        while (j->n_fed < j->n_prompt && chunk > 0) {
             int k = b->n_tokens++;
             b->token[k] = j->prompt[j->n_fed];
             b->pos[k] = j->n_fed;
@@ -763,7 +808,7 @@ static void step(struct engine *e)
             cache_put(e, i, j->n_fed, j->prompt[j->n_fed]);
             j->n_fed++;
             j->step_prompt++;
-            budget--;
+            chunk--;
             if (j->n_fed == j->n_prompt) {
                 b->logits[k] = 1; /* the first generated token comes from here */
                 j->batch_index = k;
@@ -1234,6 +1279,7 @@ struct engine *engine_new(struct event_base *loop, const struct engine_opts *opt
     if (e->opts.ctx_per_slot <= 0) e->opts.ctx_per_slot = d.ctx_per_slot;
     if (e->opts.max_queue <= 0) e->opts.max_queue = d.max_queue;
     if (e->opts.batch_size <= 0) e->opts.batch_size = d.batch_size;
+    if (e->opts.prefill_chunk <= 0) e->opts.prefill_chunk = d.prefill_chunk;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     event_assign(&e->notify, loop, -1, 0, on_notify, e);
@@ -1255,6 +1301,16 @@ struct engine *engine_new(struct event_base *loop, const struct engine_opts *opt
     e->vocab = llama_model_get_vocab(e->model);
     const char *tmpl = llama_model_chat_template(e->model, NULL);
     if (tmpl) e->template_text = strdup(tmpl);
+    int n_vocab = llama_vocab_n_tokens(e->vocab);
+    for (llama_token t = 0; t < n_vocab; t++) e->n_eog += llama_vocab_is_eog(e->vocab, t);
+    e->eog_bias = calloc((size_t)(e->n_eog ? e->n_eog : 1), sizeof *e->eog_bias);
+    if (e->eog_bias == NULL) {
+        err_oom(err);
+        goto fail;
+    }
+    for (llama_token t = 0, k = 0; t < n_vocab; t++)
+        if (llama_vocab_is_eog(e->vocab, t))
+            e->eog_bias[k++] = (llama_logit_bias){.token = t, .bias = -INFINITY};
 
     struct llama_context_params cp = llama_context_default_params();
     cp.n_seq_max = (uint32_t)e->opts.parallel;
@@ -1392,6 +1448,22 @@ struct engine_job *engine_submit(struct engine *e, const char *prompt, size_t le
     }
     j->s.stop = NULL;
     if (s->grammar && (j->s.grammar = j->grammar = strdup(s->grammar)) == NULL) goto oom;
+    if (s->n_logit_bias > 0) {
+        int n_vocab = llama_vocab_n_tokens(e->vocab);
+        if ((j->bias = calloc(s->n_logit_bias, sizeof *j->bias)) == NULL) goto oom;
+        for (size_t i = 0; i < s->n_logit_bias; i++) {
+            if (s->logit_bias[i].token < 0 || s->logit_bias[i].token >= n_vocab) {
+                err_param(err, 400, "logit_bias",
+                          "logit_bias names token %d; this model's tokens are 0 to %d",
+                          (int)s->logit_bias[i].token, n_vocab - 1);
+                job_free(j);
+                return NULL;
+            }
+            j->bias[i] =
+                (llama_logit_bias){.token = s->logit_bias[i].token, .bias = s->logit_bias[i].bias};
+        }
+    }
+    j->s.logit_bias = NULL;
     pthread_mutex_lock(&e->mu);
     if (e->queue_len >= e->opts.max_queue && e->busy >= e->opts.parallel) {
         pthread_mutex_unlock(&e->mu);
@@ -1590,6 +1662,14 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
     out->prompt_tokens = e->prompt_tokens;
     out->prefix_tokens_reused = e->prefix_reused;
     out->prefix_hits = e->prefix_hits;
+    out->requests_done = e->requests_done;
+    /* to the microsecond, as each request's figures (ms_us) */
+    out->queue_ms_total = round(e->queue_ms_total * 1e3) / 1e3;
+    out->prefill_ms_total = round(e->prefill_ms_total * 1e3) / 1e3;
+    out->decode_ms_total = round(e->decode_ms_total * 1e3) / 1e3;
+    out->queue_ms_avg = round(e->queue_ms_avg * 1e3) / 1e3;
+    out->prefill_ms_avg = round(e->prefill_ms_avg * 1e3) / 1e3;
+    out->decode_ms_avg = round(e->decode_ms_avg * 1e3) / 1e3;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1643,6 +1723,7 @@ void engine_free(struct engine *e)
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
     free(e->template_text);
+    free(e->eog_bias);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);

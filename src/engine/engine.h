@@ -8,6 +8,13 @@
  * each sequence with its own sampler chain, and sends text back to the loop thread. A job
  * leaves its slot when it finishes or is cancelled.
  *
+ * Scheduling (chunked prefill): each step holds one token of every generating sequence,
+ * then at most `prefill_chunk` prompt tokens, given to the prompts in slots oldest
+ * submission first. A long prompt is decoded over several steps, each of which also
+ * advances every running stream, and a newcomer's prompt is not shared out with every other
+ * prompt that arrived with it: prompts get their first tokens one after the other, which
+ * keeps the mean time to first token down and staggers the streams.
+ *
  * Prompt-prefix cache (on unless opts.prefix_cache is false): a slot's KV cells are kept
  * after its job ends, together with the tokens they hold. A new prompt takes the free slot
  * whose tokens share the longest prefix with it (engine/prefix decides; none → the least
@@ -38,13 +45,18 @@ struct engine_job;
 
 struct engine_opts {
     const char *model_path;
-    int parallel;      /* sequences decoded together (slots); default 4 */
-    int threads;       /* llama.cpp threads; default: physical cores */
-    int ctx_per_slot;  /* context tokens per sequence; default 4096 (capped by the model) */
-    int max_queue;     /* jobs waiting for a slot beyond which submit fails with 429; default 64 */
-    int batch_size;    /* tokens per decode step; default 512 */
+    int parallel;     /* sequences decoded together (slots); default 4 */
+    int threads;      /* llama.cpp threads; default: physical cores */
+    int ctx_per_slot; /* context tokens per sequence; default 4096 (capped by the model) */
+    int max_queue;    /* jobs waiting for a slot beyond which submit fails with 429; default 64 */
+    int batch_size;   /* tokens per decode step; default 512 */
+    /* prompt tokens per decode step, over all prompts being prefilled (oldest first);
+     * default ENGINE_DEFAULT_PREFILL_CHUNK; >= batch_size: as many as the step has room for */
+    int prefill_chunk;
     bool prefix_cache; /* reuse a finished slot's KV cache for a shared prompt prefix; true */
 };
+
+#define ENGINE_DEFAULT_PREFILL_CHUNK 64
 
 struct engine_opts engine_default_opts(void);
 
@@ -66,6 +78,19 @@ struct engine_sampling {
      * truncation, as OpenAI reports them): -1 off, else how many alternatives each token
      * carries (0..ENGINE_MAX_TOP_LOGPROBS). */
     int top_logprobs;
+    /* End-of-generation tokens are never sampled (a logit bias of -inf on each): generation
+     * runs to max_tokens, a stop string or the end of the context. As llama-server's. */
+    bool ignore_eos;
+    /* OpenAI's logit_bias: added to each named token's logit before sampling (-100 bans a
+     * token, 100 all but forces it); copied at submit. A token the vocabulary does not have
+     * fails the submit with 400. */
+    const struct engine_bias *logit_bias;
+    size_t n_logit_bias;
+};
+
+struct engine_bias {
+    int32_t token;
+    float bias;
 };
 
 #define ENGINE_MAX_TOP_LOGPROBS 20
@@ -134,6 +159,12 @@ struct engine_stats {
     /* prompt-prefix cache: prompt tokens admitted to slots, how many of them were not
      * decoded because a slot's KV cache held them already, and how many prompts reused any */
     uint64_t prompt_tokens, prefix_tokens_reused, prefix_hits;
+    /* generation requests that finished (not cancelled) and where their time went, as each
+     * one's ENGINE_DONE reports it (ms): totals since the engine started, and moving
+     * averages over recent requests (each new request weighs 1/5) */
+    uint64_t requests_done;
+    double queue_ms_total, prefill_ms_total, decode_ms_total;
+    double queue_ms_avg, prefill_ms_avg, decode_ms_avg;
 };
 
 /** Loads the model (blocking; run it before serving) and starts the engine thread.

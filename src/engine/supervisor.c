@@ -94,11 +94,12 @@ static void spawn(struct worker_proc *w)
         schedule_restart(w);
         return;
     }
-    char parallel[16], threads[16], ctx[16], queue[16];
+    char parallel[16], threads[16], ctx[16], queue[16], chunk[16];
     snprintf(parallel, sizeof parallel, "%d", c->parallel);
     snprintf(threads, sizeof threads, "%d", c->threads);
     snprintf(ctx, sizeof ctx, "%d", c->ctx_size);
     snprintf(queue, sizeof queue, "%d", c->max_queue);
+    snprintf(chunk, sizeof chunk, "%d", c->prefill_chunk);
     char *argv[] = {w->s->exe,
                     "engine",
                     "--model",
@@ -115,6 +116,8 @@ static void spawn(struct worker_proc *w)
                     queue,
                     "--prefix-cache",
                     c->no_prefix_cache ? "off" : "on",
+                    "--prefill-chunk",
+                    chunk, /* 0: the engine's default */
                     c->threads > 0 ? "--threads" : NULL,
                     threads,
                     NULL};
@@ -340,5 +343,5 @@ bool supervisor_same_worker(const struct backend_conf *a, const struct backend_c
     return a->type == b->type && strcmp(a->name, b->name) == 0 && a->model_path && b->model_path &&
            strcmp(a->model_path, b->model_path) == 0 && a->parallel == b->parallel &&
            a->threads == b->threads && a->ctx_size == b->ctx_size && a->max_queue == b->max_queue &&
-           a->no_prefix_cache == b->no_prefix_cache;
+           a->no_prefix_cache == b->no_prefix_cache && a->prefill_chunk == b->prefill_chunk;
 }

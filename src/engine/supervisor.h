@@ -30,7 +30,7 @@ int supervisor_add(struct supervisor *s, struct backend *b, struct err *err);
 void supervisor_remove(struct supervisor *s, struct backend *b);
 
 /** Whether `a` and `b` start the same worker (model file, name, parallel, threads, context,
- *  queue, prefix cache): a reload keeps a running worker only when they do. */
+ *  queue, prefix cache, prefill chunk): a reload keeps a running worker only when they do. */
 bool supervisor_same_worker(const struct backend_conf *a, const struct backend_conf *b);
 
 /** Whether the worker for `b` is running (process alive; the model may still be loading). */

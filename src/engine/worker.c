@@ -5,7 +5,11 @@
  * its owner can open, so the gateway reaches it through its ordinary `openai` provider code
  * path. Requests become engine jobs; engine events become SSE chunks or one JSON answer.
  * GET /health answers once the model is loaded; GET /stats reports slots, queue and speed
- * for routing and the cost model, and what the prompt-prefix cache saved.
+ * for routing and the cost model, where requests' time went (queue, prefill, decode), and
+ * what the prompt-prefix cache saved.
+ * Why one file of ~850 lines: it is the one translation between the OpenAI wire format and
+ * engine jobs and events (request fields in, chunks, answers and logprob shapes out) for
+ * every endpoint the worker serves; split, each half would need the other's job context.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -319,6 +323,33 @@ static int clamp_int(double v, int lo, int hi)
     return v != v || v < lo ? lo : v > hi ? hi : (int)v;
 }
 
+/* OpenAI's logit_bias: {"token id": bias -100..100} into `out` (up to `max`). */
+static int read_logit_bias(json_t *body, struct engine_sampling *s, struct engine_bias *out,
+                           size_t max, struct err *err)
+{
+    const json_t *lb = json_object_get(body, "logit_bias");
+    if (lb == NULL || json_is_null(lb)) return 0;
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)lb, key, v)
+    {
+        char *end = NULL;
+        long id = strtol(key, &end, 10);
+        double bias = json_number_value(v);
+        if (end == key || *end != '\0' || id < 0 || id > INT32_MAX)
+            return err_param(err, 400, "logit_bias",
+                             "logit_bias keys must be token ids (integers), not '%s'", key);
+        if (!json_is_number(v) || bias < -100 || bias > 100)
+            return err_param(err, 400, "logit_bias",
+                             "logit_bias values must be numbers from -100 to 100");
+        if (s->n_logit_bias == max)
+            return err_param(err, 400, "logit_bias", "logit_bias holds at most %zu tokens", max);
+        out[s->n_logit_bias++] = (struct engine_bias){.token = (int32_t)id, .bias = (float)bias};
+    }
+    s->logit_bias = out;
+    return 0;
+}
+
 /* `*grammar` receives a malloc'd grammar the caller frees after submitting (or NULL). */
 static int read_sampling(json_t *body, struct engine_sampling *s, const char **stops,
                          size_t max_stops, char **grammar, struct err *err)
@@ -335,6 +366,7 @@ static int read_sampling(json_t *body, struct engine_sampling *s, const char **s
     const json_t *mt = json_object_get(body, "max_completion_tokens");
     if (!json_is_integer(mt)) mt = json_object_get(body, "max_tokens");
     s->max_tokens = json_is_integer(mt) ? clamp_int((double)json_integer_value(mt), 1, INT_MAX) : 0;
+    s->ignore_eos = json_is_true(json_object_get(body, "ignore_eos")); /* llama-server's */
     const json_t *stop = json_object_get(body, "stop");
     if (json_is_string(stop)) {
         stops[0] = json_string_value(stop);
@@ -481,8 +513,10 @@ static void handle_generate(struct worker *w, struct http_request *req, bool cha
         return;
     }
     const char *stops[16];
+    struct engine_bias biases[1024];
     struct engine_sampling s;
-    if (read_sampling(c->body, &s, stops, 16, &c->grammar, &e) != 0) {
+    if (read_sampling(c->body, &s, stops, 16, &c->grammar, &e) != 0 ||
+        read_logit_bias(c->body, &s, biases, sizeof biases / sizeof biases[0], &e) != 0) {
         http_respond_error(req, &e);
         return;
     }
@@ -681,6 +715,14 @@ static void handle(struct http_request *req, void *ud)
         json_object_set_new(doc, "prefix_tokens_reused",
                             json_integer((json_int_t)st.prefix_tokens_reused));
         json_object_set_new(doc, "prefix_hits", json_integer((json_int_t)st.prefix_hits));
+        /* Where finished requests' time went (ms): totals and recent averages. */
+        json_object_set_new(doc, "requests_completed", json_integer((json_int_t)st.requests_done));
+        json_object_set_new(doc, "queue_ms_total", json_real(st.queue_ms_total));
+        json_object_set_new(doc, "prefill_ms_total", json_real(st.prefill_ms_total));
+        json_object_set_new(doc, "decode_ms_total", json_real(st.decode_ms_total));
+        json_object_set_new(doc, "queue_ms_avg", json_real(st.queue_ms_avg));
+        json_object_set_new(doc, "prefill_ms_avg", json_real(st.prefill_ms_avg));
+        json_object_set_new(doc, "decode_ms_avg", json_real(st.decode_ms_avg));
         send_json(req, 200, doc);
     } else if (strcmp(req->method, "POST") == 0 && strcmp(req->path, "/v1/chat/completions") == 0) {
         handle_generate(w, req, true);

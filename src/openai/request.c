@@ -61,6 +61,7 @@ static const struct field_rule chat_rules[] = {
     {"tool_choice", K_STRING_OR_OBJECT, false, ANY},
     {"response_format", K_OBJECT, false, ANY},
     {"logit_bias", K_OBJECT, false, ANY},
+    {"ignore_eos", K_BOOL, false, ANY}, /* llama-server's, the local engine's */
     {NULL, 0, false, ANY},
 };
 
@@ -83,6 +84,7 @@ static const struct field_rule completion_rules[] = {
     {"stop", K_STRING_OR_ARRAY, false, ANY},
     {"user", K_STRING, false, ANY},
     {"logit_bias", K_OBJECT, false, ANY},
+    {"ignore_eos", K_BOOL, false, ANY},
     {NULL, 0, false, ANY},
 };
 

@@ -68,6 +68,9 @@ static void local_probe_read(struct backend *b, enum upstream_result result, lon
         l->prefix_tokens_reused =
             (uint64_t)json_integer_value(json_object_get(j, "prefix_tokens_reused"));
         l->prefix_hits = (uint64_t)json_integer_value(json_object_get(j, "prefix_hits"));
+        l->queue_ms_avg = json_number_value(json_object_get(j, "queue_ms_avg"));
+        l->prefill_ms_avg = json_number_value(json_object_get(j, "prefill_ms_avg"));
+        l->decode_ms_avg = json_number_value(json_object_get(j, "decode_ms_avg"));
     }
     json_decref(j);
 }

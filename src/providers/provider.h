@@ -33,6 +33,9 @@ struct backend_load {
     /* the engine's prompt-prefix cache, totals since the worker started: prompt tokens
      * admitted, of those the ones whose KV cells were reused, prompts that reused any */
     uint64_t prompt_tokens, prefix_tokens_reused, prefix_hits;
+    /* recent per-request averages (ms) of time waiting for a slot, prefilling the prompt and
+     * generating: where a request's time would go there */
+    double queue_ms_avg, prefill_ms_avg, decode_ms_avg;
 };
 
 /* A configured backend as it runs. */

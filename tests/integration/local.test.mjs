@@ -10,6 +10,7 @@ import OpenAI from 'openai';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, waitFor, SCALE } from './lib/gateway.mjs';
 import { isJsonPrefix } from './lib/json-prefix.mjs';
+import { samples, value } from './lib/prometheus.mjs';
 
 const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
 let gw, client, fake;
@@ -97,6 +98,134 @@ test('8 concurrent greedy requests produce exactly the tokens of the same reques
   const concurrent = (await Promise.all(prompts.map((p) => ask(p)))).map((r) => r.choices[0].message.content);
   assert.deepEqual(concurrent, sequential);
   assert.ok(new Set(sequential).size > 1, 'different prompts give different text');
+});
+
+// Chunked prefill: a gateway with the same model twice — prompts fed 16 tokens a step, and
+// whole (prefill_chunk above the batch: every prompt token the step has room for). The
+// prefix cache is off on both so every prompt token really goes through the chunks.
+function chunkConfig() {
+  const b = (name, chunk, parallel) =>
+    `  - { name: ${name}, type: local, model_path: "${MODEL}", parallel: ${parallel}, threads: 2, ctx_size: 1024, prefill_chunk: ${chunk}, prefix_cache: false }\n`;
+  return `log: { requests: true }\nbackends:\n${b('chunked', 16, 4)}${b('whole', 4096, 4)}` +
+    'models:\n  - { name: chunked, targets: [ { backend: chunked, model: tiny } ] }\n' +
+    '  - { name: whole, targets: [ { backend: whole, model: tiny } ] }\n';
+}
+
+test('chunked prefill: long prompts (several chunks) and short ones, concurrent or staggered, give the tokens of the same requests run one at a time unchunked', async () => {
+  const g = await startGateway(chunkConfig());
+  try {
+    await ready(g);
+    const c = new OpenAI({ baseURL: `${g.baseURL}/v1`, apiKey: 'x', maxRetries: 0, timeout: 120000 * SCALE });
+    const words = (n, k) => Array.from({ length: n }, (_, i) => `${'abcdefghij'[(i * 7 + k) % 10]}${i % 13}`).join(' ');
+    const prompts = [
+      ...[0, 1, 2].map((k) => `Long prompt ${k}: ${words(40 + 10 * k, k)}`),
+      ...[0, 1, 2, 3, 4].map((k) => `Short ${k} about ${'vwxyz'[k]}`),
+    ];
+    const req = (model, content) => ({ model, temperature: 0, max_tokens: 16, messages: [{ role: 'user', content }] });
+    const one = async (model, content, stream) => {
+      if (!stream) {
+        const r = await c.chat.completions.create(req(model, content));
+        return { text: r.choices[0].message.content, prompt: r.usage.prompt_tokens };
+      }
+      const s = await c.chat.completions.create({ ...req(model, content), stream: true, stream_options: { include_usage: true } });
+      let text = '', prompt = 0;
+      for await (const ch of s) {
+        text += ch.choices[0]?.delta?.content ?? '';
+        if (ch.usage) prompt = ch.usage.prompt_tokens;
+      }
+      return { text, prompt };
+    };
+    const sequential = [];
+    for (const p of prompts) sequential.push(await one('whole', p, false));
+    for (let k = 0; k < 3; k++) assert.ok(sequential[k].prompt >= 3 * 16, `long prompt ${k} has ${sequential[k].prompt} tokens: several chunks`);
+    const want = sequential.map((r) => r.text);
+    assert.ok(new Set(want).size > 4, 'different prompts give different text');
+    // Everything at once (more requests than slots: some queue), streams and whole answers mixed.
+    const together = await Promise.all(prompts.map((p, i) => one('chunked', p, i % 2 === 1)));
+    assert.deepEqual(together.map((r) => r.text), want);
+    assert.deepEqual(together.map((r) => r.prompt), sequential.map((r) => r.prompt));
+    // Short requests already streaming when the long prompts arrive, and short ones after.
+    const staggered = [];
+    for (const i of [3, 4, 0, 1, 5, 2, 6, 7]) {
+      staggered[i] = one('chunked', prompts[i], i % 2 === 0);
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    assert.deepEqual((await Promise.all(staggered)).map((r) => r.text), want);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a client that disconnects while its long prompt is being prefilled in chunks frees the slot; every slot serves afterwards', async () => {
+  // 2 prompt tokens a step: a ~1,100-token prompt takes hundreds of steps to prefill.
+  const g = await startGateway(localConfig({ parallel: 2, ctx: 2048 }).replace('ctx_size: 2048 }', 'ctx_size: 2048, prefill_chunk: 2 }'));
+  try {
+    await ready(g);
+    const long = Array.from({ length: 300 }, (_, i) => `w${i}`).join(' ');
+    const ac = new AbortController();
+    let got = '';
+    const streaming = fetch(`${g.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
+      // Left alone it would hold the slot for many seconds: the prefill, then 900 tokens.
+      body: JSON.stringify({ model: 'tiny', temperature: 0, max_tokens: 900, ignore_eos: true, stream: true, messages: [{ role: 'user', content: long }] }),
+    }).then(async (res) => {
+      const reader = res.body.getReader();
+      for (;;) {
+        const { value: v, done } = await reader.read();
+        if (done) break;
+        got += Buffer.from(v).toString();
+      }
+    }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    await streaming;
+    assert.doesNotMatch(got, /"content":"[^"]/, 'no token came before the disconnect: it was mid-prefill');
+    const stats = async () => (await (await fetch(`${g.baseURL}/ready`)).json()).backends.find((b) => b.name === 'local').engine;
+    // The worker is probed every second: freed, its slot shows idle well before the job
+    // could have ended by itself.
+    const idle = await waitFor(async () => {
+      const e = await stats();
+      return e && e.busy_slots === 0 && e.queue_depth === 0 && e.prompt_tokens_total > 1000 ? e : null;
+    }, { timeout: 2500, what: 'the slot to be freed' });
+    assert.equal(idle.slots, 2);
+    // Both slots serve: two requests at once (one of them the same long prompt) both finish.
+    const post = (content) => fetch(`${g.baseURL}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', temperature: 0, max_tokens: 4, messages: [{ role: 'user', content }] }),
+    }).then((r) => r.json());
+    const [a, b] = await Promise.all([post(long), post('short')]);
+    assert.equal(a.usage.completion_tokens, 4, JSON.stringify(a));
+    assert.equal(b.usage.completion_tokens, 4, JSON.stringify(b));
+  } finally {
+    await g.stop();
+  }
+});
+
+test('ignore_eos: exactly max_tokens tokens even where the model would end (logit_bias forces the end token), whole and streamed', async () => {
+  const EOS = 2; // </s> in llama.cpp's SentencePiece vocabulary, which the tiny model uses
+  const forced = await ask('Say nothing', { max_tokens: 12, logit_bias: { [EOS]: 100 } });
+  assert.equal(forced.choices[0].finish_reason, 'stop', 'the bias makes the model end at once');
+  assert.equal(forced.usage.completion_tokens, 0);
+  const r = await ask('Say nothing', { max_tokens: 12, logit_bias: { [EOS]: 100 }, ignore_eos: true });
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 12);
+  assert.ok(r.choices[0].message.content.length > 0);
+  const s = await client.chat.completions.create({
+    model: 'tiny', temperature: 0.8, seed: 3, max_tokens: 12, stream: true, stream_options: { include_usage: true },
+    logit_bias: { [EOS]: 100 }, ignore_eos: true, messages: [{ role: 'user', content: 'Say nothing' }],
+  });
+  let finish = null, usage = null, text = '';
+  for await (const c of s) {
+    text += c.choices[0]?.delta?.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    usage = c.usage ?? usage;
+  }
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 12);
+  assert.ok(text.length > 0);
+  // Type-checked by the gateway; a token the model does not have is the engine's 400.
+  await assert.rejects(ask('x', { ignore_eos: 'yes' }), (e) => e.status === 400 && /ignore_eos/.test(e.message));
+  await assert.rejects(ask('x', { logit_bias: { 999999: 1 } }), (e) => e.status === 400 && /logit_bias/.test(e.message));
 });
 
 test('stop strings end the answer before the stop text, across token boundaries', async () => {
@@ -250,6 +379,20 @@ test('/ready reports the worker\'s slots, queue and speed', async () => {
   assert.equal(typeof body.engine.busy_slots, 'number');
   assert.equal(typeof body.engine.queue_depth, 'number');
   assert.equal(typeof body.engine.tokens_per_s, 'number');
+  // Where requests' time went: the worker's recent averages, probed into /ready and /metrics.
+  const t = await waitFor(async () => {
+    const j = await (await fetch(`${gw.baseURL}/ready`)).json();
+    const e = j.backends.find((x) => x.name === 'local').engine;
+    return e.prefill_ms_avg > 0 && e.decode_ms_avg > 0 ? e : null;
+  }, { timeout: 10000, what: 'timing averages in /ready' });
+  assert.ok(t.queue_ms_avg >= 0);
+  const text = await (await fetch(`${gw.baseURL}/metrics`)).text();
+  const all = samples(text);
+  for (const [name, ms] of [['stratus_engine_queue_wait_seconds', 'queue_ms_avg'], ['stratus_engine_prefill_seconds', 'prefill_ms_avg'], ['stratus_engine_decode_seconds', 'decode_ms_avg']]) {
+    const v = value(all, name, { backend: 'local' });
+    assert.equal(typeof v, 'number', name);
+    assert.ok(v >= 0 && (ms === 'queue_ms_avg' || v > 0), `${name} = ${v}`);
+  }
 });
 
 test('embeddings: one unit-length vector per input, deterministic, float and base64', async () => {

@@ -459,6 +459,7 @@ static void test_config_load_string_local_backend(void **state)
                        "    ctx_size: 1024\n"
                        "    max_queue: 5\n"
                        "    prefix_cache: false\n"
+                       "    prefill_chunk: 128\n"
                        "  - { name: d, type: local, model_path: x.gguf }\n";
     struct config *c = config_load_string(yaml, strlen(yaml), "t.yaml", &e);
     if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
@@ -474,6 +475,8 @@ static void test_config_load_string_local_backend(void **state)
     assert_int_equal(c->backends[1].max_queue, 64);
     assert_true(c->backends[0].no_prefix_cache);
     assert_false(c->backends[1].no_prefix_cache); /* the prefix cache is on by default */
+    assert_int_equal(c->backends[0].prefill_chunk, 128);
+    assert_int_equal(c->backends[1].prefill_chunk, 0); /* 0: the engine's default */
     config_free(c);
     expect_exact("backends:\n  - { name: l, type: local }\n", 2, 5,
                  "backend 'l': missing required key 'model_path'");
@@ -483,6 +486,8 @@ static void test_config_load_string_local_backend(void **state)
                  "parallel must be a positive integer (at most 256)");
     expect_exact("backends:\n  - { name: l, type: local, model_path: m, prefix_cache: 0 }\n", 2, 58,
                  "prefix_cache must be true or false");
+    expect_exact("backends:\n  - { name: l, type: local, model_path: m, prefill_chunk: 0 }\n", 2,
+                 59, "prefill_chunk must be a positive integer (at most 1048576)");
 }
 #endif
 
