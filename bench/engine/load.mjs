@@ -180,6 +180,7 @@ async function runCell(server, conc, sampling, round) {
     itl_p50: median(ok.flatMap((r) => r.gaps)), itl_p95: pct(ok.flatMap((r) => r.gaps), 0.95),
     rate: median(ok.map((r) => r.rate)),
     delta_mismatch: ok.filter((r) => r.deltas !== r.tokens).length,
+    deltas: ok.reduce((s, r) => s + r.deltas, 0),
     short: ok.filter((r) => r.tokens < MAX_TOKENS).length,
     no_done: ok.filter((r) => !r.sawDone).length,
     prompt: median(ok.map((r) => r.prompt)),
@@ -278,7 +279,8 @@ for (const s of SERVERS) for (const m of SAMPLING) {
   const errs = [...new Set(all.flatMap((r) => r.errors))];
   lines.push(`- ${s.name}, ${m.name}: aggregate over the 1-way aggregate (both include TTFT): ${sc}. ` +
     `Prompt ${f(median(all.map((r) => r.prompt)), 0)} tokens; of ${sum('requests') - sum('failed')} answers, ` +
-    `${sum('short')} shorter than max_tokens, ${sum('delta_mismatch')} with content deltas ≠ usage.completion_tokens, ` +
+    `${sum('short')} shorter than max_tokens, ${sum('delta_mismatch')} with content deltas ≠ usage.completion_tokens ` +
+    `(${sum('deltas')} deltas for ${sum('tokens')} tokens in all), ` +
     `${sum('no_done')} without [DONE]` + (errs.length ? `; failures: ${errs.slice(0, 3).join('; ')}` : '') + '.');
 }
 out.push(...lines, '');
