@@ -283,6 +283,11 @@ for (const s of SERVERS) for (const m of SAMPLING) {
     `(${sum('deltas')} deltas for ${sum('tokens')} tokens in all), ` +
     `${sum('no_done')} without [DONE]` + (errs.length ? `; failures: ${errs.slice(0, 3).join('; ')}` : '') + '.');
 }
+const cells = Object.values(results).flat();
+const noisy = cells.filter((r) => r.other_cpu_pct > 10).length;
+lines.push(`- Noise: ${noisy} of ${cells.length} cells had other processes use more than 10 % of a core ` +
+  `(worst ${f(Math.max(...cells.map((r) => r.other_cpu_pct)), 0)} %)` +
+  (noisy ? '; their figures are not a quiet machine\'s.' : '.'));
 out.push(...lines, '');
 console.log(out.join('\n'));
 if (a.json) writeFileSync(a.json, JSON.stringify({ model: a.model, gguf, rounds: roundsFor, results }, null, 1));
