@@ -49,11 +49,15 @@ const SERVERS = a.server.map((s) => {
   return { name: m[1], url: new URL(m[2]), pid: Number(m[3]) };
 });
 if (SERVERS.length !== 2) throw new Error('two --server options, please');
-// Same sampling on both servers. top_k 0 and min_p 0 switch off llama-server's defaults (40,
-// 0.05), which stratus does not apply, so both run the same chain: top_p, temperature, dist.
+// Same sampling on both servers. Greedy sends temperature 0 alone: the answer is the argmax
+// whatever else is set, and each server takes its own greedy path (llama-server keeps its
+// default top_k 40 ahead of it; top_k 0 would make it sort the whole 32k vocabulary per token,
+// ~4 ms a slot on the tiny model). The sampled row sets the whole chain on both, in the order
+// both apply it: top_k 40 (llama-server's default, which stratus applies only when sent), top_p,
+// min_p 0 (llama-server's default is 0.05), temperature, then a draw with a fixed seed.
 const SAMPLING = [
   { name: 'greedy', body: { temperature: 0 } },
-  { name: 'T0.8 p0.95', body: { temperature: 0.8, top_p: 0.95, seed: SEED } },
+  { name: 'T0.8 p0.95', body: { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0, seed: SEED } },
 ];
 const PROMPT = 'write a long story about a lighthouse keeper and the sea.';
 
@@ -61,7 +65,7 @@ const PROMPT = 'write a long story about a lighthouse keeper and the sea.';
 function one(server, sampling, tag) {
   const body = JSON.stringify({
     model: 'm', stream: true, stream_options: { include_usage: true }, max_tokens: MAX_TOKENS,
-    ignore_eos: true, top_k: 0, min_p: 0, ...sampling.body,
+    ignore_eos: true, ...sampling.body,
     // the tag leads, so no server can reuse more than the chat template's head of a prompt
     messages: [{ role: 'user', content: `Story ${tag}: ${PROMPT}` }],
   });
