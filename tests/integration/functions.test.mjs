@@ -25,7 +25,9 @@ function yaml({ auth = false } = {}) {
   return `log: { requests: true }
 ${auth ? 'auth: { master_key: env:MK, refresh_ms: 200 }' : ''}
 backends:
-  - { name: local, type: local, model_path: "${MODEL}", parallel: 2, threads: 2, ctx_size: 512 }
+  # prefill_chunk 512: generation takes the prompt in one batch, as the scoring path does, so
+  # their logprobs can be compared to 1e-4 (64-token chunks sum in another order: ~4e-4 apart)
+  - { name: local, type: local, model_path: "${MODEL}", parallel: 2, threads: 2, ctx_size: 512, prefill_chunk: 512 }
   - { name: up, type: openai, base_url: "${up.url}" }
   - { name: claude, type: anthropic, base_url: "${anthropic.url}", api_key: "env:ANTHROPIC_KEY" }
 models:
