@@ -15,10 +15,10 @@
 #include "cli/commands.h"
 #include "config/config.h"
 #include "cost/report.h"
+#include "store/rollup.h"
 #include "store/store.h"
 #include "util/clock.h"
 
-#define PAGE_ROWS   4096
 #define IMPORT_ROWS 1000 /* rows per transaction on import */
 
 static const char *const columns[] = {"ts",
@@ -100,7 +100,7 @@ static void row_csv(FILE *out, const struct ledger_row *r)
 
 static int export_rows(struct store_handle *s, int64_t from, int64_t to, bool csv)
 {
-    struct ledger_row *rows = malloc(PAGE_ROWS * sizeof *rows);
+    struct ledger_row *rows = malloc(LEDGER_PAGE_ROWS * sizeof *rows);
     if (rows == NULL) {
         fprintf(stderr, "stratus ledger export: out of memory\n");
         return 1;
@@ -113,7 +113,7 @@ static int export_rows(struct store_handle *s, int64_t from, int64_t to, bool cs
     char why[400];
     int n;
     do {
-        if ((n = s->ops->read(s->db, &at, to, rows, PAGE_ROWS, why, sizeof why)) < 0) {
+        if ((n = s->ops->read(s->db, &at, to, rows, LEDGER_PAGE_ROWS, why, sizeof why)) < 0) {
             fprintf(stderr, "stratus ledger export: %s\n", why);
             free(rows);
             return 1;
@@ -128,7 +128,7 @@ static int export_rows(struct store_handle *s, int64_t from, int64_t to, bool cs
             fputc('\n', stdout);
             json_decref(o);
         }
-    } while (n == PAGE_ROWS);
+    } while (n == LEDGER_PAGE_ROWS);
     free(rows);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "stratus ledger export: cannot write the output\n");

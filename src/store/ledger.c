@@ -71,14 +71,15 @@ static void retain_step(struct ledger *l)
     l->retain_next_ms = now + l->retain_every_ms;
     int64_t run = l->retain_run;
     l->retain_run = 0;
+    double rows_days = l->rows_days, rollups_days = l->rollups_days; /* read under mu */
+    long every_s = l->retain_every_ms / 1000;
     pthread_mutex_unlock(&l->mu);
     if (n < 0)
-        log_msg("error", "ledger_retention_failed", "%s (next try in %ld s)", why,
-                l->retain_every_ms / 1000);
+        log_msg("error", "ledger_retention_failed", "%s (next try in %ld s)", why, every_s);
     else if (run > 0)
         log_msg("info", "ledger_retention",
                 "deleted %lld rows older than %g days and rollup lines older than %g days",
-                (long long)run, l->rows_days, l->rollups_days);
+                (long long)run, rows_days, rollups_days);
     pthread_mutex_lock(&l->mu);
 }
 

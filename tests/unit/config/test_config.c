@@ -1340,6 +1340,38 @@ static void test_config_sections_changed_for_reload(void **state)
     config_free(c);
 }
 
+/* store.retention: defaults, fractions of a day, 0 keeps both, and what it refuses. */
+static void test_config_store_retention(void **state)
+{
+    (void)state;
+    struct config_error e;
+    const char *m = "models:\n  - { name: a, targets: [ { backend: up } ] }\n";
+    char y[512];
+    struct config *c = load(UP "models:\n  - { name: a, targets: [ { backend: up } ] }\n", &e);
+    assert_non_null(c);
+    assert_true(c->store.rows_days == 30 && c->store.rollups_days == 800);
+    assert_int_equal(c->store.retention_every_s, 3600);
+    config_free(c);
+    snprintf(y, sizeof y, "%sstore: { retention: { rows_days: 0.5, rollups_days: 2, every_s: 5 } }\n%s",
+             UP, m);
+    assert_non_null(c = load(y, &e));
+    assert_true(c->store.rows_days == 0.5 && c->store.rollups_days == 2);
+    assert_int_equal(c->store.retention_every_s, 5);
+    config_free(c);
+    snprintf(y, sizeof y, "%sstore: { retention: { rows_days: 0 } }\n%s", UP, m);
+    assert_non_null(c = load(y, &e));
+    assert_true(c->store.rows_days == 0 && c->store.rollups_days == 0); /* rows kept: rollups too */
+    config_free(c);
+    expect_error("store: { retention: { rows_days: -1 } }\n", 1, 34,
+                 "store.retention.rows_days must be a number of days >= 0");
+    expect_error("store: { retention: { rollups_days: abc } }\n", 1, 37,
+                 "store.retention.rollups_days must be a number of days >= 0");
+    expect_error("store: { retention: { rows_days: 30, rollups_days: 7 } }\n", 1, 21,
+                 "rollups_days (7) must be 0 (keep) or at least rows_days (30)");
+    expect_error("store: { retention: { every_s: 0 } }\n", 1, 32, "every_s");
+    expect_error("store: { retention: { keep: 1 } }\n", 1, 23, "keep");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1390,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_config_listen_and_tls),
         cmocka_unit_test(test_config_sections_changed_for_reload),
         cmocka_unit_test(test_config_observability),
+        cmocka_unit_test(test_config_store_retention),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
