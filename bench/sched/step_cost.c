@@ -73,7 +73,8 @@ int main(int argc, char **argv)
             for (int what = 0; what < 3; what++) {
                 b.n_tokens = 0;
                 if (what != 1)
-                    for (int s = 0; s < SEQS - 1; s++) add(&b, (s * 17 + 5) % n_vocab, CTX, s, true);
+                    for (int s = 0; s < SEQS - 1; s++)
+                        add(&b, (s * 17 + 5) % n_vocab, CTX, s, true);
                 if (what != 0)
                     for (int p = 0; p < chunk; p++)
                         add(&b, (p * 13 + 3) % n_vocab, p, SEQS - 1, p == chunk - 1);

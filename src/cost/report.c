@@ -18,8 +18,8 @@ static int fetch(struct store_handle *s, enum spend_group by, int64_t bucket_ms,
                  int64_t to, struct spend_line **out, char *why, size_t size)
 {
     *out = NULL;
-    int n = s->ops->spend(s->db, by, bucket_ms, from, to, out, SPEND_REPORT_MAX_LINES + 1, why,
-                          size);
+    int n =
+        s->ops->spend(s->db, by, bucket_ms, from, to, out, SPEND_REPORT_MAX_LINES + 1, why, size);
     if (n > SPEND_REPORT_MAX_LINES) {
         snprintf(why, size,
                  "the report has more than %d lines: narrow from/to or use a coarser bucket",

@@ -300,11 +300,13 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
         snprintf(t[15], 40, "%.17g", l->saved_usd);
         snprintf(t[16], 40, "%lld", (long long)l->cache_hits);
         for (int c = 0; c < ROLLUP_N_COLUMNS; c++)
-            copy_field(&b, c == 2 ? rollup_dim_name(l->dim) : c == 3 ? l->value : t[c],
+            copy_field(&b,
+                       c == 2   ? rollup_dim_name(l->dim)
+                       : c == 3 ? l->value
+                                : t[c],
                        c == ROLLUP_N_COLUMNS - 1);
     }
-    if (exec(s,
-             "CREATE TEMP TABLE IF NOT EXISTS rollup_batch (LIKE rollups) ON COMMIT DELETE ROWS",
+    if (exec(s, "CREATE TEMP TABLE IF NOT EXISTS rollup_batch (LIKE rollups) ON COMMIT DELETE ROWS",
              why, size) ||
         copy_in(s, "COPY rollup_batch (" ROLLUP_COLUMNS ") FROM STDIN", &b, why, size))
         return -1;

@@ -213,7 +213,8 @@ static const char *const dim_columns[ROLLUP_DIMS] = {"model",   "key_id", "team"
 static void backfill_sql(char *out, size_t size, int64_t span, enum rollup_dim dim)
 {
     snprintf(out, size,
-             "INSERT INTO rollups (" ROLLUP_COLUMNS ") SELECT %lld, (ts_ms / %lld) * %lld, '%s', %s, "
+             "INSERT INTO rollups (" ROLLUP_COLUMNS
+             ") SELECT %lld, (ts_ms / %lld) * %lld, '%s', %s, "
              "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
              "SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
              "SUM(COALESCE(cached_tokens, 0)), SUM(COALESCE(cost_usd, 0)), "
@@ -233,7 +234,8 @@ int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, rol
         for (int d = 0; d < ROLLUP_DIMS; d++) {
             if (d == ROLLUP_ROUTE) continue;
             char sql[1200];
-            backfill_sql(sql, sizeof sql, span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS, (enum rollup_dim)d);
+            backfill_sql(sql, sizeof sql, span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS,
+                         (enum rollup_dim)d);
             if (exec(s, sql, why, size) != 0) return -1;
         }
     /* The route class is computed here: its lines come from pages of rows. */

@@ -1352,8 +1352,8 @@ static void test_config_store_retention(void **state)
     assert_true(c->store.rows_days == 30 && c->store.rollups_days == 800);
     assert_int_equal(c->store.retention_every_s, 3600);
     config_free(c);
-    snprintf(y, sizeof y, "%sstore: { retention: { rows_days: 0.5, rollups_days: 2, every_s: 5 } }\n%s",
-             UP, m);
+    snprintf(y, sizeof y,
+             "%sstore: { retention: { rows_days: 0.5, rollups_days: 2, every_s: 5 } }\n%s", UP, m);
     assert_non_null(c = load(y, &e));
     assert_true(c->store.rows_days == 0.5 && c->store.rollups_days == 2);
     assert_int_equal(c->store.retention_every_s, 5);
