@@ -2,7 +2,8 @@
  * bench/sched/step_cost — what one decode step costs on this machine, with the engine's
  * context settings (8 sequences, n_batch = n_ubatch = 512, one KV stream per sequence):
  * 7 running sequences' next tokens, a C-token prompt chunk of an eighth, and both in one
- * llama_batch. The minimum of REPS runs of each is printed (the minimum is what the step
+ * llama_batch; and four streams' next tokens in neighbouring slots against the same in every
+ * other slot. The minimum of REPS runs of each is printed (the minimum is what the step
  * costs; anything above it is another process's time), so it can be read on a busy machine.
  * usage: step_cost MODEL.gguf [THREADS] [REPS]
  */
@@ -93,7 +94,28 @@ int main(int argc, char **argv)
                c + 1 < sizeof chunks / sizeof chunks[0] ? "," : "");
         fflush(stdout);
     }
-    printf("]}\n");
+    /* Four streams' next tokens in slots 0-3, then in slots 0, 2, 4, 6: llama.cpp runs a
+     * step over separate KV streams as one graph per run of consecutive slots. */
+    double four[2] = {1e9, 1e9};
+    for (int r = 0; r < reps; r++) {
+        llama_memory_clear(mem, true);
+        b.n_tokens = 0;
+        for (int s = 0; s < SEQS; s++)
+            for (int p = 0; p < CTX; p++) add(&b, (s * 131 + p * 7) % n_vocab, p, s, false);
+        llama_decode(ctx, b);
+        for (int spread = 0; spread < 2; spread++) {
+            b.n_tokens = 0;
+            for (int k = 0; k < 4; k++)
+                add(&b, (k * 17 + 5) % n_vocab, CTX, spread ? 2 * k : k, true);
+            double t0 = now_ms();
+            if (llama_decode(ctx, b) != 0) return 1;
+            double ms = now_ms() - t0;
+            if (ms < four[spread]) four[spread] = ms;
+            for (int s = 0; s < SEQS; s++) llama_memory_seq_rm(mem, s, CTX, -1);
+        }
+    }
+    printf("],\"four_streams\":{\"slots_0_to_3_ms\":%.1f,\"slots_0_2_4_6_ms\":%.1f}}\n", four[0],
+           four[1]);
     llama_batch_free(b);
     llama_free(ctx);
     llama_model_free(m);

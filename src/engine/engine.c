@@ -772,14 +772,6 @@ static void step(struct engine *e)
             }
         }
         if (j->n_fed < j->n_prompt) continue;
-        int k = b->n_tokens++;
-        b->token[k] = j->last;
-        b->pos[k] = j->n_prompt + j->n_generated - 1;
-        b->n_seq_id[k] = 1;
-        b->seq_id[k][0] = i;
-        b->logits[k] = 1;
-        cache_put(e, i, b->pos[k], j->last);
-        j->batch_index = k;
         j->step_generated = 1;
         budget--;
     }
@@ -788,17 +780,34 @@ static void step(struct engine *e)
     int chunk = budget < e->opts.prefill_chunk ? budget : e->opts.prefill_chunk;
     while (chunk > 0) {
         struct engine_job *j = NULL;
-        int i = -1;
         for (int k = 0; k < e->opts.parallel; k++) {
             struct engine_job *c = e->slots[k];
-            if (c && c->chain && c->n_fed < c->n_prompt &&
-                (j == NULL || c->submit_ns < j->submit_ns)) {
+            if (c && c->chain && c->n_fed < c->n_prompt && c->step_prompt == 0 &&
+                (j == NULL || c->submit_ns < j->submit_ns))
                 j = c;
-                i = k;
-            }
         }
         if (j == NULL) break;
-        while (j->n_fed < j->n_prompt && chunk > 0) {
+        j->step_prompt = j->n_prompt - j->n_fed < chunk ? j->n_prompt - j->n_fed : chunk;
+        chunk -= j->step_prompt;
+    }
+    /* The batch lists each slot's tokens together, in slot order: with one KV stream per
+     * slot, llama.cpp runs a step as one graph per run of consecutive slots (taking as many
+     * tokens from each as the run's shortest has), so this order, and slots taken next to
+     * busy ones (prefix_pick), keep a step to as few graphs as its mix allows. */
+    for (int i = 0; i < e->opts.parallel; i++) {
+        struct engine_job *j = e->slots[i];
+        if (j == NULL) continue;
+        if (j->step_generated) {
+            int k = b->n_tokens++;
+            b->token[k] = j->last;
+            b->pos[k] = j->n_prompt + j->n_generated - 1;
+            b->n_seq_id[k] = 1;
+            b->seq_id[k][0] = i;
+            b->logits[k] = 1;
+            cache_put(e, i, b->pos[k], j->last);
+            j->batch_index = k;
+        }
+        for (int n = 0; n < j->step_prompt; n++) {
             int k = b->n_tokens++;
             b->token[k] = j->prompt[j->n_fed];
             b->pos[k] = j->n_fed;
@@ -807,8 +816,6 @@ static void step(struct engine *e)
             b->logits[k] = 0;
             cache_put(e, i, j->n_fed, j->prompt[j->n_fed]);
             j->n_fed++;
-            j->step_prompt++;
-            chunk--;
             if (j->n_fed == j->n_prompt) {
                 b->logits[k] = 1; /* the first generated token comes from here */
                 j->batch_index = k;

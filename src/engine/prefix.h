@@ -34,8 +34,9 @@ int prefix_reusable(const int32_t *cached, int n_cached, const int32_t *prompt, 
 /** Picks the free slot for `prompt`: the one that keeps the most of it, counting a slot's
  *  match only when it keeps at least a tenth of what the slot holds (taking a slot
  *  destroys the rest of its cache, so a few shared template tokens must not evict a long
- *  conversation); ties, and no match, go to the least recently used slot (an empty slot
- *  first). @param reuse  set to how many tokens the picked slot keeps.
+ *  conversation); ties, and no match, go to the slot with the most busy neighbours
+ *  (fewer runs of busy slots, fewer graphs a step), then to the least recently used (an
+ *  empty slot first). @param reuse  set to how many tokens the picked slot keeps.
  *  @return the slot's index, or -1 when every slot is busy. */
 int prefix_pick(const struct prefix_slot *slots, int n_slots, const int32_t *prompt, int n_prompt,
                 int *reuse);

@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         else if (strcmp(k, "--preset") == 0 && strcmp(v, "tiny") == 0) {
             embd = 64, layers = 2, heads = 4, ff = 256;
         } else if (strcmp(k, "--preset") == 0 && strcmp(v, "bench") == 0) {
-            embd = 768, layers = 12, heads = 12, ff = 2048; /* ~110M parameters with 32k vocab */
+            embd = 768, layers = 12, heads = 12, ff = 2048; /* ~134M parameters with the 32k vocabulary */
         } else {
             usage();
             return 2;

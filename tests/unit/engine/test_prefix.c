@@ -68,6 +68,31 @@ static void test_prefix_pick_ties_and_misses_go_to_the_least_recently_used(void 
     assert_int_equal(reuse, 0);
 }
 
+static void test_prefix_pick_prefers_a_slot_next_to_busy_ones(void **state)
+{
+    (void)state;
+    const int32_t a[] = {5, 6}, b[] = {7, 8};
+    const int32_t prompt[] = {1, 2, 3};
+    int reuse = -1;
+    /* Busy 0 and 2; free 1 (used last), 3 (next to 2) and 4 (used first). Without a match
+     * the free slot between two busy ones wins over older ones: one run of busy slots. */
+    struct prefix_slot slots[] = {{NULL, 0, 9, true},
+                                  {a, N(a), 7, false},
+                                  {NULL, 0, 8, true},
+                                  {b, N(b), 5, false},
+                                  {NULL, 0, 1, false}};
+    assert_int_equal(prefix_pick(slots, N(slots), prompt, N(prompt), &reuse), 1);
+    assert_int_equal(reuse, 0);
+    /* With slot 1 busy too, slot 3 extends the run rather than slot 4 starting another. */
+    slots[1].busy = true;
+    assert_int_equal(prefix_pick(slots, N(slots), prompt, N(prompt), &reuse), 3);
+    /* A real match still comes first, wherever it is. */
+    const int32_t c[] = {1, 2, 3, 4};
+    slots[4] = (struct prefix_slot){c, N(c), 1, false};
+    assert_int_equal(prefix_pick(slots, N(slots), prompt, N(prompt), &reuse), 4);
+    assert_int_equal(reuse, 2);
+}
+
 static void test_prefix_pick_a_thin_match_does_not_evict_a_long_cache(void **state)
 {
     (void)state;
@@ -99,6 +124,7 @@ int main(void)
         cmocka_unit_test(test_prefix_common_and_reusable),
         cmocka_unit_test(test_prefix_pick_longest_match_among_free_slots),
         cmocka_unit_test(test_prefix_pick_ties_and_misses_go_to_the_least_recently_used),
+        cmocka_unit_test(test_prefix_pick_prefers_a_slot_next_to_busy_ones),
         cmocka_unit_test(test_prefix_pick_a_thin_match_does_not_evict_a_long_cache),
     };
     return cmocka_run_group_tests_name("src/engine/prefix.c", tests, NULL, NULL);
