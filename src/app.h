@@ -35,6 +35,7 @@ struct generation;
 struct response_cache;
 struct probe;
 struct trace_exporter;
+struct config_refresh;
 
 struct app {
     struct event_base *loop;        /* owned */
@@ -54,11 +55,12 @@ struct app {
     struct record_sinks record_to; /* where finished model requests go: ledger + metrics */
     uint64_t started_wall_ms;      /* process start, wall clock */
     uint64_t reloads_ok, reloads_failed;
-    struct trace_exporter *traces; /* owned: spans to the OTLP collector; NULL: export off */
-    struct store_jobs *jobs;       /* owned: admin and refresh store calls, off the loop */
-    struct guard *guard;           /* owned: keys, rate limits, budgets */
-    struct supervisor *supervisor; /* owned; NULL until a local backend is configured */
-    struct event *probe_timer;     /* owned: periodic reachability probes */
+    struct trace_exporter *traces;  /* owned: spans to the OTLP collector; NULL: export off */
+    struct store_jobs *jobs;        /* owned: admin and refresh store calls, off the loop */
+    struct guard *guard;            /* owned: keys, rate limits, budgets */
+    struct config_refresh *refresh; /* owned: re-resolves secrets on a schedule (refresh.h) */
+    struct supervisor *supervisor;  /* owned; NULL until a local backend is configured */
+    struct event *probe_timer;      /* owned: periodic reachability probes */
     struct event *sig_term, *sig_int, *sig_hup; /* owned */
     struct event *stop_timer;                   /* owned: checks drain progress / grace deadline */
     bool stopping;

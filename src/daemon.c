@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "api/cache.h"
+#include "config/refresh.h"
 #include "api/dispatch.h"
 #include "generation.h"
 #include "engine/supervisor.h"
@@ -215,6 +216,97 @@ static void count_engines(const struct generation *old, const struct generation 
     }
 }
 
+/* The secrets whose value differs between two configs, by where they are used and their
+ * reference ("backends[up].api_key aws-sm:prod/up#key, …"): never the values. */
+struct secret_diff {
+    const struct config *other;
+    char *out;
+    size_t size, n;
+};
+
+struct secret_probe {
+    const char *what;
+    const struct secret *found;
+};
+
+static void probe_one(const struct secret *s, const char *what, void *ud)
+{
+    struct secret_probe *p = ud;
+    if (strcmp(what, p->what) == 0) p->found = s;
+}
+
+static void find_same(const struct secret *s, const char *what, void *ud)
+{
+    struct secret_diff *d = ud;
+    struct secret_probe p = {.what = what};
+    config_each_secret(d->other, probe_one, &p);
+    bool same = p.found && strcmp(p.found->ref, s->ref) == 0 &&
+                ((p.found->value == NULL && s->value == NULL) ||
+                 (p.found->value && s->value && strcmp(p.found->value, s->value) == 0));
+    if (same || d->n + 8 >= d->size) return;
+    d->n +=
+        (size_t)snprintf(d->out + d->n, d->size - d->n, "%s%s %s", d->n ? ", " : "", what, s->ref);
+}
+
+/* Makes `cfg` (owned; freed on failure) current. `cause`: "reload" or "secrets". */
+static int reload_with(struct app *app, struct config *cfg, const char *cause,
+                       struct reload_result *out, struct err *err)
+{
+    struct log_line l;
+    char rotated[400] = "";
+    struct secret_diff d = {.other = app->gen->cfg, .out = rotated, .size = sizeof rotated};
+    config_each_secret(cfg, find_same, &d);
+    config_restart_sections(app->cfg, cfg, out->restart_needed, sizeof out->restart_needed);
+    config_reloaded_sections(app->gen->cfg, cfg, out->changed, sizeof out->changed);
+    /* The master key also seals stored keys' AWS secrets (guard/awskeys), so it changes only
+     * with a restart, like the rest of auth. */
+    const char *was = app->cfg->auth.master_key.value, *now = cfg->auth.master_key.value;
+    if (was && now && strcmp(was, now) != 0) {
+        log_begin(&l, "warn", "master_key_rotated");
+        log_str(&l, "ref", cfg->auth.master_key.ref);
+        log_str(&l, "message", "auth.master_key has a new value; it takes effect at a restart");
+        log_end(&l);
+    }
+    config_keep_running(cfg, app->cfg);
+    struct generation *g = generation_build(app, cfg, true, app->gen, err);
+    if (g != NULL && generation_start(app, g, err) != 0) {
+        generation_release(app, g);
+        g = NULL;
+    }
+    if (g == NULL) {
+        log_begin(&l, "error", "reload_failed");
+        log_str(&l, "config", app->cfg->path);
+        log_str(&l, "cause", cause);
+        log_str(&l, "error", err->msg);
+        log_str(&l, "message", "the running config stays in use");
+        log_end(&l);
+        app->reloads_failed++;
+        return -1;
+    }
+    app->reloads_ok++;
+    count_engines(app->gen, g, out);
+    out->generation = g->number;
+    generation_commit(app, g);
+    config_refresh_track(app->refresh, g->cfg);
+    log_begin(&l, "info", "config_reloaded");
+    log_str(&l, "config", app->cfg->path);
+    log_str(&l, "cause", cause);
+    log_int(&l, "generation", (long long)out->generation);
+    log_str(&l, "changed", out->changed);
+    log_str(&l, "secrets_changed", rotated);
+    log_int(&l, "engines_kept", out->engines_kept);
+    log_int(&l, "engines_started", out->engines_started);
+    log_int(&l, "engines_stopped", out->engines_stopped);
+    if (out->restart_needed[0]) {
+        log_str(&l, "restart_needed", out->restart_needed);
+        log_str(&l, "message",
+                "these sections are read at start only: their running values "
+                "stay until a restart");
+    }
+    log_end(&l);
+    return 0;
+}
+
 int app_reload(struct app *app, struct reload_result *out, struct err *err)
 {
     memset(out, 0, sizeof *out);
@@ -233,42 +325,22 @@ int app_reload(struct app *app, struct reload_result *out, struct err *err)
         app->reloads_failed++;
         return err_set(err, 400, "invalid_request_error", "invalid_config", "%s", where);
     }
-    config_restart_sections(app->cfg, cfg, out->restart_needed, sizeof out->restart_needed);
-    config_reloaded_sections(app->gen->cfg, cfg, out->changed, sizeof out->changed);
-    config_keep_running(cfg, app->cfg);
-    struct generation *g = generation_build(app, cfg, true, app->gen, err);
-    if (g != NULL && generation_start(app, g, err) != 0) {
-        generation_release(app, g);
-        g = NULL;
+    return reload_with(app, cfg, "reload", out, err);
+}
+
+/* The refresher loaded the running config again and a secret's value changed. */
+static void on_secrets_changed(struct config *fresh, void *ud)
+{
+    struct app *app = ud;
+    if (app->stopping) {
+        config_free(fresh);
+        return;
     }
-    if (g == NULL) {
-        log_begin(&l, "error", "reload_failed");
-        log_str(&l, "config", app->cfg->path);
-        log_str(&l, "error", err->msg);
-        log_str(&l, "message", "the running config stays in use");
-        log_end(&l);
-        app->reloads_failed++;
-        return -1;
-    }
-    app->reloads_ok++;
-    count_engines(app->gen, g, out);
-    out->generation = g->number;
-    generation_commit(app, g);
-    log_begin(&l, "info", "config_reloaded");
-    log_str(&l, "config", app->cfg->path);
-    log_int(&l, "generation", (long long)out->generation);
-    log_str(&l, "changed", out->changed);
-    log_int(&l, "engines_kept", out->engines_kept);
-    log_int(&l, "engines_started", out->engines_started);
-    log_int(&l, "engines_stopped", out->engines_stopped);
-    if (out->restart_needed[0]) {
-        log_str(&l, "restart_needed", out->restart_needed);
-        log_str(&l, "message",
-                "these sections are read at start only: their running values "
-                "stay until a restart");
-    }
-    log_end(&l);
-    return 0;
+    struct reload_result r;
+    struct err e;
+    memset(&r, 0, sizeof r);
+    err_clear(&e);
+    reload_with(app, fresh, "secrets", &r, &e); /* the outcome is in the log either way */
 }
 
 /* SIGHUP: the config file (and the TLS certificate) again; see app_reload. */
@@ -427,6 +499,8 @@ static int connections_for_fd_limit(int configured)
 static void app_teardown(struct app *app)
 {
     log_batch_stop();
+    config_refresh_free(app->refresh); /* before the loop it posts to */
+    app->refresh = NULL;
     /* requests settle their budget holds as they go */
     for (size_t i = 0; i < app->n_servers; i++) http_server_free(app->servers[i]);
     tls_ctx_free(app->tls); /* after every connection made from it */
@@ -574,7 +648,8 @@ int app_run(struct config *cfg, const char *listen)
         }
     }
     if (cfg->tls.cert) {
-        if ((app->tls = tls_ctx_new(cfg->tls.cert, cfg->tls.key, &e)) == NULL) {
+        if ((app->tls = tls_ctx_new(cfg->tls.cert, cfg->tls.key, &cfg->secrets.sources, &e)) ==
+            NULL) {
             log_msg("error", "start_failed", "%s", e.msg);
             goto out;
         }
@@ -634,6 +709,11 @@ int app_run(struct config *cfg, const char *listen)
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }
+    if ((app->refresh = config_refresh_new(app->loop, on_secrets_changed, app, &e)) == NULL) {
+        log_msg("error", "start_failed", "%s", e.msg);
+        goto out;
+    }
+    config_refresh_track(app->refresh, app->cfg);
     on_probe_timer(-1, 0, app);
 
     struct log_line l;

@@ -13,6 +13,8 @@
 #include "cli/ledger.h"
 #include "cli/route_live.h"
 #include "config/config.h"
+#include "http/tls.h"
+#include "secrets/secrets.h"
 #include "obs/log.h"
 #include "route/explain.h"
 #ifdef STRATUS_HAVE_ENGINE
@@ -21,43 +23,45 @@
 
 static void usage(FILE *f)
 {
-    fputs("stratus " STRATUS_VERSION " — a self-hosted AI inference gateway\n"
-          "\n"
-          "usage:\n"
-          "  stratus serve --config FILE [--listen HOST:PORT]   run the gateway\n"
-          "  stratus check --config FILE                        validate a config file\n"
-          "  stratus reload --config FILE [--url URL] [--cacert PEM] [--json]\n"
-          "        check FILE, then have the running gateway reload it (or: kill -HUP)\n"
-          "  stratus route explain --config FILE --model M      how M would route now\n"
-          "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
-          "        [--max-tokens N]\n"
-          "  stratus route explain --url URL --model M [--config FILE] [--cacert PEM]\n"
-          "        [--json] [...]   the same, with a running gateway's live state (master\n"
-          "        key: the config's auth.master_key, else $STRATUS_MASTER_KEY)\n"
-          "  stratus keys create [--team T] [--models a,b] [--budget-usd X]\n"
-          "        [--budget-period daily|monthly] [--budget-soft F]\n"
-          "        [--on-exhausted reject|local_only] [--rpm N] [--tpm N]\n"
-          "        [--expires-in 30d] [--name N] [--aws] [--json]  make a virtual key\n"
-          "        [--allowed-cidrs 10.0.0.0/8,::1/128] [--max-prompt-tokens N]\n"
-          "        (--aws: also SigV4 credentials for AWS SDKs; --allowed-cidrs: the\n"
-          "        client addresses the key may be used from; --max-prompt-tokens: the\n"
-          "        largest prompt the key may send, estimated as body bytes / 4)\n"
-          "  stratus keys list [--json]                         every key\n"
-          "  stratus keys revoke KEY_ID                         revoke a key\n"
-          "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
-          "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
-          "                                                     the spend report\n"
-          "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
-          "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
-          "  stratus ledger export [--since 30d] [--until T] [--format jsonl|csv]\n"
-          "                                                     raw ledger rows to stdout\n"
-          "  stratus ledger import FILE.jsonl                   rows back in (as exported)\n"
-          "  (keys, spend, cost and ledger take --config FILE; default config/stratus.yaml)\n"
-          "  stratus --version                                  print the version\n"
-          "  stratus help                                       this text\n"
-          "\n"
-          "Config errors are printed as FILE:LINE:COL: message (exit 2).\n",
-          f);
+    fputs(
+        "stratus " STRATUS_VERSION " — a self-hosted AI inference gateway\n"
+        "\n"
+        "usage:\n"
+        "  stratus serve --config FILE [--listen HOST:PORT]   run the gateway\n"
+        "  stratus check --config FILE [--resolve]            validate a config file (--resolve:\n"
+        "                                                     also fetch remote secrets)\n"
+        "  stratus reload --config FILE [--url URL] [--cacert PEM] [--json]\n"
+        "        check FILE, then have the running gateway reload it (or: kill -HUP)\n"
+        "  stratus route explain --config FILE --model M      how M would route now\n"
+        "        [--endpoint chat|completions|embeddings] [--prompt-tokens N]\n"
+        "        [--max-tokens N]\n"
+        "  stratus route explain --url URL --model M [--config FILE] [--cacert PEM]\n"
+        "        [--json] [...]   the same, with a running gateway's live state (master\n"
+        "        key: the config's auth.master_key, else $STRATUS_MASTER_KEY)\n"
+        "  stratus keys create [--team T] [--models a,b] [--budget-usd X]\n"
+        "        [--budget-period daily|monthly] [--budget-soft F]\n"
+        "        [--on-exhausted reject|local_only] [--rpm N] [--tpm N]\n"
+        "        [--expires-in 30d] [--name N] [--aws] [--json]  make a virtual key\n"
+        "        [--allowed-cidrs 10.0.0.0/8,::1/128] [--max-prompt-tokens N]\n"
+        "        (--aws: also SigV4 credentials for AWS SDKs; --allowed-cidrs: the\n"
+        "        client addresses the key may be used from; --max-prompt-tokens: the\n"
+        "        largest prompt the key may send, estimated as body bytes / 4)\n"
+        "  stratus keys list [--json]                         every key\n"
+        "  stratus keys revoke KEY_ID                         revoke a key\n"
+        "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
+        "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
+        "                                                     the spend report\n"
+        "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
+        "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
+        "  stratus ledger export [--since 30d] [--until T] [--format jsonl|csv]\n"
+        "                                                     raw ledger rows to stdout\n"
+        "  stratus ledger import FILE.jsonl                   rows back in (as exported)\n"
+        "  (keys, spend, cost and ledger take --config FILE; default config/stratus.yaml)\n"
+        "  stratus --version                                  print the version\n"
+        "  stratus help                                       this text\n"
+        "\n"
+        "Config errors are printed as FILE:LINE:COL: message (exit 2).\n",
+        f);
 }
 
 static long positive(const char *v)
@@ -146,6 +150,63 @@ static int route_command(int argc, char **argv)
         rc = route_explain_live(&live, &o, stdout, stderr);
     } else {
         rc = route_explain(cfg, &o, stdout, stderr);
+    }
+    config_free(cfg);
+    return rc;
+}
+
+struct secret_count {
+    size_t all, remote;
+};
+
+static void count_secret(const struct secret *sec, const char *what, void *ud)
+{
+    struct secret_count *c = ud;
+    (void)what;
+    c->all++;
+    c->remote += secrets_is_remote(sec->ref);
+}
+
+/* `stratus check`: the file, offline (remote secret references: syntax only); with
+ * --resolve, every reference is fetched as `serve` would. */
+static int check_command(const char *path, bool resolve)
+{
+    struct config_error ce;
+    char buf[1024];
+    memset(&ce, 0, sizeof ce);
+    struct config *cfg = resolve ? config_load(path, &ce) : config_load_offline(path, &ce);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", config_error_format(&ce, buf, sizeof buf));
+        return 2;
+    }
+    struct secret_count c = {0};
+    config_each_secret(cfg, count_secret, &c);
+    for (const char *t = cfg->tls.cert; t; t = t == cfg->tls.cert ? cfg->tls.key : NULL) {
+        c.all++;
+        c.remote += secrets_is_remote(t);
+    }
+    printf("%s: ok (%zu backend%s, %zu model%s", path, cfg->n_backends,
+           cfg->n_backends == 1 ? "" : "s", cfg->n_models, cfg->n_models == 1 ? "" : "s");
+    if (cfg->n_functions)
+        printf(", %zu function%s", cfg->n_functions, cfg->n_functions == 1 ? "" : "s");
+    printf(")\n");
+    if (c.remote > 0 && !resolve)
+        printf("%zu secret reference%s in a remote store: syntax checked, not fetched "
+               "(stratus check --resolve fetches them)\n",
+               c.remote, c.remote == 1 ? "" : "s");
+    else if (resolve)
+        printf("%zu secret reference%s resolved (%zu remote)\n", c.all, c.all == 1 ? "" : "s",
+               c.remote);
+    int rc = 0;
+    if (resolve && cfg->tls.cert) { /* TLS material is fetched when a listener starts */
+        struct err e;
+        err_clear(&e);
+        struct tls_ctx *t = tls_ctx_new(cfg->tls.cert, cfg->tls.key, &cfg->secrets.sources, &e);
+        if (t == NULL) {
+            fprintf(stderr, "%s: %s\n", path, e.msg);
+            rc = 2;
+        }
+        tls_ctx_free(t);
     }
     config_free(cfg);
     return rc;
@@ -251,9 +312,12 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *config_path = NULL, *listen = NULL;
+    bool resolve = false;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config_path = argv[++i];
+        } else if (strcmp(argv[i], "--resolve") == 0 && strcmp(cmd, "check") == 0) {
+            resolve = true;
         } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc && cmd[0] == 's' &&
                    cmd[1] == 'e') {
             listen = argv[++i];
@@ -268,16 +332,8 @@ int main(int argc, char **argv)
         return 2;
     }
     struct config *cfg = NULL;
+    if (strcmp(cmd, "check") == 0) return check_command(config_path, resolve);
     int rc = cli_load_config(config_path, &cfg);
     if (rc != 0) return rc;
-    if (strcmp(cmd, "check") == 0) {
-        printf("%s: ok (%zu backend%s, %zu model%s", config_path, cfg->n_backends,
-               cfg->n_backends == 1 ? "" : "s", cfg->n_models, cfg->n_models == 1 ? "" : "s");
-        if (cfg->n_functions)
-            printf(", %zu function%s", cfg->n_functions, cfg->n_functions == 1 ? "" : "s");
-        printf(")\n");
-        config_free(cfg);
-        return 0;
-    }
     return app_run(cfg, listen);
 }

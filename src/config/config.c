@@ -21,10 +21,13 @@
  */
 #include "config/config.h"
 
+#include <openssl/evp.h>
+
 #include <libgen.h>
 #include <unistd.h>
 
 #include "cost/prices.h"
+#include "providers/aws/credentials.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,7 +42,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#define SECRET_MAX 8192       /* bytes in a secret file; keys are far smaller */
 #define CONFIG_MAX (4u << 20) /* a config file beyond 4 MiB is a mistake */
 #define MS_MAX     86400000L  /* one day, the ceiling for every timeout */
 
@@ -47,6 +49,7 @@ struct loader {
     yaml_document_t *doc;
     struct config_error *error;
     struct config *cfg;
+    bool offline; /* remote secret references: syntax only */
 };
 
 static int fail_at(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
@@ -280,103 +283,33 @@ int config_parse_listen(const char *s, char **host, int *port, const char **why)
     return 0;
 }
 
-/* Reads a one-line secret file into *value (owned). The stack copy is wiped on every path so
- * the key does not linger in freed stack memory. */
-/* The one line of a secret file (trailing newline dropped). @return 0, or -1 with `why`. */
-static int secret_file_value(const char *path, char **value, char *why, size_t size)
-{
-    int rc = -1;
-    char buf[SECRET_MAX + 1];
-    size_t len = 0;
-    FILE *f = path[0] ? fopen(path, "rb") : NULL;
-    if (f == NULL) {
-        snprintf(why, size, "cannot read %s: %s", path[0] ? path : "''",
-                 path[0] ? strerror(errno) : "empty path");
-        goto out;
-    }
-    len = fread(buf, 1, sizeof buf, f);
-    if (ferror(f)) {
-        snprintf(why, size, "cannot read %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (len > SECRET_MAX) {
-        snprintf(why, size, "%s is larger than %d bytes", path, SECRET_MAX);
-        goto out;
-    }
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
-    if (len == 0) {
-        snprintf(why, size, "%s is empty", path);
-        goto out;
-    }
-    if (has_control(buf, len)) {
-        snprintf(why, size, "%s must hold one line without control characters", path);
-        goto out;
-    }
-    if ((*value = strndup(buf, len)) == NULL) {
-        snprintf(why, size, "out of memory");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (f) fclose(f);
-    explicit_bzero(buf, sizeof buf);
-    return rc;
-}
-
-static int read_secret_file(struct loader *ld, const yaml_node_t *n, const char *path,
-                            const char *what, char **value)
-{
-    char why[300];
-    if (secret_file_value(path, value, why, sizeof why) == 0) return 0;
-    return fail_at(ld, n, "%s: %s", what, why);
-}
-
 int config_secret_value(const char *ref, char **value, char *why, size_t size)
 {
-    *value = NULL;
-    if (ref && strncmp(ref, "file:", 5) == 0) return secret_file_value(ref + 5, value, why, size);
-    if (ref == NULL || strncmp(ref, "env:", 4) != 0 || ref[4] == '\0') {
-        snprintf(why, size, "'%s' is not a secret reference (env:NAME or file:PATH)",
-                 ref ? ref : "");
-        return -1;
-    }
-    const char *v = getenv(ref + 4);
-    if (v == NULL || v[0] == '\0' || has_control(v, strlen(v))) {
-        snprintf(why, size, "environment variable %s is %s", ref + 4,
-                 v == NULL || v[0] == '\0' ? "not set" : "not one line");
-        return -1;
-    }
-    if ((*value = strdup(v)) == NULL) {
-        snprintf(why, size, "out of memory");
-        return -1;
-    }
-    return 0;
+    return secrets_resolve(NULL, ref, SECRETS_ONE_LINE, value, why, size);
 }
 
+/* A secret is only ever a reference; it is resolved now (remote ones: unless offline), so a
+ * missing variable, file or remote secret fails the load with its line. */
 static int resolve_secret(struct loader *ld, const yaml_node_t *n, struct secret *sec,
                           const char *key, const char *owner)
 {
-    char what[256];
+    char why[600];
     const char *ref = scalar(n);
-    bool is_env = ref && strncmp(ref, "env:", 4) == 0;
-    bool is_file = ref && strncmp(ref, "file:", 5) == 0;
-    if (!is_env && !is_file)
-        return fail_at(
-            ld, n, "%s must be a secret reference (env:NAME or file:PATH), not a literal key", key);
+    if (ref == NULL || !secrets_is_reference(ref))
+        return fail_at(ld, n,
+                       "%s must be a secret reference (env:NAME, file:PATH, aws-sm:ID[#FIELD], "
+                       "ssm:NAME or vault:MOUNT/PATH#FIELD), not a literal key",
+                       key);
     if (has_control(ref, n->data.scalar.length))
         return fail_at(ld, n, "%s must not contain control characters", key);
+    if (secrets_check(ref, NULL, why, sizeof why) != 0)
+        return fail_at(ld, n, "%s of %s: %s", key, owner, why);
     if ((sec->ref = strdup(ref)) == NULL) return fail_at(ld, n, "out of memory");
-    snprintf(what, sizeof what, "%s of %s", key, owner);
-    if (is_file) return read_secret_file(ld, n, ref + 5, what, &sec->value);
-    const char *name = ref + 4;
-    if (name[0] == '\0') return fail_at(ld, n, "%s: env: needs a variable name", what);
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        return fail_at(ld, n, "environment variable %s (%s) is not set", name, what);
-    if (has_control(v, strlen(v)))
-        return fail_at(ld, n, "environment variable %s (%s) contains control characters", name,
-                       what);
-    return (sec->value = strdup(v)) ? 0 : fail_at(ld, n, "out of memory");
+    if (ld->offline && secrets_is_remote(ref)) return 0;
+    if (secrets_resolve(&ld->cfg->secrets.sources, ref, SECRETS_ONE_LINE, &sec->value, why,
+                        sizeof why) != 0)
+        return fail_at(ld, n, "%s of %s: %s", key, owner, why);
+    return 0;
 }
 
 #ifdef STRATUS_HAVE_ENGINE
@@ -588,48 +521,6 @@ static int parse_anthropic_backend(struct loader *ld, const yaml_node_t *n, stru
     return parse_timeouts(ld, n, b);
 }
 
-/* Reads `key` of `[profile]` from an AWS shared credentials file (INI). @return 1 found,
- * 0 absent, -1 unreadable (errno). The caller wipes nothing: values are copied out. */
-static int aws_file_value(const char *path, const char *profile, const char *key, char **out)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return -1;
-    char line[SECRET_MAX];
-    bool in_profile = false;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char *s = line, *e;
-        while (*s == ' ' || *s == '\t') s++;
-        e = s + strlen(s);
-        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
-        if (*s == '#' || *s == ';' || *s == '\0') continue;
-        if (*s == '[') {
-            char *close = strchr(s, ']');
-            if (close == NULL) continue;
-            *close = '\0';
-            char *name = s + 1;
-            if (strncmp(name, "profile ", 8) == 0) name += 8; /* config-file style */
-            in_profile = strcmp(name, profile) == 0;
-            continue;
-        }
-        if (!in_profile) continue;
-        char *eq = strchr(s, '=');
-        if (eq == NULL) continue;
-        char *k = s, *ke = eq;
-        while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
-        *ke = '\0';
-        char *v = eq + 1;
-        while (*v == ' ' || *v == '\t') v++;
-        if (strcmp(k, key) == 0 && *v) {
-            *out = strdup(v);
-            found = *out ? 1 : -1;
-        }
-    }
-    explicit_bzero(line, sizeof line);
-    fclose(f);
-    return found;
-}
-
 static int set_secret(struct secret *sec, const char *ref, const char *value)
 {
     sec->ref = strdup(ref);
@@ -660,54 +551,33 @@ static int resolve_aws_credentials(struct loader *ld, const yaml_node_t *n, stru
     if (token)
         return fail_at(ld, token, "%s: aws_session_token needs aws_access_key_id too", owner);
     if (get_string(ld, n, "profile", &b->aws_profile, false, owner)) return -1;
-    const char *env_id = getenv("AWS_ACCESS_KEY_ID"), *env_secret = getenv("AWS_SECRET_ACCESS_KEY");
-    if (b->aws_profile == NULL && env_id && *env_id && env_secret && *env_secret) {
-        const char *env_token = getenv("AWS_SESSION_TOKEN");
-        b->aws_source = AWS_CREDS_ENV;
-        if (set_secret(&b->aws_access_key_id, "env:AWS_ACCESS_KEY_ID", env_id) ||
-            set_secret(&b->aws_secret_access_key, "env:AWS_SECRET_ACCESS_KEY", env_secret) ||
-            (env_token && *env_token &&
-             set_secret(&b->aws_session_token, "env:AWS_SESSION_TOKEN", env_token)))
-            return fail_at(ld, n, "out of memory");
-        return 0;
-    }
-    if (b->aws_profile == NULL) {
-        const char *p = getenv("AWS_PROFILE");
-        if ((b->aws_profile = strdup(p && *p ? p : "default")) == NULL)
-            return fail_at(ld, n, "out of memory");
-    }
-    char path[1024];
-    const char *file = getenv("AWS_SHARED_CREDENTIALS_FILE");
-    if (file && *file)
-        snprintf(path, sizeof path, "%s", file);
-    else
-        snprintf(path, sizeof path, "%s/.aws/credentials", getenv("HOME") ? getenv("HOME") : "");
-    char *kid = NULL, *ksecret = NULL, *ktoken = NULL;
-    int a = aws_file_value(path, b->aws_profile, "aws_access_key_id", &kid);
-    int c = a == 1 ? aws_file_value(path, b->aws_profile, "aws_secret_access_key", &ksecret) : a;
-    int t = c == 1 ? aws_file_value(path, b->aws_profile, "aws_session_token", &ktoken) : 0;
+    struct aws_credentials c;
+    char why[1400];
+    if (aws_credentials_load(b->aws_profile, &c, why, sizeof why) != 0)
+        return fail_at(ld, n,
+                       "%s: %s, or give aws_access_key_id and aws_secret_access_key as "
+                       "secret references",
+                       owner, why);
+    char ref[200];
     int rc = 0;
-    if (a != 1 || c != 1 || t < 0) {
-        rc = fail_at(ld, n,
-                     "%s: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                     "add profile '%s' to %s%s, or give aws_access_key_id and "
-                     "aws_secret_access_key as env:/file: references",
-                     owner, b->aws_profile, path, a < 0 ? " (cannot read it)" : "");
+    if (c.from == AWS_CREDENTIALS_ENV) {
+        b->aws_source = AWS_CREDS_ENV;
+        if (set_secret(&b->aws_access_key_id, "env:AWS_ACCESS_KEY_ID", c.access_key_id) ||
+            set_secret(&b->aws_secret_access_key, "env:AWS_SECRET_ACCESS_KEY",
+                       c.secret_access_key) ||
+            (c.session_token &&
+             set_secret(&b->aws_session_token, "env:AWS_SESSION_TOKEN", c.session_token)))
+            rc = fail_at(ld, n, "out of memory");
     } else {
-        char ref[1100];
-        snprintf(ref, sizeof ref, "profile:%s", b->aws_profile);
         b->aws_source = AWS_CREDS_FILE;
-        if (set_secret(&b->aws_access_key_id, ref, kid) ||
-            set_secret(&b->aws_secret_access_key, ref, ksecret) ||
-            (ktoken && set_secret(&b->aws_session_token, ref, ktoken)))
+        snprintf(ref, sizeof ref, "profile:%s", c.profile);
+        if ((b->aws_profile == NULL && (b->aws_profile = strdup(c.profile)) == NULL) ||
+            set_secret(&b->aws_access_key_id, ref, c.access_key_id) ||
+            set_secret(&b->aws_secret_access_key, ref, c.secret_access_key) ||
+            (c.session_token && set_secret(&b->aws_session_token, ref, c.session_token)))
             rc = fail_at(ld, n, "out of memory");
     }
-    for (char **v = (char *[]){kid, ksecret, ktoken, NULL}; *v; v++) {
-        explicit_bzero(*v, strlen(*v));
-    }
-    free(kid);
-    free(ksecret);
-    free(ktoken);
+    aws_credentials_clear(&c);
     return rc;
 }
 
@@ -1219,6 +1089,8 @@ static int parse_auth(struct loader *ld, const yaml_node_t *n, struct auth_conf 
     const yaml_node_t *k = get(ld, n, "master_key");
     if (k == NULL) return fail_at(ld, n, "auth: missing required key 'master_key'");
     if (resolve_secret(ld, k, &a->master_key, "master_key", "auth")) return -1;
+    if (a->master_key.value == NULL) /* a remote reference, checked offline */
+        return get_long(ld, n, "refresh_ms", &a->refresh_ms, 100, 3600000);
     /* Clients' keys are trimmed of spaces (guard_authenticate), so a master key that is only
      * spaces, or starts or ends with one, could never be presented. Named by reference. */
     const char *v = a->master_key.value;
@@ -1243,7 +1115,7 @@ static int parse_metrics(struct loader *ld, const yaml_node_t *n, struct metrics
     long customers = m->max_customers;
     if (get_long(ld, n, "customers", &customers, 0, 10000)) return -1;
     m->max_customers = (int)customers;
-    if (m->auth && ld->cfg->auth.master_key.value == NULL)
+    if (m->auth && ld->cfg->auth.master_key.ref == NULL)
         return fail_at(ld, n, "metrics: auth: true needs auth.master_key (the key it asks for)");
     return 0;
 }
@@ -1262,7 +1134,7 @@ static int parse_otlp_header(struct loader *ld, const yaml_node_t *kn, const yam
     if ((h->name = strdup(k)) == NULL) return fail_at(ld, kn, "out of memory");
     if (v == NULL || v[0] == '\0')
         return fail_at(ld, vn, "observability.headers.%s must be a non-empty string", k);
-    if (strncmp(v, "env:", 4) == 0 || strncmp(v, "file:", 5) == 0)
+    if (secrets_is_reference(v))
         return resolve_secret(ld, vn, &h->value, k, "observability.headers");
     if (has_control(v, vn->data.scalar.length))
         return fail_at(ld, vn, "observability.headers.%s must not contain control characters", k);
@@ -1656,11 +1528,16 @@ static int tls_ref(struct loader *ld, const yaml_node_t *n, const char *key, cha
 {
     const char *ref = scalar(n);
     if (n == NULL) return fail_at(ld, NULL, "tls: needs '%s'", key);
-    if (ref == NULL || (strncmp(ref, "file:", 5) != 0 && strncmp(ref, "env:", 4) != 0))
-        return fail_at(ld, n, "tls.%s must be a reference (file:PATH or env:NAME) to PEM text",
+    char why[600];
+    if (ref == NULL || !secrets_is_reference(ref))
+        return fail_at(ld, n,
+                       "tls.%s must be a reference (file:PATH, env:NAME, aws-sm:, ssm: or vault:) "
+                       "to PEM text",
                        key);
     if (has_control(ref, n->data.scalar.length))
         return fail_at(ld, n, "tls.%s must not contain control characters", key);
+    if (secrets_check(ref, NULL, why, sizeof why) != 0)
+        return fail_at(ld, n, "tls.%s: %s", key, why);
     if (ref[0] == 'f' && access(ref + 5, R_OK) != 0)
         return fail_at(ld, n, "tls.%s: cannot read %s: %s", key, ref + 5,
                        ref[5] ? strerror(errno) : "empty path");
@@ -1767,15 +1644,97 @@ static int parse_guards(struct loader *ld, const yaml_node_t *n, struct guards_c
     return 0;
 }
 
+/* ---- secrets ------------------------------------------------------------------------ */
+
+/* A setting that names a local secret (a Vault token, an AppRole secret_id): env:/file:
+ * only, checked now, read when used (so a renewed token file is picked up). */
+static int local_ref(struct loader *ld, const yaml_node_t *map, const char *key, char **out,
+                     const char *where)
+{
+    const yaml_node_t *n = get(ld, map, key);
+    if (n == NULL) return 0;
+    const char *ref = scalar(n);
+    char why[400], *probe = NULL;
+    if (ref == NULL || (strncmp(ref, "env:", 4) != 0 && strncmp(ref, "file:", 5) != 0))
+        return fail_at(ld, n, "%s.%s must be an env:NAME or file:PATH reference", where, key);
+    if (secrets_resolve(NULL, ref, SECRETS_ONE_LINE, &probe, why, sizeof why) != 0)
+        return fail_at(ld, n, "%s.%s: %s", where, key, why);
+    secrets_value_free(probe);
+    return (*out = strdup(ref)) ? 0 : fail_at(ld, n, "out of memory");
+}
+
+static int parse_secrets(struct loader *ld, const yaml_node_t *n, struct secrets_conf *c)
+{
+    static const char *const keys[] = {"refresh_s", "timeout_ms", "aws", "vault", NULL};
+    static const char *const aws_keys[] = {"region", "profile", "secrets_manager_url", "ssm_url",
+                                           NULL};
+    static const char *const vault_keys[] = {"address", "token", "namespace", "approle", NULL};
+    static const char *const approle_keys[] = {"role_id", "secret_id", "mount", NULL};
+    struct secrets_sources *s = &c->sources;
+    if (want_mapping(ld, n, "secrets") || check_keys(ld, n, keys, "secrets") ||
+        get_long(ld, n, "refresh_s", &c->refresh_s, 0, 86400) ||
+        get_long(ld, n, "timeout_ms", &s->timeout_ms, 100, 120000))
+        return -1;
+    const yaml_node_t *a = get_section(ld, n, "aws");
+    if (a && (want_mapping(ld, a, "secrets.aws") || check_keys(ld, a, aws_keys, "secrets.aws") ||
+              get_string(ld, a, "region", &s->aws_region, false, "secrets.aws") ||
+              get_string(ld, a, "profile", &s->aws_profile, false, "secrets.aws") ||
+              parse_url(ld, a, "secrets_manager_url", &s->secrets_manager_url, "secrets.aws") ||
+              parse_url(ld, a, "ssm_url", &s->ssm_url, "secrets.aws")))
+        return -1;
+    if (s->aws_region &&
+        strspn(s->aws_region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(s->aws_region))
+        return fail_at(ld, get(ld, a, "region"), "secrets.aws: region '%s' is not an AWS region",
+                       s->aws_region);
+    const yaml_node_t *v = get_section(ld, n, "vault");
+    if (v == NULL) return 0;
+    if (want_mapping(ld, v, "secrets.vault") || check_keys(ld, v, vault_keys, "secrets.vault") ||
+        parse_url(ld, v, "address", &s->vault_address, "secrets.vault") ||
+        local_ref(ld, v, "token", &s->vault_token_ref, "secrets.vault") ||
+        get_string(ld, v, "namespace", &s->vault_namespace, false, "secrets.vault"))
+        return -1;
+    const yaml_node_t *ar = get_section(ld, v, "approle");
+    if (ar == NULL) return 0;
+    if (s->vault_token_ref)
+        return fail_at(ld, ar, "secrets.vault: give token or approle, not both");
+    if (want_mapping(ld, ar, "secrets.vault.approle") ||
+        check_keys(ld, ar, approle_keys, "secrets.vault.approle") ||
+        get_string(ld, ar, "role_id", &s->approle_role_id, true, "secrets.vault.approle") ||
+        local_ref(ld, ar, "secret_id", &s->approle_secret_id_ref, "secrets.vault.approle") ||
+        get_string(ld, ar, "mount", &s->approle_mount, false, "secrets.vault.approle"))
+        return -1;
+    if (s->approle_secret_id_ref == NULL)
+        return fail_at(ld, ar, "secrets.vault.approle: missing required key 'secret_id'");
+    if (s->approle_mount && strspn(s->approle_mount, "abcdefghijklmnopqrstuvwxyz"
+                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/") !=
+                                strlen(s->approle_mount))
+        return fail_at(ld, get(ld, ar, "mount"), "secrets.vault.approle: mount '%s' is not a path",
+                       s->approle_mount);
+    return 0;
+}
+
 /* The top-level sections, in the order of config.section_hash. The first eight are read
  * once at start (listeners, the store, keys and budgets live as long as the process); the
  * rest a reload replaces. */
-static const char *const root_keys[] = {"listen",        "tls",      "shutdown_grace_ms",
-                                        "log",           "limits",   "store",
-                                        "auth",          "budgets",  "metrics",
-                                        "observability", "cache",    "prices",
-                                        "access",        "backends", "models",
-                                        "functions",     "guards",   NULL};
+static const char *const root_keys[] = {"listen",
+                                        "tls",
+                                        "shutdown_grace_ms",
+                                        "log",
+                                        "limits",
+                                        "store",
+                                        "auth",
+                                        "budgets",
+                                        "metrics",
+                                        "observability",
+                                        "cache",
+                                        "prices",
+                                        "access",
+                                        "backends",
+                                        "models",
+                                        "functions",
+                                        "guards",
+                                        "secrets",
+                                        NULL};
 #define RESTART_ONLY_SECTIONS 11
 _Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
                "config.section_hash has a slot per top-level section");
@@ -1870,6 +1829,9 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (check_keys(ld, root, keys, "the configuration")) return -1;
     hash_sections(ld, root);
 
+    /* secrets first: every reference below is resolved with its settings. */
+    const yaml_node_t *se = get_section(ld, root, "secrets");
+    if (se && parse_secrets(ld, se, &cfg->secrets)) return -1;
     /* tls before listen: whether a listener speaks TLS by default depends on it. */
     const yaml_node_t *tl = get_section(ld, root, "tls");
     if (tl && parse_tls(ld, tl)) return -1;
@@ -1948,6 +1910,8 @@ static struct config *config_defaults(const char *name)
     cfg->store.rollups_days = 800;
     cfg->store.retention_every_s = 3600;
     cfg->auth.refresh_ms = 2000;
+    secrets_sources_init(&cfg->secrets.sources);
+    cfg->secrets.refresh_s = 300;
     cfg->metrics.max_customers = 20;
     cfg->metrics.enabled = true;
     cfg->cache = (struct cache_conf){
@@ -2056,7 +2020,7 @@ static int resolve_prices(struct loader *ld, const yaml_node_t *root)
     return 0;
 }
 
-struct config *config_load_string(const char *yaml, size_t len, const char *name,
+static struct config *load_string(const char *yaml, size_t len, const char *name, bool offline,
                                   struct config_error *error)
 {
     struct config_error scratch;
@@ -2065,7 +2029,7 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
     yaml_document_t doc, extra;
     bool parser_ok = false, doc_ok = false, extra_ok = false;
     if (error == NULL) error = &scratch;
-    struct loader ld = {.doc = &doc, .error = error};
+    struct loader ld = {.doc = &doc, .error = error, .offline = offline};
     if (name == NULL) name = "<string>";
     memset(error, 0, sizeof *error);
     snprintf(error->file, sizeof error->file, "%s", name);
@@ -2098,6 +2062,13 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
         snprintf(error->msg, sizeof error->msg, "only one YAML document is allowed");
         goto fail;
     }
+    if ((cfg->text = malloc(len + 1)) == NULL) {
+        snprintf(error->msg, sizeof error->msg, "out of memory");
+        goto fail;
+    }
+    memcpy(cfg->text, yaml ? yaml : "", yaml ? len : 0);
+    cfg->text[yaml ? len : 0] = '\0';
+    cfg->text_len = yaml ? len : 0;
     goto out;
 fail:
     config_free(cfg);
@@ -2109,7 +2080,13 @@ out:
     return cfg;
 }
 
-struct config *config_load(const char *path, struct config_error *error)
+struct config *config_load_string(const char *yaml, size_t len, const char *name,
+                                  struct config_error *error)
+{
+    return load_string(yaml, len, name, false, error);
+}
+
+static struct config *load_file(const char *path, bool offline, struct config_error *error)
 {
     struct config_error scratch;
     struct config *cfg = NULL;
@@ -2146,11 +2123,68 @@ struct config *config_load(const char *path, struct config_error *error)
         snprintf(error->msg, sizeof error->msg, "cannot read: %s", strerror(errno));
         goto out;
     }
-    cfg = config_load_string(buf ? buf : "", len, path, error);
+    cfg = load_string(buf ? buf : "", len, path, offline, error);
 out:
     if (f) fclose(f);
     free(buf);
     return cfg;
+}
+
+struct config *config_load(const char *path, struct config_error *error)
+{
+    return load_file(path, false, error);
+}
+
+struct config *config_load_offline(const char *path, struct config_error *error)
+{
+    return load_file(path, true, error);
+}
+
+void config_each_secret(const struct config *cfg,
+                        void (*fn)(const struct secret *s, const char *what, void *ud), void *ud)
+{
+    char what[300];
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct backend_conf *b = &cfg->backends[i];
+        const struct secret *list[] = {&b->api_key, &b->aws_access_key_id,
+                                       &b->aws_secret_access_key, &b->aws_session_token};
+        const char *names[] = {"api_key", "aws_access_key_id", "aws_secret_access_key",
+                               "aws_session_token"};
+        for (size_t k = 0; k < 4; k++) {
+            if (list[k]->ref == NULL) continue;
+            snprintf(what, sizeof what, "backends[%s].%s", b->name, names[k]);
+            fn(list[k], what, ud);
+        }
+    }
+    if (cfg->auth.master_key.ref) fn(&cfg->auth.master_key, "auth.master_key", ud);
+    for (size_t i = 0; i < cfg->observability.n_headers; i++) {
+        const struct otlp_header *h = &cfg->observability.headers[i];
+        if (h->value.ref == NULL) continue;
+        snprintf(what, sizeof what, "observability.headers.%s", h->name);
+        fn(&h->value, what, ud);
+    }
+}
+
+static void digest_one(const struct secret *s, const char *what, void *ud)
+{
+    EVP_MD_CTX *md = ud;
+    EVP_DigestUpdate(md, what, strlen(what) + 1);
+    EVP_DigestUpdate(md, s->ref, strlen(s->ref) + 1);
+    if (s->value) EVP_DigestUpdate(md, s->value, strlen(s->value) + 1);
+}
+
+void config_secrets_digest(const struct config *cfg, unsigned char out[32])
+{
+    memset(out, 0, 32);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return;
+    }
+    config_each_secret(cfg, digest_one, md);
+    unsigned int n = 32;
+    EVP_DigestFinal_ex(md, out, &n);
+    EVP_MD_CTX_free(md);
 }
 
 const char *config_error_format(const struct config_error *error, char *buf, size_t size)
@@ -2189,6 +2223,8 @@ static void secret_free(struct secret *s)
 void config_free(struct config *cfg)
 {
     if (cfg == NULL) return;
+    secrets_sources_clear(&cfg->secrets.sources);
+    free(cfg->text);
     free(cfg->access.allow);
     free(cfg->access.trust_proxy);
     for (size_t i = 0; i < cfg->n_backends; i++) {

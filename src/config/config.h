@@ -4,8 +4,9 @@
  * Contract (see README "Configuration"): unknown keys are errors, so typos are caught;
  * every error carries the file, line and column of the offending node and renders as
  * `FILE:LINE:COL: message`. Secrets (`api_key`) are only accepted as references
- * (`env:NAME` or `file:PATH`) and are resolved by config_load(); the resolved value lives in
- * `secret.value` and must never be logged — log `secret.ref` instead.
+ * (env:, file:, aws-sm:, ssm:, vault: — see secrets/secrets.h) and are resolved by
+ * config_load(); the resolved value lives in `secret.value` and must never be logged — log
+ * `secret.ref` instead. Loading a config with remote references blocks on their stores.
  *
  * Ownership: config_load() returns an *owned* tree freed with config_free(); every string in
  * it is owned by the tree. A loaded config is immutable, so any thread may read it.
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "secrets/secrets.h"
 #include "util/cidr.h"
 
 /* Where a config error happened; line and column are 1-based, 0 when unknown. */
@@ -28,8 +30,9 @@ struct config_error {
 };
 
 struct secret {
-    char *ref;   /* as written: "env:UP_KEY" or "file:/run/secrets/key"; NULL when absent */
-    char *value; /* resolved at load; trailing newline of a file stripped; NULL when absent */
+    char *ref;   /* as written: "env:UP_KEY", "aws-sm:prod/openai#key", …; NULL when absent */
+    char *value; /* resolved at load (trailing newline of a file stripped); NULL when absent,
+                  * and for a remote reference loaded offline (config_load_offline) */
 };
 
 enum backend_type {
@@ -361,10 +364,18 @@ struct observability_conf {
     double sample;   /* share of new traces (no client traceparent) exported; 1.0 */
 };
 
-#define CONFIG_SECTIONS 17 /* top-level keys of the file */
+/* `secrets:` — where remote secret references are fetched from, and how often again. */
+struct secrets_conf {
+    struct secrets_sources sources;
+    long refresh_s; /* re-resolve every reference this often; default 300, 0 = only on SIGHUP */
+};
+
+#define CONFIG_SECTIONS 18 /* top-level keys of the file */
 
 struct config {
-    char *path;                             /* the file it was loaded from */
+    char *path; /* the file it was loaded from */
+    char *text; /* owned: the YAML it was loaded from */
+    size_t text_len;
     uint64_t section_hash[CONFIG_SECTIONS]; /* of each top-level section's text; 0 = absent */
     char *prices_path;              /* the price catalogue read, or NULL when none was found */
     struct price_catalogue *prices; /* owned; NULL when none */
@@ -391,6 +402,7 @@ struct config {
     struct function_conf *functions;
     size_t n_functions;
     struct guards_conf guards;
+    struct secrets_conf secrets;
 };
 
 /**
@@ -403,11 +415,25 @@ struct config *config_load(const char *path, struct config_error *error);
 struct config *config_load_string(const char *yaml, size_t len, const char *name,
                                   struct config_error *error);
 
+/** config_load, but remote secret references (aws-sm:, ssm:, vault:) are only checked for
+ *  syntax, not fetched: their values stay NULL (`stratus check` without --resolve). */
+struct config *config_load_offline(const char *path, struct config_error *error);
+
+/** Calls `fn` for every secret in `cfg` (provider keys and tokens, AWS credentials, the
+ *  master key, OTLP header references), with `what` naming where it is used. */
+void config_each_secret(const struct config *cfg,
+                        void (*fn)(const struct secret *s, const char *what, void *ud), void *ud);
+
+/** A digest of every secret's reference and value: two configs whose digests match hold
+ *  the same secrets. */
+void config_secrets_digest(const struct config *cfg, unsigned char out[32]);
+
 /** Formats `error` as "FILE:LINE:COL: message" into buf. Returns buf. */
 const char *config_error_format(const struct config_error *error, char *buf, size_t size);
 
-/** Resolves a secret reference outside a config file (`stratus engine --token env:NAME`):
- *  *value is *owned* (free; zero it first). @return 0, or -1 with `why` (never the value). */
+/** Resolves a secret reference outside a config file (`stratus engine --token env:NAME`),
+ *  remote stores as the environment says: *value is *owned* (free with secrets_value_free).
+ *  @return 0, or -1 with `why` (never the value). */
 int config_secret_value(const char *ref, char **value, char *why, size_t size);
 
 /** Splits "HOST:PORT" ("[::1]:80" for IPv6). @return 0, or -1 with `why` set (static). */

@@ -797,7 +797,7 @@ int engine_worker_main(const struct engine_worker_opts *o)
             log_msg("error", "engine_failed", "--listen %s: %s", o->listen, why);
             goto out;
         }
-        if (o->tls_cert && (w.tls = tls_ctx_new(o->tls_cert, o->tls_key, &e)) == NULL) {
+        if (o->tls_cert && (w.tls = tls_ctx_new(o->tls_cert, o->tls_key, NULL, &e)) == NULL) {
             log_msg("error", "engine_failed", "%s", e.msg);
             free(host);
             goto out;

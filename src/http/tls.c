@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secrets/secrets.h"
+
 /* Mozilla's "intermediate" TLS 1.2 list: ECDHE key exchange and AEAD ciphers only. */
 #define TLS12_CIPHERS                                                                              \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
@@ -37,6 +39,7 @@
 struct tls_ctx {
     SSL_CTX *ctx; /* the current generation; one reference is ours */
     char *cert_ref, *key_ref;
+    struct secrets_sources *sources; /* borrowed: where aws-sm:/ssm:/vault: references live */
     char fingerprint[65];
 };
 
@@ -52,9 +55,26 @@ static void ssl_reason(char *buf, size_t size, const char *fallback)
 }
 
 /* A BIO over the PEM text a reference names: the file, or the environment variable. */
-static BIO *ref_open(const char *ref, struct err *err, const char *what)
+static BIO *ref_open(struct secrets_sources *sources, const char *ref, struct err *err,
+                     const char *what)
 {
     BIO *b = NULL;
+    if (secrets_is_remote(ref)) {
+        char *pem = NULL, why[400];
+        if (secrets_resolve(sources, ref, SECRETS_MULTILINE, &pem, why, sizeof why) != 0) {
+            err_set(err, 500, "server_error", NULL, "tls.%s: %s", what, why);
+            return NULL;
+        }
+        /* a memory BIO that owns its copy, so the value can be wiped now */
+        b = BIO_new(BIO_s_mem());
+        if (b == NULL || BIO_write(b, pem, (int)strlen(pem)) != (int)strlen(pem)) {
+            BIO_free(b);
+            b = NULL;
+            err_oom(err);
+        }
+        secrets_value_free(pem);
+        return b;
+    }
     if (strncmp(ref, "file:", 5) == 0) {
         b = BIO_new_file(ref + 5, "r");
         if (b == NULL) {
@@ -87,11 +107,12 @@ static int load_fail(struct err *err, const char *what, const char *ref, const c
 }
 
 /* Loads the leaf and its chain (the rest of the PEM blocks, in order). */
-static int load_chain(SSL_CTX *ctx, const char *ref, X509 **leaf_out, struct err *err)
+static int load_chain(SSL_CTX *ctx, struct secrets_sources *sources, const char *ref,
+                      X509 **leaf_out, struct err *err)
 {
     int rc = -1;
     X509 *leaf = NULL, *extra = NULL;
-    BIO *b = ref_open(ref, err, "cert");
+    BIO *b = ref_open(sources, ref, err, "cert");
     if (b == NULL) goto out;
     if ((leaf = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL)) == NULL) {
         load_fail(err, "cert", ref, "no certificate");
@@ -125,11 +146,11 @@ out:
     return rc;
 }
 
-static int load_key(SSL_CTX *ctx, const char *ref, struct err *err)
+static int load_key(SSL_CTX *ctx, struct secrets_sources *sources, const char *ref, struct err *err)
 {
     int rc = -1;
     EVP_PKEY *key = NULL;
-    BIO *b = ref_open(ref, err, "key");
+    BIO *b = ref_open(sources, ref, err, "key");
     if (b == NULL) goto out;
     if ((key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) == NULL) {
         load_fail(err, "key", ref, "no private key");
@@ -175,7 +196,8 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 }
 
 /* A complete context from the references, or NULL with `err` filled. */
-static SSL_CTX *ctx_build(const char *cert_ref, const char *key_ref, char fp[65], struct err *err)
+static SSL_CTX *ctx_build(struct secrets_sources *sources, const char *cert_ref,
+                          const char *key_ref, char fp[65], struct err *err)
 {
     X509 *leaf = NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -197,7 +219,9 @@ static SSL_CTX *ctx_build(const char *cert_ref, const char *key_ref, char fp[65]
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
-    if (load_chain(ctx, cert_ref, &leaf, err) != 0 || load_key(ctx, key_ref, err) != 0) goto fail;
+    if (load_chain(ctx, sources, cert_ref, &leaf, err) != 0 ||
+        load_key(ctx, sources, key_ref, err) != 0)
+        goto fail;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     fp[0] = '\0';
@@ -213,7 +237,8 @@ fail:
     return NULL;
 }
 
-struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref, struct err *err)
+struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref,
+                            struct secrets_sources *sources, struct err *err)
 {
     struct tls_ctx *t = calloc(1, sizeof *t);
     if (t == NULL || (t->cert_ref = strdup(cert_ref)) == NULL ||
@@ -222,7 +247,8 @@ struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref, struct er
         err_oom(err);
         return NULL;
     }
-    if ((t->ctx = ctx_build(cert_ref, key_ref, t->fingerprint, err)) == NULL) {
+    t->sources = sources;
+    if ((t->ctx = ctx_build(sources, cert_ref, key_ref, t->fingerprint, err)) == NULL) {
         tls_ctx_free(t);
         return NULL;
     }
@@ -232,7 +258,7 @@ struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref, struct er
 int tls_ctx_reload(struct tls_ctx *t, struct err *err)
 {
     char fp[65];
-    SSL_CTX *ctx = ctx_build(t->cert_ref, t->key_ref, fp, err);
+    SSL_CTX *ctx = ctx_build(t->sources, t->cert_ref, t->key_ref, fp, err);
     if (ctx == NULL) return -1;
     SSL_CTX_free(t->ctx); /* connections made from it hold their own references */
     t->ctx = ctx;

@@ -31,11 +31,15 @@ struct tls_ctx;
 
 /**
  * Loads the certificate chain and key named by two references: `file:PATH` (a PEM file,
- * re-read on every reload) or `env:NAME` (the PEM text in an environment variable).
+ * re-read on every reload), `env:NAME` (the PEM text in an environment variable), or a
+ * remote secret (aws-sm:, ssm:, vault: — fetched again on every reload, blocking).
+ * @param sources  *borrowed* for the context's life: where remote references are fetched.
  * @return an *owned* context (tls_ctx_free), or NULL with `err` filled: the reference that
  *         failed and OpenSSL's reason (never key material).
  */
-struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref, struct err *err);
+struct secrets_sources;
+struct tls_ctx *tls_ctx_new(const char *cert_ref, const char *key_ref,
+                            struct secrets_sources *sources, struct err *err);
 
 /**
  * Re-reads the certificate chain and key. On success new handshakes use them; on failure the

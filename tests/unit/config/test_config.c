@@ -856,15 +856,15 @@ static void test_config_load_string_rejects_missing_env_secret(void **state)
     (void)state;
     const char *yaml = "backends:\n  - { name: up, type: openai, base_url: \"http://x\", "
                        "api_key: env:CFG_TEST_MISSING }\n";
-    const char *msg = "environment variable CFG_TEST_MISSING (api_key of backend 'up') is not set";
+    const char *msg = "api_key of backend 'up': environment variable CFG_TEST_MISSING is not set";
     unsetenv("CFG_TEST_MISSING");
     expect_exact(yaml, 2, 62, msg);
     setenv("CFG_TEST_MISSING", "", 1); /* empty counts as unset */
     expect_exact(yaml, 2, 62, msg);
     setenv("CFG_TEST_MISSING", "sk-bad\nX-Injected: 1", 1);
     expect_exact(yaml, 2, 62,
-                 "environment variable CFG_TEST_MISSING (api_key of backend 'up') contains "
-                 "control characters");
+                 "api_key of backend 'up': env:CFG_TEST_MISSING holds more than one line (a key "
+                 "or token is one line)");
     unsetenv("CFG_TEST_MISSING");
     expect_exact("backends:\n  - { name: up, type: openai, base_url: \"http://x\", api_key: "
                  "\"env:\" }\n",
@@ -874,8 +874,8 @@ static void test_config_load_string_rejects_missing_env_secret(void **state)
 static void test_config_load_string_rejects_literal_key(void **state)
 {
     (void)state;
-    const char *msg =
-        "api_key must be a secret reference (env:NAME or file:PATH), not a literal key";
+    const char *msg = "api_key must be a secret reference (env:NAME, file:PATH, aws-sm:ID[#FIELD], "
+                      "ssm:NAME or vault:MOUNT/PATH#FIELD), not a literal key";
     expect_exact("backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
                  "api_key: sk-LEAKME }\n",
                  2, 61, msg);
@@ -953,7 +953,9 @@ static void test_config_load_string_rejects_bad_secret_file(void **state)
              "api_key: \"file:%s\" }\n",
              path);
     snprintf(msg, sizeof msg,
-             "api_key of backend 'a': %s must hold one line without control characters", path);
+             "api_key of backend 'a': file:%s holds more than one line (a key or token is one "
+             "line)",
+             path);
     expect_exact(yaml, 2, 61, msg);
     assert_null(load(yaml, &e));
     assert_null(strstr(e.msg, "SECRET"));
@@ -967,7 +969,7 @@ static void test_config_load_string_rejects_bad_secret_file(void **state)
              "backends:\n  - { name: a, type: openai, base_url: \"http://x\", "
              "api_key: \"file:%s\" }\n",
              path);
-    snprintf(msg, sizeof msg, "api_key of backend 'a': %s is larger than 8192 bytes", path);
+    snprintf(msg, sizeof msg, "api_key of backend 'a': file:%s is larger than 8192 bytes", path);
     expect_exact(yaml, 2, 61, msg);
     unlink(path);
 }
@@ -1293,8 +1295,9 @@ static void test_config_listen_and_tls(void **state)
                  1, 6, "tls: no listener uses it (every listen entry says tls: false)");
     expect_exact("tls: { cert: env:HOME }\n", 1, 6,
                  "tls needs both 'cert' and 'key' (file:PATH or env:NAME)");
-    expect_exact("tls: { cert: /etc/cert.pem, key: env:HOME }\n", 1, 14,
-                 "tls.cert must be a reference (file:PATH or env:NAME) to PEM text");
+    expect_exact(
+        "tls: { cert: /etc/cert.pem, key: env:HOME }\n", 1, 14,
+        "tls.cert must be a reference (file:PATH, env:NAME, aws-sm:, ssm: or vault:) to PEM text");
     expect_exact("tls: { cert: env:HOME, key: \"file:/nonexistent/k.pem\" }\n", 1, 29,
                  "tls.key: cannot read /nonexistent/k.pem: No such file or directory");
     expect_exact("tls: { cert: env:STRATUS_NO_SUCH_VAR, key: env:HOME }\n", 1, 14,
