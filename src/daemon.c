@@ -258,13 +258,23 @@ static int reload_with(struct app *app, struct config *cfg, const char *cause,
     config_each_secret(cfg, find_same, &d);
     config_restart_sections(app->cfg, cfg, out->restart_needed, sizeof out->restart_needed);
     config_reloaded_sections(app->gen->cfg, cfg, out->changed, sizeof out->changed);
-    /* The master key also seals stored keys' AWS secrets (guard/awskeys), so it changes only
-     * with a restart, like the rest of auth. */
-    const char *was = app->cfg->auth.master_key.value, *now = cfg->auth.master_key.value;
-    if (was && now && strcmp(was, now) != 0) {
-        log_begin(&l, "warn", "master_key_rotated");
-        log_str(&l, "ref", cfg->auth.master_key.ref);
-        log_str(&l, "message", "auth.master_key has a new value; it takes effect at a restart");
+    /* Start-only secrets: the master key also seals stored keys' AWS secrets (guard/awskeys)
+     * and the store passwords belong to connections made at start, so a new value waits for
+     * a restart, like the rest of auth and store. */
+    const struct secret *start_only[][2] = {
+        {&app->cfg->auth.master_key, &cfg->auth.master_key},
+        {&app->cfg->store.password, &cfg->store.password},
+        {&app->cfg->store.redis_password, &cfg->store.redis_password},
+    };
+    static const char *const start_only_names[] = {"auth.master_key", "store.password",
+                                                   "store.redis_password"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *was = start_only[i][0]->value, *now = start_only[i][1]->value;
+        if (was == NULL || now == NULL || strcmp(was, now) == 0) continue;
+        log_begin(&l, "warn", "secret_rotated_restart_needed");
+        log_str(&l, "secret", start_only_names[i]);
+        log_str(&l, "ref", start_only[i][1]->ref);
+        log_str(&l, "message", "a new value; it takes effect at a restart");
         log_end(&l);
     }
     config_keep_running(cfg, app->cfg);
@@ -563,7 +573,8 @@ int app_run(struct config *cfg, const char *listen)
     {
         char why[600];
         struct store_handle store;
-        if (store_open(cfg->store.url, cfg->store.base_dir, &store, why, sizeof why) != 0) {
+        if (store_open(cfg->store.url, cfg->store.base_dir, cfg->store.password.value, &store, why,
+                       sizeof why) != 0) {
             log_msg("error", "start_failed", "ledger: %s", why);
             goto out;
         }
@@ -586,7 +597,8 @@ int app_run(struct config *cfg, const char *listen)
         log_str(&l, "base_dir", cfg->store.base_dir);
         log_end(&l);
         /* A second handle for admin calls and key refreshes: the ledger's is its writer's. */
-        if (store_open(cfg->store.url, cfg->store.base_dir, &store, why, sizeof why) != 0) {
+        if (store_open(cfg->store.url, cfg->store.base_dir, cfg->store.password.value, &store, why,
+                       sizeof why) != 0) {
             log_msg("error", "start_failed", "store: %s", why);
             goto out;
         }

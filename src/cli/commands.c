@@ -78,7 +78,8 @@ int cli_load_config(const char *path, struct config **out)
 int cli_open_store(const struct config *cfg, struct store_handle *s)
 {
     char why[600];
-    if (store_open(cfg->store.url, cfg->store.base_dir, s, why, sizeof why) != 0) {
+    if (store_open(cfg->store.url, cfg->store.base_dir, cfg->store.password.value, s, why,
+                   sizeof why) != 0) {
         fprintf(stderr, "store: %s\n", why);
         return 1;
     }

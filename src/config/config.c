@@ -992,9 +992,13 @@ static int parse_retention(struct loader *ld, const yaml_node_t *n, struct store
 
 static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_conf *s)
 {
-    static const char *const keys[] = {"url",      "redis",   "queue_size", "batch_size",
-                                       "flush_ms", "durable", "retention",  NULL};
+    static const char *const keys[] = {
+        "url",     "redis",     "queue_size", "batch_size",     "flush_ms",
+        "durable", "retention", "password",   "redis_password", NULL};
     if (want_mapping(ld, n, "store") || check_keys(ld, n, keys, "store")) return -1;
+    const yaml_node_t *pw = get(ld, n, "password"), *rpw = get(ld, n, "redis_password");
+    if (pw && resolve_secret(ld, pw, &s->password, "password", "store")) return -1;
+    if (rpw && resolve_secret(ld, rpw, &s->redis_password, "redis_password", "store")) return -1;
     if (get_string(ld, n, "redis", &s->redis, false, "store")) return -1;
     if (s->redis && strncmp(s->redis, "redis://", 8) != 0)
         return fail_at(ld, get(ld, n, "redis"),
@@ -1004,6 +1008,9 @@ static int parse_store(struct loader *ld, const yaml_node_t *n, struct store_con
         strncmp(s->url, "postgresql://", 13) != 0)
         return fail_at(ld, get(ld, n, "url"),
                        "store.url must be sqlite://PATH or postgres://USER:PASS@HOST/DB");
+    if (pw && (s->url == NULL || strncmp(s->url, "sqlite://", 9) == 0))
+        return fail_at(ld, pw, "store.password is for a postgres:// store.url");
+    if (rpw && s->redis == NULL) return fail_at(ld, rpw, "store.redis_password needs store.redis");
     if (get_long(ld, n, "queue_size", &s->queue_size, 1, 10000000) ||
         get_long(ld, n, "batch_size", &s->batch_size, 1, 100000) ||
         get_long(ld, n, "flush_ms", &s->flush_ms, 0, 10000) ||
@@ -2157,6 +2164,8 @@ void config_each_secret(const struct config *cfg,
         }
     }
     if (cfg->auth.master_key.ref) fn(&cfg->auth.master_key, "auth.master_key", ud);
+    if (cfg->store.password.ref) fn(&cfg->store.password, "store.password", ud);
+    if (cfg->store.redis_password.ref) fn(&cfg->store.redis_password, "store.redis_password", ud);
     for (size_t i = 0; i < cfg->observability.n_headers; i++) {
         const struct otlp_header *h = &cfg->observability.headers[i];
         if (h->value.ref == NULL) continue;
@@ -2281,6 +2290,8 @@ void config_free(struct config *cfg)
     free(cfg->observability.service_name);
     free(cfg->store.url);
     free(cfg->store.redis);
+    secret_free(&cfg->store.password);
+    secret_free(&cfg->store.redis_password);
     free(cfg->store.base_dir);
     prices_free(cfg->prices);
     free(cfg->prices_path);

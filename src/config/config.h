@@ -248,9 +248,11 @@ struct guards_conf {
 
 /* Where the ledger goes (`store:`). */
 struct store_conf {
-    char *url;       /* default sqlite://stratus.db (relative: to the config's directory) */
-    char *redis;     /* redis://HOST:PORT for limits and budgets shared across instances */
-    char *base_dir;  /* the config file's directory */
+    char *url;              /* default sqlite://stratus.db (relative: to the config's directory) */
+    char *redis;            /* redis://HOST:PORT for limits and budgets shared across instances */
+    struct secret password; /* PostgreSQL password (a reference); overrides the URL's */
+    struct secret redis_password; /* Redis AUTH password (a reference); overrides the URL's */
+    char *base_dir;               /* the config file's directory */
     long queue_size; /* rows waiting for the writer before new ones are dropped; 10000 */
     long batch_size; /* rows per transaction at most; 256 */
     long flush_ms;   /* a short batch waits this long for more rows (group commit); 5 */

@@ -214,7 +214,9 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
         err_oom(err);
         goto fail;
     }
-    if (cfg->store.redis && loop && (g->shared = shared_new(loop, cfg->store.redis, err)) == NULL)
+    if (cfg->store.redis && loop &&
+        (g->shared = shared_new(loop, cfg->store.redis, cfg->store.redis_password.value, err)) ==
+            NULL)
         goto fail;
     if (seed_budgets(g, store, records, (size_t)n, err) != 0) goto fail; /* records: the table's */
     if (g->shared) shared_seed_done(g->shared);

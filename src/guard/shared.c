@@ -244,7 +244,8 @@ static redisContext *connect_sync(struct shared *s, char *why, size_t size)
     return c;
 }
 
-struct shared *shared_new(struct event_base *loop, const char *url, struct err *err)
+struct shared *shared_new(struct event_base *loop, const char *url, const char *password,
+                          struct err *err)
 {
     struct shared *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -258,6 +259,7 @@ struct shared *shared_new(struct event_base *loop, const char *url, struct err *
         free(s);
         return NULL;
     }
+    if (password) snprintf(s->password, sizeof s->password, "%s", password);
     char why[300];
     redisContext *c = connect_sync(s, why, sizeof why);
     if (c == NULL) {
@@ -286,6 +288,7 @@ void shared_free(struct shared *s)
     if (s->ac) redisAsyncFree(s->ac); /* pending callbacks see a NULL reply */
     s->ac = NULL;
     event_free(s->reconnect);
+    explicit_bzero(s->password, sizeof s->password);
     free(s);
 }
 

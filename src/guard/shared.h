@@ -66,8 +66,10 @@ struct shared_answer {
 /** `answer` NULL: Redis failed or is down (fall back). Called exactly once. */
 typedef void (*shared_admit_cb)(const struct shared_answer *answer, void *ud);
 
-/** Connects to `url` (redis://[:PASSWORD@]HOST[:PORT]). NULL with `err` when it cannot. */
-struct shared *shared_new(struct event_base *loop, const char *url, struct err *err);
+/** Connects to `url` (redis://[:PASSWORD@]HOST[:PORT]); `password` (may be NULL) overrides
+ *  the URL's (store.redis_password). NULL with `err` when it cannot. */
+struct shared *shared_new(struct event_base *loop, const char *url, const char *password,
+                          struct err *err);
 
 /** Closes the connection; pending callbacks are called with NULL first. NULL-safe. */
 void shared_free(struct shared *s);

@@ -137,10 +137,11 @@ struct store_handle {
 
 /**
  * Opens the store `url` names; a relative sqlite path is taken relative to `base_dir`.
+ * `password` (may be NULL; postgres only) overrides the URL's (store.password).
  * @return 0 with `out` filled, or -1 with `why` ("unsupported scheme", connection errors).
  */
-int store_open(const char *url, const char *base_dir, struct store_handle *out, char *why,
-               size_t why_size);
+int store_open(const char *url, const char *base_dir, const char *password,
+               struct store_handle *out, char *why, size_t why_size);
 
 /** NULL-safe on an unopened handle. */
 void store_close(struct store_handle *h);

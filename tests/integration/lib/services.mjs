@@ -10,7 +10,7 @@
 // in its own session, so ending the test's process group would not reach it.)
 // scripts/run-tests checks afterwards that nothing was left.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, chmodSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -83,6 +83,15 @@ export async function startPostgres() {
       pg.running = false;
     },
     start,
+    // A role that must give `password` over TCP (scram-sha-256), for store.password tests;
+    // every other role stays trusted.
+    requirePassword(role, password) {
+      pg.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' SUPERUSER`);
+      const hba = join(data, 'pg_hba.conf');
+      const rules = readFileSync(hba, 'utf8');
+      writeFileSync(hba, `host all ${role} 127.0.0.1/32 scram-sha-256\n${rules}`);
+      run(`${bin}/pg_ctl`, ['-D', data, 'reload']);
+    },
     query(sql) {
       const out = execFileSync('psql', ['-X', '-A', '-t', '-F', '\t', '-h', '127.0.0.1', '-p', String(port), '-U', 'stratus', '-d', 'postgres', '-c', sql], { encoding: 'utf8' });
       return out.trim() ? out.trim().split('\n').map((l) => l.split('\t')) : [];
@@ -115,12 +124,12 @@ export async function startPostgres() {
   return pg;
 }
 
-export async function startRedis() {
+export async function startRedis({ password } = {}) {
   const port = await freePort();
   // Its own directory (also how scripts/run-tests recognises a redis-server of ours).
   const dir = mkdtempSync(join(tmpdir(), 'stratus-redis-'));
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
-    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    '--save', '', '--appendonly', 'no', ...(password ? ['--requirepass', password] : [])], { stdio: 'ignore' });
   const exited = new Promise((r) => child.once('exit', r));
   const running = () => child.exitCode === null && child.signalCode === null;
   const redis = {

@@ -17,7 +17,7 @@ static struct store_handle open_store(void)
 {
     struct store_handle h;
     char why[300];
-    if (store_open("sqlite://ledger.db", dir, &h, why, sizeof why) != 0) fail_msg("%s", why);
+    if (store_open("sqlite://ledger.db", dir, NULL, &h, why, sizeof why) != 0) fail_msg("%s", why);
     return h;
 }
 
@@ -65,9 +65,9 @@ static void test_urls_and_errors(void **state)
     (void)state;
     struct store_handle h;
     char why[300];
-    assert_int_equal(store_open("mysql://x", dir, &h, why, sizeof why), -1);
+    assert_int_equal(store_open("mysql://x", dir, NULL, &h, why, sizeof why), -1);
     assert_non_null(strstr(why, "mysql"));
-    assert_int_equal(store_open("sqlite://", dir, &h, why, sizeof why), -1);
+    assert_int_equal(store_open("sqlite://", dir, NULL, &h, why, sizeof why), -1);
     assert_non_null(strstr(why, "no file name"));
     assert_int_equal(spend_group_parse("team"), SPEND_BY_TEAM);
     assert_int_equal(spend_group_parse("nope"), -1);
