@@ -6,6 +6,8 @@
  */
 #include "api/metrics.h"
 
+#include "config/refresh.h"
+
 #include <dirent.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -282,6 +284,14 @@ static void store_and_listeners(struct metrics_out *o, struct app *app)
     metrics_sample(o, NULL, (const char *[]){"result", "ok", NULL}, (double)app->reloads_ok);
     metrics_sample(o, NULL, (const char *[]){"result", "failed", NULL},
                    (double)app->reloads_failed);
+    struct config_refresh_stats rs;
+    config_refresh_stats(app->refresh, &rs);
+    metrics_family(o, "stratus_secret_refreshes", "counter",
+                   "Scheduled secret refreshes (secrets.refresh_s) by outcome.");
+    metrics_sample(o, NULL, (const char *[]){"result", "unchanged", NULL},
+                   (double)(rs.checks - rs.changed));
+    metrics_sample(o, NULL, (const char *[]){"result", "changed", NULL}, (double)rs.changed);
+    metrics_sample(o, NULL, (const char *[]){"result", "failed", NULL}, (double)rs.failures);
 }
 
 static size_t open_fds(void)
