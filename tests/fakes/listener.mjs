@@ -4,7 +4,9 @@
 // refused — what a client sees when the service's endpoint is unreachable — and resume()
 // listens again on the same port, so a client keeps its configured url and sees the service
 // come back. Open connections are destroyed, not drained: a keep-alive socket left open would
-// let a pooled client keep talking to a "down" service.
+// let a pooled client keep talking to a "down" service. A client that reuses a pooled socket
+// before it has read the close gets a reset ("socket hang up"), not a refusal — the same race
+// it has with a real restart; a test that wants the refusal lets the outage last a moment.
 import http from 'node:http';
 
 export async function listen(handler, port = 0) {
