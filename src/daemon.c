@@ -36,6 +36,7 @@
 #include "obs/metrics.h"
 #include "providers/provider.h"
 #include "providers/upstream.h"
+#include "secrets/secrets.h"
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "route/router.h"
@@ -511,6 +512,7 @@ static void app_teardown(struct app *app)
     log_batch_stop();
     config_refresh_free(app->refresh); /* before the loop it posts to */
     app->refresh = NULL;
+    secrets_shutdown();
     /* requests settle their budget holds as they go */
     for (size_t i = 0; i < app->n_servers; i++) http_server_free(app->servers[i]);
     tls_ctx_free(app->tls); /* after every connection made from it */

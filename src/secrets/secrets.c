@@ -13,6 +13,7 @@
 #include "secrets/secrets.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,22 +109,19 @@ void secrets_sources_init(struct secrets_sources *s)
 {
     memset(s, 0, sizeof *s);
     s->timeout_ms = 10000;
-    s->mu_ready = pthread_mutex_init(&s->mu, NULL) == 0;
 }
 
 void secrets_sources_clear(struct secrets_sources *s)
 {
     if (s == NULL) return;
-    char **owned[] = {&s->aws_region,      &s->aws_profile,      &s->secrets_manager_url,
-                      &s->ssm_url,         &s->vault_address,    &s->vault_token_ref,
-                      &s->vault_namespace, &s->approle_role_id,  &s->approle_secret_id_ref,
-                      &s->approle_mount,   &s->vault_login_token};
+    char **owned[] = {&s->aws_region,      &s->aws_profile,     &s->secrets_manager_url,
+                      &s->ssm_url,         &s->vault_address,   &s->vault_token_ref,
+                      &s->vault_namespace, &s->approle_role_id, &s->approle_secret_id_ref,
+                      &s->approle_mount};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
         secrets_value_free(*owned[i]);
         *owned[i] = NULL;
     }
-    if (s->mu_ready) pthread_mutex_destroy(&s->mu);
-    s->mu_ready = false;
 }
 
 bool secrets_is_reference(const char *ref)

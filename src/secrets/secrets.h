@@ -16,14 +16,13 @@
  * the reason only. Returned values are *owned* by the caller, who wipes them
  * (secrets_value_free) when done.
  *
- * Thread: any. Resolving a remote reference blocks on HTTP (libcurl easy, timeout_ms);
- * callers on the event loop must not resolve remote references (the refresher runs them on
- * its own thread). Vault AppRole tokens are cached per secrets_sources under its mutex.
+ * Thread: any. Resolving a remote reference blocks on HTTP (libcurl easy, timeout_ms). The
+ * token an AppRole login gives is kept process-wide (one mutex) until 90 % of its lease has
+ * passed or Vault refuses it, so refreshes do not log in every time.
  */
 #ifndef STRATUS_SECRETS_H
 #define STRATUS_SECRETS_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,11 +57,6 @@ struct secrets_sources {
     char *approle_secret_id_ref; /* env:/file: reference */
     char *approle_mount;         /* default "approle" */
     long timeout_ms;             /* per HTTP call; default 10000 */
-    /* the Vault token AppRole gave, reused until it expires or is refused (under mu) */
-    pthread_mutex_t mu;
-    bool mu_ready;
-    char *vault_login_token;
-    uint64_t vault_login_expires_ns;
 };
 
 /** Sources with every setting from the environment (all NULL, timeout 10 s). */
@@ -98,5 +92,8 @@ int secrets_resolve(struct secrets_sources *sources, const char *ref, unsigned f
 
 /** Wipes and frees a value from secrets_resolve. NULL-safe. */
 void secrets_value_free(char *value);
+
+/** Wipes and drops the cached Vault login token (at exit). */
+void secrets_shutdown(void);
 
 #endif

@@ -3,10 +3,11 @@
  * vault: — HashiCorp Vault's KV version 2 read, GET /v1/MOUNT/data/PATH, with a token from
  * `secrets.vault.token` (an env:/file: reference, re-read per call so a renewed token file
  * is used at the next refresh) or VAULT_TOKEN; or, with `secrets.vault.approle`, a token
- * from an AppRole login, kept until 90 % of its lease has passed or Vault refuses it (then
- * one new login and one retry).
+ * from an AppRole login, kept process-wide (every config load of a refresh shares it) until
+ * 90 % of its lease has passed or Vault refuses it (then one new login and one retry).
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +83,25 @@ static void vault_errors(const struct secrets__reply *r, char *out, size_t size)
     json_decref(j);
 }
 
-/* An AppRole login; the token goes to s->vault_login_token (called with s->mu held). */
-static int approle_login(struct secrets_sources *s, const char *ref, char *why, size_t size)
+/* The last AppRole login's token, for whom (address, mount, role) and until when. */
+static struct {
+    pthread_mutex_t mu;
+    char *who, *token;
+    uint64_t expires_ns; /* 0: no expiry */
+} login = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void secrets_shutdown(void)
+{
+    pthread_mutex_lock(&login.mu);
+    secrets_value_free(login.token);
+    free(login.who);
+    login.token = login.who = NULL;
+    pthread_mutex_unlock(&login.mu);
+}
+
+/* An AppRole login; the token goes to `login` (called with login.mu held). */
+static int approle_login(struct secrets_sources *s, const char *ref, const char *who, char *why,
+                         size_t size)
 {
     char *secret_id = NULL, inner[300], url[1200];
     if (secrets_resolve(NULL, s->approle_secret_id_ref, SECRETS_ONE_LINE, &secret_id, inner,
@@ -117,11 +135,13 @@ static int approle_login(struct secrets_sources *s, const char *ref, char *why, 
     const char *token = json_string_value(json_object_get(auth, "client_token"));
     json_int_t lease = json_integer_value(json_object_get(auth, "lease_duration"));
     if (r.status == 200 && token && token[0]) {
-        secrets_value_free(s->vault_login_token);
-        s->vault_login_token = strdup(token);
+        secrets_value_free(login.token);
+        free(login.who);
+        login.token = strdup(token);
+        login.who = strdup(who);
         /* 0 = no expiry; else renew at 90 % of the lease */
-        s->vault_login_expires_ns = lease > 0 ? clock_now_ns() + (uint64_t)lease * 900000000ull : 0;
-        rc = s->vault_login_token ? 0 : -1;
+        login.expires_ns = lease > 0 ? clock_now_ns() + (uint64_t)lease * 900000000ull : 0;
+        rc = login.token && login.who ? 0 : -1;
         if (rc) snprintf(why, size, "%s: out of memory", ref);
     } else {
         char errs[300];
@@ -147,14 +167,19 @@ static int token_for(struct secrets_sources *s, const char *ref, bool fresh, cha
     char inner[300];
     if (s->approle_role_id) {
         int rc = 0;
-        pthread_mutex_lock(&s->mu);
-        bool expired = s->vault_login_expires_ns && clock_now_ns() >= s->vault_login_expires_ns;
-        if (fresh || expired || s->vault_login_token == NULL) rc = approle_login(s, ref, why, size);
-        if (rc == 0 && (*token = strdup(s->vault_login_token)) == NULL) {
+        char who[1600];
+        snprintf(who, sizeof who, "%s|%s|%s", address(s),
+                 s->approle_mount ? s->approle_mount : "approle", s->approle_role_id);
+        pthread_mutex_lock(&login.mu);
+        bool expired = login.expires_ns && clock_now_ns() >= login.expires_ns;
+        if (fresh || expired || login.token == NULL || login.who == NULL ||
+            strcmp(login.who, who) != 0)
+            rc = approle_login(s, ref, who, why, size);
+        if (rc == 0 && (*token = strdup(login.token)) == NULL) {
             snprintf(why, size, "%s: out of memory", ref);
             rc = -1;
         }
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&login.mu);
         return rc;
     }
     if (s->vault_token_ref) {
