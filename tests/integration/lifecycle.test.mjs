@@ -48,7 +48,7 @@ test('a missing secret is a clear start-up error that names the variable', () =>
   const file = writeConfig('backends:\n  - { name: up, type: openai, base_url: "http://127.0.0.1:1/v1", api_key: env:STRATUS_TEST_UNSET_KEY }\n');
   const r = run('check', '--config', file);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /environment variable STRATUS_TEST_UNSET_KEY \(api_key of backend 'up'\) is not set/);
+  assert.match(r.stderr, /api_key of backend 'up': environment variable STRATUS_TEST_UNSET_KEY is not set/);
 });
 
 test('the default config starts with nothing else running; /ready turns 200 and still names the unreachable backends', async () => {
