@@ -16,6 +16,8 @@ const SRC = new URL('../src/', import.meta.url).pathname;
 const FLOORS = [
   [0, /^util\//], [0, /^obs\/log$/],          // building blocks every floor may use
   [1, /^config\//], [1, /^cost\/prices$/],     // the config tree and the price catalogue it loads
+  [1, /^secrets\//],                          // secret references the config resolves, and the
+  [1, /^providers\/aws\/(sigv4|credentials)$/], // AWS signing and credentials they (and bedrock) use
   [1, /^http\//],                             // HTTP server and SSE framing
   [2, /^openai\//], [2, /^store\//],          // the request model; the ledger and key store
   [3, /^cost\//],                             // prices, TCO, spend reports

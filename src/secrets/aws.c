@@ -19,6 +19,7 @@
 
 #include "providers/aws/credentials.h"
 #include "providers/aws/sigv4.h"
+#include "secrets/secrets.h"
 #include "secrets/secrets_internal.h"
 #include "util/err.h"
 

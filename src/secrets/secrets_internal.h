@@ -8,12 +8,13 @@
 #include <curl/curl.h>
 #include <stddef.h>
 
-#include "secrets/secrets.h"
+/* Not secrets.h: this header is secrets.c's too, and the two would include each other. */
+struct secrets_sources;
 
 /* A store's two jobs, for the text after its prefix. */
 struct secrets__store {
     const char *prefix; /* "aws-sm:" */
-    enum secrets_kind kind;
+    int kind;           /* enum secrets_kind */
     int (*check)(const char *rest, char *why, size_t size);
     int (*fetch)(struct secrets_sources *s, const char *rest, char **value, char *why, size_t size);
 };

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "secrets/secrets.h"
 #include "secrets/secrets_internal.h"
 #include "util/clock.h"
 
