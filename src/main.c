@@ -46,6 +46,7 @@ static void usage(FILE *f)
         "        (--aws: also SigV4 credentials for AWS SDKs; --allowed-cidrs: the\n"
         "        client addresses the key may be used from; --max-prompt-tokens: the\n"
         "        largest prompt the key may send, estimated as body bytes / 4)\n"
+        "        [--tier T]  (the customer tier its requests have: docs/tiers.md)\n"
         "  stratus keys list [--json]                         every key\n"
         "  stratus keys revoke KEY_ID                         revoke a key\n"
         "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"

@@ -116,7 +116,8 @@ static int keys_create(struct config *cfg, struct cli_opt *o, bool as_json)
                                                {"--team", "team"},
                                                {"--budget-period", "budget_period"},
                                                {"--on-exhausted", "on_exhausted"},
-                                               {"--expires-in", "expires_in"}};
+                                               {"--expires-in", "expires_in"},
+                                               {"--tier", "tier"}};
     for (size_t i = 0; i < sizeof text_opts / sizeof text_opts[0]; i++)
         if (cli_opt(o, text_opts[i][0]))
             json_object_set_new(body, text_opts[i][1], json_string(cli_opt(o, text_opts[i][0])));
@@ -242,8 +243,8 @@ static int keys_list(struct config *cfg, bool as_json)
         for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
         print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
-        printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s %s\n", "ID", "STATUS", "NAME", "TEAM",
-               "MODELS", "BUDGET", "RPM", "TPM", "FROM");
+        printf("%-20s %-8s %-16s %-12s %-10s %-24s %12s %7s %9s %s\n", "ID", "STATUS", "NAME",
+               "TEAM", "TIER", "MODELS", "BUDGET", "RPM", "TPM", "FROM");
         for (int i = 0; i < n; i++) {
             const struct key_record *k = &keys[i];
             char budget[40], rpm[24], tpm[24];
@@ -256,9 +257,9 @@ static int keys_list(struct config *cfg, bool as_json)
             const char *status = k->revoked_ms                           ? "revoked"
                                  : k->expires_ms && now >= k->expires_ms ? "expired"
                                                                          : "active";
-            printf("%-20s %-8s %-16.16s %-12.12s %-24.24s %12s %7s %9s %s\n", k->id, status,
-                   k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
-                   k->models[0] ? k->models : "(all)", budget, rpm, tpm,
+            printf("%-20s %-8s %-16.16s %-12.12s %-10.10s %-24.24s %12s %7s %9s %s\n", k->id,
+                   status, k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
+                   k->tier[0] ? k->tier : "-", k->models[0] ? k->models : "(all)", budget, rpm, tpm,
                    k->allowed_cidrs[0] ? k->allowed_cidrs : "(any)");
         }
     }
@@ -288,14 +289,23 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct cli_opt o[] = {{"--config", NULL, false},        {"--name", NULL, false},
-                          {"--team", NULL, false},          {"--models", NULL, false},
-                          {"--budget-usd", NULL, false},    {"--budget-period", NULL, false},
-                          {"--budget-soft", NULL, false},   {"--on-exhausted", NULL, false},
-                          {"--rpm", NULL, false},           {"--tpm", NULL, false},
-                          {"--expires-in", NULL, false},    {"--aws", NULL, true},
-                          {"--allowed-cidrs", NULL, false}, {"--max-prompt-tokens", NULL, false},
-                          {"--json", NULL, true},           {NULL, NULL, false}};
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--name", NULL, false},
+                          {"--team", NULL, false},
+                          {"--models", NULL, false},
+                          {"--budget-usd", NULL, false},
+                          {"--budget-period", NULL, false},
+                          {"--budget-soft", NULL, false},
+                          {"--on-exhausted", NULL, false},
+                          {"--rpm", NULL, false},
+                          {"--tpm", NULL, false},
+                          {"--expires-in", NULL, false},
+                          {"--aws", NULL, true},
+                          {"--allowed-cidrs", NULL, false},
+                          {"--max-prompt-tokens", NULL, false},
+                          {"--tier", NULL, false},
+                          {"--json", NULL, true},
+                          {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;

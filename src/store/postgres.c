@@ -513,12 +513,13 @@ static int pg_key_insert(struct store *s, const struct key_record *k, char *why,
                                     k->aws_key_id,
                                     k->aws_secret_sealed,
                                     k->allowed_cidrs,
-                                    max_prompt};
-    PGresult *r =
-        params_retry(s,
-                     "INSERT INTO api_keys (" KEY_COLUMNS
-                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-                     KEY_N_COLUMNS, v);
+                                    max_prompt,
+                                    k->tier};
+    PGresult *r = params_retry(
+        s,
+        "INSERT INTO api_keys (" KEY_COLUMNS
+        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+        KEY_N_COLUMNS, v);
     int rc = ok(r, s, why, size, "key insert");
     PQclear(r);
     return rc;
@@ -573,6 +574,7 @@ static int pg_key_list(struct store *s, struct key_record **out, char *why, size
         snprintf(k->aws_secret_sealed, sizeof k->aws_secret_sealed, "%s", PQgetvalue(r, i, 15));
         snprintf(k->allowed_cidrs, sizeof k->allowed_cidrs, "%s", PQgetvalue(r, i, 16));
         k->max_prompt_tokens = atoll(PQgetvalue(r, i, 17));
+        snprintf(k->tier, sizeof k->tier, "%s", PQgetvalue(r, i, 18));
     }
     PQclear(r);
     *out = keys;

@@ -104,9 +104,18 @@ static const struct migration schema_migrations[] = {
          * from rollups then): set by retention. */
         "CREATE TABLE ledger_retention (id INTEGER PRIMARY KEY, rows_before_ms BIGINT NOT NULL);"
         "INSERT INTO ledger_retention (id, rows_before_ms) VALUES (1, 0)"},
+    /* Customer tiers (docs/tiers.md): a key's tier, the customer → tier table, and each
+     * request's tier with what the customer is charged for it and what is left after cost
+     * (both NULL without a tier; margin also NULL when the cost is unknown). */
+    {10, "ALTER TABLE api_keys ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
+         "CREATE TABLE customers (customer TEXT PRIMARY KEY, tier TEXT NOT NULL,"
+         " updated_ms BIGINT NOT NULL);"
+         "ALTER TABLE requests ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
+         "ALTER TABLE requests ADD COLUMN revenue_usd DOUBLE PRECISION;"
+         "ALTER TABLE requests ADD COLUMN margin_usd DOUBLE PRECISION"},
 };
 
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 
 /* After this migration's SQL, in its transaction: every existing row folded into rollups. */
 #define ROLLUP_BACKFILL_VERSION 9
@@ -114,8 +123,8 @@ static const struct migration schema_migrations[] = {
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
     "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed, allowed_cidrs, "      \
-    "max_prompt_tokens"
-#define KEY_N_COLUMNS 18
+    "max_prompt_tokens, tier"
+#define KEY_N_COLUMNS 19
 
 /* The insert every store prepares; parameters in column order. */
 #define LEDGER_COLUMNS                                                                             \

@@ -398,7 +398,7 @@ static int sqlite_key_insert(struct store *s, const struct key_record *k, char *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO api_keys (" KEY_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &q, NULL) != SQLITE_OK)
         return fail(s, q, why, size);
     sqlite3_bind_text(q, 1, k->id, -1, SQLITE_STATIC);
@@ -419,6 +419,7 @@ static int sqlite_key_insert(struct store *s, const struct key_record *k, char *
     sqlite3_bind_text(q, 16, k->aws_secret_sealed, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 17, k->allowed_cidrs, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 18, k->max_prompt_tokens);
+    sqlite3_bind_text(q, 19, k->tier, -1, SQLITE_STATIC);
     if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return 0;
@@ -487,6 +488,7 @@ static int sqlite_key_list(struct store *s, struct key_record **out, char *why, 
         column_text(q, 15, k->aws_secret_sealed, sizeof k->aws_secret_sealed);
         column_text(q, 16, k->allowed_cidrs, sizeof k->allowed_cidrs);
         k->max_prompt_tokens = sqlite3_column_int64(q, 17);
+        column_text(q, 18, k->tier, sizeof k->tier);
     }
     if (rc != SQLITE_DONE) {
         free(keys);

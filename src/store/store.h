@@ -85,6 +85,7 @@ struct key_record {
     char aws_secret_sealed[144]; /* its secret, sealed (guard/awskeys.h); "" when none */
     char allowed_cidrs[512];     /* comma-separated CIDRs the key may be used from; "" = any */
     int64_t max_prompt_tokens;   /* prompts estimated above it get 400; 0 = the model's limit */
+    char tier[72];               /* the customer tier its requests have (docs/tiers.md); "" */
 };
 
 /* Where a read of raw rows stands: the next row is the first after (ts_ms, id) in

@@ -145,9 +145,9 @@ test('upgrade: migration 9 folds an existing ledger into rollups', async () => {
   for (let i = 0; i < 60; i += 6) await Promise.all(Array.from({ length: 6 }, (_, j) => one(gw, [MK], i + j)));
   await gw.stop();
   // As a ledger written before rollups existed: no table, migration 9 not applied.
-  execFileSync('sqlite3', [db, 'DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9;']);
+  execFileSync('sqlite3', [db, 'DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9;']); // migration 10 stays applied
   cli(['spend', '--config', gw.file]); // opens the store: migrates
-  assert.deepEqual(sql(db, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: 9 }]);
+  assert.deepEqual(sql(db, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: 10 }]);
   assert.equal(assertRollupsMatchRows(db, HOUR), 60);
   assert.equal(assertRollupsMatchRows(db, DAY), 60);
 });

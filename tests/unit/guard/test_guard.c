@@ -111,6 +111,35 @@ static void test_key_from_json_validates_fields(void **state)
         if (strstr(e.msg, bad[i][1]) == NULL) fail_msg("%s → %s", bad[i][0], e.msg);
         json_decref(j);
     }
+    /* "tier" must name a configured tier: a typo would otherwise mean "no tier". */
+    struct tier_conf tiers[1] = {{.name = "gold"}};
+    cfg.tiers = tiers;
+    cfg.n_tiers = 1;
+    json_t *tj = json_loads("{\"tier\":\"gold\"}", 0, NULL);
+    memset(&k, 0, sizeof k);
+    assert_int_equal(key_from_json(tj, &cfg, 0, &k, &e), 0);
+    json_decref(tj);
+    assert_string_equal(k.tier, "gold");
+    shown = key_to_json(&k, 0);
+    assert_string_equal(json_string_value(json_object_get(shown, "tier")), "gold");
+    json_decref(shown);
+    memset(&k, 0, sizeof k);
+    shown = key_to_json(&k, 0);
+    assert_true(json_is_null(json_object_get(shown, "tier")));
+    json_decref(shown);
+    static const char *const bad_tier[][2] = {
+        {"{\"tier\":\"silver\"}", "tier 'silver' is not configured (tiers: gold)"},
+        {"{\"tier\":5}", "\"tier\" must be a string"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *j = json_loads(bad_tier[i][0], 0, NULL);
+        memset(&k, 0, sizeof k);
+        err_clear(&e);
+        assert_int_equal(key_from_json(j, &cfg, 0, &k, &e), -1);
+        assert_int_equal(e.status, 400);
+        if (strstr(e.msg, bad_tier[i][1]) == NULL) fail_msg("%s → %s", bad_tier[i][0], e.msg);
+        json_decref(j);
+    }
     assert_int_equal(key_parse_duration("30d"), 30LL * 86400000);
     assert_int_equal(key_parse_duration("0d"), -1);
     assert_int_equal(key_parse_duration("5"), -1);

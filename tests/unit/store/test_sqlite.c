@@ -127,6 +127,17 @@ static void test_keys_insert_revoke_list(void **state)
     assert_string_equal(list[0].team, "ml");
     assert_int_equal(list[0].rpm, 60);
     assert_int_equal(list[0].revoked_ms, 7);
+    assert_string_equal(list[0].tier, "");
+    free(list);
+    /* Migration 10: a key keeps its customer tier (docs/tiers.md). */
+    struct key_record t = {.created_ms = 9};
+    strcpy(t.id, "key_00000000000000aa");
+    strcpy(t.hash, "cd");
+    strcpy(t.tier, "premium");
+    assert_int_equal(h.ops->key_insert(h.db, &t, why, sizeof why), 0);
+    assert_int_equal(h.ops->key_list(h.db, &list, why, sizeof why), 2);
+    assert_string_equal(list[1].id, "key_00000000000000aa");
+    assert_string_equal(list[1].tier, "premium");
     free(list);
     store_close(&h);
 }
