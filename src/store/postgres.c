@@ -589,6 +589,57 @@ static int64_t pg_count(struct store *s)
     return n;
 }
 
+static int pg_customer_set(struct store *s, const struct customer_record *c, char *why, size_t size)
+{
+    char updated[24];
+    snprintf(updated, sizeof updated, "%lld", (long long)c->updated_ms);
+    const char *v[3] = {c->customer, c->tier, updated};
+    PGresult *r = params_retry(s,
+                               "INSERT INTO customers (customer, tier, updated_ms) VALUES "
+                               "($1, $2, $3::bigint) ON CONFLICT (customer) DO UPDATE SET tier = "
+                               "EXCLUDED.tier, updated_ms = EXCLUDED.updated_ms",
+                               3, v);
+    int rc = ok(r, s, why, size, "customer set");
+    PQclear(r);
+    return rc;
+}
+
+static int pg_customer_remove(struct store *s, const char *customer, char *why, size_t size)
+{
+    const char *v[1] = {customer};
+    PGresult *r = params_retry(s, "DELETE FROM customers WHERE customer = $1", 1, v);
+    int rc = ok(r, s, why, size, "customer remove");
+    if (rc == 0) rc = atoi(PQcmdTuples(r)) > 0 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_customer_list(struct store *s, struct customer_record **out, char *why, size_t size)
+{
+    *out = NULL;
+    PGresult *r = params_retry(
+        s, "SELECT customer, tier, updated_ms FROM customers ORDER BY customer", 0, NULL);
+    if (ok(r, s, why, size, "customer list")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    struct customer_record *list = n ? calloc((size_t)n, sizeof *list) : NULL;
+    if (n && list == NULL) {
+        PQclear(r);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(list[i].customer, sizeof list[i].customer, "%s", PQgetvalue(r, i, 0));
+        snprintf(list[i].tier, sizeof list[i].tier, "%s", PQgetvalue(r, i, 1));
+        list[i].updated_ms = atoll(PQgetvalue(r, i, 2));
+    }
+    PQclear(r);
+    *out = list;
+    return n;
+}
+
 const struct store_ops store_postgres = {
     .scheme = "postgres",
     .open = pg_open,
@@ -599,6 +650,9 @@ const struct store_ops store_postgres = {
     .key_insert = pg_key_insert,
     .key_revoke = pg_key_revoke,
     .key_list = pg_key_list,
+    .customer_set = pg_customer_set,
+    .customer_remove = pg_customer_remove,
+    .customer_list = pg_customer_list,
     .count = pg_count,
     .close = pg_close,
 };

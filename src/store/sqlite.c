@@ -510,6 +510,75 @@ static int64_t sqlite_count(struct store *s)
     return n;
 }
 
+static int sqlite_customer_set(struct store *s, const struct customer_record *c, char *why,
+                               size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO customers (customer, tier, updated_ms) VALUES (?,?,?) "
+                           "ON CONFLICT (customer) DO UPDATE SET tier = excluded.tier, "
+                           "updated_ms = excluded.updated_ms",
+                           -1, &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_text(q, 1, c->customer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->tier, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, c->updated_ms);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return 0;
+}
+
+static int sqlite_customer_remove(struct store *s, const char *customer, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM customers WHERE customer = ?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_text(q, 1, customer, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+static int sqlite_customer_list(struct store *s, struct customer_record **out, char *why,
+                                size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    *out = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT customer, tier, updated_ms FROM customers ORDER BY customer", -1,
+                           &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    size_t n = 0, cap = 0;
+    struct customer_record *list = NULL;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct customer_record *more = realloc(list, ncap * sizeof *list);
+            if (more == NULL) {
+                free(list);
+                sqlite3_finalize(q);
+                snprintf(why, size, "out of memory");
+                return -1;
+            }
+            list = more;
+            cap = ncap;
+        }
+        struct customer_record *c = &list[n++];
+        column_text(q, 0, c->customer, sizeof c->customer);
+        column_text(q, 1, c->tier, sizeof c->tier);
+        c->updated_ms = sqlite3_column_int64(q, 2);
+    }
+    if (rc != SQLITE_DONE) {
+        free(list);
+        return fail(s, q, why, size);
+    }
+    sqlite3_finalize(q);
+    *out = list;
+    return (int)n;
+}
+
 const struct store_ops store_sqlite = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -520,6 +589,9 @@ const struct store_ops store_sqlite = {
     .key_insert = sqlite_key_insert,
     .key_revoke = sqlite_key_revoke,
     .key_list = sqlite_key_list,
+    .customer_set = sqlite_customer_set,
+    .customer_remove = sqlite_customer_remove,
+    .customer_list = sqlite_customer_list,
     .count = sqlite_count,
     .close = sqlite_close,
 };

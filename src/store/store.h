@@ -88,6 +88,13 @@ struct key_record {
     char tier[72];               /* the customer tier its requests have (docs/tiers.md); "" */
 };
 
+/* A customer's tier (`/admin/customers`, docs/tiers.md). */
+struct customer_record {
+    char customer[128]; /* as x-stratus-customer (or `user`) names it */
+    char tier[72];
+    int64_t updated_ms;
+};
+
 /* Where a read of raw rows stands: the next row is the first after (ts_ms, id) in
  * (ts_ms, id) order. Start at {from_ms, -1} to read from from_ms on. */
 struct ledger_cursor {
@@ -126,6 +133,14 @@ struct store_ops {
     /** Every key, revoked ones included, oldest first, into a malloc'd array the caller
      *  frees. @return the count, or -1 with `why`. */
     int (*key_list)(struct store *s, struct key_record **out, char *why, size_t why_size);
+    /** Sets (inserts or replaces) customer `c->customer`'s tier. @return 0, or -1 with `why`. */
+    int (*customer_set)(struct store *s, const struct customer_record *c, char *why,
+                        size_t why_size);
+    /** Removes a customer. @return 1 removed, 0 no such customer, -1 error. */
+    int (*customer_remove)(struct store *s, const char *customer, char *why, size_t why_size);
+    /** Every customer, by name, into a malloc'd array the caller frees (NULL when none).
+     *  @return the count, or -1 with `why`. */
+    int (*customer_list)(struct store *s, struct customer_record **out, char *why, size_t why_size);
     /** Rows in the ledger (tests, reports). -1 on error. */
     int64_t (*count)(struct store *s);
     void (*close)(struct store *s);

@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "cost/report.h"
 #include "guard/budget.h"
@@ -12,6 +15,7 @@
 #include "guard/keyjson.h"
 #include "guard/keys.h"
 #include "guard/ratelimit.h"
+#include "store/store.h"
 
 #define T_2026_11_29 1795910400000LL /* 2026-11-29T00:00:00Z */
 
@@ -367,6 +371,58 @@ static void test_report_parse_time_forms(void **state)
     assert_int_equal(report_parse_time("", now, &out), -1);
 }
 
+/* docs/tiers.md's resolution order: the key's tier, else the customer table's, else the
+ * default tier, else none; a name the config no longer has counts as none at its step. */
+static void test_guard_tier_resolution_order(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stratus-tier-XXXXXX", why[300];
+    assert_non_null(mkdtemp(dir));
+    struct store_handle h;
+    if (store_open("sqlite://t.db", dir, NULL, &h, why, sizeof why) != 0) fail_msg("%s", why);
+    struct customer_record c[] = {
+        {"acme", "premium", 1}, {"globex", "gone", 1}, {"initech", "standard", 1}};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(h.ops->customer_set(h.db, &c[i], why, sizeof why), 0);
+    struct tier_conf tiers[] = {
+        {.name = "free", .is_default = true}, {.name = "standard"}, {.name = "premium"}};
+    struct config cfg = {.tiers = tiers, .n_tiers = 3, .auth.refresh_ms = 2000};
+    struct err e;
+    err_clear(&e);
+    struct guard *g = guard_new(&cfg, NULL, &h, NULL, &e);
+    if (g == NULL) fail_msg("%s", e.msg);
+    struct principal key = {.kind = PRINCIPAL_KEY};
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]);    /* the table */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "initech"), &tiers[1]); /* the table */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "globex"), &tiers[0]);  /* unknown: default */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "nobody"), &tiers[0]);  /* not listed */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, ""), &tiers[0]);        /* no customer */
+    strcpy(key.key.tier, "standard");
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[1]); /* the key's wins */
+    strcpy(key.key.tier, "removed");
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]); /* then the table's */
+    tiers[0].is_default = false;
+    assert_null(guard_tier(g, &cfg, &key, "nobody")); /* no default: no tier */
+    struct config none = {0};
+    assert_null(guard_tier(g, &none, &key, "acme")); /* no tiers: section at all */
+    /* A replaced table holds at once (what an admin change does). */
+    struct customer_record *fresh = calloc(1, sizeof *fresh);
+    assert_non_null(fresh);
+    *fresh = (struct customer_record){"nobody", "premium", 2};
+    guard_replace_customers(g, fresh, 1);
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "nobody"), &tiers[2]);
+    assert_null(guard_tier(g, &cfg, &key, "acme"));
+    guard_free(g);
+    store_close(&h);
+    char path[128];
+    const char *files[] = {"t.db", "t.db-wal", "t.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_gcra_saturates_huge_and_negative_charges),
         cmocka_unit_test(test_budget_counters_stay_finite),
         cmocka_unit_test(test_report_parse_time_forms),
+        cmocka_unit_test(test_guard_tier_resolution_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,6 +142,39 @@ static void test_keys_insert_revoke_list(void **state)
     store_close(&h);
 }
 
+/* Migration 10's customers table: set is an upsert, remove says whether one was there. */
+static void test_customers_set_list_remove(void **state)
+{
+    (void)state;
+    struct store_handle h = open_store();
+    char why[300];
+    struct customer_record *list = NULL;
+    assert_int_equal(h.ops->customer_list(h.db, &list, why, sizeof why), 0);
+    free(list);
+    struct customer_record c = {.updated_ms = 5};
+    strcpy(c.customer, "globex");
+    strcpy(c.tier, "free");
+    assert_int_equal(h.ops->customer_set(h.db, &c, why, sizeof why), 0);
+    strcpy(c.customer, "acme");
+    assert_int_equal(h.ops->customer_set(h.db, &c, why, sizeof why), 0);
+    strcpy(c.tier, "premium");
+    c.updated_ms = 6;
+    assert_int_equal(h.ops->customer_set(h.db, &c, why, sizeof why), 0); /* acme again */
+    assert_int_equal(h.ops->customer_list(h.db, &list, why, sizeof why), 2);
+    assert_string_equal(list[0].customer, "acme");
+    assert_string_equal(list[0].tier, "premium");
+    assert_int_equal(list[0].updated_ms, 6);
+    assert_string_equal(list[1].customer, "globex");
+    assert_string_equal(list[1].tier, "free");
+    free(list);
+    assert_int_equal(h.ops->customer_remove(h.db, "acme", why, sizeof why), 1);
+    assert_int_equal(h.ops->customer_remove(h.db, "acme", why, sizeof why), 0);
+    assert_int_equal(h.ops->customer_list(h.db, &list, why, sizeof why), 1);
+    assert_string_equal(list[0].customer, "globex");
+    free(list);
+    store_close(&h);
+}
+
 static void test_the_ledger_writer_commits_everything_at_stop(void **state)
 {
     (void)state;
@@ -260,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_urls_and_errors),
         cmocka_unit_test(test_rows_sum_by_group_within_the_window),
         cmocka_unit_test(test_keys_insert_revoke_list),
+        cmocka_unit_test(test_customers_set_list_remove),
         cmocka_unit_test(test_the_ledger_writer_commits_everything_at_stop),
         cmocka_unit_test(test_spend_buckets_by_utc_hour_within_the_window),
         cmocka_unit_test(test_retention_batches_and_paged_reads),
