@@ -49,6 +49,8 @@ static void usage(FILE *f)
         "        [--tier T]  (the customer tier its requests have: docs/tiers.md)\n"
         "  stratus keys list [--json]                         every key\n"
         "  stratus keys revoke KEY_ID                         revoke a key\n"
+        "  stratus customers list [--json] | set ID --tier T | remove ID\n"
+        "        the customer → tier table (docs/tiers.md)\n"
         "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
         "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
         "                                                     the spend report\n"
@@ -303,6 +305,7 @@ int main(int argc, char **argv)
 #endif
     if (strcmp(cmd, "route") == 0) return route_command(argc, argv);
     if (strcmp(cmd, "keys") == 0) return cli_keys(argc, argv);
+    if (strcmp(cmd, "customers") == 0) return cli_customers(argc, argv);
     if (strcmp(cmd, "spend") == 0) return cli_spend(argc, argv);
     if (strcmp(cmd, "ledger") == 0) return cli_ledger(argc, argv);
     if (strcmp(cmd, "cost") == 0) return cli_cost(argc, argv);

@@ -26,7 +26,15 @@
 #include "util/arena.h"
 #include "util/clock.h"
 
-enum admin_op { OP_CREATE, OP_LIST, OP_REVOKE, OP_SPEND };
+enum admin_op {
+    OP_CREATE,
+    OP_LIST,
+    OP_REVOKE,
+    OP_SPEND,
+    OP_CUSTOMER_LIST,
+    OP_CUSTOMER_SET,
+    OP_CUSTOMER_REMOVE
+};
 
 struct admin_job {
     enum admin_op op;
@@ -40,6 +48,9 @@ struct admin_job {
     char why[400];
     struct key_record *keys; /* the key list after the call */
     int n_keys;
+    struct customer_record customer;   /* set: the new tier; remove: which */
+    struct customer_record *customers; /* the customer table after a customer call */
+    int n_customers;
     struct spend_report report;
     struct spend_query query;
     bool csv;  /* answer text/csv, rendered by the job (off the loop) */
@@ -77,6 +88,15 @@ static void run(struct store_handle *s, void *ud)
     case OP_LIST:
         j->rc = 0;
         break;
+    case OP_CUSTOMER_SET:
+        j->rc = s->ops->customer_set(s->db, &j->customer, j->why, sizeof j->why);
+        goto customers;
+    case OP_CUSTOMER_REMOVE:
+        j->rc = s->ops->customer_remove(s->db, j->customer.customer, j->why, sizeof j->why);
+        goto customers;
+    case OP_CUSTOMER_LIST:
+        j->rc = 0;
+        goto customers;
     case OP_SPEND:
         j->rc = spend_report_build(s, &j->query, &j->report, j->why, sizeof j->why);
         if (j->rc == 0 && j->csv && (j->out = spend_report_csv(&j->report, &j->out_len)) == NULL)
@@ -84,6 +104,23 @@ static void run(struct store_handle *s, void *ud)
         return;
     }
     if (j->rc >= 0) j->n_keys = s->ops->key_list(s->db, &j->keys, j->why, sizeof j->why);
+    return;
+customers: /* re-read in the same job, so the guard has the change before the answer leaves */
+    if (j->rc >= 0)
+        j->n_customers = s->ops->customer_list(s->db, &j->customers, j->why, sizeof j->why);
+}
+
+static bool customer_op(enum admin_op op)
+{
+    return op == OP_CUSTOMER_LIST || op == OP_CUSTOMER_SET || op == OP_CUSTOMER_REMOVE;
+}
+
+static json_t *customer_to_json(const struct customer_record *c)
+{
+    char when[32];
+    clock_iso8601(c->updated_ms, when, sizeof when);
+    return json_pack("{s:s, s:s, s:s}", "customer", c->customer, "tier", c->tier, "updated_at",
+                     when);
 }
 
 static void done(void *ud)
@@ -94,6 +131,14 @@ static void done(void *ud)
         guard_replace_keys(j->app->guard, j->keys, (size_t)j->n_keys); /* takes the array */
         j->keys = NULL;
     }
+    json_t *customers = NULL;
+    if (customer_op(j->op) && j->rc >= 0 && j->n_customers >= 0) {
+        customers = json_array();
+        for (int i = 0; i < j->n_customers; i++)
+            json_array_append_new(customers, customer_to_json(&j->customers[i]));
+        guard_replace_customers(j->app->guard, j->customers, (size_t)j->n_customers);
+        j->customers = NULL;
+    }
     if (req) j->link->job = NULL; /* the request outlives the job now */
     struct err e;
     err_clear(&e);
@@ -102,6 +147,20 @@ static void done(void *ud)
     } else if (j->op == OP_SPEND && j->rc == -2) {
         err_set(&e, 400, "invalid_request_error", "report_too_large", "%s", j->why);
         fail(req, &e);
+    } else if (customer_op(j->op) && (j->rc < 0 || j->n_customers < 0)) {
+        err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
+        fail(req, &e);
+    } else if (j->op == OP_CUSTOMER_LIST) {
+        api_respond_json(req, 200, json_pack("{s:s, s:O}", "object", "list", "data", customers));
+    } else if (j->op == OP_CUSTOMER_SET) {
+        api_respond_json(req, 200, customer_to_json(&j->customer));
+    } else if (j->op == OP_CUSTOMER_REMOVE && j->rc == 0) {
+        err_set(&e, 404, "invalid_request_error", "customer_not_found",
+                "no customer '%.128s' in the customer table", j->customer.customer);
+        fail(req, &e);
+    } else if (j->op == OP_CUSTOMER_REMOVE) {
+        api_respond_json(req, 200,
+                         json_pack("{s:s, s:b}", "customer", j->customer.customer, "removed", 1));
     } else if (j->rc < 0 || (j->op != OP_SPEND && j->n_keys < 0)) {
         err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
         fail(req, &e);
@@ -134,8 +193,10 @@ static void done(void *ud)
     } else {
         api_respond_json(req, 200, spend_report_json(&j->report));
     }
+    json_decref(customers);
     free(j->out);
     free(j->keys);
+    free(j->customers);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
     explicit_bzero(j->secret, sizeof j->secret);
     explicit_bzero(j->aws_secret, sizeof j->aws_secret);
@@ -150,6 +211,7 @@ static struct admin_job *new_job(struct app *app, struct http_request *req, enum
     j->app = app;
     j->req = req;
     j->n_keys = -1;
+    j->n_customers = -1;
     return j;
 }
 
@@ -310,6 +372,112 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
                                     .now_ms = now,
                                     .anomaly_factor = factor};
     j->csv = csv;
+    submit(j);
+}
+
+/* ---- customers (docs/tiers.md) ---- */
+
+void admin_list_customers(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct admin_job *j = new_job(app, req, OP_CUSTOMER_LIST);
+    if (j == NULL) {
+        struct err e;
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+/* A customer id as x-stratus-customer carries it: printable, no control characters. */
+static int check_customer(const char *id, struct err *e)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= sizeof((struct customer_record *)0)->customer)
+        return err_param(e, 400, "customer", "\"customer\" must be 1 to %zu characters",
+                         sizeof((struct customer_record *)0)->customer - 1);
+    for (const char *c = id; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return err_param(e, 400, "customer",
+                             "\"customer\" must not contain control characters");
+    return 0;
+}
+
+void admin_set_customer(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    size_t len = evbuffer_get_length(req->body);
+    json_error_t jerr;
+    json_t *body =
+        len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr) : NULL;
+    const json_t *cust = json_object_get(body, "customer"), *tier = json_object_get(body, "tier");
+    const char *field;
+    json_t *value;
+    if (body == NULL)
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                len ? "request body is not valid JSON"
+                    : "request body is empty: send "
+                      "{\"customer\": ID, \"tier\": T}");
+    else if (!json_is_object(body))
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body must be a JSON object");
+    if (e.status == 0) json_object_foreach(body, field, value)
+        {
+            if (strcmp(field, "customer") != 0 && strcmp(field, "tier") != 0) {
+                err_set(&e, 400, "invalid_request_error", "unknown_field",
+                        "unknown field \"%.64s\" (known: customer, tier)", field);
+                break;
+            }
+        }
+    if (e.status == 0 && !json_is_string(cust))
+        err_param(&e, 400, "customer", "\"customer\" is required and must be a string");
+    else if (e.status == 0 && !json_is_string(tier))
+        err_param(&e, 400, "tier", "\"tier\" is required and must be a string");
+    else if (e.status == 0 && check_customer(json_string_value(cust), &e) == 0 &&
+             config_find_tier(app->gen->cfg, json_string_value(tier)) == NULL) {
+        err_param(&e, 400, "tier", "tier '%.64s' is not configured", json_string_value(tier));
+        e.code = "tier_not_found";
+    }
+    struct admin_job *j = e.status ? NULL : new_job(app, req, OP_CUSTOMER_SET);
+    if (e.status == 0 && j == NULL) err_oom(&e);
+    if (j) {
+        snprintf(j->customer.customer, sizeof j->customer.customer, "%s", json_string_value(cust));
+        snprintf(j->customer.tier, sizeof j->customer.tier, "%s", json_string_value(tier));
+        j->customer.updated_ms = clock_wall_ms();
+    }
+    json_decref(body);
+    if (e.status) {
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+void admin_remove_customer(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    /* The id is a path segment, so it arrives percent-encoded ("acme%20corp"). */
+    char *id = evhttp_uridecode(req->path + strlen("/admin/customers/"), 0, NULL);
+    if (id == NULL) {
+        err_oom(&e);
+    } else if (strchr(id, '/') || check_customer(id, &e) != 0) {
+        err_clear(&e);
+        err_set(&e, 404, "invalid_request_error", "customer_not_found",
+                "no customer '%.64s' in the customer table", id);
+    }
+    struct admin_job *j = e.status ? NULL : new_job(app, req, OP_CUSTOMER_REMOVE);
+    if (e.status == 0 && j == NULL) err_oom(&e);
+    if (j) snprintf(j->customer.customer, sizeof j->customer.customer, "%s", id);
+    free(id);
+    if (e.status) {
+        fail(req, &e);
+        return;
+    }
     submit(j);
 }
 

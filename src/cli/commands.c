@@ -335,6 +335,120 @@ int cli_keys(int argc, char **argv)
     return rc;
 }
 
+/* ---- customers (docs/tiers.md) --------------------------------------------------------
+ * Written straight to the store, like keys: a running gateway has the change at its next
+ * key refresh (auth.refresh_ms). */
+
+static int customers_list(struct config *cfg, bool as_json)
+{
+    struct store_handle s;
+    if (cli_open_store(cfg, &s) != 0) return 1;
+    struct customer_record *list = NULL;
+    char why[400];
+    int n = s.ops->customer_list(s.db, &list, why, sizeof why);
+    store_close(&s);
+    if (n < 0) {
+        fprintf(stderr, "stratus customers list: %s\n", why);
+        return 1;
+    }
+    json_t *data = as_json ? json_array() : NULL;
+    if (!as_json) printf("%-32s %-16s %s\n", "CUSTOMER", "TIER", "UPDATED");
+    for (int i = 0; i < n; i++) {
+        char when[32];
+        clock_iso8601(list[i].updated_ms, when, sizeof when);
+        /* A tier the config no longer has: such a customer gets the default tier now. */
+        bool known = config_find_tier(cfg, list[i].tier) != NULL;
+        if (as_json)
+            json_array_append_new(data, json_pack("{s:s, s:s, s:s, s:b}", "customer",
+                                                  list[i].customer, "tier", list[i].tier,
+                                                  "updated_at", when, "configured", known));
+        else
+            printf("%-32s %-16s %s%s\n", list[i].customer, list[i].tier, when,
+                   known ? "" : "  (tier not in the config: the default applies)");
+    }
+    if (as_json) print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
+    free(list);
+    return 0;
+}
+
+int cli_customers(int argc, char **argv)
+{
+    const char *sub = argc > 2 ? argv[2] : "";
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--tier", NULL, false},
+                          {"--json", NULL, true},
+                          {NULL, NULL, false}};
+    bool list = strcmp(sub, "list") == 0, set = strcmp(sub, "set") == 0,
+         remove = strcmp(sub, "remove") == 0;
+    if (!list && !set && !remove) {
+        fprintf(stderr, "stratus customers: expected list, set ID --tier T or remove ID\n");
+        return 2;
+    }
+    const char *id = NULL;
+    int rc = cli_parse_opts("stratus customers", argc, argv, 3, o, list ? NULL : &id);
+    if (rc) return rc;
+    if (!list && (id == NULL || id[0] == '\0')) {
+        fprintf(stderr, "stratus customers %s: which customer? (stratus customers %s ID%s)\n", sub,
+                sub, set ? " --tier T" : "");
+        return 2;
+    }
+    if (set && cli_opt(o, "--tier") == NULL) {
+        fprintf(stderr, "stratus customers set: --tier T is required\n");
+        return 2;
+    }
+    if (!set && cli_opt(o, "--tier")) {
+        fprintf(stderr, "stratus customers %s: --tier is for 'customers set'\n", sub);
+        return 2;
+    }
+    struct config *cfg = NULL;
+    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
+    if (list) {
+        rc = customers_list(cfg, cli_opt(o, "--json") != NULL);
+        config_free(cfg);
+        return rc;
+    }
+    struct customer_record c = {.updated_ms = clock_wall_ms()};
+    if (strlen(id) >= sizeof c.customer) {
+        fprintf(stderr, "stratus customers %s: the id is longer than %zu characters\n", sub,
+                sizeof c.customer - 1);
+        config_free(cfg);
+        return 2;
+    }
+    snprintf(c.customer, sizeof c.customer, "%s", id);
+    if (set) {
+        const char *tier = cli_opt(o, "--tier");
+        if (config_find_tier(cfg, tier) == NULL) {
+            fprintf(stderr, "stratus customers set: tier '%s' is not configured\n", tier);
+            config_free(cfg);
+            return 2;
+        }
+        snprintf(c.tier, sizeof c.tier, "%s", tier);
+    }
+    struct store_handle s;
+    if (cli_open_store(cfg, &s) != 0) {
+        config_free(cfg);
+        return 1;
+    }
+    char why[400];
+    rc = set ? s.ops->customer_set(s.db, &c, why, sizeof why)
+             : s.ops->customer_remove(s.db, c.customer, why, sizeof why);
+    store_close(&s);
+    config_free(cfg);
+    if (rc < 0) {
+        fprintf(stderr, "stratus customers %s: %s\n", sub, why);
+        return 1;
+    }
+    if (remove && rc == 0) {
+        fprintf(stderr, "stratus customers remove: no customer '%s'\n", c.customer);
+        return 1;
+    }
+    if (set)
+        printf("customer %s: tier %s\n", c.customer, c.tier);
+    else
+        printf("removed %s\n", c.customer);
+    return 0;
+}
+
 /* ---- spend -------------------------------------------------------------------------- */
 
 int cli_spend(int argc, char **argv)

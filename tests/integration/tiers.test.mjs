@@ -1,0 +1,214 @@
+// Customer tiers (docs/tiers.md): which tier a request has (key → customer table → default),
+// what a tier may call (403 model_not_allowed_for_tier), and route_to keeping a free tier off
+// the cloud. Two fake upstreams stand for a cloud provider and a local server; what each saw
+// is read back from the fakes themselves. Keys and customers are managed through the admin
+// API and the CLI.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { startFake } from '../fakes/openai.mjs';
+import { startGateway, config, readSSE, waitFor, BIN, SCALE } from './lib/gateway.mjs';
+
+const MK = 'test-master-key-0123456789';
+const env = { MK };
+let cloud, local;
+before(async () => { [cloud, local] = await Promise.all([startFake(), startFake()]); });
+after(async () => { await Promise.all([cloud?.close(), local?.close()]); });
+
+// On the cloud fake, `cheap` sends model "echo" and `best` sends "ok", so the fake's record
+// says which group served a request.
+const models = [
+  { name: 'local', targets: [{ backend: 'local', model: 'ok' }] },
+  { name: 'cheap', targets: [{ backend: 'cloud', model: 'echo' }] },
+  { name: 'best', targets: [{ backend: 'cloud', model: 'ok' }] },
+];
+const TIERS = `auth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - { name: free, price: { per_request: 0 }, route_to: local, default: true }
+  - { name: standard, price: { input: 1, output: 4 }, models: [local, cheap] }
+  - { name: premium, price: { input: 5, output: 20 }, route_to: best }`;
+const gateway = () => startGateway(config({
+  extra: TIERS, backends: [{ name: 'cloud', url: cloud.url }, { name: 'local', url: local.url }], models,
+}), { env });
+
+const call = (gw, method, path, body, key = MK, headers = {}) => fetch(`${gw.baseURL}${path}`, {
+  method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+  body: body === undefined ? undefined : JSON.stringify(body),
+});
+const chat = (gw, key, model, headers = {}, extra = {}) => call(gw, 'POST', '/v1/chat/completions',
+  { model, messages: [{ role: 'user', content: 'hi' }], ...extra }, key, headers);
+const cloudModels = (from) => cloud.requests.slice(from).filter((r) => r.path.endsWith('/chat/completions')).map((r) => r.body.model);
+const cli = (args) => spawnSync(BIN, args, { encoding: 'utf8', env: { ...process.env, ...env } });
+
+test('free tier (the default) is routed to the local group and never reaches the cloud fake, streams included', async () => {
+  const gw = await gateway();
+  try {
+    const cloudBefore = cloud.requests.length, localBefore = local.requests.length;
+    // No key tier, no customer entry: the default tier (free) applies, whatever group is asked.
+    for (const model of ['best', 'cheap', 'local']) {
+      const r = await chat(gw, MK, model);
+      assert.equal(r.status, 200, await r.clone().text());
+      await r.json();
+    }
+    const s = await chat(gw, MK, 'best', { 'x-stratus-customer': 'nobody' }, { stream: true });
+    assert.equal(s.status, 200);
+    const events = await readSSE(s);
+    assert.equal(events.at(-1), '[DONE]');
+    assert.equal(cloud.requests.length - cloudBefore, 0, 'the cloud fake saw no request');
+    assert.equal(local.requests.length - localBefore, 4, 'the local fake served all four');
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('a tier\'s models list is enforced with 403 model_not_allowed_for_tier; a key\'s tier wins; premium gets the top group', async () => {
+  const gw = await gateway();
+  try {
+    const bad = await call(gw, 'POST', '/admin/keys', { tier: 'gold' });
+    assert.equal(bad.status, 400);
+    const be = (await bad.json()).error;
+    assert.equal(be.code, 'tier_not_found');
+    assert.match(be.message, /tier 'gold' is not configured \(tiers: free, standard, premium\)/);
+
+    const std = await (await call(gw, 'POST', '/admin/keys', { name: 'std', tier: 'standard' })).json();
+    assert.equal(std.tier, 'standard');
+    const no = await chat(gw, std.key, 'best');
+    assert.equal(no.status, 403);
+    const ne = (await no.json()).error;
+    assert.deepEqual([ne.type, ne.code, ne.param], ['permission_error', 'model_not_allowed_for_tier', 'model']);
+    assert.equal(ne.message, "tier 'standard' may not use model 'best'");
+
+    const from = cloud.requests.length;
+    const ok = await chat(gw, std.key, 'cheap');
+    assert.equal(ok.status, 200);
+    await ok.json();
+    assert.deepEqual(cloudModels(from), ['echo'], 'standard reached the cheap group as asked');
+
+    // A premium key: route_to sends every request to the best group, even one asking for cheap.
+    const prem = await (await call(gw, 'POST', '/admin/keys', { tier: 'premium' })).json();
+    const from2 = cloud.requests.length;
+    const p = await chat(gw, prem.key, 'cheap');
+    assert.equal(p.status, 200);
+    await p.json();
+    assert.deepEqual(cloudModels(from2), ['ok'], 'premium was served by the best group');
+
+    const listed = await (await call(gw, 'GET', '/admin/keys')).json();
+    assert.equal(listed.data.find((k) => k.id === prem.id).tier, 'premium');
+    assert.equal(listed.data.find((k) => k.id === std.id).tier, 'standard');
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('/admin/customers maps x-stratus-customer to a tier; changes hold at once; bad input is 400', async () => {
+  const gw = await gateway();
+  try {
+    const empty = await (await call(gw, 'GET', '/admin/customers')).json();
+    assert.deepEqual(empty, { object: 'list', data: [] });
+
+    const set = await call(gw, 'POST', '/admin/customers', { customer: 'acme corp', tier: 'premium' });
+    assert.equal(set.status, 200, await set.clone().text());
+    const sj = await set.json();
+    assert.deepEqual([sj.customer, sj.tier], ['acme corp', 'premium']);
+    assert.match(sj.updated_at, /^\d{4}-\d\d-\d\dT/);
+
+    // The master key has no tier of its own: the customer's decides.
+    let from = cloud.requests.length;
+    const r = await chat(gw, MK, 'local', { 'x-stratus-customer': 'acme corp' });
+    assert.equal(r.status, 200);
+    await r.json();
+    assert.deepEqual(cloudModels(from), ['ok'], 'acme corp (premium) was sent to the best group');
+    // The OpenAI `user` field names the customer too.
+    from = cloud.requests.length;
+    const u = await chat(gw, MK, 'local', {}, { user: 'acme corp' });
+    assert.equal(u.status, 200);
+    await u.json();
+    assert.deepEqual(cloudModels(from), ['ok']);
+
+    // Re-set to standard: now 'best' is refused for acme corp.
+    assert.equal((await call(gw, 'POST', '/admin/customers', { customer: 'acme corp', tier: 'standard' })).status, 200);
+    const refused = await chat(gw, MK, 'best', { 'x-stratus-customer': 'acme corp' });
+    assert.equal(refused.status, 403);
+    assert.equal((await refused.json()).error.message, "tier 'standard' may not use model 'best'");
+    const list = await (await call(gw, 'GET', '/admin/customers')).json();
+    assert.deepEqual(list.data.map((c) => [c.customer, c.tier]), [['acme corp', 'standard']]);
+
+    // Removed: the default tier (free → local) applies again.
+    const del = await call(gw, 'DELETE', '/admin/customers/acme%20corp');
+    assert.equal(del.status, 200);
+    assert.deepEqual(await del.json(), { customer: 'acme corp', removed: true });
+    const localBefore = local.requests.length;
+    const back = await chat(gw, MK, 'best', { 'x-stratus-customer': 'acme corp' });
+    assert.equal(back.status, 200);
+    await back.json();
+    assert.equal(local.requests.length - localBefore, 1);
+    const again = await call(gw, 'DELETE', '/admin/customers/acme%20corp');
+    assert.equal(again.status, 404);
+    assert.equal((await again.json()).error.code, 'customer_not_found');
+
+    const bad = [
+      [{ customer: 'x', tier: 'gold' }, 'tier_not_found', /tier 'gold' is not configured/],
+      [{ tier: 'free' }, undefined, /"customer" is required and must be a string/],
+      [{ customer: 'x' }, undefined, /"tier" is required and must be a string/],
+      [{ customer: '', tier: 'free' }, undefined, /"customer" must be 1 to 127 characters/],
+      [{ customer: 'x', tier: 'free', colour: 'red' }, 'unknown_field', /unknown field "colour"/],
+      [['x'], 'invalid_json', /must be a JSON object/],
+    ];
+    for (const [body, code, msg] of bad) {
+      const res = await call(gw, 'POST', '/admin/customers', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      const e = (await res.json()).error;
+      if (code) assert.equal(e.code, code);
+      assert.match(e.message, msg);
+    }
+    const notJson = await fetch(`${gw.baseURL}/admin/customers`, { method: 'POST', headers: { authorization: `Bearer ${MK}` }, body: '{' });
+    assert.equal(notJson.status, 400);
+    // Admin only.
+    const k = await (await call(gw, 'POST', '/admin/keys', {})).json();
+    assert.equal((await call(gw, 'GET', '/admin/customers', undefined, k.key)).status, 403);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('CLI: keys create --tier, customers set / list / remove; a running gateway picks them up', async () => {
+  const gw = await gateway();
+  try {
+    const made = JSON.parse(execFileSync(BIN, ['keys', 'create', '--config', gw.file, '--tier', 'premium', '--json'], { encoding: 'utf8', env: { ...process.env, ...env } }));
+    assert.equal(made.tier, 'premium');
+    const table = cli(['keys', 'list', '--config', gw.file]);
+    assert.match(table.stdout, new RegExp(`${made.id}\\s+active\\s+-\\s+-\\s+premium`));
+    const badKey = cli(['keys', 'create', '--config', gw.file, '--tier', 'gold']);
+    assert.equal(badKey.status, 2);
+    assert.match(badKey.stderr, /tier 'gold' is not configured/);
+
+    const set = cli(['customers', 'set', 'initech', '--tier', 'standard', '--config', gw.file]);
+    assert.equal(set.status, 0, set.stderr);
+    assert.equal(set.stdout.trim(), 'customer initech: tier standard');
+    const listed = JSON.parse(cli(['customers', 'list', '--json', '--config', gw.file]).stdout);
+    assert.deepEqual(listed.data.map((c) => [c.customer, c.tier, c.configured]), [['initech', 'standard', true]]);
+    assert.match(cli(['customers', 'list', '--config', gw.file]).stdout, /^CUSTOMER\s+TIER\s+UPDATED\ninitech\s+standard\s+\d{4}-/);
+    // The gateway re-reads the table with its keys (refresh_ms 200).
+    await waitFor(async () => (await chat(gw, MK, 'best', { 'x-stratus-customer': 'initech' })).status === 403,
+      { timeout: 5000 * SCALE, what: 'the CLI customer tier to hold' });
+
+    const usage = [
+      [['customers', 'set', 'initech', '--config', gw.file], /--tier T is required/],
+      [['customers', 'set', '--tier', 'free', '--config', gw.file], /which customer\?/],
+      [['customers', 'set', 'x', '--tier', 'gold', '--config', gw.file], /tier 'gold' is not configured/],
+      [['customers', 'remove', 'x', '--tier', 'free', '--config', gw.file], /--tier is for 'customers set'/],
+      [['customers', 'frob'], /expected list, set ID --tier T or remove ID/],
+    ];
+    for (const [args, msg] of usage) {
+      const r = cli(args);
+      assert.equal(r.status, 2, args.join(' '));
+      assert.match(r.stderr, msg);
+    }
+    assert.equal(cli(['customers', 'remove', 'initech', '--config', gw.file]).stdout.trim(), 'removed initech');
+    const gone = cli(['customers', 'remove', 'initech', '--config', gw.file]);
+    assert.equal(gone.status, 1);
+    assert.match(gone.stderr, /no customer 'initech'/);
+  } finally {
+    await gw.stop();
+  }
+});
