@@ -172,6 +172,7 @@ static void finish(struct proxy *p, int status, const char *error, const char *c
         .stream = p->x.request && p->x.request->stream,
         .guard = guard_summary(p),
         .cache = p->cache_state,
+        .tier = p->tier,
     };
     if (p->x.call) {
         const struct call_info *in = call_info(p->x.call);

@@ -21,8 +21,8 @@ struct store {
     size_t lines_cap;
 };
 
-static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
-                   size_t cap, char *why, size_t size);
+static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                      struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
 
@@ -89,7 +89,7 @@ static int migrate(struct store *s, char *why, size_t size)
                      m->version);
             rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) ||
                          (m->version == ROLLUP_BACKFILL_VERSION &&
-                          rollup_backfill(s, pg_read, add_rollups, exec, why, size)) ||
+                          rollup_backfill(s, pg_read_v9, add_rollups, exec, why, size)) ||
                          exec(s, q, why, size) || exec(s, "COMMIT", why, size)
                      ? -1
                      : 0;
@@ -209,7 +209,7 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
     for (size_t i = 0; i < n; i++) {
         const struct ledger_row *r = &rows[i];
         char ts[24], status[16], stream[4], pt[24], ct[24], cached[24], est[4], cost[40], lat[40],
-            ttft[40], saved[40];
+            ttft[40], saved[40], revenue[40], margin[40];
         snprintf(ts, sizeof ts, "%lld", (long long)r->ts_ms);
         snprintf(status, sizeof status, "%d", r->status);
         snprintf(stream, sizeof stream, "%d", r->stream);
@@ -221,6 +221,8 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
         snprintf(lat, sizeof lat, "%.3f", r->latency_ms);
         snprintf(ttft, sizeof ttft, "%.3f", r->ttft_ms);
         snprintf(saved, sizeof saved, "%.17g", r->saved_usd);
+        snprintf(revenue, sizeof revenue, "%.17g", r->revenue_usd);
+        snprintf(margin, sizeof margin, "%.17g", r->margin_usd);
         const char *v[LEDGER_N_COLUMNS] = {
             ts,
             r->request_id,
@@ -244,6 +246,9 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
             r->guard,
             r->cache,
             r->saved_usd < 0 ? NULL : saved,
+            r->tier,
+            r->revenue_known ? revenue : NULL,
+            r->margin_known ? margin : NULL,
         };
         for (int c = 0; c < LEDGER_N_COLUMNS; c++) copy_field(&b, v[c], c == LEDGER_N_COLUMNS - 1);
     }
@@ -326,8 +331,13 @@ static void text_copy(PGresult *r, int row, int col, char *out, size_t cap)
     snprintf(out, cap, "%s", PQgetvalue(r, row, col));
 }
 
-static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
-                   size_t cap, char *why, size_t size)
+#define READ_WHERE                                                                                 \
+    " FROM requests WHERE ts_ms >= $1::bigint AND (ts_ms > $1::bigint OR id > $2::bigint) AND "    \
+    "ts_ms < $3::bigint ORDER BY ts_ms, id LIMIT $4::bigint"
+
+/* `v9`: only migration 9's columns (the rollup backfill runs before later ones exist). */
+static int read_rows(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                     struct ledger_row *out, size_t cap, char *why, size_t size, bool v9)
 {
     char from[24], id[24], to[24], limit[24];
     snprintf(from, sizeof from, "%lld", (long long)at->ts_ms);
@@ -336,9 +346,8 @@ static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, str
     snprintf(limit, sizeof limit, "%zu", cap);
     const char *v[4] = {from, id, to, limit};
     PGresult *r = PQexecParams(s->conn,
-                               "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= "
-                               "$1::bigint AND (ts_ms > $1::bigint OR id > $2::bigint) AND ts_ms < "
-                               "$3::bigint ORDER BY ts_ms, id LIMIT $4::bigint",
+                               v9 ? "SELECT id, " LEDGER_COLUMNS_V9 READ_WHERE
+                                  : "SELECT id, " LEDGER_COLUMNS READ_WHERE,
                                4, NULL, v, NULL, NULL, 0);
     if (ok(r, s, why, size, "read")) {
         PQclear(r);
@@ -372,9 +381,27 @@ static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, str
         text_copy(r, i, 20, w->guard, sizeof w->guard);
         text_copy(r, i, 21, w->cache, sizeof w->cache);
         w->saved_usd = PQgetisnull(r, i, 22) ? -1 : atof(PQgetvalue(r, i, 22));
+        if (v9) continue;
+        text_copy(r, i, 23, w->tier, sizeof w->tier);
+        w->revenue_known = !PQgetisnull(r, i, 24);
+        w->revenue_usd = atof(PQgetvalue(r, i, 24));
+        w->margin_known = !PQgetisnull(r, i, 25);
+        w->margin_usd = atof(PQgetvalue(r, i, 25));
     }
     PQclear(r);
     return n;
+}
+
+static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
+                   size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, false);
+}
+
+static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                      struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, true);
 }
 
 static int64_t pg_retain(struct store *s, int64_t rows_before, int64_t rollups_before,

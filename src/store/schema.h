@@ -126,12 +126,17 @@ static const struct migration schema_migrations[] = {
     "max_prompt_tokens, tier"
 #define KEY_N_COLUMNS 19
 
-/* The insert every store prepares; parameters in column order. */
-#define LEDGER_COLUMNS                                                                             \
+/* The requests columns as of migration 9: what the rollup backfill (which runs inside
+ * migration 9, before later columns exist) reads. */
+#define LEDGER_COLUMNS_V9                                                                          \
     "ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, "          \
     "status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, "       \
     "latency_ms, ttft_ms, route, guard, cache, saved_usd"
-#define LEDGER_N_COLUMNS 22
+#define LEDGER_N_COLUMNS_V9 22
+
+/* The insert every store prepares; parameters in column order. */
+#define LEDGER_COLUMNS   LEDGER_COLUMNS_V9 ", tier, revenue_usd, margin_usd"
+#define LEDGER_N_COLUMNS 25
 
 /** The migration's SQL with %ID% replaced by `id_type` into `out`. */
 static inline void migration_sql(const struct migration *m, const char *id_type, char *out,

@@ -21,8 +21,8 @@ struct store {
     size_t lines_cap;
 };
 
-static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
-                       struct ledger_row *out, size_t cap, char *why, size_t size);
+static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                          struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
 
@@ -70,7 +70,7 @@ static int migrate(struct store *s, char *why, size_t size)
         if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
         if (exec(s, sql, why, size) ||
             (m->version == ROLLUP_BACKFILL_VERSION &&
-             rollup_backfill(s, sqlite_read, add_rollups, NULL, why, size)) ||
+             rollup_backfill(s, sqlite_read_v9, add_rollups, NULL, why, size)) ||
             exec(s, record, why, size)) {
             exec(s, "ROLLBACK", why + strlen(why), 0);
             return -1;
@@ -118,7 +118,7 @@ static struct store *sqlite_open(const char *path, char *why, size_t size)
     }
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO requests (" LEDGER_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s->insert, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite %s: %s", path, sqlite3_errmsg(s->db));
         sqlite_close(s);
@@ -174,6 +174,15 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
             sqlite3_bind_double(q, 22, r->saved_usd);
         else
             sqlite3_bind_null(q, 22);
+        sqlite3_bind_text(q, 23, r->tier, -1, SQLITE_STATIC);
+        if (r->revenue_known)
+            sqlite3_bind_double(q, 24, r->revenue_usd);
+        else
+            sqlite3_bind_null(q, 24);
+        if (r->margin_known)
+            sqlite3_bind_double(q, 25, r->margin_usd);
+        else
+            sqlite3_bind_null(q, 25);
         if (sqlite3_step(q) != SQLITE_DONE) {
             snprintf(why, size, "sqlite insert: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(q);
@@ -249,14 +258,18 @@ static int64_t column_count(sqlite3_stmt *q, int i)
     return sqlite3_column_type(q, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, i);
 }
 
-static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
-                       struct ledger_row *out, size_t cap, char *why, size_t size)
+/* `v9`: only migration 9's columns (the rollup backfill runs before later ones exist). */
+static int read_rows(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                     struct ledger_row *out, size_t cap, char *why, size_t size, bool v9)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= ?1 AND "
-                           "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            v9 ? "SELECT id, " LEDGER_COLUMNS_V9 " FROM requests WHERE ts_ms >= ?1 AND "
+                 "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4"
+               : "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= ?1 AND "
+                 "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4",
+            -1, &q, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
         return -1;
     }
@@ -294,10 +307,28 @@ static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
         column_text(q, 21, r->cache, sizeof r->cache);
         r->saved_usd =
             sqlite3_column_type(q, 22) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 22);
+        if (v9) continue;
+        column_text(q, 23, r->tier, sizeof r->tier);
+        r->revenue_known = sqlite3_column_type(q, 24) != SQLITE_NULL;
+        r->revenue_usd = sqlite3_column_double(q, 24);
+        r->margin_known = sqlite3_column_type(q, 25) != SQLITE_NULL;
+        r->margin_usd = sqlite3_column_double(q, 25);
     }
     if (n < cap && rc != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return (int)n;
+}
+
+static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                       struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, false);
+}
+
+static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                          struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, true);
 }
 
 static int64_t sqlite_retain(struct store *s, int64_t rows_before, int64_t rollups_before,

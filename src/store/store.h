@@ -42,6 +42,12 @@ struct ledger_row {
     char guard[200];  /* guards that fired: rule and kind names only ("" none) */
     char cache[8];    /* "hit", "miss", "bypass", or "" when the request was not cacheable */
     double saved_usd; /* a hit: what the answer cost when it was made; < 0: not a hit */
+    /* Customer tiers (docs/tiers.md): "" and both unknown when the request had no tier. */
+    char tier[72];
+    bool revenue_known;
+    double revenue_usd; /* what the customer is charged for it (tier price × usage) */
+    bool margin_known;  /* revenue and cost both known */
+    double margin_usd;  /* revenue − cost; may be negative */
 };
 
 /* A spend report: sums over rows in [from_ms, to_ms), grouped by one column and, for a

@@ -255,7 +255,7 @@ test('ledger export (JSONL, CSV) and import round-trip; a bad line imports nothi
   assert.ok(lines.some((l) => l.cost_usd === null) && lines.some((l) => l.status === 502));
   const csv = cli(['ledger', 'export', '--config', gw.file, '--since', '1h', '--format', 'csv']).split('\r\n');
   assert.equal(csv[0], 'ts,ts_ms,request_id,key_id,team,customer,model,backend,target_model,endpoint,status,stream,prompt_tokens,' +
-    'completion_tokens,cached_tokens,estimated,cost_usd,latency_ms,ttft_ms,route,guard,cache,saved_usd');
+    'completion_tokens,cached_tokens,estimated,cost_usd,latency_ms,ttft_ms,route,guard,cache,saved_usd,tier,revenue_usd,margin_usd');
   assert.equal(csv.filter(Boolean).length, 31);
 
   const other = writeConfig(yaml());

@@ -287,6 +287,32 @@ static void test_retention_batches_and_paged_reads(void **state)
     store_close(&h);
 }
 
+/* Migration 10's ledger columns survive a write and a read; no tier reads back as unknown. */
+static void test_tier_revenue_margin_columns_round_trip(void **state)
+{
+    (void)state;
+    struct store_handle h = open_store();
+    char why[300];
+    struct ledger_row rows[2] = {row(7000, "chat", "", 10, 5, true, 0.02),
+                                 row(7001, "chat", "", 10, 5, false, 0)};
+    strcpy(rows[0].tier, "premium");
+    rows[0].revenue_known = rows[0].margin_known = true;
+    rows[0].revenue_usd = 0.015;
+    rows[0].margin_usd = -0.005;
+    rows[0].saved_usd = rows[1].saved_usd = -1;
+    assert_int_equal(h.ops->append(h.db, rows, 2, why, sizeof why), 0);
+    struct ledger_cursor at = {7000, -1};
+    struct ledger_row back[2];
+    assert_int_equal(h.ops->read(h.db, &at, 7002, back, 2, why, sizeof why), 2);
+    assert_string_equal(back[0].tier, "premium");
+    assert_true(back[0].revenue_known && back[0].revenue_usd == 0.015);
+    assert_true(back[0].margin_known && back[0].margin_usd == -0.005);
+    assert_string_equal(back[1].tier, "");
+    assert_false(back[1].revenue_known);
+    assert_false(back[1].margin_known);
+    store_close(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_rows_sum_by_group_within_the_window),
         cmocka_unit_test(test_keys_insert_revoke_list),
         cmocka_unit_test(test_customers_set_list_remove),
+        cmocka_unit_test(test_tier_revenue_margin_columns_round_trip),
         cmocka_unit_test(test_the_ledger_writer_commits_everything_at_stop),
         cmocka_unit_test(test_spend_buckets_by_utc_hour_within_the_window),
         cmocka_unit_test(test_retention_batches_and_paged_reads),
