@@ -54,6 +54,8 @@ static void usage(FILE *f)
         "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
         "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
         "                                                     the spend report\n"
+        "        --by tier, or --by customer --margin: revenue, cost and margin per tier or\n"
+        "        customer (customers: with the month-end projection; docs/tiers.md)\n"
         "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
         "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
         "  stratus ledger export [--since 30d] [--until T] [--format jsonl|csv]\n"

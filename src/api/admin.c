@@ -18,6 +18,7 @@
 #include "api/respond.h"
 #include "app.h"
 #include "generation.h"
+#include "cost/margin.h"
 #include "cost/report.h"
 #include "guard/guard.h"
 #include "guard/keyjson.h"
@@ -33,7 +34,8 @@ enum admin_op {
     OP_SPEND,
     OP_CUSTOMER_LIST,
     OP_CUSTOMER_SET,
-    OP_CUSTOMER_REMOVE
+    OP_CUSTOMER_REMOVE,
+    OP_MARGIN
 };
 
 struct admin_job {
@@ -53,6 +55,8 @@ struct admin_job {
     int n_customers;
     struct spend_report report;
     struct spend_query query;
+    struct margin_report margin;
+    struct margin_query margin_query;
     bool csv;  /* answer text/csv, rendered by the job (off the loop) */
     char *out; /* the CSV, malloc'd */
     size_t out_len;
@@ -97,6 +101,9 @@ static void run(struct store_handle *s, void *ud)
     case OP_CUSTOMER_LIST:
         j->rc = 0;
         goto customers;
+    case OP_MARGIN:
+        j->rc = margin_report_build(s, &j->margin_query, &j->margin, j->why, sizeof j->why);
+        return;
     case OP_SPEND:
         j->rc = spend_report_build(s, &j->query, &j->report, j->why, sizeof j->why);
         if (j->rc == 0 && j->csv && (j->out = spend_report_csv(&j->report, &j->out_len)) == NULL)
@@ -144,9 +151,14 @@ static void done(void *ud)
     err_clear(&e);
     if (req == NULL) {
         /* the client left; the change (if any) stands */
-    } else if (j->op == OP_SPEND && j->rc == -2) {
+    } else if ((j->op == OP_SPEND || j->op == OP_MARGIN) && j->rc == -2) {
         err_set(&e, 400, "invalid_request_error", "report_too_large", "%s", j->why);
         fail(req, &e);
+    } else if (j->op == OP_MARGIN && j->rc < 0) {
+        err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
+        fail(req, &e);
+    } else if (j->op == OP_MARGIN) {
+        api_respond_json(req, 200, margin_report_json(&j->margin));
     } else if (customer_op(j->op) && (j->rc < 0 || j->n_customers < 0)) {
         err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
         fail(req, &e);
@@ -198,6 +210,7 @@ static void done(void *ud)
     free(j->keys);
     free(j->customers);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
+    if (j->op == OP_MARGIN) margin_report_free(&j->margin);
     explicit_bzero(j->secret, sizeof j->secret);
     explicit_bzero(j->aws_secret, sizeof j->aws_secret);
     free(j);
@@ -323,7 +336,8 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
                *from_s = evhttp_find_header(&q, "from"), *to_s = evhttp_find_header(&q, "to"),
                *factor_s = evhttp_find_header(&q, "anomaly_factor"),
                *bucket_s = evhttp_find_header(&q, "bucket"), *top_s = evhttp_find_header(&q, "top"),
-               *format = evhttp_find_header(&q, "format");
+               *format = evhttp_find_header(&q, "format"),
+               *margin_s = evhttp_find_header(&q, "margin");
     /* CSV when asked by name, or by an Accept that names text/csv (a browser download). */
     const char *accept = http_request_header(req, "Accept");
     bool csv = format ? strcmp(format, "csv") == 0 : accept && strstr(accept, "text/csv");
@@ -331,11 +345,27 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     char *top_end = NULL;
     long top = top_s ? strtol(top_s, &top_end, 10) : 0;
     int64_t now = clock_wall_ms(), from = clock_month_start_ms(now, 0), to = now + 1;
-    int by = group ? spend_group_parse(group) : SPEND_BY_MODEL;
+    /* Revenue and margin (docs/tiers.md): always by tier; by customer with margin=1. */
+    bool by_tier = group && strcmp(group, "tier") == 0;
+    bool margin = by_tier || (margin_s && strcmp(margin_s, "1") == 0);
+    int by = by_tier ? SPEND_BY_CUSTOMER : group ? spend_group_parse(group) : SPEND_BY_MODEL;
     double factor = factor_s ? atof(factor_s) : 3;
-    if (by < 0)
+    if (margin_s && strcmp(margin_s, "1") != 0 && strcmp(margin_s, "0") != 0)
+        err_param(&e, 400, "margin", "margin must be 1 or 0 (got '%.64s')", margin_s);
+    else if (margin && !by_tier && by != SPEND_BY_CUSTOMER)
         err_param(&e, 400, "group_by",
-                  "group_by must be model, key, team, customer, backend or route (got '%.64s')",
+                  "margin=1 groups by tier or customer only (got group_by=%.64s)",
+                  group ? group : "model");
+    else if (margin && (bucket_s || top_s || csv))
+        err_param(&e, 400,
+                  bucket_s ? "bucket"
+                  : top_s  ? "top"
+                           : "format",
+                  "a margin report (group_by=tier, or margin=1) has no bucket, top or CSV form");
+    else if (by < 0)
+        err_param(&e, 400, "group_by",
+                  "group_by must be model, key, team, customer, backend, route or tier (got "
+                  "'%.64s')",
                   group);
     else if (from_s && report_parse_time(from_s, now, &from) != 0)
         err_param(&e, 400, "from",
@@ -358,12 +388,14 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
         fail(req, &e);
         return;
     }
-    struct admin_job *j = new_job(app, req, OP_SPEND);
+    struct admin_job *j = new_job(app, req, margin ? OP_MARGIN : OP_SPEND);
     if (j == NULL) {
         err_oom(&e);
         fail(req, &e);
         return;
     }
+    j->margin_query =
+        (struct margin_query){.by_customer = !by_tier, .from_ms = from, .to_ms = to, .now_ms = now};
     j->query = (struct spend_query){.by = (enum spend_group)by,
                                     .bucket = (enum spend_bucket)bucket,
                                     .top = (int)top,

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "cost/compare.h"
+#include "cost/margin.h"
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "cost/report.h"
@@ -462,12 +463,27 @@ int cli_spend(int argc, char **argv)
                           {"--top", NULL, false},
                           {"--json", NULL, true},
                           {"--csv", NULL, true},
+                          {"--margin", NULL, true},
                           {NULL, NULL, false}};
     int rc = cli_parse_opts("stratus spend", argc, argv, 2, o, NULL);
     if (rc) return rc;
-    int by = cli_opt(o, "--by") ? spend_group_parse(cli_opt(o, "--by")) : SPEND_BY_MODEL;
+    /* Revenue and margin (docs/tiers.md): --by tier, or --by customer --margin. */
+    bool by_tier = cli_opt(o, "--by") && strcmp(cli_opt(o, "--by"), "tier") == 0;
+    bool margin = by_tier || cli_opt(o, "--margin");
+    int by = by_tier              ? SPEND_BY_CUSTOMER
+             : cli_opt(o, "--by") ? spend_group_parse(cli_opt(o, "--by"))
+                                  : SPEND_BY_MODEL;
     if (by < 0) {
-        fprintf(stderr, "stratus spend: --by is model, key, team, customer, backend or route\n");
+        fprintf(stderr,
+                "stratus spend: --by is model, key, team, customer, backend, route or tier\n");
+        return 2;
+    }
+    if (margin && by != SPEND_BY_CUSTOMER) {
+        fprintf(stderr, "stratus spend: --margin groups by tier or customer only\n");
+        return 2;
+    }
+    if (margin && (cli_opt(o, "--bucket") || cli_opt(o, "--top") || cli_opt(o, "--csv"))) {
+        fprintf(stderr, "stratus spend: a margin report has no --bucket, --top or --csv\n");
         return 2;
     }
     int64_t now = clock_wall_ms(), from, to = now + 1;
@@ -497,6 +513,23 @@ int cli_spend(int argc, char **argv)
     struct config *cfg = NULL;
     struct store_handle s;
     if ((rc = cli_open(cli_opt(o, "--config"), &cfg, &s)) != 0) return rc;
+    if (margin) {
+        struct margin_report m;
+        char why[400];
+        struct margin_query mq = {
+            .by_customer = !by_tier, .from_ms = from, .to_ms = to, .now_ms = now};
+        rc = margin_report_build(&s, &mq, &m, why, sizeof why);
+        if (rc != 0)
+            fprintf(stderr, "stratus spend: %s\n", why);
+        else if (cli_opt(o, "--json"))
+            print_json(margin_report_json(&m));
+        else
+            margin_report_print(&m, stdout);
+        margin_report_free(&m);
+        store_close(&s);
+        config_free(cfg);
+        return rc != 0 ? 1 : 0;
+    }
     struct spend_report r;
     char why[400];
     struct spend_query q = {.by = (enum spend_group)by,

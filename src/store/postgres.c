@@ -667,6 +667,44 @@ static int pg_customer_list(struct store *s, struct customer_record **out, char 
     return n;
 }
 
+static int pg_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                     struct margin_line **lines, size_t max, char *why, size_t size)
+{
+    char sql[800], from[24], to[24], lim[24];
+    margin_query_sql(sql, sizeof sql, by_customer, "$%d::bigint");
+    snprintf(from, sizeof from, "%lld", (long long)from_ms);
+    snprintf(to, sizeof to, "%lld", (long long)to_ms);
+    snprintf(lim, sizeof lim, "%zu", max);
+    const char *v[3] = {from, to, lim};
+    *lines = NULL;
+    PGresult *r = params_retry(s, sql, 3, v);
+    if (ok(r, s, why, size, "margin")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    struct margin_line *out = calloc(n ? (size_t)n : 1, sizeof *out);
+    if (out == NULL) {
+        PQclear(r);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct margin_line *l = &out[i];
+        snprintf(l->group, sizeof l->group, "%s", PQgetvalue(r, i, 0));
+        l->requests = atoll(PQgetvalue(r, i, 1));
+        l->revenue_usd = atof(PQgetvalue(r, i, 2));
+        l->cost_usd = atof(PQgetvalue(r, i, 3));
+        l->margin_usd = atof(PQgetvalue(r, i, 4));
+        l->unpriced = atoll(PQgetvalue(r, i, 5));
+        l->unknown_revenue = atoll(PQgetvalue(r, i, 6));
+        l->unknown_cost = atoll(PQgetvalue(r, i, 7));
+    }
+    PQclear(r);
+    *lines = out;
+    return n;
+}
+
 const struct store_ops store_postgres = {
     .scheme = "postgres",
     .open = pg_open,
@@ -680,6 +718,7 @@ const struct store_ops store_postgres = {
     .customer_set = pg_customer_set,
     .customer_remove = pg_customer_remove,
     .customer_list = pg_customer_list,
+    .margin = pg_margin,
     .count = pg_count,
     .close = pg_close,
 };

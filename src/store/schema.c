@@ -69,6 +69,19 @@ void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket
     if (w < size) snprintf(out + w, size - w, ") AS u GROUP BY g, b ORDER BY 8, 5 DESC, 1");
 }
 
+void margin_query_sql(char *out, size_t size, bool by_customer, const char *placeholder)
+{
+    char p[3][24];
+    for (int i = 0; i < 3; i++) snprintf(p[i], sizeof p[i], placeholder, i + 1);
+    snprintf(out, size,
+             "SELECT %s, COUNT(*), SUM(COALESCE(revenue_usd, 0)), SUM(COALESCE(cost_usd, 0)), "
+             "SUM(COALESCE(margin_usd, 0)), SUM(CASE WHEN tier = '' THEN 1 ELSE 0 END), "
+             "SUM(CASE WHEN tier <> '' AND revenue_usd IS NULL THEN 1 ELSE 0 END), "
+             "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) FROM requests WHERE ts_ms >= %s "
+             "AND ts_ms < %s GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT %s",
+             by_customer ? "customer" : "tier", p[0], p[1], p[2]);
+}
+
 struct spend_line *spend_lines_at(struct spend_line **lines, size_t *cap, size_t n)
 {
     if (n >= *cap) {

@@ -156,6 +156,10 @@ static inline void migration_sql(const struct migration *m, const char *id_type,
 }
 
 const char *spend_group_column(enum spend_group g);
+
+/** The margin query (struct margin_line's figures, in order, after the group), grouped by
+ *  tier or customer; parameters from, to and the row limit as `placeholder` numbers 1..3. */
+void margin_query_sql(char *out, size_t size, bool by_customer, const char *placeholder);
 /* The spend query's parameters: struct rollup_plan's ten range ends, in order. */
 #define SPEND_QUERY_PARAMS 10
 #define SPEND_QUERY_SIZE   3072

@@ -610,6 +610,42 @@ static int sqlite_customer_list(struct store *s, struct customer_record **out, c
     return (int)n;
 }
 
+static int sqlite_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                         struct margin_line **lines, size_t max, char *why, size_t size)
+{
+    char sql[800];
+    margin_query_sql(sql, sizeof sql, by_customer, "?%d");
+    sqlite3_stmt *q = NULL;
+    *lines = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return fail(s, q, why, size);
+    sqlite3_bind_int64(q, 1, from_ms);
+    sqlite3_bind_int64(q, 2, to_ms);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)max);
+    size_t n = 0;
+    int rc;
+    struct margin_line *out = calloc(max ? max : 1, sizeof *out);
+    if (out == NULL) {
+        sqlite3_finalize(q);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    *lines = out;
+    while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct margin_line *l = &out[n++];
+        column_text(q, 0, l->group, sizeof l->group);
+        l->requests = sqlite3_column_int64(q, 1);
+        l->revenue_usd = sqlite3_column_double(q, 2);
+        l->cost_usd = sqlite3_column_double(q, 3);
+        l->margin_usd = sqlite3_column_double(q, 4);
+        l->unpriced = sqlite3_column_int64(q, 5);
+        l->unknown_revenue = sqlite3_column_int64(q, 6);
+        l->unknown_cost = sqlite3_column_int64(q, 7);
+    }
+    if (n < max && rc != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return (int)n;
+}
+
 const struct store_ops store_sqlite = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -623,6 +659,7 @@ const struct store_ops store_sqlite = {
     .customer_set = sqlite_customer_set,
     .customer_remove = sqlite_customer_remove,
     .customer_list = sqlite_customer_list,
+    .margin = sqlite_margin,
     .count = sqlite_count,
     .close = sqlite_close,
 };

@@ -73,6 +73,19 @@ struct spend_line {
     int64_t other_groups; /* cost/report's top-N: groups summed into this "other" line; 0 */
 };
 
+/* Revenue, cost and margin of one tier or customer over a range (docs/tiers.md), summed
+ * from raw rows: what tiers charge is not in rollups. */
+struct margin_line {
+    char group[160];
+    int64_t requests;
+    double revenue_usd;      /* known revenue only */
+    double cost_usd;         /* known cost only */
+    double margin_usd;       /* over rows whose revenue and cost are both known */
+    int64_t unpriced;        /* rows without a tier (no revenue): their cost is in cost_usd */
+    int64_t unknown_revenue; /* rows with a tier whose revenue is unknown (usage unknown) */
+    int64_t unknown_cost;    /* rows whose cost is unknown */
+};
+
 /* A virtual key as stored. The secret itself is never stored: only its SHA-256. Its budget
  * uses the config's budget enums (stored as their integer values). */
 struct key_record {
@@ -147,6 +160,11 @@ struct store_ops {
     /** Every customer, by name, into a malloc'd array the caller frees (NULL when none).
      *  @return the count, or -1 with `why`. */
     int (*customer_list)(struct store *s, struct customer_record **out, char *why, size_t why_size);
+    /** Margin lines over raw rows in [from_ms, to_ms), grouped by tier (`by_customer`
+     *  false) or customer, biggest revenue first, into *lines (malloc'd; the caller frees it,
+     *  also after a failure), at most `max`. @return lines (== max: maybe more), or -1. */
+    int (*margin)(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                  struct margin_line **lines, size_t max, char *why, size_t why_size);
     /** Rows in the ledger (tests, reports). -1 on error. */
     int64_t (*count)(struct store *s);
     void (*close)(struct store *s);
