@@ -212,3 +212,113 @@ test('CLI: keys create --tier, customers set / list / remove; a running gateway 
     await gw.stop();
   }
 });
+
+// Prices that make every figure distinct: what each target costs us and what each tier
+// charges, per 1M tokens (the fake answers 11 prompt tokens and 5 completion tokens, a
+// stream 11 + 3).
+const PRICED = [
+  { name: 'local', targets: [{ backend: 'local', model: 'ok', price: { input: 100, output: 200 } }] },
+  { name: 'cheap', targets: [{ backend: 'cloud', model: 'echo', price: { input: 300, output: 600 } }] },
+  { name: 'best', targets: [{ backend: 'cloud', model: 'ok', price: { input: 2000, output: 8000 } }] },
+];
+const TIER_PRICES = {
+  free: { per_request: 0.0001, input: 0, output: 0 },
+  standard: { per_request: 0, input: 1000, output: 4000 },
+  premium: { per_request: 0.002, input: 5000, output: 20000 },
+};
+const PRICED_TIERS = `auth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - { name: free, price: { per_request: 0.0001 }, route_to: local, default: true }
+  - { name: standard, price: { input: 1000, output: 4000 }, models: [local, cheap] }
+  - { name: premium, price: { input: 5000, output: 20000, per_request: 0.002 }, route_to: best }`;
+const sqlite = (file, q) => {
+  const out = execFileSync('sqlite3', ['-json', file.replace(/stratus\.yaml$/, 'stratus.db'), q], { encoding: 'utf8' });
+  return out.trim() ? JSON.parse(out) : [];
+};
+const near = (a, b, what) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
+
+test('the ledger records tier, revenue (tier price × usage) and margin (revenue − cost), streams included; reports equal the ledger', async () => {
+  const gw = await startGateway(config({
+    extra: PRICED_TIERS, backends: [{ name: 'cloud', url: cloud.url }, { name: 'local', url: local.url }], models: PRICED,
+  }), { env });
+  let file;
+  try {
+    file = gw.file;
+    const prem = await (await call(gw, 'POST', '/admin/keys', { tier: 'premium' })).json();
+    const std = await (await call(gw, 'POST', '/admin/keys', { tier: 'standard' })).json();
+    const plain = [
+      [prem.key, 'cheap', {}], [prem.key, 'local', { stream: true }],
+      [std.key, 'cheap', {}], [std.key, 'local', { stream: true }],
+      [MK, 'best', {}], [MK, 'cheap', { stream: true }],
+    ];
+    for (const [key, model, extra] of plain) {
+      const r = await chat(gw, key, model, { 'x-stratus-customer': key === MK ? 'walk-in' : key === prem.key ? 'acme' : 'initech' }, extra);
+      assert.equal(r.status, 200);
+      await r.text();
+    }
+    const refused = await chat(gw, std.key, 'best', { 'x-stratus-customer': 'initech' });
+    assert.equal(refused.status, 403);
+    await refused.text();
+    // The report over the API once the writer has every row.
+    await waitFor(async () => (await (await call(gw, 'GET', '/admin/spend?group_by=tier')).json()).total?.requests === 7,
+      { timeout: 5000 * SCALE, what: 'seven rows in the margin report' });
+    const api = await (await call(gw, 'GET', '/admin/spend?group_by=tier')).json();
+    assert.equal(api.object, 'margin_report');
+    assert.deepEqual(api.data.map((l) => l.tier).sort(), ['free', 'premium', 'standard']);
+    for (const [q, code] of [['group_by=tier&bucket=hour', 'bucket'], ['group_by=model&margin=1', 'group_by'], ['group_by=customer&margin=yes', 'margin'], ['group_by=tier&format=csv', 'format']]) {
+      const bad = await call(gw, 'GET', `/admin/spend?${q}`);
+      assert.equal(bad.status, 400, q);
+      assert.equal((await bad.json()).error.param, code);
+    }
+  } finally {
+    await gw.stop();
+  }
+  const rows = sqlite(file, 'SELECT tier, customer, model, status, stream, prompt_tokens AS pt, completion_tokens AS ct, cost_usd, revenue_usd, margin_usd FROM requests ORDER BY id');
+  assert.equal(rows.length, 7);
+  assert.deepEqual(rows.map((r) => r.tier), ['premium', 'premium', 'standard', 'standard', 'free', 'free', 'standard']);
+  assert.deepEqual(rows.map((r) => r.stream), [0, 1, 0, 1, 0, 1, 0]);
+  for (const r of rows) {
+    const p = TIER_PRICES[r.tier];
+    if (r.status >= 400) {
+      assert.deepEqual([r.revenue_usd, r.margin_usd, r.cost_usd], [0, 0, 0], 'a refused request is charged nothing');
+      continue;
+    }
+    assert.ok(r.pt > 0 && r.ct > 0 && r.cost_usd > 0, JSON.stringify(r));
+    near(r.revenue_usd, p.per_request + (r.pt * p.input + r.ct * p.output) / 1e6, `revenue of ${JSON.stringify(r)}`);
+    near(r.margin_usd, r.revenue_usd - r.cost_usd, 'margin = revenue − cost');
+  }
+  // The served group: premium → best even when it asked for cheap; free → local.
+  const cost = (price, r) => (r.pt * price.input + r.ct * price.output) / 1e6;
+  near(rows[0].cost_usd, cost(PRICED[2].targets[0].price, rows[0]), 'premium served by best');
+  near(rows[4].cost_usd, cost(PRICED[0].targets[0].price, rows[4]), 'free served by local');
+
+  // stratus spend --by tier: each line and the total equal the ledger's sums.
+  const byTier = JSON.parse(execFileSync(BIN, ['spend', '--by', 'tier', '--json', '--config', file], { encoding: 'utf8', env: { ...process.env, ...env } }));
+  for (const tier of ['free', 'standard', 'premium']) {
+    const mine = rows.filter((r) => r.tier === tier);
+    const line = byTier.data.find((l) => l.tier === tier);
+    assert.equal(line.requests, mine.length, tier);
+    near(line.revenue_usd, mine.reduce((a, r) => a + r.revenue_usd, 0), `${tier} revenue`);
+    near(line.cost_usd, mine.reduce((a, r) => a + r.cost_usd, 0), `${tier} cost`);
+    near(line.margin_usd, mine.reduce((a, r) => a + r.margin_usd, 0), `${tier} margin`);
+  }
+  near(byTier.total.revenue_usd, rows.reduce((a, r) => a + r.revenue_usd, 0), 'total revenue');
+  near(byTier.total.margin_usd, rows.reduce((a, r) => a + r.margin_usd, 0), 'total margin');
+  assert.equal(byTier.total.requests, 7);
+  const table = execFileSync(BIN, ['spend', '--by', 'tier', '--config', file], { encoding: 'utf8', env: { ...process.env, ...env } });
+  assert.match(table, /^TIER\s+REQUESTS\s+REVENUE\s+COST\s+MARGIN\s+MARGIN%\n/);
+  assert.match(table, /\nTOTAL\s+7\s/);
+
+  // By customer: the same sums per customer, and a month-end projection at least the month so far.
+  const byCustomer = JSON.parse(execFileSync(BIN, ['spend', '--by', 'customer', '--margin', '--json', '--config', file], { encoding: 'utf8', env: { ...process.env, ...env } }));
+  for (const customer of ['acme', 'initech', 'walk-in']) {
+    const mine = rows.filter((r) => r.customer === customer);
+    const line = byCustomer.data.find((l) => l.customer === customer);
+    near(line.revenue_usd, mine.reduce((a, r) => a + r.revenue_usd, 0), `${customer} revenue`);
+    near(line.margin_usd, mine.reduce((a, r) => a + r.margin_usd, 0), `${customer} margin`);
+    assert.ok(line.projected_month.revenue_usd >= line.revenue_usd - 1e-12, `${customer} projection`);
+  }
+  const bad = cli(['spend', '--by', 'model', '--margin', '--config', file]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--margin groups by tier or customer only/);
+});
