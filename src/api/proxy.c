@@ -458,6 +458,7 @@ static int guard_content(struct proxy *p, struct err *e)
     if (rc != 0) return -1;
     p->call.request = p->x.request;
     p->call.route = route_estimate(p->x.request, p->model); /* of what goes upstream */
+    p->call.route.tier = p->tier;
     p->call.route.private_only = v.private_only;
     bool oom;
     p->out = output_guard_new(p->gen->content, p->x.req->arena, &oom);

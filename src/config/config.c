@@ -694,7 +694,7 @@ static int parse_price(struct loader *ld, const yaml_node_t *p, const char *wher
 static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_conf *m, size_t idx,
                         struct target_conf *t)
 {
-    static const char *const keys[] = {"backend", "model", "weight", "price", NULL};
+    static const char *const keys[] = {"backend", "model", "weight", "quality", "price", NULL};
     char where[200];
     snprintf(where, sizeof where, "model '%s' target %zu", m->name, idx + 1);
     t->weight = 1;
@@ -706,6 +706,9 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     long w = 1;
     if (get_long(ld, n, "weight", &w, 0, 1000000)) return -1;
     t->weight = (int)w;
+    long q = 0;
+    if (get_long(ld, n, "quality", &q, 0, 1000000)) return -1;
+    t->quality = (int)q;
     bool found = false;
     for (size_t i = 0; i < ld->cfg->n_backends && !found; i++)
         if (strcmp(ld->cfg->backends[i].name, t->backend) == 0) {
@@ -718,7 +721,7 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     return p ? parse_price(ld, p, where, &t->price) : 0;
 }
 
-#define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost"
+#define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost, margin"
 
 const char *backend_type_name(enum backend_type t)
 {
@@ -784,6 +787,8 @@ const char *route_policy_name(enum route_policy p)
         return "least-busy";
     case ROUTE_COST:
         return "cost";
+    case ROUTE_MARGIN:
+        return "margin";
     }
     return "?";
 }
@@ -920,7 +925,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     if (r) {
         const char *route = scalar(r);
         bool found = false;
-        for (int p = ROUTE_PRIORITY; route && p <= ROUTE_COST; p++)
+        for (int p = ROUTE_PRIORITY; route && p <= ROUTE_MARGIN; p++)
             if (strcmp(route, route_policy_name((enum route_policy)p)) == 0) {
                 m->route = (enum route_policy)p;
                 found = true;

@@ -118,6 +118,7 @@ struct target_conf {
     size_t backend_index; /* index into config.backends, filled by the loader */
     char *model;          /* model name sent upstream; default: the model group's name */
     int weight;           /* for route: weighted; default 1; 0 = only as a fallback */
+    int quality;          /* for route: margin; higher is better; default 0 */
     struct price price;
 };
 
@@ -127,6 +128,7 @@ enum route_policy {
     ROUTE_LATENCY,      /* peak-EWMA of time to first byte, power of two choices */
     ROUTE_LEAST_BUSY,   /* fewest requests in flight / most free engine slots */
     ROUTE_COST,         /* cheapest expected cost for this request */
+    ROUTE_MARGIN,       /* best quality keeping the customer tier's margin, else cheapest */
 };
 
 /* Retries after every target of the plan failed (failover within a pass is immediate). */

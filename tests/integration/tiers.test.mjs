@@ -322,3 +322,49 @@ test('the ledger records tier, revenue (tier price × usage) and margin (revenue
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--margin groups by tier or customer only/);
 });
+
+test('route: margin — premium gets the top-quality target; a standard request whose expected cost would break its margin goes to the cheaper one; x-stratus-route says why', async () => {
+  const smart = [{
+    name: 'smart', route: 'margin',
+    targets: [
+      { backend: 'cloud', model: 'ok', price: { input: 1000, output: 1000 } },
+      { backend: 'local', model: 'ok', price: { input: 1, output: 1 } },
+    ],
+  }];
+  // Per token, premium is charged 5× the top target's price (80 % margin) and standard 1.2×
+  // (17 %): below its 30 %. quality: is set by editing the generated YAML (config() has no field).
+  const yaml = config({
+    extra: `auth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - { name: standard, price: { input: 1200, output: 1200 }, min_margin: 0.3 }
+  - { name: premium, price: { input: 5000, output: 5000 }, min_margin: 0.3 }`,
+    backends: [{ name: 'cloud', url: cloud.url }, { name: 'local', url: local.url }], models: smart,
+  }).replace('{ backend: cloud, model: "ok"', '{ backend: cloud, model: "ok", quality: 3').replace('{ backend: local, model: "ok"', '{ backend: local, model: "ok", quality: 1');
+  assert.match(yaml, /quality: 3/);
+  const gw = await startGateway(yaml, { env });
+  try {
+    const prem = await (await call(gw, 'POST', '/admin/keys', { tier: 'premium' })).json();
+    const std = await (await call(gw, 'POST', '/admin/keys', { tier: 'standard' })).json();
+    const c0 = cloud.requests.length, l0 = local.requests.length;
+    const p = await chat(gw, prem.key, 'smart', {}, { max_tokens: 100 });
+    assert.equal(p.status, 200);
+    await p.json();
+    assert.match(p.headers.get('x-stratus-route'), /^margin; tier premium: best quality keeping the margin cloud \(quality 3, expected margin 80\.0% >= 30\.0%, \$[0-9.]+\)/);
+    assert.equal(cloud.requests.length - c0, 1, 'premium: the top target');
+
+    const s = await chat(gw, std.key, 'smart', {}, { max_tokens: 100 });
+    assert.equal(s.status, 200);
+    await s.json();
+    assert.match(s.headers.get('x-stratus-route'), /^margin; tier standard: best quality keeping the margin local \(quality 1, expected margin 99\.9% >= 30\.0%/);
+    assert.equal(cloud.requests.length - c0, 1, 'standard never reached the expensive target');
+    assert.equal(local.requests.length - l0, 1);
+
+    // No tier (the master key, no default tier): as route: cost.
+    const n = await chat(gw, MK, 'smart', {}, { max_tokens: 100 });
+    assert.equal(n.status, 200);
+    await n.json();
+    assert.match(n.headers.get('x-stratus-route'), /^margin; no tier: cheapest local/);
+  } finally {
+    await gw.stop();
+  }
+});

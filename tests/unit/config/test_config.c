@@ -352,7 +352,8 @@ static void test_config_load_string_rejects_wrong_types(void **state)
                  31, "price must be a mapping");
     expect_exact(
         UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n", 4, 23,
-        "route must be a string (supported: priority, weighted, latency, least-busy, cost)");
+        "route must be a string (supported: priority, weighted, latency, least-busy, cost, "
+        "margin)");
 }
 
 static void test_config_load_string_rejects_bad_listen(void **state)
@@ -712,7 +713,7 @@ static void test_config_load_string_route_policies_retry_and_cooldown(void **sta
     expect_exact(UP "models:\n  - { name: m, route: random, targets: [ { backend: up } ] }\n", 4,
                  23,
                  "unknown route policy 'random' (supported: priority, weighted, latency, "
-                 "least-busy, cost)");
+                 "least-busy, cost, margin)");
     expect_exact(UP
                  "models:\n  - { name: m, retry: { retries: 11 }, targets: [ { backend: up } ] }\n",
                  4, 34, "retries must be a non-negative integer (at most 10)");
@@ -1513,6 +1514,25 @@ static void test_config_tiers_reload_section(void **state)
     config_free(b);
 }
 
+static void test_config_margin_policy_and_quality(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c = load(UP "models:\n  - name: chat\n    route: margin\n    targets:\n"
+                               "      - { backend: up, quality: 7 }\n      - { backend: up }\n",
+                            &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_int_equal(c->models[0].route, ROUTE_MARGIN);
+    assert_string_equal(route_policy_name(ROUTE_MARGIN), "margin");
+    assert_int_equal(c->models[0].targets[0].quality, 7);
+    assert_int_equal(c->models[0].targets[1].quality, 0); /* default */
+    config_free(c);
+    expect_error(UP "models:\n  - { name: chat, targets: [ { backend: up, quality: -1 } ] }\n", 4,
+                 54, "quality must be a non-negative integer");
+    expect_error(UP "models:\n  - { name: chat, targets: [ { backend: up, quality: high } ] }\n", 4,
+                 54, "quality must be a non-negative integer");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1567,6 +1587,7 @@ int main(void)
         cmocka_unit_test(test_config_tiers),
         cmocka_unit_test(test_config_tiers_rejects_bad_entries),
         cmocka_unit_test(test_config_tiers_reload_section),
+        cmocka_unit_test(test_config_margin_policy_and_quality),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }
