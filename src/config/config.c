@@ -1778,8 +1778,9 @@ static int tier_group(struct loader *ld, const yaml_node_t *n, const char *what,
 
 static int each_tier(struct loader *ld, const yaml_node_t *n, size_t idx, void *out)
 {
-    static const char *const keys[] = {"name",         "price",      "models",  "route_to",
-                                       "max_cost_usd", "min_margin", "default", NULL};
+    static const char *const keys[] = {"name",     "price",        "models",
+                                       "route_to", "max_cost_usd", "min_margin",
+                                       "default",  "local_only",   NULL};
     struct tier_conf *t = out;
     char where[64];
     snprintf(where, sizeof where, "tiers[%zu]", idx);
@@ -1836,13 +1837,62 @@ static int each_tier(struct loader *ld, const yaml_node_t *n, size_t idx, void *
     const yaml_node_t *mm = get(ld, n, "min_margin");
     if (mm && tier_number(ld, mm, "min_margin (a share of revenue)", 1, &t->min_margin)) return -1;
     t->min_margin_set = mm != NULL;
-    if (get_bool(ld, n, "default", &t->is_default)) return -1;
+    if (get_bool(ld, n, "default", &t->is_default) || get_bool(ld, n, "local_only", &t->local_only))
+        return -1;
     for (size_t j = 0; t->is_default && j < idx; j++)
         if (ld->cfg->tiers[j].is_default)
             return fail_at(ld, get(ld, n, "default"),
                            "tier '%s' and tier '%s' both say default: true (at most one may)",
                            ld->cfg->tiers[j].name, t->name);
     return 0;
+}
+
+static int customer_conf_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct customer_conf *)a)->customer,
+                  ((const struct customer_conf *)b)->customer);
+}
+
+/* `customers:` — a mapping of customer id to tier name, checked against `tiers:`. */
+static int parse_customers(struct loader *ld, const yaml_node_t *n)
+{
+    struct config *cfg = ld->cfg;
+    if (want_mapping(ld, n, "customers (customer: tier)")) return -1;
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    if (count == 0) return 0;
+    if ((cfg->customers = calloc(count, sizeof *cfg->customers)) == NULL)
+        return fail_at(ld, n, "out of memory");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key),
+                          *vn = yaml_document_get_node(ld->doc, p->value);
+        const char *id = scalar(kn), *tier = scalar(vn);
+        if (id == NULL || id[0] == '\0' || strlen(id) > 127 ||
+            has_control(id, kn->data.scalar.length))
+            return fail_at(ld, kn,
+                           "customers: a customer id is 1-127 characters without control "
+                           "characters");
+        for (size_t j = 0; j < cfg->n_customers; j++)
+            if (strcmp(cfg->customers[j].customer, id) == 0)
+                return fail_at(ld, kn, "customers: '%s' is listed twice", id);
+        const struct tier_conf *t = config_find_tier(cfg, tier);
+        if (t == NULL)
+            return fail_at(ld, vn, "customers: '%s' names unknown tier '%s'", id,
+                           tier ? tier : "(not a string)");
+        struct customer_conf *c = &cfg->customers[cfg->n_customers++];
+        c->tier = (size_t)(t - cfg->tiers);
+        if ((c->customer = strdup(id)) == NULL) return fail_at(ld, kn, "out of memory");
+    }
+    qsort(cfg->customers, cfg->n_customers, sizeof *cfg->customers, customer_conf_cmp);
+    return 0;
+}
+
+const struct tier_conf *config_customer_tier(const struct config *cfg, const char *customer)
+{
+    if (cfg == NULL || customer == NULL || cfg->n_customers == 0) return NULL;
+    struct customer_conf probe = {.customer = (char *)customer};
+    const struct customer_conf *c =
+        bsearch(&probe, cfg->customers, cfg->n_customers, sizeof probe, customer_conf_cmp);
+    return c ? &cfg->tiers[c->tier] : NULL;
 }
 
 bool tier_allows_model(const struct tier_conf *tier, const char *model)
@@ -1856,13 +1906,13 @@ bool tier_allows_model(const struct tier_conf *tier, const char *model)
 /* The top-level sections, in the order of config.section_hash. The first eight are read
  * once at start (listeners, the store, keys and budgets live as long as the process); the
  * rest a reload replaces. */
-static const char *const root_keys[] = {"listen",        "tls",      "shutdown_grace_ms",
-                                        "log",           "limits",   "store",
-                                        "auth",          "budgets",  "metrics",
-                                        "observability", "cache",    "prices",
-                                        "access",        "backends", "models",
-                                        "functions",     "guards",   "secrets",
-                                        "tiers",         NULL};
+static const char *const root_keys[] = {"listen",        "tls",       "shutdown_grace_ms",
+                                        "log",           "limits",    "store",
+                                        "auth",          "budgets",   "metrics",
+                                        "observability", "cache",     "prices",
+                                        "access",        "backends",  "models",
+                                        "functions",     "guards",    "secrets",
+                                        "tiers",         "customers", NULL};
 #define RESTART_ONLY_SECTIONS 11
 _Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
                "config.section_hash has a slot per top-level section");
@@ -2018,6 +2068,8 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (ti && parse_sequence(ld, ti, "tiers", sizeof *cfg->tiers, (void **)&cfg->tiers,
                              &cfg->n_tiers, each_tier))
         return -1;
+    const yaml_node_t *cu = get_section(ld, root, "customers"); /* after tiers: names them */
+    if (cu && parse_customers(ld, cu)) return -1;
     return 0;
 }
 
@@ -2426,6 +2478,8 @@ void config_free(struct config *cfg)
         free(t->route_to);
     }
     free(cfg->tiers);
+    for (size_t i = 0; i < cfg->n_customers; i++) free(cfg->customers[i].customer);
+    free(cfg->customers);
     for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);

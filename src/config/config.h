@@ -389,10 +389,18 @@ struct tier_conf {
     bool min_margin_set;
     double min_margin; /* 0..1: the share of revenue that must remain after cost */
     bool is_default;   /* the tier of requests that resolve to none (at most one) */
+    bool local_only;   /* only self-hosted targets may serve it (a 403 when a group has none) */
     int line, col;
 };
 
-#define CONFIG_SECTIONS 19 /* top-level keys of the file */
+/* One `customers:` entry: a customer's tier fixed in the config (the admin API's customer
+ * table overrides it). */
+struct customer_conf {
+    char *customer; /* as x-stratus-customer (or `user`) names it */
+    size_t tier;    /* index into config.tiers */
+};
+
+#define CONFIG_SECTIONS 20 /* top-level keys of the file */
 
 struct config {
     char *path; /* the file it was loaded from */
@@ -427,6 +435,8 @@ struct config {
     struct secrets_conf secrets;
     struct tier_conf *tiers;
     size_t n_tiers;
+    struct customer_conf *customers; /* sorted by customer (strcmp) */
+    size_t n_customers;
 };
 
 /**
@@ -465,8 +475,9 @@ int config_parse_listen(const char *s, char **host, int *port, const char **why)
 
 /* ---- reload -------------------------------------------------------------------------
  * A reload (SIGHUP, POST /admin/reload) replaces prices, access, backends, models, functions,
- * guards and tiers. listen, tls (its files are re-read, the paths are not), shutdown_grace_ms,
- * log, limits, store, auth, budgets, metrics and observability are read once at start. */
+ * guards, tiers and customers. listen, tls (its files are re-read, the paths are not),
+ * shutdown_grace_ms, log, limits, store, auth, budgets, metrics and observability are read once at
+ * start. */
 
 /** The start-only sections whose text differs between the two, joined by ", " into `buf`
  *  ("" when none): a reload keeps their running values and says a restart is needed. */
@@ -490,6 +501,9 @@ const struct function_conf *config_find_function(const struct config *cfg, const
 
 /** Finds a tier by name; NULL if none (or `name` NULL / ""). Borrowed from `cfg`. */
 const struct tier_conf *config_find_tier(const struct config *cfg, const char *name);
+
+/** The tier `customers:` gives `customer`; NULL if none. Borrowed from `cfg`. */
+const struct tier_conf *config_customer_tier(const struct config *cfg, const char *customer);
 
 /** The tier marked `default: true`; NULL if none. Borrowed from `cfg`. */
 const struct tier_conf *config_default_tier(const struct config *cfg);

@@ -148,6 +148,7 @@ const struct tier_conf *guard_tier(const struct guard *g, const struct config *c
             bsearch(&probe, g->customers, g->n_customers, sizeof probe, customer_cmp);
         if (c) t = config_find_tier(cfg, c->tier);
     }
+    if (t == NULL) t = config_customer_tier(cfg, customer); /* the config's static map */
     return t ? t : config_default_tier(cfg);
 }
 

@@ -168,7 +168,8 @@ void guard_replace_keys(struct guard *g, struct key_record *records, size_t n);
 void guard_replace_customers(struct guard *g, struct customer_record *records, size_t n);
 
 /** The customer tier of a request (docs/tiers.md): the key's `tier`, else the tier the
- *  customer table gives `customer` (x-stratus-customer, else `user`), else `cfg`'s default
+ *  customer table gives `customer` (x-stratus-customer, else `user`), else the config's
+ *  `customers:` map's, else `cfg`'s default
  *  tier, else NULL (no tier: nothing is checked or charged). A name `cfg` no longer has
  *  counts as none at that step. Borrowed from `cfg`. Loop thread. */
 const struct tier_conf *guard_tier(const struct guard *g, const struct config *cfg,

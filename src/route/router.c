@@ -185,9 +185,21 @@ static void filter_privacy(struct router *r, const struct model_conf *m,
         c->skipped = privacy_pinned;
 }
 
+static const char tier_local_only[] = "customer tier: local targets only";
+
+/* A tier with local_only: true, like privacy, before health: a cloud target is never a last
+ * resort for it. */
+static void filter_tier(struct router *r, const struct model_conf *m,
+                        const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)now;
+    if (rq->tier && rq->tier->local_only && !backend_self_hosted(backend_of(r, m, c->target)))
+        c->skipped = tier_local_only;
+}
+
 /* In order. */
-static const route_filter_fn filters[] = {filter_capability, filter_privacy, filter_budget,
-                                          filter_readiness, filter_breaker};
+static const route_filter_fn filters[] = {filter_capability, filter_privacy,   filter_tier,
+                                          filter_budget,     filter_readiness, filter_breaker};
 
 /* ---- policies ----------------------------------------------------------------------- */
 
@@ -382,7 +394,8 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                      struct err *err)
 {
     uint64_t now = r->now();
-    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0, private_skipped = 0;
+    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0, private_skipped = 0,
+           tier_skipped = 0;
     const struct candidate *down = NULL;
     /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
     enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
@@ -400,6 +413,8 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
             budget_skipped++;
         else if (cand[i].skipped == privacy_pinned)
             private_skipped++;
+        else if (cand[i].skipped == tier_local_only)
+            tier_skipped++;
         else if (cand[i].down && down == NULL)
             down = &cand[i];
     }
@@ -419,6 +434,10 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                        "or private target%s",
                        m->name, why);
     }
+    if (kept == 0 && health_skipped == 0 && tier_skipped > 0 && down == NULL)
+        return err_set(err, 403, "permission_error", "model_not_allowed_for_tier",
+                       "tier '%s' may use local targets only, and model '%s' has none",
+                       rq->tier->name, m->name);
     if (kept == 0 && health_skipped == 0 && budget_skipped > 0)
         return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                        "%s, which allows local targets only, and model '%s' has none",

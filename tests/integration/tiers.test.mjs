@@ -368,3 +368,44 @@ tiers:
     await gw.stop();
   }
 });
+
+test('DESIGN.md form: local_only: true refuses a group without self-hosted targets (403, the cloud fake untouched); customers: in the config maps a customer, the admin table overrides it', async () => {
+  const gw = await startGateway(config({
+    extra: `auth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - name: free
+    local_only: true
+    price: { input: 0, output: 0 }
+  - name: premium
+    price: { input: 5.0, output: 15.0 }
+    min_margin: 0.3
+customers:
+  acme: premium
+  hobbyist: free`,
+    backends: [{ name: 'cloud', url: cloud.url }, { name: 'local', url: local.url }], models,
+  }), { env });
+  try {
+    const c0 = cloud.requests.length;
+    const no = await chat(gw, MK, 'best', { 'x-stratus-customer': 'hobbyist' });
+    assert.equal(no.status, 403);
+    const e = (await no.json()).error;
+    assert.equal(e.code, 'model_not_allowed_for_tier');
+    assert.equal(e.message, "tier 'free' may use local targets only, and model 'best' has none");
+    const s = await chat(gw, MK, 'best', { 'x-stratus-customer': 'hobbyist' }, { stream: true });
+    assert.equal(s.status, 403);
+    await s.text();
+    assert.equal(cloud.requests.length - c0, 0, 'the cloud fake saw nothing of the free tier');
+    // acme is premium by the config: allowed.
+    const ok = await chat(gw, MK, 'best', { 'x-stratus-customer': 'acme' });
+    assert.equal(ok.status, 200);
+    await ok.json();
+    // The admin table overrides the config's map.
+    assert.equal((await call(gw, 'POST', '/admin/customers', { customer: 'acme', tier: 'free' })).status, 200);
+    const now = await chat(gw, MK, 'best', { 'x-stratus-customer': 'acme' });
+    assert.equal(now.status, 403);
+    await now.text();
+    assert.equal(cloud.requests.length - c0, 1);
+  } finally {
+    await gw.stop();
+  }
+});

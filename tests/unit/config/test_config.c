@@ -1533,6 +1533,45 @@ static void test_config_margin_policy_and_quality(void **state)
                  54, "quality must be a non-negative integer");
 }
 
+/* DESIGN.md's `customers:` map and `local_only:` tier key. */
+static void test_config_customers_map_and_local_only(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c =
+        load(TIER_MODELS "tiers:\n"
+                         "  - { name: free, price: { per_request: 0 }, local_only: true }\n"
+                         "  - { name: premium, price: { input: 5, output: 15 } }\n"
+                         "customers:\n  zeta: free\n  acme: premium\n  'a b': free\n",
+             &e);
+    if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    assert_true(config_find_tier(c, "free")->local_only);
+    assert_false(config_find_tier(c, "premium")->local_only);
+    assert_int_equal(c->n_customers, 3);
+    assert_ptr_equal(config_customer_tier(c, "acme"), config_find_tier(c, "premium"));
+    assert_ptr_equal(config_customer_tier(c, "zeta"), config_find_tier(c, "free"));
+    assert_ptr_equal(config_customer_tier(c, "a b"), config_find_tier(c, "free"));
+    assert_null(config_customer_tier(c, "nobody"));
+    assert_null(config_customer_tier(c, NULL));
+    config_free(c);
+    const char *base = TIER_MODELS "tiers:\n  - { name: free, price: { per_request: 0 } }\n";
+    char y[1024];
+    snprintf(y, sizeof y, "%scustomers:\n  acme: gold\n", base);
+    expect_exact(y, 10, 9, "customers: 'acme' names unknown tier 'gold'");
+    snprintf(y, sizeof y, "%scustomers: [acme]\n", base);
+    expect_error(y, 9, 12, "customers (customer: tier) must be a mapping");
+    snprintf(y, sizeof y, "%scustomers:\n  acme: free\n  acme: free\n", base);
+    expect_error(y, 11, 3, "customers: 'acme' is listed twice");
+    snprintf(y, sizeof y, "%scustomers:\n  acme: [free]\n", base);
+    expect_error(y, 10, 9, "names unknown tier '(not a string)'");
+    snprintf(y, sizeof y, "%s", TIER_MODELS "customers:\n  acme: free\n");
+    expect_error(y, 8, 9, "customers: 'acme' names unknown tier 'free'");
+    snprintf(y, sizeof y, "%s",
+             TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, "
+                         "local_only: 1 }\n");
+    expect_error(y, 8, 55, "local_only must be true or false");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1588,6 +1627,7 @@ int main(void)
         cmocka_unit_test(test_config_tiers_rejects_bad_entries),
         cmocka_unit_test(test_config_tiers_reload_section),
         cmocka_unit_test(test_config_margin_policy_and_quality),
+        cmocka_unit_test(test_config_customers_map_and_local_only),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }

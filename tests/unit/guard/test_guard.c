@@ -403,6 +403,15 @@ static void test_guard_tier_resolution_order(void **state)
     assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]); /* then the table's */
     tiers[0].is_default = false;
     assert_null(guard_tier(g, &cfg, &key, "nobody")); /* no default: no tier */
+    /* The config's customers: map comes after the admin table, before the default. */
+    struct customer_conf map[] = {{.customer = "acme", .tier = 0}, {.customer = "zz", .tier = 1}};
+    cfg.customers = map;
+    cfg.n_customers = 2;
+    key.key.tier[0] = '\0';
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]); /* the table's wins */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "zz"), &tiers[1]);   /* the map's */
+    cfg.customers = NULL;
+    cfg.n_customers = 0;
     struct config none = {0};
     assert_null(guard_tier(g, &none, &key, "acme")); /* no tiers: section at all */
     /* A replaced table holds at once (what an admin change does). */

@@ -409,6 +409,37 @@ static void test_margin_best_quality_keeping_the_margin_else_cheapest(void **sta
     router_free(f.r);
 }
 
+/* A tier with local_only: true is served by self-hosted targets only, never by a cloud one
+ * as a last resort; a group without one is 403 for it. */
+static void test_tier_local_only_keeps_cloud_targets_out(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[3] = {BACKEND_OPENAI, BACKEND_LOCAL, BACKEND_OPENAI};
+    setup_fixture(&f, 3, ROUTE_PRIORITY, types);
+    struct tier_conf free_tier = {.name = "free", .local_only = true};
+    f.rq.tier = &free_tier;
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1); /* no cloud fallback at all */
+    /* The local target cooling down: tried anyway, still never a cloud one. */
+    attempt(&f, 1, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1);
+    free_tier.local_only = false;
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    free_tier.local_only = true;
+    f.rq.tier = &free_tier;
+    struct err e;
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_int_equal(e.status, 403);
+    assert_string_equal(e.code, "model_not_allowed_for_tier");
+    assert_string_equal(e.msg, "tier 'free' may use local targets only, and model 'chat' has none");
+    router_free(f.r);
+}
+
 static void test_budget_soft_prefers_local_then_cheapest(void **state)
 {
     (void)state;
@@ -579,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_least_busy_uses_in_flight_and_engine_slots),
         cmocka_unit_test(test_cost_picks_cheapest_and_puts_unpriced_last),
         cmocka_unit_test(test_margin_best_quality_keeping_the_margin_else_cheapest),
+        cmocka_unit_test(test_tier_local_only_keeps_cloud_targets_out),
         cmocka_unit_test(test_budget_soft_prefers_local_then_cheapest),
         cmocka_unit_test(test_budget_local_only_filters_cloud_or_refuses),
         cmocka_unit_test(test_capability_filter_and_no_target_for_endpoint),
