@@ -513,7 +513,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    /* route_to names a group the loader checked, so it is found unless a reload raced us. */
+    /* route_to was checked against this same config: found (the test is only defensive). */
     if (p->tier && p->tier->route_to) {
         const struct model_conf *to = config_find_model(p->gen->cfg, p->tier->route_to);
         if (to) p->model = to;
@@ -528,8 +528,11 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    if (cache_consider(app->cache, p->model, p->call.request, req, who, req->arena, &p->cache) ==
-        CACHE_BYPASS)
+    /* A local_only tier is never served a stored answer: a cloud target may have made it. */
+    if (p->tier && p->tier->local_only && app->cache)
+        p->cache_state = "bypass";
+    else if (cache_consider(app->cache, p->model, p->call.request, req, who, req->arena,
+                            &p->cache) == CACHE_BYPASS)
         p->cache_state = "bypass";
     double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
