@@ -6,6 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { startFake } from '../fakes/openai.mjs';
 import { startGateway, config, readSSE, waitFor, BIN, SCALE } from './lib/gateway.mjs';
 
@@ -405,6 +407,52 @@ customers:
     assert.equal(now.status, 403);
     await now.text();
     assert.equal(cloud.requests.length - c0, 1);
+  } finally {
+    await gw.stop();
+  }
+});
+
+const MODEL = resolve(process.env.STRATUS_TEST_MODEL || 'build/models/tiny.gguf');
+
+test('local_only with a real local engine: a mixed group serves the tier from the engine, never the cloud fake, and never from the response cache', { timeout: 120000 * SCALE }, async () => {
+  assert.ok(existsSync(MODEL), `${MODEL} is missing: run make models`);
+  const yaml = `log: { requests: true }
+auth: { master_key: env:MK, refresh_ms: 200 }
+cache: { ttl_s: 300 }
+tiers:
+  - { name: free, price: { per_request: 0 }, local_only: true }
+  - { name: paid, price: { input: 1, output: 1 } }
+customers: { hobbyist: free, payer: paid }
+backends:
+  - { name: cloud, type: openai, base_url: "${cloud.url}" }
+  - { name: box, type: local, model_path: "${MODEL}", parallel: 2, threads: 2, ctx_size: 512 }
+models:
+  - { name: mixed, targets: [ { backend: cloud, model: ok }, { backend: box, model: tiny } ] }
+`;
+  const gw = await startGateway(yaml, { env });
+  try {
+    await waitFor(async () => (await (await fetch(`${gw.baseURL}/ready`)).json()).backends.find((b) => b.name === 'box').ready,
+      { timeout: 60000 * SCALE, what: 'the local model' });
+    const body = { max_tokens: 4, temperature: 0 };
+    // The paying customer is served by the cloud target first and fills the cache.
+    const c0 = cloud.requests.length;
+    const paid = await chat(gw, MK, 'mixed', { 'x-stratus-customer': 'payer' }, body);
+    assert.equal(paid.status, 200);
+    await paid.json();
+    assert.equal(paid.headers.get('x-stratus-backend'), 'cloud');
+    assert.equal(paid.headers.get('x-stratus-cache'), 'miss');
+    const again = await chat(gw, MK, 'mixed', { 'x-stratus-customer': 'payer' }, body);
+    await again.json();
+    assert.equal(again.headers.get('x-stratus-cache'), 'hit', 'the same request is cacheable');
+    // The free customer asks the same: the engine answers, not the cache and not the cloud.
+    for (const stream of [false, true]) {
+      const free = await chat(gw, MK, 'mixed', { 'x-stratus-customer': 'hobbyist' }, { ...body, stream });
+      assert.equal(free.status, 200);
+      await free.text();
+      assert.equal(free.headers.get('x-stratus-backend'), 'box');
+      assert.equal(free.headers.get('x-stratus-cache'), 'bypass');
+    }
+    assert.equal(cloud.requests.length - c0, 1, 'only the paying customer reached the cloud fake');
   } finally {
     await gw.stop();
   }
