@@ -94,6 +94,11 @@ test('a tier\'s models list is enforced with 403 model_not_allowed_for_tier; a k
     await p.json();
     assert.deepEqual(cloudModels(from2), ['ok'], 'premium was served by the best group');
 
+    // /v1/models lists what the tier may call.
+    const mine = await (await call(gw, 'GET', '/v1/models', undefined, std.key)).json();
+    assert.deepEqual(mine.data.map((m) => m.id), ['local', 'cheap']);
+    const all = await (await call(gw, 'GET', '/v1/models', undefined, prem.key)).json();
+    assert.deepEqual(all.data.map((m) => m.id), ['local', 'cheap', 'best']);
     const listed = await (await call(gw, 'GET', '/admin/keys')).json();
     assert.equal(listed.data.find((k) => k.id === prem.id).tier, 'premium');
     assert.equal(listed.data.find((k) => k.id === std.id).tier, 'standard');
