@@ -436,6 +436,21 @@ static int check_customer(const char *id, struct err *e)
     return 0;
 }
 
+/* 400 for a field other than customer and tier: a typo must not pass silently. */
+static void unknown_field(json_t *body, struct err *e)
+{
+    const char *field;
+    json_t *value;
+    json_object_foreach(body, field, value)
+    {
+        if (strcmp(field, "customer") != 0 && strcmp(field, "tier") != 0) {
+            err_set(e, 400, "invalid_request_error", "unknown_field",
+                    "unknown field \"%.64s\" (known: customer, tier)", field);
+            return;
+        }
+    }
+}
+
 void admin_set_customer(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
@@ -446,24 +461,17 @@ void admin_set_customer(struct app *app, struct http_request *req, const struct 
     json_t *body =
         len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr) : NULL;
     const json_t *cust = json_object_get(body, "customer"), *tier = json_object_get(body, "tier");
-    const char *field;
-    json_t *value;
-    if (body == NULL)
+    if (body == NULL && len)
         err_set(&e, 400, "invalid_request_error", "invalid_json",
-                len ? "request body is not valid JSON"
-                    : "request body is empty: send "
-                      "{\"customer\": ID, \"tier\": T}");
+                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
+                jerr.column);
+    else if (body == NULL)
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body is empty: send {\"customer\": ID, \"tier\": T}");
     else if (!json_is_object(body))
         err_set(&e, 400, "invalid_request_error", "invalid_json",
                 "request body must be a JSON object");
-    if (e.status == 0) json_object_foreach(body, field, value)
-        {
-            if (strcmp(field, "customer") != 0 && strcmp(field, "tier") != 0) {
-                err_set(&e, 400, "invalid_request_error", "unknown_field",
-                        "unknown field \"%.64s\" (known: customer, tier)", field);
-                break;
-            }
-        }
+    if (e.status == 0) unknown_field(body, &e);
     if (e.status == 0 && !json_is_string(cust))
         err_param(&e, 400, "customer", "\"customer\" is required and must be a string");
     else if (e.status == 0 && !json_is_string(tier))

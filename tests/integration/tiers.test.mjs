@@ -170,6 +170,10 @@ test('/admin/customers maps x-stratus-customer to a tier; changes hold at once; 
     }
     const notJson = await fetch(`${gw.baseURL}/admin/customers`, { method: 'POST', headers: { authorization: `Bearer ${MK}` }, body: '{' });
     assert.equal(notJson.status, 400);
+    assert.match((await notJson.json()).error.message, /^request body is not valid JSON: .* at line 1 column/);
+    const noBody = await fetch(`${gw.baseURL}/admin/customers`, { method: 'POST', headers: { authorization: `Bearer ${MK}` } });
+    assert.equal(noBody.status, 400);
+    assert.match((await noBody.json()).error.message, /request body is empty/);
     // Admin only.
     const k = await (await call(gw, 'POST', '/admin/keys', {})).json();
     assert.equal((await call(gw, 'GET', '/admin/customers', undefined, k.key)).status, 403);
