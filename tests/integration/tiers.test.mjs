@@ -466,3 +466,41 @@ models:
     await gw.stop();
   }
 });
+
+test('functions obey tiers too: route_to moves a function\'s calls, a models list refuses one (403), the ledger row carries the tier', async () => {
+  const gw = await startGateway(config({
+    extra: `${TIERS}
+functions:
+  - { name: say, model: best, kind: text, template: "Say: {{text}}" }`,
+    backends: [{ name: 'cloud', url: cloud.url }, { name: 'local', url: local.url }], models,
+  }), { env });
+  let file;
+  try {
+    file = gw.file;
+    const invoke = (key, headers = {}) => fetch(`${gw.baseURL}/v1/functions/say/invoke`, {
+      method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ text: 'hi' }),
+    });
+    const c0 = cloud.requests.length, l0 = local.requests.length;
+    const free = await invoke(MK); // the default tier: free, route_to local
+    assert.equal(free.status, 200, await free.clone().text());
+    await free.json();
+    assert.equal(cloud.requests.length - c0, 0, 'the free tier\'s function call stayed off the cloud');
+    assert.equal(local.requests.length - l0, 1);
+    const std = await (await call(gw, 'POST', '/admin/keys', { tier: 'standard' })).json();
+    const no = await invoke(std.key);
+    assert.equal(no.status, 403);
+    const e = (await no.json()).error;
+    assert.equal(e.code, 'model_not_allowed_for_tier');
+    assert.equal(e.message, "tier 'standard' may not call function 'say' (model 'best')");
+    const prem = await (await call(gw, 'POST', '/admin/keys', { tier: 'premium' })).json();
+    const p = await invoke(prem.key);
+    assert.equal(p.status, 200);
+    await p.json();
+    assert.equal(cloud.requests.length - c0, 1, 'premium reached the best group');
+  } finally {
+    await gw.stop();
+  }
+  const rows = sqlite(file, "SELECT tier, status FROM requests WHERE endpoint = 'functions/invoke' ORDER BY id");
+  assert.deepEqual(rows, [{ tier: 'free', status: 200 }, { tier: 'standard', status: 403 }, { tier: 'premium', status: 200 }]);
+});
