@@ -17,7 +17,9 @@ tiers:
   - { name: free, price: { per_request: 0 }, route_to: cheap, default: true }
   - { name: standard, price: { input: 1, output: 4 }, models: [cheap, smart], min_margin: 0.3, max_cost_usd: 1 }
   - { name: premium, price: { input: 50, output: 200, per_request: 0.001 } }
-customers: { acme: premium }`,
+customers: { acme: premium }
+functions:
+  - { name: say, model: smart, kind: text, template: "Say: {{text}}" }`,
     backends: [{ name: 'up', url: fake.url }],
     models: [
       { name: 'cheap', targets: [{ backend: 'up', model: 'ok', price: { input: 0.1, output: 0.2 } }] },
@@ -48,6 +50,9 @@ customers: { acme: premium }`,
     assert.equal(await chat(MK, 'smart', { 'x-stratus-customer': 'x y' }), 200);
     assert.equal((await call('DELETE', '/admin/customers/x%20y')).status, 200);
     assert.equal((await call('DELETE', '/admin/customers/x%20y')).status, 404);
+    const fn = await call('POST', '/v1/functions/say/invoke', { text: 'hi' }, std.key);
+    assert.equal(fn.status, 200);
+    await fn.text();
     assert.equal((await call('GET', '/admin/spend?group_by=tier')).status, 200);
     assert.equal((await call('GET', '/admin/spend?group_by=customer&margin=1')).status, 200);
     assert.equal((await call('GET', '/admin/spend?group_by=tier&top=2')).status, 400);
