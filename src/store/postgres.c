@@ -19,12 +19,15 @@ struct store {
     PGconn *conn;
     struct rollup_line *lines; /* a batch's folded lines */
     size_t lines_cap;
+    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
+    size_t mlines_cap;
 };
 
 static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
                       struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
+static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size);
 
 /* A growing byte buffer for one COPY batch. */
 struct buf {
@@ -80,7 +83,7 @@ static int migrate(struct store *s, char *why, size_t size)
                   why, size);
     for (size_t i = 0; rc == 0 && i < sizeof schema_migrations / sizeof schema_migrations[0]; i++) {
         const struct migration *m = &schema_migrations[i];
-        char q[128], sql[4096];
+        char q[128], sql[8192];
         snprintf(q, sizeof q, "SELECT 1 FROM schema_migrations WHERE version = %d", m->version);
         PGresult *r = PQexec(s->conn, q);
         if ((rc = ok(r, s, why, size, "migration check")) == 0 && PQntuples(r) == 0) {
@@ -108,6 +111,7 @@ static void pg_close(struct store *s)
     if (s == NULL) return;
     PQfinish(s->conn);
     free(s->lines);
+    free(s->mlines);
     free(s);
 }
 
@@ -268,10 +272,21 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
         s->lines = more;
         s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
+    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
+        struct margin_rollup_line *more =
+            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+        s->mlines = more;
+        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
+    }
     size_t m = rollup_fold(rows, n, s->lines);
+    size_t mm = rollup_fold_margin(rows, n, s->mlines);
     if (exec(s, "BEGIN", why, size)) return -1;
     if (copy_rows(s, rows, n, why, size) || add_rollups(s, s->lines, m, why, size) ||
-        exec(s, "COMMIT", why, size)) {
+        add_margin_rollups(s, mm, why, size) || exec(s, "COMMIT", why, size)) {
         char ignore[8];
         exec(s, "ROLLBACK", ignore, sizeof ignore);
         return -1;
@@ -319,6 +334,43 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
                 "INSERT INTO rollups (" ROLLUP_COLUMNS ") SELECT " ROLLUP_COLUMNS
                 " FROM rollup_batch ORDER BY span_ms, dim, bucket_ms, value" ROLLUP_UPSERT_TAIL,
                 why, size);
+}
+
+/* The batch's margin lines (s->mlines[0..n)), the way add_rollups does its lines. */
+static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size)
+{
+    if (n == 0) return 0;
+    struct buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        const struct margin_rollup_line *l = &s->mlines[i];
+        char t[MARGIN_ROLLUP_N_COLUMNS][40];
+        snprintf(t[0], 40, "%lld", (long long)l->span_ms);
+        snprintf(t[1], 40, "%lld", (long long)l->bucket_ms);
+        snprintf(t[4], 40, "%lld", (long long)l->requests);
+        snprintf(t[5], 40, "%.17g", l->revenue_usd);
+        snprintf(t[6], 40, "%.17g", l->cost_usd);
+        snprintf(t[7], 40, "%.17g", l->margin_usd);
+        snprintf(t[8], 40, "%lld", (long long)l->unpriced);
+        snprintf(t[9], 40, "%lld", (long long)l->unknown_revenue);
+        snprintf(t[10], 40, "%lld", (long long)l->unknown_cost);
+        for (int c = 0; c < MARGIN_ROLLUP_N_COLUMNS; c++)
+            copy_field(&b,
+                       c == 2   ? margin_dim_name(l->dim)
+                       : c == 3 ? l->value
+                                : t[c],
+                       c == MARGIN_ROLLUP_N_COLUMNS - 1);
+    }
+    if (exec(s,
+             "CREATE TEMP TABLE IF NOT EXISTS margin_batch (LIKE margin_rollups) ON COMMIT "
+             "DELETE ROWS",
+             why, size) ||
+        copy_in(s, "COPY margin_batch (" MARGIN_ROLLUP_COLUMNS ") FROM STDIN", &b, why, size))
+        return -1;
+    return exec(
+        s,
+        "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS ") SELECT " MARGIN_ROLLUP_COLUMNS
+        " FROM margin_batch ORDER BY span_ms, dim, bucket_ms, value" MARGIN_ROLLUP_UPSERT_TAIL,
+        why, size);
 }
 
 static int64_t text_count(PGresult *r, int row, int col)
@@ -408,16 +460,18 @@ static int64_t pg_retain(struct store *s, int64_t rows_before, int64_t rollups_b
                          int64_t limit, char *why, size_t size)
 {
     /* One statement per table, each atomic; the rows' also moves the mark reports read. */
-    static const char *const sql[2] = {
+    static const char *const sql[3] = {
         "WITH gone AS (DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < "
         "$1::bigint ORDER BY ts_ms LIMIT $2::bigint) RETURNING 1), mark AS (UPDATE "
         "ledger_retention SET rows_before_ms = GREATEST(rows_before_ms, $1::bigint) WHERE "
         "EXISTS (SELECT 1 FROM gone)) SELECT COUNT(*) FROM gone",
         "DELETE FROM rollups WHERE ctid IN (SELECT ctid FROM rollups WHERE span_ms IN (3600000, "
-        "86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < $1::bigint LIMIT $2::bigint)"};
-    const int64_t before[2] = {rows_before, rollups_before};
+        "86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < $1::bigint LIMIT $2::bigint)",
+        "DELETE FROM margin_rollups WHERE ctid IN (SELECT ctid FROM margin_rollups WHERE "
+        "bucket_ms < $1::bigint LIMIT $2::bigint)"};
+    const int64_t before[3] = {rows_before, rollups_before, rollups_before};
     int64_t deleted = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (before[i] <= 0) continue;
         char b[24], l[24];
         snprintf(b, sizeof b, "%lld", (long long)before[i]);
@@ -670,14 +724,21 @@ static int pg_customer_list(struct store *s, struct customer_record **out, char 
 static int pg_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
                      struct margin_line **lines, size_t max, char *why, size_t size)
 {
-    char sql[800], from[24], to[24], lim[24];
+    char sql[MARGIN_QUERY_SIZE], text[SPEND_QUERY_PARAMS + 1][24];
     margin_query_sql(sql, sizeof sql, by_customer, "$%d::bigint");
-    snprintf(from, sizeof from, "%lld", (long long)from_ms);
-    snprintf(to, sizeof to, "%lld", (long long)to_ms);
-    snprintf(lim, sizeof lim, "%zu", max);
-    const char *v[3] = {from, to, lim};
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, 0, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
+    const char *v[SPEND_QUERY_PARAMS + 1];
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) {
+        snprintf(text[i], sizeof text[i], "%lld", (long long)params[i]);
+        v[i] = text[i];
+    }
+    snprintf(text[SPEND_QUERY_PARAMS], sizeof text[0], "%zu", max);
+    v[SPEND_QUERY_PARAMS] = text[SPEND_QUERY_PARAMS];
     *lines = NULL;
-    PGresult *r = params_retry(s, sql, 3, v);
+    PGresult *r = params_retry(s, sql, SPEND_QUERY_PARAMS + 1, v);
     if (ok(r, s, why, size, "margin")) {
         PQclear(r);
         return -1;

@@ -19,6 +19,18 @@ struct migration {
     const char *sql; /* one or more statements separated by ';' */
 };
 
+/* struct margin_line's figures over raw rows, as SQL (the margin query's raw branches and
+ * migration 10's backfill; rollup_fold_margin is the same rule in C). */
+#define MARGIN_FIGURES_SQL                                                                         \
+    "COUNT(*), SUM(COALESCE(revenue_usd, 0)), SUM(COALESCE(cost_usd, 0)), "                        \
+    "SUM(COALESCE(margin_usd, 0)), SUM(CASE WHEN tier = '' THEN 1 ELSE 0 END), "                   \
+    "SUM(CASE WHEN tier <> '' AND revenue_usd IS NULL THEN 1 ELSE 0 END), "                        \
+    "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)"
+
+#define MARGIN_BACKFILL(span, col)                                                                 \
+    ";INSERT INTO margin_rollups SELECT " span ", (ts_ms / " span ") * " span ", '" col "', " col  \
+    ", " MARGIN_FIGURES_SQL " FROM requests GROUP BY 2, 4"
+
 static const struct migration schema_migrations[] = {
     {1, "CREATE TABLE requests ("
         " id %ID%,"
@@ -112,7 +124,23 @@ static const struct migration schema_migrations[] = {
          " updated_ms BIGINT NOT NULL);"
          "ALTER TABLE requests ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
          "ALTER TABLE requests ADD COLUMN revenue_usd DOUBLE PRECISION;"
-         "ALTER TABLE requests ADD COLUMN margin_usd DOUBLE PRECISION"},
+         "ALTER TABLE requests ADD COLUMN margin_usd DOUBLE PRECISION;"
+         /* The margin report's aggregates (rollup.h), folded from the rows already there. */
+         "CREATE TABLE margin_rollups ("
+         " span_ms BIGINT NOT NULL,"
+         " bucket_ms BIGINT NOT NULL,"
+         " dim TEXT NOT NULL,"
+         " value TEXT NOT NULL,"
+         " requests BIGINT NOT NULL,"
+         " revenue_usd DOUBLE PRECISION NOT NULL,"
+         " cost_usd DOUBLE PRECISION NOT NULL,"
+         " margin_usd DOUBLE PRECISION NOT NULL,"
+         " unpriced BIGINT NOT NULL,"
+         " unknown_revenue BIGINT NOT NULL,"
+         " unknown_cost BIGINT NOT NULL,"
+         " PRIMARY KEY (span_ms, dim, bucket_ms, value))" MARGIN_BACKFILL("3600000", "tier")
+             MARGIN_BACKFILL("3600000", "customer") MARGIN_BACKFILL("86400000", "tier")
+                 MARGIN_BACKFILL("86400000", "customer")},
 };
 
 #define SCHEMA_VERSION 10
@@ -158,7 +186,10 @@ static inline void migration_sql(const struct migration *m, const char *id_type,
 const char *spend_group_column(enum spend_group g);
 
 /** The margin query (struct margin_line's figures, in order, after the group), grouped by
- *  tier or customer; parameters from, to and the row limit as `placeholder` numbers 1..3. */
+ *  tier or customer, reading raw rows, margin hour lines and day lines as a rollup_plan says:
+ *  parameters 1..10 are spend_query_params' values, 11 the row limit. `out` holds
+ *  MARGIN_QUERY_SIZE bytes. */
+#define MARGIN_QUERY_SIZE 3072
 void margin_query_sql(char *out, size_t size, bool by_customer, const char *placeholder);
 /* The spend query's parameters: struct rollup_plan's ten range ends, in order. */
 #define SPEND_QUERY_PARAMS 10

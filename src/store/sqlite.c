@@ -19,12 +19,17 @@ struct store {
     sqlite3_stmt *upsert;      /* one rollup line; prepared on first use */
     struct rollup_line *lines; /* a batch's folded lines */
     size_t lines_cap;
+    sqlite3_stmt *margin_upsert;       /* one margin rollup line; prepared on first use */
+    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
+    size_t mlines_cap;
 };
 
 static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
                           struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
+static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                              size_t size);
 
 static int exec(struct store *s, const char *sql, char *why, size_t size)
 {
@@ -60,7 +65,7 @@ static int migrate(struct store *s, char *why, size_t size)
         done = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
         if (done) continue;
-        char sql[4096], record[160];
+        char sql[8192], record[160];
         migration_sql(m, "INTEGER PRIMARY KEY", sql,
                       sizeof sql); /* no sqlite_sequence write per row */
         snprintf(record, sizeof record,
@@ -88,8 +93,10 @@ static void sqlite_close(struct store *s)
     if (s == NULL) return;
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->upsert);
+    sqlite3_finalize(s->margin_upsert);
     sqlite3_close(s->db);
     free(s->lines);
+    free(s->mlines);
     free(s);
 }
 
@@ -202,11 +209,59 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
         s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
     size_t m = rollup_fold(rows, n, s->lines);
-    if (add_rollups(s, s->lines, m, why, size) != 0) {
+    if (add_rollups(s, s->lines, m, why, size) != 0 || add_margin_rollups(s, rows, n, why, size)) {
         exec(s, "ROLLBACK", why + strlen(why), 0);
         return -1;
     }
     return exec(s, "COMMIT", why, size);
+}
+
+/* The batch's margin lines (rollup.h), inside the append's transaction. */
+static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                              size_t size)
+{
+    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
+        struct margin_rollup_line *more =
+            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+        s->mlines = more;
+        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
+    }
+    size_t m = rollup_fold_margin(rows, n, s->mlines);
+    if (s->margin_upsert == NULL &&
+        sqlite3_prepare_v2(s->db,
+                           "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?)" MARGIN_ROLLUP_UPSERT_TAIL,
+                           -1, &s->margin_upsert, NULL) != SQLITE_OK) {
+        snprintf(why, size, "sqlite margin rollups: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_stmt *q = s->margin_upsert;
+    for (size_t i = 0; i < m; i++) {
+        const struct margin_rollup_line *l = &s->mlines[i];
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, l->span_ms);
+        sqlite3_bind_int64(q, 2, l->bucket_ms);
+        sqlite3_bind_text(q, 3, margin_dim_name(l->dim), -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, l->value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, l->requests);
+        sqlite3_bind_double(q, 6, l->revenue_usd);
+        sqlite3_bind_double(q, 7, l->cost_usd);
+        sqlite3_bind_double(q, 8, l->margin_usd);
+        sqlite3_bind_int64(q, 9, l->unpriced);
+        sqlite3_bind_int64(q, 10, l->unknown_revenue);
+        sqlite3_bind_int64(q, 11, l->unknown_cost);
+        if (sqlite3_step(q) != SQLITE_DONE) {
+            snprintf(why, size, "sqlite margin rollups: %s", sqlite3_errmsg(s->db));
+            sqlite3_reset(q);
+            return -1;
+        }
+    }
+    sqlite3_reset(q);
+    return 0;
 }
 
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
@@ -334,15 +389,17 @@ static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_
 static int64_t sqlite_retain(struct store *s, int64_t rows_before, int64_t rollups_before,
                              int64_t limit, char *why, size_t size)
 {
-    static const char *const sql[2] = {
+    static const char *const sql[3] = {
         "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < ?1 ORDER BY "
         "ts_ms LIMIT ?2)",
         "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE span_ms IN "
-        "(3600000, 86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < ?1 LIMIT ?2)"};
-    const int64_t before[2] = {rows_before, rollups_before};
+        "(3600000, 86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < ?1 LIMIT ?2)",
+        "DELETE FROM margin_rollups WHERE rowid IN (SELECT rowid FROM margin_rollups WHERE "
+        "bucket_ms < ?1 LIMIT ?2)"};
+    const int64_t before[3] = {rows_before, rollups_before, rollups_before};
     int64_t deleted = 0;
     if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (before[i] <= 0) continue;
         sqlite3_stmt *q = NULL;
         if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK ||
@@ -613,14 +670,17 @@ static int sqlite_customer_list(struct store *s, struct customer_record **out, c
 static int sqlite_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
                          struct margin_line **lines, size_t max, char *why, size_t size)
 {
-    char sql[800];
+    char sql[MARGIN_QUERY_SIZE];
     margin_query_sql(sql, sizeof sql, by_customer, "?%d");
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, 0, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
     sqlite3_stmt *q = NULL;
     *lines = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return fail(s, q, why, size);
-    sqlite3_bind_int64(q, 1, from_ms);
-    sqlite3_bind_int64(q, 2, to_ms);
-    sqlite3_bind_int64(q, 3, (sqlite3_int64)max);
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) sqlite3_bind_int64(q, i + 1, params[i]);
+    sqlite3_bind_int64(q, SPEND_QUERY_PARAMS + 1, (sqlite3_int64)max);
     size_t n = 0;
     int rc;
     struct margin_line *out = calloc(max ? max : 1, sizeof *out);

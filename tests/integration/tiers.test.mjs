@@ -303,6 +303,16 @@ test('the ledger records tier, revenue (tier price × usage) and margin (revenue
   near(rows[0].cost_usd, cost(PRICED[2].targets[0].price, rows[0]), 'premium served by best');
   near(rows[4].cost_usd, cost(PRICED[0].targets[0].price, rows[4]), 'free served by local');
 
+  // Margin rollups (what reports read for whole hours and days) hold the rows' sums, per
+  // span and dimension.
+  for (const span of [3600000, 86400000]) {
+    for (const dim of ['tier', 'customer']) {
+      const lines = sqlite(file, `SELECT value, SUM(requests) AS n, SUM(revenue_usd) AS rev, SUM(margin_usd) AS mar, SUM(cost_usd) AS usd FROM margin_rollups WHERE span_ms = ${span} AND dim = '${dim}' GROUP BY value ORDER BY value`);
+      const raw = sqlite(file, `SELECT ${dim} AS value, COUNT(*) AS n, SUM(COALESCE(revenue_usd, 0)) AS rev, SUM(COALESCE(margin_usd, 0)) AS mar, SUM(COALESCE(cost_usd, 0)) AS usd FROM requests GROUP BY ${dim} ORDER BY ${dim}`);
+      assert.deepEqual(lines.map((l) => [l.value, l.n]), raw.map((l) => [l.value, l.n]), `${dim}@${span}`);
+      lines.forEach((l, i) => { near(l.rev, raw[i].rev, 'rollup revenue'); near(l.mar, raw[i].mar, 'rollup margin'); near(l.usd, raw[i].usd, 'rollup cost'); });
+    }
+  }
   // stratus spend --by tier: each line and the total equal the ledger's sums.
   const byTier = JSON.parse(execFileSync(BIN, ['spend', '--by', 'tier', '--json', '--config', file], { encoding: 'utf8', env: { ...process.env, ...env } }));
   for (const tier of ['free', 'standard', 'premium']) {
