@@ -1,7 +1,7 @@
 /*
- * DESIGN: three store queries (the range, month-to-date, the trailing 7 days), each one
- * GROUP BY in the database; the projection joins them here by group name through sorted
- * copies, so a report with many customers stays O(n log n).
+ * DESIGN: three store queries (the range, month-to-date, the trailing 7 days), each read
+ * from margin rollups and grouped in the database; the projection joins them here by group
+ * name through sorted copies, so a report with many customers stays O(n log n).
  */
 #include "cost/margin.h"
 

@@ -5,8 +5,8 @@
  *   projection: month-to-date + (the trailing 7 days / 7) × days left in the month (UTC),
  *               for revenue, cost and margin alike (the spend report's rule)
  *
- * Read from raw ledger rows (what a tier charges is not in rollups), so a range older than
- * store.retention.rows_days lacks the rows retention deleted.
+ * Read from table margin_rollups between raw rows at the ragged ends (store/rollup.h), so a
+ * report costs the hours of its range, not its rows.
  *
  * Runs store queries: call it off the event loop (store jobs) or from the CLI.
  * Ownership: the report owns its lines; free with margin_report_free.

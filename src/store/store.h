@@ -74,7 +74,7 @@ struct spend_line {
 };
 
 /* Revenue, cost and margin of one tier or customer over a range (docs/tiers.md), summed
- * from raw rows: what tiers charge is not in rollups. */
+ * from margin rollups and raw rows at the ragged ends. */
 struct margin_line {
     char group[160];
     int64_t requests;
@@ -160,8 +160,9 @@ struct store_ops {
     /** Every customer, by name, into a malloc'd array the caller frees (NULL when none).
      *  @return the count, or -1 with `why`. */
     int (*customer_list)(struct store *s, struct customer_record **out, char *why, size_t why_size);
-    /** Margin lines over raw rows in [from_ms, to_ms), grouped by tier (`by_customer`
-     *  false) or customer, biggest revenue first, into *lines (malloc'd; the caller frees it,
+    /** Margin lines over [from_ms, to_ms) (margin rollups, raw rows at the ends as a
+     *  rollup_plan says), grouped by tier (`by_customer` false) or customer, biggest revenue
+     *  first, into *lines (malloc'd; the caller frees it,
      *  also after a failure), at most `max`. @return lines (== max: maybe more), or -1. */
     int (*margin)(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
                   struct margin_line **lines, size_t max, char *why, size_t why_size);
