@@ -46,11 +46,16 @@ static void usage(FILE *f)
         "        (--aws: also SigV4 credentials for AWS SDKs; --allowed-cidrs: the\n"
         "        client addresses the key may be used from; --max-prompt-tokens: the\n"
         "        largest prompt the key may send, estimated as body bytes / 4)\n"
+        "        [--tier T]  (the customer tier its requests have: docs/tiers.md)\n"
         "  stratus keys list [--json]                         every key\n"
         "  stratus keys revoke KEY_ID                         revoke a key\n"
+        "  stratus customers list [--json] | set ID --tier T | remove ID\n"
+        "        the customer → tier table (docs/tiers.md)\n"
         "  stratus spend [--by model|key|team|customer|backend] [--since 7d]\n"
         "        [--until T] [--bucket hour|day] [--top N] [--json|--csv]\n"
         "                                                     the spend report\n"
+        "        --by tier, or --by customer --margin: revenue, cost and margin per tier or\n"
+        "        customer (customers: with the month-end projection; docs/tiers.md)\n"
         "  stratus cost compare --tokens-per-month 100M --model M --local BACKEND\n"
         "        [--output-share 0.25] [--local-tokens-per-s N]  cloud vs local\n"
         "  stratus ledger export [--since 30d] [--until T] [--format jsonl|csv]\n"
@@ -302,6 +307,7 @@ int main(int argc, char **argv)
 #endif
     if (strcmp(cmd, "route") == 0) return route_command(argc, argv);
     if (strcmp(cmd, "keys") == 0) return cli_keys(argc, argv);
+    if (strcmp(cmd, "customers") == 0) return cli_customers(argc, argv);
     if (strcmp(cmd, "spend") == 0) return cli_spend(argc, argv);
     if (strcmp(cmd, "ledger") == 0) return cli_ledger(argc, argv);
     if (strcmp(cmd, "cost") == 0) return cli_cost(argc, argv);

@@ -18,6 +18,7 @@
 #include "api/respond.h"
 #include "app.h"
 #include "generation.h"
+#include "cost/margin.h"
 #include "cost/report.h"
 #include "guard/guard.h"
 #include "guard/keyjson.h"
@@ -26,7 +27,16 @@
 #include "util/arena.h"
 #include "util/clock.h"
 
-enum admin_op { OP_CREATE, OP_LIST, OP_REVOKE, OP_SPEND };
+enum admin_op {
+    OP_CREATE,
+    OP_LIST,
+    OP_REVOKE,
+    OP_SPEND,
+    OP_CUSTOMER_LIST,
+    OP_CUSTOMER_SET,
+    OP_CUSTOMER_REMOVE,
+    OP_MARGIN
+};
 
 struct admin_job {
     enum admin_op op;
@@ -40,8 +50,13 @@ struct admin_job {
     char why[400];
     struct key_record *keys; /* the key list after the call */
     int n_keys;
+    struct customer_record customer;   /* set: the new tier; remove: which */
+    struct customer_record *customers; /* the customer table after a customer call */
+    int n_customers;
     struct spend_report report;
     struct spend_query query;
+    struct margin_report margin;
+    struct margin_query margin_query;
     bool csv;  /* answer text/csv, rendered by the job (off the loop) */
     char *out; /* the CSV, malloc'd */
     size_t out_len;
@@ -77,6 +92,18 @@ static void run(struct store_handle *s, void *ud)
     case OP_LIST:
         j->rc = 0;
         break;
+    case OP_CUSTOMER_SET:
+        j->rc = s->ops->customer_set(s->db, &j->customer, j->why, sizeof j->why);
+        goto customers;
+    case OP_CUSTOMER_REMOVE:
+        j->rc = s->ops->customer_remove(s->db, j->customer.customer, j->why, sizeof j->why);
+        goto customers;
+    case OP_CUSTOMER_LIST:
+        j->rc = 0;
+        goto customers;
+    case OP_MARGIN:
+        j->rc = margin_report_build(s, &j->margin_query, &j->margin, j->why, sizeof j->why);
+        return;
     case OP_SPEND:
         j->rc = spend_report_build(s, &j->query, &j->report, j->why, sizeof j->why);
         if (j->rc == 0 && j->csv && (j->out = spend_report_csv(&j->report, &j->out_len)) == NULL)
@@ -84,6 +111,23 @@ static void run(struct store_handle *s, void *ud)
         return;
     }
     if (j->rc >= 0) j->n_keys = s->ops->key_list(s->db, &j->keys, j->why, sizeof j->why);
+    return;
+customers: /* re-read in the same job, so the guard has the change before the answer leaves */
+    if (j->rc >= 0)
+        j->n_customers = s->ops->customer_list(s->db, &j->customers, j->why, sizeof j->why);
+}
+
+static bool customer_op(enum admin_op op)
+{
+    return op == OP_CUSTOMER_LIST || op == OP_CUSTOMER_SET || op == OP_CUSTOMER_REMOVE;
+}
+
+static json_t *customer_to_json(const struct customer_record *c)
+{
+    char when[32];
+    clock_iso8601(c->updated_ms, when, sizeof when);
+    return json_pack("{s:s, s:s, s:s}", "customer", c->customer, "tier", c->tier, "updated_at",
+                     when);
 }
 
 static void done(void *ud)
@@ -94,14 +138,41 @@ static void done(void *ud)
         guard_replace_keys(j->app->guard, j->keys, (size_t)j->n_keys); /* takes the array */
         j->keys = NULL;
     }
+    json_t *customers = NULL;
+    if (customer_op(j->op) && j->rc >= 0 && j->n_customers >= 0) {
+        customers = json_array();
+        for (int i = 0; i < j->n_customers; i++)
+            json_array_append_new(customers, customer_to_json(&j->customers[i]));
+        guard_replace_customers(j->app->guard, j->customers, (size_t)j->n_customers);
+        j->customers = NULL;
+    }
     if (req) j->link->job = NULL; /* the request outlives the job now */
     struct err e;
     err_clear(&e);
     if (req == NULL) {
         /* the client left; the change (if any) stands */
-    } else if (j->op == OP_SPEND && j->rc == -2) {
+    } else if ((j->op == OP_SPEND || j->op == OP_MARGIN) && j->rc == -2) {
         err_set(&e, 400, "invalid_request_error", "report_too_large", "%s", j->why);
         fail(req, &e);
+    } else if (j->op == OP_MARGIN && j->rc < 0) {
+        err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
+        fail(req, &e);
+    } else if (j->op == OP_MARGIN) {
+        api_respond_json(req, 200, margin_report_json(&j->margin));
+    } else if (customer_op(j->op) && (j->rc < 0 || j->n_customers < 0)) {
+        err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
+        fail(req, &e);
+    } else if (j->op == OP_CUSTOMER_LIST) {
+        api_respond_json(req, 200, json_pack("{s:s, s:O}", "object", "list", "data", customers));
+    } else if (j->op == OP_CUSTOMER_SET) {
+        api_respond_json(req, 200, customer_to_json(&j->customer));
+    } else if (j->op == OP_CUSTOMER_REMOVE && j->rc == 0) {
+        err_set(&e, 404, "invalid_request_error", "customer_not_found",
+                "no customer '%.128s' in the customer table", j->customer.customer);
+        fail(req, &e);
+    } else if (j->op == OP_CUSTOMER_REMOVE) {
+        api_respond_json(req, 200,
+                         json_pack("{s:s, s:b}", "customer", j->customer.customer, "removed", 1));
     } else if (j->rc < 0 || (j->op != OP_SPEND && j->n_keys < 0)) {
         err_set(&e, 503, "server_error", "store_unavailable", "the store failed: %s", j->why);
         fail(req, &e);
@@ -134,9 +205,12 @@ static void done(void *ud)
     } else {
         api_respond_json(req, 200, spend_report_json(&j->report));
     }
+    json_decref(customers);
     free(j->out);
     free(j->keys);
+    free(j->customers);
     if (j->op == OP_SPEND) spend_report_free(&j->report);
+    if (j->op == OP_MARGIN) margin_report_free(&j->margin);
     explicit_bzero(j->secret, sizeof j->secret);
     explicit_bzero(j->aws_secret, sizeof j->aws_secret);
     free(j);
@@ -150,6 +224,7 @@ static struct admin_job *new_job(struct app *app, struct http_request *req, enum
     j->app = app;
     j->req = req;
     j->n_keys = -1;
+    j->n_customers = -1;
     return j;
 }
 
@@ -261,7 +336,8 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
                *from_s = evhttp_find_header(&q, "from"), *to_s = evhttp_find_header(&q, "to"),
                *factor_s = evhttp_find_header(&q, "anomaly_factor"),
                *bucket_s = evhttp_find_header(&q, "bucket"), *top_s = evhttp_find_header(&q, "top"),
-               *format = evhttp_find_header(&q, "format");
+               *format = evhttp_find_header(&q, "format"),
+               *margin_s = evhttp_find_header(&q, "margin");
     /* CSV when asked by name, or by an Accept that names text/csv (a browser download). */
     const char *accept = http_request_header(req, "Accept");
     bool csv = format ? strcmp(format, "csv") == 0 : accept && strstr(accept, "text/csv");
@@ -269,11 +345,27 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
     char *top_end = NULL;
     long top = top_s ? strtol(top_s, &top_end, 10) : 0;
     int64_t now = clock_wall_ms(), from = clock_month_start_ms(now, 0), to = now + 1;
-    int by = group ? spend_group_parse(group) : SPEND_BY_MODEL;
+    /* Revenue and margin (docs/tiers.md): always by tier; by customer with margin=1. */
+    bool by_tier = group && strcmp(group, "tier") == 0;
+    bool margin = by_tier || (margin_s && strcmp(margin_s, "1") == 0);
+    int by = by_tier ? SPEND_BY_CUSTOMER : group ? spend_group_parse(group) : SPEND_BY_MODEL;
     double factor = factor_s ? atof(factor_s) : 3;
-    if (by < 0)
+    if (margin_s && strcmp(margin_s, "1") != 0 && strcmp(margin_s, "0") != 0)
+        err_param(&e, 400, "margin", "margin must be 1 or 0 (got '%.64s')", margin_s);
+    else if (margin && !by_tier && by != SPEND_BY_CUSTOMER)
         err_param(&e, 400, "group_by",
-                  "group_by must be model, key, team, customer, backend or route (got '%.64s')",
+                  "margin=1 groups by tier or customer only (got group_by=%.64s)",
+                  group ? group : "model");
+    else if (margin && (bucket_s || top_s || csv))
+        err_param(&e, 400,
+                  bucket_s ? "bucket"
+                  : top_s  ? "top"
+                           : "format",
+                  "a margin report (group_by=tier, or margin=1) has no bucket, top or CSV form");
+    else if (by < 0)
+        err_param(&e, 400, "group_by",
+                  "group_by must be model, key, team, customer, backend, route or tier (got "
+                  "'%.64s')",
                   group);
     else if (from_s && report_parse_time(from_s, now, &from) != 0)
         err_param(&e, 400, "from",
@@ -296,12 +388,14 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
         fail(req, &e);
         return;
     }
-    struct admin_job *j = new_job(app, req, OP_SPEND);
+    struct admin_job *j = new_job(app, req, margin ? OP_MARGIN : OP_SPEND);
     if (j == NULL) {
         err_oom(&e);
         fail(req, &e);
         return;
     }
+    j->margin_query =
+        (struct margin_query){.by_customer = !by_tier, .from_ms = from, .to_ms = to, .now_ms = now};
     j->query = (struct spend_query){.by = (enum spend_group)by,
                                     .bucket = (enum spend_bucket)bucket,
                                     .top = (int)top,
@@ -310,6 +404,120 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
                                     .now_ms = now,
                                     .anomaly_factor = factor};
     j->csv = csv;
+    submit(j);
+}
+
+/* ---- customers (docs/tiers.md) ---- */
+
+void admin_list_customers(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct admin_job *j = new_job(app, req, OP_CUSTOMER_LIST);
+    if (j == NULL) {
+        struct err e;
+        err_oom(&e);
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+/* A customer id as x-stratus-customer carries it: printable, no control characters. */
+static int check_customer(const char *id, struct err *e)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= sizeof((struct customer_record *)0)->customer)
+        return err_param(e, 400, "customer", "\"customer\" must be 1 to %zu characters",
+                         sizeof((struct customer_record *)0)->customer - 1);
+    for (const char *c = id; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return err_param(e, 400, "customer",
+                             "\"customer\" must not contain control characters");
+    return 0;
+}
+
+/* 400 for a field other than customer and tier: a typo must not pass silently. */
+static void unknown_field(json_t *body, struct err *e)
+{
+    const char *field;
+    json_t *value;
+    json_object_foreach(body, field, value)
+    {
+        if (strcmp(field, "customer") != 0 && strcmp(field, "tier") != 0) {
+            err_set(e, 400, "invalid_request_error", "unknown_field",
+                    "unknown field \"%.64s\" (known: customer, tier)", field);
+            return;
+        }
+    }
+}
+
+void admin_set_customer(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    size_t len = evbuffer_get_length(req->body);
+    json_error_t jerr;
+    json_t *body =
+        len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr) : NULL;
+    const json_t *cust = json_object_get(body, "customer"), *tier = json_object_get(body, "tier");
+    if (body == NULL && len)
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
+                jerr.column);
+    else if (body == NULL)
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body is empty: send {\"customer\": ID, \"tier\": T}");
+    else if (!json_is_object(body))
+        err_set(&e, 400, "invalid_request_error", "invalid_json",
+                "request body must be a JSON object");
+    if (e.status == 0) unknown_field(body, &e);
+    if (e.status == 0 && !json_is_string(cust))
+        err_param(&e, 400, "customer", "\"customer\" is required and must be a string");
+    else if (e.status == 0 && !json_is_string(tier))
+        err_param(&e, 400, "tier", "\"tier\" is required and must be a string");
+    else if (e.status == 0 && check_customer(json_string_value(cust), &e) == 0 &&
+             config_find_tier(app->gen->cfg, json_string_value(tier)) == NULL) {
+        err_param(&e, 400, "tier", "tier '%.64s' is not configured", json_string_value(tier));
+        e.code = "tier_not_found";
+    }
+    struct admin_job *j = e.status ? NULL : new_job(app, req, OP_CUSTOMER_SET);
+    if (e.status == 0 && j == NULL) err_oom(&e);
+    if (j) {
+        snprintf(j->customer.customer, sizeof j->customer.customer, "%s", json_string_value(cust));
+        snprintf(j->customer.tier, sizeof j->customer.tier, "%s", json_string_value(tier));
+        j->customer.updated_ms = clock_wall_ms();
+    }
+    json_decref(body);
+    if (e.status) {
+        fail(req, &e);
+        return;
+    }
+    submit(j);
+}
+
+void admin_remove_customer(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    struct err e;
+    err_clear(&e);
+    /* The id is a path segment, so it arrives percent-encoded ("acme%20corp"). */
+    char *id = evhttp_uridecode(req->path + strlen("/admin/customers/"), 0, NULL);
+    if (id == NULL) {
+        err_oom(&e);
+    } else if (strchr(id, '/') || check_customer(id, &e) != 0) {
+        err_clear(&e);
+        err_set(&e, 404, "invalid_request_error", "customer_not_found",
+                "no customer '%.64s' in the customer table", id);
+    }
+    struct admin_job *j = e.status ? NULL : new_job(app, req, OP_CUSTOMER_REMOVE);
+    if (e.status == 0 && j == NULL) err_oom(&e);
+    if (j) snprintf(j->customer.customer, sizeof j->customer.customer, "%s", id);
+    free(id);
+    if (e.status) {
+        fail(req, &e);
+        return;
+    }
     submit(j);
 }
 

@@ -20,6 +20,12 @@ void admin_create_key(struct app *app, struct http_request *req, const struct pr
 void admin_list_keys(struct app *app, struct http_request *req, const struct principal *who);
 void admin_revoke_key(struct app *app, struct http_request *req, const struct principal *who);
 void admin_spend(struct app *app, struct http_request *req, const struct principal *who);
+/* The customer → tier table (docs/tiers.md): GET /admin/customers, POST /admin/customers
+ * {"customer","tier"} (an upsert; the tier must be configured), DELETE /admin/customers/ID.
+ * The guard has each change before the answer leaves. */
+void admin_list_customers(struct app *app, struct http_request *req, const struct principal *who);
+void admin_set_customer(struct app *app, struct http_request *req, const struct principal *who);
+void admin_remove_customer(struct app *app, struct http_request *req, const struct principal *who);
 
 /** POST /admin/reload: reads the config file again and makes it current (app_reload).
  *  200 {object: "reload", generation, changed, restart_needed, engines: {kept, started,

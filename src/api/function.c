@@ -144,7 +144,9 @@ struct invocation {
     struct http_request *req;
     const struct function_door *door;
     const struct function_conf *fn;
-    const struct model_conf *model;
+    const struct model_conf *model; /* the group that serves it: the tier's route_to, if any */
+    const struct model_conf *asked; /* the function's own group (what a key must allow) */
+    const struct tier_conf *tier;   /* the caller's customer tier (docs/tiers.md), or NULL */
     struct principal who;
     bool authenticated; /* `who` is filled */
     char customer[128];
@@ -179,6 +181,7 @@ static void refuse(struct invocation *inv, const struct err *e, bool function_er
                                              .who = inv->authenticated ? &inv->who : NULL,
                                              .customer = inv->customer,
                                              .guard = inv->guard,
+                                             .tier = inv->tier,
                                          });
     door_fail(inv, e, function_error, NULL);
 }
@@ -434,6 +437,7 @@ static void settle_and_record(struct invocation *inv, int client_status)
             .who = &inv->who,
             .customer = inv->customer,
             .guard = el->guard,
+            .tier = inv->tier,
         };
         if (el->call) record_set_call(&r, call_info(el->call));
         record_request(&inv->app->record_to, &r);
@@ -599,7 +603,8 @@ static void on_admitted(void *ud, int rc, const struct err *refusal)
                       .output_tokens = inv->output_estimate / (long)inv->n,
                       .private_only = el->private_only,
                       .budget = inv->adm.mode,
-                      .budget_why = inv->adm.why},
+                      .budget_why = inv->adm.why,
+                      .tier = inv->tier},
         };
         struct call *c = call_start(env, &el->rq, &sink, el, inv->req->arena);
         if (c == NULL && !el->done) {
@@ -697,6 +702,22 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         refuse(inv, &e, false);
         return;
     }
+    /* Customer tiers as on the model API: the function or its group must be allowed, and
+     * route_to moves the calls to that group. */
+    inv->asked = inv->model;
+    inv->tier = guard_tier(app->guard, inv->gen->cfg, &inv->who, inv->customer);
+    if (inv->tier && !tier_allows_model(inv->tier, inv->fn->name) &&
+        !tier_allows_model(inv->tier, inv->fn->model)) {
+        err_set(&e, 403, "permission_error", "model_not_allowed_for_tier",
+                "tier '%s' may not call function '%s' (model '%s')", inv->tier->name, inv->fn->name,
+                inv->fn->model);
+        refuse(inv, &e, false);
+        return;
+    }
+    if (inv->tier && inv->tier->route_to) {
+        const struct model_conf *to = config_find_model(inv->gen->cfg, inv->tier->route_to);
+        if (to) inv->model = to;
+    }
 
     /* The input: an object, or an array of them (a batch). */
     size_t len = evbuffer_get_length(req->body);
@@ -772,7 +793,7 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         *as = inv->who;
         as->key.models[0] = '\0';
     }
-    guard_admit(app->guard, as, inv->model, inv->customer, inv->prompt_estimate,
+    guard_admit(app->guard, as, inv->asked, inv->customer, inv->prompt_estimate,
                 inv->output_estimate, reserve, &inv->adm, on_admitted, inv);
 }
 

@@ -43,12 +43,14 @@ struct proxy {
     struct exchange x; /* what the surface sees */
     const struct surface_ops *surface;
     struct app *app;
-    struct generation *gen;     /* the config this request runs on (held by api_handle) */
-    struct cache_ticket *cache; /* looked up, then filled on a miss; NULL: not cacheable */
-    struct ledger_wait durable; /* store.durable: the answer's end waits for its row */
-    const char *cache_state;    /* "hit", "miss", "bypass", or NULL */
-    const struct model_conf *model;
-    const char *model_name; /* as asked for (found or not), for the record */
+    struct generation *gen;         /* the config this request runs on (held by api_handle) */
+    struct cache_ticket *cache;     /* looked up, then filled on a miss; NULL: not cacheable */
+    struct ledger_wait durable;     /* store.durable: the answer's end waits for its row */
+    const char *cache_state;        /* "hit", "miss", "bypass", or NULL */
+    const struct model_conf *model; /* the group that serves it: the tier's route_to, if any */
+    const struct model_conf *asked; /* the group asked for (what the key must allow) */
+    const char *model_name;         /* as asked for (found or not), for the record */
+    const struct tier_conf *tier;   /* the request's customer tier (docs/tiers.md); NULL: none */
     const struct principal *who;
     char customer[128]; /* x-stratus-customer or `user`, read once */
     struct call_request call;
@@ -170,6 +172,7 @@ static void finish(struct proxy *p, int status, const char *error, const char *c
         .stream = p->x.request && p->x.request->stream,
         .guard = guard_summary(p),
         .cache = p->cache_state,
+        .tier = p->tier,
     };
     if (p->x.call) {
         const struct call_info *in = call_info(p->x.call);
@@ -455,6 +458,7 @@ static int guard_content(struct proxy *p, struct err *e)
     if (rc != 0) return -1;
     p->call.request = p->x.request;
     p->call.route = route_estimate(p->x.request, p->model); /* of what goes upstream */
+    p->call.route.tier = p->tier;
     p->call.route.private_only = v.private_only;
     bool oom;
     p->out = output_guard_new(p->gen->content, p->x.req->arena, &oom);
@@ -500,6 +504,20 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
+    p->asked = p->model;
+    p->tier = guard_tier(app->guard, p->gen->cfg, who, p->customer);
+    if (p->tier && !tier_allows_model(p->tier, p->model->name)) {
+        err_set(&e, 403, "permission_error", "model_not_allowed_for_tier",
+                "tier '%s' may not use model '%s'", p->tier->name, p->model->name);
+        e.param = "model";
+        refuse(p, &e);
+        return;
+    }
+    /* route_to was checked against this same config: found (the test is only defensive). */
+    if (p->tier && p->tier->route_to) {
+        const struct model_conf *to = config_find_model(p->gen->cfg, p->tier->route_to);
+        if (to) p->model = to;
+    }
     p->call = (struct call_request){
         .request = p->x.request,
         .model = p->model,
@@ -510,12 +528,15 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         refuse(p, &e);
         return;
     }
-    if (cache_consider(app->cache, p->model, p->call.request, req, who, req->arena, &p->cache) ==
-        CACHE_BYPASS)
+    /* A local_only tier is never served a stored answer: a cloud target may have made it. */
+    if (p->tier && p->tier->local_only && app->cache)
+        p->cache_state = "bypass";
+    else if (cache_consider(app->cache, p->model, p->call.request, req, who, req->arena,
+                            &p->cache) == CACHE_BYPASS)
         p->cache_state = "bypass";
     double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    guard_admit(app->guard, who, p->model, p->customer, p->call.route.prompt_tokens,
+    guard_admit(app->guard, who, p->asked, p->customer, p->call.route.prompt_tokens,
                 p->call.route.output_tokens, reserve, &p->adm, on_admitted, p);
 }
 

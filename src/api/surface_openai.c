@@ -166,9 +166,14 @@ static void openai_error(struct exchange *x, const struct call_failure *f)
 void openai_list_models(struct app *app, struct http_request *req, const struct principal *who)
 {
     json_t *data = json_array();
+    /* A customer tier's models list narrows the list too (x-stratus-customer names the
+     * customer here: a GET has no `user` field). */
+    const struct tier_conf *tier =
+        guard_tier(app->guard, app->gen->cfg, who, http_request_header(req, "x-stratus-customer"));
     for (size_t i = 0; i < app->gen->cfg->n_models; i++)
-        if (who->kind != PRINCIPAL_KEY ||
-            key_allows_model(&who->key, app->gen->cfg->models[i].name))
+        if ((who->kind != PRINCIPAL_KEY ||
+             key_allows_model(&who->key, app->gen->cfg->models[i].name)) &&
+            tier_allows_model(tier, app->gen->cfg->models[i].name))
             json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id",
                                                   app->gen->cfg->models[i].name, "object", "model",
                                                   "created", 0, "owned_by", "stratus"));

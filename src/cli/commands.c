@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "cost/compare.h"
+#include "cost/margin.h"
 #include "cost/cost.h"
 #include "cost/prices.h"
 #include "cost/report.h"
@@ -116,7 +117,8 @@ static int keys_create(struct config *cfg, struct cli_opt *o, bool as_json)
                                                {"--team", "team"},
                                                {"--budget-period", "budget_period"},
                                                {"--on-exhausted", "on_exhausted"},
-                                               {"--expires-in", "expires_in"}};
+                                               {"--expires-in", "expires_in"},
+                                               {"--tier", "tier"}};
     for (size_t i = 0; i < sizeof text_opts / sizeof text_opts[0]; i++)
         if (cli_opt(o, text_opts[i][0]))
             json_object_set_new(body, text_opts[i][1], json_string(cli_opt(o, text_opts[i][0])));
@@ -242,8 +244,8 @@ static int keys_list(struct config *cfg, bool as_json)
         for (int i = 0; i < n; i++) json_array_append_new(data, key_to_json(&keys[i], now));
         print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
     } else {
-        printf("%-20s %-8s %-16s %-12s %-24s %12s %7s %9s %s\n", "ID", "STATUS", "NAME", "TEAM",
-               "MODELS", "BUDGET", "RPM", "TPM", "FROM");
+        printf("%-20s %-8s %-16s %-12s %-10s %-24s %12s %7s %9s %s\n", "ID", "STATUS", "NAME",
+               "TEAM", "TIER", "MODELS", "BUDGET", "RPM", "TPM", "FROM");
         for (int i = 0; i < n; i++) {
             const struct key_record *k = &keys[i];
             char budget[40], rpm[24], tpm[24];
@@ -256,9 +258,9 @@ static int keys_list(struct config *cfg, bool as_json)
             const char *status = k->revoked_ms                           ? "revoked"
                                  : k->expires_ms && now >= k->expires_ms ? "expired"
                                                                          : "active";
-            printf("%-20s %-8s %-16.16s %-12.12s %-24.24s %12s %7s %9s %s\n", k->id, status,
-                   k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
-                   k->models[0] ? k->models : "(all)", budget, rpm, tpm,
+            printf("%-20s %-8s %-16.16s %-12.12s %-10.10s %-24.24s %12s %7s %9s %s\n", k->id,
+                   status, k->name[0] ? k->name : "-", k->team[0] ? k->team : "-",
+                   k->tier[0] ? k->tier : "-", k->models[0] ? k->models : "(all)", budget, rpm, tpm,
                    k->allowed_cidrs[0] ? k->allowed_cidrs : "(any)");
         }
     }
@@ -288,14 +290,23 @@ static int keys_revoke(struct config *cfg, const char *id)
 int cli_keys(int argc, char **argv)
 {
     const char *sub = argc > 2 ? argv[2] : "";
-    struct cli_opt o[] = {{"--config", NULL, false},        {"--name", NULL, false},
-                          {"--team", NULL, false},          {"--models", NULL, false},
-                          {"--budget-usd", NULL, false},    {"--budget-period", NULL, false},
-                          {"--budget-soft", NULL, false},   {"--on-exhausted", NULL, false},
-                          {"--rpm", NULL, false},           {"--tpm", NULL, false},
-                          {"--expires-in", NULL, false},    {"--aws", NULL, true},
-                          {"--allowed-cidrs", NULL, false}, {"--max-prompt-tokens", NULL, false},
-                          {"--json", NULL, true},           {NULL, NULL, false}};
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--name", NULL, false},
+                          {"--team", NULL, false},
+                          {"--models", NULL, false},
+                          {"--budget-usd", NULL, false},
+                          {"--budget-period", NULL, false},
+                          {"--budget-soft", NULL, false},
+                          {"--on-exhausted", NULL, false},
+                          {"--rpm", NULL, false},
+                          {"--tpm", NULL, false},
+                          {"--expires-in", NULL, false},
+                          {"--aws", NULL, true},
+                          {"--allowed-cidrs", NULL, false},
+                          {"--max-prompt-tokens", NULL, false},
+                          {"--tier", NULL, false},
+                          {"--json", NULL, true},
+                          {NULL, NULL, false}};
     const char *id = NULL;
     bool create = strcmp(sub, "create") == 0, list = strcmp(sub, "list") == 0,
          revoke = strcmp(sub, "revoke") == 0;
@@ -325,6 +336,120 @@ int cli_keys(int argc, char **argv)
     return rc;
 }
 
+/* ---- customers (docs/tiers.md) --------------------------------------------------------
+ * Written straight to the store, like keys: a running gateway has the change at its next
+ * key refresh (auth.refresh_ms). */
+
+static int customers_list(struct config *cfg, bool as_json)
+{
+    struct store_handle s;
+    if (cli_open_store(cfg, &s) != 0) return 1;
+    struct customer_record *list = NULL;
+    char why[400];
+    int n = s.ops->customer_list(s.db, &list, why, sizeof why);
+    store_close(&s);
+    if (n < 0) {
+        fprintf(stderr, "stratus customers list: %s\n", why);
+        return 1;
+    }
+    json_t *data = as_json ? json_array() : NULL;
+    if (!as_json) printf("%-32s %-16s %s\n", "CUSTOMER", "TIER", "UPDATED");
+    for (int i = 0; i < n; i++) {
+        char when[32];
+        clock_iso8601(list[i].updated_ms, when, sizeof when);
+        /* A tier the config no longer has: such a customer gets the default tier now. */
+        bool known = config_find_tier(cfg, list[i].tier) != NULL;
+        if (as_json)
+            json_array_append_new(data, json_pack("{s:s, s:s, s:s, s:b}", "customer",
+                                                  list[i].customer, "tier", list[i].tier,
+                                                  "updated_at", when, "configured", known));
+        else
+            printf("%-32s %-16s %s%s\n", list[i].customer, list[i].tier, when,
+                   known ? "" : "  (tier not in the config: the default applies)");
+    }
+    if (as_json) print_json(json_pack("{s:s, s:o}", "object", "list", "data", data));
+    free(list);
+    return 0;
+}
+
+int cli_customers(int argc, char **argv)
+{
+    const char *sub = argc > 2 ? argv[2] : "";
+    struct cli_opt o[] = {{"--config", NULL, false},
+                          {"--tier", NULL, false},
+                          {"--json", NULL, true},
+                          {NULL, NULL, false}};
+    bool list = strcmp(sub, "list") == 0, set = strcmp(sub, "set") == 0,
+         remove = strcmp(sub, "remove") == 0;
+    if (!list && !set && !remove) {
+        fprintf(stderr, "stratus customers: expected list, set ID --tier T or remove ID\n");
+        return 2;
+    }
+    const char *id = NULL;
+    int rc = cli_parse_opts("stratus customers", argc, argv, 3, o, list ? NULL : &id);
+    if (rc) return rc;
+    if (!list && (id == NULL || id[0] == '\0')) {
+        fprintf(stderr, "stratus customers %s: which customer? (stratus customers %s ID%s)\n", sub,
+                sub, set ? " --tier T" : "");
+        return 2;
+    }
+    if (set && cli_opt(o, "--tier") == NULL) {
+        fprintf(stderr, "stratus customers set: --tier T is required\n");
+        return 2;
+    }
+    if (!set && cli_opt(o, "--tier")) {
+        fprintf(stderr, "stratus customers %s: --tier is for 'customers set'\n", sub);
+        return 2;
+    }
+    struct config *cfg = NULL;
+    if ((rc = cli_load_config(cli_opt(o, "--config"), &cfg)) != 0) return rc;
+    if (list) {
+        rc = customers_list(cfg, cli_opt(o, "--json") != NULL);
+        config_free(cfg);
+        return rc;
+    }
+    struct customer_record c = {.updated_ms = clock_wall_ms()};
+    if (strlen(id) >= sizeof c.customer) {
+        fprintf(stderr, "stratus customers %s: the id is longer than %zu characters\n", sub,
+                sizeof c.customer - 1);
+        config_free(cfg);
+        return 2;
+    }
+    snprintf(c.customer, sizeof c.customer, "%s", id);
+    if (set) {
+        const char *tier = cli_opt(o, "--tier");
+        if (config_find_tier(cfg, tier) == NULL) {
+            fprintf(stderr, "stratus customers set: tier '%s' is not configured\n", tier);
+            config_free(cfg);
+            return 2;
+        }
+        snprintf(c.tier, sizeof c.tier, "%s", tier);
+    }
+    struct store_handle s;
+    if (cli_open_store(cfg, &s) != 0) {
+        config_free(cfg);
+        return 1;
+    }
+    char why[400];
+    rc = set ? s.ops->customer_set(s.db, &c, why, sizeof why)
+             : s.ops->customer_remove(s.db, c.customer, why, sizeof why);
+    store_close(&s);
+    config_free(cfg);
+    if (rc < 0) {
+        fprintf(stderr, "stratus customers %s: %s\n", sub, why);
+        return 1;
+    }
+    if (remove && rc == 0) {
+        fprintf(stderr, "stratus customers remove: no customer '%s'\n", c.customer);
+        return 1;
+    }
+    if (set)
+        printf("customer %s: tier %s\n", c.customer, c.tier);
+    else
+        printf("removed %s\n", c.customer);
+    return 0;
+}
+
 /* ---- spend -------------------------------------------------------------------------- */
 
 int cli_spend(int argc, char **argv)
@@ -338,12 +463,27 @@ int cli_spend(int argc, char **argv)
                           {"--top", NULL, false},
                           {"--json", NULL, true},
                           {"--csv", NULL, true},
+                          {"--margin", NULL, true},
                           {NULL, NULL, false}};
     int rc = cli_parse_opts("stratus spend", argc, argv, 2, o, NULL);
     if (rc) return rc;
-    int by = cli_opt(o, "--by") ? spend_group_parse(cli_opt(o, "--by")) : SPEND_BY_MODEL;
+    /* Revenue and margin (docs/tiers.md): --by tier, or --by customer --margin. */
+    bool by_tier = cli_opt(o, "--by") && strcmp(cli_opt(o, "--by"), "tier") == 0;
+    bool margin = by_tier || cli_opt(o, "--margin");
+    int by = by_tier              ? SPEND_BY_CUSTOMER
+             : cli_opt(o, "--by") ? spend_group_parse(cli_opt(o, "--by"))
+                                  : SPEND_BY_MODEL;
     if (by < 0) {
-        fprintf(stderr, "stratus spend: --by is model, key, team, customer, backend or route\n");
+        fprintf(stderr,
+                "stratus spend: --by is model, key, team, customer, backend, route or tier\n");
+        return 2;
+    }
+    if (margin && by != SPEND_BY_CUSTOMER) {
+        fprintf(stderr, "stratus spend: --margin groups by tier or customer only\n");
+        return 2;
+    }
+    if (margin && (cli_opt(o, "--bucket") || cli_opt(o, "--top") || cli_opt(o, "--csv"))) {
+        fprintf(stderr, "stratus spend: a margin report has no --bucket, --top or --csv\n");
         return 2;
     }
     int64_t now = clock_wall_ms(), from, to = now + 1;
@@ -373,6 +513,23 @@ int cli_spend(int argc, char **argv)
     struct config *cfg = NULL;
     struct store_handle s;
     if ((rc = cli_open(cli_opt(o, "--config"), &cfg, &s)) != 0) return rc;
+    if (margin) {
+        struct margin_report m;
+        char why[400];
+        struct margin_query mq = {
+            .by_customer = !by_tier, .from_ms = from, .to_ms = to, .now_ms = now};
+        rc = margin_report_build(&s, &mq, &m, why, sizeof why);
+        if (rc != 0)
+            fprintf(stderr, "stratus spend: %s\n", why);
+        else if (cli_opt(o, "--json"))
+            print_json(margin_report_json(&m));
+        else
+            margin_report_print(&m, stdout);
+        margin_report_free(&m);
+        store_close(&s);
+        config_free(cfg);
+        return rc != 0 ? 1 : 0;
+    }
     struct spend_report r;
     char why[400];
     struct spend_query q = {.by = (enum spend_group)by,

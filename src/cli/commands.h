@@ -42,6 +42,8 @@ int cli_open(const char *config_path, struct config **cfg, struct store_handle *
 int cli_load_config(const char *path, struct config **out);
 
 int cli_keys(int argc, char **argv);
+/** `stratus customers list [--json] | set ID --tier T | remove ID` (docs/tiers.md). */
+int cli_customers(int argc, char **argv);
 int cli_spend(int argc, char **argv);
 int cli_cost(int argc, char **argv);
 

@@ -7,6 +7,7 @@
 #include "cli/ledger.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,10 @@ static const char *const columns[] = {"ts",
                                       "route",
                                       "guard",
                                       "cache",
-                                      "saved_usd"};
+                                      "saved_usd",
+                                      "tier",
+                                      "revenue_usd",
+                                      "margin_usd"};
 #define N_COLUMNS (sizeof columns / sizeof columns[0])
 
 static json_t *count_json(int64_t v)
@@ -74,6 +78,10 @@ static json_t *row_json(const struct ledger_row *r)
     json_object_set_new(o, "guard", json_string(r->guard));
     json_object_set_new(o, "cache", json_string(r->cache));
     json_object_set_new(o, "saved_usd", r->saved_usd >= 0 ? json_real(r->saved_usd) : json_null());
+    json_object_set_new(o, "tier", json_string(r->tier));
+    json_object_set_new(o, "revenue_usd",
+                        r->revenue_known ? json_real(r->revenue_usd) : json_null());
+    json_object_set_new(o, "margin_usd", r->margin_known ? json_real(r->margin_usd) : json_null());
     return o;
 }
 
@@ -185,15 +193,17 @@ static int parse_row(const char *line, struct ledger_row *r, char *why, size_t s
         json_decref(o);
         return -1;
     }
-    double ts, status, pt, ct, cached, cost, latency, ttft, saved;
+    double ts, status, pt, ct, cached, cost, latency, ttft, saved, revenue;
+    /* tier, revenue_usd and margin_usd came with migration 10: optional, so files exported
+     * before still import. */
     const char *texts[] = {"request_id",   "key_id",   "team",  "customer", "model", "backend",
-                           "target_model", "endpoint", "route", "guard",    "cache"};
+                           "target_model", "endpoint", "route", "guard",    "cache", "tier"};
     char *dest[] = {r->request_id,   r->key_id,   r->team,  r->customer, r->model, r->backend,
-                    r->target_model, r->endpoint, r->route, r->guard,    r->cache};
+                    r->target_model, r->endpoint, r->route, r->guard,    r->cache, r->tier};
     size_t caps[] = {sizeof r->request_id,   sizeof r->key_id,   sizeof r->team,
                      sizeof r->customer,     sizeof r->model,    sizeof r->backend,
                      sizeof r->target_model, sizeof r->endpoint, sizeof r->route,
-                     sizeof r->guard,        sizeof r->cache};
+                     sizeof r->guard,        sizeof r->cache,    sizeof r->tier};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof texts / sizeof texts[0]; i++)
         rc = text_field(o, texts[i], dest[i], caps[i], i < 8, why, size);
@@ -209,8 +219,16 @@ static int parse_row(const char *line, struct ledger_row *r, char *why, size_t s
                     number_field(o, "cost_usd", -1, &cost, why, size) ||
                     number_field(o, "latency_ms", 0, &latency, why, size) ||
                     number_field(o, "ttft_ms", -1, &ttft, why, size) ||
-                    number_field(o, "saved_usd", -1, &saved, why, size)))
+                    number_field(o, "saved_usd", -1, &saved, why, size) ||
+                    number_field(o, "revenue_usd", -1, &revenue, why, size)))
         rc = -1;
+    /* A margin may be negative (cost above revenue): any finite number, or null. */
+    json_t *margin = json_object_get(o, "margin_usd");
+    if (rc == 0 && margin && !json_is_null(margin) &&
+        (!json_is_number(margin) || !(fabs(json_number_value(margin)) <= 9e15))) {
+        snprintf(why, size, "'margin_usd' must be a number or null");
+        rc = -1;
+    }
     if (rc == 0) {
         ts = (double)json_integer_value(json_object_get(o, "ts_ms"));
         r->ts_ms = (int64_t)ts;
@@ -225,6 +243,10 @@ static int parse_row(const char *line, struct ledger_row *r, char *why, size_t s
         r->latency_ms = latency;
         r->ttft_ms = ttft;
         r->saved_usd = saved;
+        r->revenue_known = revenue >= 0;
+        r->revenue_usd = revenue >= 0 ? revenue : 0;
+        r->margin_known = margin && json_is_number(margin);
+        r->margin_usd = r->margin_known ? json_number_value(margin) : 0;
     }
     json_decref(o);
     return rc;

@@ -694,7 +694,7 @@ static int parse_price(struct loader *ld, const yaml_node_t *p, const char *wher
 static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_conf *m, size_t idx,
                         struct target_conf *t)
 {
-    static const char *const keys[] = {"backend", "model", "weight", "price", NULL};
+    static const char *const keys[] = {"backend", "model", "weight", "quality", "price", NULL};
     char where[200];
     snprintf(where, sizeof where, "model '%s' target %zu", m->name, idx + 1);
     t->weight = 1;
@@ -706,6 +706,9 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     long w = 1;
     if (get_long(ld, n, "weight", &w, 0, 1000000)) return -1;
     t->weight = (int)w;
+    long q = 0;
+    if (get_long(ld, n, "quality", &q, 0, 1000000)) return -1;
+    t->quality = (int)q;
     bool found = false;
     for (size_t i = 0; i < ld->cfg->n_backends && !found; i++)
         if (strcmp(ld->cfg->backends[i].name, t->backend) == 0) {
@@ -718,7 +721,7 @@ static int parse_target(struct loader *ld, const yaml_node_t *n, struct model_co
     return p ? parse_price(ld, p, where, &t->price) : 0;
 }
 
-#define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost"
+#define ROUTE_POLICIES "priority, weighted, latency, least-busy, cost, margin"
 
 const char *backend_type_name(enum backend_type t)
 {
@@ -784,6 +787,8 @@ const char *route_policy_name(enum route_policy p)
         return "least-busy";
     case ROUTE_COST:
         return "cost";
+    case ROUTE_MARGIN:
+        return "margin";
     }
     return "?";
 }
@@ -920,7 +925,7 @@ static int parse_model(struct loader *ld, const yaml_node_t *n, size_t idx, stru
     if (r) {
         const char *route = scalar(r);
         bool found = false;
-        for (int p = ROUTE_PRIORITY; route && p <= ROUTE_COST; p++)
+        for (int p = ROUTE_PRIORITY; route && p <= ROUTE_MARGIN; p++)
             if (strcmp(route, route_policy_name((enum route_policy)p)) == 0) {
                 m->route = (enum route_policy)p;
                 found = true;
@@ -1720,28 +1725,194 @@ static int parse_secrets(struct loader *ld, const yaml_node_t *n, struct secrets
     return 0;
 }
 
+/* ---- tiers ---- */
+
+/* A plain non-negative decimal number in [0, max]; `what` names it in the error. */
+static int tier_number(struct loader *ld, const yaml_node_t *n, const char *what, double max,
+                       double *out)
+{
+    const char *s = plain(n);
+    bool ok = s && s[0] != '\0' && s[0] != '-' && strspn(s, "0123456789.eE+-") == strlen(s);
+    char *end = NULL;
+    double v = ok ? strtod(s, &end) : -1;
+    if (!ok || *end != '\0' || !(v >= 0) || v > max)
+        return fail_at(ld, n, "%s must be a number from 0 to %g", what, max);
+    *out = v;
+    return 0;
+}
+
+/* `price:` of a tier: what the customer is charged, not what the provider charges us, so
+ * per_request is allowed here and a tier may charge nothing at all (per_request: 0). */
+static int parse_tier_price(struct loader *ld, const yaml_node_t *p, struct tier_conf *t)
+{
+    static const char *const keys[] = {"input", "output", "per_request", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "tier '%s' price", t->name);
+    if (want_mapping(ld, p, where) || check_keys(ld, p, keys, where)) return -1;
+    const yaml_node_t *in = get(ld, p, "input"), *out = get(ld, p, "output"),
+                      *per = get(ld, p, "per_request");
+    /* One without the other would silently give those tokens away. */
+    if ((in == NULL) != (out == NULL))
+        return fail_at(ld, p, "%s needs both 'input' and 'output' (USD per 1M tokens)", where);
+    if (in == NULL && per == NULL)
+        return fail_at(ld, p, "%s needs 'input' and 'output' (USD per 1M tokens) or 'per_request'",
+                       where);
+    if (in && (tier_number(ld, in, "price.input (USD per 1M tokens)", 1e9, &t->price_input) ||
+               tier_number(ld, out, "price.output (USD per 1M tokens)", 1e9, &t->price_output)))
+        return -1;
+    t->token_price_set = in != NULL;
+    return per ? tier_number(ld, per, "price.per_request (USD)", 1e6, &t->price_per_request) : 0;
+}
+
+static int tier_group(struct loader *ld, const yaml_node_t *n, const char *what, const char *tier,
+                      char **out)
+{
+    const char *s = scalar(n);
+    if (s == NULL || s[0] == '\0')
+        return fail_at(ld, n, "tier '%s': %s must be a model group name", tier, what);
+    if (config_find_model(ld->cfg, s) == NULL)
+        return fail_at(ld, n, "tier '%s': %s names unknown model group '%s'", tier, what, s);
+    *out = strdup(s);
+    return *out ? 0 : fail_at(ld, n, "out of memory");
+}
+
+static int each_tier(struct loader *ld, const yaml_node_t *n, size_t idx, void *out)
+{
+    static const char *const keys[] = {"name",     "price",        "models",
+                                       "route_to", "max_cost_usd", "min_margin",
+                                       "default",  "local_only",   NULL};
+    struct tier_conf *t = out;
+    char where[64];
+    snprintf(where, sizeof where, "tiers[%zu]", idx);
+    t->line = (int)n->start_mark.line + 1;
+    t->col = (int)n->start_mark.column + 1;
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where) ||
+        get_string(ld, n, "name", &t->name, true, where))
+        return -1;
+    const yaml_node_t *name = get(ld, n, "name");
+    /* Tier names go into keys, the customer table, the ledger and URLs' query strings. */
+    if (strlen(t->name) > 64 ||
+        strspn(t->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+            strlen(t->name))
+        return fail_at(ld, name, "tier name '%s' must be 1-64 letters, digits, '.', '-' or '_'",
+                       t->name);
+    for (size_t j = 0; j < idx; j++)
+        if (strcmp(ld->cfg->tiers[j].name, t->name) == 0)
+            return fail_at(ld, name, "duplicate tier name '%s'", t->name);
+    const yaml_node_t *p = get(ld, n, "price");
+    if (p == NULL) return fail_at(ld, n, "tier '%s': missing required key 'price'", t->name);
+    if (parse_tier_price(ld, p, t)) return -1;
+    const yaml_node_t *ms = get(ld, n, "models");
+    if (ms) {
+        if (ms->type != YAML_SEQUENCE_NODE)
+            return fail_at(ld, ms, "tier '%s': models must be a list of model group names",
+                           t->name);
+        size_t count = (size_t)(ms->data.sequence.items.top - ms->data.sequence.items.start);
+        /* An empty list would allow nothing: almost surely a mistake, so say so. */
+        if (count == 0)
+            return fail_at(ld, ms, "tier '%s': models is empty (omit it to allow every group)",
+                           t->name);
+        if ((t->models = calloc(count, sizeof *t->models)) == NULL)
+            return fail_at(ld, ms, "out of memory");
+        for (size_t i = 0; i < count; i++) {
+            const yaml_node_t *it =
+                yaml_document_get_node(ld->doc, ms->data.sequence.items.start[i]);
+            t->n_models++; /* before: config_free() releases a half-built list */
+            if (tier_group(ld, it, "models", t->name, &t->models[i])) return -1;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(t->models[j], t->models[i]) == 0)
+                    return fail_at(ld, it, "tier '%s': model group '%s' is listed twice", t->name,
+                                   t->models[i]);
+        }
+    }
+    const yaml_node_t *rt = get(ld, n, "route_to");
+    if (rt && tier_group(ld, rt, "route_to", t->name, &t->route_to)) return -1;
+    if (rt && t->n_models > 0 && !tier_allows_model(t, t->route_to))
+        return fail_at(ld, rt, "tier '%s': route_to '%s' is not in its models list", t->name,
+                       t->route_to);
+    const yaml_node_t *mc = get(ld, n, "max_cost_usd");
+    if (mc && tier_number(ld, mc, "max_cost_usd", 1e6, &t->max_cost_usd)) return -1;
+    if (mc && t->max_cost_usd <= 0)
+        return fail_at(ld, mc, "max_cost_usd must be above 0 (omit it for no ceiling)");
+    const yaml_node_t *mm = get(ld, n, "min_margin");
+    if (mm && tier_number(ld, mm, "min_margin (a share of revenue)", 1, &t->min_margin)) return -1;
+    t->min_margin_set = mm != NULL;
+    if (get_bool(ld, n, "default", &t->is_default) || get_bool(ld, n, "local_only", &t->local_only))
+        return -1;
+    for (size_t j = 0; t->is_default && j < idx; j++)
+        if (ld->cfg->tiers[j].is_default)
+            return fail_at(ld, get(ld, n, "default"),
+                           "tier '%s' and tier '%s' both say default: true (at most one may)",
+                           ld->cfg->tiers[j].name, t->name);
+    return 0;
+}
+
+static int customer_conf_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct customer_conf *)a)->customer,
+                  ((const struct customer_conf *)b)->customer);
+}
+
+/* `customers:` — a mapping of customer id to tier name, checked against `tiers:`. */
+static int parse_customers(struct loader *ld, const yaml_node_t *n)
+{
+    struct config *cfg = ld->cfg;
+    if (want_mapping(ld, n, "customers (customer: tier)")) return -1;
+    size_t count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    if (count == 0) return 0;
+    if ((cfg->customers = calloc(count, sizeof *cfg->customers)) == NULL)
+        return fail_at(ld, n, "out of memory");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = yaml_document_get_node(ld->doc, p->key),
+                          *vn = yaml_document_get_node(ld->doc, p->value);
+        const char *id = scalar(kn), *tier = scalar(vn);
+        if (id == NULL || id[0] == '\0' || strlen(id) > 127 ||
+            has_control(id, kn->data.scalar.length))
+            return fail_at(ld, kn,
+                           "customers: a customer id is 1-127 characters without control "
+                           "characters");
+        for (size_t j = 0; j < cfg->n_customers; j++)
+            if (strcmp(cfg->customers[j].customer, id) == 0)
+                return fail_at(ld, kn, "customers: '%s' is listed twice", id);
+        const struct tier_conf *t = config_find_tier(cfg, tier);
+        if (t == NULL)
+            return fail_at(ld, vn, "customers: '%s' names unknown tier '%s'", id,
+                           tier ? tier : "(not a string)");
+        struct customer_conf *c = &cfg->customers[cfg->n_customers++];
+        c->tier = (size_t)(t - cfg->tiers);
+        if ((c->customer = strdup(id)) == NULL) return fail_at(ld, kn, "out of memory");
+    }
+    qsort(cfg->customers, cfg->n_customers, sizeof *cfg->customers, customer_conf_cmp);
+    return 0;
+}
+
+const struct tier_conf *config_customer_tier(const struct config *cfg, const char *customer)
+{
+    if (cfg == NULL || customer == NULL || cfg->n_customers == 0) return NULL;
+    struct customer_conf probe = {.customer = (char *)customer};
+    const struct customer_conf *c =
+        bsearch(&probe, cfg->customers, cfg->n_customers, sizeof probe, customer_conf_cmp);
+    return c ? &cfg->tiers[c->tier] : NULL;
+}
+
+bool tier_allows_model(const struct tier_conf *tier, const char *model)
+{
+    if (tier == NULL || tier->n_models == 0) return true;
+    for (size_t i = 0; model && i < tier->n_models; i++)
+        if (strcmp(tier->models[i], model) == 0) return true;
+    return false;
+}
+
 /* The top-level sections, in the order of config.section_hash. The first eight are read
  * once at start (listeners, the store, keys and budgets live as long as the process); the
  * rest a reload replaces. */
-static const char *const root_keys[] = {"listen",
-                                        "tls",
-                                        "shutdown_grace_ms",
-                                        "log",
-                                        "limits",
-                                        "store",
-                                        "auth",
-                                        "budgets",
-                                        "metrics",
-                                        "observability",
-                                        "cache",
-                                        "prices",
-                                        "access",
-                                        "backends",
-                                        "models",
-                                        "functions",
-                                        "guards",
-                                        "secrets",
-                                        NULL};
+static const char *const root_keys[] = {"listen",        "tls",       "shutdown_grace_ms",
+                                        "log",           "limits",    "store",
+                                        "auth",          "budgets",   "metrics",
+                                        "observability", "cache",     "prices",
+                                        "access",        "backends",  "models",
+                                        "functions",     "guards",    "secrets",
+                                        "tiers",         "customers", NULL};
 #define RESTART_ONLY_SECTIONS 11
 _Static_assert(sizeof root_keys / sizeof root_keys[0] - 1 == CONFIG_SECTIONS,
                "config.section_hash has a slot per top-level section");
@@ -1893,6 +2064,12 @@ static int parse_root(struct loader *ld, const yaml_node_t *root)
     if (fs && parse_sequence(ld, fs, "functions", sizeof *cfg->functions, (void **)&cfg->functions,
                              &cfg->n_functions, each_function))
         return -1;
+    const yaml_node_t *ti = get_section(ld, root, "tiers"); /* after models: they name them */
+    if (ti && parse_sequence(ld, ti, "tiers", sizeof *cfg->tiers, (void **)&cfg->tiers,
+                             &cfg->n_tiers, each_tier))
+        return -1;
+    const yaml_node_t *cu = get_section(ld, root, "customers"); /* after tiers: names them */
+    if (cu && parse_customers(ld, cu)) return -1;
     return 0;
 }
 
@@ -2222,6 +2399,21 @@ const struct function_conf *config_find_function(const struct config *cfg, const
     return NULL;
 }
 
+const struct tier_conf *config_find_tier(const struct config *cfg, const char *name)
+{
+    if (cfg == NULL || name == NULL || name[0] == '\0') return NULL;
+    for (size_t i = 0; i < cfg->n_tiers; i++)
+        if (strcmp(cfg->tiers[i].name, name) == 0) return &cfg->tiers[i];
+    return NULL;
+}
+
+const struct tier_conf *config_default_tier(const struct config *cfg)
+{
+    for (size_t i = 0; cfg && i < cfg->n_tiers; i++)
+        if (cfg->tiers[i].is_default) return &cfg->tiers[i];
+    return NULL;
+}
+
 static void secret_free(struct secret *s)
 {
     if (s->value) explicit_bzero(s->value, strlen(s->value));
@@ -2278,6 +2470,16 @@ void config_free(struct config *cfg)
         pcre2_code_free(cfg->guards.deny[i].code);
     }
     free(cfg->guards.deny);
+    for (size_t i = 0; i < cfg->n_tiers; i++) {
+        struct tier_conf *t = &cfg->tiers[i];
+        for (size_t j = 0; j < t->n_models; j++) free(t->models[j]);
+        free(t->models);
+        free(t->name);
+        free(t->route_to);
+    }
+    free(cfg->tiers);
+    for (size_t i = 0; i < cfg->n_customers; i++) free(cfg->customers[i].customer);
+    free(cfg->customers);
     for (size_t i = 0; i < cfg->n_budgets; i++) free(cfg->budgets[i].name);
     free(cfg->budgets);
     secret_free(&cfg->auth.master_key);

@@ -118,6 +118,7 @@ struct target_conf {
     size_t backend_index; /* index into config.backends, filled by the loader */
     char *model;          /* model name sent upstream; default: the model group's name */
     int weight;           /* for route: weighted; default 1; 0 = only as a fallback */
+    int quality;          /* for route: margin; higher is better; default 0 */
     struct price price;
 };
 
@@ -127,6 +128,7 @@ enum route_policy {
     ROUTE_LATENCY,      /* peak-EWMA of time to first byte, power of two choices */
     ROUTE_LEAST_BUSY,   /* fewest requests in flight / most free engine slots */
     ROUTE_COST,         /* cheapest expected cost for this request */
+    ROUTE_MARGIN,       /* best quality keeping the customer tier's margin, else cheapest */
 };
 
 /* Retries after every target of the plan failed (failover within a pass is immediate). */
@@ -372,7 +374,33 @@ struct secrets_conf {
     long refresh_s; /* re-resolve every reference this often; default 300, 0 = only on SIGHUP */
 };
 
-#define CONFIG_SECTIONS 18 /* top-level keys of the file */
+/* One `tiers:` entry (docs/tiers.md): what a customer of this tier is charged, which model
+ * groups may serve it, and the margin a request must keep under `route: margin`. */
+struct tier_conf {
+    char *name; /* unique; [A-Za-z0-9_.-], 1..64 characters */
+    bool token_price_set;
+    double price_input;       /* USD per 1M input tokens charged to the customer */
+    double price_output;      /* USD per 1M output tokens charged to the customer */
+    double price_per_request; /* USD charged per request; 0 when absent */
+    char **models;            /* allowed client-facing group names; NULL (n_models 0): all */
+    size_t n_models;
+    char *route_to;      /* a model group replacing the requested one; NULL when absent */
+    double max_cost_usd; /* ceiling on one request's expected cost; 0: none */
+    bool min_margin_set;
+    double min_margin; /* 0..1: the share of revenue that must remain after cost */
+    bool is_default;   /* the tier of requests that resolve to none (at most one) */
+    bool local_only;   /* only self-hosted targets may serve it (a 403 when a group has none) */
+    int line, col;
+};
+
+/* One `customers:` entry: a customer's tier fixed in the config (the admin API's customer
+ * table overrides it). */
+struct customer_conf {
+    char *customer; /* as x-stratus-customer (or `user`) names it */
+    size_t tier;    /* index into config.tiers */
+};
+
+#define CONFIG_SECTIONS 20 /* top-level keys of the file */
 
 struct config {
     char *path; /* the file it was loaded from */
@@ -405,6 +433,10 @@ struct config {
     size_t n_functions;
     struct guards_conf guards;
     struct secrets_conf secrets;
+    struct tier_conf *tiers;
+    size_t n_tiers;
+    struct customer_conf *customers; /* sorted by customer (strcmp) */
+    size_t n_customers;
 };
 
 /**
@@ -442,9 +474,10 @@ int config_secret_value(const char *ref, char **value, char *why, size_t size);
 int config_parse_listen(const char *s, char **host, int *port, const char **why);
 
 /* ---- reload -------------------------------------------------------------------------
- * A reload (SIGHUP, POST /admin/reload) replaces prices, access, backends, models, functions
- * and guards. listen, tls (its files are re-read, the paths are not), shutdown_grace_ms,
- * log, limits, store, auth, budgets, metrics and observability are read once at start. */
+ * A reload (SIGHUP, POST /admin/reload) replaces prices, access, backends, models, functions,
+ * guards, tiers and customers. listen, tls (its files are re-read, the paths are not),
+ * shutdown_grace_ms, log, limits, store, auth, budgets, metrics and observability are read once at
+ * start. */
 
 /** The start-only sections whose text differs between the two, joined by ", " into `buf`
  *  ("" when none): a reload keeps their running values and says a restart is needed. */
@@ -465,6 +498,18 @@ const struct model_conf *config_find_model(const struct config *cfg, const char 
 
 /** Finds a function by name; NULL if none. Borrowed from `cfg`. */
 const struct function_conf *config_find_function(const struct config *cfg, const char *name);
+
+/** Finds a tier by name; NULL if none (or `name` NULL / ""). Borrowed from `cfg`. */
+const struct tier_conf *config_find_tier(const struct config *cfg, const char *name);
+
+/** The tier `customers:` gives `customer`; NULL if none. Borrowed from `cfg`. */
+const struct tier_conf *config_customer_tier(const struct config *cfg, const char *customer);
+
+/** The tier marked `default: true`; NULL if none. Borrowed from `cfg`. */
+const struct tier_conf *config_default_tier(const struct config *cfg);
+
+/** Whether `tier` may call the model group `model` (its `models:` list, or all when absent). */
+bool tier_allows_model(const struct tier_conf *tier, const char *model);
 
 /** NULL-safe. */
 void config_free(struct config *cfg);

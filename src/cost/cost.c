@@ -37,6 +37,21 @@ bool cost_engine_time_usd(const struct target_conf *t, const struct tco_conf *tc
     return true;
 }
 
+bool cost_tier_revenue(const struct tier_conf *tier, int status, long long prompt,
+                       long long completion, double *usd)
+{
+    *usd = 0;
+    if (status >= 400) return true; /* a customer is not charged for an error */
+    if (tier->token_price_set && prompt < 0) return false;
+    double tokens = 0;
+    if (tier->token_price_set)
+        tokens = ((double)prompt * tier->price_input +
+                  (double)(completion > 0 ? completion : 0) * tier->price_output) /
+                 1e6;
+    *usd = tier->price_per_request + tokens;
+    return true;
+}
+
 double cost_usd(const struct price *p, const struct usage *u)
 {
     double prompt = u->prompt > 0 ? (double)u->prompt : 0;

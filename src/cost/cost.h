@@ -60,4 +60,14 @@ bool cost_engine_time_usd(const struct target_conf *t, const struct tco_conf *tc
 /** USD for `u` at `p`; a negative count counts as 0. */
 double cost_usd(const struct price *p, const struct usage *u);
 
+struct tier_conf;
+
+/** What a customer of `tier` is charged for a request (docs/tiers.md): per_request plus
+ *  prompt × input + completion × output per 1M (cached prompt tokens at the full input
+ *  price: the tier has no cached price). A failed request (`status` >= 400) is charged 0.
+ *  @return false when it cannot be known: the tier prices tokens and the usage is unknown
+ *  (`prompt` < 0). */
+bool cost_tier_revenue(const struct tier_conf *tier, int status, long long prompt,
+                       long long completion, double *usd);
+
 #endif

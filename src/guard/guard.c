@@ -33,6 +33,8 @@ struct refresh_job {
     struct guard *guard; /* NULL once the guard is gone */
     struct key_record *records;
     int n;
+    struct customer_record *customers;
+    int n_customers;
     char why[300];
 };
 
@@ -42,6 +44,8 @@ struct guard {
     char master_hash[65];
     unsigned char aws_key[AWSKEY_KEY_SIZE]; /* seals keys' SigV4 secrets (awskeys.h) */
     struct key_table *keys;
+    struct customer_record *customers; /* sorted by customer (strcmp) for bsearch */
+    size_t n_customers;
     struct key_limits *limits[LIMIT_BUCKETS];
     struct budget_book *book;
     struct shared *shared; /* NULL without store.redis */
@@ -58,6 +62,8 @@ static void refresh_run(struct store_handle *store, void *ud)
 {
     struct refresh_job *j = ud;
     j->n = store->ops->key_list(store->db, &j->records, j->why, sizeof j->why);
+    if (j->n >= 0)
+        j->n_customers = store->ops->customer_list(store->db, &j->customers, j->why, sizeof j->why);
 }
 
 static void refresh_done(void *ud)
@@ -66,6 +72,7 @@ static void refresh_done(void *ud)
     struct guard *g = j->guard;
     if (g == NULL) { /* the guard stopped while this was out */
         free(j->records);
+        free(j->customers);
         free(j);
         return;
     }
@@ -74,6 +81,13 @@ static void refresh_done(void *ud)
         log_msg("warn", "keys_refresh_failed", "keeping the previous keys: %s", j->why);
     else
         guard_replace_keys(g, j->records, (size_t)j->n);
+    if (j->n >= 0 && j->n_customers < 0)
+        log_msg("warn", "customers_refresh_failed", "keeping the previous customer tiers: %s",
+                j->why);
+    else if (j->n >= 0)
+        guard_replace_customers(g, j->customers, (size_t)j->n_customers);
+    else
+        free(j->customers);
     free(j);
 }
 
@@ -104,6 +118,38 @@ void guard_replace_keys(struct guard *g, struct key_record *records, size_t n)
     if (t == NULL) return; /* the periodic refresh will catch up */
     key_table_free(g->keys);
     g->keys = t;
+}
+
+static int customer_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct customer_record *)a)->customer,
+                  ((const struct customer_record *)b)->customer);
+}
+
+void guard_replace_customers(struct guard *g, struct customer_record *records, size_t n)
+{
+    /* Sorted here, not by the store: PostgreSQL orders by its collation, bsearch by bytes. */
+    if (n > 1) qsort(records, n, sizeof *records, customer_cmp);
+    free(g->customers);
+    g->customers = records;
+    g->n_customers = n;
+}
+
+const struct tier_conf *guard_tier(const struct guard *g, const struct config *cfg,
+                                   const struct principal *who, const char *customer)
+{
+    if (cfg == NULL || cfg->n_tiers == 0) return NULL;
+    const struct tier_conf *t = NULL;
+    if (who && who->kind == PRINCIPAL_KEY) t = config_find_tier(cfg, who->key.tier);
+    if (t == NULL && g && customer && customer[0] && g->n_customers) {
+        struct customer_record probe;
+        snprintf(probe.customer, sizeof probe.customer, "%s", customer);
+        const struct customer_record *c =
+            bsearch(&probe, g->customers, g->n_customers, sizeof probe, customer_cmp);
+        if (c) t = config_find_tier(cfg, c->tier);
+    }
+    if (t == NULL) t = config_customer_tier(cfg, customer); /* the config's static map */
+    return t ? t : config_default_tier(cfg);
 }
 
 /* ---- start-up ----------------------------------------------------------------------- */
@@ -214,6 +260,13 @@ struct guard *guard_new(const struct config *cfg, struct event_base *loop,
         err_oom(err);
         goto fail;
     }
+    struct customer_record *customers = NULL;
+    int n_customers = store->ops->customer_list(store->db, &customers, why, sizeof why);
+    if (n_customers < 0) {
+        err_set(err, 500, "server_error", NULL, "customers: %s", why);
+        goto fail;
+    }
+    guard_replace_customers(g, customers, (size_t)n_customers);
     if (cfg->store.redis && loop &&
         (g->shared = shared_new(loop, cfg->store.redis, cfg->store.redis_password.value, err)) ==
             NULL)
@@ -242,6 +295,7 @@ void guard_free(struct guard *g)
     if (g->refreshing) g->refreshing->guard = NULL; /* its done() frees it */
     shared_free(g->shared); /* answers still out are dropped (their requests are gone) */
     key_table_free(g->keys);
+    free(g->customers);
     budget_book_free(g->book);
     for (size_t i = 0; i < LIMIT_BUCKETS; i++) {
         struct key_limits *l = g->limits[i];

@@ -163,6 +163,18 @@ const struct key_table *guard_keys(const struct guard *g);
  *  right after a change, so the change holds for the next request. */
 void guard_replace_keys(struct guard *g, struct key_record *records, size_t n);
 
+/** Swaps in a fresh customer → tier table (`records` taken over, also NULL with n 0), as read
+ *  by the periodic refresh or by an admin job right after a change. Loop thread. */
+void guard_replace_customers(struct guard *g, struct customer_record *records, size_t n);
+
+/** The customer tier of a request (docs/tiers.md): the key's `tier`, else the tier the
+ *  customer table gives `customer` (x-stratus-customer, else `user`), else the config's
+ *  `customers:` map's, else `cfg`'s default
+ *  tier, else NULL (no tier: nothing is checked or charged). A name `cfg` no longer has
+ *  counts as none at that step. Borrowed from `cfg`. Loop thread. */
+const struct tier_conf *guard_tier(const struct guard *g, const struct config *cfg,
+                                   const struct principal *who, const char *customer);
+
 /** Clock override for tests: wall-clock ms. NULL restores the real clock. */
 void guard_set_clock(struct guard *g, int64_t (*now_ms)(void));
 

@@ -47,6 +47,7 @@ json_t *key_to_json(const struct key_record *k, int64_t now_ms)
     if (doc) {
         json_object_set_new(doc, "allowed_cidrs", cidrs);
         json_object_set_new(doc, "max_prompt_tokens", json_integer(k->max_prompt_tokens));
+        json_object_set_new(doc, "tier", k->tier[0] ? json_string(k->tier) : json_null());
     } else {
         json_decref(cidrs);
     }
@@ -118,19 +119,10 @@ static int count(const json_t *v, const char *name, int64_t *out, struct err *e)
 int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
                   struct key_record *k, struct err *e)
 {
-    static const char *const known[] = {"name",
-                                        "team",
-                                        "models",
-                                        "budget_usd",
-                                        "budget_period",
-                                        "budget_soft",
-                                        "on_exhausted",
-                                        "rpm",
-                                        "tpm",
-                                        "expires_in",
-                                        "allowed_cidrs",
-                                        "max_prompt_tokens",
-                                        NULL};
+    static const char *const known[] = {
+        "name",         "team", "models", "budget_usd", "budget_period", "budget_soft",
+        "on_exhausted", "rpm",  "tpm",    "expires_in", "allowed_cidrs", "max_prompt_tokens",
+        "tier",         NULL};
     if (!json_is_object(body))
         return err_set(e, 400, "invalid_request_error", "invalid_json",
                        "request body must be a JSON object");
@@ -144,7 +136,7 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
             return err_set(e, 400, "invalid_request_error", "unknown_field",
                            "unknown field \"%.64s\" (known: name, team, models, budget_usd, "
                            "budget_period, budget_soft, on_exhausted, rpm, tpm, expires_in, "
-                           "allowed_cidrs, max_prompt_tokens)",
+                           "allowed_cidrs, max_prompt_tokens, tier)",
                            field);
     }
     k->budget_soft = 0.8;
@@ -155,6 +147,20 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
         count(json_object_get(body, "max_prompt_tokens"), "max_prompt_tokens",
               &k->max_prompt_tokens, e))
         return -1;
+    /* Checked against the running config: a typo would otherwise silently mean "no tier".
+     * A tier removed later makes the key fall back to the default tier (docs/tiers.md). */
+    if (text(json_object_get(body, "tier"), "tier", k->tier, sizeof k->tier, e)) return -1;
+    if (k->tier[0] && config_find_tier(cfg, k->tier) == NULL) {
+        char names[160] = "";
+        size_t w = 0;
+        for (size_t t = 0; cfg && t < cfg->n_tiers && w < sizeof names; t++)
+            w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", t ? ", " : "",
+                                  cfg->tiers[t].name);
+        err_param(e, 400, "tier", "tier '%.64s' is not configured (%s%s)", k->tier,
+                  names[0] ? "tiers: " : "the config has no tiers: section", names);
+        e->code = "tier_not_found";
+        return -1;
+    }
     const json_t *models = json_object_get(body, "models");
     if (models && !json_is_array(models))
         return bad(e, "models", "\"models\" must be an array of model names");

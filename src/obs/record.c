@@ -103,6 +103,13 @@ void record_fill_row(const struct request_record *r, uint64_t now, int64_t now_w
     if (r->route_policy)
         snprintf(row.route, sizeof row.route, "%s; %s", r->route_policy,
                  r->route_reason ? r->route_reason : "");
+    if (r->tier) {
+        copy_field(row.tier, sizeof row.tier, r->tier->name);
+        row.revenue_known = cost_tier_revenue(r->tier, r->status, row.prompt_tokens,
+                                              row.completion_tokens, &row.revenue_usd);
+        row.margin_known = row.revenue_known && row.cost_known;
+        row.margin_usd = row.margin_known ? row.revenue_usd - row.cost_usd : 0;
+    }
     *out = row;
 }
 

@@ -55,6 +55,7 @@ struct request_record {
     const char *trace_id; /* the request's W3C trace id (32 hex), or NULL: logged */
     const char *cache;    /* the response cache: "hit", "miss", "bypass", or NULL */
     double saved_usd;     /* a hit: what the answer cost when it was made (record_set_call) */
+    const struct tier_conf *tier; /* the customer tier (docs/tiers.md), or NULL: none */
 };
 
 struct ledger_row;

@@ -185,9 +185,21 @@ static void filter_privacy(struct router *r, const struct model_conf *m,
         c->skipped = privacy_pinned;
 }
 
+static const char tier_local_only[] = "customer tier: local targets only";
+
+/* A tier with local_only: true, like privacy, before health: a cloud target is never a last
+ * resort for it. */
+static void filter_tier(struct router *r, const struct model_conf *m,
+                        const struct route_request *rq, struct candidate *c, uint64_t now)
+{
+    (void)now;
+    if (rq->tier && rq->tier->local_only && !backend_self_hosted(backend_of(r, m, c->target)))
+        c->skipped = tier_local_only;
+}
+
 /* In order. */
-static const route_filter_fn filters[] = {filter_capability, filter_privacy, filter_budget,
-                                          filter_readiness, filter_breaker};
+static const route_filter_fn filters[] = {filter_capability, filter_privacy,   filter_tier,
+                                          filter_budget,     filter_readiness, filter_breaker};
 
 /* ---- policies ----------------------------------------------------------------------- */
 
@@ -291,6 +303,55 @@ static void score_thrifty(struct router *r, const struct model_conf *m,
         c->score = (c->score < 1e17 ? c->score : 0) - 1e12;
 }
 
+/* What `rq` is expected to cost on target `i` (its price × the prompt estimate and the
+ * expected output) and to bring in at its tier's prices (0 without a tier). @return false
+ * when the target has no known price. */
+static bool margin_expect(struct router *r, const struct model_conf *m,
+                          const struct route_request *rq, size_t i, double *cost, double *revenue)
+{
+    struct price price;
+    const struct backend *b = backend_of(r, m, i);
+    *cost = *revenue = 0;
+    if (!cost_target_price(&m->targets[i], &b->conf->tco, backend_tokens_per_s(b), &price))
+        return false;
+    struct usage u = {.prompt = rq->prompt_tokens, .completion = rq->output_tokens};
+    *cost = cost_usd(&price, &u);
+    if (rq->tier) cost_tier_revenue(rq->tier, 200, rq->prompt_tokens, rq->output_tokens, revenue);
+    return true;
+}
+
+/* Whether an expected cost keeps the tier's ceiling and margin. A tier that charges nothing
+ * has no share to keep: only a free target keeps a min_margin then. */
+static bool margin_keeps(const struct tier_conf *t, double cost, double revenue)
+{
+    if (t->max_cost_usd > 0 && cost > t->max_cost_usd) return false;
+    if (!t->min_margin_set) return true;
+    if (!(revenue > 0)) return cost <= 0;
+    return (revenue - cost) / revenue >= t->min_margin;
+}
+
+/* route: margin. Targets that keep the tier's margin go first, best quality first (cheaper
+ * first within a quality); then the rest by expected cost, unpriced ones last. Without a
+ * tier: as cost. */
+static void score_margin(struct router *r, const struct model_conf *m,
+                         const struct route_request *rq, struct candidate *c, uint64_t now,
+                         char *figure, size_t cap)
+{
+    score_cost(r, m, rq, c, now, figure, cap);
+    double cost, revenue;
+    if (rq->tier == NULL || !margin_expect(r, m, rq, c->target, &cost, &revenue)) return;
+    int q = m->targets[c->target].quality;
+    bool keeps = margin_keeps(rq->tier, cost, revenue);
+    /* quality <= 1e6, so the score stays below 1e9 in size: cost still breaks ties. */
+    if (keeps) c->score = -((double)q + 1) * 1000.0 + (cost < 999 ? cost : 999);
+    if (figure) {
+        char share[24] = "n/a";
+        if (revenue > 0) snprintf(share, sizeof share, "%.1f%%", 100 * (revenue - cost) / revenue);
+        snprintf(figure, cap, "quality %d, expected $%.6f, margin %s%s", q, cost, share,
+                 keeps ? "" : " (below the tier's)");
+    }
+}
+
 static route_score_fn scorer_for(enum route_policy p)
 {
     switch (p) {
@@ -304,6 +365,8 @@ static route_score_fn scorer_for(enum route_policy p)
         return score_least_busy;
     case ROUTE_COST:
         return score_cost;
+    case ROUTE_MARGIN:
+        return score_margin;
     }
     return score_priority;
 }
@@ -331,7 +394,8 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                      struct err *err)
 {
     uint64_t now = r->now();
-    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0, private_skipped = 0;
+    size_t n = m->n_targets, kept = 0, health_skipped = 0, budget_skipped = 0, private_skipped = 0,
+           tier_skipped = 0;
     const struct candidate *down = NULL;
     /* Past a soft budget threshold the cheapest target goes first, whatever the policy. */
     enum route_policy policy = rq->budget == ROUTE_BUDGET_SOFT ? ROUTE_COST : m->route;
@@ -349,6 +413,8 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
             budget_skipped++;
         else if (cand[i].skipped == privacy_pinned)
             private_skipped++;
+        else if (cand[i].skipped == tier_local_only)
+            tier_skipped++;
         else if (cand[i].down && down == NULL)
             down = &cand[i];
     }
@@ -368,6 +434,10 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                        "or private target%s",
                        m->name, why);
     }
+    if (kept == 0 && health_skipped == 0 && tier_skipped > 0 && down == NULL)
+        return err_set(err, 403, "permission_error", "model_not_allowed_for_tier",
+                       "tier '%s' may use local targets only, and model '%s' has none",
+                       rq->tier->name, m->name);
     if (kept == 0 && health_skipped == 0 && budget_skipped > 0)
         return err_set(err, 429, "insufficient_quota", "budget_exceeded",
                        "%s, which allows local targets only, and model '%s' has none",
@@ -439,6 +509,32 @@ static int plan_into(struct router *r, const struct model_conf *m, const struct 
                 snprintf(plan->reason, sizeof plan->reason, "no priced target available; %s",
                          bname);
             break;
+        case ROUTE_MARGIN: {
+            double cost, revenue;
+            bool priced = margin_expect(r, m, rq, cand[0].target, &cost, &revenue);
+            char share[24] = "n/a", floor[24] = "";
+            if (priced && revenue > 0)
+                snprintf(share, sizeof share, "%.1f%%", 100 * (revenue - cost) / revenue);
+            if (rq->tier && rq->tier->min_margin_set)
+                snprintf(floor, sizeof floor, " >= %.1f%%", 100 * rq->tier->min_margin);
+            if (!priced)
+                snprintf(plan->reason, sizeof plan->reason, "no priced target available; %s",
+                         bname);
+            else if (rq->tier == NULL)
+                snprintf(plan->reason, sizeof plan->reason, "no tier: cheapest %s ($%.6f expected)",
+                         bname, cost);
+            else if (cand[0].score < 0)
+                snprintf(plan->reason, sizeof plan->reason,
+                         "tier %s: best quality keeping the margin %s (quality %d, expected "
+                         "margin %s%s, $%.6f)",
+                         rq->tier->name, bname, t->quality, share, floor, cost);
+            else
+                snprintf(plan->reason, sizeof plan->reason,
+                         "tier %s: no target keeps the margin%s; cheapest %s (expected margin "
+                         "%s, $%.6f)",
+                         rq->tier->name, floor, bname, share, cost);
+            break;
+        }
         }
         const char *budget = rq->budget_why ? rq->budget_why : "budget";
         if (rq->budget == ROUTE_BUDGET_SOFT && cand[0].score < 0)

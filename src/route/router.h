@@ -11,7 +11,9 @@
  *   2. The group's policy orders what is left — priority (configured order), weighted
  *      (random by weight), latency (peak-EWMA of time to first byte, power of two choices),
  *      least-busy (requests in flight; a local engine's busy slots and queue), cost (the
- *      cheapest expected cost for this request). The rest of the order is the failover list.
+ *      cheapest expected cost for this request), margin (the highest `quality` target whose
+ *      expected cost keeps the customer tier's min_margin and max_cost_usd, else the
+ *      cheapest; docs/tiers.md). The rest of the order is the failover list.
  * When every target was filtered for health alone, the plan is those targets, soonest to
  * recover first, rather than nothing: a request is better tried than refused outright.
  *
@@ -65,6 +67,9 @@ struct route_request {
      * targets or backends marked `private: true` may serve it; when none can, the plan
      * fails with 503 no_private_target — never a quiet fallback to another target. */
     bool private_only;
+    /* The customer tier (docs/tiers.md), for route: margin; NULL: none (margin then orders
+     * like cost). */
+    const struct tier_conf *tier;
 };
 
 struct route_plan {

@@ -19,12 +19,15 @@ struct store {
     PGconn *conn;
     struct rollup_line *lines; /* a batch's folded lines */
     size_t lines_cap;
+    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
+    size_t mlines_cap;
 };
 
-static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
-                   size_t cap, char *why, size_t size);
+static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                      struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
+static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size);
 
 /* A growing byte buffer for one COPY batch. */
 struct buf {
@@ -80,7 +83,7 @@ static int migrate(struct store *s, char *why, size_t size)
                   why, size);
     for (size_t i = 0; rc == 0 && i < sizeof schema_migrations / sizeof schema_migrations[0]; i++) {
         const struct migration *m = &schema_migrations[i];
-        char q[128], sql[4096];
+        char q[128], sql[8192];
         snprintf(q, sizeof q, "SELECT 1 FROM schema_migrations WHERE version = %d", m->version);
         PGresult *r = PQexec(s->conn, q);
         if ((rc = ok(r, s, why, size, "migration check")) == 0 && PQntuples(r) == 0) {
@@ -89,7 +92,7 @@ static int migrate(struct store *s, char *why, size_t size)
                      m->version);
             rc = exec(s, "BEGIN", why, size) || exec(s, sql, why, size) ||
                          (m->version == ROLLUP_BACKFILL_VERSION &&
-                          rollup_backfill(s, pg_read, add_rollups, exec, why, size)) ||
+                          rollup_backfill(s, pg_read_v9, add_rollups, exec, why, size)) ||
                          exec(s, q, why, size) || exec(s, "COMMIT", why, size)
                      ? -1
                      : 0;
@@ -108,6 +111,7 @@ static void pg_close(struct store *s)
     if (s == NULL) return;
     PQfinish(s->conn);
     free(s->lines);
+    free(s->mlines);
     free(s);
 }
 
@@ -209,7 +213,7 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
     for (size_t i = 0; i < n; i++) {
         const struct ledger_row *r = &rows[i];
         char ts[24], status[16], stream[4], pt[24], ct[24], cached[24], est[4], cost[40], lat[40],
-            ttft[40], saved[40];
+            ttft[40], saved[40], revenue[40], margin[40];
         snprintf(ts, sizeof ts, "%lld", (long long)r->ts_ms);
         snprintf(status, sizeof status, "%d", r->status);
         snprintf(stream, sizeof stream, "%d", r->stream);
@@ -221,6 +225,8 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
         snprintf(lat, sizeof lat, "%.3f", r->latency_ms);
         snprintf(ttft, sizeof ttft, "%.3f", r->ttft_ms);
         snprintf(saved, sizeof saved, "%.17g", r->saved_usd);
+        snprintf(revenue, sizeof revenue, "%.17g", r->revenue_usd);
+        snprintf(margin, sizeof margin, "%.17g", r->margin_usd);
         const char *v[LEDGER_N_COLUMNS] = {
             ts,
             r->request_id,
@@ -244,6 +250,9 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
             r->guard,
             r->cache,
             r->saved_usd < 0 ? NULL : saved,
+            r->tier,
+            r->revenue_known ? revenue : NULL,
+            r->margin_known ? margin : NULL,
         };
         for (int c = 0; c < LEDGER_N_COLUMNS; c++) copy_field(&b, v[c], c == LEDGER_N_COLUMNS - 1);
     }
@@ -263,10 +272,21 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
         s->lines = more;
         s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
+    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
+        struct margin_rollup_line *more =
+            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+        s->mlines = more;
+        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
+    }
     size_t m = rollup_fold(rows, n, s->lines);
+    size_t mm = rollup_fold_margin(rows, n, s->mlines);
     if (exec(s, "BEGIN", why, size)) return -1;
     if (copy_rows(s, rows, n, why, size) || add_rollups(s, s->lines, m, why, size) ||
-        exec(s, "COMMIT", why, size)) {
+        add_margin_rollups(s, mm, why, size) || exec(s, "COMMIT", why, size)) {
         char ignore[8];
         exec(s, "ROLLBACK", ignore, sizeof ignore);
         return -1;
@@ -316,6 +336,43 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
                 why, size);
 }
 
+/* The batch's margin lines (s->mlines[0..n)), the way add_rollups does its lines. */
+static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size)
+{
+    if (n == 0) return 0;
+    struct buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        const struct margin_rollup_line *l = &s->mlines[i];
+        char t[MARGIN_ROLLUP_N_COLUMNS][40];
+        snprintf(t[0], 40, "%lld", (long long)l->span_ms);
+        snprintf(t[1], 40, "%lld", (long long)l->bucket_ms);
+        snprintf(t[4], 40, "%lld", (long long)l->requests);
+        snprintf(t[5], 40, "%.17g", l->revenue_usd);
+        snprintf(t[6], 40, "%.17g", l->cost_usd);
+        snprintf(t[7], 40, "%.17g", l->margin_usd);
+        snprintf(t[8], 40, "%lld", (long long)l->unpriced);
+        snprintf(t[9], 40, "%lld", (long long)l->unknown_revenue);
+        snprintf(t[10], 40, "%lld", (long long)l->unknown_cost);
+        for (int c = 0; c < MARGIN_ROLLUP_N_COLUMNS; c++)
+            copy_field(&b,
+                       c == 2   ? margin_dim_name(l->dim)
+                       : c == 3 ? l->value
+                                : t[c],
+                       c == MARGIN_ROLLUP_N_COLUMNS - 1);
+    }
+    if (exec(s,
+             "CREATE TEMP TABLE IF NOT EXISTS margin_batch (LIKE margin_rollups) ON COMMIT "
+             "DELETE ROWS",
+             why, size) ||
+        copy_in(s, "COPY margin_batch (" MARGIN_ROLLUP_COLUMNS ") FROM STDIN", &b, why, size))
+        return -1;
+    return exec(
+        s,
+        "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS ") SELECT " MARGIN_ROLLUP_COLUMNS
+        " FROM margin_batch ORDER BY span_ms, dim, bucket_ms, value" MARGIN_ROLLUP_UPSERT_TAIL,
+        why, size);
+}
+
 static int64_t text_count(PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? -1 : atoll(PQgetvalue(r, row, col));
@@ -326,8 +383,13 @@ static void text_copy(PGresult *r, int row, int col, char *out, size_t cap)
     snprintf(out, cap, "%s", PQgetvalue(r, row, col));
 }
 
-static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
-                   size_t cap, char *why, size_t size)
+#define READ_WHERE                                                                                 \
+    " FROM requests WHERE ts_ms >= $1::bigint AND (ts_ms > $1::bigint OR id > $2::bigint) AND "    \
+    "ts_ms < $3::bigint ORDER BY ts_ms, id LIMIT $4::bigint"
+
+/* `v9`: only migration 9's columns (the rollup backfill runs before later ones exist). */
+static int read_rows(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                     struct ledger_row *out, size_t cap, char *why, size_t size, bool v9)
 {
     char from[24], id[24], to[24], limit[24];
     snprintf(from, sizeof from, "%lld", (long long)at->ts_ms);
@@ -336,9 +398,8 @@ static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, str
     snprintf(limit, sizeof limit, "%zu", cap);
     const char *v[4] = {from, id, to, limit};
     PGresult *r = PQexecParams(s->conn,
-                               "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= "
-                               "$1::bigint AND (ts_ms > $1::bigint OR id > $2::bigint) AND ts_ms < "
-                               "$3::bigint ORDER BY ts_ms, id LIMIT $4::bigint",
+                               v9 ? "SELECT id, " LEDGER_COLUMNS_V9 READ_WHERE
+                                  : "SELECT id, " LEDGER_COLUMNS READ_WHERE,
                                4, NULL, v, NULL, NULL, 0);
     if (ok(r, s, why, size, "read")) {
         PQclear(r);
@@ -372,25 +433,45 @@ static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, str
         text_copy(r, i, 20, w->guard, sizeof w->guard);
         text_copy(r, i, 21, w->cache, sizeof w->cache);
         w->saved_usd = PQgetisnull(r, i, 22) ? -1 : atof(PQgetvalue(r, i, 22));
+        if (v9) continue;
+        text_copy(r, i, 23, w->tier, sizeof w->tier);
+        w->revenue_known = !PQgetisnull(r, i, 24);
+        w->revenue_usd = atof(PQgetvalue(r, i, 24));
+        w->margin_known = !PQgetisnull(r, i, 25);
+        w->margin_usd = atof(PQgetvalue(r, i, 25));
     }
     PQclear(r);
     return n;
+}
+
+static int pg_read(struct store *s, struct ledger_cursor *at, int64_t to_ms, struct ledger_row *out,
+                   size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, false);
+}
+
+static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                      struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, true);
 }
 
 static int64_t pg_retain(struct store *s, int64_t rows_before, int64_t rollups_before,
                          int64_t limit, char *why, size_t size)
 {
     /* One statement per table, each atomic; the rows' also moves the mark reports read. */
-    static const char *const sql[2] = {
+    static const char *const sql[3] = {
         "WITH gone AS (DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < "
         "$1::bigint ORDER BY ts_ms LIMIT $2::bigint) RETURNING 1), mark AS (UPDATE "
         "ledger_retention SET rows_before_ms = GREATEST(rows_before_ms, $1::bigint) WHERE "
         "EXISTS (SELECT 1 FROM gone)) SELECT COUNT(*) FROM gone",
         "DELETE FROM rollups WHERE ctid IN (SELECT ctid FROM rollups WHERE span_ms IN (3600000, "
-        "86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < $1::bigint LIMIT $2::bigint)"};
-    const int64_t before[2] = {rows_before, rollups_before};
+        "86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < $1::bigint LIMIT $2::bigint)",
+        "DELETE FROM margin_rollups WHERE ctid IN (SELECT ctid FROM margin_rollups WHERE "
+        "bucket_ms < $1::bigint LIMIT $2::bigint)"};
+    const int64_t before[3] = {rows_before, rollups_before, rollups_before};
     int64_t deleted = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (before[i] <= 0) continue;
         char b[24], l[24];
         snprintf(b, sizeof b, "%lld", (long long)before[i]);
@@ -513,12 +594,13 @@ static int pg_key_insert(struct store *s, const struct key_record *k, char *why,
                                     k->aws_key_id,
                                     k->aws_secret_sealed,
                                     k->allowed_cidrs,
-                                    max_prompt};
-    PGresult *r =
-        params_retry(s,
-                     "INSERT INTO api_keys (" KEY_COLUMNS
-                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-                     KEY_N_COLUMNS, v);
+                                    max_prompt,
+                                    k->tier};
+    PGresult *r = params_retry(
+        s,
+        "INSERT INTO api_keys (" KEY_COLUMNS
+        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+        KEY_N_COLUMNS, v);
     int rc = ok(r, s, why, size, "key insert");
     PQclear(r);
     return rc;
@@ -573,6 +655,7 @@ static int pg_key_list(struct store *s, struct key_record **out, char *why, size
         snprintf(k->aws_secret_sealed, sizeof k->aws_secret_sealed, "%s", PQgetvalue(r, i, 15));
         snprintf(k->allowed_cidrs, sizeof k->allowed_cidrs, "%s", PQgetvalue(r, i, 16));
         k->max_prompt_tokens = atoll(PQgetvalue(r, i, 17));
+        snprintf(k->tier, sizeof k->tier, "%s", PQgetvalue(r, i, 18));
     }
     PQclear(r);
     *out = keys;
@@ -587,6 +670,102 @@ static int64_t pg_count(struct store *s)
     return n;
 }
 
+static int pg_customer_set(struct store *s, const struct customer_record *c, char *why, size_t size)
+{
+    char updated[24];
+    snprintf(updated, sizeof updated, "%lld", (long long)c->updated_ms);
+    const char *v[3] = {c->customer, c->tier, updated};
+    PGresult *r = params_retry(s,
+                               "INSERT INTO customers (customer, tier, updated_ms) VALUES "
+                               "($1, $2, $3::bigint) ON CONFLICT (customer) DO UPDATE SET tier = "
+                               "EXCLUDED.tier, updated_ms = EXCLUDED.updated_ms",
+                               3, v);
+    int rc = ok(r, s, why, size, "customer set");
+    PQclear(r);
+    return rc;
+}
+
+static int pg_customer_remove(struct store *s, const char *customer, char *why, size_t size)
+{
+    const char *v[1] = {customer};
+    PGresult *r = params_retry(s, "DELETE FROM customers WHERE customer = $1", 1, v);
+    int rc = ok(r, s, why, size, "customer remove");
+    if (rc == 0) rc = atoi(PQcmdTuples(r)) > 0 ? 1 : 0;
+    PQclear(r);
+    return rc;
+}
+
+static int pg_customer_list(struct store *s, struct customer_record **out, char *why, size_t size)
+{
+    *out = NULL;
+    PGresult *r = params_retry(
+        s, "SELECT customer, tier, updated_ms FROM customers ORDER BY customer", 0, NULL);
+    if (ok(r, s, why, size, "customer list")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    struct customer_record *list = n ? calloc((size_t)n, sizeof *list) : NULL;
+    if (n && list == NULL) {
+        PQclear(r);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(list[i].customer, sizeof list[i].customer, "%s", PQgetvalue(r, i, 0));
+        snprintf(list[i].tier, sizeof list[i].tier, "%s", PQgetvalue(r, i, 1));
+        list[i].updated_ms = atoll(PQgetvalue(r, i, 2));
+    }
+    PQclear(r);
+    *out = list;
+    return n;
+}
+
+static int pg_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                     struct margin_line **lines, size_t max, char *why, size_t size)
+{
+    char sql[MARGIN_QUERY_SIZE], text[SPEND_QUERY_PARAMS + 1][24];
+    margin_query_sql(sql, sizeof sql, by_customer, "$%d::bigint");
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, 0, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
+    const char *v[SPEND_QUERY_PARAMS + 1];
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) {
+        snprintf(text[i], sizeof text[i], "%lld", (long long)params[i]);
+        v[i] = text[i];
+    }
+    snprintf(text[SPEND_QUERY_PARAMS], sizeof text[0], "%zu", max);
+    v[SPEND_QUERY_PARAMS] = text[SPEND_QUERY_PARAMS];
+    *lines = NULL;
+    PGresult *r = params_retry(s, sql, SPEND_QUERY_PARAMS + 1, v);
+    if (ok(r, s, why, size, "margin")) {
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    struct margin_line *out = calloc(n ? (size_t)n : 1, sizeof *out);
+    if (out == NULL) {
+        PQclear(r);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct margin_line *l = &out[i];
+        snprintf(l->group, sizeof l->group, "%s", PQgetvalue(r, i, 0));
+        l->requests = atoll(PQgetvalue(r, i, 1));
+        l->revenue_usd = atof(PQgetvalue(r, i, 2));
+        l->cost_usd = atof(PQgetvalue(r, i, 3));
+        l->margin_usd = atof(PQgetvalue(r, i, 4));
+        l->unpriced = atoll(PQgetvalue(r, i, 5));
+        l->unknown_revenue = atoll(PQgetvalue(r, i, 6));
+        l->unknown_cost = atoll(PQgetvalue(r, i, 7));
+    }
+    PQclear(r);
+    *lines = out;
+    return n;
+}
+
 const struct store_ops store_postgres = {
     .scheme = "postgres",
     .open = pg_open,
@@ -597,6 +776,10 @@ const struct store_ops store_postgres = {
     .key_insert = pg_key_insert,
     .key_revoke = pg_key_revoke,
     .key_list = pg_key_list,
+    .customer_set = pg_customer_set,
+    .customer_remove = pg_customer_remove,
+    .customer_list = pg_customer_list,
+    .margin = pg_margin,
     .count = pg_count,
     .close = pg_close,
 };

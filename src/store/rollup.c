@@ -262,3 +262,67 @@ int rollup_backfill(struct store *s, rollup_read_cb read, rollup_add_cb add, rol
     free(lines);
     return rc;
 }
+
+/* ---- margin rollups ---- */
+
+static const char *const margin_dim_names[MARGIN_DIMS] = {"tier", "customer"};
+
+const char *margin_dim_name(enum margin_dim d)
+{
+    return (unsigned)d < MARGIN_DIMS ? margin_dim_names[d] : "tier";
+}
+
+/* The same key order as compare_keys, for the same lock-order reason. */
+static int compare_margin_keys(const void *a, const void *b)
+{
+    const struct margin_rollup_line *x = a, *y = b;
+    if (x->span_ms != y->span_ms) return x->span_ms < y->span_ms ? -1 : 1;
+    if (x->dim != y->dim) return x->dim < y->dim ? -1 : 1;
+    if (x->bucket_ms != y->bucket_ms) return x->bucket_ms < y->bucket_ms ? -1 : 1;
+    return strcmp(x->value, y->value);
+}
+
+/* A batch holds a few hundred rows: sorting its 4 lines per row and merging neighbours is
+ * simpler than the hash table the spend fold needs for its 14 per row, and fast enough. */
+size_t rollup_fold_margin(const struct ledger_row *rows, size_t n, struct margin_rollup_line *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ledger_row *r = &rows[i];
+        const char *values[MARGIN_DIMS] = {r->tier, r->customer};
+        for (int span = 0; span < 2; span++) {
+            int64_t span_ms = span ? ROLLUP_DAY_MS : ROLLUP_HOUR_MS;
+            for (int d = 0; d < MARGIN_DIMS; d++) {
+                struct margin_rollup_line *l = &out[m++];
+                l->span_ms = span_ms;
+                l->bucket_ms = r->ts_ms / span_ms * span_ms;
+                l->dim = (enum margin_dim)d;
+                copy_value(l->value, sizeof l->value, values[d]);
+                l->requests = 1;
+                l->revenue_usd = r->revenue_known ? r->revenue_usd : 0;
+                l->cost_usd = r->cost_known ? r->cost_usd : 0;
+                l->margin_usd = r->margin_known ? r->margin_usd : 0;
+                l->unpriced = r->tier[0] == '\0';
+                l->unknown_revenue = r->tier[0] != '\0' && !r->revenue_known;
+                l->unknown_cost = !r->cost_known;
+            }
+        }
+    }
+    if (m == 0) return 0;
+    qsort(out, m, sizeof *out, compare_margin_keys);
+    size_t w = 0;
+    for (size_t i = 1; i < m; i++) {
+        if (compare_margin_keys(&out[w], &out[i]) == 0) {
+            out[w].requests += out[i].requests;
+            out[w].revenue_usd += out[i].revenue_usd;
+            out[w].cost_usd += out[i].cost_usd;
+            out[w].margin_usd += out[i].margin_usd;
+            out[w].unpriced += out[i].unpriced;
+            out[w].unknown_revenue += out[i].unknown_revenue;
+            out[w].unknown_cost += out[i].unknown_cost;
+        } else {
+            out[++w] = out[i];
+        }
+    }
+    return w + 1;
+}

@@ -92,6 +92,48 @@ struct rollup_line {
     "saved_usd = rollups.saved_usd + excluded.saved_usd, "                                         \
     "cache_hits = rollups.cache_hits + excluded.cache_hits"
 
+/* ---- margin rollups (docs/tiers.md) --------------------------------------------------
+ * What tiers charge, in table `margin_rollups`: per (span, dim, bucket, value) with dim
+ * "tier" or "customer", the sums the margin report reads (struct margin_line's figures).
+ * Written with the rows, in the same transaction, like `rollups`; a separate table because
+ * its figures and dimensions are not the spend report's. */
+enum margin_dim { MARGIN_DIM_TIER, MARGIN_DIM_CUSTOMER, MARGIN_DIMS };
+
+struct margin_rollup_line {
+    int64_t span_ms, bucket_ms;
+    enum margin_dim dim;
+    char value[160];
+    int64_t requests;
+    double revenue_usd, cost_usd, margin_usd; /* known figures only */
+    int64_t unpriced, unknown_revenue, unknown_cost;
+};
+
+#define MARGIN_ROLLUP_COLUMNS                                                                      \
+    "span_ms, bucket_ms, dim, value, requests, revenue_usd, cost_usd, margin_usd, unpriced, "      \
+    "unknown_revenue, unknown_cost"
+#define MARGIN_ROLLUP_N_COLUMNS 11
+
+#define MARGIN_ROLLUP_UPSERT_TAIL                                                                  \
+    " ON CONFLICT (span_ms, dim, bucket_ms, value) DO UPDATE SET requests = "                      \
+    "margin_rollups.requests + excluded.requests, "                                                \
+    "revenue_usd = margin_rollups.revenue_usd + excluded.revenue_usd, "                            \
+    "cost_usd = margin_rollups.cost_usd + excluded.cost_usd, "                                     \
+    "margin_usd = margin_rollups.margin_usd + excluded.margin_usd, "                               \
+    "unpriced = margin_rollups.unpriced + excluded.unpriced, "                                     \
+    "unknown_revenue = margin_rollups.unknown_revenue + excluded.unknown_revenue, "                \
+    "unknown_cost = margin_rollups.unknown_cost + excluded.unknown_cost"
+
+/* Lines a row adds to: one per margin dimension and span. */
+#define MARGIN_LINES_PER_ROW (2 * MARGIN_DIMS)
+
+/** "tier", "customer". */
+const char *margin_dim_name(enum margin_dim d);
+
+/** Folds `n` rows into margin lines (`out` holds MARGIN_LINES_PER_ROW × n), summing rows
+ *  that share a line, sorted by key (span, dim, bucket, value): the lock order.
+ *  @return the number of lines. */
+size_t rollup_fold_margin(const struct ledger_row *rows, size_t n, struct margin_rollup_line *out);
+
 /* Lines a row adds to: one per dimension and span. */
 #define ROLLUP_LINES_PER_ROW (2 * ROLLUP_DIMS)
 

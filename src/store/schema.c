@@ -69,6 +69,58 @@ void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket
     if (w < size) snprintf(out + w, size - w, ") AS u GROUP BY g, b ORDER BY 8, 5 DESC, 1");
 }
 
+/* One branch of the margin query, as spend's branch(): raw rows one request each, margin
+ * rollup lines with their sums. */
+static size_t margin_branch(char *out, size_t size, bool by_customer, bool raw, int64_t span_ms,
+                            const char *placeholder, int a, int b)
+{
+    char from[24], to[24];
+    snprintf(from, sizeof from, placeholder, a);
+    snprintf(to, sizeof to, placeholder, b);
+    if (raw)
+        return (size_t)snprintf(
+            out, size,
+            "SELECT %s AS g, 1 AS n, COALESCE(revenue_usd, 0) AS rev, COALESCE(cost_usd, 0) AS "
+            "usd, COALESCE(margin_usd, 0) AS mar, CASE WHEN tier = '' THEN 1 ELSE 0 END AS unp, "
+            "CASE WHEN tier <> '' AND revenue_usd IS NULL THEN 1 ELSE 0 END AS urev, CASE WHEN "
+            "cost_usd IS NULL THEN 1 ELSE 0 END AS uusd FROM requests WHERE ts_ms >= %s AND "
+            "ts_ms < %s",
+            by_customer ? "customer" : "tier", from, to);
+    return (size_t)snprintf(out, size,
+                            "SELECT value, requests, revenue_usd, cost_usd, margin_usd, unpriced, "
+                            "unknown_revenue, unknown_cost FROM margin_rollups WHERE span_ms = "
+                            "%lld AND dim = '%s' AND bucket_ms >= %s AND bucket_ms < %s",
+                            (long long)span_ms,
+                            margin_dim_name(by_customer ? MARGIN_DIM_CUSTOMER : MARGIN_DIM_TIER),
+                            from, to);
+}
+
+void margin_query_sql(char *out, size_t size, bool by_customer, const char *placeholder)
+{
+    size_t w = (size_t)snprintf(out, size,
+                                "SELECT g, SUM(n), SUM(rev), SUM(usd), SUM(mar), SUM(unp), "
+                                "SUM(urev), SUM(uusd) FROM (");
+    /* struct rollup_plan's ranges, as in spend_query_sql: parameters 1..10, the limit 11. */
+    static const struct {
+        bool raw;
+        int64_t span;
+    } parts[] = {{true, 0},
+                 {true, 0},
+                 {false, ROLLUP_HOUR_MS},
+                 {false, ROLLUP_HOUR_MS},
+                 {false, ROLLUP_DAY_MS}};
+    for (int i = 0; i < 5 && w < size; i++) {
+        if (i > 0) w += (size_t)snprintf(out + w, size - w, " UNION ALL ");
+        if (w < size)
+            w += margin_branch(out + w, size - w, by_customer, parts[i].raw, parts[i].span,
+                               placeholder, 2 * i + 1, 2 * i + 2);
+    }
+    char limit[24];
+    snprintf(limit, sizeof limit, placeholder, SPEND_QUERY_PARAMS + 1);
+    if (w < size)
+        snprintf(out + w, size - w, ") AS u GROUP BY g ORDER BY 3 DESC, 1 LIMIT %s", limit);
+}
+
 struct spend_line *spend_lines_at(struct spend_line **lines, size_t *cap, size_t n)
 {
     if (n >= *cap) {

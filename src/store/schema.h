@@ -19,6 +19,18 @@ struct migration {
     const char *sql; /* one or more statements separated by ';' */
 };
 
+/* struct margin_line's figures over raw rows, as SQL (the margin query's raw branches and
+ * migration 10's backfill; rollup_fold_margin is the same rule in C). */
+#define MARGIN_FIGURES_SQL                                                                         \
+    "COUNT(*), SUM(COALESCE(revenue_usd, 0)), SUM(COALESCE(cost_usd, 0)), "                        \
+    "SUM(COALESCE(margin_usd, 0)), SUM(CASE WHEN tier = '' THEN 1 ELSE 0 END), "                   \
+    "SUM(CASE WHEN tier <> '' AND revenue_usd IS NULL THEN 1 ELSE 0 END), "                        \
+    "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)"
+
+#define MARGIN_BACKFILL(span, col)                                                                 \
+    ";INSERT INTO margin_rollups SELECT " span ", (ts_ms / " span ") * " span ", '" col "', " col  \
+    ", " MARGIN_FIGURES_SQL " FROM requests GROUP BY 2, 4"
+
 static const struct migration schema_migrations[] = {
     {1, "CREATE TABLE requests ("
         " id %ID%,"
@@ -104,9 +116,34 @@ static const struct migration schema_migrations[] = {
          * from rollups then): set by retention. */
         "CREATE TABLE ledger_retention (id INTEGER PRIMARY KEY, rows_before_ms BIGINT NOT NULL);"
         "INSERT INTO ledger_retention (id, rows_before_ms) VALUES (1, 0)"},
+    /* Customer tiers (docs/tiers.md): a key's tier, the customer → tier table, and each
+     * request's tier with what the customer is charged for it and what is left after cost
+     * (both NULL without a tier; margin also NULL when the cost is unknown). */
+    {10, "ALTER TABLE api_keys ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
+         "CREATE TABLE customers (customer TEXT PRIMARY KEY, tier TEXT NOT NULL,"
+         " updated_ms BIGINT NOT NULL);"
+         "ALTER TABLE requests ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
+         "ALTER TABLE requests ADD COLUMN revenue_usd DOUBLE PRECISION;"
+         "ALTER TABLE requests ADD COLUMN margin_usd DOUBLE PRECISION;"
+         /* The margin report's aggregates (rollup.h), folded from the rows already there. */
+         "CREATE TABLE margin_rollups ("
+         " span_ms BIGINT NOT NULL,"
+         " bucket_ms BIGINT NOT NULL,"
+         " dim TEXT NOT NULL,"
+         " value TEXT NOT NULL,"
+         " requests BIGINT NOT NULL,"
+         " revenue_usd DOUBLE PRECISION NOT NULL,"
+         " cost_usd DOUBLE PRECISION NOT NULL,"
+         " margin_usd DOUBLE PRECISION NOT NULL,"
+         " unpriced BIGINT NOT NULL,"
+         " unknown_revenue BIGINT NOT NULL,"
+         " unknown_cost BIGINT NOT NULL,"
+         " PRIMARY KEY (span_ms, dim, bucket_ms, value))" MARGIN_BACKFILL("3600000", "tier")
+             MARGIN_BACKFILL("3600000", "customer") MARGIN_BACKFILL("86400000", "tier")
+                 MARGIN_BACKFILL("86400000", "customer")},
 };
 
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 
 /* After this migration's SQL, in its transaction: every existing row folded into rollups. */
 #define ROLLUP_BACKFILL_VERSION 9
@@ -114,15 +151,20 @@ static const struct migration schema_migrations[] = {
 #define KEY_COLUMNS                                                                                \
     "id, hash, name, team, models, budget_usd, budget_period, budget_soft, on_exhausted, rpm, "    \
     "tpm, created_ms, expires_ms, revoked_ms, aws_key_id, aws_secret_sealed, allowed_cidrs, "      \
-    "max_prompt_tokens"
-#define KEY_N_COLUMNS 18
+    "max_prompt_tokens, tier"
+#define KEY_N_COLUMNS 19
 
-/* The insert every store prepares; parameters in column order. */
-#define LEDGER_COLUMNS                                                                             \
+/* The requests columns as of migration 9: what the rollup backfill (which runs inside
+ * migration 9, before later columns exist) reads. */
+#define LEDGER_COLUMNS_V9                                                                          \
     "ts_ms, request_id, key_id, team, customer, model, backend, target_model, endpoint, "          \
     "status, stream, prompt_tokens, completion_tokens, cached_tokens, estimated, cost_usd, "       \
     "latency_ms, ttft_ms, route, guard, cache, saved_usd"
-#define LEDGER_N_COLUMNS 22
+#define LEDGER_N_COLUMNS_V9 22
+
+/* The insert every store prepares; parameters in column order. */
+#define LEDGER_COLUMNS   LEDGER_COLUMNS_V9 ", tier, revenue_usd, margin_usd"
+#define LEDGER_N_COLUMNS 25
 
 /** The migration's SQL with %ID% replaced by `id_type` into `out`. */
 static inline void migration_sql(const struct migration *m, const char *id_type, char *out,
@@ -142,6 +184,13 @@ static inline void migration_sql(const struct migration *m, const char *id_type,
 }
 
 const char *spend_group_column(enum spend_group g);
+
+/** The margin query (struct margin_line's figures, in order, after the group), grouped by
+ *  tier or customer, reading raw rows, margin hour lines and day lines as a rollup_plan says:
+ *  parameters 1..10 are spend_query_params' values, 11 the row limit. `out` holds
+ *  MARGIN_QUERY_SIZE bytes. */
+#define MARGIN_QUERY_SIZE 3072
+void margin_query_sql(char *out, size_t size, bool by_customer, const char *placeholder);
 /* The spend query's parameters: struct rollup_plan's ten range ends, in order. */
 #define SPEND_QUERY_PARAMS 10
 #define SPEND_QUERY_SIZE   3072

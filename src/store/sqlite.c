@@ -19,12 +19,17 @@ struct store {
     sqlite3_stmt *upsert;      /* one rollup line; prepared on first use */
     struct rollup_line *lines; /* a batch's folded lines */
     size_t lines_cap;
+    sqlite3_stmt *margin_upsert;       /* one margin rollup line; prepared on first use */
+    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
+    size_t mlines_cap;
 };
 
-static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
-                       struct ledger_row *out, size_t cap, char *why, size_t size);
+static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                          struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
+static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                              size_t size);
 
 static int exec(struct store *s, const char *sql, char *why, size_t size)
 {
@@ -60,7 +65,7 @@ static int migrate(struct store *s, char *why, size_t size)
         done = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
         if (done) continue;
-        char sql[4096], record[160];
+        char sql[8192], record[160];
         migration_sql(m, "INTEGER PRIMARY KEY", sql,
                       sizeof sql); /* no sqlite_sequence write per row */
         snprintf(record, sizeof record,
@@ -70,7 +75,7 @@ static int migrate(struct store *s, char *why, size_t size)
         if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
         if (exec(s, sql, why, size) ||
             (m->version == ROLLUP_BACKFILL_VERSION &&
-             rollup_backfill(s, sqlite_read, add_rollups, NULL, why, size)) ||
+             rollup_backfill(s, sqlite_read_v9, add_rollups, NULL, why, size)) ||
             exec(s, record, why, size)) {
             exec(s, "ROLLBACK", why + strlen(why), 0);
             return -1;
@@ -88,8 +93,10 @@ static void sqlite_close(struct store *s)
     if (s == NULL) return;
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->upsert);
+    sqlite3_finalize(s->margin_upsert);
     sqlite3_close(s->db);
     free(s->lines);
+    free(s->mlines);
     free(s);
 }
 
@@ -118,7 +125,7 @@ static struct store *sqlite_open(const char *path, char *why, size_t size)
     }
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO requests (" LEDGER_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s->insert, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite %s: %s", path, sqlite3_errmsg(s->db));
         sqlite_close(s);
@@ -174,6 +181,15 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
             sqlite3_bind_double(q, 22, r->saved_usd);
         else
             sqlite3_bind_null(q, 22);
+        sqlite3_bind_text(q, 23, r->tier, -1, SQLITE_STATIC);
+        if (r->revenue_known)
+            sqlite3_bind_double(q, 24, r->revenue_usd);
+        else
+            sqlite3_bind_null(q, 24);
+        if (r->margin_known)
+            sqlite3_bind_double(q, 25, r->margin_usd);
+        else
+            sqlite3_bind_null(q, 25);
         if (sqlite3_step(q) != SQLITE_DONE) {
             snprintf(why, size, "sqlite insert: %s", sqlite3_errmsg(s->db));
             sqlite3_reset(q);
@@ -193,11 +209,59 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
         s->lines_cap = ROLLUP_LINES_PER_ROW * n;
     }
     size_t m = rollup_fold(rows, n, s->lines);
-    if (add_rollups(s, s->lines, m, why, size) != 0) {
+    if (add_rollups(s, s->lines, m, why, size) != 0 || add_margin_rollups(s, rows, n, why, size)) {
         exec(s, "ROLLBACK", why + strlen(why), 0);
         return -1;
     }
     return exec(s, "COMMIT", why, size);
+}
+
+/* The batch's margin lines (rollup.h), inside the append's transaction. */
+static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
+                              size_t size)
+{
+    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
+        struct margin_rollup_line *more =
+            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) {
+            snprintf(why, size, "out of memory");
+            return -1;
+        }
+        s->mlines = more;
+        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
+    }
+    size_t m = rollup_fold_margin(rows, n, s->mlines);
+    if (s->margin_upsert == NULL &&
+        sqlite3_prepare_v2(s->db,
+                           "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?)" MARGIN_ROLLUP_UPSERT_TAIL,
+                           -1, &s->margin_upsert, NULL) != SQLITE_OK) {
+        snprintf(why, size, "sqlite margin rollups: %s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_stmt *q = s->margin_upsert;
+    for (size_t i = 0; i < m; i++) {
+        const struct margin_rollup_line *l = &s->mlines[i];
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, l->span_ms);
+        sqlite3_bind_int64(q, 2, l->bucket_ms);
+        sqlite3_bind_text(q, 3, margin_dim_name(l->dim), -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, l->value, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, l->requests);
+        sqlite3_bind_double(q, 6, l->revenue_usd);
+        sqlite3_bind_double(q, 7, l->cost_usd);
+        sqlite3_bind_double(q, 8, l->margin_usd);
+        sqlite3_bind_int64(q, 9, l->unpriced);
+        sqlite3_bind_int64(q, 10, l->unknown_revenue);
+        sqlite3_bind_int64(q, 11, l->unknown_cost);
+        if (sqlite3_step(q) != SQLITE_DONE) {
+            snprintf(why, size, "sqlite margin rollups: %s", sqlite3_errmsg(s->db));
+            sqlite3_reset(q);
+            return -1;
+        }
+    }
+    sqlite3_reset(q);
+    return 0;
 }
 
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
@@ -249,14 +313,18 @@ static int64_t column_count(sqlite3_stmt *q, int i)
     return sqlite3_column_type(q, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, i);
 }
 
-static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
-                       struct ledger_row *out, size_t cap, char *why, size_t size)
+/* `v9`: only migration 9's columns (the rollup backfill runs before later ones exist). */
+static int read_rows(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                     struct ledger_row *out, size_t cap, char *why, size_t size, bool v9)
 {
     sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= ?1 AND "
-                           "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            v9 ? "SELECT id, " LEDGER_COLUMNS_V9 " FROM requests WHERE ts_ms >= ?1 AND "
+                 "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4"
+               : "SELECT id, " LEDGER_COLUMNS " FROM requests WHERE ts_ms >= ?1 AND "
+                 "(ts_ms > ?1 OR id > ?2) AND ts_ms < ?3 ORDER BY ts_ms, id LIMIT ?4",
+            -1, &q, NULL) != SQLITE_OK) {
         snprintf(why, size, "sqlite: %s", sqlite3_errmsg(s->db));
         return -1;
     }
@@ -294,24 +362,44 @@ static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
         column_text(q, 21, r->cache, sizeof r->cache);
         r->saved_usd =
             sqlite3_column_type(q, 22) == SQLITE_NULL ? -1 : sqlite3_column_double(q, 22);
+        if (v9) continue;
+        column_text(q, 23, r->tier, sizeof r->tier);
+        r->revenue_known = sqlite3_column_type(q, 24) != SQLITE_NULL;
+        r->revenue_usd = sqlite3_column_double(q, 24);
+        r->margin_known = sqlite3_column_type(q, 25) != SQLITE_NULL;
+        r->margin_usd = sqlite3_column_double(q, 25);
     }
     if (n < cap && rc != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return (int)n;
 }
 
+static int sqlite_read(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                       struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, false);
+}
+
+static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
+                          struct ledger_row *out, size_t cap, char *why, size_t size)
+{
+    return read_rows(s, at, to_ms, out, cap, why, size, true);
+}
+
 static int64_t sqlite_retain(struct store *s, int64_t rows_before, int64_t rollups_before,
                              int64_t limit, char *why, size_t size)
 {
-    static const char *const sql[2] = {
+    static const char *const sql[3] = {
         "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts_ms < ?1 ORDER BY "
         "ts_ms LIMIT ?2)",
         "DELETE FROM rollups WHERE rowid IN (SELECT rowid FROM rollups WHERE span_ms IN "
-        "(3600000, 86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < ?1 LIMIT ?2)"};
-    const int64_t before[2] = {rows_before, rollups_before};
+        "(3600000, 86400000) AND dim IN " ROLLUP_DIM_LIST " AND bucket_ms < ?1 LIMIT ?2)",
+        "DELETE FROM margin_rollups WHERE rowid IN (SELECT rowid FROM margin_rollups WHERE "
+        "bucket_ms < ?1 LIMIT ?2)"};
+    const int64_t before[3] = {rows_before, rollups_before, rollups_before};
     int64_t deleted = 0;
     if (exec(s, "BEGIN IMMEDIATE", why, size)) return -1;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (before[i] <= 0) continue;
         sqlite3_stmt *q = NULL;
         if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK ||
@@ -398,7 +486,7 @@ static int sqlite_key_insert(struct store *s, const struct key_record *k, char *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO api_keys (" KEY_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &q, NULL) != SQLITE_OK)
         return fail(s, q, why, size);
     sqlite3_bind_text(q, 1, k->id, -1, SQLITE_STATIC);
@@ -419,6 +507,7 @@ static int sqlite_key_insert(struct store *s, const struct key_record *k, char *
     sqlite3_bind_text(q, 16, k->aws_secret_sealed, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 17, k->allowed_cidrs, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 18, k->max_prompt_tokens);
+    sqlite3_bind_text(q, 19, k->tier, -1, SQLITE_STATIC);
     if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
     sqlite3_finalize(q);
     return 0;
@@ -487,6 +576,7 @@ static int sqlite_key_list(struct store *s, struct key_record **out, char *why, 
         column_text(q, 15, k->aws_secret_sealed, sizeof k->aws_secret_sealed);
         column_text(q, 16, k->allowed_cidrs, sizeof k->allowed_cidrs);
         k->max_prompt_tokens = sqlite3_column_int64(q, 17);
+        column_text(q, 18, k->tier, sizeof k->tier);
     }
     if (rc != SQLITE_DONE) {
         free(keys);
@@ -508,6 +598,114 @@ static int64_t sqlite_count(struct store *s)
     return n;
 }
 
+static int sqlite_customer_set(struct store *s, const struct customer_record *c, char *why,
+                               size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO customers (customer, tier, updated_ms) VALUES (?,?,?) "
+                           "ON CONFLICT (customer) DO UPDATE SET tier = excluded.tier, "
+                           "updated_ms = excluded.updated_ms",
+                           -1, &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_text(q, 1, c->customer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->tier, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, c->updated_ms);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return 0;
+}
+
+static int sqlite_customer_remove(struct store *s, const char *customer, char *why, size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM customers WHERE customer = ?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return fail(s, q, why, size);
+    sqlite3_bind_text(q, 1, customer, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+static int sqlite_customer_list(struct store *s, struct customer_record **out, char *why,
+                                size_t size)
+{
+    sqlite3_stmt *q = NULL;
+    *out = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT customer, tier, updated_ms FROM customers ORDER BY customer", -1,
+                           &q, NULL) != SQLITE_OK)
+        return fail(s, q, why, size);
+    size_t n = 0, cap = 0;
+    struct customer_record *list = NULL;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct customer_record *more = realloc(list, ncap * sizeof *list);
+            if (more == NULL) {
+                free(list);
+                sqlite3_finalize(q);
+                snprintf(why, size, "out of memory");
+                return -1;
+            }
+            list = more;
+            cap = ncap;
+        }
+        struct customer_record *c = &list[n++];
+        column_text(q, 0, c->customer, sizeof c->customer);
+        column_text(q, 1, c->tier, sizeof c->tier);
+        c->updated_ms = sqlite3_column_int64(q, 2);
+    }
+    if (rc != SQLITE_DONE) {
+        free(list);
+        return fail(s, q, why, size);
+    }
+    sqlite3_finalize(q);
+    *out = list;
+    return (int)n;
+}
+
+static int sqlite_margin(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                         struct margin_line **lines, size_t max, char *why, size_t size)
+{
+    char sql[MARGIN_QUERY_SIZE];
+    margin_query_sql(sql, sizeof sql, by_customer, "?%d");
+    struct rollup_plan plan;
+    rollup_plan(from_ms, to_ms, 0, kept_from(s), &plan);
+    int64_t params[SPEND_QUERY_PARAMS];
+    spend_query_params(&plan, params);
+    sqlite3_stmt *q = NULL;
+    *lines = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return fail(s, q, why, size);
+    for (int i = 0; i < SPEND_QUERY_PARAMS; i++) sqlite3_bind_int64(q, i + 1, params[i]);
+    sqlite3_bind_int64(q, SPEND_QUERY_PARAMS + 1, (sqlite3_int64)max);
+    size_t n = 0;
+    int rc;
+    struct margin_line *out = calloc(max ? max : 1, sizeof *out);
+    if (out == NULL) {
+        sqlite3_finalize(q);
+        snprintf(why, size, "out of memory");
+        return -1;
+    }
+    *lines = out;
+    while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        struct margin_line *l = &out[n++];
+        column_text(q, 0, l->group, sizeof l->group);
+        l->requests = sqlite3_column_int64(q, 1);
+        l->revenue_usd = sqlite3_column_double(q, 2);
+        l->cost_usd = sqlite3_column_double(q, 3);
+        l->margin_usd = sqlite3_column_double(q, 4);
+        l->unpriced = sqlite3_column_int64(q, 5);
+        l->unknown_revenue = sqlite3_column_int64(q, 6);
+        l->unknown_cost = sqlite3_column_int64(q, 7);
+    }
+    if (n < max && rc != SQLITE_DONE) return fail(s, q, why, size);
+    sqlite3_finalize(q);
+    return (int)n;
+}
+
 const struct store_ops store_sqlite = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -518,6 +716,10 @@ const struct store_ops store_sqlite = {
     .key_insert = sqlite_key_insert,
     .key_revoke = sqlite_key_revoke,
     .key_list = sqlite_key_list,
+    .customer_set = sqlite_customer_set,
+    .customer_remove = sqlite_customer_remove,
+    .customer_list = sqlite_customer_list,
+    .margin = sqlite_margin,
     .count = sqlite_count,
     .close = sqlite_close,
 };

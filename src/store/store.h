@@ -42,6 +42,12 @@ struct ledger_row {
     char guard[200];  /* guards that fired: rule and kind names only ("" none) */
     char cache[8];    /* "hit", "miss", "bypass", or "" when the request was not cacheable */
     double saved_usd; /* a hit: what the answer cost when it was made; < 0: not a hit */
+    /* Customer tiers (docs/tiers.md): "" and both unknown when the request had no tier. */
+    char tier[72];
+    bool revenue_known;
+    double revenue_usd; /* what the customer is charged for it (tier price × usage) */
+    bool margin_known;  /* revenue and cost both known */
+    double margin_usd;  /* revenue − cost; may be negative */
 };
 
 /* A spend report: sums over rows in [from_ms, to_ms), grouped by one column and, for a
@@ -67,6 +73,19 @@ struct spend_line {
     int64_t other_groups; /* cost/report's top-N: groups summed into this "other" line; 0 */
 };
 
+/* Revenue, cost and margin of one tier or customer over a range (docs/tiers.md), summed
+ * from margin rollups and raw rows at the ragged ends. */
+struct margin_line {
+    char group[160];
+    int64_t requests;
+    double revenue_usd;      /* known revenue only */
+    double cost_usd;         /* known cost only */
+    double margin_usd;       /* over rows whose revenue and cost are both known */
+    int64_t unpriced;        /* rows without a tier (no revenue): their cost is in cost_usd */
+    int64_t unknown_revenue; /* rows with a tier whose revenue is unknown (usage unknown) */
+    int64_t unknown_cost;    /* rows whose cost is unknown */
+};
+
 /* A virtual key as stored. The secret itself is never stored: only its SHA-256. Its budget
  * uses the config's budget enums (stored as their integer values). */
 struct key_record {
@@ -85,6 +104,14 @@ struct key_record {
     char aws_secret_sealed[144]; /* its secret, sealed (guard/awskeys.h); "" when none */
     char allowed_cidrs[512];     /* comma-separated CIDRs the key may be used from; "" = any */
     int64_t max_prompt_tokens;   /* prompts estimated above it get 400; 0 = the model's limit */
+    char tier[72];               /* the customer tier its requests have (docs/tiers.md); "" */
+};
+
+/* A customer's tier (`/admin/customers`, docs/tiers.md). */
+struct customer_record {
+    char customer[128]; /* as x-stratus-customer (or `user`) names it */
+    char tier[72];
+    int64_t updated_ms;
 };
 
 /* Where a read of raw rows stands: the next row is the first after (ts_ms, id) in
@@ -125,6 +152,20 @@ struct store_ops {
     /** Every key, revoked ones included, oldest first, into a malloc'd array the caller
      *  frees. @return the count, or -1 with `why`. */
     int (*key_list)(struct store *s, struct key_record **out, char *why, size_t why_size);
+    /** Sets (inserts or replaces) customer `c->customer`'s tier. @return 0, or -1 with `why`. */
+    int (*customer_set)(struct store *s, const struct customer_record *c, char *why,
+                        size_t why_size);
+    /** Removes a customer. @return 1 removed, 0 no such customer, -1 error. */
+    int (*customer_remove)(struct store *s, const char *customer, char *why, size_t why_size);
+    /** Every customer, by name, into a malloc'd array the caller frees (NULL when none).
+     *  @return the count, or -1 with `why`. */
+    int (*customer_list)(struct store *s, struct customer_record **out, char *why, size_t why_size);
+    /** Margin lines over [from_ms, to_ms) (margin rollups, raw rows at the ends as a
+     *  rollup_plan says), grouped by tier (`by_customer` false) or customer, biggest revenue
+     *  first, into *lines (malloc'd; the caller frees it,
+     *  also after a failure), at most `max`. @return lines (== max: maybe more), or -1. */
+    int (*margin)(struct store *s, bool by_customer, int64_t from_ms, int64_t to_ms,
+                  struct margin_line **lines, size_t max, char *why, size_t why_size);
     /** Rows in the ledger (tests, reports). -1 on error. */
     int64_t (*count)(struct store *s);
     void (*close)(struct store *s);

@@ -266,7 +266,7 @@ test('spend report: /admin/spend and `stratus spend` totals equal the ledger', a
     assert.equal(typeof r.anomaly.flagged, 'boolean');
     const bad = await admin(gw, 'GET', '/admin/spend?group_by=colour');
     assert.equal(bad.status, 400);
-    assert.match((await bad.json()).error.message, /group_by must be model, key, team, customer, backend or route/);
+    assert.match((await bad.json()).error.message, /group_by must be model, key, team, customer, backend, route or tier/);
     assert.equal((await admin(gw, 'GET', '/admin/spend?from=yesterday')).status, 400);
     const junk = await admin(gw, 'GET', '/admin/spend?group_by');
     assert.equal(junk.status, 400);
@@ -322,7 +322,7 @@ test('spend report math: month-end projection and the anomaly flag, from rows pu
   // A higher factor clears the flag; the table says ANOMALY when it is set.
   assert.equal(JSON.parse(cli(['spend', '--config', gw.file, '--json', '--anomaly-factor', '1000'])).anomaly.flagged, false);
   assert.match(cli(['spend', '--config', gw.file, '--by', 'team']), /ANOMALY/);
-  assert.throws(() => cli(['spend', '--config', gw.file, '--by', 'colour'], { stdio: 'pipe' }), /--by is model, key, team, customer, backend or route/);
+  assert.throws(() => cli(['spend', '--config', gw.file, '--by', 'colour'], { stdio: 'pipe' }), /--by is model, key, team, customer, backend, route or tier/);
 });
 
 test('cost compare: cloud vs local monthly cost and the break-even volume', async () => {

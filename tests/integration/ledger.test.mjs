@@ -66,7 +66,7 @@ test('one row per request, with model, backend, status, tokens, cost, customer a
   assert.deepEqual([r[3].model, r[3].status, r[3].backend], ['nope', 404, '']);
   assert.equal(r[4].status, 400);
   const migrations = rows(db, 'SELECT version FROM schema_migrations');
-  assert.deepEqual(migrations, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }, { version: 9 }]);
+  assert.deepEqual(migrations, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }, { version: 9 }, { version: 10 }]);
 });
 
 test('SIGTERM under load: every answered request has its row', async () => {

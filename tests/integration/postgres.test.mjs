@@ -36,7 +36,7 @@ test('two instances share one PostgreSQL ledger; migrations run once', async () 
   ]);
   for (let i = 0; i < 20; i++) assert.equal((await post(i % 2 ? g2 : g1, { 'x-stratus-customer': `c${i % 3}` })).status, 200);
   await Promise.all([g1.stop(), g2.stop()]);
-  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2'], ['3'], ['4'], ['5'], ['6'], ['7'], ['8'], ['9']]);
+  assert.deepEqual(pg.query('SELECT version FROM schema_migrations ORDER BY version'), [['1'], ['2'], ['3'], ['4'], ['5'], ['6'], ['7'], ['8'], ['9'], ['10']]);
   assert.deepEqual(pg.query('SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM requests'), [['20', '220', '100']]);
   assert.deepEqual(pg.query("SELECT customer, COUNT(*) FROM requests GROUP BY customer ORDER BY customer"),
     [['c0', '7'], ['c1', '7'], ['c2', '6']]);
@@ -229,9 +229,53 @@ test('upgrade on PostgreSQL: migration 9 aggregates the existing rows in the dat
   // As a ledger written before rollups existed.
   pg.query('DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9');
   execFileSync(BIN, ['spend', '--config', file], { env: { ...process.env, MK } }); // opens the store: migrates
-  assert.deepEqual(pg.query('SELECT MAX(version) FROM schema_migrations'), [['9']]);
+  assert.deepEqual(pg.query('SELECT MAX(version) FROM schema_migrations'), [['10']]); // 10 was never undone
   const n = pgRollupsMatchRows(3600000);
   assert.equal(pgRollupsMatchRows(86400000), n);
   assert.deepEqual(pg.query("SELECT SUM(requests) FROM rollups WHERE dim = 'route' AND span_ms = 86400000"), pg.query('SELECT COUNT(*) FROM requests'));
   assert.ok(pg.query("SELECT DISTINCT value FROM rollups WHERE dim = 'route'").flat().includes('priority; first available in configured order'));
+});
+
+test('customer tiers on PostgreSQL: a key tier and a customer tier set on one instance hold on the other; revenue and margin rows; the margin report equals them', async () => {
+  const MK = 'sk-master-postgres-tiers-0123456789';
+  const extra = `store: { url: "${pg.url}" }\nauth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - { name: pgstd, price: { input: 3, output: 6 } }
+  - { name: pgprem, price: { input: 10, output: 20, per_request: 0.001 } }`;
+  const cfg = config({ extra, backends: [{ name: 'up', url: up.url }], models });
+  const [g1, g2] = await Promise.all([startGateway(cfg, { env: { MK } }), startGateway(cfg, { env: { MK } })]);
+  const admin = (gw, path, body) => fetch(`${gw.baseURL}${path}`, { method: body ? 'POST' : 'GET', headers: { authorization: `Bearer ${MK}` }, body: body && JSON.stringify(body) });
+  let file;
+  try {
+    file = g1.file;
+    const key = await (await admin(g1, '/admin/keys', { tier: 'pgprem' })).json();
+    assert.equal((await admin(g2, '/admin/customers', { customer: 'pg-cust', tier: 'pgstd' })).status, 200);
+    assert.deepEqual(pg.query("SELECT customer, tier FROM customers WHERE customer = 'pg-cust'"), [['pg-cust', 'pgstd']]);
+    // g1 learns the customer's tier at its next refresh; g2 the key's.
+    await waitFor(async () => (await (await admin(g1, '/admin/customers')).json()).data.length === 1, { what: 'g1 sees the customer' });
+    await waitFor(async () => (await post(g2, { authorization: `Bearer ${key.key}` })).status === 200, { what: 'g2 knows the key' });
+    for (const gw of [g1, g2]) {
+      assert.equal((await post(gw, { authorization: `Bearer ${key.key}` })).status, 200);
+      assert.equal((await post(gw, { authorization: `Bearer ${MK}`, 'x-stratus-customer': 'pg-cust' })).status, 200);
+    }
+  } finally {
+    await Promise.all([g1.stop(), g2.stop()]);
+  }
+  const rows = pg.query("SELECT tier, prompt_tokens, completion_tokens, cost_usd, revenue_usd, margin_usd FROM requests WHERE tier IN ('pgstd', 'pgprem')");
+  assert.equal(rows.filter((r) => r[0] === 'pgprem').length, 3); // the waitFor request counts
+  assert.equal(rows.filter((r) => r[0] === 'pgstd').length, 2);
+  const price = { pgstd: [0, 3, 6], pgprem: [0.001, 10, 20] };
+  for (const [tier, pt, ct, cost, revenue, margin] of rows) {
+    const [per, i, o] = price[tier];
+    assert.ok(Math.abs(Number(revenue) - (per + (Number(pt) * i + Number(ct) * o) / 1e6)) < 1e-12, `revenue ${tier}`);
+    assert.ok(Math.abs(Number(margin) - (Number(revenue) - Number(cost))) < 1e-12, `margin ${tier}`);
+  }
+  const report = JSON.parse(execFileSync(BIN, ['spend', '--by', 'tier', '--json', '--config', file], { encoding: 'utf8', env: { ...process.env, MK } }));
+  for (const tier of ['pgstd', 'pgprem']) {
+    const mine = rows.filter((r) => r[0] === tier);
+    const line = report.data.find((l) => l.tier === tier);
+    assert.equal(line.requests, mine.length);
+    assert.ok(Math.abs(line.revenue_usd - mine.reduce((a, r) => a + Number(r[4]), 0)) < 1e-12);
+    assert.ok(Math.abs(line.margin_usd - mine.reduce((a, r) => a + Number(r[5]), 0)) < 1e-12);
+  }
 });

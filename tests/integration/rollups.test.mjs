@@ -145,9 +145,9 @@ test('upgrade: migration 9 folds an existing ledger into rollups', async () => {
   for (let i = 0; i < 60; i += 6) await Promise.all(Array.from({ length: 6 }, (_, j) => one(gw, [MK], i + j)));
   await gw.stop();
   // As a ledger written before rollups existed: no table, migration 9 not applied.
-  execFileSync('sqlite3', [db, 'DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9;']);
+  execFileSync('sqlite3', [db, 'DROP TABLE rollups; DROP TABLE ledger_retention; DELETE FROM schema_migrations WHERE version = 9;']); // migration 10 stays applied
   cli(['spend', '--config', gw.file]); // opens the store: migrates
-  assert.deepEqual(sql(db, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: 9 }]);
+  assert.deepEqual(sql(db, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: 10 }]);
   assert.equal(assertRollupsMatchRows(db, HOUR), 60);
   assert.equal(assertRollupsMatchRows(db, DAY), 60);
 });
@@ -255,7 +255,7 @@ test('ledger export (JSONL, CSV) and import round-trip; a bad line imports nothi
   assert.ok(lines.some((l) => l.cost_usd === null) && lines.some((l) => l.status === 502));
   const csv = cli(['ledger', 'export', '--config', gw.file, '--since', '1h', '--format', 'csv']).split('\r\n');
   assert.equal(csv[0], 'ts,ts_ms,request_id,key_id,team,customer,model,backend,target_model,endpoint,status,stream,prompt_tokens,' +
-    'completion_tokens,cached_tokens,estimated,cost_usd,latency_ms,ttft_ms,route,guard,cache,saved_usd');
+    'completion_tokens,cached_tokens,estimated,cost_usd,latency_ms,ttft_ms,route,guard,cache,saved_usd,tier,revenue_usd,margin_usd');
   assert.equal(csv.filter(Boolean).length, 31);
 
   const other = writeConfig(yaml());

@@ -352,7 +352,8 @@ static void test_config_load_string_rejects_wrong_types(void **state)
                  31, "price must be a mapping");
     expect_exact(
         UP "models:\n  - { name: m, route: [priority], targets: [ { backend: up } ] }\n", 4, 23,
-        "route must be a string (supported: priority, weighted, latency, least-busy, cost)");
+        "route must be a string (supported: priority, weighted, latency, least-busy, cost, "
+        "margin)");
 }
 
 static void test_config_load_string_rejects_bad_listen(void **state)
@@ -712,7 +713,7 @@ static void test_config_load_string_route_policies_retry_and_cooldown(void **sta
     expect_exact(UP "models:\n  - { name: m, route: random, targets: [ { backend: up } ] }\n", 4,
                  23,
                  "unknown route policy 'random' (supported: priority, weighted, latency, "
-                 "least-busy, cost)");
+                 "least-busy, cost, margin)");
     expect_exact(UP
                  "models:\n  - { name: m, retry: { retries: 11 }, targets: [ { backend: up } ] }\n",
                  4, 34, "retries must be a non-negative integer (at most 10)");
@@ -1375,6 +1376,202 @@ static void test_config_store_retention(void **state)
     expect_error("store: { retention: { keep: 1 } }\n", 1, 23, "keep");
 }
 
+/* Three groups the tiers below may name. */
+#define TIER_MODELS                                                                                \
+    UP "models:\n  - { name: local, targets: [ { backend: up } ] }\n"                              \
+       "  - { name: cheap, targets: [ { backend: up } ] }\n"                                       \
+       "  - { name: best, targets: [ { backend: up } ] }\n"
+
+static void test_config_tiers(void **state)
+{
+    (void)state;
+    struct config_error e;
+    const char *yaml = TIER_MODELS "tiers:\n"
+                                   "  - { name: free, price: { per_request: 0 }, route_to: local,"
+                                   " default: true }\n"
+                                   "  - name: standard\n"
+                                   "    price: { input: 1.5, output: 4 }\n"
+                                   "    models: [local, cheap]\n"
+                                   "    min_margin: 0.3\n"
+                                   "    max_cost_usd: 0.02\n"
+                                   "  - { name: premium, price: { input: 5, output: 20, "
+                                   "per_request: 0.001 }, route_to: best }\n";
+    struct config *c = load(yaml, &e);
+    if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    assert_int_equal(c->n_tiers, 3);
+    const struct tier_conf *f = config_find_tier(c, "free");
+    assert_non_null(f);
+    assert_true(f->is_default);
+    assert_false(f->token_price_set);
+    assert_true(f->price_per_request == 0);
+    assert_string_equal(f->route_to, "local");
+    assert_int_equal(f->n_models, 0);
+    assert_true(tier_allows_model(f, "best")); /* no models: list → all */
+    assert_false(f->min_margin_set);
+    assert_ptr_equal(config_default_tier(c), f);
+    const struct tier_conf *s = config_find_tier(c, "standard");
+    assert_non_null(s);
+    assert_int_equal(s->line, 9);
+    assert_int_equal(s->col, 5);
+    assert_true(s->token_price_set);
+    assert_true(s->price_input == 1.5 && s->price_output == 4);
+    assert_int_equal(s->n_models, 2);
+    assert_true(tier_allows_model(s, "cheap"));
+    assert_false(tier_allows_model(s, "best"));
+    assert_false(tier_allows_model(s, NULL));
+    assert_true(s->min_margin_set && s->min_margin == 0.3);
+    assert_true(s->max_cost_usd == 0.02);
+    assert_null(s->route_to);
+    assert_false(s->is_default);
+    const struct tier_conf *pr = config_find_tier(c, "premium");
+    assert_true(pr->price_per_request == 0.001 && pr->price_output == 20);
+    assert_null(config_find_tier(c, "gold"));
+    assert_null(config_find_tier(c, ""));
+    assert_null(config_find_tier(c, NULL));
+    assert_true(tier_allows_model(NULL, "anything")); /* no tier: today's behaviour */
+    config_free(c);
+
+    /* Without the section: no tiers, no default. */
+    c = load(TIER_MODELS, &e);
+    assert_non_null(c);
+    assert_int_equal(c->n_tiers, 0);
+    assert_null(config_default_tier(c));
+    config_free(c);
+}
+
+static void test_config_tiers_rejects_bad_entries(void **state)
+{
+    (void)state;
+    /* TIER_MODELS is 6 lines: `tiers:` is line 7, its entries start on line 8. */
+    expect_error(TIER_MODELS "tiers: { name: x }\n", 7, 8, "tiers must be a list");
+    expect_error(TIER_MODELS "tiers:\n  - { price: { per_request: 0 } }\n", 8, 5,
+                 "missing required key 'name'");
+    expect_error(TIER_MODELS "tiers:\n  - { name: free, price: { per_request: 0 }, colour: red }\n",
+                 8, 46, "unknown key 'colour' in tiers[0]");
+    expect_error(TIER_MODELS "tiers:\n  - { name: free, price: { per_request: 0 }, modles: [a] }\n",
+                 8, 46, "did you mean 'models'?");
+    expect_error(TIER_MODELS "tiers:\n  - { name: 'a b', price: { per_request: 0 } }\n", 8, 13,
+                 "tier name 'a b' must be 1-64 letters");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 } }\n"
+                             "  - { name: a, price: { per_request: 1 } }\n",
+                 9, 13, "duplicate tier name 'a'");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a }\n", 8, 5,
+                 "tier 'a': missing required key 'price'");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { input: 1 } }\n", 8, 23,
+                 "needs both 'input' and 'output'");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: {} }\n", 8, 23,
+                 "needs 'input' and 'output' (USD per 1M tokens) or 'per_request'");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { input: -1, output: 1 } }\n", 8, 32,
+                 "price.input (USD per 1M tokens) must be a number");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: cheap } }\n", 8, 38,
+                 "price.per_request (USD) must be a number");
+    expect_error(TIER_MODELS
+                 "tiers:\n  - { name: a, price: { per_request: 0, cached_input: 1 } }\n",
+                 8, 41, "unknown key 'cached_input' in tier 'a' price");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, models: [gpt] }\n",
+                 8, 52, "tier 'a': models names unknown model group 'gpt'");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, models: local }\n",
+                 8, 51, "models must be a list");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, models: [] }\n", 8,
+                 51, "models is empty");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, models: [local, "
+                             "local] }\n",
+                 8, 59, "model group 'local' is listed twice");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, route_to: gpt }\n",
+                 8, 53, "tier 'a': route_to names unknown model group 'gpt'");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, models: [cheap], "
+                             "route_to: best }\n",
+                 8, 70, "tier 'a': route_to 'best' is not in its models list");
+    expect_error(TIER_MODELS
+                 "tiers:\n  - { name: a, price: { per_request: 0 }, min_margin: 1.5 }\n",
+                 8, 55, "min_margin (a share of revenue) must be a number from 0 to 1");
+    expect_error(TIER_MODELS
+                 "tiers:\n  - { name: a, price: { per_request: 0 }, min_margin: -0.1 }\n",
+                 8, 55, "min_margin");
+    expect_error(TIER_MODELS
+                 "tiers:\n  - { name: a, price: { per_request: 0 }, max_cost_usd: 0 }\n",
+                 8, 57, "max_cost_usd must be above 0");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, default: yes }\n",
+                 8, 52, "default must be true or false");
+    expect_exact(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, default: true }\n"
+                             "  - { name: b, price: { per_request: 0 }, default: true }\n",
+                 9, 52, "tier 'a' and tier 'b' both say default: true (at most one may)");
+}
+
+static void test_config_tiers_reload_section(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *a = load(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 } }\n", &e);
+    struct config *b = load(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 1 } }\n", &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    char buf[256];
+    /* Tiers name model groups, so they reload with them; nothing needs a restart. */
+    assert_string_equal(config_reloaded_sections(a, b, buf, sizeof buf), "tiers");
+    assert_string_equal(config_restart_sections(a, b, buf, sizeof buf), "");
+    config_free(a);
+    config_free(b);
+}
+
+static void test_config_margin_policy_and_quality(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c = load(UP "models:\n  - name: chat\n    route: margin\n    targets:\n"
+                               "      - { backend: up, quality: 7 }\n      - { backend: up }\n",
+                            &e);
+    if (c == NULL) fail_msg("%s", e.msg);
+    assert_int_equal(c->models[0].route, ROUTE_MARGIN);
+    assert_string_equal(route_policy_name(ROUTE_MARGIN), "margin");
+    assert_int_equal(c->models[0].targets[0].quality, 7);
+    assert_int_equal(c->models[0].targets[1].quality, 0); /* default */
+    config_free(c);
+    expect_error(UP "models:\n  - { name: chat, targets: [ { backend: up, quality: -1 } ] }\n", 4,
+                 54, "quality must be a non-negative integer");
+    expect_error(UP "models:\n  - { name: chat, targets: [ { backend: up, quality: high } ] }\n", 4,
+                 54, "quality must be a non-negative integer");
+}
+
+/* DESIGN.md's `customers:` map and `local_only:` tier key. */
+static void test_config_customers_map_and_local_only(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c =
+        load(TIER_MODELS "tiers:\n"
+                         "  - { name: free, price: { per_request: 0 }, local_only: true }\n"
+                         "  - { name: premium, price: { input: 5, output: 15 } }\n"
+                         "customers:\n  zeta: free\n  acme: premium\n  'a b': free\n",
+             &e);
+    if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    assert_true(config_find_tier(c, "free")->local_only);
+    assert_false(config_find_tier(c, "premium")->local_only);
+    assert_int_equal(c->n_customers, 3);
+    assert_ptr_equal(config_customer_tier(c, "acme"), config_find_tier(c, "premium"));
+    assert_ptr_equal(config_customer_tier(c, "zeta"), config_find_tier(c, "free"));
+    assert_ptr_equal(config_customer_tier(c, "a b"), config_find_tier(c, "free"));
+    assert_null(config_customer_tier(c, "nobody"));
+    assert_null(config_customer_tier(c, NULL));
+    config_free(c);
+    const char *base = TIER_MODELS "tiers:\n  - { name: free, price: { per_request: 0 } }\n";
+    char y[1024];
+    snprintf(y, sizeof y, "%scustomers:\n  acme: gold\n", base);
+    expect_exact(y, 10, 9, "customers: 'acme' names unknown tier 'gold'");
+    snprintf(y, sizeof y, "%scustomers: [acme]\n", base);
+    expect_error(y, 9, 12, "customers (customer: tier) must be a mapping");
+    snprintf(y, sizeof y, "%scustomers:\n  acme: free\n  acme: free\n", base);
+    expect_error(y, 11, 3, "customers: 'acme' is listed twice");
+    snprintf(y, sizeof y, "%scustomers:\n  acme: [free]\n", base);
+    expect_error(y, 10, 9, "names unknown tier '(not a string)'");
+    snprintf(y, sizeof y, "%s", TIER_MODELS "customers:\n  acme: free\n");
+    expect_error(y, 8, 9, "customers: 'acme' names unknown tier 'free'");
+    snprintf(y, sizeof y, "%s",
+             TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, "
+                         "local_only: 1 }\n");
+    expect_error(y, 8, 55, "local_only must be true or false");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1426,6 +1623,11 @@ int main(void)
         cmocka_unit_test(test_config_sections_changed_for_reload),
         cmocka_unit_test(test_config_observability),
         cmocka_unit_test(test_config_store_retention),
+        cmocka_unit_test(test_config_tiers),
+        cmocka_unit_test(test_config_tiers_rejects_bad_entries),
+        cmocka_unit_test(test_config_tiers_reload_section),
+        cmocka_unit_test(test_config_margin_policy_and_quality),
+        cmocka_unit_test(test_config_customers_map_and_local_only),
     };
     return cmocka_run_group_tests_name("src/config/config.c", tests, NULL, NULL);
 }

@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "cost/report.h"
 #include "guard/budget.h"
@@ -12,6 +15,7 @@
 #include "guard/keyjson.h"
 #include "guard/keys.h"
 #include "guard/ratelimit.h"
+#include "store/store.h"
 
 #define T_2026_11_29 1795910400000LL /* 2026-11-29T00:00:00Z */
 
@@ -109,6 +113,35 @@ static void test_key_from_json_validates_fields(void **state)
         assert_int_equal(key_from_json(j, &cfg, 0, &k, &e), -1);
         assert_int_equal(e.status, 400);
         if (strstr(e.msg, bad[i][1]) == NULL) fail_msg("%s → %s", bad[i][0], e.msg);
+        json_decref(j);
+    }
+    /* "tier" must name a configured tier: a typo would otherwise mean "no tier". */
+    struct tier_conf tiers[1] = {{.name = "gold"}};
+    cfg.tiers = tiers;
+    cfg.n_tiers = 1;
+    json_t *tj = json_loads("{\"tier\":\"gold\"}", 0, NULL);
+    memset(&k, 0, sizeof k);
+    assert_int_equal(key_from_json(tj, &cfg, 0, &k, &e), 0);
+    json_decref(tj);
+    assert_string_equal(k.tier, "gold");
+    shown = key_to_json(&k, 0);
+    assert_string_equal(json_string_value(json_object_get(shown, "tier")), "gold");
+    json_decref(shown);
+    memset(&k, 0, sizeof k);
+    shown = key_to_json(&k, 0);
+    assert_true(json_is_null(json_object_get(shown, "tier")));
+    json_decref(shown);
+    static const char *const bad_tier[][2] = {
+        {"{\"tier\":\"silver\"}", "tier 'silver' is not configured (tiers: gold)"},
+        {"{\"tier\":5}", "\"tier\" must be a string"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        json_t *j = json_loads(bad_tier[i][0], 0, NULL);
+        memset(&k, 0, sizeof k);
+        err_clear(&e);
+        assert_int_equal(key_from_json(j, &cfg, 0, &k, &e), -1);
+        assert_int_equal(e.status, 400);
+        if (strstr(e.msg, bad_tier[i][1]) == NULL) fail_msg("%s → %s", bad_tier[i][0], e.msg);
         json_decref(j);
     }
     assert_int_equal(key_parse_duration("30d"), 30LL * 86400000);
@@ -338,6 +371,67 @@ static void test_report_parse_time_forms(void **state)
     assert_int_equal(report_parse_time("", now, &out), -1);
 }
 
+/* docs/tiers.md's resolution order: the key's tier, else the customer table's, else the
+ * default tier, else none; a name the config no longer has counts as none at its step. */
+static void test_guard_tier_resolution_order(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/stratus-tier-XXXXXX", why[300];
+    assert_non_null(mkdtemp(dir));
+    struct store_handle h;
+    if (store_open("sqlite://t.db", dir, NULL, &h, why, sizeof why) != 0) fail_msg("%s", why);
+    struct customer_record c[] = {
+        {"acme", "premium", 1}, {"globex", "gone", 1}, {"initech", "standard", 1}};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(h.ops->customer_set(h.db, &c[i], why, sizeof why), 0);
+    struct tier_conf tiers[] = {
+        {.name = "free", .is_default = true}, {.name = "standard"}, {.name = "premium"}};
+    struct config cfg = {.tiers = tiers, .n_tiers = 3, .auth.refresh_ms = 2000};
+    struct err e;
+    err_clear(&e);
+    struct guard *g = guard_new(&cfg, NULL, &h, NULL, &e);
+    if (g == NULL) fail_msg("%s", e.msg);
+    struct principal key = {.kind = PRINCIPAL_KEY};
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]);    /* the table */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "initech"), &tiers[1]); /* the table */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "globex"), &tiers[0]);  /* unknown: default */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "nobody"), &tiers[0]);  /* not listed */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, ""), &tiers[0]);        /* no customer */
+    strcpy(key.key.tier, "standard");
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[1]); /* the key's wins */
+    strcpy(key.key.tier, "removed");
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]); /* then the table's */
+    tiers[0].is_default = false;
+    assert_null(guard_tier(g, &cfg, &key, "nobody")); /* no default: no tier */
+    /* The config's customers: map comes after the admin table, before the default. */
+    struct customer_conf map[] = {{.customer = "acme", .tier = 0}, {.customer = "zz", .tier = 1}};
+    cfg.customers = map;
+    cfg.n_customers = 2;
+    key.key.tier[0] = '\0';
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "acme"), &tiers[2]); /* the table's wins */
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "zz"), &tiers[1]);   /* the map's */
+    cfg.customers = NULL;
+    cfg.n_customers = 0;
+    struct config none = {0};
+    assert_null(guard_tier(g, &none, &key, "acme")); /* no tiers: section at all */
+    /* A replaced table holds at once (what an admin change does). */
+    struct customer_record *fresh = calloc(1, sizeof *fresh);
+    assert_non_null(fresh);
+    *fresh = (struct customer_record){"nobody", "premium", 2};
+    guard_replace_customers(g, fresh, 1);
+    assert_ptr_equal(guard_tier(g, &cfg, &key, "nobody"), &tiers[2]);
+    assert_null(guard_tier(g, &cfg, &key, "acme"));
+    guard_free(g);
+    store_close(&h);
+    char path[128];
+    const char *files[] = {"t.db", "t.db-wal", "t.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_gcra_saturates_huge_and_negative_charges),
         cmocka_unit_test(test_budget_counters_stay_finite),
         cmocka_unit_test(test_report_parse_time_forms),
+        cmocka_unit_test(test_guard_tier_resolution_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

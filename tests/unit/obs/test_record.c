@@ -2,6 +2,7 @@
  * row — served, refused before routing, and by a virtual key. */
 #include "unit/cmocka_all.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "guard/guard.h"
@@ -88,11 +89,73 @@ static void test_a_refused_request_cost_nothing_and_knows_no_tokens(void **state
     assert_string_equal(row.backend, "");
 }
 
+/* docs/tiers.md: revenue = per_request + tokens × the tier's prices; margin = revenue − cost,
+ * unknown with the cost; errors are not charged; no tier, no revenue. */
+static void test_a_tier_gives_revenue_and_margin(void **state)
+{
+    (void)state;
+    struct http_request req = {.method = "POST", .path = "/v1/chat/completions", .start_ns = 0};
+    struct tier_conf standard = {.name = "standard",
+                                 .token_price_set = true,
+                                 .price_input = 2,
+                                 .price_output = 10,
+                                 .price_per_request = 0.001};
+    struct request_record r = {.req = &req,
+                               .status = 200,
+                               .accounted = true,
+                               .usage = {.prompt = 1000, .completion = 500, .cached = 400},
+                               .cost_known = true,
+                               .cost_usd = 0.004,
+                               .tier = &standard};
+    struct ledger_row row;
+    record_fill_row(&r, 0, 1, &row);
+    assert_string_equal(row.tier, "standard");
+    assert_true(row.revenue_known);
+    /* 0.001 + (1000 × 2 + 500 × 10) / 1e6 = 0.008; cached tokens are charged in full */
+    assert_true(fabs(row.revenue_usd - 0.008) < 1e-15);
+    assert_true(row.margin_known);
+    assert_true(fabs(row.margin_usd - 0.004) < 1e-15);
+    /* Cost above revenue: a negative margin, recorded as such. */
+    r.cost_usd = 0.01;
+    record_fill_row(&r, 0, 1, &row);
+    assert_true(fabs(row.margin_usd + 0.002) < 1e-15);
+    /* Unknown cost: revenue stays, margin is unknown. */
+    r.cost_known = false;
+    record_fill_row(&r, 0, 1, &row);
+    assert_true(row.revenue_known);
+    assert_false(row.margin_known);
+    /* Unknown usage with token prices: revenue unknown too. */
+    r.usage.prompt = -1;
+    record_fill_row(&r, 0, 1, &row);
+    assert_false(row.revenue_known);
+    assert_false(row.margin_known);
+    /* A per-request-only tier does not need the usage. */
+    struct tier_conf flat = {.name = "flat", .price_per_request = 0.05};
+    r.tier = &flat;
+    r.cost_known = true;
+    record_fill_row(&r, 0, 1, &row);
+    assert_true(row.revenue_known && row.revenue_usd == 0.05);
+    assert_true(fabs(row.margin_usd - 0.04) < 1e-15);
+    /* An error is not charged: revenue 0, the cost (if any) is the loss. */
+    r.status = 502;
+    record_fill_row(&r, 0, 1, &row);
+    assert_true(row.revenue_known && row.revenue_usd == 0);
+    assert_true(fabs(row.margin_usd + 0.01) < 1e-15);
+    /* No tier: nothing, as before tiers existed. */
+    r.tier = NULL;
+    r.status = 200;
+    record_fill_row(&r, 0, 1, &row);
+    assert_string_equal(row.tier, "");
+    assert_false(row.revenue_known);
+    assert_false(row.margin_known);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_served_request_fills_every_column),
         cmocka_unit_test(test_a_refused_request_cost_nothing_and_knows_no_tokens),
+        cmocka_unit_test(test_a_tier_gives_revenue_and_margin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -342,6 +342,104 @@ static void test_cost_picks_cheapest_and_puts_unpriced_last(void **state)
     router_free(f.r);
 }
 
+/* route: margin (docs/tiers.md): the best quality whose expected cost keeps the tier's
+ * min_margin and max_cost_usd, else the cheapest; unpriced targets never lead. */
+static void test_margin_best_quality_keeping_the_margin_else_cheapest(void **state)
+{
+    (void)state;
+    struct fixture f;
+    setup_fixture(&f, 4, ROUTE_MARGIN, NULL);
+    /* 1000 prompt + 100 output tokens cost a $0.013, b $0.0014, c $0.00014; d unpriced. */
+    f.targets[0].price = (struct price){.set = true, .input = 10, .output = 30};
+    f.targets[1].price = (struct price){.set = true, .input = 1, .output = 4};
+    f.targets[2].price = (struct price){.set = true, .input = 0.1, .output = 0.4};
+    f.targets[0].quality = 3;
+    f.targets[1].quality = 2;
+    f.targets[2].quality = 1;
+    f.targets[3].quality = 9;
+    /* No tier: as cost. */
+    assert_int_equal(first(&f), 2);
+    assert_string_equal(f.plan.policy, "margin");
+    assert_non_null(strstr(f.plan.reason, "no tier: cheapest c"));
+    /* Premium charges $0.026: a keeps 50 % >= 30 %, and is the best. */
+    struct tier_conf premium = {.name = "premium",
+                                .token_price_set = true,
+                                .price_input = 20,
+                                .price_output = 60,
+                                .min_margin_set = true,
+                                .min_margin = 0.3};
+    f.rq.tier = &premium;
+    assert_int_equal(first(&f), 0);
+    assert_int_equal(f.order[1], 1);
+    assert_int_equal(f.order[2], 2);
+    assert_int_equal(f.order[3], 3); /* unpriced: last, whatever its quality */
+    assert_non_null(strstr(f.plan.reason, "tier premium: best quality keeping the margin a "
+                                          "(quality 3, expected margin 50.0% >= 30.0%"));
+    /* Standard charges $0.0028: a loses money, b keeps 50 %, c 95 %. */
+    struct tier_conf standard = {.name = "standard",
+                                 .token_price_set = true,
+                                 .price_input = 2,
+                                 .price_output = 8,
+                                 .min_margin_set = true,
+                                 .min_margin = 0.4};
+    f.rq.tier = &standard;
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.order[1], 2);
+    assert_int_equal(f.order[2], 0); /* below the margin: after the keepers, by cost */
+    standard.min_margin = 0.6;       /* b's 50 % no longer does */
+    assert_int_equal(first(&f), 2);
+    standard.min_margin = 0.4;
+    standard.max_cost_usd = 0.001; /* b's $0.0014 is over the ceiling */
+    assert_int_equal(first(&f), 2);
+    /* Nothing keeps a margin of a tier that charges nothing: the cheapest, said so. */
+    struct tier_conf free_tier = {.name = "free", .min_margin_set = true, .min_margin = 0.1};
+    f.rq.tier = &free_tier;
+    assert_int_equal(first(&f), 2);
+    assert_int_equal(f.order[1], 1);
+    assert_int_equal(f.order[2], 0);
+    assert_non_null(strstr(f.plan.reason, "tier free: no target keeps the margin >= 10.0%; "
+                                          "cheapest c (expected margin n/a"));
+    /* A tier without min_margin or ceiling: every priced target keeps it, best first. */
+    struct tier_conf open = {.name = "open", .price_per_request = 0.01};
+    f.rq.tier = &open;
+    assert_int_equal(first(&f), 0);
+    /* The best one cooling down: the next best. */
+    attempt(&f, 0, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 1);
+    router_free(f.r);
+}
+
+/* A tier with local_only: true is served by self-hosted targets only, never by a cloud one
+ * as a last resort; a group without one is 403 for it. */
+static void test_tier_local_only_keeps_cloud_targets_out(void **state)
+{
+    (void)state;
+    struct fixture f;
+    enum backend_type types[3] = {BACKEND_OPENAI, BACKEND_LOCAL, BACKEND_OPENAI};
+    setup_fixture(&f, 3, ROUTE_PRIORITY, types);
+    struct tier_conf free_tier = {.name = "free", .local_only = true};
+    f.rq.tier = &free_tier;
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1); /* no cloud fallback at all */
+    /* The local target cooling down: tried anyway, still never a cloud one. */
+    attempt(&f, 1, ROUTE_FAILED, 0, 30);
+    assert_int_equal(first(&f), 1);
+    assert_int_equal(f.plan.n, 1);
+    free_tier.local_only = false;
+    assert_int_equal(first(&f), 0);
+    router_free(f.r);
+
+    setup_fixture(&f, 2, ROUTE_PRIORITY, NULL);
+    free_tier.local_only = true;
+    f.rq.tier = &free_tier;
+    struct err e;
+    assert_int_equal(router_plan(f.r, &f.model, &f.rq, &f.plan, &e), -1);
+    assert_int_equal(e.status, 403);
+    assert_string_equal(e.code, "model_not_allowed_for_tier");
+    assert_string_equal(e.msg, "tier 'free' may use local targets only, and model 'chat' has none");
+    router_free(f.r);
+}
+
 static void test_budget_soft_prefers_local_then_cheapest(void **state)
 {
     (void)state;
@@ -511,6 +609,8 @@ int main(void)
         cmocka_unit_test(test_latency_tries_unmeasured_targets_first),
         cmocka_unit_test(test_least_busy_uses_in_flight_and_engine_slots),
         cmocka_unit_test(test_cost_picks_cheapest_and_puts_unpriced_last),
+        cmocka_unit_test(test_margin_best_quality_keeping_the_margin_else_cheapest),
+        cmocka_unit_test(test_tier_local_only_keeps_cloud_targets_out),
         cmocka_unit_test(test_budget_soft_prefers_local_then_cheapest),
         cmocka_unit_test(test_budget_local_only_filters_cloud_or_refuses),
         cmocka_unit_test(test_capability_filter_and_no_target_for_endpoint),

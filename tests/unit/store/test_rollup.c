@@ -2,6 +2,7 @@
  * and how a report range splits between raw rows, hour lines and day lines. */
 #include "unit/cmocka_all.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,12 +146,66 @@ static void test_plan_reads_raw_ends_hour_lines_and_day_lines(void **state)
     assert_true(p.raw[1][0] >= p.raw[1][1]);
 }
 
+/* Margin lines: tier and customer per hour and day; errors, unpriced and unknown counted. */
+static void test_fold_margin_sums_tier_and_customer_lines(void **state)
+{
+    (void)state;
+    struct ledger_row rows[3] = {row(10 * H + 5, "acme", "", 200, 0.01, true),
+                                 row(10 * H + 9, "acme", "", 200, 0.02, false),
+                                 row(11 * H + 1, "zeta", "", 200, 0.5, true)};
+    strcpy(rows[0].tier, "gold");
+    rows[0].revenue_known = rows[0].margin_known = true;
+    rows[0].revenue_usd = 0.03;
+    rows[0].margin_usd = 0.02;
+    strcpy(rows[1].tier, "gold");
+    rows[1].revenue_known = true; /* cost unknown: no margin */
+    rows[1].revenue_usd = 0.04;
+    /* rows[2]: no tier */
+    struct margin_rollup_line out[3 * MARGIN_LINES_PER_ROW];
+    size_t n = rollup_fold_margin(rows, 3, out);
+    /* hour: tier gold@10, tier ""@11, customer acme@10, customer zeta@11; day: tier gold,
+     * tier "", customer acme, customer zeta */
+    assert_int_equal(n, 8);
+    for (size_t i = 1; i < n; i++) { /* key order: span, dim, bucket, value */
+        const struct margin_rollup_line *a = &out[i - 1], *b = &out[i];
+        assert_true(a->span_ms < b->span_ms ||
+                    (a->span_ms == b->span_ms &&
+                     (a->dim < b->dim ||
+                      (a->dim == b->dim &&
+                       (a->bucket_ms < b->bucket_ms ||
+                        (a->bucket_ms == b->bucket_ms && strcmp(a->value, b->value) < 0))))));
+    }
+    const struct margin_rollup_line *gold = &out[0];
+    assert_int_equal(gold->span_ms, H);
+    assert_int_equal(gold->dim, MARGIN_DIM_TIER);
+    assert_string_equal(gold->value, "gold");
+    assert_int_equal(gold->bucket_ms, 10 * H);
+    assert_int_equal(gold->requests, 2);
+    assert_true(fabs(gold->revenue_usd - 0.07) < 1e-15);
+    assert_true(fabs(gold->cost_usd - 0.01) < 1e-15); /* the known cost only */
+    assert_true(fabs(gold->margin_usd - 0.02) < 1e-15);
+    assert_int_equal(gold->unknown_cost, 1);
+    assert_int_equal(gold->unpriced, 0);
+    const struct margin_rollup_line *none = &out[1];
+    assert_string_equal(none->value, "");
+    assert_int_equal(none->unpriced, 1);
+    assert_true(none->revenue_usd == 0 && none->cost_usd == 0.5);
+    const struct margin_rollup_line *day_acme = &out[6];
+    assert_int_equal(day_acme->span_ms, D);
+    assert_int_equal(day_acme->dim, MARGIN_DIM_CUSTOMER);
+    assert_string_equal(day_acme->value, "acme");
+    assert_int_equal(day_acme->requests, 2);
+    assert_string_equal(margin_dim_name(MARGIN_DIM_CUSTOMER), "customer");
+    assert_int_equal(rollup_fold_margin(rows, 0, out), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_class_drops_figures_and_names_failover),
         cmocka_unit_test(test_fold_sums_rows_sharing_a_line_per_hour_and_day),
         cmocka_unit_test(test_plan_reads_raw_ends_hour_lines_and_day_lines),
+        cmocka_unit_test(test_fold_margin_sums_tier_and_customer_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
