@@ -1,4 +1,10 @@
 /*
+ * Why one file of ~810 lines: admission is one decision over one in-memory state — the key
+ * table, the customer tiers, the rate-limit buckets and the budget book are swapped and read
+ * together on the loop thread, and splitting them would spread that state's invariants over
+ * files that all reach into `struct guard`. The pieces with their own data (ratelimit,
+ * budget, awskeys, sigv4_verify, keys) are modules of their own already.
+ *
  * DESIGN: everything here runs on the loop thread and is in memory: a request is admitted
  * without a database round trip. The store is touched at start (keys, budget seeds) and by
  * refresh jobs on the store-jobs thread, whose results are swapped in on the loop thread.

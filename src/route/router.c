@@ -1,4 +1,9 @@
 /*
+ * Why one file of ~810 lines: every filter and every policy (priority, weighted, latency,
+ * least-busy, cost, margin) works on the same candidate array and per-target state, and a
+ * plan is one pass of filters then one sort; a policy is 20–60 lines of comparator and
+ * reason text that only make sense next to that array.
+ *
  * DESIGN
  * State is one `struct target_state` per (model group, target), in one array indexed by
  * the group's offset: no lookups by name on the hot path. A plan is computed into a small
