@@ -793,7 +793,7 @@ void function_invoke(struct app *app, struct http_request *req, const struct fun
         *as = inv->who;
         as->key.models[0] = '\0';
     }
-    guard_admit(app->guard, as, inv->asked, inv->customer, inv->prompt_estimate,
+    guard_admit(app->guard, as, inv->asked, inv->tier, inv->customer, inv->prompt_estimate,
                 inv->output_estimate, reserve, &inv->adm, on_admitted, inv);
 }
 

@@ -536,7 +536,7 @@ void proxy_handle(struct app *app, struct http_request *req, const struct surfac
         p->cache_state = "bypass";
     double reserve = router_worst_case_cost(p->gen->router, p->model, &p->call.route);
     http_request_set_callbacks(req, on_client_abort, on_client_drain, p);
-    guard_admit(app->guard, who, p->asked, p->customer, p->call.route.prompt_tokens,
+    guard_admit(app->guard, who, p->asked, p->tier, p->customer, p->call.route.prompt_tokens,
                 p->call.route.output_tokens, reserve, &p->adm, on_admitted, p);
 }
 

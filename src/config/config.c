@@ -1776,11 +1776,38 @@ static int tier_group(struct loader *ld, const yaml_node_t *n, const char *what,
     return *out ? 0 : fail_at(ld, n, "out of memory");
 }
 
+/* budget: { limit_usd, period, soft, on_exhausted } — each customer's (or key's) own. */
+static int parse_tier_budget(struct loader *ld, const yaml_node_t *n, struct tier_conf *t)
+{
+    static const char *const keys[] = {"limit_usd", "period", "soft", "on_exhausted", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "tier '%s' budget", t->name);
+    struct budget_conf *b = &t->budget;
+    b->scope = BUDGET_SCOPE_CUSTOMER;
+    b->soft = 0.8;
+    b->period = BUDGET_MONTHLY;
+    if (want_mapping(ld, n, where) || check_keys(ld, n, keys, where)) return -1;
+    if (get(ld, n, "limit_usd") == NULL)
+        return fail_at(ld, n, "%s: missing required key 'limit_usd'", where);
+    if (get_amount(ld, n, "limit_usd", &b->limit_usd, 0, 1e12, where) ||
+        get_amount(ld, n, "soft", &b->soft, 0, 1, where))
+        return -1;
+    const yaml_node_t *p = get(ld, n, "period");
+    int v = p ? budget_period_parse(plain(p)) : -1;
+    if (p && v < 0) return fail_at(ld, p, "%s: period must be daily or monthly", where);
+    if (p) b->period = (enum budget_period)v;
+    const yaml_node_t *e = get(ld, n, "on_exhausted");
+    v = e ? budget_exhausted_parse(plain(e)) : -1;
+    if (e && v < 0) return fail_at(ld, e, "%s: on_exhausted must be reject or local_only", where);
+    if (e) b->on_exhausted = (enum budget_exhausted)v;
+    return 0;
+}
+
 static int each_tier(struct loader *ld, const yaml_node_t *n, size_t idx, void *out)
 {
-    static const char *const keys[] = {"name",     "price",        "models",
-                                       "route_to", "max_cost_usd", "min_margin",
-                                       "default",  "local_only",   NULL};
+    static const char *const keys[] = {"name",         "price",      "models",  "route_to",
+                                       "max_cost_usd", "min_margin", "default", "local_only",
+                                       "rpm",          "tpm",        "budget",  NULL};
     struct tier_conf *t = out;
     char where[64];
     snprintf(where, sizeof where, "tiers[%zu]", idx);
@@ -1844,7 +1871,11 @@ static int each_tier(struct loader *ld, const yaml_node_t *n, size_t idx, void *
             return fail_at(ld, get(ld, n, "default"),
                            "tier '%s' and tier '%s' both say default: true (at most one may)",
                            ld->cfg->tiers[j].name, t->name);
-    return 0;
+    if (get_long(ld, n, "rpm", &t->rpm, 1, 100000000) ||
+        get_long(ld, n, "tpm", &t->tpm, 1, 1000000000000L))
+        return -1;
+    const yaml_node_t *bu = get(ld, n, "budget");
+    return bu ? parse_tier_budget(ld, bu, t) : 0;
 }
 
 static int customer_conf_cmp(const void *a, const void *b)

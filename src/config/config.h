@@ -390,6 +390,11 @@ struct tier_conf {
     double min_margin; /* 0..1: the share of revenue that must remain after cost */
     bool is_default;   /* the tier of requests that resolve to none (at most one) */
     bool local_only;   /* only self-hosted targets may serve it (a 403 when a group has none) */
+    /* Defaults (docs/tiers.md): rpm/tpm and budget for keys made with this tier that do not
+     * set their own; the budget also applies to each customer of the tier that no
+     * `budgets:` entry names. 0 / budget.limit_usd 0: none. */
+    long rpm, tpm;
+    struct budget_conf budget; /* scope customer, name NULL */
     int line, col;
 };
 

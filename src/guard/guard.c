@@ -187,6 +187,9 @@ static bool budgeted(const struct guard *g, const struct key_record *keys, size_
     }
     for (size_t i = 0; i < g->cfg->n_budgets; i++)
         if (g->cfg->budgets[i].scope == scope && g->cfg->budgets[i].period == period) return true;
+    for (size_t i = 0; scope == BUDGET_SCOPE_CUSTOMER && i < g->cfg->n_tiers; i++)
+        if (g->cfg->tiers[i].budget.limit_usd > 0 && g->cfg->tiers[i].budget.period == period)
+            return true;
     return false;
 }
 
@@ -525,7 +528,8 @@ static const struct budget_conf *rule_for(const struct config *cfg, enum budget_
 }
 
 /* The budgets that apply to this request, into adm->applies. */
-static void collect_budgets(struct guard *g, const struct key_record *k, struct admission *adm)
+static void collect_budgets(struct guard *g, const struct key_record *k,
+                            const struct tier_conf *tier, struct admission *adm)
 {
     adm->n_applies = 0;
     if (k && k->budget_usd > 0) {
@@ -538,13 +542,16 @@ static void collect_budgets(struct guard *g, const struct key_record *k, struct 
         };
         adm->applies[adm->n_applies++] = (struct budget_applies){&adm->key_rule, k->id};
     }
-    /* One rule per scope; daily wins when both periods are configured (it runs out first). */
+    /* One rule per scope; daily wins when both periods are configured (it runs out first). A
+     * customer no `budgets:` entry names gets its tier's budget (docs/tiers.md). */
     const char *team = k ? k->team : "";
     for (int s = BUDGET_SCOPE_TEAM; s <= BUDGET_SCOPE_CUSTOMER; s++) {
         const char *name = s == BUDGET_SCOPE_TEAM ? team : adm->customer;
         if (name[0] == '\0') continue;
         const struct budget_conf *r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_DAILY, name);
         if (r == NULL) r = rule_for(g->cfg, (enum budget_scope)s, BUDGET_MONTHLY, name);
+        if (r == NULL && s == BUDGET_SCOPE_CUSTOMER && tier && tier->budget.limit_usd > 0)
+            r = &tier->budget;
         if (r) adm->applies[adm->n_applies++] = (struct budget_applies){r, name};
     }
 }
@@ -689,8 +696,9 @@ static int64_t tokens_asked(long prompt_tokens, long output_tokens)
 }
 
 void guard_admit(struct guard *g, const struct principal *who, const struct model_conf *model,
-                 const char *customer, long prompt_tokens, long output_tokens, double reserve_usd,
-                 struct admission *adm, guard_admit_cb done, void *ud)
+                 const struct tier_conf *tier, const char *customer, long prompt_tokens,
+                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
+                 void *ud)
 {
     memset(adm, 0, sizeof *adm);
     struct err e;
@@ -706,7 +714,7 @@ void guard_admit(struct guard *g, const struct principal *who, const struct mode
     adm->reserve_usd = budget_clamp_usd(reserve_usd);
     adm->tokens_charged = tokens_asked(prompt_tokens, output_tokens);
     if (k) snprintf(adm->key_id, sizeof adm->key_id, "%s", k->id);
-    collect_budgets(g, k, adm);
+    collect_budgets(g, k, tier, adm);
     bool limits = k && (k->rpm > 0 || k->tpm > 0);
     if (g->shared && (limits || adm->n_applies > 0) && shared_connected(g->shared)) {
         struct admit_pending *p = calloc(1, sizeof *p);

@@ -141,11 +141,13 @@ int guard_mint_aws(const struct guard *g, struct key_record *rec, char secret[AW
  * uses; `reserve_usd` its worst-case cost (held on every budget that applies). Puts
  * x-ratelimit-* headers in adm->headers when the key has limits, Retry-After on a 429.
  * `done` is called exactly once: before this returns (in-process counters) or when Redis
- * answers — unless guard_cancel() comes first.
+ * answers — unless guard_cancel() comes first. `tier` (may be NULL; borrowed for the call)
+ * is the request's (guard_tier): its budget applies to a customer no `budgets:` entry names.
  */
 void guard_admit(struct guard *g, const struct principal *who, const struct model_conf *model,
-                 const char *customer, long prompt_tokens, long output_tokens, double reserve_usd,
-                 struct admission *adm, guard_admit_cb done, void *ud);
+                 const struct tier_conf *tier, const char *customer, long prompt_tokens,
+                 long output_tokens, double reserve_usd, struct admission *adm, guard_admit_cb done,
+                 void *ud);
 
 /** The request is going away: a Redis answer still out is dropped (and what it reserved is
  *  given back). Safe to call in any state. */

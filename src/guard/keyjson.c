@@ -238,5 +238,18 @@ int key_from_json(const json_t *body, const struct config *cfg, int64_t now_ms,
                 "\"expires_in\" must be a duration like \"30d\", \"12h\", \"45m\" or \"3600s\"");
         k->expires_ms = now_ms + d;
     }
+    /* The tier's defaults for what the request left out (docs/tiers.md): stored on the key,
+     * so they are enforced like the key's own, shared through Redis and listed with it. */
+    const struct tier_conf *tier = k->tier[0] ? config_find_tier(cfg, k->tier) : NULL;
+    if (tier) {
+        if (json_object_get(body, "rpm") == NULL) k->rpm = tier->rpm;
+        if (json_object_get(body, "tpm") == NULL) k->tpm = tier->tpm;
+        if (b == NULL && tier->budget.limit_usd > 0) {
+            k->budget_usd = tier->budget.limit_usd;
+            if (p == NULL) k->budget_period = tier->budget.period;
+            if (s == NULL) k->budget_soft = tier->budget.soft;
+            if (x == NULL) k->on_exhausted = tier->budget.on_exhausted;
+        }
+    }
     return 0;
 }

@@ -514,3 +514,51 @@ functions:
   const rows = sqlite(file, "SELECT tier, status FROM requests WHERE endpoint = 'functions/invoke' ORDER BY id");
   assert.deepEqual(rows, [{ tier: 'free', status: 200 }, { tier: 'standard', status: 403 }, { tier: 'premium', status: 200 }]);
 });
+
+test('a tier\'s rate and budget defaults: keys made with the tier inherit rpm/tpm/budget; each customer of the tier gets its budget', async () => {
+  const gw = await startGateway(config({
+    extra: `auth: { master_key: env:MK, refresh_ms: 200 }
+tiers:
+  - { name: metered, price: { input: 1, output: 4 }, rpm: 2, tpm: 100000,
+      budget: { limit_usd: 0.0001, period: daily, on_exhausted: reject } }
+  - { name: open, price: { input: 1, output: 4 } }
+customers:
+  acme: metered
+  zeta: metered`,
+    backends: [{ name: 'cloud', url: cloud.url }],
+    // 11 prompt + 5 completion tokens at $1/$2 per 1M: $0.000021 a request
+    models: [{ name: 'priced', targets: [{ backend: 'cloud', model: 'ok', price: { input: 1, output: 2 } }] }],
+  }), { env });
+  try {
+    // A key made with the tier carries its defaults (listed with it); one that sets its own keeps them.
+    const made = await (await call(gw, 'POST', '/admin/keys', { tier: 'metered' })).json();
+    const own = await (await call(gw, 'POST', '/admin/keys', { tier: 'metered', rpm: 50, budget_usd: 5 })).json();
+    const plain = await (await call(gw, 'POST', '/admin/keys', { tier: 'open' })).json();
+    const list = (await (await call(gw, 'GET', '/admin/keys')).json()).data;
+    const row = (id) => list.find((k) => k.id === id);
+    assert.equal(row(made.id).rpm, 2);
+    assert.equal(row(made.id).tpm, 100000);
+    assert.equal(row(made.id).budget_usd, 0.0001);
+    assert.equal(row(made.id).budget_period, 'daily');
+    assert.equal(row(own.id).rpm, 50);
+    assert.equal(row(own.id).budget_usd, 5);
+    assert.equal(row(plain.id).rpm ?? 0, 0);
+    // ...and enforces them: the third request in a minute is refused.
+    const codes = [];
+    for (let i = 0; i < 3; i++) codes.push((await chat(gw, made.key, 'priced')).status);
+    assert.deepEqual(codes, [200, 200, 429]);
+
+    // Customers of the tier (no budgets: entry names them) each get the tier's budget:
+    // acme spends past $0.0001 in a few requests and is refused; zeta is not affected.
+    const spend = [];
+    for (let i = 0; i < 8; i++) spend.push((await chat(gw, own.key, 'priced', { 'x-stratus-customer': 'acme' })).status);
+    assert.ok(spend.slice(0, 4).every((s) => s === 200), spend.join(','));
+    const refused = await chat(gw, own.key, 'priced', { 'x-stratus-customer': 'acme' });
+    assert.equal(refused.status, 429);
+    const body = await refused.json();
+    assert.equal(body.error.code, 'budget_exceeded');
+    assert.match(body.error.message, /customer 'acme'/);
+    assert.equal((await chat(gw, own.key, 'priced', { 'x-stratus-customer': 'zeta' })).status, 200);
+  } finally { await gw.stop(); }
+  assert.equal(gw.exitCode, 0, gw.stderr.slice(-3000));
+});

@@ -1439,6 +1439,41 @@ static void test_config_tiers(void **state)
     config_free(c);
 }
 
+static void test_config_tier_rate_and_budget_defaults(void **state)
+{
+    (void)state;
+    struct config_error e;
+    struct config *c =
+        load(TIER_MODELS "tiers:\n"
+                         "  - { name: a, price: { per_request: 0 }, rpm: 60, tpm: 9000,\n"
+                         "      budget: { limit_usd: 5, period: daily, soft: 0.5,\n"
+                         "                on_exhausted: local_only } }\n"
+                         "  - { name: b, price: { per_request: 0 } }\n",
+             &e);
+    if (c == NULL) fail_msg("%s at %d:%d", e.msg, e.line, e.col);
+    const struct tier_conf *a = config_find_tier(c, "a"), *b = config_find_tier(c, "b");
+    assert_int_equal(a->rpm, 60);
+    assert_int_equal(a->tpm, 9000);
+    assert_true(a->budget.limit_usd == 5);
+    assert_int_equal(a->budget.period, BUDGET_DAILY);
+    assert_true(a->budget.soft == 0.5);
+    assert_int_equal(a->budget.on_exhausted, BUDGET_LOCAL_ONLY);
+    assert_int_equal(a->budget.scope, BUDGET_SCOPE_CUSTOMER);
+    assert_int_equal(b->rpm, 0);
+    assert_true(b->budget.limit_usd == 0);
+    config_free(c);
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, rpm: 0 }\n", 8, 48,
+                 "rpm");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, budget: {} }\n", 8,
+                 51, "tier 'a' budget: missing required key 'limit_usd'");
+    expect_error(TIER_MODELS
+                 "tiers:\n  - { name: a, price: { per_request: 0 }, budget: { limit_usd: 0 } }\n",
+                 8, 64, "budget.limit_usd must be a number above 0");
+    expect_error(TIER_MODELS "tiers:\n  - { name: a, price: { per_request: 0 }, budget: { "
+                             "limit_usd: 1, period: weekly } }\n",
+                 8, 75, "period must be daily or monthly");
+}
+
 static void test_config_tiers_rejects_bad_entries(void **state)
 {
     (void)state;
@@ -1625,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_config_store_retention),
         cmocka_unit_test(test_config_tiers),
         cmocka_unit_test(test_config_tiers_rejects_bad_entries),
+        cmocka_unit_test(test_config_tier_rate_and_budget_defaults),
         cmocka_unit_test(test_config_tiers_reload_section),
         cmocka_unit_test(test_config_margin_policy_and_quality),
         cmocka_unit_test(test_config_customers_map_and_local_only),
