@@ -16,6 +16,14 @@ const char *spend_group_column(enum spend_group g)
                                                                         : "model";
 }
 
+/* The five parts of a report, in the order of struct rollup_plan's ranges (its ten numbers
+ * are the parameters): raw rows at both ends, hour lines at both ends, day lines between. */
+static const struct {
+    bool raw;
+    int64_t span;
+} parts[] = {
+    {true, 0}, {true, 0}, {false, ROLLUP_HOUR_MS}, {false, ROLLUP_HOUR_MS}, {false, ROLLUP_DAY_MS}};
+
 /* One branch of the spend query: `table`'s rows in [p(a), p(b)), as the columns the outer
  * query sums. Raw rows count one request each; rollup lines carry their sums. */
 static size_t branch(char *out, size_t size, enum spend_group by, int64_t bucket_ms, bool raw,
@@ -52,14 +60,6 @@ void spend_query_sql(char *out, size_t size, enum spend_group by, int64_t bucket
                                 "SELECT g, SUM(n), SUM(pt), SUM(ct), SUM(usd), SUM(unk), SUM(est), "
                                 "b FROM (");
     /* In the order of struct rollup_plan's ranges: the parameters are its ten numbers. */
-    static const struct {
-        bool raw;
-        int64_t span;
-    } parts[] = {{true, 0},
-                 {true, 0},
-                 {false, ROLLUP_HOUR_MS},
-                 {false, ROLLUP_HOUR_MS},
-                 {false, ROLLUP_DAY_MS}};
     for (int i = 0; i < 5 && w < size; i++) {
         if (i > 0) w += (size_t)snprintf(out + w, size - w, " UNION ALL ");
         if (w < size)
@@ -101,14 +101,6 @@ void margin_query_sql(char *out, size_t size, bool by_customer, const char *plac
                                 "SELECT g, SUM(n), SUM(rev), SUM(usd), SUM(mar), SUM(unp), "
                                 "SUM(urev), SUM(uusd) FROM (");
     /* struct rollup_plan's ranges, as in spend_query_sql: parameters 1..10, the limit 11. */
-    static const struct {
-        bool raw;
-        int64_t span;
-    } parts[] = {{true, 0},
-                 {true, 0},
-                 {false, ROLLUP_HOUR_MS},
-                 {false, ROLLUP_HOUR_MS},
-                 {false, ROLLUP_DAY_MS}};
     for (int i = 0; i < 5 && w < size; i++) {
         if (i > 0) w += (size_t)snprintf(out + w, size - w, " UNION ALL ");
         if (w < size)
