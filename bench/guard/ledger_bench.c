@@ -31,7 +31,7 @@ int main(int argc, char **argv)
     long batch = argc > 3 ? atol(argv[3]) : 256;
     char why[600];
     struct store_handle s;
-    if (store_open(argv[1], NULL, &s, why, sizeof why) != 0) {
+    if (store_open(argv[1], NULL, NULL, &s, why, sizeof why) != 0) {
         fprintf(stderr, "%s\n", why);
         return 1;
     }
