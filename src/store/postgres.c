@@ -294,10 +294,12 @@ static int append_once(struct store *s, const struct ledger_row *rows, size_t n,
     return 0;
 }
 
-/* A batch's lines go in by COPY into a temporary table (emptied at commit), then one
- * constant INSERT … SELECT … ON CONFLICT folds them into rollups in key order (the same
- * lock order in every instance): a statement PostgreSQL plans once per connection instead of
- * a VALUES list of thousands of parameters per batch (measured: 13,000 → 20,000 rows/s). */
+/* A batch's lines go in by COPY into a temporary table, then one constant statement empties
+ * it into rollups in key order (the same lock order in every instance): a statement
+ * PostgreSQL plans once per connection instead of a VALUES list of thousands of parameters
+ * per batch (measured: 13,000 → 20,000 rows/s). The DELETE … RETURNING replaces ON COMMIT
+ * DELETE ROWS, whose truncate at every commit cost more than the rows (8,400 → 10,000 rows/s
+ * with margin rollups, BENCHMARKS.md). */
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size)
 {
@@ -326,13 +328,13 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
                                 : t[c],
                        c == ROLLUP_N_COLUMNS - 1);
     }
-    if (exec(s, "CREATE TEMP TABLE IF NOT EXISTS rollup_batch (LIKE rollups) ON COMMIT DELETE ROWS",
-             why, size) ||
+    if (exec(s, "CREATE TEMP TABLE IF NOT EXISTS rollup_batch (LIKE rollups)", why, size) ||
         copy_in(s, "COPY rollup_batch (" ROLLUP_COLUMNS ") FROM STDIN", &b, why, size))
         return -1;
     return exec(s,
-                "INSERT INTO rollups (" ROLLUP_COLUMNS ") SELECT " ROLLUP_COLUMNS
-                " FROM rollup_batch ORDER BY span_ms, dim, bucket_ms, value" ROLLUP_UPSERT_TAIL,
+                "WITH batch AS (DELETE FROM rollup_batch RETURNING *) INSERT INTO rollups "
+                "(" ROLLUP_COLUMNS ") SELECT " ROLLUP_COLUMNS
+                " FROM batch ORDER BY span_ms, dim, bucket_ms, value" ROLLUP_UPSERT_TAIL,
                 why, size);
 }
 
@@ -360,17 +362,14 @@ static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size)
                                 : t[c],
                        c == MARGIN_ROLLUP_N_COLUMNS - 1);
     }
-    if (exec(s,
-             "CREATE TEMP TABLE IF NOT EXISTS margin_batch (LIKE margin_rollups) ON COMMIT "
-             "DELETE ROWS",
-             why, size) ||
+    if (exec(s, "CREATE TEMP TABLE IF NOT EXISTS margin_batch (LIKE margin_rollups)", why, size) ||
         copy_in(s, "COPY margin_batch (" MARGIN_ROLLUP_COLUMNS ") FROM STDIN", &b, why, size))
         return -1;
-    return exec(
-        s,
-        "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS ") SELECT " MARGIN_ROLLUP_COLUMNS
-        " FROM margin_batch ORDER BY span_ms, dim, bucket_ms, value" MARGIN_ROLLUP_UPSERT_TAIL,
-        why, size);
+    return exec(s,
+                "WITH batch AS (DELETE FROM margin_batch RETURNING *) INSERT INTO margin_rollups "
+                "(" MARGIN_ROLLUP_COLUMNS ") SELECT " MARGIN_ROLLUP_COLUMNS
+                " FROM batch ORDER BY span_ms, dim, bucket_ms, value" MARGIN_ROLLUP_UPSERT_TAIL,
+                why, size);
 }
 
 static int64_t text_count(PGresult *r, int row, int col)
