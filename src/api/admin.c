@@ -287,10 +287,10 @@ void admin_create_key(struct app *app, struct http_request *req, const struct pr
     submit(j);
 }
 
-void admin_list_keys(struct app *app, struct http_request *req, const struct principal *who)
+/* An operation that needs nothing from the request: queued as it is. */
+static void submit_op(struct app *app, struct http_request *req, enum admin_op op)
 {
-    (void)who;
-    struct admin_job *j = new_job(app, req, OP_LIST);
+    struct admin_job *j = new_job(app, req, op);
     if (j == NULL) {
         struct err e;
         err_oom(&e);
@@ -298,6 +298,12 @@ void admin_list_keys(struct app *app, struct http_request *req, const struct pri
         return;
     }
     submit(j);
+}
+
+void admin_list_keys(struct app *app, struct http_request *req, const struct principal *who)
+{
+    (void)who;
+    submit_op(app, req, OP_LIST);
 }
 
 void admin_revoke_key(struct app *app, struct http_request *req, const struct principal *who)
@@ -412,14 +418,7 @@ void admin_spend(struct app *app, struct http_request *req, const struct princip
 void admin_list_customers(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
-    struct admin_job *j = new_job(app, req, OP_CUSTOMER_LIST);
-    if (j == NULL) {
-        struct err e;
-        err_oom(&e);
-        fail(req, &e);
-        return;
-    }
-    submit(j);
+    submit_op(app, req, OP_CUSTOMER_LIST);
 }
 
 /* A customer id as x-stratus-customer carries it: printable, no control characters. */

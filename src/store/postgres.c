@@ -17,17 +17,14 @@
 
 struct store {
     PGconn *conn;
-    struct rollup_line *lines; /* a batch's folded lines */
-    size_t lines_cap;
-    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
-    size_t mlines_cap;
+    struct rollup_batch batch; /* a batch's folded lines */
 };
 
 static int pg_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
                       struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
-static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size);
+static int add_margin_rollups(struct store *s, char *why, size_t size);
 
 /* A growing byte buffer for one COPY batch. */
 struct buf {
@@ -110,8 +107,7 @@ static void pg_close(struct store *s)
 {
     if (s == NULL) return;
     PQfinish(s->conn);
-    free(s->lines);
-    free(s->mlines);
+    rollup_batch_free(&s->batch);
     free(s);
 }
 
@@ -263,30 +259,11 @@ static int copy_rows(struct store *s, const struct ledger_row *rows, size_t n, c
 static int append_once(struct store *s, const struct ledger_row *rows, size_t n, char *why,
                        size_t size)
 {
-    if (n > s->lines_cap / ROLLUP_LINES_PER_ROW) {
-        struct rollup_line *more = realloc(s->lines, ROLLUP_LINES_PER_ROW * n * sizeof *more);
-        if (more == NULL) {
-            snprintf(why, size, "out of memory");
-            return -1;
-        }
-        s->lines = more;
-        s->lines_cap = ROLLUP_LINES_PER_ROW * n;
-    }
-    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
-        struct margin_rollup_line *more =
-            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
-        if (more == NULL) {
-            snprintf(why, size, "out of memory");
-            return -1;
-        }
-        s->mlines = more;
-        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
-    }
-    size_t m = rollup_fold(rows, n, s->lines);
-    size_t mm = rollup_fold_margin(rows, n, s->mlines);
+    if (rollup_batch_fold(&s->batch, rows, n, why, size) != 0) return -1;
     if (exec(s, "BEGIN", why, size)) return -1;
-    if (copy_rows(s, rows, n, why, size) || add_rollups(s, s->lines, m, why, size) ||
-        add_margin_rollups(s, mm, why, size) || exec(s, "COMMIT", why, size)) {
+    if (copy_rows(s, rows, n, why, size) ||
+        add_rollups(s, s->batch.lines, s->batch.n_lines, why, size) ||
+        add_margin_rollups(s, why, size) || exec(s, "COMMIT", why, size)) {
         char ignore[8];
         exec(s, "ROLLBACK", ignore, sizeof ignore);
         return -1;
@@ -338,13 +315,14 @@ static int add_rollups(struct store *s, const struct rollup_line *lines, size_t 
                 why, size);
 }
 
-/* The batch's margin lines (s->mlines[0..n)), the way add_rollups does its lines. */
-static int add_margin_rollups(struct store *s, size_t n, char *why, size_t size)
+/* The batch's margin lines (s->batch.margin), the way add_rollups does its lines. */
+static int add_margin_rollups(struct store *s, char *why, size_t size)
 {
+    size_t n = s->batch.n_margin;
     if (n == 0) return 0;
     struct buf b = {0};
     for (size_t i = 0; i < n; i++) {
-        const struct margin_rollup_line *l = &s->mlines[i];
+        const struct margin_rollup_line *l = &s->batch.margin[i];
         char t[MARGIN_ROLLUP_N_COLUMNS][40];
         snprintf(t[0], 40, "%lld", (long long)l->span_ms);
         snprintf(t[1], 40, "%lld", (long long)l->bucket_ms);

@@ -326,3 +326,34 @@ size_t rollup_fold_margin(const struct ledger_row *rows, size_t n, struct margin
     }
     return w + 1;
 }
+
+int rollup_batch_fold(struct rollup_batch *b, const struct ledger_row *rows, size_t n, char *why,
+                      size_t size)
+{
+    if (n > b->cap_lines / ROLLUP_LINES_PER_ROW) {
+        struct rollup_line *more = realloc(b->lines, ROLLUP_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) goto oom;
+        b->lines = more;
+        b->cap_lines = ROLLUP_LINES_PER_ROW * n;
+    }
+    if (n > b->cap_margin / MARGIN_LINES_PER_ROW) {
+        struct margin_rollup_line *more =
+            realloc(b->margin, MARGIN_LINES_PER_ROW * n * sizeof *more);
+        if (more == NULL) goto oom;
+        b->margin = more;
+        b->cap_margin = MARGIN_LINES_PER_ROW * n;
+    }
+    b->n_lines = rollup_fold(rows, n, b->lines);
+    b->n_margin = rollup_fold_margin(rows, n, b->margin);
+    return 0;
+oom:
+    snprintf(why, size, "out of memory");
+    return -1;
+}
+
+void rollup_batch_free(struct rollup_batch *b)
+{
+    free(b->lines);
+    free(b->margin);
+    memset(b, 0, sizeof *b);
+}

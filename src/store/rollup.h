@@ -145,6 +145,23 @@ size_t rollup_fold_margin(const struct ledger_row *rows, size_t n, struct margin
  */
 size_t rollup_fold(const struct ledger_row *rows, size_t n, struct rollup_line *out);
 
+/* What a store folds a batch into, grown to the largest batch seen and kept between batches
+ * (one per store; the writer thread's). */
+struct rollup_batch {
+    struct rollup_line *lines;
+    size_t n_lines, cap_lines;
+    struct margin_rollup_line *margin;
+    size_t n_margin, cap_margin;
+};
+
+/** Folds `n` rows into b->lines (rollup_fold) and b->margin (rollup_fold_margin), growing
+ *  them first. @return 0, or -1 with `why` ("out of memory"). */
+int rollup_batch_fold(struct rollup_batch *b, const struct ledger_row *rows, size_t n, char *why,
+                      size_t size);
+
+/** Frees what `b` holds. */
+void rollup_batch_free(struct rollup_batch *b);
+
 /* A store's page reader (its ops->read) and its rollup writer (inside an open transaction). */
 typedef int (*rollup_read_cb)(struct store *s, struct ledger_cursor *at, int64_t to_ms,
                               struct ledger_row *out, size_t cap, char *why, size_t why_size);

@@ -16,20 +16,16 @@
 struct store {
     sqlite3 *db;
     sqlite3_stmt *insert;
-    sqlite3_stmt *upsert;      /* one rollup line; prepared on first use */
-    struct rollup_line *lines; /* a batch's folded lines */
-    size_t lines_cap;
-    sqlite3_stmt *margin_upsert;       /* one margin rollup line; prepared on first use */
-    struct margin_rollup_line *mlines; /* a batch's folded margin lines */
-    size_t mlines_cap;
+    sqlite3_stmt *upsert;        /* one rollup line; prepared on first use */
+    sqlite3_stmt *margin_upsert; /* one margin rollup line; prepared on first use */
+    struct rollup_batch batch;   /* a batch's folded lines */
 };
 
 static int sqlite_read_v9(struct store *s, struct ledger_cursor *at, int64_t to_ms,
                           struct ledger_row *out, size_t cap, char *why, size_t size);
 static int add_rollups(struct store *s, const struct rollup_line *lines, size_t n, char *why,
                        size_t size);
-static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
-                              size_t size);
+static int add_margin_rollups(struct store *s, char *why, size_t size);
 
 static int exec(struct store *s, const char *sql, char *why, size_t size)
 {
@@ -95,8 +91,7 @@ static void sqlite_close(struct store *s)
     sqlite3_finalize(s->upsert);
     sqlite3_finalize(s->margin_upsert);
     sqlite3_close(s->db);
-    free(s->lines);
-    free(s->mlines);
+    rollup_batch_free(&s->batch);
     free(s);
 }
 
@@ -198,18 +193,9 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
         }
     }
     sqlite3_reset(s->insert);
-    if (n > s->lines_cap / ROLLUP_LINES_PER_ROW) {
-        struct rollup_line *more = realloc(s->lines, ROLLUP_LINES_PER_ROW * n * sizeof *more);
-        if (more == NULL) {
-            snprintf(why, size, "out of memory");
-            exec(s, "ROLLBACK", why + strlen(why), 0);
-            return -1;
-        }
-        s->lines = more;
-        s->lines_cap = ROLLUP_LINES_PER_ROW * n;
-    }
-    size_t m = rollup_fold(rows, n, s->lines);
-    if (add_rollups(s, s->lines, m, why, size) != 0 || add_margin_rollups(s, rows, n, why, size)) {
+    if (rollup_batch_fold(&s->batch, rows, n, why, size) != 0 ||
+        add_rollups(s, s->batch.lines, s->batch.n_lines, why, size) != 0 ||
+        add_margin_rollups(s, why, size) != 0) {
         exec(s, "ROLLBACK", why + strlen(why), 0);
         return -1;
     }
@@ -217,20 +203,9 @@ static int sqlite_append(struct store *s, const struct ledger_row *rows, size_t 
 }
 
 /* The batch's margin lines (rollup.h), inside the append's transaction. */
-static int add_margin_rollups(struct store *s, const struct ledger_row *rows, size_t n, char *why,
-                              size_t size)
+static int add_margin_rollups(struct store *s, char *why, size_t size)
 {
-    if (n > s->mlines_cap / MARGIN_LINES_PER_ROW) {
-        struct margin_rollup_line *more =
-            realloc(s->mlines, MARGIN_LINES_PER_ROW * n * sizeof *more);
-        if (more == NULL) {
-            snprintf(why, size, "out of memory");
-            return -1;
-        }
-        s->mlines = more;
-        s->mlines_cap = MARGIN_LINES_PER_ROW * n;
-    }
-    size_t m = rollup_fold_margin(rows, n, s->mlines);
+    size_t m = s->batch.n_margin;
     if (s->margin_upsert == NULL &&
         sqlite3_prepare_v2(s->db,
                            "INSERT INTO margin_rollups (" MARGIN_ROLLUP_COLUMNS
@@ -241,7 +216,7 @@ static int add_margin_rollups(struct store *s, const struct ledger_row *rows, si
     }
     sqlite3_stmt *q = s->margin_upsert;
     for (size_t i = 0; i < m; i++) {
-        const struct margin_rollup_line *l = &s->mlines[i];
+        const struct margin_rollup_line *l = &s->batch.margin[i];
         sqlite3_reset(q);
         sqlite3_bind_int64(q, 1, l->span_ms);
         sqlite3_bind_int64(q, 2, l->bucket_ms);
