@@ -318,25 +318,45 @@ static int reload_with(struct app *app, struct config *cfg, const char *cause,
     return 0;
 }
 
+/* A loaded file, or why it did not load (`cfg` NULL), becomes the reload's outcome. */
+static int reload_loaded(struct app *app, struct config *cfg, const char *error,
+                         struct reload_result *out, struct err *err)
+{
+    if (cfg != NULL) return reload_with(app, cfg, "reload", out, err);
+    struct log_line l;
+    log_begin(&l, "error", "reload_failed");
+    log_str(&l, "config", app->cfg->path);
+    log_str(&l, "error", error);
+    log_str(&l, "message", "the running config stays in use");
+    log_end(&l);
+    app->reloads_failed++;
+    return err_set(err, 400, "invalid_request_error", "invalid_config", "%s", error);
+}
+
 int app_reload(struct app *app, struct reload_result *out, struct err *err)
 {
     memset(out, 0, sizeof *out);
     reload_tls(app);
-    struct log_line l;
     struct config_error ce;
+    char where[700] = "";
     struct config *cfg = config_load(app->cfg->path, &ce);
-    if (cfg == NULL) {
-        char where[700];
-        config_error_format(&ce, where, sizeof where);
-        log_begin(&l, "error", "reload_failed");
-        log_str(&l, "config", app->cfg->path);
-        log_str(&l, "error", where);
-        log_str(&l, "message", "the running config stays in use");
-        log_end(&l);
-        app->reloads_failed++;
-        return err_set(err, 400, "invalid_request_error", "invalid_config", "%s", where);
+    if (cfg == NULL) config_error_format(&ce, where, sizeof where);
+    return reload_loaded(app, cfg, where, out, err);
+}
+
+/* SIGHUP's file, loaded on the refresh thread (config_refresh_reload_file). */
+static void on_file_loaded(struct config *cfg, const char *error, void *ud)
+{
+    struct app *app = ud;
+    if (app->stopping) {
+        config_free(cfg);
+        return;
     }
-    return reload_with(app, cfg, "reload", out, err);
+    struct reload_result r;
+    struct err e;
+    memset(&r, 0, sizeof r);
+    err_clear(&e);
+    reload_loaded(app, cfg, error, &r, &e); /* the outcome is in the log either way */
 }
 
 /* The refresher loaded the running config again and a secret's value changed. */
@@ -361,10 +381,10 @@ static void on_hup(evutil_socket_t sig, short what, void *ud)
     (void)sig;
     (void)what;
     if (app->stopping) return;
-    struct reload_result r;
-    struct err e;
-    err_clear(&e);
-    app_reload(app, &r, &e); /* the outcome is in the log either way */
+    /* The file (and every secret it names) is loaded off the loop, which never waits for a
+     * secret store; the certificate files are read here, as on every reload. */
+    reload_tls(app);
+    config_refresh_reload_file(app->refresh);
 }
 
 static void on_stop_check(evutil_socket_t fd, short what, void *ud)
@@ -723,7 +743,8 @@ int app_run(struct config *cfg, const char *listen)
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }
-    if ((app->refresh = config_refresh_new(app->loop, on_secrets_changed, app, &e)) == NULL) {
+    if ((app->refresh =
+             config_refresh_new(app->loop, on_secrets_changed, on_file_loaded, app, &e)) == NULL) {
         log_msg("error", "start_failed", "%s", e.msg);
         goto out;
     }

@@ -39,6 +39,12 @@ struct config_refresh {
     /* thread only: failure logging */
     char last_error[600];
     uint64_t last_logged_ns;
+    /* a reload of the file (SIGHUP), loaded here so the loop never waits for a store */
+    bool want_file;          /* under mu: asked, not yet started */
+    bool file_done;          /* under mu: loaded (or failed), for the loop to take */
+    struct config *file_cfg; /* under mu: the loaded config, or NULL */
+    char file_error[800];    /* under mu: why it failed */
+    config_refresh_file_cb file_cb;
 };
 
 static void on_ready(evutil_socket_t fd, short what, void *ud)
@@ -47,10 +53,20 @@ static void on_ready(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     pthread_mutex_lock(&r->mu);
-    struct config *fresh = r->ready;
-    bool current = r->ready_seq == r->seq;
+    struct config *fresh = r->ready, *file = r->file_cfg;
+    bool current = r->ready_seq == r->seq, file_done = r->file_done;
+    char file_error[sizeof r->file_error];
+    memcpy(file_error, r->file_error, sizeof file_error);
     r->ready = NULL;
+    r->file_cfg = NULL;
+    r->file_done = false;
     pthread_mutex_unlock(&r->mu);
+    if (file_done) {
+        /* The file wins over a refresh of the text it replaces (which it also re-resolved). */
+        config_free(fresh);
+        r->file_cb(file, file_error, r->ud);
+        return;
+    }
     if (fresh == NULL) return;
     if (!current) { /* the running config changed while this one was loading */
         config_free(fresh);
@@ -79,6 +95,23 @@ static void *run(void *ud)
     struct config_refresh *r = ud;
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
+        if (r->want_file) {
+            r->want_file = false;
+            char *path = r->path ? strdup(r->path) : NULL;
+            pthread_mutex_unlock(&r->mu);
+            struct config_error ce;
+            struct config *cfg = path ? config_load(path, &ce) : NULL;
+            char msg[sizeof r->file_error] = "out of memory";
+            if (cfg == NULL && path) config_error_format(&ce, msg, sizeof msg);
+            free(path);
+            pthread_mutex_lock(&r->mu);
+            config_free(r->file_cfg); /* an earlier one the loop has not taken yet */
+            r->file_cfg = cfg;
+            snprintf(r->file_error, sizeof r->file_error, "%s", cfg ? "" : msg);
+            r->file_done = true;
+            event_active(r->wake, EV_READ, 0);
+            continue;
+        }
         if (r->text == NULL || r->every_s <= 0) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
@@ -87,9 +120,11 @@ static void *run(void *ud)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += r->every_s;
         unsigned long seq = r->seq;
-        while (!r->stop && seq == r->seq && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {
+        while (!r->stop && seq == r->seq && !r->want_file &&
+               pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {
         }
-        if (r->stop || seq != r->seq) continue; /* a new config: start its interval afresh */
+        /* a new config starts its interval afresh; a file reload goes first */
+        if (r->stop || seq != r->seq || r->want_file) continue;
         char *text = malloc(r->text_len + 1), *path = strdup(r->path);
         size_t len = r->text_len;
         unsigned char was[32];
@@ -134,8 +169,8 @@ static void *run(void *ud)
     return NULL;
 }
 
-struct config_refresh *config_refresh_new(struct event_base *loop, config_refresh_cb cb, void *ud,
-                                          struct err *err)
+struct config_refresh *config_refresh_new(struct event_base *loop, config_refresh_cb cb,
+                                          config_refresh_file_cb file_cb, void *ud, struct err *err)
 {
     struct config_refresh *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -144,6 +179,7 @@ struct config_refresh *config_refresh_new(struct event_base *loop, config_refres
     }
     r->loop = loop;
     r->cb = cb;
+    r->file_cb = file_cb;
     r->ud = ud;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -183,6 +219,14 @@ void config_refresh_track(struct config_refresh *r, const struct config *running
     pthread_mutex_unlock(&r->mu);
 }
 
+void config_refresh_reload_file(struct config_refresh *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->want_file = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 void config_refresh_stats(struct config_refresh *r, struct config_refresh_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -204,6 +248,7 @@ void config_refresh_free(struct config_refresh *r)
     }
     if (r->wake) event_free(r->wake);
     config_free(r->ready);
+    config_free(r->file_cfg);
     free(r->text);
     free(r->path);
     pthread_mutex_destroy(&r->mu);

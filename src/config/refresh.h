@@ -24,9 +24,18 @@ struct config_refresh;
 /** A config whose secrets changed; the callee *takes ownership*. Loop thread. */
 typedef void (*config_refresh_cb)(struct config *fresh, void *ud);
 
+/** The file loaded for config_refresh_reload_file: `cfg` (callee *takes ownership*), or NULL
+ *  with `error` ("FILE:LINE:COL: message"). Loop thread. */
+typedef void (*config_refresh_file_cb)(struct config *cfg, const char *error, void *ud);
+
 /** Starts the thread (idle until config_refresh_track). @return *owned*, or NULL with err. */
-struct config_refresh *config_refresh_new(struct event_base *loop, config_refresh_cb cb, void *ud,
+struct config_refresh *config_refresh_new(struct event_base *loop, config_refresh_cb cb,
+                                          config_refresh_file_cb file_cb, void *ud,
                                           struct err *err);
+
+/** Loads the running config's file on the thread (SIGHUP: remote secret stores may take
+ *  up to their timeouts) and hands the result to `file_cb`. Loop thread. */
+void config_refresh_reload_file(struct config_refresh *r);
 
 /** What runs now: its text, path, interval and secrets (copied; `running` is not kept).
  *  A load started before this call and finishing after it is dropped. */

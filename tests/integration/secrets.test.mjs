@@ -301,3 +301,26 @@ test('store.password and store.redis_password come from a store: the gateway rea
     assert.ok(!e.stderr.includes('not-the-pg-password') && !e.stderr.includes('pg-pass-from-sm'));
   } finally { await redis.close(); await pg.close(); }
 });
+
+test('SIGHUP loads the file off the event loop: with the store hanging, requests are answered before the reload gives up', async () => {
+  kv('secret/stratus/hang', { api_key: 'sk-hang-1' });
+  const yaml = config({
+    extra: secretsSection({ refresh: 0 }),
+    backends: [{ name: 'up', url: up.url, api_key: 'vault:secret/stratus/hang#api_key' }],
+    models: [{ name: 'quick', targets: [{ backend: 'up', model: 'hang-model' }] }],
+  });
+  const gw = await startGateway(yaml, { env: env() });
+  try {
+    vault.fault('hang');
+    gw.child.kill('SIGHUP');
+    await waitFor(() => vault.requests.some((r) => r.path === '/v1/secret/data/stratus/hang' && r.status === null) || vault.count('/v1/secret/data/stratus/hang') > 1,
+      { what: 'the reload asking Vault' });
+    const res = await chat(gw, 'quick');
+    assert.equal(res.status, 200);
+    assert.ok(!gw.logs.some((l) => l.event === 'reload_failed'), 'answered while the reload was still waiting for Vault');
+    const failed = await gw.waitForLog((l) => l.event === 'reload_failed', 10000 * SCALE);
+    assert.match(failed.error, /vault:secret\/stratus\/hang#api_key: Vault unreachable/);
+    assert.equal(seenKey('hang-model'), 'Bearer sk-hang-1');
+  } finally { vault.fault(null); await gw.stop(); }
+  assert.equal(gw.exitCode, 0, gw.stderr.slice(-3000));
+});
