@@ -242,19 +242,31 @@ static void submit(struct admin_job *j)
     }
 }
 
+/* The request body as JSON (owned), or NULL for an empty body; strict like the model APIs'
+ * bodies (a duplicate key is refused, not silently the last one). @return 0, or -1 with `e`. */
+static int body_json(struct http_request *req, json_t **out, struct err *e)
+{
+    *out = NULL;
+    size_t len = evbuffer_get_length(req->body);
+    if (len == 0) return 0;
+    json_error_t jerr;
+    *out = json_loadb((const char *)evbuffer_pullup(req->body, -1), len, JSON_REJECT_DUPLICATES,
+                      &jerr);
+    if (*out != NULL) return 0;
+    return err_set(e, 400, "invalid_request_error", "invalid_json",
+                   "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
+                   jerr.column);
+}
+
 void admin_create_key(struct app *app, struct http_request *req, const struct principal *who)
 {
     (void)who;
     struct err e;
     err_clear(&e);
-    size_t len = evbuffer_get_length(req->body);
-    json_error_t jerr;
-    json_t *body = len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr)
-                       : json_object();
+    json_t *body = NULL;
+    if (body_json(req, &body, &e) == 0 && body == NULL) body = json_object();
     if (body == NULL) {
-        err_set(&e, 400, "invalid_request_error", "invalid_json",
-                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
-                jerr.column);
+        if (e.status == 0) err_oom(&e);
         fail(req, &e);
         return;
     }
@@ -455,19 +467,13 @@ void admin_set_customer(struct app *app, struct http_request *req, const struct 
     (void)who;
     struct err e;
     err_clear(&e);
-    size_t len = evbuffer_get_length(req->body);
-    json_error_t jerr;
-    json_t *body =
-        len ? json_loadb((const char *)evbuffer_pullup(req->body, -1), len, 0, &jerr) : NULL;
+    json_t *body = NULL;
+    body_json(req, &body, &e);
     const json_t *cust = json_object_get(body, "customer"), *tier = json_object_get(body, "tier");
-    if (body == NULL && len)
-        err_set(&e, 400, "invalid_request_error", "invalid_json",
-                "request body is not valid JSON: %s at line %d column %d", jerr.text, jerr.line,
-                jerr.column);
-    else if (body == NULL)
+    if (e.status == 0 && body == NULL)
         err_set(&e, 400, "invalid_request_error", "invalid_json",
                 "request body is empty: send {\"customer\": ID, \"tier\": T}");
-    else if (!json_is_object(body))
+    else if (e.status == 0 && !json_is_object(body))
         err_set(&e, 400, "invalid_request_error", "invalid_json",
                 "request body must be a JSON object");
     if (e.status == 0) unknown_field(body, &e);

@@ -174,6 +174,13 @@ test('/admin/customers maps x-stratus-customer to a tier; changes hold at once; 
     const noBody = await fetch(`${gw.baseURL}/admin/customers`, { method: 'POST', headers: { authorization: `Bearer ${MK}` } });
     assert.equal(noBody.status, 400);
     assert.match((await noBody.json()).error.message, /request body is empty/);
+    // A duplicate key is refused, not silently the last one (customers and keys alike).
+    for (const [path, raw] of [['/admin/customers', '{"customer":"a","customer":"b","tier":"free"}'],
+      ['/admin/keys', '{"tier":"free","tier":"standard"}']]) {
+      const dup = await fetch(`${gw.baseURL}${path}`, { method: 'POST', headers: { authorization: `Bearer ${MK}` }, body: raw });
+      assert.equal(dup.status, 400, path);
+      assert.match((await dup.json()).error.message, /duplicate object key/);
+    }
     // Admin only.
     const k = await (await call(gw, 'POST', '/admin/keys', {})).json();
     assert.equal((await call(gw, 'GET', '/admin/customers', undefined, k.key)).status, 403);
