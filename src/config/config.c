@@ -615,9 +615,15 @@ static int parse_bedrock_backend(struct loader *ld, const yaml_node_t *n, struct
                        "%s: region '%s' is not an AWS region name", owner, b->region);
     if (parse_url(ld, n, get(ld, n, "base_url") ? "base_url" : "endpoint_url", &b->base_url, owner))
         return -1;
-    if (b->base_url == NULL) {
-        char url[256];
-        snprintf(url, sizeof url, "https://bedrock-runtime.%s.amazonaws.com", b->region);
+    if (b->base_url == NULL) { /* DESIGN.md: the AWS SDKs' endpoint variables */
+        char url[1024];
+        aws_endpoint(NULL, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "bedrock-runtime", b->region, url,
+                     sizeof url);
+        if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+            return fail_at(ld, n,
+                           "%s: AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL must be an "
+                           "http(s) URL, not '%.200s'",
+                           owner, url);
         if ((b->base_url = strdup(url)) == NULL) return fail_at(ld, n, "out of memory");
     }
     if (resolve_aws_credentials(ld, n, b, owner)) return -1;

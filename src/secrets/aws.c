@@ -82,21 +82,6 @@ static void arn_region(const char *id, size_t n, char *out, size_t size)
     }
 }
 
-/* Endpoint of `service`: configured, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, AWS's. */
-static void endpoint(const char *configured, const char *env_name, const char *service,
-                     const char *region, char *out, size_t size)
-{
-    const char *e = configured               ? configured
-                    : secrets__env(env_name) ? secrets__env(env_name)
-                                             : secrets__env("AWS_ENDPOINT_URL");
-    if (e)
-        snprintf(out, size, "%s", e);
-    else
-        snprintf(out, size, "https://%s.%s.amazonaws.com", service, region);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/') out[--n] = '\0';
-}
-
 /* One JSON 1.1 call. @return 0 with the parsed answer (owned), or -1 with `why`. */
 static int call(struct secrets_sources *s, const char *ref, const char *service, const char *url,
                 const char *region, const char *target, json_t *request, json_t **answer, char *why,
@@ -256,8 +241,8 @@ static int sm_fetch(struct secrets_sources *s, const char *rest, char **value, c
     char from_arn[64];
     arn_region(id, n, from_arn, sizeof from_arn);
     if (pick_region(s, from_arn, ref, region, sizeof region, why, size) != 0) return -1;
-    endpoint(s ? s->secrets_manager_url : NULL, "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-             "secretsmanager", region, url, sizeof url);
+    aws_endpoint(s ? s->secrets_manager_url : NULL, "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                 "secretsmanager", region, url, sizeof url);
     json_t *req = json_pack("{ss}", "SecretId", id), *ans = NULL;
     int rc = req ? call(s, ref, "secretsmanager", url, region, "secretsmanager.GetSecretValue", req,
                         &ans, why, size)
@@ -295,7 +280,7 @@ static int ssm_fetch(struct secrets_sources *s, const char *rest, char **value, 
     snprintf(ref, sizeof ref, "ssm:%s", rest);
     arn_region(rest, strlen(rest), from_arn, sizeof from_arn);
     if (pick_region(s, from_arn, ref, region, sizeof region, why, size) != 0) return -1;
-    endpoint(s ? s->ssm_url : NULL, "AWS_ENDPOINT_URL_SSM", "ssm", region, url, sizeof url);
+    aws_endpoint(s ? s->ssm_url : NULL, "AWS_ENDPOINT_URL_SSM", "ssm", region, url, sizeof url);
     json_t *req = json_pack("{sssb}", "Name", rest, "WithDecryption", 1), *ans = NULL;
     int rc =
         req ? call(s, ref, "ssm", url, region, "AmazonSSM.GetParameter", req, &ans, why, size) : -1;

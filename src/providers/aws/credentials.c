@@ -113,3 +113,17 @@ void aws_credentials_clear(struct aws_credentials *c)
         }
     }
 }
+
+void aws_endpoint(const char *configured, const char *env_name, const char *service,
+                  const char *region, char *out, size_t size)
+{
+    const char *e = configured      ? configured
+                    : env(env_name) ? env(env_name)
+                                    : env("AWS_ENDPOINT_URL");
+    if (e)
+        snprintf(out, size, "%s", e);
+    else
+        snprintf(out, size, "https://%s.%s.amazonaws.com", service, region);
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '/') out[--n] = '\0';
+}

@@ -600,6 +600,24 @@ static void test_config_load_string_bedrock_credentials_chain(void **state)
                  2, 5, "no AWS credentials");
     expect_error("backends:\n  - { name: aws, type: bedrock, region: \"us east\" }\n", 2, 41,
                  "is not an AWS region name");
+    /* Without endpoint_url: the AWS SDKs' variables, the service's own first (DESIGN.md). */
+    const char *bare = "backends:\n  - { name: aws, type: bedrock, region: eu-west-1 }\n";
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566/", 1);
+    cfg = load(bare, &e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->backends[0].base_url, "http://127.0.0.1:4566");
+    config_free(cfg);
+    setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "https://vpce-1.bedrock-runtime.example", 1);
+    cfg = load(bare, &e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->backends[0].base_url, "https://vpce-1.bedrock-runtime.example");
+    config_free(cfg);
+    setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "vpce-1.example", 1);
+    expect_error(bare, 2, 5,
+                 "AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL must be an "
+                 "http(s) URL, not 'vpce-1.example'");
+    unsetenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME");
+    unsetenv("AWS_ENDPOINT_URL");
     unsetenv("TEST_AK");
     unsetenv("TEST_SK");
     unsetenv("AWS_SHARED_CREDENTIALS_FILE");
